@@ -1,0 +1,47 @@
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int error_set(struct error *err, int code, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!err || err->code)
+                return code;
+        err->code = code;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+        return code;
+}
+
+void error_prefix(struct error *err, const char *fmt, ...)
+{
+        char prefix[sizeof(err->msg)];
+        char old[sizeof(err->msg)];
+        va_list ap;
+
+        if (!err || !err->code)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(prefix, sizeof(prefix), fmt, ap);
+        va_end(ap);
+        memcpy(old, err->msg, sizeof(old));
+        size_t n = strnlen(prefix, sizeof(err->msg) - 3);
+        memcpy(err->msg, prefix, n);
+        memcpy(err->msg + n, ": ", 2);
+        n += 2;
+        size_t rest = strnlen(old, sizeof(err->msg) - n - 1);
+        memcpy(err->msg + n, old, rest);
+        err->msg[n + rest] = '\0';
+}
+
+void error_clear(struct error *err)
+{
+        if (err) {
+                err->code = 0;
+                err->msg[0] = '\0';
+        }
+}

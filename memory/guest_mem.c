@@ -1,0 +1,173 @@
+#include "guest_mem.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << 26)
+#endif
+
+struct guest_mem {
+        uint8_t *base; /* one contiguous host mapping backs every region */
+        uint64_t size;
+        unsigned nr_regions;
+        struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
+};
+
+int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struct guest_mem **out)
+{
+        uint64_t page = (spec->flags & GUEST_MEM_HUGEPAGES) ? MiB(2) : KiB(4);
+        int mflags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+        struct guest_mem *mem;
+        uint64_t low, high_end;
+        void *base;
+
+        if (spec->size == 0)
+                return error_set(err, -EINVAL, "guest memory size must be greater than 0");
+        if (!is_aligned(spec->size, page))
+                return error_set(err, -EINVAL,
+                                 "guest memory size %llu is not a multiple of the %llu KiB page size",
+                                 (unsigned long long)spec->size, (unsigned long long)(page >> 10));
+        if (spec->hole_start > spec->hole_end || !is_aligned(spec->hole_start, page) ||
+            !is_aligned(spec->hole_end, page))
+                return error_set(err, -EINVAL, "invalid memory hole");
+        low = spec->size < spec->hole_start ? spec->size : spec->hole_start;
+        if (!range_end(spec->hole_end, spec->size - low, &high_end))
+                return error_set(err, -EINVAL, "guest memory size too large");
+
+        if (spec->flags & GUEST_MEM_HUGEPAGES)
+                mflags |= MAP_HUGETLB | MAP_HUGE_2MB;
+        base = mmap(NULL, spec->size, PROT_READ | PROT_WRITE, mflags, -1, 0);
+        if (base == MAP_FAILED)
+                return error_set(err, -errno,
+                                 "cannot map %llu MiB of guest memory%s: %s",
+                                 (unsigned long long)(spec->size >> 20),
+                                 (spec->flags & GUEST_MEM_HUGEPAGES) ? " with 2 MiB huge pages"
+                                                                     : "",
+                                 strerror(errno));
+        /* Guest RAM stays out of core dumps: it can be large and may hold guest secrets. */
+        madvise(base, spec->size, MADV_DONTDUMP);
+
+        mem = calloc(1, sizeof(*mem));
+        if (!mem) {
+                munmap(base, spec->size);
+                return error_set(err, -ENOMEM, "out of memory");
+        }
+        mem->base = base;
+        mem->size = spec->size;
+        mem->regions[0] = (struct guest_mem_region){.gpa = 0, .size = low, .host = base};
+        mem->nr_regions = 1;
+        if (spec->size > low) {
+                mem->regions[1] = (struct guest_mem_region){
+                        .gpa = spec->hole_end, .size = spec->size - low, .host = mem->base + low};
+                mem->nr_regions = 2;
+        }
+        *out = mem;
+        return 0;
+}
+
+void guest_mem_destroy(struct guest_mem *mem)
+{
+        if (!mem)
+                return;
+        munmap(mem->base, mem->size);
+        free(mem);
+}
+
+uint64_t guest_mem_size(const struct guest_mem *mem)
+{
+        return mem->size;
+}
+
+unsigned guest_mem_region_count(const struct guest_mem *mem)
+{
+        return mem->nr_regions;
+}
+
+struct guest_mem_region guest_mem_region_get(const struct guest_mem *mem, unsigned i)
+{
+        return i < mem->nr_regions ? mem->regions[i] : (struct guest_mem_region){0};
+}
+
+gpa_t guest_mem_low_end(const struct guest_mem *mem)
+{
+        return mem->regions[0].size;
+}
+
+static const struct guest_mem_region *find_region(const struct guest_mem *mem, gpa_t gpa,
+                                                  uint64_t len)
+{
+        uint64_t end;
+
+        if (!range_end(gpa, len, &end))
+                return NULL;
+        for (unsigned i = 0; i < mem->nr_regions; i++) {
+                const struct guest_mem_region *r = &mem->regions[i];
+                if (gpa >= r->gpa && end <= r->gpa + r->size)
+                        return r;
+        }
+        return NULL;
+}
+
+bool guest_mem_contains(const struct guest_mem *mem, gpa_t gpa, uint64_t len)
+{
+        return find_region(mem, gpa, len) != NULL;
+}
+
+void *guest_mem_translate(const struct guest_mem *mem, gpa_t gpa, uint64_t len)
+{
+        const struct guest_mem_region *r = find_region(mem, gpa, len);
+        return r ? r->host + (gpa - r->gpa) : NULL;
+}
+
+int guest_mem_read(const struct guest_mem *mem, gpa_t gpa, void *dst, size_t len)
+{
+        const void *src = guest_mem_translate(mem, gpa, len);
+        if (!src)
+                return -EFAULT;
+        memcpy(dst, src, len);
+        return 0;
+}
+
+int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, size_t len)
+{
+        void *dst = guest_mem_translate(mem, gpa, len);
+        if (!dst)
+                return -EFAULT;
+        memcpy(dst, src, len);
+        return 0;
+}
+
+int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len)
+{
+        void *dst = guest_mem_translate(mem, gpa, len);
+        if (!dst)
+                return -EFAULT;
+        memset(dst, byte, len);
+        return 0;
+}
+
+uint64_t guest_mem_resident_bytes(const struct guest_mem *mem)
+{
+        long pagesz = sysconf(_SC_PAGESIZE);
+        const uint64_t chunk = MiB(64);
+        unsigned char *vec;
+        uint64_t resident = 0;
+
+        vec = malloc(chunk / (uint64_t)pagesz);
+        if (!vec)
+                return 0;
+        for (uint64_t off = 0; off < mem->size; off += chunk) {
+                uint64_t len = mem->size - off < chunk ? mem->size - off : chunk;
+                uint64_t pages = (len + (uint64_t)pagesz - 1) / (uint64_t)pagesz;
+                if (mincore(mem->base + off, len, vec) != 0)
+                        break;
+                for (uint64_t i = 0; i < pages; i++)
+                        resident += (vec[i] & 1) ? (uint64_t)pagesz : 0;
+        }
+        free(vec);
+        return resident;
+}

@@ -1,0 +1,71 @@
+/*
+ * Guest physical memory: anonymous host mappings split into regions around the 32-bit MMIO
+ * hole, and the only place that turns a guest physical address into a host pointer.
+ *
+ * Every translation takes (address, length) and succeeds only when the whole range lies in
+ * one RAM region, with overflow-safe arithmetic. Other modules never do pointer arithmetic on
+ * guest addresses: they call guest_mem_read/write, or guest_mem_translate for a checked span.
+ *
+ * This is the trusted path (the VMM's own loaders and platform firmware models). Devices get
+ * their own accessor built on top of it.
+ */
+#ifndef MEMORY_GUEST_MEM_H
+#define MEMORY_GUEST_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/util.h"
+
+typedef uint64_t gpa_t;
+
+#define GUEST_MEM_MAX_REGIONS 2
+
+enum guest_mem_flags {
+        GUEST_MEM_HUGEPAGES = 1u << 0, /* back RAM with 2 MiB hugetlbfs pages */
+};
+
+struct guest_mem_spec {
+        uint64_t size;    /* bytes of RAM, multiple of 4 KiB (2 MiB with hugepages) */
+        gpa_t hole_start; /* RAM above this address moves to hole_end */
+        gpa_t hole_end;
+        unsigned flags;
+};
+
+struct guest_mem_region {
+        gpa_t gpa;
+        uint64_t size;
+        uint8_t *host;
+};
+
+struct guest_mem;
+
+/* Maps the RAM (not yet touched: pages are allocated on first access). */
+int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struct guest_mem **out)
+        MUST_CHECK;
+void guest_mem_destroy(struct guest_mem *mem);
+
+uint64_t guest_mem_size(const struct guest_mem *mem);
+unsigned guest_mem_region_count(const struct guest_mem *mem);
+/* Region i (i < region_count), for registering KVM memory slots. */
+struct guest_mem_region guest_mem_region_get(const struct guest_mem *mem, unsigned i);
+/* End of the RAM region that starts at 0 (the top of "low" memory). */
+gpa_t guest_mem_low_end(const struct guest_mem *mem);
+
+/* True when all of [gpa, gpa+len) is RAM within a single region. len 0 is valid inside RAM. */
+bool guest_mem_contains(const struct guest_mem *mem, gpa_t gpa, uint64_t len);
+/* Host view of [gpa, gpa+len), or NULL when the range is not entirely guest RAM. */
+void *guest_mem_translate(const struct guest_mem *mem, gpa_t gpa, uint64_t len);
+
+/* Copy in/out of guest RAM; -EFAULT (nothing copied) when the range is not RAM. */
+int guest_mem_read(const struct guest_mem *mem, gpa_t gpa, void *dst, size_t len) MUST_CHECK;
+int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, size_t len)
+        MUST_CHECK;
+int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len) MUST_CHECK;
+
+/* Bytes of guest RAM currently resident on the host (mincore), for memory accounting. */
+uint64_t guest_mem_resident_bytes(const struct guest_mem *mem);
+
+#endif

@@ -1,0 +1,1 @@
+int vmm_core_placeholder_symbol;
