@@ -1,0 +1,83 @@
+/*
+ * The machine's platform description and the firmware tables generated from it.
+ *
+ * One table of devices {name, kind, base, len, gsi} describes the board (QEMU microvm's
+ * idea): the ACPI tables (RSDP/XSDT/FADT/MADT/DSDT), the legacy MPTable and the kernel
+ * command line's virtio_mmio.device= entries are all generated from it, so they cannot
+ * disagree. The builder needs no KVM and no guest memory: it returns blobs with their guest
+ * addresses, which the VMM copies into RAM or `--dump-platform` writes to files.
+ */
+#ifndef ARCH_X86_PLATFORM_H
+#define ARCH_X86_PLATFORM_H
+
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "memory/guest_mem.h"
+
+#define PLATFORM_MAX_DEVS  80
+#define PLATFORM_MAX_VCPUS 254 /* 8-bit xAPIC ids, 0xff is broadcast */
+
+/* OEM identity written in every generated table (ACPI and MPTable). */
+#define PLATFORM_OEM_ID       "CVMM  " /* 6 bytes */
+#define PLATFORM_OEM_TABLE_ID "CVMM"   /* + 4-byte table signature, e.g. "CVMMDSDT" */
+#define PLATFORM_CREATOR_ID   "CVMM"
+#define PLATFORM_OEM_REVISION 1
+
+enum platform_dev_kind {
+        PLATFORM_DEV_SERIAL,      /* 8250 UART: base = I/O port, len 8, gsi = ISA IRQ */
+        PLATFORM_DEV_I8042,       /* PS/2 controller: ports 0x60 and 0x64, gsi = ISA IRQ 1 */
+        PLATFORM_DEV_VIRTIO_MMIO, /* virtio-mmio v2 slot: base = MMIO address, len 0x1000 */
+        PLATFORM_DEV_MMIO_OTHER,  /* described nowhere (e.g. the boot timer); occupies space */
+};
+
+struct platform_dev {
+        char name[16]; /* ACPI-safe short name, unique per kind, e.g. "COM1", "VR00" */
+        enum platform_dev_kind kind;
+        uint64_t base;
+        uint64_t len;
+        uint32_t gsi;
+};
+
+struct platform_desc {
+        unsigned nr_vcpus; /* APIC ids are 0..nr_vcpus-1 */
+        unsigned nr_devs;
+        struct platform_dev devs[PLATFORM_MAX_DEVS];
+};
+
+struct platform_blob {
+        char name[12]; /* "RSDP", "XSDT", "FACP", "APIC", "DSDT", "MPTABLE" */
+        gpa_t gpa;
+        uint32_t len;
+        uint8_t *data;
+};
+
+#define PLATFORM_MAX_BLOBS 8
+
+struct platform_tables {
+        unsigned nr;
+        struct platform_blob blobs[PLATFORM_MAX_BLOBS];
+        gpa_t rsdp; /* address of the RSDP, for boot_params.acpi_rsdp_addr and PVH */
+};
+
+/* Adds a device; -EINVAL on overlap with a device of the same address space or when full. */
+int platform_add_dev(struct platform_desc *desc, const struct platform_dev *dev,
+                     struct error *err) MUST_CHECK;
+
+/* Builds the MPTable at X86_MPTABLE_ADDR, then the ACPI tables after it (below
+ * X86_RSDP_ADDR), and the RSDP at X86_RSDP_ADDR. */
+int platform_tables_build(const struct platform_desc *desc, struct platform_tables *out,
+                          struct error *err) MUST_CHECK;
+int platform_tables_write(const struct platform_tables *t, const struct guest_mem *mem,
+                          struct error *err) MUST_CHECK;
+const struct platform_blob *platform_tables_find(const struct platform_tables *t,
+                                                 const char *name);
+void platform_tables_free(struct platform_tables *t);
+
+/* Appends " virtio_mmio.device=4K@0xADDR:GSI" for every virtio-mmio slot; -ENOSPC if the
+ * result (with NUL) would exceed cap bytes. */
+int platform_cmdline_append(const struct platform_desc *desc, char *cmdline, size_t cap,
+                            struct error *err) MUST_CHECK;
+
+#endif
