@@ -1,0 +1,45 @@
+/*
+ * 8250/16550A UART (COM1): transmit goes to an output callback as soon as the guest writes
+ * THR; input is queued into a 64-byte receive FIFO by the VMM thread. LSR, IIR priorities,
+ * the THRE and received-data interrupts, DLAB, scratch and loopback behave like the chip.
+ * The device is bus-relative (offsets 0..7) and thread-safe.
+ */
+#ifndef DEVICES_SERIAL_H
+#define DEVICES_SERIAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "irq.h"
+
+#define SERIAL_FIFO_SIZE 64
+
+struct serial_config {
+        struct irq_line irq;
+        /* Guest output; called with the device lock held, from a vCPU thread. */
+        void (*out)(void *opaque, const uint8_t *buf, size_t len);
+        /* Called when the receive FIFO gains free space after being full. */
+        void (*rx_space)(void *opaque);
+        void *opaque;
+};
+
+struct serial;
+
+int serial_create(const struct serial_config *cfg, struct serial **out) MUST_CHECK;
+void serial_destroy(struct serial *s);
+const struct bus_ops *serial_bus_ops(void);
+
+/* Queues guest input; returns how many bytes fit (the rest stays with the caller). */
+size_t serial_rx_push(struct serial *s, const uint8_t *buf, size_t len);
+size_t serial_rx_space(struct serial *s);
+
+/* Counters for metrics: bytes out, bytes in, input bytes refused because the FIFO was full. */
+struct serial_stats {
+        uint64_t tx_bytes;
+        uint64_t rx_bytes;
+        uint64_t missed_read_count;
+};
+void serial_get_stats(struct serial *s, struct serial_stats *st);
+
+#endif
