@@ -1,20 +1,41 @@
 #include "error.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+
+int error_setv(struct error *err, int code, const char *fmt, va_list ap)
+{
+        if (!err || err->code)
+                return code;
+        err->code = code;
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        return code;
+}
 
 int error_set(struct error *err, int code, const char *fmt, ...)
 {
         va_list ap;
 
-        if (!err || err->code)
-                return code;
-        err->code = code;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        error_setv(err, code, fmt, ap);
         va_end(ap);
         return code;
+}
+
+int error_config(struct error *err, const char *fmt, ...)
+{
+        bool first = err && !err->code;
+        va_list ap;
+
+        va_start(ap, fmt);
+        error_setv(err, -EINVAL, fmt, ap);
+        va_end(ap);
+        if (first)
+                err->kind = ERROR_CONFIG;
+        return -EINVAL;
 }
 
 void error_prefix(struct error *err, const char *fmt, ...)
@@ -42,6 +63,7 @@ void error_clear(struct error *err)
 {
         if (err) {
                 err->code = 0;
+                err->kind = ERROR_HOST;
                 err->msg[0] = '\0';
         }
 }

@@ -1,1 +1,0 @@
-int vmm_core_placeholder_symbol;

@@ -1,0 +1,203 @@
+#include "kvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define KVM_TSS_ADDR      0xfffbd000ull
+#define KVM_IDENTITY_ADDR 0xfffbc000ull
+
+static const struct {
+        int cap;
+        const char *name;
+} required_caps[] = {
+        {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+        {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+        {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+        {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
+        {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+        {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2"},
+        {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+        {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+        {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+        {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+        {KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER"},
+        {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
+        {KVM_CAP_XCRS, "KVM_CAP_XCRS"},
+        {KVM_CAP_SYNC_MMU, "KVM_CAP_SYNC_MMU"},
+};
+
+static int check_caps(struct kvm *kvm, struct error *err)
+{
+        int v = ioctl(kvm->sys_fd, KVM_GET_API_VERSION, 0);
+
+        if (v != KVM_API_VERSION)
+                return error_set(err, -ENOTSUP, "KVM API version is %d, expected %d", v,
+                                 KVM_API_VERSION);
+        for (size_t i = 0; i < ARRAY_SIZE(required_caps); i++)
+                if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0)
+                        return error_set(err, -ENOTSUP,
+                                         "KVM lacks the required capability %s",
+                                         required_caps[i].name);
+        v = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+        if (v <= 0)
+                v = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+        kvm->max_vcpus = v > 0 ? (unsigned)v : 4;
+        return 0;
+}
+
+static int get_cpuid(struct kvm *kvm, struct error *err)
+{
+        /* Grow until KVM stops answering E2BIG. */
+        for (unsigned n = 64; n <= 4096; n *= 2) {
+                struct kvm_cpuid2 *c =
+                        calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
+                if (!c)
+                        return error_set(err, -ENOMEM, "out of memory");
+                c->nent = n;
+                if (ioctl(kvm->sys_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+                        kvm->supported_cpuid = c;
+                        return 0;
+                }
+                free(c);
+                if (errno != E2BIG)
+                        return error_set(err, -errno, "KVM_GET_SUPPORTED_CPUID: %s",
+                                         strerror(errno));
+        }
+        return error_set(err, -E2BIG, "KVM_GET_SUPPORTED_CPUID: table too large");
+}
+
+static int get_msr_list(struct kvm *kvm, struct error *err)
+{
+        struct kvm_msr_list probe = {.nmsrs = 0};
+        struct kvm_msr_list *l;
+
+        if (ioctl(kvm->sys_fd, KVM_GET_MSR_INDEX_LIST, &probe) && errno != E2BIG)
+                return error_set(err, -errno, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
+        l = calloc(1, sizeof(*l) + probe.nmsrs * sizeof(uint32_t));
+        if (!l)
+                return error_set(err, -ENOMEM, "out of memory");
+        l->nmsrs = probe.nmsrs;
+        if (ioctl(kvm->sys_fd, KVM_GET_MSR_INDEX_LIST, l)) {
+                free(l);
+                return error_set(err, -errno, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
+        }
+        kvm->msr_list = l;
+        return 0;
+}
+
+int kvm_open(const char *path, struct error *err, struct kvm **out)
+{
+        struct kvm *kvm = calloc(1, sizeof(*kvm));
+        int r;
+
+        if (!kvm)
+                return error_set(err, -ENOMEM, "out of memory");
+        kvm->vm_fd = -1;
+        kvm->sys_fd = open(path, O_RDWR | O_CLOEXEC);
+        if (kvm->sys_fd < 0) {
+                r = error_set(err, -errno, "cannot open %s: %s%s", path, strerror(errno),
+                              errno == EACCES ? " (add your user to the kvm group)" : "");
+                free(kvm);
+                return r;
+        }
+        r = check_caps(kvm, err);
+        if (!r)
+                r = get_cpuid(kvm, err);
+        if (!r)
+                r = get_msr_list(kvm, err);
+        if (!r) {
+                kvm->run_size = ioctl(kvm->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+                if (kvm->run_size < (int)sizeof(struct kvm_run))
+                        r = error_set(err, -errno, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+        }
+        if (!r) {
+                kvm->vm_fd = ioctl(kvm->sys_fd, KVM_CREATE_VM, 0);
+                if (kvm->vm_fd < 0)
+                        r = error_set(err, -errno, "KVM_CREATE_VM: %s", strerror(errno));
+        }
+        if (r) {
+                kvm_close(kvm);
+                return r;
+        }
+        *out = kvm;
+        return 0;
+}
+
+void kvm_close(struct kvm *kvm)
+{
+        if (!kvm)
+                return;
+        if (kvm->vm_fd >= 0)
+                close(kvm->vm_fd);
+        close(kvm->sys_fd);
+        free(kvm->supported_cpuid);
+        free(kvm->msr_list);
+        free(kvm);
+}
+
+int kvm_create_platform(struct kvm *kvm, struct error *err)
+{
+        uint64_t identity = KVM_IDENTITY_ADDR;
+        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+
+        /* Intel VMX needs these pages for real-mode emulation; they sit in the MMIO hole. */
+        if (ioctl(kvm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity))
+                return error_set(err, -errno, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+        if (ioctl(kvm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR))
+                return error_set(err, -errno, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+        if (ioctl(kvm->vm_fd, KVM_CREATE_IRQCHIP, 0))
+                return error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+        if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit))
+                return error_set(err, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
+        return 0;
+}
+
+int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, struct error *err)
+{
+        for (unsigned i = 0; i < guest_mem_region_count(mem); i++) {
+                struct guest_mem_region r = guest_mem_region_get(mem, i);
+                struct kvm_userspace_memory_region slot = {
+                        .slot = i,
+                        .guest_phys_addr = r.gpa,
+                        .memory_size = r.size,
+                        .userspace_addr = (uint64_t)(uintptr_t)r.host,
+                };
+                if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot))
+                        return error_set(err, -errno,
+                                         "KVM_SET_USER_MEMORY_REGION slot %u (0x%llx+0x%llx): %s",
+                                         i, (unsigned long long)r.gpa,
+                                         (unsigned long long)r.size, strerror(errno));
+        }
+        return 0;
+}
+
+int kvm_irq_line(struct kvm *kvm, uint32_t gsi, bool level)
+{
+        struct kvm_irq_level l = {.irq = gsi, .level = level};
+        return ioctl(kvm->vm_fd, KVM_IRQ_LINE, &l) ? -errno : 0;
+}
+
+int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **run_out,
+                    struct error *err)
+{
+        int fd = ioctl(kvm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+        void *run;
+
+        if (fd < 0)
+                return error_set(err, -errno, "KVM_CREATE_VCPU %u: %s", id, strerror(errno));
+        run = mmap(NULL, (size_t)kvm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (run == MAP_FAILED) {
+                int r = error_set(err, -errno, "mmap kvm_run of vcpu %u: %s", id,
+                                  strerror(errno));
+                close(fd);
+                return r;
+        }
+        *fd_out = fd;
+        *run_out = run;
+        return 0;
+}

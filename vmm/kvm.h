@@ -1,0 +1,40 @@
+/*
+ * A thin wrapper over /dev/kvm and one VM file descriptor: opens KVM, checks the API
+ * version and every capability this VMM relies on (naming the missing one), and creates
+ * the in-kernel irqchip, PIT, memory slots and vCPU file descriptors.
+ */
+#ifndef VMM_KVM_H
+#define VMM_KVM_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "memory/guest_mem.h"
+
+struct kvm {
+        int sys_fd;
+        int vm_fd;
+        int run_size;       /* mmap size of struct kvm_run */
+        unsigned max_vcpus; /* KVM_CAP_MAX_VCPUS */
+        struct kvm_cpuid2 *supported_cpuid;
+        struct kvm_msr_list *msr_list;
+};
+
+/* path is normally "/dev/kvm". */
+int kvm_open(const char *path, struct error *err, struct kvm **out) MUST_CHECK;
+void kvm_close(struct kvm *kvm);
+
+/* TSS and identity-map pages, in-kernel PIC/IOAPIC/LAPIC and the PIT. */
+int kvm_create_platform(struct kvm *kvm, struct error *err) MUST_CHECK;
+/* Registers every RAM region of `mem` as a memory slot. */
+int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, struct error *err) MUST_CHECK;
+/* Drives an interrupt line of the in-kernel irqchip (PIC and IOAPIC pin `gsi`). */
+int kvm_irq_line(struct kvm *kvm, uint32_t gsi, bool level);
+/* Creates vCPU `id` and maps its kvm_run page. */
+int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **run_out,
+                    struct error *err) MUST_CHECK;
+
+#endif

@@ -1,0 +1,359 @@
+#include "vcpu.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+enum vcpu_request { REQ_RUN, REQ_PAUSE, REQ_STOP };
+
+struct vcpu {
+        unsigned index;
+        int fd;
+        struct kvm_run *run;
+        size_t run_size;
+        struct vcpu_env env;
+        struct vcpu_stats stats;
+
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        _Atomic int request;
+        bool parked; /* guarded by lock */
+        bool exited; /* guarded by lock */
+};
+
+int vcpu_kick_signal(void)
+{
+        return SIGRTMIN;
+}
+
+int vcpu_create(struct kvm *kvm, unsigned index, const struct vcpu_env *env, struct error *err,
+                struct vcpu **out)
+{
+        struct vcpu *v = calloc(1, sizeof(*v));
+        int r;
+
+        if (!v)
+                return error_set(err, -ENOMEM, "out of memory");
+        r = kvm_create_vcpu(kvm, index, &v->fd, &v->run, err);
+        if (r) {
+                free(v);
+                return r;
+        }
+        v->index = index;
+        v->run_size = (size_t)kvm->run_size;
+        v->env = *env;
+        pthread_mutex_init(&v->lock, NULL);
+        pthread_cond_init(&v->cond, NULL);
+        atomic_store(&v->request, REQ_RUN);
+        *out = v;
+        return 0;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+        if (!v)
+                return;
+        vcpu_stop(v);
+        munmap(v->run, v->run_size);
+        close(v->fd);
+        pthread_mutex_destroy(&v->lock);
+        pthread_cond_destroy(&v->cond);
+        free(v);
+}
+
+int vcpu_fd(const struct vcpu *v)
+{
+        return v->fd;
+}
+
+unsigned vcpu_index(const struct vcpu *v)
+{
+        return v->index;
+}
+
+struct vcpu_stats *vcpu_stats(struct vcpu *v)
+{
+        return &v->stats;
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+        struct timespec ts;
+        clock_gettime(id, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void kick(struct vcpu *v)
+{
+        if (v->started)
+                pthread_kill(v->thread, vcpu_kick_signal());
+}
+
+static void drain_kicks(void)
+{
+        struct timespec zero = {0, 0};
+        sigset_t set;
+
+        sigemptyset(&set);
+        sigaddset(&set, vcpu_kick_signal());
+        while (sigtimedwait(&set, NULL, &zero) > 0)
+                ;
+}
+
+/* Parks while paused; returns false when the thread must end. */
+static bool wait_runnable(struct vcpu *v)
+{
+        if (atomic_load(&v->request) == REQ_RUN)
+                return true;
+        pthread_mutex_lock(&v->lock);
+        while (atomic_load(&v->request) == REQ_PAUSE) {
+                if (!v->parked) {
+                        v->parked = true;
+                        pthread_cond_broadcast(&v->cond);
+                }
+                pthread_cond_wait(&v->cond, &v->lock);
+        }
+        v->parked = false;
+        pthread_mutex_unlock(&v->lock);
+        drain_kicks();
+        return atomic_load(&v->request) != REQ_STOP;
+}
+
+static void log_fatal_state(struct vcpu *v, const char *what)
+{
+        struct kvm_regs regs;
+        struct kvm_sregs sregs;
+
+        if (ioctl(v->fd, KVM_GET_REGS, &regs) || ioctl(v->fd, KVM_GET_SREGS, &sregs)) {
+                LOG_ERROR("vcpu%u: %s", v->index, what);
+                return;
+        }
+        LOG_ERROR("vcpu%u: %s at rip=0x%llx rsp=0x%llx cr0=0x%llx cr3=0x%llx cr4=0x%llx "
+                  "efer=0x%llx cs=0x%x",
+                  v->index, what, (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+                  (unsigned long long)sregs.cr0, (unsigned long long)sregs.cr3,
+                  (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer,
+                  sregs.cs.selector);
+}
+
+static void handle_io(struct vcpu *v)
+{
+        struct kvm_run *run = v->run;
+        uint8_t *data = (uint8_t *)run + run->io.data_offset;
+        bool out = run->io.direction == KVM_EXIT_IO_OUT;
+
+        atomic_fetch_add(out ? &v->stats.exit_io_out : &v->stats.exit_io_in, 1);
+        /* String I/O (rep outsb/insb) hands over `count` items in one exit. */
+        for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+                if (out)
+                        bus_write(v->env.pio, run->io.port, data, run->io.size);
+                else
+                        bus_read(v->env.pio, run->io.port, data, run->io.size);
+        }
+}
+
+static void handle_mmio(struct vcpu *v)
+{
+        struct kvm_run *run = v->run;
+        uint32_t len = run->mmio.len > 8 ? 8 : run->mmio.len;
+
+        if (run->mmio.is_write) {
+                atomic_fetch_add(&v->stats.exit_mmio_write, 1);
+                bus_write(v->env.mmio, run->mmio.phys_addr, run->mmio.data, len);
+        } else {
+                atomic_fetch_add(&v->stats.exit_mmio_read, 1);
+                bus_read(v->env.mmio, run->mmio.phys_addr, run->mmio.data, len);
+        }
+}
+
+/* Returns false when the vCPU must stop running the guest. */
+static bool handle_exit(struct vcpu *v)
+{
+        struct kvm_run *run = v->run;
+        char what[160];
+
+        switch (run->exit_reason) {
+        case KVM_EXIT_IO:
+                handle_io(v);
+                return true;
+        case KVM_EXIT_MMIO:
+                handle_mmio(v);
+                return true;
+        case KVM_EXIT_INTR:
+                return true;
+        case KVM_EXIT_HLT:
+                LOG_INFO("vcpu%u: halted", v->index);
+                v->env.request_stop(v->env.opaque, v->index, VCPU_STOP_SHUTDOWN);
+                return false;
+        case KVM_EXIT_SHUTDOWN:
+                LOG_INFO("vcpu%u: triple fault (KVM_EXIT_SHUTDOWN): treating as a guest reset",
+                         v->index);
+                v->env.request_stop(v->env.opaque, v->index, VCPU_STOP_RESET);
+                return false;
+        case KVM_EXIT_SYSTEM_EVENT:
+                LOG_INFO("vcpu%u: system event %u", v->index, run->system_event.type);
+                v->env.request_stop(v->env.opaque, v->index,
+                                    run->system_event.type == KVM_SYSTEM_EVENT_CRASH
+                                            ? VCPU_STOP_ERROR
+                                    : run->system_event.type == KVM_SYSTEM_EVENT_RESET
+                                            ? VCPU_STOP_RESET
+                                            : VCPU_STOP_SHUTDOWN);
+                return false;
+        case KVM_EXIT_FAIL_ENTRY:
+                snprintf(what, sizeof(what), "KVM_EXIT_FAIL_ENTRY (hardware reason 0x%llx)",
+                         (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+                break;
+        case KVM_EXIT_INTERNAL_ERROR:
+                snprintf(what, sizeof(what),
+                         "KVM_EXIT_INTERNAL_ERROR suberror %u%s (the guest ran an instruction "
+                         "KVM cannot emulate)",
+                         run->internal.suberror,
+                         run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                                 ? " (emulation failure)"
+                                 : "");
+                break;
+        default:
+                snprintf(what, sizeof(what), "unexpected KVM exit reason %u", run->exit_reason);
+                break;
+        }
+        atomic_fetch_add(&v->stats.failures, 1);
+        log_fatal_state(v, what);
+        v->env.request_stop(v->env.opaque, v->index, VCPU_STOP_ERROR);
+        return false;
+}
+
+static int set_signal_mask(struct vcpu *v)
+{
+        struct {
+                struct kvm_signal_mask hdr;
+                uint8_t set[8]; /* the kernel's sigset_t on x86_64 */
+        } mask;
+        sigset_t cur;
+
+        pthread_sigmask(SIG_SETMASK, NULL, &cur);
+        sigdelset(&cur, vcpu_kick_signal());
+        mask.hdr.len = 8;
+        memcpy(mask.set, &cur, 8);
+        return ioctl(v->fd, KVM_SET_SIGNAL_MASK, &mask) ? -errno : 0;
+}
+
+static void record_first_exit(struct vcpu *v)
+{
+        if (atomic_load(&v->stats.first_exit_ns))
+                return;
+        atomic_store(&v->stats.first_exit_cpu_ns, clock_ns(CLOCK_PROCESS_CPUTIME_ID));
+        atomic_store(&v->stats.first_exit_ns, clock_ns(CLOCK_MONOTONIC));
+}
+
+static void *vcpu_thread(void *arg)
+{
+        struct vcpu *v = arg;
+        char name[16];
+        unsigned backoff_us = 0;
+        int r;
+
+        snprintf(name, sizeof(name), "vcpu%u", v->index);
+        log_set_thread_name(name);
+        pthread_setname_np(pthread_self(), name);
+        r = set_signal_mask(v);
+        if (r) {
+                LOG_ERROR("vcpu%u: KVM_SET_SIGNAL_MASK: %s", v->index, strerror(-r));
+                v->env.request_stop(v->env.opaque, v->index, VCPU_STOP_ERROR);
+                goto out;
+        }
+        while (wait_runnable(v)) {
+                if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+                        if (errno == EINTR) {
+                                drain_kicks();
+                                continue;
+                        }
+                        if (errno == EAGAIN) {
+                                /* An AP waiting for INIT/SIPI: software KVM backends return
+                                 * EAGAIN instead of blocking. Back off so the poll does not
+                                 * steal the CPU from vCPUs doing work. */
+                                backoff_us = backoff_us ? backoff_us * 2 : 50;
+                                if (backoff_us > 5000)
+                                        backoff_us = 5000;
+                                usleep(backoff_us);
+                                continue;
+                        }
+                        atomic_fetch_add(&v->stats.failures, 1);
+                        LOG_ERROR("vcpu%u: KVM_RUN: %s", v->index, strerror(errno));
+                        v->env.request_stop(v->env.opaque, v->index, VCPU_STOP_ERROR);
+                        break;
+                }
+                backoff_us = 0;
+                record_first_exit(v);
+                if (!handle_exit(v))
+                        break;
+        }
+out:
+        pthread_mutex_lock(&v->lock);
+        v->exited = true;
+        pthread_cond_broadcast(&v->cond);
+        pthread_mutex_unlock(&v->lock);
+        return NULL;
+}
+
+int vcpu_start(struct vcpu *v, struct error *err)
+{
+        sigset_t block, old;
+        int r;
+
+        /* The thread inherits this mask: the kick signal stays blocked outside KVM_RUN. */
+        sigemptyset(&block);
+        sigaddset(&block, vcpu_kick_signal());
+        pthread_sigmask(SIG_BLOCK, &block, &old);
+        r = pthread_create(&v->thread, NULL, vcpu_thread, v);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r)
+                return error_set(err, -r, "cannot start vcpu%u thread: %s", v->index,
+                                 strerror(r));
+        v->started = true;
+        return 0;
+}
+
+void vcpu_pause(struct vcpu *v)
+{
+        if (!v->started)
+                return;
+        atomic_store(&v->request, REQ_PAUSE);
+        kick(v);
+        pthread_mutex_lock(&v->lock);
+        while (!v->parked && !v->exited)
+                pthread_cond_wait(&v->cond, &v->lock);
+        pthread_mutex_unlock(&v->lock);
+}
+
+void vcpu_resume(struct vcpu *v)
+{
+        pthread_mutex_lock(&v->lock);
+        if (atomic_load(&v->request) == REQ_PAUSE)
+                atomic_store(&v->request, REQ_RUN);
+        pthread_cond_broadcast(&v->cond);
+        pthread_mutex_unlock(&v->lock);
+}
+
+void vcpu_stop(struct vcpu *v)
+{
+        if (!v->started)
+                return;
+        pthread_mutex_lock(&v->lock);
+        atomic_store(&v->request, REQ_STOP);
+        pthread_cond_broadcast(&v->cond);
+        pthread_mutex_unlock(&v->lock);
+        kick(v);
+        pthread_join(v->thread, NULL);
+        v->started = false;
+}

@@ -1,0 +1,598 @@
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arch/x86/boot.h"
+#include "arch/x86/cpu.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/layout.h"
+#include "arch/x86/loader.h"
+#include "common/log.h"
+#include "devices/boot_timer.h"
+#include "devices/bus.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "kvm.h"
+#include "vcpu.h"
+
+/* A device's interrupt line into the in-kernel irqchip. */
+struct gsi_line {
+        struct kvm *kvm;
+        uint32_t gsi;
+};
+
+struct vm {
+        struct vm_params params;
+        struct kvm *kvm;
+        struct guest_mem *mem;
+        struct bus *pio, *mmio;
+        struct serial *serial;
+        struct i8042 *i8042;
+        struct boot_timer *boot_timer;
+        struct gsi_line com1_line, kbd_line;
+        struct x86_cpuid_mask cpuid_hide;
+        struct x86_kernel kernel;
+        unsigned nr_vcpus;
+        struct vcpu **vcpus;
+
+        int console_out_fd;
+        bool own_console_out;
+        int console_in_fd;
+        bool console_in_polling;
+        int rx_space_fd; /* eventfd: the serial FIFO has room again */
+        int stop_fd;     /* eventfd: a vCPU ended the VM */
+        _Atomic int stop_reason; /* -1 while running */
+        bool started;
+};
+
+/* ---- interrupt lines into the in-kernel irqchip ---- */
+
+static void gsi_set(void *opaque, bool level)
+{
+        struct gsi_line *l = opaque;
+        int r = kvm_irq_line(l->kvm, l->gsi, level);
+        if (r)
+                LOG_ERROR("KVM_IRQ_LINE gsi %u: %s", l->gsi, strerror(-r));
+}
+
+/* ---- console ---- */
+
+static void console_out(void *opaque, const uint8_t *buf, size_t len)
+{
+        struct vm *vm = opaque;
+
+        while (len) {
+                ssize_t n = write(vm->console_out_fd, buf, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return; /* a closed console loses output; the guest keeps running */
+                buf += n;
+                len -= (size_t)n;
+        }
+}
+
+static void console_rx_space(void *opaque)
+{
+        struct vm *vm = opaque;
+        uint64_t one = 1;
+
+        if (write(vm->rx_space_fd, &one, sizeof(one)) < 0)
+                LOG_DEBUG("rx_space eventfd: %s", strerror(errno));
+}
+
+static void console_poll(struct vm *vm, bool on)
+{
+        if (vm->console_in_fd < 0 || vm->console_in_polling == on)
+                return;
+        if (event_loop_modify(vm->params.loop, vm->console_in_fd, on ? EPOLLIN : 0) == 0)
+                vm->console_in_polling = on;
+}
+
+static void on_console_in(void *opaque, uint32_t events)
+{
+        struct vm *vm = opaque;
+        uint8_t buf[SERIAL_FIFO_SIZE];
+        size_t space = serial_rx_space(vm->serial);
+        ssize_t n;
+
+        (void)events;
+        if (space == 0) {
+                console_poll(vm, false); /* resumed by console_rx_space */
+                return;
+        }
+        n = read(vm->console_in_fd, buf, space < sizeof(buf) ? space : sizeof(buf));
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (n <= 0) {
+                /* End of input: stop listening; the guest keeps running. */
+                event_loop_remove(vm->params.loop, vm->console_in_fd);
+                vm->console_in_fd = -1;
+                return;
+        }
+        serial_rx_push(vm->serial, buf, (size_t)n);
+}
+
+static void on_rx_space(void *opaque, uint32_t events)
+{
+        struct vm *vm = opaque;
+        uint64_t v;
+
+        (void)events;
+        if (read(vm->rx_space_fd, &v, sizeof(v)) < 0)
+                return;
+        console_poll(vm, true);
+}
+
+/* ---- stopping ---- */
+
+static int exit_code_of(enum vcpu_stop_reason why)
+{
+        return why == VCPU_STOP_ERROR ? 1 : 0;
+}
+
+static void request_stop(void *opaque, unsigned index, enum vcpu_stop_reason why)
+{
+        struct vm *vm = opaque;
+        int expected = -1;
+        uint64_t one = 1;
+
+        (void)index;
+        /* The first reason wins: later vCPUs stopping because of it do not override it. */
+        if (atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)why))
+                if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+                        LOG_ERROR("stop eventfd: %s", strerror(errno));
+}
+
+static void on_i8042_reset(void *opaque)
+{
+        LOG_INFO("guest requested a reset through the i8042");
+        request_stop(opaque, 0, VCPU_STOP_RESET);
+}
+
+static void on_stop_event(void *opaque, uint32_t events)
+{
+        struct vm *vm = opaque;
+        uint64_t v;
+
+        (void)events;
+        if (read(vm->stop_fd, &v, sizeof(v)) < 0)
+                return;
+        for (unsigned i = 0; i < vm->nr_vcpus; i++)
+                vcpu_stop(vm->vcpus[i]);
+        if (vm->params.on_stop)
+                vm->params.on_stop(vm->params.opaque,
+                                   exit_code_of((enum vcpu_stop_reason)atomic_load(
+                                           &vm->stop_reason)));
+}
+
+/* ---- board composition ---- */
+
+static const struct platform_dev board_legacy[] = {
+        {.name = "COM1", .kind = PLATFORM_DEV_SERIAL, .base = X86_COM1_PORT, .len = 8,
+         .gsi = X86_COM1_IRQ},
+        {.name = "PS2K", .kind = PLATFORM_DEV_I8042, .base = X86_I8042_DATA_PORT, .len = 5,
+         .gsi = X86_I8042_IRQ},
+};
+
+static const struct platform_dev board_boot_timer = {
+        .name = "BTMR", .kind = PLATFORM_DEV_MMIO_OTHER, .base = X86_BOOT_TIMER_ADDR,
+        .len = X86_BOOT_TIMER_LEN};
+
+int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *desc,
+                         struct error *err)
+{
+        int r = 0;
+
+        memset(desc, 0, sizeof(*desc));
+        desc->nr_vcpus = cfg->machine.vcpu_count;
+        for (size_t i = 0; !r && i < ARRAY_SIZE(board_legacy); i++)
+                r = platform_add_dev(desc, &board_legacy[i], err);
+        if (!r && cfg->boot_timer)
+                r = platform_add_dev(desc, &board_boot_timer, err);
+        return r;
+}
+
+int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err)
+{
+        struct platform_desc *desc = malloc(sizeof(*desc));
+        struct platform_tables tables;
+        char path[4096];
+        int r;
+
+        if (!desc)
+                return error_set(err, -ENOMEM, "out of memory");
+        r = vm_describe_platform(cfg, desc, err);
+        if (!r)
+                r = platform_tables_build(desc, &tables, err);
+        free(desc);
+        if (r)
+                return r;
+        if (mkdir(dir, 0755) && errno != EEXIST) {
+                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir,
+                                 strerror(errno));
+                goto out;
+        }
+        for (unsigned i = 0; i < tables.nr; i++) {
+                const struct platform_blob *b = &tables.blobs[i];
+                FILE *f;
+
+                snprintf(path, sizeof(path), "%s/%s.dat", dir, b->name);
+                f = fopen(path, "we");
+                if (!f || fwrite(b->data, 1, b->len, f) != b->len) {
+                        r = error_config(err, "--dump-platform: cannot write '%s': %s", path,
+                                         strerror(errno));
+                        if (f)
+                                fclose(f);
+                        goto out;
+                }
+                if (fclose(f)) {
+                        r = error_config(err, "--dump-platform: cannot write '%s': %s", path,
+                                         strerror(errno));
+                        goto out;
+                }
+        }
+        LOG_INFO("wrote %u platform tables to %s", tables.nr, dir);
+out:
+        platform_tables_free(&tables);
+        return r;
+}
+
+static int add_window(struct bus *bus, const char *name, uint64_t base, uint64_t len,
+                      const struct bus_ops *ops, void *opaque, struct error *err)
+{
+        struct bus_window w = {.name = name, .base = base, .len = len, .ops = ops,
+                               .opaque = opaque};
+        return bus_register(bus, &w, err);
+}
+
+static int create_legacy_devices(struct vm *vm, struct error *err)
+{
+        struct serial_config sc = {.out = console_out, .rx_space = console_rx_space, .opaque = vm};
+        struct i8042_config kc = {.reset = on_i8042_reset, .opaque = vm};
+        int r;
+
+        vm->com1_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_COM1_IRQ};
+        vm->kbd_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_I8042_IRQ};
+        sc.irq = (struct irq_line){.set = gsi_set, .opaque = &vm->com1_line};
+        kc.kbd_irq = (struct irq_line){.set = gsi_set, .opaque = &vm->kbd_line};
+        if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042))
+                return error_set(err, -ENOMEM, "out of memory");
+        r = add_window(vm->pio, "COM1", X86_COM1_PORT, 8, serial_bus_ops(), vm->serial, err);
+        if (!r)
+                r = add_window(vm->pio, "i8042 data", X86_I8042_DATA_PORT, 1, i8042_data_ops(),
+                               vm->i8042, err);
+        if (!r)
+                r = add_window(vm->pio, "i8042 command", X86_I8042_CMD_PORT, 1, i8042_cmd_ops(),
+                               vm->i8042, err);
+        if (!r && vm->params.cfg->boot_timer) {
+                if (boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns,
+                                      &vm->boot_timer))
+                        return error_set(err, -ENOMEM, "out of memory");
+                r = add_window(vm->mmio, "boot timer", X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_LEN,
+                               boot_timer_bus_ops(), vm->boot_timer, err);
+        }
+        return r;
+}
+
+/* Maps a user-supplied file read-only; the caller munmaps it. */
+static int map_input_file(const char *what, const char *path, uint8_t **data, size_t *len,
+                          struct error *err)
+{
+        struct stat st;
+        void *p;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
+        if (fstat(fd, &st)) {
+                close(fd);
+                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
+        }
+        if (S_ISDIR(st.st_mode)) {
+                close(fd);
+                return error_config(err, "%s '%s' is a directory", what, path);
+        }
+        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+                close(fd);
+                return error_config(err, "%s '%s' is not a regular file", what, path);
+        }
+        if (st.st_size == 0) {
+                close(fd);
+                return error_config(err, "%s '%s' is empty", what, path);
+        }
+        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (p == MAP_FAILED)
+                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
+        *data = p;
+        *len = (size_t)st.st_size;
+        return 0;
+}
+
+static int load_guest(struct vm *vm, const struct platform_desc *desc, struct error *err)
+{
+        const struct vmm_config *cfg = vm->params.cfg;
+        struct platform_tables tables;
+        struct x86_boot_args args = {.kernel = &vm->kernel};
+        char cmdline[X86_CMDLINE_MAX];
+        uint8_t *img = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!cfg->boot.kernel_image_path)
+                return error_config(err, "no kernel image was given (--kernel)");
+        r = map_input_file("kernel image", cfg->boot.kernel_image_path, &img, &len, err);
+        if (r)
+                return r;
+        r = x86_kernel_load(vm->mem, img, len, &vm->kernel, err);
+        munmap(img, len);
+        if (r) {
+                error_prefix(err, "kernel image '%s'", cfg->boot.kernel_image_path);
+                err->kind = ERROR_CONFIG;
+                return r;
+        }
+        if (cfg->boot.initrd_path) {
+                r = map_input_file("initrd", cfg->boot.initrd_path, &img, &len, err);
+                if (r)
+                        return r;
+                r = x86_initrd_load(vm->mem, &vm->kernel, img, len, &args.initrd_addr, err);
+                munmap(img, len);
+                if (r) {
+                        error_prefix(err, "initrd '%s'", cfg->boot.initrd_path);
+                        err->kind = ERROR_CONFIG;
+                        return r;
+                }
+                args.initrd_size = len;
+        }
+
+        snprintf(cmdline, sizeof(cmdline), "%s",
+                 cfg->boot.boot_args ? cfg->boot.boot_args : VMM_DEFAULT_CMDLINE);
+        r = platform_cmdline_append(desc, cmdline, sizeof(cmdline), err);
+        if (!r)
+                r = x86_cmdline_check(&vm->kernel, cmdline, err);
+        if (r) {
+                err->kind = ERROR_CONFIG;
+                return r;
+        }
+        args.cmdline = cmdline;
+
+        r = platform_tables_build(desc, &tables, err);
+        if (r)
+                return r;
+        r = platform_tables_write(&tables, vm->mem, err);
+        args.rsdp = tables.rsdp;
+        platform_tables_free(&tables);
+        if (!r)
+                r = x86_boot_write(vm->mem, &args, err);
+        return r;
+}
+
+static int create_vcpus(struct vm *vm, struct error *err)
+{
+        struct vcpu_env env = {
+                .pio = vm->pio, .mmio = vm->mmio, .request_stop = request_stop, .opaque = vm};
+        int r;
+
+        vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+        if (!vm->vcpus)
+                return error_set(err, -ENOMEM, "out of memory");
+        for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+                struct x86_cpu_init init = {
+                        .index = i,
+                        .nr_vcpus = vm->nr_vcpus,
+                        .supported_cpuid = vm->kvm->supported_cpuid,
+                        .msr_list = vm->kvm->msr_list,
+                        .hide = &vm->cpuid_hide,
+                        .kernel = &vm->kernel,
+                };
+                r = vcpu_create(vm->kvm, i, &env, err, &vm->vcpus[i]);
+                if (!r)
+                        r = x86_cpu_init(vcpu_fd(vm->vcpus[i]), &init, err);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+static int open_console(struct vm *vm, struct error *err)
+{
+        const struct vmm_config *cfg = vm->params.cfg;
+        int r;
+
+        vm->console_out_fd = vm->params.console_out_fd;
+        if (cfg->serial_out_path) {
+                vm->console_out_fd = open(cfg->serial_out_path,
+                                          O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+                                          0644);
+                if (vm->console_out_fd < 0)
+                        return error_config(err, "serial output '%s': %s", cfg->serial_out_path,
+                                            strerror(errno));
+                vm->own_console_out = true;
+        }
+        vm->rx_space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (vm->rx_space_fd < 0 || vm->stop_fd < 0)
+                return error_set(err, -errno, "eventfd: %s", strerror(errno));
+        r = event_loop_add(vm->params.loop, vm->stop_fd, EPOLLIN, on_stop_event, vm);
+        if (!r)
+                r = event_loop_add(vm->params.loop, vm->rx_space_fd, EPOLLIN, on_rx_space, vm);
+        if (r)
+                return error_set(err, r, "event loop: %s", strerror(-r));
+        if (vm->params.console_in_fd >= 0 && cfg->serial_in) {
+                /* Regular files and /dev/null cannot be polled: such input is simply absent. */
+                if (event_loop_add(vm->params.loop, vm->params.console_in_fd, EPOLLIN,
+                                   on_console_in, vm) == 0) {
+                        vm->console_in_fd = vm->params.console_in_fd;
+                        vm->console_in_polling = true;
+                }
+        }
+        return 0;
+}
+
+int vm_create(const struct vm_params *params, struct error *err, struct vm **out)
+{
+        const struct vmm_config *cfg = params->cfg;
+        struct guest_mem_spec spec = {
+                .size = cfg->machine.mem_size_mib << 20,
+                .hole_start = X86_MMIO_HOLE_START,
+                .hole_end = X86_MMIO_HOLE_END,
+                .flags = cfg->machine.huge_pages ? GUEST_MEM_HUGEPAGES : 0,
+        };
+        struct platform_desc *desc = NULL;
+        struct vm *vm;
+        int r;
+
+        vm = calloc(1, sizeof(*vm));
+        if (!vm)
+                return error_set(err, -ENOMEM, "out of memory");
+        vm->params = *params;
+        vm->console_in_fd = -1;
+        vm->console_out_fd = -1;
+        vm->rx_space_fd = vm->stop_fd = -1;
+        atomic_store(&vm->stop_reason, -1);
+        vm->nr_vcpus = cfg->machine.vcpu_count;
+
+        r = x86_cpuid_parse_hide(cfg->machine.cpu_hide, &vm->cpuid_hide, err);
+        if (r) {
+                err->kind = ERROR_CONFIG;
+                goto fail;
+        }
+        r = kvm_open(params->kvm_path ? params->kvm_path : "/dev/kvm", err, &vm->kvm);
+        if (r)
+                goto fail;
+        if (vm->nr_vcpus > vm->kvm->max_vcpus) {
+                r = error_config(err, "vcpu count %u exceeds this KVM's limit of %u",
+                                 vm->nr_vcpus, vm->kvm->max_vcpus);
+                goto fail;
+        }
+        r = guest_mem_create(&spec, err, &vm->mem);
+        if (!r)
+                r = kvm_create_platform(vm->kvm, err);
+        if (!r)
+                r = kvm_map_memory(vm->kvm, vm->mem, err);
+        if (!r)
+                r = bus_create("pio", &vm->pio) || bus_create("mmio", &vm->mmio)
+                            ? error_set(err, -ENOMEM, "out of memory")
+                            : 0;
+        if (!r)
+                r = open_console(vm, err);
+        if (!r)
+                r = create_legacy_devices(vm, err);
+        if (r)
+                goto fail;
+        desc = malloc(sizeof(*desc));
+        if (!desc) {
+                r = error_set(err, -ENOMEM, "out of memory");
+                goto fail;
+        }
+        r = vm_describe_platform(cfg, desc, err);
+        if (!r)
+                r = load_guest(vm, desc, err);
+        free(desc);
+        if (!r)
+                r = create_vcpus(vm, err);
+        if (r)
+                goto fail;
+        *out = vm;
+        return 0;
+fail:
+        vm_destroy(vm);
+        return r;
+}
+
+int vm_start(struct vm *vm, struct error *err)
+{
+        for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+                int r = vcpu_start(vm->vcpus[i], err);
+                if (r)
+                        return r;
+        }
+        vm->started = true;
+        return 0;
+}
+
+void vm_pause(struct vm *vm)
+{
+        for (unsigned i = 0; i < vm->nr_vcpus; i++)
+                vcpu_pause(vm->vcpus[i]);
+}
+
+void vm_resume(struct vm *vm)
+{
+        for (unsigned i = 0; i < vm->nr_vcpus; i++)
+                vcpu_resume(vm->vcpus[i]);
+}
+
+int vm_send_ctrl_alt_del(struct vm *vm)
+{
+        return i8042_send_ctrl_alt_del(vm->i8042);
+}
+
+void vm_log_startup_stats(struct vm *vm)
+{
+        struct vcpu_stats *st;
+        uint64_t guest, rss_pages = 0, resident = 0;
+        long page = sysconf(_SC_PAGESIZE);
+        FILE *f;
+
+        if (!log_enabled(LOG_LEVEL_DEBUG) || !vm->nr_vcpus)
+                return;
+        st = vcpu_stats(vm->vcpus[0]);
+        f = fopen("/proc/self/statm", "re");
+        if (f) {
+                unsigned long long size, res;
+                if (fscanf(f, "%llu %llu", &size, &res) == 2)
+                        rss_pages = res;
+                fclose(f);
+        }
+        resident = rss_pages * (uint64_t)page;
+        guest = guest_mem_resident_bytes(vm->mem);
+        LOG_DEBUG("startup: first guest exit at monotonic %llu ns, process cpu %llu ns; rss %llu "
+                  "KiB, guest ram resident %llu KiB, vmm overhead %llu KiB",
+                  (unsigned long long)atomic_load(&st->first_exit_ns),
+                  (unsigned long long)atomic_load(&st->first_exit_cpu_ns),
+                  (unsigned long long)(resident >> 10), (unsigned long long)(guest >> 10),
+                  (unsigned long long)((resident > guest ? resident - guest : 0) >> 10));
+}
+
+void vm_destroy(struct vm *vm)
+{
+        if (!vm)
+                return;
+        for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
+                vcpu_stop(vm->vcpus[i]);
+        for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
+                vcpu_destroy(vm->vcpus[i]);
+        free(vm->vcpus);
+        if (vm->console_in_fd >= 0)
+                event_loop_remove(vm->params.loop, vm->console_in_fd);
+        if (vm->stop_fd >= 0) {
+                event_loop_remove(vm->params.loop, vm->stop_fd);
+                close(vm->stop_fd);
+        }
+        if (vm->rx_space_fd >= 0) {
+                event_loop_remove(vm->params.loop, vm->rx_space_fd);
+                close(vm->rx_space_fd);
+        }
+        if (vm->own_console_out)
+                close(vm->console_out_fd);
+        boot_timer_destroy(vm->boot_timer);
+        i8042_destroy(vm->i8042);
+        serial_destroy(vm->serial);
+        bus_destroy(vm->pio);
+        bus_destroy(vm->mmio);
+        guest_mem_destroy(vm->mem);
+        kvm_close(vm->kvm);
+        free(vm);
+}

@@ -1,0 +1,54 @@
+/*
+ * A virtual machine: owns guest memory, the KVM VM, the buses, the devices and the vCPUs.
+ * vm_create composes the board from the configuration in one fixed order (memory, irqchip,
+ * devices, firmware tables, kernel, vCPUs); vm_destroy tears it down in reverse. Several
+ * VMs can live in one process: nothing here is global.
+ */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arch/x86/platform.h"
+#include "common/error.h"
+#include "config.h"
+#include "event_loop.h"
+
+struct vm;
+
+struct vm_params {
+        const struct vmm_config *cfg;
+        struct event_loop *loop; /* the VMM thread's loop: console input and stop events */
+        const char *kvm_path;    /* NULL: /dev/kvm */
+        int console_in_fd;       /* -1: no serial input */
+        int console_out_fd;      /* used when cfg->serial_out_path is NULL */
+        uint64_t start_ns;       /* CLOCK_MONOTONIC at "start", for the boot timer */
+        uint64_t start_cpu_ns;   /* CLOCK_PROCESS_CPUTIME_ID at "start" */
+        /* Runs on the VMM thread once the guest has ended the VM. */
+        void (*on_stop)(void *opaque, int exit_code);
+        void *opaque;
+};
+
+/* Errors caused by the configuration or input files come back as ERROR_CONFIG. */
+int vm_create(const struct vm_params *params, struct error *err, struct vm **out) MUST_CHECK;
+int vm_start(struct vm *vm, struct error *err) MUST_CHECK;
+/* Stops the vCPUs (if running) and frees everything. */
+void vm_destroy(struct vm *vm);
+
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+int vm_send_ctrl_alt_del(struct vm *vm) MUST_CHECK;
+
+/* The board as the guest will see it; needs no KVM (used by --dump-platform too). */
+int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *desc,
+                         struct error *err) MUST_CHECK;
+
+/* Writes the generated firmware tables to dir as <NAME>.dat (created if missing). */
+int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err)
+        MUST_CHECK;
+
+/* Logs startup measurements (first guest exit, VMM memory beyond guest RAM) at debug. */
+void vm_log_startup_stats(struct vm *vm);
+
+#endif
