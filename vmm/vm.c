@@ -468,27 +468,9 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 err->kind = ERROR_CONFIG;
                 goto fail;
         }
-        r = kvm_open(params->kvm_path ? params->kvm_path : "/dev/kvm", err, &vm->kvm);
-        if (r)
-                goto fail;
-        if (vm->nr_vcpus > vm->kvm->max_vcpus) {
-                r = error_config(err, "vcpu count %u exceeds this KVM's limit of %u",
-                                 vm->nr_vcpus, vm->kvm->max_vcpus);
-                goto fail;
-        }
+        /* Everything that depends only on the user's input is checked and loaded before
+         * KVM is opened, so a bad configuration is reported the same way on any host. */
         r = guest_mem_create(&spec, err, &vm->mem);
-        if (!r)
-                r = kvm_create_platform(vm->kvm, err);
-        if (!r)
-                r = kvm_map_memory(vm->kvm, vm->mem, err);
-        if (!r)
-                r = bus_create("pio", &vm->pio) || bus_create("mmio", &vm->mmio)
-                            ? error_set(err, -ENOMEM, "out of memory")
-                            : 0;
-        if (!r)
-                r = open_console(vm, err);
-        if (!r)
-                r = create_legacy_devices(vm, err);
         if (r)
                 goto fail;
         desc = malloc(sizeof(*desc));
@@ -500,6 +482,28 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r)
                 r = load_guest(vm, desc, err);
         free(desc);
+        if (r)
+                goto fail;
+
+        r = kvm_open(params->kvm_path ? params->kvm_path : "/dev/kvm", err, &vm->kvm);
+        if (r)
+                goto fail;
+        if (vm->nr_vcpus > vm->kvm->max_vcpus) {
+                r = error_config(err, "vcpu count %u exceeds this KVM's limit of %u",
+                                 vm->nr_vcpus, vm->kvm->max_vcpus);
+                goto fail;
+        }
+        r = kvm_create_platform(vm->kvm, err);
+        if (!r)
+                r = kvm_map_memory(vm->kvm, vm->mem, err);
+        if (!r)
+                r = bus_create("pio", &vm->pio) || bus_create("mmio", &vm->mmio)
+                            ? error_set(err, -ENOMEM, "out of memory")
+                            : 0;
+        if (!r)
+                r = open_console(vm, err);
+        if (!r)
+                r = create_legacy_devices(vm, err);
         if (!r)
                 r = create_vcpus(vm, err);
         if (r)

@@ -310,8 +310,8 @@ int x86_kernel_load(const struct guest_mem *mem, const uint8_t *img, size_t len,
             memcmp(img + HDR_MAGIC, "HdrS", 4) == 0)
                 return load_bzimage(mem, img, len, out, err);
         return error_set(err, -EINVAL,
-                         "kernel image is neither an ELF vmlinux nor a bzImage (no ELF magic, no "
-                         "\"HdrS\" boot header)");
+                         "not an ELF vmlinux or a bzImage (no ELF magic, no \"HdrS\" boot "
+                         "header)");
 }
 
 int x86_initrd_load(const struct guest_mem *mem, const struct x86_kernel *k, const uint8_t *img,
