@@ -235,16 +235,17 @@ static bool handle_exit(struct vcpu *v)
 
 static int set_signal_mask(struct vcpu *v)
 {
-        struct {
+        /* The kernel's sigset_t is 8 bytes on x86_64; glibc's is larger but starts alike. */
+        union {
                 struct kvm_signal_mask hdr;
-                uint8_t set[8]; /* the kernel's sigset_t on x86_64 */
+                uint8_t bytes[sizeof(struct kvm_signal_mask) + 8];
         } mask;
         sigset_t cur;
 
         pthread_sigmask(SIG_SETMASK, NULL, &cur);
         sigdelset(&cur, vcpu_kick_signal());
         mask.hdr.len = 8;
-        memcpy(mask.set, &cur, 8);
+        memcpy(mask.hdr.sigset, &cur, 8);
         return ioctl(v->fd, KVM_SET_SIGNAL_MASK, &mask) ? -errno : 0;
 }
 

@@ -71,10 +71,13 @@ static int set_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
                 {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
                 {MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
         };
-        struct {
+        /* struct kvm_msrs ends in a flexible array: header and entries share one buffer. */
+        union {
                 struct kvm_msrs hdr;
-                struct kvm_msr_entry e[ARRAY_SIZE(boot_msrs)];
+                uint8_t bytes[sizeof(struct kvm_msrs) +
+                              ARRAY_SIZE(boot_msrs) * sizeof(struct kvm_msr_entry)];
         } msrs;
+        struct kvm_msr_entry *e = msrs.hdr.entries;
         uint32_t n = 0;
         int r;
 
@@ -84,8 +87,8 @@ static int set_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
                 if (!msr_listed(in->msr_list, boot_msrs[i].index) &&
                     boot_msrs[i].index != MSR_MTRR_DEF_TYPE)
                         continue;
-                msrs.e[n].index = boot_msrs[i].index;
-                msrs.e[n].data = boot_msrs[i].value;
+                e[n].index = boot_msrs[i].index;
+                e[n].data = boot_msrs[i].value;
                 n++;
         }
         msrs.hdr.nmsrs = n;
@@ -94,7 +97,7 @@ static int set_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
                 return error_set(err, -errno, "KVM_SET_MSRS: %s", strerror(errno));
         if ((uint32_t)r < n)
                 LOG_DEBUG("vcpu%u: KVM refused boot MSR 0x%x; the guest keeps its reset value",
-                          in->index, msrs.e[r].index);
+                          in->index, e[r].index);
         return 0;
 }
 
