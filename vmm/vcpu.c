@@ -245,7 +245,7 @@ static int set_signal_mask(struct vcpu *v)
         pthread_sigmask(SIG_SETMASK, NULL, &cur);
         sigdelset(&cur, vcpu_kick_signal());
         mask.hdr.len = 8;
-        memcpy(mask.hdr.sigset, &cur, 8);
+        memcpy(mask.bytes + sizeof(struct kvm_signal_mask), &cur, 8);
         return ioctl(v->fd, KVM_SET_SIGNAL_MASK, &mask) ? -errno : 0;
 }
 
