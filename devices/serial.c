@@ -176,7 +176,10 @@ static void set_msr_lines(struct serial *s, uint8_t lines)
 
 static void write_thr(struct serial *s, uint8_t b)
 {
+        /* Writing THR clears the THRE interrupt; it comes back once the byte has left. The
+         * line must drop in between, or an edge-triggered input sees no new interrupt. */
         s->thr_ipending = false;
+        update_irq(s);
         if (s->mcr & MCR_LOOP) {
                 rx_put(s, b);
         } else {
