@@ -1,0 +1,36 @@
+/*
+ * The scenario table. A scenario runs on the BSP after boot; returning means success,
+ * failing means calling probe_fail() (which does not return). One file per group of
+ * scenarios; scenarios/table.c lists them all.
+ */
+#ifndef PROBE_SCENARIOS_H
+#define PROBE_SCENARIOS_H
+
+#include "acpi.h"
+#include "bootinfo.h"
+
+struct scenario {
+        const char *name;
+        void (*run)(const struct boot_info *bi);
+};
+
+const struct scenario *scenario_find(const char *name);
+
+/* basic.c */
+void scenario_hello(const struct boot_info *bi);
+void scenario_timer(const struct boot_info *bi);
+
+/* Helpers shared by scenarios (common.c): ACPI access that fails the scenario with a reason
+ * instead of returning an error. */
+void scenario_acpi(const struct boot_info *bi, struct acpi_root *root);
+void scenario_madt(const struct boot_info *bi, struct acpi_madt *madt);
+struct ioapic_pin {
+        uint64_t ioapic;
+        unsigned pin;
+};
+/* Routes ISA IRQ `irq` (honouring MADT interrupt source overrides) to vector on this CPU and
+ * returns the IOAPIC pin it used, for masking it again. */
+struct ioapic_pin scenario_route_isa_irq(const struct acpi_madt *madt, unsigned irq,
+                                         uint8_t vector);
+
+#endif

@@ -1,0 +1,18 @@
+#include "scenarios.h"
+
+#include <stddef.h>
+
+#include "str.h"
+
+static const struct scenario scenarios[] = {
+        {"hello", scenario_hello},
+        {"timer", scenario_timer},
+};
+
+const struct scenario *scenario_find(const char *name)
+{
+        for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+                if (str_eq(scenarios[i].name, name))
+                        return &scenarios[i];
+        return NULL;
+}
