@@ -19,6 +19,8 @@ const struct scenario *scenario_find(const char *name);
 /* basic.c */
 void scenario_hello(const struct boot_info *bi);
 void scenario_timer(const struct boot_info *bi);
+/* boot.c */
+void scenario_boot(const struct boot_info *bi);
 
 /* Helpers shared by scenarios (common.c): ACPI access that fails the scenario with a reason
  * instead of returning an error. */

@@ -6,6 +6,7 @@
 
 static const struct scenario scenarios[] = {
         {"hello", scenario_hello},
+        {"boot", scenario_boot},
         {"timer", scenario_timer},
 };
 
