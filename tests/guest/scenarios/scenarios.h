@@ -21,6 +21,8 @@ void scenario_hello(const struct boot_info *bi);
 void scenario_timer(const struct boot_info *bi);
 /* boot.c */
 void scenario_boot(const struct boot_info *bi);
+/* smp.c */
+void scenario_smp(const struct boot_info *bi);
 
 /* Helpers shared by scenarios (common.c): ACPI access that fails the scenario with a reason
  * instead of returning an error. */

@@ -7,6 +7,7 @@
 static const struct scenario scenarios[] = {
         {"hello", scenario_hello},
         {"boot", scenario_boot},
+        {"smp", scenario_smp},
         {"timer", scenario_timer},
 };
 
