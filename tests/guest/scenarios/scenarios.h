@@ -23,6 +23,9 @@ void scenario_timer(const struct boot_info *bi);
 void scenario_boot(const struct boot_info *bi);
 /* smp.c */
 void scenario_smp(const struct boot_info *bi);
+/* serial.c */
+void scenario_echo(const struct boot_info *bi);
+void scenario_serial_irq(const struct boot_info *bi);
 
 /* Helpers shared by scenarios (common.c): ACPI access that fails the scenario with a reason
  * instead of returning an error. */

@@ -9,6 +9,8 @@ static const struct scenario scenarios[] = {
         {"boot", scenario_boot},
         {"smp", scenario_smp},
         {"timer", scenario_timer},
+        {"echo", scenario_echo},
+        {"serial-irq", scenario_serial_irq},
 };
 
 const struct scenario *scenario_find(const char *name)
