@@ -14,7 +14,7 @@
 #define TRAMPOLINE_ADDR 0x10000ull
 #define TRAMPOLINE_PAGE 0x1000ull
 #define SIPI_VECTOR     (TRAMPOLINE_ADDR >> 12)
-/* Virtual hardware needs no 10 ms INIT delay; a short pause is enough on real CPUs too. */
+/* KVM needs no 10 ms wait after INIT (Linux skips it on modern CPUs too): a short pause. */
 #define IPI_PAUSES      1000u
 /* About 3-10 s depending on the TSC frequency: generous for emulated guests. */
 #define AP_WAIT_TSC     10000000000ull
