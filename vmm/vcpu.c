@@ -346,15 +346,20 @@ void vcpu_resume(struct vcpu *v)
         pthread_mutex_unlock(&v->lock);
 }
 
-void vcpu_stop(struct vcpu *v)
+void vcpu_request_stop(struct vcpu *v)
 {
-        if (!v->started)
-                return;
         pthread_mutex_lock(&v->lock);
         atomic_store(&v->request, REQ_STOP);
         pthread_cond_broadcast(&v->cond);
         pthread_mutex_unlock(&v->lock);
         kick(v);
+}
+
+void vcpu_stop(struct vcpu *v)
+{
+        if (!v->started)
+                return;
+        vcpu_request_stop(v);
         pthread_join(v->thread, NULL);
         v->started = false;
 }

@@ -60,7 +60,10 @@ int vcpu_start(struct vcpu *v, struct error *err) MUST_CHECK;
 /* Asks the thread to park and waits until it has. */
 void vcpu_pause(struct vcpu *v);
 void vcpu_resume(struct vcpu *v);
-/* Asks the thread to end and joins it. Idempotent. */
+/* Asks the thread to stop running the guest as soon as possible, without waiting; safe to
+ * call from any thread, including a vCPU thread. */
+void vcpu_request_stop(struct vcpu *v);
+/* Asks the thread to end and joins it. Idempotent; never call it from a vCPU thread. */
 void vcpu_stop(struct vcpu *v);
 
 /* The signal used to kick vCPUs out of KVM_RUN. */

@@ -149,9 +149,14 @@ static void request_stop(void *opaque, unsigned index, enum vcpu_stop_reason why
 
         (void)index;
         /* The first reason wins: later vCPUs stopping because of it do not override it. */
-        if (atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)why))
-                if (write(vm->stop_fd, &one, sizeof(one)) < 0)
-                        LOG_ERROR("stop eventfd: %s", strerror(errno));
+        if (!atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)why))
+                return;
+        /* No vCPU may run guest code past the event that ended the VM (a reset write must
+         * not be followed by the guest's fallback reset methods). */
+        for (unsigned i = 0; i < vm->nr_vcpus; i++)
+                vcpu_request_stop(vm->vcpus[i]);
+        if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+                LOG_ERROR("stop eventfd: %s", strerror(errno));
 }
 
 static void on_i8042_reset(void *opaque)
