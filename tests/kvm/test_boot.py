@@ -1,0 +1,217 @@
+"""KVM integration: the probe guest boots through every entry path (PVH ELF, 64-bit Linux
+boot protocol ELF, bzImage) with 1 and 2 vCPUs, and its transcript shows what the VMM
+built: command line, e820 map, initrd, ACPI tables, CPUs, serial interrupts, boot timer."""
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import PROBES, VMM, assert_probe_ok, run_probe, run_vmm
+
+FORMATS = ["elf", "nopvh", "bzimage"]
+pytestmark = pytest.mark.usefixtures("kvm")
+
+
+def fnv_words(data):
+    """The probe's initrd hash: FNV-1a over little-endian 64-bit words, then tail bytes."""
+    h, prime, mask = 0xcbf29ce484222325, 0x100000001b3, (1 << 64) - 1
+    full = len(data) // 8 * 8
+    for (w,) in struct.iter_unpack("<Q", data[:full]):
+        h = ((h ^ w) * prime) & mask
+    for b in data[full:]:
+        h = ((h ^ b) * prime) & mask
+    return h
+
+
+def expected_e820(mem_mib):
+    return [f"probe: e820 0x{0:016x}-0x{0x9fc00:016x} type 1",
+            f"probe: e820 0x{0x9fc00:016x}-0x{0x100000:016x} type 2",
+            f"probe: e820 0x{0x100000:016x}-0x{mem_mib << 20:016x} type 1"]
+
+
+@pytest.mark.parametrize("vcpus", [1, 2])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_hello(fmt, vcpus):
+    run = run_probe(fmt, "hello", "--vcpus", vcpus)
+    assert_probe_ok(run, "hello", fmt)
+    assert "probe: hello from the probe guest" in run.lines()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_default_command_line_runs_hello(fmt):
+    run = run_vmm(["--kernel", PROBES[fmt]])
+    assert_probe_ok(run, "hello", fmt)
+
+
+@pytest.mark.parametrize("vcpus", [1, 2])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_boot_information(fmt, vcpus, tmp_path):
+    initrd = os.urandom(300 * 1024 + 5)  # not a multiple of 8: exercises the tail bytes
+    (tmp_path / "initrd").write_bytes(initrd)
+    extra = f"probe.initrd_sum={len(initrd)}:{fnv_words(initrd):016x} token=42"
+    mem = 96
+    run = run_probe(fmt, "boot", "--vcpus", vcpus, "--mem", mem, "--initrd",
+                    tmp_path / "initrd", cmdline_extra=extra)
+    assert_probe_ok(run, "boot", fmt)
+    lines = run.lines()
+    assert f'probe: cmdline "console=ttyS0 probe=boot {extra}"' in lines, run
+    assert [l for l in lines if l.startswith("probe: e820 ")] == expected_e820(mem), run
+
+    m = [re.match(r"probe: initrd (0x[0-9a-f]+) size (\d+) hash ([0-9a-f]{16})$", l)
+         for l in lines]
+    m = [x for x in m if x]
+    assert len(m) == 1, run
+    addr, size = int(m[0].group(1), 16), int(m[0].group(2))
+    assert size == len(initrd) and m[0].group(3) == f"{fnv_words(initrd):016x}", run
+    # Top of low RAM, page aligned, as the layout promises.
+    assert addr % 4096 == 0 and addr + size <= mem << 20 and addr + size > (mem << 20) - 4096, run
+
+    assert "probe: rsdp 0xe0000" in lines, run
+    for sig in ("XSDT", "FACP", "APIC", "DSDT"):
+        assert any(re.fullmatch(rf'probe: acpi {sig} oem "CVMM  " len \d+', l) for l in lines), \
+            (sig, run)
+    assert f"probe: cpus {vcpus}" in lines, run
+    assert "probe: ioapic 0xfec00000" in lines, run
+
+
+@pytest.mark.parametrize("vcpus", [1, 2])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_smp_application_processors_start(fmt, vcpus):
+    run = run_probe(fmt, "smp", "--vcpus", vcpus)
+    assert_probe_ok(run, "smp", fmt)
+    lines = run.lines()
+    assert f"probe: cpus {vcpus} started" in lines, run
+    aps = sorted(l for l in lines if re.fullmatch(r"probe: cpu \d+ up \(apic \d+\)", l))
+    assert len(aps) == vcpus - 1, run
+    if vcpus == 2:
+        assert aps[0].endswith("(apic 1)"), run
+
+
+def test_smp_more_vcpus_than_host_cpus():
+    run = run_probe("elf", "smp", "--vcpus", 4)
+    assert_probe_ok(run, "smp", "elf")
+    assert "probe: cpus 4 started" in run.lines(), run
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_boot_timer_reports(fmt):
+    run = run_probe(fmt, "timer", "--boot-timer")
+    assert_probe_ok(run, "timer", fmt)
+    m = re.search(r"Guest-boot-time = +(\d+) us (\d+) ms, +(\d+) CPU us (\d+) CPU ms", run.err)
+    assert m, run
+    us, ms = int(m.group(1)), int(m.group(2))
+    assert us > 0 and ms == us // 1000, run
+
+
+def test_boot_timer_absent_without_flag():
+    # The write lands on no device: counted and ignored, never fatal.
+    run = run_probe("elf", "timer")
+    assert_probe_ok(run, "timer", "elf")
+    assert "Guest-boot-time" not in run.err, run
+
+
+def test_serial_thre_interrupt():
+    run = run_probe("elf", "serial-irq", "--vcpus", 2)
+    assert_probe_ok(run, "serial-irq", "elf")
+    assert "probe: serial iir 0xc2" in run.lines(), run
+
+
+@pytest.mark.parametrize("fmt", ["elf", "bzimage"])
+def test_serial_input_interrupt_driven(fmt):
+    proc = subprocess.Popen([str(VMM), "--kernel", str(PROBES[fmt]), "--cmdline",
+                             "console=ttyS0 probe=echo"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(proc, b"probe: echo ready\n", 30)
+        proc.stdin.write(b"hello from the host\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, (out, err)
+    assert b'probe: got "hello from the host"' in out, (out, err)
+    assert b"probe: ok echo" in out, (out, err)
+
+
+def wait_for(proc, needle, timeout):
+    seen, deadline = b"", time.monotonic() + timeout
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{needle!r} not seen in {seen!r}"
+        if select.select([proc.stdout], [], [], left)[0]:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, f"vmm ended before {needle!r}: {seen!r}"
+            seen += chunk
+    return seen
+
+
+def test_sigterm_stops_a_running_guest_cleanly():
+    # `echo` waits for input forever with interrupts on: the VMM must stop it on SIGTERM.
+    proc = subprocess.Popen([str(VMM), "--kernel", str(PROBES["elf"]), "--vcpus", "2",
+                             "--cmdline", "probe=echo"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(proc, b"probe: echo ready\n", 30)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert b"received signal 15 (Terminated), shutting down" in err, err
+
+
+def test_serial_out_file(tmp_path):
+    out = tmp_path / "serial.log"
+    run = run_probe("elf", "hello", "--serial-out", out)
+    assert run.rc == 0 and "probe:" not in run.out, run
+    text = out.read_text()
+    assert "probe: start hello via pvh" in text and "probe: ok hello" in text, text
+
+
+def test_unknown_scenario_reports_failure():
+    run = run_probe("elf", "no-such-thing")
+    assert "probe: fail no-such-thing unknown scenario" in run.lines(), run
+    assert run.rc == 0, run  # the probe still resets the machine cleanly
+
+
+def pvh_elf(code):
+    """An ELF with a PVH note whose 32-bit entry runs `code` (paging off)."""
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
+    load, note_off, code_off = 0x100000, 0x200, 0x1000
+    note = struct.pack("<III", 4, 4, 18) + b"Xen\0" + struct.pack("<I", load)
+    hdr = ident + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, load, 64, 0, 0, 64, 56, 2, 0, 0, 0)
+    ph = struct.pack("<IIQQQQQQ", 1, 5, code_off, load, load, len(code), len(code), 0x1000)
+    ph += struct.pack("<IIQQQQQQ", 4, 4, note_off, 0, 0, len(note), len(note), 4)
+    img = bytearray(code_off + len(code))
+    img[:len(hdr + ph)] = hdr + ph
+    img[note_off:note_off + len(note)] = note
+    img[code_off:] = code
+    return bytes(img)
+
+
+def test_fatal_vcpu_error_exits_1(tmp_path):
+    # mov $0xd0000000, %eax; jmp *%eax: fetching instructions from the MMIO hole is an
+    # emulation failure on every KVM. The VMM must report it and exit 1, not crash.
+    k = tmp_path / "bad.elf"
+    k.write_bytes(pvh_elf(b"\xb8\x00\x00\x00\xd0\xff\xe0"))
+    run = run_vmm(["--kernel", k], timeout=60)
+    assert run.rc == 1, run
+    assert re.search(r"vcpu0: KVM_EXIT_INTERNAL_ERROR suberror \d+.* at rip=0x", run.err), run
+
+
+def test_triple_fault_is_a_reset(tmp_path):
+    # lidt of a zero-limit IDT, then ud2: #UD cannot be delivered -> triple fault.
+    code = bytes.fromhex("0f011d00101000" + "0f0b")  # lidt [0x101000]; ud2
+    k = tmp_path / "tf.elf"
+    img = bytearray(pvh_elf(code + bytes(0x1000 - len(code)) + bytes(6)))
+    k.write_bytes(bytes(img))
+    run = run_vmm(["--kernel", k], timeout=60)
+    assert run.rc == 0, run
+    assert "triple fault (KVM_EXIT_SHUTDOWN)" in run.err, run
