@@ -237,7 +237,9 @@ static void set_topology(struct kvm_cpuid2 *cpuid, unsigned index, unsigned n)
                 e->ebx = (e->ebx & 0x0000ffffu) | (index << 24) | ((n & 0xff) << 16);
                 if (n > 1)
                         e->edx |= 1u << 28; /* HTT: the package has several logical CPUs */
-                e->ecx |= 1u << 31;         /* running under a hypervisor */
+                else
+                        e->edx &= ~(1u << 28);
+                e->ecx |= 1u << 31; /* running under a hypervisor */
         }
         for (uint32_t i = 0; i < cpuid->nent; i++) {
                 struct kvm_cpuid_entry2 *s = &cpuid->entries[i];
