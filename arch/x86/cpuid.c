@@ -260,7 +260,8 @@ static void set_topology(struct kvm_cpuid2 *cpuid, unsigned index, unsigned n)
                 }
                 if (s->function == 4 && is_intel(cpuid) && (s->eax & 0x1f)) {
                         s->eax &= ~(0x3fu << 26);
-                        s->eax |= ((n - 1) & 0x3f) << 26;
+                        /* 6-bit field: saturate, a wrapped count reads as a few cores. */
+                        s->eax |= (n - 1 < 0x3f ? n - 1 : 0x3fu) << 26;
                         s->eax &= ~(0xfffu << 14); /* caches shared by one thread */
                 }
         }
