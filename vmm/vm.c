@@ -498,9 +498,11 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                                  vm->nr_vcpus, vm->kvm->max_vcpus);
                 goto fail;
         }
-        r = kvm_create_platform(vm->kvm, err);
+        /* RAM slots go in before the irqchip: once KVM has its internal slots (TSS, APIC
+         * page), each slot change waits for an SRCU grace period (7 ms measured here). */
+        r = kvm_map_memory(vm->kvm, vm->mem, err);
         if (!r)
-                r = kvm_map_memory(vm->kvm, vm->mem, err);
+                r = kvm_create_platform(vm->kvm, err);
         if (!r)
                 r = bus_create("pio", &vm->pio) || bus_create("mmio", &vm->mmio)
                             ? error_set(err, -ENOMEM, "out of memory")
@@ -568,11 +570,14 @@ void vm_log_startup_stats(struct vm *vm)
         resident = rss_pages * (uint64_t)page;
         guest = guest_mem_resident_bytes(vm->mem);
         LOG_DEBUG("startup: first guest exit at monotonic %llu ns, process cpu %llu ns; rss %llu "
-                  "KiB, guest ram resident %llu KiB, vmm overhead %llu KiB",
+                  "KiB, guest ram resident %llu KiB, vmm overhead %llu KiB; main at monotonic "
+                  "%llu ns, process cpu %llu ns",
                   (unsigned long long)atomic_load(&st->first_exit_ns),
                   (unsigned long long)atomic_load(&st->first_exit_cpu_ns),
                   (unsigned long long)(resident >> 10), (unsigned long long)(guest >> 10),
-                  (unsigned long long)((resident > guest ? resident - guest : 0) >> 10));
+                  (unsigned long long)((resident > guest ? resident - guest : 0) >> 10),
+                  (unsigned long long)vm->params.start_ns,
+                  (unsigned long long)vm->params.start_cpu_ns);
 }
 
 void vm_destroy(struct vm *vm)
