@@ -164,7 +164,9 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, struct error *err)
         vmm_config_init(&o->cfg);
         o->level = LOG_LEVEL_INFO;
         opterr = 0;
-        optind = 1;
+        /* 0, not 1: glibc then also forgets its position inside a "-abc" cluster, which an
+         * earlier parse that stopped on an error may have left pointing into its argv. */
+        optind = 0;
         /* "+" stops at the first non-option; "-" would permute. Long options only. */
         while ((opt = getopt_long(argc, argv, "+:", long_opts, NULL)) != -1) {
                 if (opt == '?')
