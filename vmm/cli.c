@@ -169,6 +169,10 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, struct error *err)
         optind = 0;
         /* "+" stops at the first non-option; "-" would permute. Long options only. */
         while ((opt = getopt_long(argc, argv, "+:", long_opts, NULL)) != -1) {
+                /* Inside a cluster ("-xy") optind has not moved on: name the letter. (A long
+                 * option given a value it does not take sets optopt to its code, >= 256.) */
+                if (opt == '?' && optopt > 0 && optopt < 256)
+                        return error_set(err, -EINVAL, "unknown option '-%c'", optopt);
                 if (opt == '?')
                         return error_set(err, -EINVAL, "unknown option '%s'", argv[optind - 1]);
                 if (opt == ':')
