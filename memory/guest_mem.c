@@ -38,15 +38,18 @@ int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struc
         if (!range_end(spec->hole_end, spec->size - low, &high_end))
                 return error_set(err, -EINVAL, "guest memory size too large");
 
+        /* A hugetlb mapping must reserve its pages now: with MAP_NORESERVE an empty pool
+         * only shows up as SIGBUS on the first guest access. */
         if (spec->flags & GUEST_MEM_HUGEPAGES)
-                mflags |= MAP_HUGETLB | MAP_HUGE_2MB;
+                mflags = (mflags & ~MAP_NORESERVE) | MAP_HUGETLB | MAP_HUGE_2MB;
         base = mmap(NULL, spec->size, PROT_READ | PROT_WRITE, mflags, -1, 0);
         if (base == MAP_FAILED)
-                return error_set(err, -errno,
-                                 "cannot map %llu MiB of guest memory%s: %s",
+                return error_set(err, -errno, "cannot map %llu MiB of guest memory%s: %s",
                                  (unsigned long long)(spec->size >> 20),
-                                 (spec->flags & GUEST_MEM_HUGEPAGES) ? " with 2 MiB huge pages"
-                                                                     : "",
+                                 (spec->flags & GUEST_MEM_HUGEPAGES)
+                                         ? " with 2 MiB huge pages (is "
+                                           "/proc/sys/vm/nr_hugepages large enough?)"
+                                         : "",
                                  strerror(errno));
         /* Guest RAM stays out of core dumps: it can be large and may hold guest secrets. */
         madvise(base, spec->size, MADV_DONTDUMP);

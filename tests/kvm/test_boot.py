@@ -215,3 +215,40 @@ def test_triple_fault_is_a_reset(tmp_path):
     run = run_vmm(["--kernel", k], timeout=60)
     assert run.rc == 0, run
     assert "triple fault (KVM_EXIT_SHUTDOWN)" in run.err, run
+
+
+def hugepage_pool(pages=None):
+    """Reads (and, when pages is given, sets) the 2 MiB huge page pool; None if not root."""
+    path = "/proc/sys/vm/nr_hugepages"
+    old = int(open(path).read())
+    if pages is not None:
+        if os.geteuid() != 0:
+            return None
+        with open(path, "w") as f:
+            f.write(str(pages))
+    return old
+
+
+def test_huge_pages_back_guest_ram():
+    old = hugepage_pool(40)
+    if old is None:
+        pytest.skip("needs root to reserve 2 MiB huge pages")
+    try:
+        run = run_probe("elf", "boot", "--huge-pages", "--mem", 64)
+        assert_probe_ok(run, "boot", "elf")
+        assert [l for l in run.lines() if l.startswith("probe: e820 ")] == expected_e820(64), run
+    finally:
+        hugepage_pool(old)
+
+
+def test_huge_pages_without_a_pool_fail_cleanly():
+    old = hugepage_pool(0)
+    if old is None and hugepage_pool() != 0:
+        pytest.skip("the host has huge pages reserved and we cannot empty the pool")
+    try:
+        run = run_probe("elf", "hello", "--huge-pages", "--mem", 64)
+        assert run.rc == 1, run  # a host resource problem, not a bad configuration
+        assert "cannot map 64 MiB of guest memory with 2 MiB huge pages" in run.err, run
+    finally:
+        if old is not None:
+            hugepage_pool(old)
