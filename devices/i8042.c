@@ -115,6 +115,12 @@ static bool pop(struct i8042 *k, uint8_t *b)
         return true;
 }
 
+/* What set 1, 2 or 3 looks like after the controller's set-2-to-set-1 translation. */
+static uint8_t translated_set(uint8_t set)
+{
+        return set == 1 ? 0x43 : set == 2 ? 0x41 : 0x3f;
+}
+
 /* Returns true when the keyboard queued a reply that should interrupt. */
 static bool kbd_command(struct i8042 *k, uint8_t v)
 {
@@ -125,8 +131,10 @@ static bool kbd_command(struct i8042 *k, uint8_t v)
         if (arg_of) {
                 if (arg_of == KBD_SCANSET) {
                         irq = push(k, KBD_ACK);
+                        /* The set number is a keyboard byte: translated when XLATE is on. */
                         if (v == 0)
-                                irq |= push(k, k->scanset);
+                                irq |= push(k, (k->ctr & CB_XLATE) ? translated_set(k->scanset)
+                                                                    : k->scanset);
                         else if (v <= 3)
                                 k->scanset = v;
                 } else {
@@ -145,7 +153,8 @@ static bool kbd_command(struct i8042 *k, uint8_t v)
         case KBD_GET_ID:
                 irq = push(k, KBD_ACK);
                 irq |= push(k, 0xab);
-                irq |= push(k, 0x83); /* MF2 keyboard */
+                /* MF2 keyboard; its 0x83 goes through the controller's translation. */
+                irq |= push(k, (k->ctr & CB_XLATE) ? 0x41 : 0x83);
                 return irq;
         case KBD_ENABLE:
         case KBD_DISABLE:

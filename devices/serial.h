@@ -34,7 +34,8 @@ const struct bus_ops *serial_bus_ops(void);
 size_t serial_rx_push(struct serial *s, const uint8_t *buf, size_t len);
 size_t serial_rx_space(struct serial *s);
 
-/* Counters for metrics: bytes out, bytes in, input bytes refused because the FIFO was full. */
+/* Counters for metrics: bytes out, bytes in, and missed_read_count: pushes that could not
+ * queue all their bytes because the FIFO was full (the caller keeps and retries the rest). */
 struct serial_stats {
         uint64_t tx_bytes;
         uint64_t rx_bytes;

@@ -133,12 +133,11 @@ static int write_zero_page(const struct guest_mem *mem, const struct x86_boot_ar
         bp[BP_TYPE_OF_LOADER] = 0xff; /* undefined loader */
         put_le32(bp + BP_CMD_LINE_PTR, (uint32_t)X86_CMDLINE_ADDR);
         put_le32(bp + BP_CMDLINE_SIZE, (uint32_t)strlen(a->cmdline));
-        if (a->initrd_size) {
-                put_le32(bp + BP_RAMDISK_IMAGE, (uint32_t)a->initrd_addr);
-                put_le32(bp + BP_RAMDISK_SIZE, (uint32_t)a->initrd_size);
-                put_le32(bp + BP_EXT_RAMDISK_IMG, (uint32_t)(a->initrd_addr >> 32));
-                put_le32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)(a->initrd_size >> 32));
-        }
+        /* Always written: a bzImage header may carry stale ramdisk fields. */
+        put_le32(bp + BP_RAMDISK_IMAGE, a->initrd_size ? (uint32_t)a->initrd_addr : 0);
+        put_le32(bp + BP_RAMDISK_SIZE, (uint32_t)a->initrd_size);
+        put_le32(bp + BP_EXT_RAMDISK_IMG, a->initrd_size ? (uint32_t)(a->initrd_addr >> 32) : 0);
+        put_le32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)(a->initrd_size >> 32));
         put_le64(bp + BP_ACPI_RSDP_ADDR, a->rsdp);
         if (n > BP_E820_MAX)
                 n = BP_E820_MAX;

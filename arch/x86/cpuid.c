@@ -40,7 +40,7 @@ static const struct feature features[] = {
         L1C("aes", 25, NULL),
         L1C("xsave", 26, "osxsave,avx,xsaveopt,xsavec,xgetbv1,xsaves"),
         L1C("osxsave", 27, NULL),
-        L1C("avx", 28, "fma,f16c,avx2," AVX512),
+        L1C("avx", 28, "fma,f16c,avx2,vaes,vpclmulqdq,fma4,xop," AVX512),
         L1C("f16c", 29, NULL),
         L1C("rdrand", 30, NULL),
         L1D("pse", 3, NULL),

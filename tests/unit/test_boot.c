@@ -288,6 +288,9 @@ static void test_bzimage_zero_page_has_setup_header(void **state)
         for (unsigned i = 0; i < k.setup_header_len; i++)
                 k.setup_header[i] = (uint8_t)(0x30 + i);
         put_le16(k.setup_header + (0x1fe - 0x1f1), 0xaa55);
+        /* Stale ramdisk fields in the image must not reach a kernel booted without initrd. */
+        put_le32(k.setup_header + (0x218 - 0x1f1), 0x12345678);
+        put_le32(k.setup_header + (0x21c - 0x1f1), 0x1000);
         memcpy(k.setup_header + (0x202 - 0x1f1), "HdrS", 4);
 
         write_ok(mem, &args);
@@ -297,6 +300,8 @@ static void test_bzimage_zero_page_has_setup_header(void **state)
         assert_int_equal(rd8(mem, zp + 0x211), k.setup_header[0x211 - 0x1f1]);
         assert_memory_equal(at(mem, zp + 0x22c, 0x238 - 0x22c), k.setup_header + (0x22c - 0x1f1),
                             0x238 - 0x22c);
+        assert_int_equal(rd32(mem, zp + 0x218), 0);
+        assert_int_equal(rd32(mem, zp + 0x21c), 0);
         assert_int_equal(rd32(mem, zp + 0x228), X86_CMDLINE_ADDR);
         assert_int_equal(rd32(mem, zp + 0x238), strlen(CMDLINE));
         assert_memory_equal(at(mem, zp + 0x23c, 0x268 - 0x23c), k.setup_header + (0x23c - 0x1f1),

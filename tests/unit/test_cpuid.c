@@ -149,6 +149,11 @@ static void test_hide_xsave_takes_dependents(void **state)
         assert_true(mask_has(&m, 0xd, 1, CPUID_EAX, 0)); /* xsaveopt */
         assert_true(mask_has(&m, 0xd, 1, CPUID_EAX, 1)); /* xsavec */
         assert_true(mask_has(&m, 0xd, 1, CPUID_EAX, 3)); /* xsaves */
+        /* VEX/XOP-encoded instructions need the AVX state too. */
+        assert_true(mask_has(&m, 7, 0, CPUID_ECX, 9));           /* vaes */
+        assert_true(mask_has(&m, 7, 0, CPUID_ECX, 10));          /* vpclmulqdq */
+        assert_true(mask_has(&m, 0x80000001, 0, CPUID_ECX, 16)); /* fma4 */
+        assert_true(mask_has(&m, 0x80000001, 0, CPUID_ECX, 11)); /* xop */
         /* Unrelated features stay. */
         assert_false(mask_has(&m, 1, 0, CPUID_ECX, 13)); /* cx16 */
         assert_false(mask_has(&m, 1, 0, CPUID_ECX, 20)); /* sse4_2 */

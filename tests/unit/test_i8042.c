@@ -279,6 +279,18 @@ static void test_keyboard_scancode_set(void **state)
         EXPECT_OUTPUT(fx, 0xfa, 0xfa, 0x02);
 }
 
+static void test_keyboard_replies_are_translated(void **state)
+{
+        struct fixture *fx = *state;
+
+        /* Power-on state has translation on: keyboard bytes pass the set-2-to-1 table. */
+        data_wr(fx, 0xf2);
+        EXPECT_OUTPUT(fx, 0xfa, 0xab, 0x41);
+        data_wr(fx, 0xf0);
+        data_wr(fx, 0x00);
+        EXPECT_OUTPUT(fx, 0xfa, 0xfa, 0x41); /* set 2, translated */
+}
+
 static void test_keyboard_echo_leds_and_unknown(void **state)
 {
         struct fixture *fx = *state;
@@ -403,6 +415,7 @@ int main(void)
             T(test_keyboard_reset),
             T(test_keyboard_identify),
             T(test_keyboard_scancode_set),
+            T(test_keyboard_replies_are_translated),
             T(test_keyboard_echo_leds_and_unknown),
             T(test_irq_pulses_only_with_ctr_bit0),
             T(test_ctrl_alt_del_set1_with_translation),
