@@ -142,12 +142,27 @@ int main(int argc, char **argv)
                 runs = 20;
         snprintf(vmm, sizeof(vmm), "%s/vmm", build);
         snprintf(probe, sizeof(probe), "%s/tests/guest/probe.elf", build);
-        char *vargv[] = {vmm, "--kernel", probe, "--cmdline", "probe=hello", "--no-serial-in",
-                         "--level", "debug", NULL};
-        char *qargv[] = {"/usr/bin/qemu-system-x86_64", "-M", "microvm", "-enable-kvm",
-                         "-cpu", "host,-arch-capabilities", "-m", "128", "-nodefaults",
-                         "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
-                         "-kernel", probe, "-append", "probe=hello", NULL};
+        char *vargv[] = {vmm,       "--kernel", probe, "--cmdline", "probe=hello", "--no-serial-in",
+                         "--level", "debug",    NULL};
+        char *qargv[] = {"/usr/bin/qemu-system-x86_64",
+                         "-M",
+                         "microvm",
+                         "-enable-kvm",
+                         "-cpu",
+                         "host,-arch-capabilities",
+                         "-m",
+                         "128",
+                         "-nodefaults",
+                         "-no-user-config",
+                         "-nographic",
+                         "-no-reboot",
+                         "-serial",
+                         "stdio",
+                         "-kernel",
+                         probe,
+                         "-append",
+                         "probe=hello",
+                         NULL};
 
         for (int i = 0; i < runs; i++) {
                 struct sample s;

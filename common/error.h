@@ -22,9 +22,9 @@ struct error {
 /* Records the message (first error wins) and returns code, so callers can
  * `return error_set(err, -EINVAL, "...")`. err may be NULL. */
 int error_set(struct error *err, int code, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 int error_setv(struct error *err, int code, const char *fmt, va_list ap)
-        __attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 0)));
 
 /* Like error_set, but marks the error as the user's configuration (ERROR_CONFIG, -EINVAL). */
 int error_config(struct error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

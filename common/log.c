@@ -23,11 +23,11 @@ struct logger {
 };
 
 static struct logger logger = {
-        .level = LOG_LEVEL_INFO,
-        .show_level = true,
-        .show_origin = true,
-        .lock = PTHREAD_MUTEX_INITIALIZER,
-        .instance_id = "anonymous-instance",
+    .level = LOG_LEVEL_INFO,
+    .show_level = true,
+    .show_origin = true,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .instance_id = "anonymous-instance",
 };
 
 static _Thread_local char thread_name[16] = "main";
@@ -83,9 +83,9 @@ int log_level_parse(const char *s, enum log_level *out)
                 const char *name;
                 enum log_level level;
         } names[] = {
-                {"off", LOG_LEVEL_OFF},     {"error", LOG_LEVEL_ERROR}, {"warning", LOG_LEVEL_WARN},
-                {"warn", LOG_LEVEL_WARN},   {"info", LOG_LEVEL_INFO},   {"debug", LOG_LEVEL_DEBUG},
-                {"trace", LOG_LEVEL_DEBUG},
+            {"off", LOG_LEVEL_OFF},     {"error", LOG_LEVEL_ERROR}, {"warning", LOG_LEVEL_WARN},
+            {"warn", LOG_LEVEL_WARN},   {"info", LOG_LEVEL_INFO},   {"debug", LOG_LEVEL_DEBUG},
+            {"trace", LOG_LEVEL_DEBUG},
         };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
                 if (strcasecmp(s, names[i].name) == 0) {
@@ -151,9 +151,9 @@ static void log_vwrite(enum log_level level, const char *file, int line, const c
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
         pthread_mutex_lock(&logger.lock);
-        r = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09ld [%s:%s", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec,
-                     logger.instance_id, thread_name);
+        r = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09ld [%s:%s",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec, logger.instance_id, thread_name);
         n = r < 0 ? 0 : (size_t)r;
         if (atomic_load(&logger.show_level) && n < sizeof(buf))
                 n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s", level_name(level));

@@ -36,7 +36,7 @@ int log_level_parse(const char *s, enum log_level *out);
 uint64_t log_lost_count(void);
 
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 #define LOG_ERROR(...) log_write(LOG_LEVEL_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_WARN(...)  log_write(LOG_LEVEL_WARN, __FILE__, __LINE__, __VA_ARGS__)
@@ -61,13 +61,15 @@ struct ratelimit {
 };
 
 #define RATELIMIT_INIT                                                                             \
-        {.lock = PTHREAD_MUTEX_INITIALIZER, .interval_ns = 1000000000ull, .burst = 10}
+        {                                                                                          \
+                .lock = PTHREAD_MUTEX_INITIALIZER, .interval_ns = 1000000000ull, .burst = 10       \
+        }
 
 /* For ratelimits embedded in heap objects. */
 void ratelimit_init(struct ratelimit *rl, uint64_t interval_ns, uint32_t burst);
 
 void log_guest(struct ratelimit *rl, const char *file, int line, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 #define LOG_GUEST(rl, ...) log_guest((rl), __FILE__, __LINE__, __VA_ARGS__)
 

@@ -15,8 +15,7 @@
 struct boot_timer;
 
 /* start_ns: CLOCK_MONOTONIC at start; start_cpu_ns: CLOCK_PROCESS_CPUTIME_ID at start. */
-int boot_timer_create(uint64_t start_ns, uint64_t start_cpu_ns, struct boot_timer **out)
-        MUST_CHECK;
+int boot_timer_create(uint64_t start_ns, uint64_t start_cpu_ns, struct boot_timer **out) MUST_CHECK;
 void boot_timer_destroy(struct boot_timer *t);
 const struct bus_ops *boot_timer_bus_ops(void);
 /* Wall time in us of the last report, or -1 if the guest has not written the magic yet. */

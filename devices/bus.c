@@ -92,7 +92,7 @@ static void count_unhandled(struct bus *bus, const char *dir, uint64_t addr, uin
          * this is debug output, not a guest error. */
         if (log_enabled(LOG_LEVEL_DEBUG))
                 LOG_GUEST(&bus->rl, "%s: unhandled %s of %u bytes at 0x%llx", bus->name, dir, len,
-                  (unsigned long long)addr);
+                          (unsigned long long)addr);
 }
 
 bool bus_read(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len)

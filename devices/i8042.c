@@ -12,42 +12,42 @@
 #define SR_KEYL 0x10 /* keyboard not inhibited */
 
 /* Controller configuration byte */
-#define CB_KBD_INT  0x01
-#define CB_SYS      0x04
-#define CB_KBD_DIS  0x10
-#define CB_AUX_DIS  0x20
-#define CB_XLATE    0x40
+#define CB_KBD_INT 0x01
+#define CB_SYS     0x04
+#define CB_KBD_DIS 0x10
+#define CB_AUX_DIS 0x20
+#define CB_XLATE   0x40
 
 /* Controller commands */
-#define CMD_READ_CTR   0x20
-#define CMD_WRITE_CTR  0x60
-#define CMD_AUX_DIS    0xa7
-#define CMD_AUX_EN     0xa8
-#define CMD_AUX_TEST   0xa9
-#define CMD_SELF_TEST  0xaa
-#define CMD_KBD_TEST   0xab
-#define CMD_KBD_DIS    0xad
-#define CMD_KBD_EN     0xae
-#define CMD_READ_OUTP  0xd0
-#define CMD_WRITE_OUTP 0xd1
-#define CMD_WRITE_KBD  0xd2
+#define CMD_READ_CTR       0x20
+#define CMD_WRITE_CTR      0x60
+#define CMD_AUX_DIS        0xa7
+#define CMD_AUX_EN         0xa8
+#define CMD_AUX_TEST       0xa9
+#define CMD_SELF_TEST      0xaa
+#define CMD_KBD_TEST       0xab
+#define CMD_KBD_DIS        0xad
+#define CMD_KBD_EN         0xae
+#define CMD_READ_OUTP      0xd0
+#define CMD_WRITE_OUTP     0xd1
+#define CMD_WRITE_KBD      0xd2
 #define CMD_WRITE_AUX_OBUF 0xd3
-#define CMD_WRITE_AUX  0xd4
-#define CMD_RESET_CPU  0xfe
+#define CMD_WRITE_AUX      0xd4
+#define CMD_RESET_CPU      0xfe
 
 /* Keyboard commands and replies */
-#define KBD_SET_LEDS   0xed
-#define KBD_ECHO       0xee
-#define KBD_SCANSET    0xf0
-#define KBD_GET_ID     0xf2
-#define KBD_TYPEMATIC  0xf3
-#define KBD_ENABLE     0xf4
-#define KBD_DISABLE    0xf5
-#define KBD_DEFAULTS   0xf6
-#define KBD_RESET      0xff
-#define KBD_ACK        0xfa
-#define KBD_RESEND     0xfe
-#define KBD_BAT_OK     0xaa
+#define KBD_SET_LEDS  0xed
+#define KBD_ECHO      0xee
+#define KBD_SCANSET   0xf0
+#define KBD_GET_ID    0xf2
+#define KBD_TYPEMATIC 0xf3
+#define KBD_ENABLE    0xf4
+#define KBD_DISABLE   0xf5
+#define KBD_DEFAULTS  0xf6
+#define KBD_RESET     0xff
+#define KBD_ACK       0xfa
+#define KBD_RESEND    0xfe
+#define KBD_BAT_OK    0xaa
 
 #define OBUF_SIZE 16
 
@@ -134,7 +134,7 @@ static bool kbd_command(struct i8042 *k, uint8_t v)
                         /* The set number is a keyboard byte: translated when XLATE is on. */
                         if (v == 0)
                                 irq |= push(k, (k->ctr & CB_XLATE) ? translated_set(k->scanset)
-                                                                    : k->scanset);
+                                                                   : k->scanset);
                         else if (v <= 3)
                                 k->scanset = v;
                 } else {

@@ -13,7 +13,7 @@
 #include "irq.h"
 
 struct i8042_config {
-        struct irq_line kbd_irq;      /* ISA IRQ 1 */
+        struct irq_line kbd_irq;     /* ISA IRQ 1 */
         void (*reset)(void *opaque); /* the guest pulsed the CPU reset line */
         void *opaque;
 };

@@ -22,12 +22,12 @@ enum {
 #define IER_MSI  0x08
 #define IER_MASK 0x0f
 
-#define IIR_NONE     0x01
-#define IIR_MSI      0x00
-#define IIR_THRI     0x02
-#define IIR_RDI      0x04
-#define IIR_RLSI     0x06
-#define IIR_FIFO_ON  0xc0
+#define IIR_NONE    0x01
+#define IIR_MSI     0x00
+#define IIR_THRI    0x02
+#define IIR_RDI     0x04
+#define IIR_RLSI    0x06
+#define IIR_FIFO_ON 0xc0
 
 #define FCR_ENABLE   0x01
 #define FCR_CLEAR_RX 0x02
@@ -46,14 +46,14 @@ enum {
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 
-#define MSR_DCTS 0x01
-#define MSR_DDSR 0x02
-#define MSR_TERI 0x04
-#define MSR_DDCD 0x08
-#define MSR_CTS  0x10
-#define MSR_DSR  0x20
-#define MSR_RI   0x40
-#define MSR_DCD  0x80
+#define MSR_DCTS       0x01
+#define MSR_DDSR       0x02
+#define MSR_TERI       0x04
+#define MSR_DDCD       0x08
+#define MSR_CTS        0x10
+#define MSR_DSR        0x20
+#define MSR_RI         0x40
+#define MSR_DCD        0x80
 #define MSR_DELTA_MASK 0x0f
 /* A host console is always "connected": carrier, data-set-ready and clear-to-send. */
 #define MSR_DEFAULT (MSR_DCD | MSR_DSR | MSR_CTS)

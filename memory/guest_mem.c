@@ -28,9 +28,10 @@ int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struc
         if (spec->size == 0)
                 return error_set(err, -EINVAL, "guest memory size must be greater than 0");
         if (!is_aligned(spec->size, page))
-                return error_set(err, -EINVAL,
-                                 "guest memory size %llu is not a multiple of the %llu KiB page size",
-                                 (unsigned long long)spec->size, (unsigned long long)(page >> 10));
+                return error_set(
+                    err, -EINVAL,
+                    "guest memory size %llu is not a multiple of the %llu KiB page size",
+                    (unsigned long long)spec->size, (unsigned long long)(page >> 10));
         if (spec->hole_start > spec->hole_end || !is_aligned(spec->hole_start, page) ||
             !is_aligned(spec->hole_end, page))
                 return error_set(err, -EINVAL, "invalid memory hole");
@@ -47,9 +48,9 @@ int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struc
                 return error_set(err, -errno, "cannot map %llu MiB of guest memory%s: %s",
                                  (unsigned long long)(spec->size >> 20),
                                  (spec->flags & GUEST_MEM_HUGEPAGES)
-                                         ? " with 2 MiB huge pages (is "
-                                           "/proc/sys/vm/nr_hugepages large enough?)"
-                                         : "",
+                                     ? " with 2 MiB huge pages (is "
+                                       "/proc/sys/vm/nr_hugepages large enough?)"
+                                     : "",
                                  strerror(errno));
         /* Guest RAM stays out of core dumps: it can be large and may hold guest secrets. */
         madvise(base, spec->size, MADV_DONTDUMP);
@@ -65,7 +66,7 @@ int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struc
         mem->nr_regions = 1;
         if (spec->size > low) {
                 mem->regions[1] = (struct guest_mem_region){
-                        .gpa = spec->hole_end, .size = spec->size - low, .host = mem->base + low};
+                    .gpa = spec->hole_end, .size = spec->size - low, .host = mem->base + low};
                 mem->nr_regions = 2;
         }
         *out = mem;

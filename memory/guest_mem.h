@@ -43,8 +43,8 @@ struct guest_mem_region {
 struct guest_mem;
 
 /* Maps the RAM (not yet touched: pages are allocated on first access). */
-int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struct guest_mem **out)
-        MUST_CHECK;
+int guest_mem_create(const struct guest_mem_spec *spec, struct error *err,
+                     struct guest_mem **out) MUST_CHECK;
 void guest_mem_destroy(struct guest_mem *mem);
 
 uint64_t guest_mem_size(const struct guest_mem *mem);
@@ -61,8 +61,7 @@ void *guest_mem_translate(const struct guest_mem *mem, gpa_t gpa, uint64_t len);
 
 /* Copy in/out of guest RAM; -EFAULT (nothing copied) when the range is not RAM. */
 int guest_mem_read(const struct guest_mem *mem, gpa_t gpa, void *dst, size_t len) MUST_CHECK;
-int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, size_t len)
-        MUST_CHECK;
+int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, size_t len) MUST_CHECK;
 int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len) MUST_CHECK;
 
 /* Bytes of guest RAM currently resident on the host (mincore), for memory accounting. */

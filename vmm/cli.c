@@ -24,22 +24,22 @@ enum {
 };
 
 static const struct option long_opts[] = {
-        {"kernel", required_argument, NULL, OPT_KERNEL},
-        {"initrd", required_argument, NULL, OPT_INITRD},
-        {"cmdline", required_argument, NULL, OPT_CMDLINE},
-        {"mem", required_argument, NULL, OPT_MEM},
-        {"vcpus", required_argument, NULL, OPT_VCPUS},
-        {"cpu-hide", required_argument, NULL, OPT_CPU_HIDE},
-        {"huge-pages", no_argument, NULL, OPT_HUGE_PAGES},
-        {"serial-out", required_argument, NULL, OPT_SERIAL_OUT},
-        {"no-serial-in", no_argument, NULL, OPT_NO_SERIAL_IN},
-        {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
-        {"dump-platform", required_argument, NULL, OPT_DUMP_PLATFORM},
-        {"level", required_argument, NULL, OPT_LEVEL},
-        {"id", required_argument, NULL, OPT_ID},
-        {"help", no_argument, NULL, OPT_HELP},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {NULL, 0, NULL, 0},
+    {"kernel", required_argument, NULL, OPT_KERNEL},
+    {"initrd", required_argument, NULL, OPT_INITRD},
+    {"cmdline", required_argument, NULL, OPT_CMDLINE},
+    {"mem", required_argument, NULL, OPT_MEM},
+    {"vcpus", required_argument, NULL, OPT_VCPUS},
+    {"cpu-hide", required_argument, NULL, OPT_CPU_HIDE},
+    {"huge-pages", no_argument, NULL, OPT_HUGE_PAGES},
+    {"serial-out", required_argument, NULL, OPT_SERIAL_OUT},
+    {"no-serial-in", no_argument, NULL, OPT_NO_SERIAL_IN},
+    {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+    {"dump-platform", required_argument, NULL, OPT_DUMP_PLATFORM},
+    {"level", required_argument, NULL, OPT_LEVEL},
+    {"id", required_argument, NULL, OPT_ID},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
 };
 
 const char *cli_usage(void)
@@ -50,8 +50,7 @@ const char *cli_usage(void)
                "\n"
                "  --kernel FILE        ELF vmlinux (PVH or 64-bit boot protocol) or bzImage\n"
                "  --initrd FILE        initial ramdisk\n"
-               "  --cmdline STR        kernel command line (default: \"" VMM_DEFAULT_CMDLINE
-               "\")\n"
+               "  --cmdline STR        kernel command line (default: \"" VMM_DEFAULT_CMDLINE "\")\n"
                "  --mem MIB            guest RAM in MiB (default 128)\n"
                "  --vcpus N            number of vCPUs (default 1)\n"
                "  --cpu-hide LIST      hide CPUID features, e.g. cx16,xsave (Linux flag names)\n"
@@ -81,8 +80,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long long max,
         errno = 0;
         v = strtoull(s, &end, 10);
         if (errno == ERANGE || v > max)
-                return error_set(err, -EINVAL, "--%s: %s is too large (at most %llu)", opt, s,
-                                 max);
+                return error_set(err, -EINVAL, "--%s: %s is too large (at most %llu)", opt, s, max);
         if (*end)
                 return error_set(err, -EINVAL, "--%s: '%s' is not a number", opt, s);
         *out = v;

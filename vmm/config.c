@@ -66,10 +66,9 @@ int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limi
         if (limits && limits->max_mem_mib && limits->max_mem_mib < max_mib)
                 max_mib = limits->max_mem_mib;
         if (m->mem_size_mib > max_mib)
-                return error_config(err,
-                                    "memory size %llu MiB exceeds what this host allows (%llu MiB)",
-                                    (unsigned long long)m->mem_size_mib,
-                                    (unsigned long long)max_mib);
+                return error_config(
+                    err, "memory size %llu MiB exceeds what this host allows (%llu MiB)",
+                    (unsigned long long)m->mem_size_mib, (unsigned long long)max_mib);
         if (m->huge_pages && (m->mem_size_mib % 2))
                 return error_config(err,
                                     "memory size %llu MiB is not a multiple of the 2 MiB huge "
@@ -82,7 +81,8 @@ int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limi
                 return r;
         }
         if (cfg->boot.boot_args && strlen(cfg->boot.boot_args) + 1 > X86_CMDLINE_MAX)
-                return error_config(err, "kernel command line is %zu bytes; the limit is %llu bytes",
+                return error_config(err,
+                                    "kernel command line is %zu bytes; the limit is %llu bytes",
                                     strlen(cfg->boot.boot_args), X86_CMDLINE_MAX - 1);
         return 0;
 }

@@ -16,7 +16,7 @@ struct handler {
 
 struct event_loop {
         int epfd;
-        struct handler *handlers; /* live list */
+        struct handler *handlers;  /* live list */
         struct handler *graveyard; /* removed while a dispatch may still see them */
         bool dispatching;
 };

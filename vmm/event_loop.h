@@ -17,8 +17,8 @@ int event_loop_create(struct event_loop **out) MUST_CHECK;
 void event_loop_destroy(struct event_loop *loop);
 
 /* events are EPOLLIN/EPOLLOUT/...; one registration per fd. */
-int event_loop_add(struct event_loop *loop, int fd, uint32_t events, event_cb cb, void *opaque)
-        MUST_CHECK;
+int event_loop_add(struct event_loop *loop, int fd, uint32_t events, event_cb cb,
+                   void *opaque) MUST_CHECK;
 int event_loop_modify(struct event_loop *loop, int fd, uint32_t events);
 int event_loop_remove(struct event_loop *loop, int fd);
 

@@ -15,20 +15,20 @@ static const struct {
         int cap;
         const char *name;
 } required_caps[] = {
-        {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-        {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-        {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
-        {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
-        {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-        {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2"},
-        {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-        {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-        {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-        {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
-        {KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER"},
-        {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
-        {KVM_CAP_XCRS, "KVM_CAP_XCRS"},
-        {KVM_CAP_SYNC_MMU, "KVM_CAP_SYNC_MMU"},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+    {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+    {KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER"},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
+    {KVM_CAP_XCRS, "KVM_CAP_XCRS"},
+    {KVM_CAP_SYNC_MMU, "KVM_CAP_SYNC_MMU"},
 };
 
 static int check_caps(struct kvm *kvm, struct error *err)
@@ -40,8 +40,7 @@ static int check_caps(struct kvm *kvm, struct error *err)
                                  KVM_API_VERSION);
         for (size_t i = 0; i < ARRAY_SIZE(required_caps); i++)
                 if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0)
-                        return error_set(err, -ENOTSUP,
-                                         "KVM lacks the required capability %s",
+                        return error_set(err, -ENOTSUP, "KVM lacks the required capability %s",
                                          required_caps[i].name);
         v = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
         if (v <= 0)
@@ -54,8 +53,7 @@ static int get_cpuid(struct kvm *kvm, struct error *err)
 {
         /* Grow until KVM stops answering E2BIG; 128 covers current hosts in one call. */
         for (unsigned n = 128; n <= 4096; n *= 2) {
-                struct kvm_cpuid2 *c =
-                        calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
+                struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
                 if (!c)
                         return error_set(err, -ENOMEM, "out of memory");
                 c->nent = n;
@@ -162,16 +160,16 @@ int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, struct error *e
         for (unsigned i = 0; i < guest_mem_region_count(mem); i++) {
                 struct guest_mem_region r = guest_mem_region_get(mem, i);
                 struct kvm_userspace_memory_region slot = {
-                        .slot = i,
-                        .guest_phys_addr = r.gpa,
-                        .memory_size = r.size,
-                        .userspace_addr = (uint64_t)(uintptr_t)r.host,
+                    .slot = i,
+                    .guest_phys_addr = r.gpa,
+                    .memory_size = r.size,
+                    .userspace_addr = (uint64_t)(uintptr_t)r.host,
                 };
                 if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot))
                         return error_set(err, -errno,
                                          "KVM_SET_USER_MEMORY_REGION slot %u (0x%llx+0x%llx): %s",
-                                         i, (unsigned long long)r.gpa,
-                                         (unsigned long long)r.size, strerror(errno));
+                                         i, (unsigned long long)r.gpa, (unsigned long long)r.size,
+                                         strerror(errno));
         }
         return 0;
 }
@@ -192,8 +190,7 @@ int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **
                 return error_set(err, -errno, "KVM_CREATE_VCPU %u: %s", id, strerror(errno));
         run = mmap(NULL, (size_t)kvm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (run == MAP_FAILED) {
-                int r = error_set(err, -errno, "mmap kvm_run of vcpu %u: %s", id,
-                                  strerror(errno));
+                int r = error_set(err, -errno, "mmap kvm_run of vcpu %u: %s", id, strerror(errno));
                 close(fd);
                 return r;
         }

@@ -108,14 +108,14 @@ static int run_vm(const struct cli_opts *o, uint64_t start_ns, uint64_t start_cp
         }
 
         struct vm_params params = {
-                .cfg = &o->cfg,
-                .loop = loop,
-                .console_in_fd = o->cfg.serial_in ? STDIN_FILENO : -1,
-                .console_out_fd = STDOUT_FILENO,
-                .start_ns = start_ns,
-                .start_cpu_ns = start_cpu_ns,
-                .on_stop = on_vm_stop,
-                .opaque = &st,
+            .cfg = &o->cfg,
+            .loop = loop,
+            .console_in_fd = o->cfg.serial_in ? STDIN_FILENO : -1,
+            .console_out_fd = STDOUT_FILENO,
+            .start_ns = start_ns,
+            .start_cpu_ns = start_cpu_ns,
+            .on_stop = on_vm_stop,
+            .opaque = &st,
         };
         r = vm_create(&params, &err, &st.vm);
         if (r) {
@@ -181,8 +181,8 @@ int main(int argc, char **argv)
                 return EXIT_BAD_CONFIG;
         }
         if (o.dump_platform_dir) {
-                code = vm_dump_platform(&o.cfg, o.dump_platform_dir, &err) ? EXIT_BAD_CONFIG
-                                                                           : EXIT_OK;
+                code =
+                    vm_dump_platform(&o.cfg, o.dump_platform_dir, &err) ? EXIT_BAD_CONFIG : EXIT_OK;
                 if (code)
                         LOG_ERROR("%s", err.msg);
                 cli_opts_free(&o);

@@ -143,8 +143,7 @@ static void log_fatal_state(struct vcpu *v, const char *what)
                   "efer=0x%llx cs=0x%x",
                   v->index, what, (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
                   (unsigned long long)sregs.cr0, (unsigned long long)sregs.cr3,
-                  (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer,
-                  sregs.cs.selector);
+                  (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer, sregs.cs.selector);
 }
 
 static void handle_io(struct vcpu *v)
@@ -203,12 +202,11 @@ static bool handle_exit(struct vcpu *v)
                 return false;
         case KVM_EXIT_SYSTEM_EVENT:
                 LOG_INFO("vcpu%u: system event %u", v->index, run->system_event.type);
-                v->env.request_stop(v->env.opaque, v->index,
-                                    run->system_event.type == KVM_SYSTEM_EVENT_CRASH
-                                            ? VCPU_STOP_ERROR
-                                    : run->system_event.type == KVM_SYSTEM_EVENT_RESET
-                                            ? VCPU_STOP_RESET
-                                            : VCPU_STOP_SHUTDOWN);
+                v->env.request_stop(
+                    v->env.opaque, v->index,
+                    run->system_event.type == KVM_SYSTEM_EVENT_CRASH   ? VCPU_STOP_ERROR
+                    : run->system_event.type == KVM_SYSTEM_EVENT_RESET ? VCPU_STOP_RESET
+                                                                       : VCPU_STOP_SHUTDOWN);
                 return false;
         case KVM_EXIT_FAIL_ENTRY:
                 snprintf(what, sizeof(what), "KVM_EXIT_FAIL_ENTRY (hardware reason 0x%llx)",
@@ -220,8 +218,8 @@ static bool handle_exit(struct vcpu *v)
                          "KVM cannot emulate)",
                          run->internal.suberror,
                          run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-                                 ? " (emulation failure)"
-                                 : "");
+                             ? " (emulation failure)"
+                             : "");
                 break;
         default:
                 snprintf(what, sizeof(what), "unexpected KVM exit reason %u", run->exit_reason);
@@ -319,8 +317,7 @@ int vcpu_start(struct vcpu *v, struct error *err)
         r = pthread_create(&v->thread, NULL, vcpu_thread, v);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r)
-                return error_set(err, -r, "cannot start vcpu%u thread: %s", v->index,
-                                 strerror(r));
+                return error_set(err, -r, "cannot start vcpu%u thread: %s", v->index, strerror(r));
         v->started = true;
         return 0;
 }

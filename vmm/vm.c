@@ -49,8 +49,8 @@ struct vm {
         bool own_console_out;
         int console_in_fd;
         bool console_in_polling;
-        int rx_space_fd; /* eventfd: the serial FIFO has room again */
-        int stop_fd;     /* eventfd: a vCPU ended the VM */
+        int rx_space_fd;         /* eventfd: the serial FIFO has room again */
+        int stop_fd;             /* eventfd: a vCPU ended the VM */
         _Atomic int stop_reason; /* -1 while running */
         bool started;
 };
@@ -176,23 +176,30 @@ static void on_stop_event(void *opaque, uint32_t events)
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
                 vcpu_stop(vm->vcpus[i]);
         if (vm->params.on_stop)
-                vm->params.on_stop(vm->params.opaque,
-                                   exit_code_of((enum vcpu_stop_reason)atomic_load(
-                                           &vm->stop_reason)));
+                vm->params.on_stop(
+                    vm->params.opaque,
+                    exit_code_of((enum vcpu_stop_reason)atomic_load(&vm->stop_reason)));
 }
 
 /* ---- board composition ---- */
 
 static const struct platform_dev board_legacy[] = {
-        {.name = "COM1", .kind = PLATFORM_DEV_SERIAL, .base = X86_COM1_PORT, .len = 8,
-         .gsi = X86_COM1_IRQ},
-        {.name = "PS2K", .kind = PLATFORM_DEV_I8042, .base = X86_I8042_DATA_PORT, .len = 5,
-         .gsi = X86_I8042_IRQ},
+    {.name = "COM1",
+     .kind = PLATFORM_DEV_SERIAL,
+     .base = X86_COM1_PORT,
+     .len = 8,
+     .gsi = X86_COM1_IRQ},
+    {.name = "PS2K",
+     .kind = PLATFORM_DEV_I8042,
+     .base = X86_I8042_DATA_PORT,
+     .len = 5,
+     .gsi = X86_I8042_IRQ},
 };
 
-static const struct platform_dev board_boot_timer = {
-        .name = "BTMR", .kind = PLATFORM_DEV_MMIO_OTHER, .base = X86_BOOT_TIMER_ADDR,
-        .len = X86_BOOT_TIMER_LEN};
+static const struct platform_dev board_boot_timer = {.name = "BTMR",
+                                                     .kind = PLATFORM_DEV_MMIO_OTHER,
+                                                     .base = X86_BOOT_TIMER_ADDR,
+                                                     .len = X86_BOOT_TIMER_LEN};
 
 int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *desc,
                          struct error *err)
@@ -256,8 +263,8 @@ out:
 static int add_window(struct bus *bus, const char *name, uint64_t base, uint64_t len,
                       const struct bus_ops *ops, void *opaque, struct error *err)
 {
-        struct bus_window w = {.name = name, .base = base, .len = len, .ops = ops,
-                               .opaque = opaque};
+        struct bus_window w = {
+            .name = name, .base = base, .len = len, .ops = ops, .opaque = opaque};
         return bus_register(bus, &w, err);
 }
 
@@ -386,7 +393,7 @@ static int load_guest(struct vm *vm, const struct platform_desc *desc, struct er
 static int create_vcpus(struct vm *vm, struct error *err)
 {
         struct vcpu_env env = {
-                .pio = vm->pio, .mmio = vm->mmio, .request_stop = request_stop, .opaque = vm};
+            .pio = vm->pio, .mmio = vm->mmio, .request_stop = request_stop, .opaque = vm};
         int r;
 
         vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
@@ -394,12 +401,12 @@ static int create_vcpus(struct vm *vm, struct error *err)
                 return error_set(err, -ENOMEM, "out of memory");
         for (unsigned i = 0; i < vm->nr_vcpus; i++) {
                 struct x86_cpu_init init = {
-                        .index = i,
-                        .nr_vcpus = vm->nr_vcpus,
-                        .supported_cpuid = vm->kvm->supported_cpuid,
-                        .msr_list = vm->kvm->msr_list,
-                        .hide = &vm->cpuid_hide,
-                        .kernel = &vm->kernel,
+                    .index = i,
+                    .nr_vcpus = vm->nr_vcpus,
+                    .supported_cpuid = vm->kvm->supported_cpuid,
+                    .msr_list = vm->kvm->msr_list,
+                    .hide = &vm->cpuid_hide,
+                    .kernel = &vm->kernel,
                 };
                 r = vcpu_create(vm->kvm, i, &env, err, &vm->vcpus[i]);
                 if (!r)
@@ -417,9 +424,9 @@ static int open_console(struct vm *vm, struct error *err)
 
         vm->console_out_fd = vm->params.console_out_fd;
         if (cfg->serial_out_path) {
-                vm->console_out_fd = open(cfg->serial_out_path,
-                                          O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                                          0644);
+                vm->console_out_fd =
+                    open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+                         0644);
                 if (vm->console_out_fd < 0)
                         return error_config(err, "serial output '%s': %s", cfg->serial_out_path,
                                             strerror(errno));
@@ -449,10 +456,10 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
 {
         const struct vmm_config *cfg = params->cfg;
         struct guest_mem_spec spec = {
-                .size = cfg->machine.mem_size_mib << 20,
-                .hole_start = X86_MMIO_HOLE_START,
-                .hole_end = X86_MMIO_HOLE_END,
-                .flags = cfg->machine.huge_pages ? GUEST_MEM_HUGEPAGES : 0,
+            .size = cfg->machine.mem_size_mib << 20,
+            .hole_start = X86_MMIO_HOLE_START,
+            .hole_end = X86_MMIO_HOLE_END,
+            .flags = cfg->machine.huge_pages ? GUEST_MEM_HUGEPAGES : 0,
         };
         struct platform_desc *desc = NULL;
         struct vm *vm;
@@ -494,8 +501,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (r)
                 goto fail;
         if (vm->nr_vcpus > vm->kvm->max_vcpus) {
-                r = error_config(err, "vcpu count %u exceeds this KVM's limit of %u",
-                                 vm->nr_vcpus, vm->kvm->max_vcpus);
+                r = error_config(err, "vcpu count %u exceeds this KVM's limit of %u", vm->nr_vcpus,
+                                 vm->kvm->max_vcpus);
                 goto fail;
         }
         /* RAM slots go in before the irqchip: once KVM has its internal slots (TSS, APIC
@@ -505,8 +512,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 r = kvm_create_platform(vm->kvm, err);
         if (!r)
                 r = bus_create("pio", &vm->pio) || bus_create("mmio", &vm->mmio)
-                            ? error_set(err, -ENOMEM, "out of memory")
-                            : 0;
+                        ? error_set(err, -ENOMEM, "out of memory")
+                        : 0;
         if (!r)
                 r = open_console(vm, err);
         if (!r)

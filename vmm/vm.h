@@ -45,8 +45,7 @@ int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *des
                          struct error *err) MUST_CHECK;
 
 /* Writes the generated firmware tables to dir as <NAME>.dat (created if missing). */
-int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err)
-        MUST_CHECK;
+int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err) MUST_CHECK;
 
 /* Logs startup measurements (first guest exit, VMM memory beyond guest RAM) at debug. */
 void vm_log_startup_stats(struct vm *vm);

@@ -26,11 +26,11 @@
 #define BP_SIZE             4096
 
 /* struct hvm_start_info (xen/include/public/arch-x86/hvm/start_info.h), version 1. */
-#define PVH_MAGIC           0x336ec578
-#define PVH_INFO_SIZE       56
-#define PVH_MEMMAP_ADDR     (X86_PVH_INFO_ADDR + 0x40)
-#define PVH_MEMMAP_ENTRY    24
-#define PVH_MODLIST_ADDR    (X86_PVH_INFO_ADDR + 0x400)
+#define PVH_MAGIC        0x336ec578
+#define PVH_INFO_SIZE    56
+#define PVH_MEMMAP_ADDR  (X86_PVH_INFO_ADDR + 0x40)
+#define PVH_MEMMAP_ENTRY 24
+#define PVH_MODLIST_ADDR (X86_PVH_INFO_ADDR + 0x400)
 
 #define PTE_PRESENT 0x1ull
 #define PTE_WRITE   0x2ull
@@ -71,8 +71,8 @@ int x86_cmdline_check(const struct x86_kernel *k, const char *cmdline, struct er
 
         if (len + 1 > max)
                 return error_set(err, -E2BIG,
-                                 "kernel command line is %zu bytes; the limit is %u bytes",
-                                 len, max - 1);
+                                 "kernel command line is %zu bytes; the limit is %u bytes", len,
+                                 max - 1);
         return 0;
 }
 

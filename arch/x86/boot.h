@@ -33,8 +33,8 @@ struct x86_boot_args {
 size_t x86_e820_build(const struct guest_mem *mem, struct x86_e820_entry *out, size_t cap);
 
 /* Checks the command line against the kernel's and the layout's limits. */
-int x86_cmdline_check(const struct x86_kernel *k, const char *cmdline, struct error *err)
-        MUST_CHECK;
+int x86_cmdline_check(const struct x86_kernel *k, const char *cmdline,
+                      struct error *err) MUST_CHECK;
 
 /* Writes the GDT, IDT, page tables, command line and the protocol's boot information. */
 int x86_boot_write(const struct guest_mem *mem, const struct x86_boot_args *args,

@@ -30,15 +30,15 @@
 #define EFER_LME 0x100ull
 #define EFER_LMA 0x400ull
 
-#define APIC_LVT_LINT0 0x350
-#define APIC_LVT_LINT1 0x360
+#define APIC_LVT_LINT0   0x350
+#define APIC_LVT_LINT1   0x360
 #define APIC_MODE_NMI    0x4
 #define APIC_MODE_EXTINT 0x7
 
 static int set_cpuid(int fd, const struct x86_cpu_init *in, struct error *err)
 {
-        size_t size = sizeof(struct kvm_cpuid2) +
-                      in->supported_cpuid->nent * sizeof(struct kvm_cpuid_entry2);
+        size_t size =
+            sizeof(struct kvm_cpuid2) + in->supported_cpuid->nent * sizeof(struct kvm_cpuid_entry2);
         struct kvm_cpuid2 *c = malloc(size);
         int r;
 
@@ -65,11 +65,17 @@ static int set_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
                 uint32_t index;
                 uint64_t value;
         } boot_msrs[] = {
-                {MSR_IA32_SYSENTER_CS, 0},  {MSR_IA32_SYSENTER_ESP, 0}, {MSR_IA32_SYSENTER_EIP, 0},
-                {MSR_STAR, 0},              {MSR_LSTAR, 0},            {MSR_CSTAR, 0},
-                {MSR_SYSCALL_MASK, 0},      {MSR_KERNEL_GS_BASE, 0},   {MSR_IA32_TSC, 0},
-                {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
-                {MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
+            {MSR_IA32_SYSENTER_CS, 0},
+            {MSR_IA32_SYSENTER_ESP, 0},
+            {MSR_IA32_SYSENTER_EIP, 0},
+            {MSR_STAR, 0},
+            {MSR_LSTAR, 0},
+            {MSR_CSTAR, 0},
+            {MSR_SYSCALL_MASK, 0},
+            {MSR_KERNEL_GS_BASE, 0},
+            {MSR_IA32_TSC, 0},
+            {MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING},
+            {MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
         };
         /* struct kvm_msrs ends in a flexible array: header and entries share one buffer. */
         union {
@@ -108,9 +114,9 @@ static int set_fpu(int fd, struct error *err)
         memset(&fpu, 0, sizeof(fpu));
         fpu.fcw = 0x37f;
         fpu.mxcsr = 0x1f80;
-        return ioctl(fd, KVM_SET_FPU, &fpu) ? error_set(err, -errno, "KVM_SET_FPU: %s",
-                                                         strerror(errno))
-                                            : 0;
+        return ioctl(fd, KVM_SET_FPU, &fpu)
+                   ? error_set(err, -errno, "KVM_SET_FPU: %s", strerror(errno))
+                   : 0;
 }
 
 static void set_lvt_mode(struct kvm_lapic_state *lapic, unsigned reg, uint32_t mode)

@@ -11,111 +11,135 @@ struct feature {
         const char *deps; /* features that must disappear with this one */
 };
 
-#define L1C(n, b, d)  {n, 1, 0, CPUID_ECX, b, d}
-#define L1D(n, b, d)  {n, 1, 0, CPUID_EDX, b, d}
-#define L7B(n, b, d)  {n, 7, 0, CPUID_EBX, b, d}
-#define L7C(n, b, d)  {n, 7, 0, CPUID_ECX, b, d}
-#define L7D(n, b, d)  {n, 7, 0, CPUID_EDX, b, d}
-#define LXC(n, b, d)  {n, 0x80000001, 0, CPUID_ECX, b, d}
-#define LXD(n, b, d)  {n, 0x80000001, 0, CPUID_EDX, b, d}
-#define LDA(n, b, d)  {n, 0xd, 1, CPUID_EAX, b, d}
+#define L1C(n, b, d)                                                                               \
+        {                                                                                          \
+                n, 1, 0, CPUID_ECX, b, d                                                           \
+        }
+#define L1D(n, b, d)                                                                               \
+        {                                                                                          \
+                n, 1, 0, CPUID_EDX, b, d                                                           \
+        }
+#define L7B(n, b, d)                                                                               \
+        {                                                                                          \
+                n, 7, 0, CPUID_EBX, b, d                                                           \
+        }
+#define L7C(n, b, d)                                                                               \
+        {                                                                                          \
+                n, 7, 0, CPUID_ECX, b, d                                                           \
+        }
+#define L7D(n, b, d)                                                                               \
+        {                                                                                          \
+                n, 7, 0, CPUID_EDX, b, d                                                           \
+        }
+#define LXC(n, b, d)                                                                               \
+        {                                                                                          \
+                n, 0x80000001, 0, CPUID_ECX, b, d                                                  \
+        }
+#define LXD(n, b, d)                                                                               \
+        {                                                                                          \
+                n, 0x80000001, 0, CPUID_EDX, b, d                                                  \
+        }
+#define LDA(n, b, d)                                                                               \
+        {                                                                                          \
+                n, 0xd, 1, CPUID_EAX, b, d                                                         \
+        }
 
 #define AVX512 "avx512f,avx512dq,avx512ifma,avx512pf,avx512er,avx512cd,avx512bw,avx512vl,avx512vbmi"
 
 static const struct feature features[] = {
-        L1C("sse3", 0, "ssse3"),
-        L1C("pni", 0, "ssse3"),
-        L1C("pclmulqdq", 1, NULL),
-        L1C("monitor", 3, NULL),
-        L1C("ssse3", 9, "sse4_1"),
-        L1C("fma", 12, NULL),
-        L1C("cx16", 13, NULL),
-        L1C("pcid", 17, NULL),
-        L1C("sse4_1", 19, "sse4_2"),
-        L1C("sse4_2", 20, "popcnt,aes"),
-        L1C("x2apic", 21, NULL),
-        L1C("movbe", 22, NULL),
-        L1C("popcnt", 23, NULL),
-        L1C("tsc_deadline_timer", 24, NULL),
-        L1C("aes", 25, NULL),
-        L1C("xsave", 26, "osxsave,avx,xsaveopt,xsavec,xgetbv1,xsaves"),
-        L1C("osxsave", 27, NULL),
-        L1C("avx", 28, "fma,f16c,avx2,vaes,vpclmulqdq,fma4,xop," AVX512),
-        L1C("f16c", 29, NULL),
-        L1C("rdrand", 30, NULL),
-        L1D("pse", 3, NULL),
-        L1D("tsc", 4, NULL),
-        L1D("pae", 6, NULL),
-        L1D("mce", 7, NULL),
-        L1D("cx8", 8, NULL),
-        L1D("sep", 11, NULL),
-        L1D("mtrr", 12, NULL),
-        L1D("pge", 13, NULL),
-        L1D("cmov", 15, NULL),
-        L1D("pat", 16, NULL),
-        L1D("pse36", 17, NULL),
-        L1D("clflush", 19, NULL),
-        L1D("mmx", 23, NULL),
-        L1D("fxsr", 24, NULL),
-        L1D("sse", 25, "sse2"),
-        L1D("sse2", 26, "sse3"),
-        L1D("ht", 28, NULL),
-        L7B("fsgsbase", 0, NULL),
-        L7B("bmi1", 3, NULL),
-        L7B("hle", 4, NULL),
-        L7B("avx2", 5, NULL),
-        L7B("smep", 7, NULL),
-        L7B("bmi2", 8, NULL),
-        L7B("erms", 9, NULL),
-        L7B("invpcid", 10, NULL),
-        L7B("rtm", 11, NULL),
-        L7B("avx512f", 16, AVX512),
-        L7B("avx512dq", 17, NULL),
-        L7B("rdseed", 18, NULL),
-        L7B("adx", 19, NULL),
-        L7B("smap", 20, NULL),
-        L7B("avx512ifma", 21, NULL),
-        L7B("clflushopt", 23, NULL),
-        L7B("clwb", 24, NULL),
-        L7B("avx512pf", 26, NULL),
-        L7B("avx512er", 27, NULL),
-        L7B("avx512cd", 28, NULL),
-        L7B("sha_ni", 29, NULL),
-        L7B("avx512bw", 30, NULL),
-        L7B("avx512vl", 31, NULL),
-        L7C("avx512vbmi", 1, NULL),
-        L7C("umip", 2, NULL),
-        L7C("pku", 3, NULL),
-        L7C("waitpkg", 5, NULL),
-        L7C("vaes", 9, NULL),
-        L7C("vpclmulqdq", 10, NULL),
-        L7C("la57", 16, NULL),
-        L7C("rdpid", 22, NULL),
-        L7D("md_clear", 10, NULL),
-        L7D("serialize", 14, NULL),
-        L7D("arch_capabilities", 29, NULL),
-        LXC("lahf_lm", 0, NULL),
-        LXC("cmp_legacy", 1, NULL),
-        LXC("svm", 2, NULL),
-        LXC("abm", 5, NULL),
-        LXC("lzcnt", 5, NULL),
-        LXC("sse4a", 6, NULL),
-        LXC("misalignsse", 7, NULL),
-        LXC("3dnowprefetch", 8, NULL),
-        LXC("xop", 11, NULL),
-        LXC("fma4", 16, NULL),
-        LXC("tbm", 21, NULL),
-        LXC("topoext", 22, NULL),
-        LXD("syscall", 11, NULL),
-        LXD("nx", 20, NULL),
-        LXD("mmxext", 22, NULL),
-        LXD("fxsr_opt", 25, NULL),
-        LXD("pdpe1gb", 26, NULL),
-        LXD("rdtscp", 27, NULL),
-        LDA("xsaveopt", 0, NULL),
-        LDA("xsavec", 1, NULL),
-        LDA("xgetbv1", 2, NULL),
-        LDA("xsaves", 3, NULL),
+    L1C("sse3", 0, "ssse3"),
+    L1C("pni", 0, "ssse3"),
+    L1C("pclmulqdq", 1, NULL),
+    L1C("monitor", 3, NULL),
+    L1C("ssse3", 9, "sse4_1"),
+    L1C("fma", 12, NULL),
+    L1C("cx16", 13, NULL),
+    L1C("pcid", 17, NULL),
+    L1C("sse4_1", 19, "sse4_2"),
+    L1C("sse4_2", 20, "popcnt,aes"),
+    L1C("x2apic", 21, NULL),
+    L1C("movbe", 22, NULL),
+    L1C("popcnt", 23, NULL),
+    L1C("tsc_deadline_timer", 24, NULL),
+    L1C("aes", 25, NULL),
+    L1C("xsave", 26, "osxsave,avx,xsaveopt,xsavec,xgetbv1,xsaves"),
+    L1C("osxsave", 27, NULL),
+    L1C("avx", 28, "fma,f16c,avx2,vaes,vpclmulqdq,fma4,xop," AVX512),
+    L1C("f16c", 29, NULL),
+    L1C("rdrand", 30, NULL),
+    L1D("pse", 3, NULL),
+    L1D("tsc", 4, NULL),
+    L1D("pae", 6, NULL),
+    L1D("mce", 7, NULL),
+    L1D("cx8", 8, NULL),
+    L1D("sep", 11, NULL),
+    L1D("mtrr", 12, NULL),
+    L1D("pge", 13, NULL),
+    L1D("cmov", 15, NULL),
+    L1D("pat", 16, NULL),
+    L1D("pse36", 17, NULL),
+    L1D("clflush", 19, NULL),
+    L1D("mmx", 23, NULL),
+    L1D("fxsr", 24, NULL),
+    L1D("sse", 25, "sse2"),
+    L1D("sse2", 26, "sse3"),
+    L1D("ht", 28, NULL),
+    L7B("fsgsbase", 0, NULL),
+    L7B("bmi1", 3, NULL),
+    L7B("hle", 4, NULL),
+    L7B("avx2", 5, NULL),
+    L7B("smep", 7, NULL),
+    L7B("bmi2", 8, NULL),
+    L7B("erms", 9, NULL),
+    L7B("invpcid", 10, NULL),
+    L7B("rtm", 11, NULL),
+    L7B("avx512f", 16, AVX512),
+    L7B("avx512dq", 17, NULL),
+    L7B("rdseed", 18, NULL),
+    L7B("adx", 19, NULL),
+    L7B("smap", 20, NULL),
+    L7B("avx512ifma", 21, NULL),
+    L7B("clflushopt", 23, NULL),
+    L7B("clwb", 24, NULL),
+    L7B("avx512pf", 26, NULL),
+    L7B("avx512er", 27, NULL),
+    L7B("avx512cd", 28, NULL),
+    L7B("sha_ni", 29, NULL),
+    L7B("avx512bw", 30, NULL),
+    L7B("avx512vl", 31, NULL),
+    L7C("avx512vbmi", 1, NULL),
+    L7C("umip", 2, NULL),
+    L7C("pku", 3, NULL),
+    L7C("waitpkg", 5, NULL),
+    L7C("vaes", 9, NULL),
+    L7C("vpclmulqdq", 10, NULL),
+    L7C("la57", 16, NULL),
+    L7C("rdpid", 22, NULL),
+    L7D("md_clear", 10, NULL),
+    L7D("serialize", 14, NULL),
+    L7D("arch_capabilities", 29, NULL),
+    LXC("lahf_lm", 0, NULL),
+    LXC("cmp_legacy", 1, NULL),
+    LXC("svm", 2, NULL),
+    LXC("abm", 5, NULL),
+    LXC("lzcnt", 5, NULL),
+    LXC("sse4a", 6, NULL),
+    LXC("misalignsse", 7, NULL),
+    LXC("3dnowprefetch", 8, NULL),
+    LXC("xop", 11, NULL),
+    LXC("fma4", 16, NULL),
+    LXC("tbm", 21, NULL),
+    LXC("topoext", 22, NULL),
+    LXD("syscall", 11, NULL),
+    LXD("nx", 20, NULL),
+    LXD("mmxext", 22, NULL),
+    LXD("fxsr_opt", 25, NULL),
+    LXD("pdpe1gb", 26, NULL),
+    LXD("rdtscp", 27, NULL),
+    LDA("xsaveopt", 0, NULL),
+    LDA("xsavec", 1, NULL),
+    LDA("xgetbv1", 2, NULL),
+    LDA("xsaves", 3, NULL),
 };
 
 static const struct feature *feature_find(const char *name, size_t len)

@@ -35,15 +35,14 @@ struct x86_cpuid_mask {
 };
 
 /* Parses a comma-separated list of feature names (empty string: nothing hidden). */
-int x86_cpuid_parse_hide(const char *list, struct x86_cpuid_mask *out, struct error *err)
-        MUST_CHECK;
+int x86_cpuid_parse_hide(const char *list, struct x86_cpuid_mask *out,
+                         struct error *err) MUST_CHECK;
 
 /* Rewrites `cpuid` (a copy of the supported table) for vCPU `index` of `nr_vcpus`. */
 void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus,
                      const struct x86_cpuid_mask *hide);
 
 /* Looks an entry up; NULL when absent. */
-struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t leaf,
-                                        uint32_t subleaf);
+struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t leaf, uint32_t subleaf);
 
 #endif

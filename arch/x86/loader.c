@@ -10,24 +10,24 @@
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 
 /* Setup header offsets (Documentation/arch/x86/boot.rst). */
-#define HDR_SETUP_SECTS   0x1f1
-#define HDR_BOOT_FLAG     0x1fe
-#define HDR_JUMP          0x200
-#define HDR_MAGIC         0x202
-#define HDR_VERSION       0x206
-#define HDR_LOADFLAGS     0x211
-#define HDR_CODE32_START  0x214
-#define HDR_INITRD_MAX    0x22c
-#define HDR_KERNEL_ALIGN  0x230
-#define HDR_RELOCATABLE   0x234
-#define HDR_XLOADFLAGS    0x236
-#define HDR_CMDLINE_SIZE  0x238
-#define HDR_INIT_SIZE     0x260
-#define HDR_MIN_LEN       0x264 /* through init_size */
-#define LOADED_HIGH       0x01
-#define XLF_KERNEL_64     0x01
-#define BZ_MIN_PROTOCOL   0x020c
-#define BZ_64BIT_ENTRY    0x200
+#define HDR_SETUP_SECTS  0x1f1
+#define HDR_BOOT_FLAG    0x1fe
+#define HDR_JUMP         0x200
+#define HDR_MAGIC        0x202
+#define HDR_VERSION      0x206
+#define HDR_LOADFLAGS    0x211
+#define HDR_CODE32_START 0x214
+#define HDR_INITRD_MAX   0x22c
+#define HDR_KERNEL_ALIGN 0x230
+#define HDR_RELOCATABLE  0x234
+#define HDR_XLOADFLAGS   0x236
+#define HDR_CMDLINE_SIZE 0x238
+#define HDR_INIT_SIZE    0x260
+#define HDR_MIN_LEN      0x264 /* through init_size */
+#define LOADED_HIGH      0x01
+#define XLF_KERNEL_64    0x01
+#define BZ_MIN_PROTOCOL  0x020c
+#define BZ_64BIT_ENTRY   0x200
 
 /* A segment the loader will copy: validated first, written only when all are valid. */
 struct load_seg {
@@ -43,23 +43,22 @@ static int check_guest_range(const struct guest_mem *mem, const char *what, gpa_
         uint64_t end;
 
         if (!range_end(gpa, size, &end))
-                return error_set(err, -EINVAL, "%s at 0x%llx with size 0x%llx wraps around",
-                                 what, (unsigned long long)gpa, (unsigned long long)size);
+                return error_set(err, -EINVAL, "%s at 0x%llx with size 0x%llx wraps around", what,
+                                 (unsigned long long)gpa, (unsigned long long)size);
         if (gpa < X86_HIMEM_START)
                 return error_set(err, -EINVAL,
                                  "%s at 0x%llx is below 1 MiB, where the VMM keeps boot "
                                  "structures",
                                  what, (unsigned long long)gpa);
-        if (ranges_overlap(gpa, size, X86_MMIO_HOLE_START,
-                           X86_MMIO_HOLE_END - X86_MMIO_HOLE_START))
+        if (ranges_overlap(gpa, size, X86_MMIO_HOLE_START, X86_MMIO_HOLE_END - X86_MMIO_HOLE_START))
                 return error_set(err, -EINVAL,
                                  "%s [0x%llx, 0x%llx) overlaps the MMIO hole "
                                  "[0xc0000000, 0x100000000)",
                                  what, (unsigned long long)gpa, (unsigned long long)end);
         if (!guest_mem_contains(mem, gpa, size))
                 return error_set(err, -EINVAL,
-                                 "%s [0x%llx, 0x%llx) does not fit in guest RAM of %llu MiB",
-                                 what, (unsigned long long)gpa, (unsigned long long)end,
+                                 "%s [0x%llx, 0x%llx) does not fit in guest RAM of %llu MiB", what,
+                                 (unsigned long long)gpa, (unsigned long long)end,
                                  (unsigned long long)(guest_mem_size(mem) >> 20));
         return 0;
 }
@@ -195,8 +194,7 @@ static int load_elf(const struct guest_mem *mem, const uint8_t *img, size_t len,
                         return r;
                 for (unsigned j = 0; j < nsegs; j++)
                         if (ranges_overlap(ph.p_paddr, ph.p_memsz, segs[j].gpa, segs[j].memsz))
-                                return error_set(err, -EINVAL, "%s overlaps another segment",
-                                                 what);
+                                return error_set(err, -EINVAL, "%s overlaps another segment", what);
                 segs[nsegs++] = (struct load_seg){.gpa = ph.p_paddr,
                                                   .src = img + ph.p_offset,
                                                   .filesz = ph.p_filesz,
@@ -228,8 +226,7 @@ static int load_elf(const struct guest_mem *mem, const uint8_t *img, size_t len,
         }
         k->initrd_addr_max = UINT64_MAX;
         k->cmdline_max = X86_CMDLINE_MAX;
-        return write_segs(mem, segs, nsegs) ? error_set(err, -EFAULT, "cannot write kernel")
-                                            : 0;
+        return write_segs(mem, segs, nsegs) ? error_set(err, -EFAULT, "cannot write kernel") : 0;
 }
 
 static int load_bzimage(const struct guest_mem *mem, const uint8_t *img, size_t len,

@@ -71,8 +71,7 @@ int platform_tables_build(const struct platform_desc *desc, struct platform_tabl
                           struct error *err) MUST_CHECK;
 int platform_tables_write(const struct platform_tables *t, const struct guest_mem *mem,
                           struct error *err) MUST_CHECK;
-const struct platform_blob *platform_tables_find(const struct platform_tables *t,
-                                                 const char *name);
+const struct platform_blob *platform_tables_find(const struct platform_tables *t, const char *name);
 void platform_tables_free(struct platform_tables *t);
 
 /* Appends " virtio_mmio.device=4K@0xADDR:GSI" for every virtio-mmio slot; -ENOSPC if the

@@ -14,17 +14,17 @@
 
 #define SDT_HEADER_LEN 36
 /* Far larger than anything a microVM builds; bounds the checksum loop on garbage. */
-#define SDT_MAX_LEN    (16u << 20)
-#define MAPPED_END     0x100000000ull
+#define SDT_MAX_LEN (16u << 20)
+#define MAPPED_END  0x100000000ull
 
-#define FADT_DSDT        40
-#define FADT_FLAGS       112
-#define FADT_RESET_REG   116
-#define FADT_RESET_VALUE 128
-#define FADT_X_DSDT      140
+#define FADT_DSDT          40
+#define FADT_FLAGS         112
+#define FADT_RESET_REG     116
+#define FADT_RESET_VALUE   128
+#define FADT_X_DSDT        140
 #define FADT_RESET_REG_SUP (1u << 10)
-#define GAS_SYSTEM_MEMORY 0
-#define GAS_SYSTEM_IO     1
+#define GAS_SYSTEM_MEMORY  0
+#define GAS_SYSTEM_IO      1
 
 #define MADT_LAPIC_ADDR   36
 #define MADT_ENTRIES      44

@@ -29,14 +29,14 @@ struct acpi_root {
         unsigned count;
 };
 
-#define ACPI_MAX_CPUS     64
-#define ACPI_MAX_IOAPICS  8
+#define ACPI_MAX_CPUS      64
+#define ACPI_MAX_IOAPICS   8
 #define ACPI_MAX_OVERRIDES 16
 
 struct acpi_madt {
         uint64_t lapic_addr;
-        unsigned cpus;                      /* enabled Local APIC entries */
-        uint8_t apic_ids[ACPI_MAX_CPUS];    /* the first ACPI_MAX_CPUS of them */
+        unsigned cpus;                   /* enabled Local APIC entries */
+        uint8_t apic_ids[ACPI_MAX_CPUS]; /* the first ACPI_MAX_CPUS of them */
         unsigned ioapics;
         struct {
                 uint8_t id;
@@ -45,7 +45,7 @@ struct acpi_madt {
         } ioapic[ACPI_MAX_IOAPICS];
         unsigned overrides;
         struct {
-                uint8_t irq;    /* ISA IRQ */
+                uint8_t irq; /* ISA IRQ */
                 uint32_t gsi;
                 uint16_t flags; /* MPS INTI flags: polarity bits 0-1, trigger bits 2-3 */
         } override[ACPI_MAX_OVERRIDES];

@@ -4,24 +4,24 @@
 #include "cpu.h"
 #include "io.h"
 
-#define LAPIC_ID      0x020
-#define LAPIC_TPR     0x080
-#define LAPIC_EOI     0x0b0
-#define LAPIC_SVR     0x0f0
-#define LAPIC_ICR_LO  0x300
-#define LAPIC_ICR_HI  0x310
-#define LAPIC_LVT0    0x350
+#define LAPIC_ID             0x020
+#define LAPIC_TPR            0x080
+#define LAPIC_EOI            0x0b0
+#define LAPIC_SVR            0x0f0
+#define LAPIC_ICR_LO         0x300
+#define LAPIC_ICR_HI         0x310
+#define LAPIC_LVT0           0x350
 #define LAPIC_SVR_ENABLE     0x100u
 #define LAPIC_LVT_MASKED     0x10000u
 #define LAPIC_ICR_PENDING    0x1000u
 #define LAPIC_IPI_SPIN_LIMIT 100000u
 
-#define IOAPIC_REGSEL 0x00
-#define IOAPIC_WIN    0x10
+#define IOAPIC_REGSEL      0x00
+#define IOAPIC_WIN         0x10
 #define IOAPIC_REDTBL(pin) (0x10u + 2u * (pin))
-#define IOAPIC_LEVEL      (1u << 15)
-#define IOAPIC_ACTIVE_LOW (1u << 13)
-#define IOAPIC_MASKED     (1u << 16)
+#define IOAPIC_LEVEL       (1u << 15)
+#define IOAPIC_ACTIVE_LOW  (1u << 13)
+#define IOAPIC_MASKED      (1u << 16)
 
 #define PIC1_DATA 0x21
 #define PIC2_DATA 0xa1

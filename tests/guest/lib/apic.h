@@ -9,9 +9,9 @@
 
 #define APIC_SPURIOUS_VECTOR 0xff
 
-#define LAPIC_ICR_INIT          0x00000500u
-#define LAPIC_ICR_STARTUP       0x00000600u
-#define LAPIC_ICR_LEVEL_ASSERT  0x00004000u
+#define LAPIC_ICR_INIT         0x00000500u
+#define LAPIC_ICR_STARTUP      0x00000600u
+#define LAPIC_ICR_LEVEL_ASSERT 0x00004000u
 
 /* Enables this CPU's local APIC at base (software enable, spurious vector 0xff, TPR 0) and
  * masks LINT0 and both 8259 PICs: KVM resets the BSP's LINT0 to ExtINT with an unprogrammed

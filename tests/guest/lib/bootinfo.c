@@ -17,16 +17,16 @@
 #define HVM_MODLIST_SIZE_OFF  8
 
 /* struct boot_params (Documentation/arch/x86/zero-page.rst, boot.rst) */
-#define BP_ACPI_RSDP_ADDR     0x070
-#define BP_EXT_RAMDISK_IMAGE  0x0c0
-#define BP_EXT_RAMDISK_SIZE   0x0c4
-#define BP_EXT_CMD_LINE_PTR   0x0c8
-#define BP_E820_ENTRIES       0x1e8
-#define BP_RAMDISK_IMAGE      0x218
-#define BP_RAMDISK_SIZE       0x21c
-#define BP_CMD_LINE_PTR       0x228
-#define BP_E820_TABLE         0x2d0
-#define BP_E820_ENTRY_SIZE    20 /* packed: u64 addr, u64 size, u32 type */
+#define BP_ACPI_RSDP_ADDR    0x070
+#define BP_EXT_RAMDISK_IMAGE 0x0c0
+#define BP_EXT_RAMDISK_SIZE  0x0c4
+#define BP_EXT_CMD_LINE_PTR  0x0c8
+#define BP_E820_ENTRIES      0x1e8
+#define BP_RAMDISK_IMAGE     0x218
+#define BP_RAMDISK_SIZE      0x21c
+#define BP_CMD_LINE_PTR      0x228
+#define BP_E820_TABLE        0x2d0
+#define BP_E820_ENTRY_SIZE   20 /* packed: u64 addr, u64 size, u32 type */
 
 /* The probe maps only the low 4 GiB: structures above it cannot be read. */
 #define MAPPED_END 0x100000000ull
@@ -74,7 +74,7 @@ static void copy_memmap(const uint8_t *table, uint32_t n, unsigned stride)
                 const uint8_t *e = table + (uint64_t)i * stride;
 
                 info.memmap[i] = (struct boot_mem_range){
-                        .addr = load_le64(e), .size = load_le64(e + 8), .type = load_le32(e + 16)};
+                    .addr = load_le64(e), .size = load_le64(e + 8), .type = load_le32(e + 16)};
         }
 }
 
@@ -130,15 +130,15 @@ static void parse_boot_params(uint64_t addr)
                 info.error = "boot_params above 4 GiB";
                 return;
         }
-        cmdline = load_le32(bp + BP_CMD_LINE_PTR) |
-                  (uint64_t)load_le32(bp + BP_EXT_CMD_LINE_PTR) << 32;
+        cmdline = load_le32(bp + BP_CMD_LINE_PTR) | (uint64_t)load_le32(bp + BP_EXT_CMD_LINE_PTR)
+                                                        << 32;
         copy_cmdline(cmdline);
         info.rsdp_addr = load_le64(bp + BP_ACPI_RSDP_ADDR);
 
-        image = load_le32(bp + BP_RAMDISK_IMAGE) |
-                (uint64_t)load_le32(bp + BP_EXT_RAMDISK_IMAGE) << 32;
-        size = load_le32(bp + BP_RAMDISK_SIZE) |
-               (uint64_t)load_le32(bp + BP_EXT_RAMDISK_SIZE) << 32;
+        image = load_le32(bp + BP_RAMDISK_IMAGE) | (uint64_t)load_le32(bp + BP_EXT_RAMDISK_IMAGE)
+                                                       << 32;
+        size = load_le32(bp + BP_RAMDISK_SIZE) | (uint64_t)load_le32(bp + BP_EXT_RAMDISK_SIZE)
+                                                     << 32;
         /* As in Linux, a zero size means no initrd. */
         if (size) {
                 info.has_initrd = true;

@@ -27,13 +27,13 @@ struct boot_mem_range {
 };
 
 struct boot_info {
-        unsigned path;          /* BOOT_PATH_* */
-        uint64_t info_addr;     /* the hvm_start_info or boot_params address */
-        const char *error;      /* set when the boot structure itself is unusable */
-        uint64_t cmdline_addr;  /* 0: no command line */
-        bool cmdline_terminated; /* a NUL within X86_CMDLINE_MAX bytes */
+        unsigned path;                 /* BOOT_PATH_* */
+        uint64_t info_addr;            /* the hvm_start_info or boot_params address */
+        const char *error;             /* set when the boot structure itself is unusable */
+        uint64_t cmdline_addr;         /* 0: no command line */
+        bool cmdline_terminated;       /* a NUL within X86_CMDLINE_MAX bytes */
         char cmdline[X86_CMDLINE_MAX]; /* private copy, always NUL-terminated */
-        unsigned memmap_count;  /* as reported; only BOOT_MEMMAP_MAX are kept */
+        unsigned memmap_count;         /* as reported; only BOOT_MEMMAP_MAX are kept */
         struct boot_mem_range memmap[BOOT_MEMMAP_MAX];
         bool has_initrd;
         uint64_t initrd_addr;

@@ -8,9 +8,9 @@
 #include "probe.h"
 #include "boot.h"
 
-#define IDT_VECTORS      256
-#define ISR_STUB_SIZE    16
-#define GATE_INTERRUPT   0x8e /* present, DPL 0, 64-bit interrupt gate (IF cleared on entry) */
+#define IDT_VECTORS       256
+#define ISR_STUB_SIZE     16
+#define GATE_INTERRUPT    0x8e /* present, DPL 0, 64-bit interrupt gate (IF cleared on entry) */
 #define EXCEPTION_VECTORS 32
 
 struct idt_gate {
@@ -46,11 +46,11 @@ void idt_init(void)
                 uint64_t a = (uint64_t)(uintptr_t)(isr_stubs + v * ISR_STUB_SIZE);
 
                 idt[v] = (struct idt_gate){
-                        .offset_lo = (uint16_t)a,
-                        .selector = PROBE_CS64,
-                        .type = GATE_INTERRUPT,
-                        .offset_mid = (uint16_t)(a >> 16),
-                        .offset_hi = (uint32_t)(a >> 32),
+                    .offset_lo = (uint16_t)a,
+                    .selector = PROBE_CS64,
+                    .type = GATE_INTERRUPT,
+                    .offset_mid = (uint16_t)(a >> 16),
+                    .offset_hi = (uint32_t)(a >> 32),
                 };
         }
         idt_load();
@@ -77,8 +77,7 @@ void isr_dispatch(struct isr_frame *f)
                 print_unlocked("probe: exception %u error 0x%llx cr2 0x%llx rsp 0x%llx\n",
                                (unsigned)f->vector, U64(f->error), U64(cpu_read_cr2()),
                                U64(f->rsp));
-                probe_fail_unlocked("exception %u rip=0x%llx", (unsigned)f->vector,
-                                    U64(f->rip));
+                probe_fail_unlocked("exception %u rip=0x%llx", (unsigned)f->vector, U64(f->rip));
         }
         if (f->vector == APIC_SPURIOUS_VECTOR)
                 return; /* a spurious interrupt must not be acknowledged */

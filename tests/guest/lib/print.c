@@ -8,8 +8,8 @@
 
 static struct spinlock console_lock;
 
-static void put_digits(print_sink put, void *ctx, unsigned long long v, unsigned base,
-                       bool upper, unsigned width, char pad)
+static void put_digits(print_sink put, void *ctx, unsigned long long v, unsigned base, bool upper,
+                       unsigned width, char pad)
 {
         const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
         char tmp[24];
@@ -92,8 +92,8 @@ void print_vformat(print_sink put, void *ctx, const char *fmt, va_list ap_in)
                 case 'd':
                 case 'i': {
                         long long v = arg_signed(&ap, len);
-                        unsigned long long mag = v < 0 ? 0ull - (unsigned long long)v
-                                                       : (unsigned long long)v;
+                        unsigned long long mag =
+                            v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
 
                         if (v < 0) {
                                 put(ctx, '-');
@@ -108,14 +108,12 @@ void print_vformat(print_sink put, void *ctx, const char *fmt, va_list ap_in)
                         break;
                 case 'x':
                 case 'X':
-                        put_digits(put, ctx, arg_unsigned(&ap, len), 16, *fmt == 'X', width,
-                                   pad);
+                        put_digits(put, ctx, arg_unsigned(&ap, len), 16, *fmt == 'X', width, pad);
                         break;
                 case 'p':
                         put(ctx, '0');
                         put(ctx, 'x');
-                        put_digits(put, ctx, (uintptr_t)va_arg(ap, void *), 16, false, width,
-                                   pad);
+                        put_digits(put, ctx, (uintptr_t)va_arg(ap, void *), 16, false, width, pad);
                         break;
                 case 'c':
                         put(ctx, (char)va_arg(ap, int));

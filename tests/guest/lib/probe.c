@@ -13,9 +13,9 @@
 #include "serial.h"
 #include "str.h"
 
-#define NAME_SIZE    64
-#define REASON_SIZE  192
-#define I8042_RESET  0xfe
+#define NAME_SIZE   64
+#define REASON_SIZE 192
+#define I8042_RESET 0xfe
 
 static char name[NAME_SIZE] = "hello";
 static probe_ap_fn ap_fn;

@@ -19,16 +19,16 @@
 #define UART_MCR 4
 #define UART_LSR 5
 
-#define UART_IER_RDI  0x01 /* received data available */
-#define UART_IER_THRI 0x02 /* transmit holding register empty */
+#define UART_IER_RDI       0x01 /* received data available */
+#define UART_IER_THRI      0x02 /* transmit holding register empty */
 #define UART_IIR_NO_INT    0x01
 #define UART_IIR_ID_MASK   0x0f
 #define UART_IIR_THRI      0x02
 #define UART_IIR_RDI       0x04
 #define UART_IIR_FIFO_BITS 0xc0 /* both set when the FIFOs are enabled */
-#define UART_LSR_DR   0x01 /* a received byte is waiting */
-#define UART_LSR_THRE 0x20 /* the transmit holding register can take a byte */
-#define UART_LSR_TEMT 0x40 /* transmitter completely idle */
+#define UART_LSR_DR        0x01 /* a received byte is waiting */
+#define UART_LSR_THRE      0x20 /* the transmit holding register can take a byte */
+#define UART_LSR_TEMT      0x40 /* transmitter completely idle */
 
 /* 115200 8N1, FIFOs on and cleared, interrupts off. */
 void serial_init(void);

@@ -130,8 +130,8 @@ static void check_initrd(const struct boot_info *bi)
                 return;
         }
         if (bi->initrd_addr >= MAPPED_END || bi->initrd_size > MAPPED_END - bi->initrd_addr)
-                probe_fail("initrd 0x%llx size %llu is outside the low 4 GiB",
-                           U64(bi->initrd_addr), U64(bi->initrd_size));
+                probe_fail("initrd 0x%llx size %llu is outside the low 4 GiB", U64(bi->initrd_addr),
+                           U64(bi->initrd_size));
         if (!bootinfo_mem_is(bi, bi->initrd_addr, bi->initrd_size, X86_E820_RAM))
                 probe_fail("initrd 0x%llx size %llu is not in RAM", U64(bi->initrd_addr),
                            U64(bi->initrd_size));
@@ -146,8 +146,7 @@ static void check_initrd(const struct boot_info *bi)
         print("probe: initrd 0x%llx size %llu hash %016llx\n", U64(bi->initrd_addr),
               U64(bi->initrd_size), U64(hash));
         if (bi->initrd_size != want_size)
-                probe_fail("initrd size %llu, expected %llu", U64(bi->initrd_size),
-                           U64(want_size));
+                probe_fail("initrd size %llu, expected %llu", U64(bi->initrd_size), U64(want_size));
         if (hash != want_hash)
                 probe_fail("initrd hash %016llx, expected %016llx", U64(hash), U64(want_hash));
 }

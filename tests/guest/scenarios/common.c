@@ -3,11 +3,11 @@
 #include "apic.h"
 #include "probe.h"
 
-#define ISA_IRQ_FLAGS_POLARITY(f) ((f) & 3u)
+#define ISA_IRQ_FLAGS_POLARITY(f) ((f)&3u)
 #define ISA_IRQ_FLAGS_TRIGGER(f)  (((f) >> 2) & 3u)
-#define MPS_ACTIVE_LOW 3u
-#define MPS_LEVEL      3u
-#define IOAPIC_VERSION_REG 0x01
+#define MPS_ACTIVE_LOW            3u
+#define MPS_LEVEL                 3u
+#define IOAPIC_VERSION_REG        0x01
 
 void scenario_acpi(const struct boot_info *bi, struct acpi_root *root)
 {
@@ -32,8 +32,7 @@ void scenario_madt(const struct boot_info *bi, struct acpi_madt *madt)
                 probe_fail("%s", err);
 }
 
-struct ioapic_pin scenario_route_isa_irq(const struct acpi_madt *madt, unsigned irq,
-                                         uint8_t vector)
+struct ioapic_pin scenario_route_isa_irq(const struct acpi_madt *madt, unsigned irq, uint8_t vector)
 {
         uint32_t gsi = irq;
         uint16_t flags = 0; /* "conforms to the bus": ISA is edge-triggered, active high */

@@ -15,9 +15,9 @@
 #define TRAMPOLINE_PAGE 0x1000ull
 #define SIPI_VECTOR     (TRAMPOLINE_ADDR >> 12)
 /* KVM needs no 10 ms wait after INIT (Linux skips it on modern CPUs too): a short pause. */
-#define IPI_PAUSES      1000u
+#define IPI_PAUSES 1000u
 /* About 3-10 s depending on the TSC frequency: generous for emulated guests. */
-#define AP_WAIT_TSC     10000000000ull
+#define AP_WAIT_TSC 10000000000ull
 
 extern const char ap_trampoline_start[], ap_trampoline_end[];
 

@@ -5,12 +5,8 @@
 #include "str.h"
 
 static const struct scenario scenarios[] = {
-        {"hello", scenario_hello},
-        {"boot", scenario_boot},
-        {"smp", scenario_smp},
-        {"timer", scenario_timer},
-        {"echo", scenario_echo},
-        {"serial-irq", scenario_serial_irq},
+    {"hello", scenario_hello}, {"boot", scenario_boot}, {"smp", scenario_smp},
+    {"timer", scenario_timer}, {"echo", scenario_echo}, {"serial-irq", scenario_serial_irq},
 };
 
 const struct scenario *scenario_find(const char *name)

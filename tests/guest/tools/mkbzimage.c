@@ -44,21 +44,21 @@
 #define SETUP_CODE         0x270 /* where the jump at 0x200 lands */
 #define VERSION_STRING     0x280
 
-#define LOADED_HIGH                 0x01
-#define XLF_KERNEL_64               0x01
-#define XLF_CAN_BE_LOADED_ABOVE_4G  0x02
-#define CMDLINE_SIZE                2047u
-#define INITRD_ADDR_MAX             0x7fffffffu
+#define LOADED_HIGH                0x01
+#define XLF_KERNEL_64              0x01
+#define XLF_CAN_BE_LOADED_ABOVE_4G 0x02
+#define CMDLINE_SIZE               2047u
+#define INITRD_ADDR_MAX            0x7fffffffu
 
 /* The probe's own header (boot/entry.S). */
-#define IMG_HEADER       0x10
-#define IMG_MAGIC        "PROBEIMG"
-#define IMG_LOAD_ADDR    (IMG_HEADER + 8)
-#define IMG_LOAD_SIZE    (IMG_HEADER + 12)
-#define IMG_MEM_SIZE     (IMG_HEADER + 16)
-#define IMG_ENTRY64      (IMG_HEADER + 20)
-#define IMG_HEADER_END   (IMG_HEADER + 28)
-#define ENTRY64_OFFSET   0x200u
+#define IMG_HEADER     0x10
+#define IMG_MAGIC      "PROBEIMG"
+#define IMG_LOAD_ADDR  (IMG_HEADER + 8)
+#define IMG_LOAD_SIZE  (IMG_HEADER + 12)
+#define IMG_MEM_SIZE   (IMG_HEADER + 16)
+#define IMG_ENTRY64    (IMG_HEADER + 20)
+#define IMG_HEADER_END (IMG_HEADER + 28)
+#define ENTRY64_OFFSET 0x200u
 
 static const uint8_t halt_stub[] = {0xfa, 0xf4, 0xeb, 0xfd}; /* cli; 1: hlt; jmp 1b */
 
@@ -82,8 +82,7 @@ static void put64(uint8_t *p, uint64_t v)
 
 static uint32_t get32(const uint8_t *p)
 {
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-               (uint32_t)p[3] << 24;
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* Reads a whole file; returns NULL with errno set on failure. */
@@ -132,8 +131,7 @@ static int fail(const char *what)
         return 1;
 }
 
-static void build_setup(uint8_t *setup, uint32_t load_addr, uint32_t load_size,
-                        uint32_t mem_size)
+static void build_setup(uint8_t *setup, uint32_t load_addr, uint32_t load_size, uint32_t mem_size)
 {
         static const char version[] = "probe guest (tests/guest)";
 
@@ -151,7 +149,8 @@ static void build_setup(uint8_t *setup, uint32_t load_addr, uint32_t load_size,
         setup[HDR_LOADFLAGS] = LOADED_HIGH;
         put32(setup + HDR_CODE32_START, load_addr);
         put32(setup + HDR_INITRD_MAX, INITRD_ADDR_MAX);
-        put32(setup + HDR_KERNEL_ALIGN, load_addr & -load_addr); /* the load address is aligned so */
+        put32(setup + HDR_KERNEL_ALIGN,
+              load_addr & -load_addr); /* the load address is aligned so */
         setup[HDR_RELOCATABLE] = 0;
         setup[HDR_MIN_ALIGNMENT] = 12; /* 4 KiB: all the probe itself needs */
         put16(setup + HDR_XLOADFLAGS, XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G);
