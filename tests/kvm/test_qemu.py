@@ -23,11 +23,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("VMM_BUILD_DIR", "build"))
-if not BUILD.is_absolute():
-    BUILD = REPO / BUILD
-PROBE = BUILD / "tests" / "guest" / "probe.elf"
+from conftest import BUILD_DIR, PROBES, require_kvm
+
+PROBE = PROBES["elf"]
+BUILD = BUILD_DIR
 QEMU = "qemu-system-x86_64"
 TIMEOUT = 60  # seconds; each scenario takes well under one here
 MEM_MIB = 256
@@ -43,22 +42,11 @@ QEMU_ARGS = [
 ]
 
 
-def environment_problem():
-    """Why the test cannot run here, or None."""
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        return f"/dev/kvm is unusable: {e.strerror}"
-    os.close(fd)
-    if shutil.which(QEMU) is None:
-        return f"{QEMU} is not installed (Debian package qemu-system-x86)"
-    return None
-
-
 @pytest.fixture(autouse=True)
 def qemu_kvm():
-    problem = environment_problem()
-    if problem is not None:
+    require_kvm()
+    if shutil.which(QEMU) is None:
+        problem = f"{QEMU} is not installed (Debian package qemu-system-x86)"
         if os.environ.get("VMM_REQUIRE_KVM") == "1":
             pytest.fail(f"{problem}, and VMM_REQUIRE_KVM=1 requires these tests to run")
         pytest.skip(problem)

@@ -1,6 +1,11 @@
 #include "fakes.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 static void fake_irq_set(void *opaque, bool level)
 {
@@ -72,4 +77,15 @@ int log_capture_find(const struct log_capture *c, const char *needle)
                 if (strstr(c->lines[i], needle))
                         return (int)i;
         return -1;
+}
+
+struct guest_mem *test_mem_new(uint64_t size, gpa_t hole_start, gpa_t hole_end)
+{
+        struct guest_mem_spec spec = {.size = size, .hole_start = hole_start, .hole_end = hole_end};
+        struct error err = {0};
+        struct guest_mem *mem = NULL;
+
+        if (guest_mem_create(&spec, &err, &mem))
+                fail_msg("guest_mem_create: %s", err.msg);
+        return mem;
 }

@@ -2,7 +2,7 @@
  * Test doubles shared by the unit tests: an interrupt line that records every level it is
  * given, an output sink that captures bytes, and a log sink that captures lines.
  *
- * fakes.c depends only on vmm_common (and on devices/irq.h, which is header-only), so any
+ * fakes.c depends on vmm_memory (and on devices/irq.h, which is header-only), so any
  * unit test can link it.
  */
 #ifndef TESTS_UNIT_FAKES_H
@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "devices/irq.h"
+#include "memory/guest_mem.h"
 
 #define FAKE_IRQ_MAX_EVENTS 256
 
@@ -51,5 +52,8 @@ void log_capture_start(struct log_capture *c);
 void log_capture_stop(void);
 /* Index of the first captured line containing needle, or -1. */
 int log_capture_find(const struct log_capture *c, const char *needle);
+
+/* Guest memory for a test (fails the test if it cannot be created). */
+struct guest_mem *test_mem_new(uint64_t size, gpa_t hole_start, gpa_t hole_end);
 
 #endif

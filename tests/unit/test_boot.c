@@ -16,27 +16,18 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
 
+#include "fakes.h"
+
 #define POISON  0xaa
 #define CMDLINE "console=ttyS0 reboot=k panic=1"
 #define RSDP    0xe0000ull
 #define RD_ADDR 0x7000000ull
 #define RD_SIZE 0x123456ull
 
-static struct guest_mem *mem_new(uint64_t size, gpa_t hole_start, gpa_t hole_end)
-{
-        struct guest_mem_spec spec = {.size = size, .hole_start = hole_start, .hole_end = hole_end};
-        struct error err = {0};
-        struct guest_mem *mem = NULL;
-
-        if (guest_mem_create(&spec, &err, &mem))
-                fail_msg("guest_mem_create: %s", err.msg);
-        return mem;
-}
-
 /* 128 MiB with the low MiB poisoned, so zeroes written by the code are visible. */
 static int setup(void **state)
 {
-        struct guest_mem *mem = mem_new(MiB(128), X86_MMIO_HOLE_START, X86_MMIO_HOLE_END);
+        struct guest_mem *mem = test_mem_new(MiB(128), X86_MMIO_HOLE_START, X86_MMIO_HOLE_END);
 
         assert_int_equal(guest_mem_fill(mem, 0, POISON, MiB(1)), 0);
         *state = mem;
@@ -127,7 +118,7 @@ static void test_e820_ram_above_hole(void **state)
 {
         (void)state;
         /* 96 MiB with a hole at [64 MiB, 128 MiB): the last 32 MiB move above it. */
-        struct guest_mem *mem = mem_new(MiB(96), MiB(64), MiB(128));
+        struct guest_mem *mem = test_mem_new(MiB(96), MiB(64), MiB(128));
         struct x86_e820_entry e[X86_E820_MAX];
 
         assert_int_equal(x86_e820_build(mem, e, X86_E820_MAX), 4);
@@ -143,7 +134,7 @@ static void test_e820_real_hole(void **state)
         (void)state;
         /* 3 GiB + 16 MiB, never touched: RAM up to the hole and 16 MiB above 4 GiB. */
         struct guest_mem *mem =
-            mem_new(X86_MMIO_HOLE_START + MiB(16), X86_MMIO_HOLE_START, X86_MMIO_HOLE_END);
+            test_mem_new(X86_MMIO_HOLE_START + MiB(16), X86_MMIO_HOLE_START, X86_MMIO_HOLE_END);
         struct x86_e820_entry e[X86_E820_MAX];
 
         assert_int_equal(x86_e820_build(mem, e, X86_E820_MAX), 4);
@@ -450,7 +441,7 @@ static void test_boot_write_refuses_long_cmdline(void **state)
 static void test_boot_write_needs_1m_of_ram(void **state)
 {
         (void)state;
-        struct guest_mem *mem = mem_new(KiB(512), X86_MMIO_HOLE_START, X86_MMIO_HOLE_END);
+        struct guest_mem *mem = test_mem_new(KiB(512), X86_MMIO_HOLE_START, X86_MMIO_HOLE_END);
         struct x86_kernel k = elf_kernel(X86_BOOT_LINUX64);
         struct x86_boot_args args = {.kernel = &k, .cmdline = CMDLINE};
         struct error err = {0};

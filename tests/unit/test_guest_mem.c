@@ -14,30 +14,21 @@
 
 #include "memory/guest_mem.h"
 
+#include "fakes.h"
+
 #define HOLE_START 0xc0000000ull
 #define HOLE_END   0x100000000ull
-
-static struct guest_mem *mem_new(uint64_t size, gpa_t hole_start, gpa_t hole_end)
-{
-        struct guest_mem_spec spec = {.size = size, .hole_start = hole_start, .hole_end = hole_end};
-        struct error err = {0};
-        struct guest_mem *mem = NULL;
-
-        if (guest_mem_create(&spec, &err, &mem))
-                fail_msg("guest_mem_create: %s", err.msg);
-        return mem;
-}
 
 /* 4 MiB of RAM with a 1 MiB hole at [1 MiB, 2 MiB): low [0,1M), high [2M,5M). */
 static struct guest_mem *split_mem(void)
 {
-        return mem_new(MiB(4), MiB(1), MiB(2));
+        return test_mem_new(MiB(4), MiB(1), MiB(2));
 }
 
 static void test_below_hole_single_region(void **state)
 {
         (void)state;
-        struct guest_mem *mem = mem_new(MiB(64), HOLE_START, HOLE_END);
+        struct guest_mem *mem = test_mem_new(MiB(64), HOLE_START, HOLE_END);
         struct guest_mem_region r = guest_mem_region_get(mem, 0);
 
         assert_int_equal(guest_mem_size(mem), MiB(64));
@@ -56,7 +47,7 @@ static void test_below_hole_single_region(void **state)
 static void test_ram_equal_to_hole_start_single_region(void **state)
 {
         (void)state;
-        struct guest_mem *mem = mem_new(MiB(1), MiB(1), MiB(2));
+        struct guest_mem *mem = test_mem_new(MiB(1), MiB(1), MiB(2));
 
         assert_int_equal(guest_mem_region_count(mem), 1);
         assert_int_equal(guest_mem_low_end(mem), MiB(1));
@@ -90,7 +81,7 @@ static void test_real_hole_above_4g(void **state)
 {
         (void)state;
         /* 3 GiB + 8 MiB, never touched: the mapping is reserved lazily. */
-        struct guest_mem *mem = mem_new(HOLE_START + MiB(8), HOLE_START, HOLE_END);
+        struct guest_mem *mem = test_mem_new(HOLE_START + MiB(8), HOLE_START, HOLE_END);
         struct guest_mem_region hi;
 
         assert_int_equal(guest_mem_region_count(mem), 2);
@@ -110,7 +101,7 @@ static void test_edges_single_region(void **state)
 {
         (void)state;
         const uint64_t size = MiB(2);
-        struct guest_mem *mem = mem_new(size, HOLE_START, HOLE_END);
+        struct guest_mem *mem = test_mem_new(size, HOLE_START, HOLE_END);
         uint8_t *base = guest_mem_region_get(mem, 0).host;
 
         assert_true(guest_mem_contains(mem, 0, size));
@@ -267,7 +258,7 @@ static void test_bad_sizes_rejected(void **state)
 static void test_resident_bytes_grow_when_touched(void **state)
 {
         (void)state;
-        struct guest_mem *mem = mem_new(MiB(16), HOLE_START, HOLE_END);
+        struct guest_mem *mem = test_mem_new(MiB(16), HOLE_START, HOLE_END);
         uint64_t before = guest_mem_resident_bytes(mem);
         uint8_t one = 1;
 
