@@ -77,6 +77,11 @@ def test_boot_information(fmt, vcpus, tmp_path):
             (sig, run)
     assert f"probe: cpus {vcpus}" in lines, run
     assert "probe: ioapic 0xfec00000" in lines, run
+    # The legacy MPTable, found where Linux scans (last KiB of base memory): one processor
+    # per vCPU (BSP apic 0), an ISA bus, the IOAPIC, ISA IRQs 0-15, ExtINT and NMI lints.
+    entries = vcpus + 1 + 1 + 16 + 2
+    assert (f'probe: mptable 0x9fc10 oem "CVMM    " entries {entries} count {entries} '
+            f"cpus {vcpus} bsp 0 ioapic 0xfec00000 irqs 16 lints 2") in lines, run
 
 
 @pytest.mark.parametrize("vcpus", [1, 2])

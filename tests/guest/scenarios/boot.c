@@ -5,6 +5,7 @@
 #include "scenarios.h"
 
 #include "cmdline.h"
+#include "mptable.h"
 #include "probe.h"
 #include "str.h"
 
@@ -213,6 +214,27 @@ static void check_acpi(const struct boot_info *bi)
                 print("probe: ioapic 0x%x\n", (unsigned)madt.ioapic[i].addr);
 }
 
+/* A microVM may have no MPTable (QEMU's microvm has none); when there is one it must be
+ * valid, and the VMM's tests check what it says. */
+static void check_mptable(void)
+{
+        struct mptable mp;
+        char oem[9];
+        const char *err = mptable_find(&mp);
+
+        if (err && str_eq(err, "none")) {
+                print("probe: mptable none\n");
+                return;
+        }
+        if (err)
+                probe_fail("%s", err);
+        printable(oem, mp.oem, 8);
+        print("probe: mptable 0x%llx oem \"%s\" entries %u count %u cpus %u bsp %u ioapic 0x%x "
+              "irqs %u lints %u\n",
+              U64(mp.cfg_addr), oem, mp.entries, mp.header_count, mp.cpus, mp.bsp_apic_id,
+              (unsigned)mp.ioapic_addr, mp.irqs, mp.lints);
+}
+
 void scenario_boot(const struct boot_info *bi)
 {
         print("probe: boot info 0x%llx cmdline 0x%llx\n", U64(bi->info_addr),
@@ -221,4 +243,5 @@ void scenario_boot(const struct boot_info *bi)
         check_memmap(bi);
         check_initrd(bi);
         check_acpi(bi);
+        check_mptable();
 }
