@@ -31,10 +31,13 @@ static const struct {
     {KVM_CAP_SYNC_MMU, "KVM_CAP_SYNC_MMU"},
 };
 
-static int check_caps(struct kvm *kvm, struct error *err)
+static int check_caps(struct kvm *kvm, const char *path, struct error *err)
 {
         int v = ioctl(kvm->sys_fd, KVM_GET_API_VERSION, 0);
 
+        if (v < 0)
+                return error_set(err, -ENODEV, "%s is not a KVM device (KVM_GET_API_VERSION: %s)",
+                                 path, strerror(errno));
         if (v != KVM_API_VERSION)
                 return error_set(err, -ENOTSUP, "KVM API version is %d, expected %d", v,
                                  KVM_API_VERSION);
@@ -103,7 +106,7 @@ int kvm_open(const char *path, struct error *err, struct kvm **out)
                 free(kvm);
                 return r;
         }
-        r = check_caps(kvm, err);
+        r = check_caps(kvm, path, err);
         if (!r)
                 r = get_cpuid(kvm, err);
         if (!r)

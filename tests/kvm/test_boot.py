@@ -4,6 +4,7 @@ built: command line, e820 map, initrd, ACPI tables, CPUs, serial interrupts, boo
 import os
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -257,3 +258,19 @@ def test_huge_pages_without_a_pool_fail_cleanly():
     finally:
         if old is not None:
             hugepage_pool(old)
+
+
+@pytest.mark.parametrize("setup,expect", [
+    ("mount -t tmpfs none /dev", "cannot open /dev/kvm: No such file or directory"),
+    ("mount --bind /dev/null /dev/kvm", "/dev/kvm is not a KVM device"),
+])
+def test_unusable_kvm_is_a_clear_error(setup, expect):
+    # A private mount namespace hides or replaces /dev/kvm for this one process.
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to hide /dev/kvm")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c",
+                           f'{setup} && exec "$0" --kernel "$1"', str(VMM), str(PROBES["elf"])],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1, proc
+    errors = [l for l in proc.stderr.splitlines() if ":ERROR:" in l]
+    assert len(errors) == 1 and expect in errors[0], proc
