@@ -15,7 +15,7 @@
 
 #include "cli.h"
 #include "common/log.h"
-#include "event_loop.h"
+#include "common/event_loop.h"
 #include "kvm.h"
 #include "vm.h"
 

@@ -13,7 +13,7 @@
 #include "arch/x86/platform.h"
 #include "common/error.h"
 #include "config.h"
-#include "event_loop.h"
+#include "common/event_loop.h"
 
 struct vm;
 

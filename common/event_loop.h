@@ -1,9 +1,10 @@
 /*
- * The VMM thread's epoll loop: file descriptors with callbacks. Handlers may add or remove
+ * An epoll loop: file descriptors with callbacks. The VMM thread runs one; devices register
+ * their backend descriptors (TAP, sockets, io_uring completions, timers) with it. Handlers may add or remove
  * handlers (including themselves) while being dispatched.
  */
-#ifndef VMM_EVENT_LOOP_H
-#define VMM_EVENT_LOOP_H
+#ifndef COMMON_EVENT_LOOP_H
+#define COMMON_EVENT_LOOP_H
 
 #include <stdint.h>
 
