@@ -1,6 +1,7 @@
 #include "event_loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -14,7 +15,10 @@ struct handler {
         struct handler *next;
 };
 
+/* Registration may happen on any thread (a device activated from a vCPU); the lock guards
+ * the handler lists, never a callback. */
 struct event_loop {
+        pthread_mutex_t lock;
         int epfd;
         struct handler *handlers;  /* live list */
         struct handler *graveyard; /* removed while a dispatch may still see them */
@@ -27,6 +31,7 @@ int event_loop_create(struct event_loop **out)
 
         if (!loop)
                 return -ENOMEM;
+        pthread_mutex_init(&loop->lock, NULL);
         loop->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (loop->epfd < 0) {
                 int r = -errno;
@@ -53,6 +58,7 @@ void event_loop_destroy(struct event_loop *loop)
         free_list(loop->handlers);
         free_list(loop->graveyard);
         close(loop->epfd);
+        pthread_mutex_destroy(&loop->lock);
         free(loop);
 }
 
@@ -68,45 +74,60 @@ int event_loop_add(struct event_loop *loop, int fd, uint32_t events, event_cb cb
 {
         struct epoll_event ev = {.events = events};
         struct handler *h;
+        int r = 0;
 
-        if (find(loop, fd))
-                return -EEXIST;
+        pthread_mutex_lock(&loop->lock);
+        if (find(loop, fd)) {
+                r = -EEXIST;
+                goto out;
+        }
         h = calloc(1, sizeof(*h));
-        if (!h)
-                return -ENOMEM;
+        if (!h) {
+                r = -ENOMEM;
+                goto out;
+        }
         *h = (struct handler){.fd = fd, .cb = cb, .opaque = opaque, .next = loop->handlers};
         ev.data.ptr = h;
         if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev)) {
-                int r = -errno;
+                r = -errno;
                 free(h);
-                return r;
+                goto out;
         }
         loop->handlers = h;
-        return 0;
+out:
+        pthread_mutex_unlock(&loop->lock);
+        return r;
 }
 
 int event_loop_modify(struct event_loop *loop, int fd, uint32_t events)
 {
-        struct handler *h = find(loop, fd);
         struct epoll_event ev = {.events = events};
+        struct handler *h;
+        int r = -ENOENT;
 
-        if (!h)
-                return -ENOENT;
-        ev.data.ptr = h;
-        return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
+        pthread_mutex_lock(&loop->lock);
+        h = find(loop, fd);
+        if (h) {
+                ev.data.ptr = h;
+                r = epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
+        }
+        pthread_mutex_unlock(&loop->lock);
+        return r;
 }
 
 int event_loop_remove(struct event_loop *loop, int fd)
 {
-        struct handler **pp = &loop->handlers;
+        struct handler **pp;
+        int r = -ENOENT;
 
-        for (; *pp; pp = &(*pp)->next) {
+        pthread_mutex_lock(&loop->lock);
+        for (pp = &loop->handlers; *pp; pp = &(*pp)->next) {
                 struct handler *h = *pp;
                 if (h->fd != fd)
                         continue;
                 *pp = h->next;
                 epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
-                h->removed = true;
+                __atomic_store_n(&h->removed, true, __ATOMIC_RELEASE);
                 /* An event for it may already sit in the current batch. */
                 h->next = loop->graveyard;
                 loop->graveyard = h;
@@ -114,9 +135,11 @@ int event_loop_remove(struct event_loop *loop, int fd)
                         free_list(loop->graveyard);
                         loop->graveyard = NULL;
                 }
-                return 0;
+                r = 0;
+                break;
         }
-        return -ENOENT;
+        pthread_mutex_unlock(&loop->lock);
+        return r;
 }
 
 int event_loop_run_once(struct event_loop *loop, int timeout_ms)
@@ -126,14 +149,21 @@ int event_loop_run_once(struct event_loop *loop, int timeout_ms)
 
         if (n < 0)
                 return errno == EINTR ? 0 : -errno;
+        pthread_mutex_lock(&loop->lock);
         loop->dispatching = true;
+        pthread_mutex_unlock(&loop->lock);
         for (int i = 0; i < n; i++) {
                 struct handler *h = evs[i].data.ptr;
-                if (!h->removed)
+                /* A handler removed meanwhile stays allocated (graveyard) until the batch
+                 * ends, so this read is safe; a callback removed after this check still
+                 * runs once, with its owner alive (owners remove before they free). */
+                if (!__atomic_load_n(&h->removed, __ATOMIC_ACQUIRE))
                         h->cb(h->opaque, evs[i].events);
         }
+        pthread_mutex_lock(&loop->lock);
         loop->dispatching = false;
         free_list(loop->graveyard);
         loop->graveyard = NULL;
+        pthread_mutex_unlock(&loop->lock);
         return n;
 }

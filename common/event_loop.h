@@ -1,7 +1,11 @@
 /*
  * An epoll loop: file descriptors with callbacks. The VMM thread runs one; devices register
- * their backend descriptors (TAP, sockets, io_uring completions, timers) with it. Handlers may add or remove
- * handlers (including themselves) while being dispatched.
+ * their backend descriptors (TAP, sockets, io_uring completions, timers) with it.
+ *
+ * Only one thread runs the loop; any thread may add, modify or remove handlers, including a
+ * handler removing itself while it is dispatched. An owner removes its handlers before it
+ * frees the callback's opaque data, and only from the loop's thread while the loop runs
+ * (a removal from another thread can race with a dispatch already under way).
  */
 #ifndef COMMON_EVENT_LOOP_H
 #define COMMON_EVENT_LOOP_H

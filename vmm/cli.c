@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,11 @@ enum {
         OPT_DUMP_PLATFORM,
         OPT_LEVEL,
         OPT_ID,
+        OPT_DRIVE,
+        OPT_NET,
+        OPT_VSOCK,
+        OPT_ENTROPY,
+        OPT_BALLOON,
         OPT_HELP,
         OPT_VERSION,
 };
@@ -37,6 +43,11 @@ static const struct option long_opts[] = {
     {"dump-platform", required_argument, NULL, OPT_DUMP_PLATFORM},
     {"level", required_argument, NULL, OPT_LEVEL},
     {"id", required_argument, NULL, OPT_ID},
+    {"drive", required_argument, NULL, OPT_DRIVE},
+    {"net", required_argument, NULL, OPT_NET},
+    {"vsock", required_argument, NULL, OPT_VSOCK},
+    {"entropy", no_argument, NULL, OPT_ENTROPY},
+    {"balloon", required_argument, NULL, OPT_BALLOON},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -58,6 +69,12 @@ const char *cli_usage(void)
                "  --serial-out FILE    write the guest's COM1 output to FILE instead of stdout\n"
                "  --no-serial-in       do not forward stdin to the guest's COM1\n"
                "  --boot-timer         log the guest's boot time when it writes 123 to 0xc0000000\n"
+               "  --drive path=FILE[,id=ID][,ro][,root][,partuuid=UUID][,cache=unsafe|writeback]\n"
+               "          [,engine=sync|io_uring][,bps=BYTES][,iops=N]   a virtio-blk disk\n"
+               "  --net tap=NAME[,id=ID][,mac=MAC][,mtu=N]    a virtio-net interface on a TAP\n"
+               "  --vsock cid=N,uds=PATH                      a virtio-vsock device\n"
+               "  --entropy                                   a virtio-rng device\n"
+               "  --balloon MIB[,deflate-on-oom][,stats=SECONDS]  a virtio-balloon device\n"
                "  --dump-platform DIR  write the generated ACPI tables and MPTable to DIR, exit\n"
                "  --level LEVEL        log level: Error, Warning, Info (default), Debug, Off\n"
                "  --id ID              instance id shown in log lines\n"
@@ -85,6 +102,232 @@ static int parse_uint(const char *opt, const char *s, unsigned long long max,
                 return error_set(err, -EINVAL, "--%s: '%s' is not a number", opt, s);
         *out = v;
         return 0;
+}
+
+/* Walks "key=value,flag,key=value"; calls fn for each item (value NULL for a bare flag). */
+typedef int (*opt_item_fn)(struct cli_opts *o, void *obj, const char *key, const char *val,
+                           struct error *err);
+
+static int for_each_item(const char *opt, const char *arg, struct cli_opts *o, void *obj,
+                         opt_item_fn fn, struct error *err)
+{
+        char *copy = strdup(arg), *save = NULL;
+        int r = 0;
+
+        if (!copy)
+                return error_set(err, -ENOMEM, "out of memory");
+        for (char *item = strtok_r(copy, ",", &save); item && !r;
+             item = strtok_r(NULL, ",", &save)) {
+                char *eq = strchr(item, '=');
+                if (eq)
+                        *eq = '\0';
+                r = fn(o, obj, item, eq ? eq + 1 : NULL, err);
+                if (r && !err->msg[0])
+                        error_set(err, r, "--%s: bad item '%s'", opt, item);
+        }
+        free(copy);
+        return r;
+}
+
+static int need_value(const char *opt, const char *key, const char *val, struct error *err)
+{
+        return val && *val ? 0 : error_set(err, -EINVAL, "--%s: '%s' needs a value", opt, key);
+}
+
+static int str_value(const char *opt, const char *key, const char *val, char **field,
+                     struct error *err)
+{
+        int r = need_value(opt, key, val, err);
+
+        if (!r && vmm_config_set_str(field, val))
+                r = error_set(err, -ENOMEM, "out of memory");
+        return r;
+}
+
+/* A number item: a value that parses within max. */
+static int num_value(const char *opt, const char *key, const char *val, unsigned long long max,
+                     unsigned long long *out, struct error *err)
+{
+        int r = need_value(opt, key, val, err);
+
+        return r ? r : parse_uint(opt, val, max, out, err);
+}
+
+static int no_value(const char *opt, const char *key, const char *val, struct error *err)
+{
+        return val ? error_set(err, -EINVAL, "--%s: '%s' takes no value", opt, key) : 0;
+}
+
+/* A bucket refilled once a second: the CLI's "N per second" limits. */
+static void per_second(struct token_bucket_config *b, uint64_t n)
+{
+        b->size = n;
+        b->one_time_burst = 0;
+        b->refill_time_ms = 1000;
+}
+
+static int drive_item(struct cli_opts *o, void *obj, const char *k, const char *v,
+                      struct error *err)
+{
+        struct vmm_drive *d = obj;
+        unsigned long long n;
+        int r;
+
+        (void)o;
+        if (strcmp(k, "path") == 0)
+                return str_value("drive", k, v, &d->path_on_host, err);
+        if (strcmp(k, "id") == 0)
+                return str_value("drive", k, v, &d->drive_id, err);
+        if (strcmp(k, "partuuid") == 0)
+                return str_value("drive", k, v, &d->partuuid, err);
+        if (strcmp(k, "ro") == 0) {
+                d->is_read_only = true;
+                return no_value("drive", k, v, err);
+        }
+        if (strcmp(k, "root") == 0) {
+                d->is_root_device = true;
+                return no_value("drive", k, v, err);
+        }
+        if (strcmp(k, "cache") == 0) {
+                if (v && strcmp(v, "unsafe") == 0)
+                        d->cache_type = VMM_CACHE_UNSAFE;
+                else if (v && strcmp(v, "writeback") == 0)
+                        d->cache_type = VMM_CACHE_WRITEBACK;
+                else
+                        return error_set(err, -EINVAL,
+                                         "--drive: cache must be 'unsafe' or 'writeback'");
+                return 0;
+        }
+        if (strcmp(k, "engine") == 0) {
+                if (v && strcmp(v, "sync") == 0)
+                        d->io_engine = VMM_IO_SYNC;
+                else if (v && (strcmp(v, "io_uring") == 0 || strcmp(v, "async") == 0))
+                        d->io_engine = VMM_IO_ASYNC;
+                else
+                        return error_set(err, -EINVAL,
+                                         "--drive: engine must be 'sync' or 'io_uring'");
+                return 0;
+        }
+        if (strcmp(k, "bps") == 0 || strcmp(k, "iops") == 0) {
+                r = num_value("drive", k, v, UINT64_MAX, &n, err);
+                if (r)
+                        return r;
+                d->rate_limiter.present = true;
+                per_second(k[0] == 'b' ? &d->rate_limiter.cfg.bandwidth : &d->rate_limiter.cfg.ops,
+                           n);
+                return 0;
+        }
+        return error_set(err, -EINVAL, "--drive: unknown item '%s'", k);
+}
+
+static int net_item(struct cli_opts *o, void *obj, const char *k, const char *v, struct error *err)
+{
+        struct vmm_net *n = obj;
+        unsigned long long mtu;
+        int r;
+
+        (void)o;
+        if (strcmp(k, "tap") == 0)
+                return str_value("net", k, v, &n->host_dev_name, err);
+        if (strcmp(k, "id") == 0)
+                return str_value("net", k, v, &n->iface_id, err);
+        if (strcmp(k, "mac") == 0) {
+                if (!v || vmm_parse_mac(v, n->guest_mac))
+                        return error_set(err, -EINVAL,
+                                         "--net: mac '%s' is not of the form aa:bb:cc:dd:ee:ff",
+                                         v ? v : "");
+                n->has_mac = true;
+                return 0;
+        }
+        if (strcmp(k, "mtu") == 0) {
+                r = num_value("net", k, v, 65535, &mtu, err);
+                if (!r && mtu < 68)
+                        r = error_set(err, -EINVAL, "--net: mtu %llu is below 68", mtu);
+                if (!r)
+                        n->mtu = (uint16_t)mtu;
+                return r;
+        }
+        return error_set(err, -EINVAL, "--net: unknown item '%s'", k);
+}
+
+static int vsock_item(struct cli_opts *o, void *obj, const char *k, const char *v,
+                      struct error *err)
+{
+        unsigned long long cid;
+        int r;
+
+        (void)obj;
+        if (strcmp(k, "cid") == 0) {
+                r = num_value("vsock", k, v, UINT32_MAX, &cid, err);
+                if (!r)
+                        o->cfg.vsock.guest_cid = (uint32_t)cid;
+                return r;
+        }
+        if (strcmp(k, "uds") == 0)
+                return str_value("vsock", k, v, &o->cfg.vsock.uds_path, err);
+        return error_set(err, -EINVAL, "--vsock: unknown item '%s'", k);
+}
+
+static int balloon_item(struct cli_opts *o, void *obj, const char *k, const char *v,
+                        struct error *err)
+{
+        unsigned long long n;
+        int r;
+
+        (void)obj;
+        if (strcmp(k, "deflate-on-oom") == 0) {
+                o->cfg.balloon.deflate_on_oom = true;
+                return no_value("balloon", k, v, err);
+        }
+        if (strcmp(k, "stats") == 0) {
+                r = num_value("balloon", k, v, UINT32_MAX, &n, err);
+                if (!r)
+                        o->cfg.balloon.stats_polling_interval_s = (uint32_t)n;
+                return r;
+        }
+        if (!v && k[0] >= '0' && k[0] <= '9') {
+                r = parse_uint("balloon", k, UINT32_MAX, &n, err);
+                if (!r)
+                        o->cfg.balloon.amount_mib = (uint32_t)n;
+                return r;
+        }
+        return error_set(err, -EINVAL, "--balloon: unknown item '%s'", k);
+}
+
+static int add_drive(struct cli_opts *o, const char *arg, struct error *err)
+{
+        struct vmm_drive d = {0};
+        char id[16];
+        int r = for_each_item("drive", arg, o, &d, drive_item, err);
+
+        if (!r && !d.path_on_host)
+                r = error_set(err, -EINVAL, "--drive: path=FILE is required");
+        if (!r && !d.drive_id) {
+                snprintf(id, sizeof(id), "drive%u", o->cfg.nr_drives);
+                r = vmm_config_set_str(&d.drive_id, id);
+        }
+        if (!r)
+                r = vmm_config_put_drive(&o->cfg, &d, err);
+        vmm_drive_free(&d);
+        return r;
+}
+
+static int add_net(struct cli_opts *o, const char *arg, struct error *err)
+{
+        struct vmm_net n = {0};
+        char id[16];
+        int r = for_each_item("net", arg, o, &n, net_item, err);
+
+        if (!r && !n.host_dev_name)
+                r = error_set(err, -EINVAL, "--net: tap=NAME is required");
+        if (!r && !n.iface_id) {
+                snprintf(id, sizeof(id), "net%u", o->cfg.nr_nets);
+                r = vmm_config_set_str(&n.iface_id, id);
+        }
+        if (!r)
+                r = vmm_config_put_net(&o->cfg, &n, err);
+        vmm_net_free(&n);
+        return r;
 }
 
 static int set_str(char **field, const char *v, struct error *err)
@@ -143,6 +386,22 @@ static int apply(int opt, const char *arg, struct cli_opts *o, struct error *err
                         return error_set(err, -EINVAL, "--id: must be 1 to 64 characters");
                 o->instance_id = arg;
                 return 0;
+        case OPT_DRIVE:
+                return add_drive(o, arg, err);
+        case OPT_NET:
+                return add_net(o, arg, err);
+        case OPT_VSOCK:
+                o->cfg.vsock.present = true;
+                r = for_each_item("vsock", arg, o, NULL, vsock_item, err);
+                if (!r && (!o->cfg.vsock.uds_path || !o->cfg.vsock.guest_cid))
+                        r = error_set(err, -EINVAL, "--vsock: cid=N and uds=PATH are required");
+                return r;
+        case OPT_ENTROPY:
+                o->cfg.entropy.present = true;
+                return 0;
+        case OPT_BALLOON:
+                o->cfg.balloon.present = true;
+                return for_each_item("balloon", arg, o, NULL, balloon_item, err);
         case OPT_HELP:
                 o->help = true;
                 return 0;

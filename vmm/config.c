@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
@@ -20,8 +22,29 @@ void vmm_config_init(struct vmm_config *cfg)
         cfg->serial_in = true;
 }
 
+void vmm_drive_free(struct vmm_drive *d)
+{
+        free(d->drive_id);
+        free(d->path_on_host);
+        free(d->partuuid);
+        memset(d, 0, sizeof(*d));
+}
+
+void vmm_net_free(struct vmm_net *n)
+{
+        free(n->iface_id);
+        free(n->host_dev_name);
+        memset(n, 0, sizeof(*n));
+}
+
 void vmm_config_free(struct vmm_config *cfg)
 {
+        for (unsigned i = 0; i < cfg->nr_drives; i++)
+                vmm_drive_free(&cfg->drives[i]);
+        for (unsigned i = 0; i < cfg->nr_nets; i++)
+                vmm_net_free(&cfg->nets[i]);
+        free(cfg->vsock.uds_path);
+        free(cfg->vsock.vsock_id);
         free(cfg->boot.kernel_image_path);
         free(cfg->boot.initrd_path);
         free(cfg->boot.boot_args);
@@ -41,6 +64,168 @@ int vmm_config_set_str(char **field, const char *value)
         }
         free(*field);
         *field = copy;
+        return 0;
+}
+
+bool vmm_valid_id(const char *id)
+{
+        size_t n = id ? strlen(id) : 0;
+
+        if (n == 0 || n > 64)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)id[i]) && id[i] != '_')
+                        return false;
+        return true;
+}
+
+int vmm_parse_mac(const char *s, uint8_t mac[6])
+{
+        unsigned v[6];
+        char tail;
+
+        if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3],
+                                      &v[4], &v[5], &tail) != 6)
+                return -EINVAL;
+        for (unsigned i = 0; i < 6; i++) {
+                if (!isxdigit((unsigned char)s[i * 3]) || !isxdigit((unsigned char)s[i * 3 + 1]))
+                        return -EINVAL;
+                mac[i] = (uint8_t)v[i];
+        }
+        return 0;
+}
+
+unsigned vmm_config_virtio_count(const struct vmm_config *cfg)
+{
+        return cfg->nr_drives + cfg->nr_nets + cfg->vsock.present + cfg->balloon.present +
+               cfg->entropy.present;
+}
+
+int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *d, struct error *err)
+{
+        unsigned i;
+
+        if (!vmm_valid_id(d->drive_id))
+                return error_config(err,
+                                    "drive id '%s' is invalid: use 1 to 64 letters, digits "
+                                    "or '_'",
+                                    d->drive_id ? d->drive_id : "");
+        for (i = 0; i < cfg->nr_drives; i++)
+                if (strcmp(cfg->drives[i].drive_id, d->drive_id) == 0)
+                        break;
+        if (i == cfg->nr_drives && i == VMM_MAX_DRIVES)
+                return error_config(err, "too many drives (at most %d)", VMM_MAX_DRIVES);
+        if (d->is_root_device)
+                for (unsigned j = 0; j < cfg->nr_drives; j++)
+                        if (j != i && cfg->drives[j].is_root_device)
+                                return error_config(err,
+                                                    "drive '%s' cannot be the root device: '%s' "
+                                                    "already is",
+                                                    d->drive_id, cfg->drives[j].drive_id);
+        if (i < cfg->nr_drives) {
+                vmm_drive_free(&cfg->drives[i]);
+                memmove(&cfg->drives[i], &cfg->drives[i + 1],
+                        (cfg->nr_drives - i - 1) * sizeof(cfg->drives[0]));
+                cfg->nr_drives--;
+        }
+        /* The root drive is attached first, so it becomes /dev/vda. */
+        if (d->is_root_device) {
+                memmove(&cfg->drives[1], &cfg->drives[0], cfg->nr_drives * sizeof(cfg->drives[0]));
+                cfg->drives[0] = *d;
+        } else {
+                cfg->drives[cfg->nr_drives] = *d;
+        }
+        cfg->nr_drives++;
+        memset(d, 0, sizeof(*d));
+        return 0;
+}
+
+int vmm_config_put_net(struct vmm_config *cfg, struct vmm_net *n, struct error *err)
+{
+        unsigned i;
+
+        if (!vmm_valid_id(n->iface_id))
+                return error_config(err,
+                                    "network interface id '%s' is invalid: use 1 to 64 "
+                                    "letters, digits or '_'",
+                                    n->iface_id ? n->iface_id : "");
+        for (i = 0; i < cfg->nr_nets; i++)
+                if (strcmp(cfg->nets[i].iface_id, n->iface_id) == 0)
+                        break;
+        if (i == cfg->nr_nets && i == VMM_MAX_NETS)
+                return error_config(err, "too many network interfaces (at most %d)", VMM_MAX_NETS);
+        for (unsigned j = 0; j < cfg->nr_nets; j++) {
+                if (j == i)
+                        continue;
+                if (n->host_dev_name && cfg->nets[j].host_dev_name &&
+                    strcmp(n->host_dev_name, cfg->nets[j].host_dev_name) == 0)
+                        return error_config(err,
+                                            "host device '%s' is already used by interface "
+                                            "'%s'",
+                                            n->host_dev_name, cfg->nets[j].iface_id);
+                if (n->has_mac && cfg->nets[j].has_mac &&
+                    memcmp(n->guest_mac, cfg->nets[j].guest_mac, 6) == 0)
+                        return error_config(err,
+                                            "guest MAC address is already used by interface "
+                                            "'%s'",
+                                            cfg->nets[j].iface_id);
+        }
+        if (i < cfg->nr_nets)
+                vmm_net_free(&cfg->nets[i]);
+        else
+                cfg->nr_nets++;
+        cfg->nets[i] = *n;
+        memset(n, 0, sizeof(*n));
+        return 0;
+}
+
+/* What a sockaddr_un can hold, minus "_<port>" for guest-initiated connections. */
+#define VSOCK_UDS_MAX (108 - 1 - 11)
+
+static int validate_devices(const struct vmm_config *cfg, struct error *err)
+{
+        unsigned n = vmm_config_virtio_count(cfg);
+
+        if (n > VMM_MAX_VIRTIO_DEVICES)
+                return error_config(err,
+                                    "%u virtio devices configured; at most %d fit the GSIs "
+                                    "5..23",
+                                    n, VMM_MAX_VIRTIO_DEVICES);
+        for (unsigned i = 0; i < cfg->nr_drives; i++)
+                if (!cfg->drives[i].path_on_host || !*cfg->drives[i].path_on_host)
+                        return error_config(err, "drive '%s' has no path_on_host",
+                                            cfg->drives[i].drive_id);
+        for (unsigned i = 0; i < cfg->nr_nets; i++) {
+                const char *tap = cfg->nets[i].host_dev_name;
+                if (!tap || !*tap || strlen(tap) >= 16)
+                        return error_config(err,
+                                            "network interface '%s' needs a host_dev_name "
+                                            "of 1 to 15 characters",
+                                            cfg->nets[i].iface_id);
+                if (cfg->nets[i].has_mac && (cfg->nets[i].guest_mac[0] & 1))
+                        return error_config(err,
+                                            "network interface '%s': the guest MAC address "
+                                            "is a multicast address",
+                                            cfg->nets[i].iface_id);
+        }
+        if (cfg->vsock.present) {
+                if (cfg->vsock.guest_cid < 3 || cfg->vsock.guest_cid == UINT32_MAX)
+                        return error_config(err,
+                                            "vsock guest CID %u is invalid: it must be at "
+                                            "least 3 (0-2 are reserved) and below "
+                                            "4294967295",
+                                            cfg->vsock.guest_cid);
+                if (!cfg->vsock.uds_path || !*cfg->vsock.uds_path ||
+                    strlen(cfg->vsock.uds_path) > VSOCK_UDS_MAX)
+                        return error_config(err, "vsock uds_path must be 1 to %d characters",
+                                            VSOCK_UDS_MAX);
+        }
+        if (cfg->balloon.present && cfg->balloon.amount_mib > cfg->machine.mem_size_mib)
+                return error_config(err,
+                                    "balloon size %u MiB exceeds the guest memory of %llu "
+                                    "MiB",
+                                    cfg->balloon.amount_mib,
+                                    (unsigned long long)cfg->machine.mem_size_mib);
         return 0;
 }
 
@@ -80,6 +265,9 @@ int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limi
                         err->kind = ERROR_CONFIG;
                 return r;
         }
+        r = validate_devices(cfg, err);
+        if (r)
+                return r;
         if (cfg->boot.boot_args && strlen(cfg->boot.boot_args) + 1 > X86_CMDLINE_MAX)
                 return error_config(err,
                                     "kernel command line is %zu bytes; the limit is %llu bytes",

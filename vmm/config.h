@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
+#include "devices/rate_limiter.h"
 
 #define VMM_DEFAULT_VCPUS   1
 #define VMM_DEFAULT_MEM_MIB 128
@@ -30,9 +31,70 @@ struct vmm_machine_config {
         char *cpu_hide;  /* comma-separated CPUID feature names; NULL: none */
 };
 
+/* Firecracker's drive object ("drives" in the config file, PUT /drives/{id}). */
+enum vmm_cache_type { VMM_CACHE_UNSAFE, VMM_CACHE_WRITEBACK };
+enum vmm_io_engine { VMM_IO_SYNC, VMM_IO_ASYNC };
+
+struct vmm_rate_limiter {
+        bool present;
+        struct rate_limiter_config cfg;
+};
+
+struct vmm_drive {
+        char *drive_id;
+        char *path_on_host;
+        bool is_root_device;
+        bool is_read_only;
+        char *partuuid; /* NULL: root=/dev/vda */
+        enum vmm_cache_type cache_type;
+        enum vmm_io_engine io_engine; /* Async = io_uring */
+        struct vmm_rate_limiter rate_limiter;
+};
+
+struct vmm_net {
+        char *iface_id;
+        char *host_dev_name; /* TAP interface */
+        bool has_mac;
+        uint8_t guest_mac[6];
+        uint16_t mtu; /* 0: not advertised */
+        struct vmm_rate_limiter rx_rate_limiter;
+        struct vmm_rate_limiter tx_rate_limiter;
+};
+
+struct vmm_vsock {
+        bool present;
+        uint32_t guest_cid;
+        char *uds_path;
+        char *vsock_id;
+};
+
+struct vmm_balloon {
+        bool present;
+        uint32_t amount_mib;
+        bool deflate_on_oom;
+        uint32_t stats_polling_interval_s; /* 0: no statistics queue */
+};
+
+struct vmm_entropy {
+        bool present;
+        struct vmm_rate_limiter rate_limiter;
+};
+
+/* virtio-mmio devices get GSIs 5..23: 19 slots. */
+#define VMM_MAX_VIRTIO_DEVICES 19
+#define VMM_MAX_DRIVES         VMM_MAX_VIRTIO_DEVICES
+#define VMM_MAX_NETS           VMM_MAX_VIRTIO_DEVICES
+
 struct vmm_config {
         struct vmm_boot_source boot;
         struct vmm_machine_config machine;
+        unsigned nr_drives;
+        struct vmm_drive drives[VMM_MAX_DRIVES];
+        unsigned nr_nets;
+        struct vmm_net nets[VMM_MAX_NETS];
+        struct vmm_vsock vsock;
+        struct vmm_balloon balloon;
+        struct vmm_entropy entropy;
         char *serial_out_path; /* NULL: the VMM's stdout */
         bool serial_in;        /* feed the VMM's stdin to the guest's COM1 */
         bool boot_timer;       /* map the boot-timer device at 0xc0000000 */
@@ -54,6 +116,22 @@ int vmm_config_set_str(char **field, const char *value) MUST_CHECK;
  * feature list). Errors are ERROR_CONFIG with one precise message. limits may be NULL. */
 int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
                         struct error *err) MUST_CHECK;
+
+/* Adds or replaces (same drive_id / iface_id) a device entry, taking ownership of its
+ * strings. Root drives go first, like Firecracker orders them. */
+int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *drive,
+                         struct error *err) MUST_CHECK;
+int vmm_config_put_net(struct vmm_config *cfg, struct vmm_net *net, struct error *err) MUST_CHECK;
+void vmm_drive_free(struct vmm_drive *d);
+void vmm_net_free(struct vmm_net *n);
+
+/* Number of virtio-mmio devices the configuration attaches. */
+unsigned vmm_config_virtio_count(const struct vmm_config *cfg);
+
+/* "aa:bb:cc:dd:ee:ff" -> 6 bytes; -EINVAL on anything else. */
+int vmm_parse_mac(const char *s, uint8_t mac[6]);
+/* Ids in paths and bodies: 1..64 characters, alphanumeric and '_' (Firecracker's rule). */
+bool vmm_valid_id(const char *id);
 
 /* Limits of this host: total RAM, and the vCPU limit of the KVM at kvm_path (the platform
  * limit alone when KVM cannot be opened). */

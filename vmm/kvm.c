@@ -183,6 +183,32 @@ int kvm_irq_line(struct kvm *kvm, uint32_t gsi, bool level)
         return ioctl(kvm->vm_fd, KVM_IRQ_LINE, &l) ? -errno : 0;
 }
 
+int kvm_irqfd(struct kvm *kvm, int fd, uint32_t gsi, struct error *err)
+{
+        struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
+
+        return ioctl(kvm->vm_fd, KVM_IRQFD, &irqfd)
+                   ? error_set(err, -errno, "KVM_IRQFD gsi %u: %s", gsi, strerror(errno))
+                   : 0;
+}
+
+int kvm_ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t len, uint64_t datamatch,
+                  struct error *err)
+{
+        struct kvm_ioeventfd io = {
+            .datamatch = datamatch,
+            .addr = addr,
+            .len = len,
+            .fd = fd,
+            .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+        };
+
+        return ioctl(kvm->vm_fd, KVM_IOEVENTFD, &io)
+                   ? error_set(err, -errno, "KVM_IOEVENTFD 0x%llx: %s", (unsigned long long)addr,
+                               strerror(errno))
+                   : 0;
+}
+
 int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **run_out,
                     struct error *err)
 {

@@ -33,6 +33,11 @@ int kvm_create_platform(struct kvm *kvm, struct error *err) MUST_CHECK;
 int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, struct error *err) MUST_CHECK;
 /* Drives an interrupt line of the in-kernel irqchip (PIC and IOAPIC pin `gsi`). */
 int kvm_irq_line(struct kvm *kvm, uint32_t gsi, bool level);
+/* Routes writes to the eventfd into edges on `gsi`. */
+int kvm_irqfd(struct kvm *kvm, int fd, uint32_t gsi, struct error *err) MUST_CHECK;
+/* Turns guest writes of `datamatch` (len bytes) at MMIO `addr` into eventfd signals. */
+int kvm_ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t len, uint64_t datamatch,
+                  struct error *err) MUST_CHECK;
 /* Creates vCPU `id` and maps its kvm_run page. */
 int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **run_out,
                     struct error *err) MUST_CHECK;

@@ -161,7 +161,9 @@ int main(int argc, char **argv)
         if (cli_parse(argc, argv, &o, &err)) {
                 fprintf(stderr, "vmm: %s\nTry 'vmm --help' for more information.\n", err.msg);
                 cli_opts_free(&o);
-                return EXIT_BAD_ARGS;
+                /* Well-formed arguments describing an impossible machine (two root drives)
+                 * are a bad configuration, not bad arguments. */
+                return err.kind == ERROR_CONFIG ? EXIT_BAD_CONFIG : EXIT_BAD_ARGS;
         }
         if (o.help || o.version) {
                 fputs(o.help ? cli_usage() : "vmm " VMM_VERSION "\n", stdout);

@@ -22,6 +22,7 @@
 #include "devices/bus.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
+#include "devices.h"
 #include "kvm.h"
 #include "vcpu.h"
 
@@ -39,6 +40,7 @@ struct vm {
         struct serial *serial;
         struct i8042 *i8042;
         struct boot_timer *boot_timer;
+        struct vm_devices *devices;
         struct gsi_line com1_line, kbd_line;
         struct x86_cpuid_mask cpuid_hide;
         struct x86_kernel kernel;
@@ -212,6 +214,8 @@ int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *des
                 r = platform_add_dev(desc, &board_legacy[i], err);
         if (!r && cfg->boot_timer)
                 r = platform_add_dev(desc, &board_boot_timer, err);
+        if (!r)
+                r = vm_devices_describe(cfg, desc, err);
         return r;
 }
 
@@ -370,7 +374,9 @@ static int load_guest(struct vm *vm, const struct platform_desc *desc, struct er
 
         snprintf(cmdline, sizeof(cmdline), "%s",
                  cfg->boot.boot_args ? cfg->boot.boot_args : VMM_DEFAULT_CMDLINE);
-        r = platform_cmdline_append(desc, cmdline, sizeof(cmdline), err);
+        r = vm_devices_cmdline(cfg, cmdline, sizeof(cmdline), err);
+        if (!r)
+                r = platform_cmdline_append(desc, cmdline, sizeof(cmdline), err);
         if (!r)
                 r = x86_cmdline_check(&vm->kernel, cmdline, err);
         if (r) {
@@ -494,6 +500,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r)
                 r = load_guest(vm, desc, err);
         free(desc);
+        if (!r)
+                r = vm_devices_create(cfg, vm->mem, params->loop, err, &vm->devices);
         if (r)
                 goto fail;
 
@@ -518,6 +526,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 r = open_console(vm, err);
         if (!r)
                 r = create_legacy_devices(vm, err);
+        if (!r)
+                r = vm_devices_attach(vm->devices, vm->kvm, vm->mmio, err);
         if (!r)
                 r = create_vcpus(vm, err);
         if (r)
@@ -596,6 +606,7 @@ void vm_destroy(struct vm *vm)
         for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
                 vcpu_destroy(vm->vcpus[i]);
         free(vm->vcpus);
+        vm_devices_destroy(vm->devices);
         if (vm->console_in_fd >= 0)
                 event_loop_remove(vm->params.loop, vm->console_in_fd);
         if (vm->stop_fd >= 0) {

@@ -1,0 +1,66 @@
+/*
+ * virtio-blk on a host file or block device.
+ *
+ * Requests: IN, OUT, FLUSH, GET_ID, DISCARD and WRITE_ZEROES (fallocate), with the status
+ * byte in the chain's last writable byte. Cache modes: `unsafe` (no FLUSH feature; the
+ * host's page cache decides) and `writeback` (VIRTIO_BLK_F_FLUSH: a FLUSH completes only
+ * after fdatasync). Engines: `sync` (preadv/pwritev on the VMM thread) and `io_uring`
+ * (liburing; completions through an eventfd in the event loop). Zero-copy: data moves
+ * straight between the file and pinned guest buffers. A read-only drive offers
+ * VIRTIO_BLK_F_RO and fails writes with VIRTIO_BLK_S_IOERR. An optional rate limiter
+ * (bytes and requests) pauses processing until its timer fires.
+ */
+#ifndef DEVICES_VIRTIO_BLK_H
+#define DEVICES_VIRTIO_BLK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/event_loop.h"
+#include "devices/rate_limiter.h"
+#include "virtio.h"
+
+#define VIRTIO_BLK_QUEUE_SIZE 256
+#define VIRTIO_BLK_ID_BYTES   20
+
+enum virtio_blk_cache { VIRTIO_BLK_CACHE_UNSAFE, VIRTIO_BLK_CACHE_WRITEBACK };
+enum virtio_blk_engine { VIRTIO_BLK_ENGINE_SYNC, VIRTIO_BLK_ENGINE_IO_URING };
+
+struct virtio_blk_config {
+        const char *name;     /* "block0": logs and metrics */
+        const char *drive_id; /* GET_ID answer (truncated to 20 bytes) */
+        const char *path;
+        bool read_only;
+        enum virtio_blk_cache cache;
+        enum virtio_blk_engine engine;
+        const struct rate_limiter_config *limit; /* NULL: unlimited */
+        struct event_loop *loop;
+};
+
+struct virtio_blk_stats {
+        uint64_t read_count, write_count, flush_count, get_id_count, discard_count,
+            write_zeroes_count;
+        uint64_t read_bytes, write_bytes;
+        uint64_t io_errors;    /* requests completed with VIRTIO_BLK_S_IOERR */
+        uint64_t unsupported;  /* requests completed with VIRTIO_BLK_S_UNSUPP */
+        uint64_t bad_requests; /* malformed chains or refused guest memory */
+        uint64_t rate_limited;
+};
+
+struct virtio_blk;
+
+/* Opens the backing file; a missing/unreadable file is an ERROR_CONFIG error. */
+int virtio_blk_create(const struct virtio_blk_config *cfg, struct error *err,
+                      struct virtio_blk **out) MUST_CHECK;
+void virtio_blk_destroy(struct virtio_blk *blk);
+struct virtio_device *virtio_blk_device(struct virtio_blk *blk);
+void virtio_blk_get_stats(struct virtio_blk *blk, struct virtio_blk_stats *out);
+
+/* PATCH /drives/{id} after boot: switch the backing file (the capacity in the configuration
+ * space follows, with a configuration change interrupt) and/or replace the rate limiter
+ * (NULL: unlimited). Errors leave the old backend in place. */
+int virtio_blk_set_path(struct virtio_blk *blk, const char *path, struct error *err) MUST_CHECK;
+void virtio_blk_set_rate_limiter(struct virtio_blk *blk, const struct rate_limiter_config *limit);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * The untrusted-host view of guest memory: what every device model, the API and any dump
+ * or snapshot code use to touch guest RAM. The VMM's own loaders and the platform firmware
+ * models use guest_mem directly (the trusted path); nothing else does.
+ *
+ * Every access names (address, length) and is checked at the moment it happens: the range
+ * must be guest RAM (and, on a protected VM, shared with the host). Copies go through
+ * hostmem_read/hostmem_write. Zero-copy I/O (preadv into guest buffers, writev from them)
+ * pins a range for the duration of the I/O and gets an iovec; no other long-lived host
+ * pointer into guest memory is handed out.
+ *
+ * Each device gets its own hostmem handle, so refusals are counted per device.
+ */
+#ifndef MEMORY_HOSTMEM_H
+#define MEMORY_HOSTMEM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "common/util.h"
+#include "guest_mem.h"
+
+struct hostmem;
+
+struct hostmem_stats {
+        uint64_t faults; /* accesses refused because the range is not guest RAM */
+};
+
+int hostmem_create(struct guest_mem *mem, const char *owner, struct hostmem **out) MUST_CHECK;
+void hostmem_destroy(struct hostmem *hm);
+
+/* 0, or -EFAULT (nothing copied) when [gpa, gpa+len) is not entirely guest RAM. */
+int hostmem_read(struct hostmem *hm, gpa_t gpa, void *dst, size_t len) MUST_CHECK;
+int hostmem_write(struct hostmem *hm, gpa_t gpa, const void *src, size_t len) MUST_CHECK;
+
+/* Single-copy-atomic 16-bit access to a naturally aligned field the guest updates
+ * concurrently (ring indices). -EFAULT as above, -EINVAL when misaligned. */
+int hostmem_load16(struct hostmem *hm, gpa_t gpa, uint16_t *out) MUST_CHECK;
+int hostmem_store16(struct hostmem *hm, gpa_t gpa, uint16_t v) MUST_CHECK;
+
+/* Checks [gpa, gpa+len) and describes it as one host span in *iov, valid until the matching
+ * hostmem_unpin. -EFAULT when the range is not guest RAM. */
+int hostmem_pin(struct hostmem *hm, gpa_t gpa, size_t len, struct iovec *iov) MUST_CHECK;
+void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len);
+
+/* Gives the host memory behind [gpa, gpa+len) back to the host (madvise MADV_DONTNEED):
+ * the guest reads zeros there afterwards. Page-aligned ranges only (-EINVAL), guest RAM
+ * only (-EFAULT). */
+int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len) MUST_CHECK;
+
+/* True when the whole range is accessible right now (for validating ring areas). */
+bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len);
+
+void hostmem_get_stats(struct hostmem *hm, struct hostmem_stats *out);
+const char *hostmem_owner(const struct hostmem *hm);
+
+#endif

@@ -1,0 +1,388 @@
+#include "devices.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "arch/x86/layout.h"
+#include "common/log.h"
+#include "devices/virtio/balloon.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/mmio.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/vsock.h"
+#include "memory/hostmem.h"
+
+struct slot;
+
+struct notify_ctx {
+        struct slot *slot;
+        unsigned q;
+};
+
+/* One attached device: its model, transport, memory accessor and KVM plumbing. */
+struct slot {
+        char name[16];
+        void *model;
+        void (*destroy_model)(void *model);
+        struct virtio_device *vd;
+        struct hostmem *mem;
+        struct virtio_mmio *transport;
+        gpa_t base;
+        uint32_t gsi;
+        int irq_fd;
+        int notify_fd[VIRTIO_MAX_QUEUES];
+        struct notify_ctx notify[VIRTIO_MAX_QUEUES];
+        struct event_loop *loop;
+};
+
+struct vm_devices {
+        struct event_loop *loop;
+        struct guest_mem *mem;
+        unsigned nr;
+        struct slot slots[VMM_MAX_VIRTIO_DEVICES];
+};
+
+static gpa_t slot_base(unsigned i)
+{
+        return X86_VIRTIO_MMIO_BASE + (uint64_t)i * X86_VIRTIO_MMIO_SIZE;
+}
+
+int vm_devices_describe(const struct vmm_config *cfg, struct platform_desc *desc, struct error *err)
+{
+        unsigned n = vmm_config_virtio_count(cfg);
+
+        for (unsigned i = 0; i < n; i++) {
+                struct platform_dev dev = {.kind = PLATFORM_DEV_VIRTIO_MMIO,
+                                           .base = slot_base(i),
+                                           .len = X86_VIRTIO_MMIO_SIZE,
+                                           .gsi = X86_VIRTIO_FIRST_GSI + i};
+                int r;
+
+                snprintf(dev.name, sizeof(dev.name), "VR%02u", i);
+                r = platform_add_dev(desc, &dev, err);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+int vm_devices_cmdline(const struct vmm_config *cfg, char *cmdline, size_t cap, struct error *err)
+{
+        const struct vmm_drive *root = NULL;
+        size_t len = strlen(cmdline);
+        int n;
+
+        for (unsigned i = 0; i < cfg->nr_drives; i++)
+                if (cfg->drives[i].is_root_device)
+                        root = &cfg->drives[i];
+        if (!root)
+                return 0;
+        /* Firecracker's convention: the root drive is attached first, so it is vda. */
+        if (root->partuuid)
+                n = snprintf(cmdline + len, cap - len, " root=PARTUUID=%s %s", root->partuuid,
+                             root->is_read_only ? "ro" : "rw");
+        else
+                n = snprintf(cmdline + len, cap - len, " root=/dev/vda %s",
+                             root->is_read_only ? "ro" : "rw");
+        if (n < 0 || (size_t)n >= cap - len) {
+                cmdline[len] = '\0';
+                return error_config(err, "kernel command line too long for the root= argument");
+        }
+        return 0;
+}
+
+/* ---- model creation ---- */
+
+static void destroy_blk(void *m)
+{
+        virtio_blk_destroy(m);
+}
+
+static void destroy_net(void *m)
+{
+        virtio_net_destroy(m);
+}
+
+static void destroy_vsock(void *m)
+{
+        virtio_vsock_destroy(m);
+}
+
+static void destroy_balloon(void *m)
+{
+        virtio_balloon_destroy(m);
+}
+
+static void destroy_rng(void *m)
+{
+        virtio_rng_destroy(m);
+}
+
+static struct slot *new_slot(struct vm_devices *d, const char *fmt, unsigned idx)
+{
+        struct slot *s = &d->slots[d->nr++];
+
+        memset(s, 0, sizeof(*s));
+        snprintf(s->name, sizeof(s->name), fmt, idx);
+        s->irq_fd = -1;
+        for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+                s->notify_fd[q] = -1;
+        s->loop = d->loop;
+        return s;
+}
+
+static const struct rate_limiter_config *limit_of(const struct vmm_rate_limiter *l)
+{
+        return l->present ? &l->cfg : NULL;
+}
+
+static int create_blk(struct vm_devices *d, const struct vmm_drive *drv, unsigned i,
+                      struct error *err)
+{
+        struct slot *s = new_slot(d, "block%u", i);
+        struct virtio_blk_config c = {
+            .name = s->name,
+            .drive_id = drv->drive_id,
+            .path = drv->path_on_host,
+            .read_only = drv->is_read_only,
+            .cache = drv->cache_type == VMM_CACHE_WRITEBACK ? VIRTIO_BLK_CACHE_WRITEBACK
+                                                            : VIRTIO_BLK_CACHE_UNSAFE,
+            .engine = drv->io_engine == VMM_IO_ASYNC ? VIRTIO_BLK_ENGINE_IO_URING
+                                                     : VIRTIO_BLK_ENGINE_SYNC,
+            .limit = limit_of(&drv->rate_limiter),
+            .loop = d->loop,
+        };
+        struct virtio_blk *blk;
+        int r = virtio_blk_create(&c, err, &blk);
+
+        if (r) {
+                error_prefix(err, "drive '%s'", drv->drive_id);
+                return r;
+        }
+        s->model = blk;
+        s->destroy_model = destroy_blk;
+        s->vd = virtio_blk_device(blk);
+        return 0;
+}
+
+static int create_net(struct vm_devices *d, const struct vmm_net *n, unsigned i, struct error *err)
+{
+        struct slot *s = new_slot(d, "net%u", i);
+        struct virtio_net_config c = {
+            .name = s->name,
+            .tap_name = n->host_dev_name,
+            .has_mac = n->has_mac,
+            .mtu = n->mtu,
+            .rx_limit = limit_of(&n->rx_rate_limiter),
+            .tx_limit = limit_of(&n->tx_rate_limiter),
+            .loop = d->loop,
+        };
+        struct virtio_net *net;
+        int r;
+
+        memcpy(c.mac, n->guest_mac, 6);
+        r = virtio_net_create(&c, err, &net);
+        if (r) {
+                error_prefix(err, "network interface '%s'", n->iface_id);
+                return r;
+        }
+        s->model = net;
+        s->destroy_model = destroy_net;
+        s->vd = virtio_net_device(net);
+        return 0;
+}
+
+static int create_vsock(struct vm_devices *d, const struct vmm_vsock *v, struct error *err)
+{
+        struct slot *s = new_slot(d, "vsock%u", 0);
+        struct virtio_vsock_config c = {
+            .name = s->name, .guest_cid = v->guest_cid, .uds_path = v->uds_path, .loop = d->loop};
+        struct virtio_vsock *vs;
+        int r = virtio_vsock_create(&c, err, &vs);
+
+        if (r)
+                return r;
+        s->model = vs;
+        s->destroy_model = destroy_vsock;
+        s->vd = virtio_vsock_device(vs);
+        return 0;
+}
+
+static int create_balloon(struct vm_devices *d, const struct vmm_balloon *b, struct error *err)
+{
+        struct slot *s = new_slot(d, "balloon%u", 0);
+        struct virtio_balloon_config c = {
+            .name = s->name,
+            .amount_mib = b->amount_mib,
+            .deflate_on_oom = b->deflate_on_oom,
+            .stats_polling_interval_s = b->stats_polling_interval_s,
+            .loop = d->loop,
+        };
+        struct virtio_balloon *bl;
+        int r = virtio_balloon_create(&c, err, &bl);
+
+        if (r)
+                return r;
+        s->model = bl;
+        s->destroy_model = destroy_balloon;
+        s->vd = virtio_balloon_device(bl);
+        return 0;
+}
+
+static int create_rng(struct vm_devices *d, const struct vmm_entropy *e, struct error *err)
+{
+        struct slot *s = new_slot(d, "entropy%u", 0);
+        struct virtio_rng_config c = {
+            .name = s->name, .limit = limit_of(&e->rate_limiter), .loop = d->loop};
+        struct virtio_rng *rng;
+        int r = virtio_rng_create(&c, err, &rng);
+
+        if (r)
+                return r;
+        s->model = rng;
+        s->destroy_model = destroy_rng;
+        s->vd = virtio_rng_device(rng);
+        return 0;
+}
+
+int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct event_loop *loop,
+                      struct error *err, struct vm_devices **out)
+{
+        struct vm_devices *d = calloc(1, sizeof(*d));
+        int r = 0;
+
+        if (!d)
+                return error_set(err, -ENOMEM, "out of memory");
+        d->loop = loop;
+        d->mem = mem;
+        /* The order here is the slot order vm_devices_describe assumed. */
+        for (unsigned i = 0; !r && i < cfg->nr_drives; i++)
+                r = create_blk(d, &cfg->drives[i], i, err);
+        for (unsigned i = 0; !r && i < cfg->nr_nets; i++)
+                r = create_net(d, &cfg->nets[i], i, err);
+        if (!r && cfg->vsock.present)
+                r = create_vsock(d, &cfg->vsock, err);
+        if (!r && cfg->balloon.present)
+                r = create_balloon(d, &cfg->balloon, err);
+        if (!r && cfg->entropy.present)
+                r = create_rng(d, &cfg->entropy, err);
+        for (unsigned i = 0; !r && i < d->nr; i++) {
+                d->slots[i].base = slot_base(i);
+                d->slots[i].gsi = X86_VIRTIO_FIRST_GSI + i;
+                if (hostmem_create(mem, d->slots[i].name, &d->slots[i].mem))
+                        r = error_set(err, -ENOMEM, "out of memory");
+        }
+        if (r) {
+                vm_devices_destroy(d);
+                return r;
+        }
+        *out = d;
+        return 0;
+}
+
+/* ---- attaching to KVM ---- */
+
+static void irqfd_set(void *opaque, bool level)
+{
+        struct slot *s = opaque;
+        uint64_t one = 1;
+
+        /* irqfd turns each write into an edge; the falling half needs nothing. */
+        if (level && write(s->irq_fd, &one, sizeof(one)) < 0)
+                LOG_ERROR("%s: irqfd: %s", s->name, strerror(errno));
+}
+
+static void on_notify(void *opaque, uint32_t events)
+{
+        struct notify_ctx *n = opaque;
+        uint64_t v;
+
+        (void)events;
+        if (read(n->slot->notify_fd[n->q], &v, sizeof(v)) == sizeof(v))
+                virtio_mmio_notify(n->slot->transport, n->q);
+}
+
+static int attach_slot(struct slot *s, struct kvm *kvm, struct bus *mmio, struct error *err)
+{
+        struct virtio_mmio_config mc = {
+            .vdev = s->vd,
+            .mem = s->mem,
+            .irq = {.set = irqfd_set, .opaque = s},
+        };
+        struct bus_window w = {.name = s->name,
+                               .base = s->base,
+                               .len = VIRTIO_MMIO_SIZE,
+                               .ops = virtio_mmio_bus_ops()};
+        int r;
+
+        r = virtio_mmio_create(&mc, &s->transport);
+        if (r)
+                return error_set(err, r, "%s: virtio-mmio transport: %s", s->name, strerror(-r));
+        w.opaque = s->transport;
+        r = bus_register(mmio, &w, err);
+        if (r)
+                return r;
+        s->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (s->irq_fd < 0)
+                return error_set(err, -errno, "%s: eventfd: %s", s->name, strerror(errno));
+        r = kvm_irqfd(kvm, s->irq_fd, s->gsi, err);
+        for (unsigned q = 0; !r && q < s->vd->nr_queues; q++) {
+                s->notify_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (s->notify_fd[q] < 0)
+                        return error_set(err, -errno, "%s: eventfd: %s", s->name, strerror(errno));
+                s->notify[q] = (struct notify_ctx){.slot = s, .q = q};
+                r = kvm_ioeventfd(kvm, s->notify_fd[q], s->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, q,
+                                  err);
+                if (!r) {
+                        r = event_loop_add(s->loop, s->notify_fd[q], EPOLLIN, on_notify,
+                                           &s->notify[q]);
+                        if (r) {
+                                close(s->notify_fd[q]);
+                                s->notify_fd[q] = -1;
+                                return error_set(err, r, "%s: event loop: %s", s->name,
+                                                 strerror(-r));
+                        }
+                }
+        }
+        return r;
+}
+
+int vm_devices_attach(struct vm_devices *d, struct kvm *kvm, struct bus *mmio, struct error *err)
+{
+        for (unsigned i = 0; i < d->nr; i++) {
+                int r = attach_slot(&d->slots[i], kvm, mmio, err);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+void vm_devices_destroy(struct vm_devices *d)
+{
+        if (!d)
+                return;
+        for (unsigned i = 0; i < d->nr; i++) {
+                struct slot *s = &d->slots[i];
+
+                for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+                        if (s->notify_fd[q] < 0)
+                                continue;
+                        event_loop_remove(s->loop, s->notify_fd[q]);
+                        close(s->notify_fd[q]);
+                }
+                /* Resetting through the transport stops the device's backends first. */
+                virtio_mmio_destroy(s->transport);
+                if (s->model)
+                        s->destroy_model(s->model);
+                hostmem_destroy(s->mem);
+                if (s->irq_fd >= 0)
+                        close(s->irq_fd);
+        }
+        free(d);
+}
