@@ -1,0 +1,60 @@
+/*
+ * The ownership map of a confidential VM: for every 4 KiB granule of guest RAM, whether it
+ * is SHARED (the host and its devices may touch it) or PRIVATE (only the guest and the
+ * trusted platform may). It is the single source of truth for "may the host touch this
+ * byte" (../shared/docs/confidential.md).
+ *
+ * Queries are lock-free (one bit per granule in atomic words). Transitions are serialised.
+ * Host accesses register themselves for their duration (ownership_pin): a transition to
+ * PRIVATE first flips the bits, so accesses that start afterwards are refused, then waits
+ * until the accesses already under way on its range have finished. Accesses never wait, so
+ * a device holding a long pin (an asynchronous disk read) cannot deadlock a transition, and
+ * a transition never lands in the middle of a host access (CC-3, CC-6).
+ */
+#ifndef MEMORY_OWNERSHIP_H
+#define MEMORY_OWNERSHIP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/util.h"
+#include "guest_mem.h"
+
+#define OWNERSHIP_GRANULE 4096ull
+
+struct ownership;
+
+/* all_private: the state at VM start (SEV launches with every granule private). */
+int ownership_create(const struct guest_mem *mem, bool all_private,
+                     struct ownership **out) MUST_CHECK;
+void ownership_destroy(struct ownership *o);
+
+/* True when [gpa, gpa+len) is guest RAM and every granule it touches is shared. */
+bool ownership_is_shared(const struct ownership *o, gpa_t gpa, uint64_t len);
+/* True when some granule of the range is private (false for non-RAM ranges). */
+bool ownership_any_private(const struct ownership *o, gpa_t gpa, uint64_t len);
+
+/* Registers a host access to [gpa, gpa+len) and checks it: 0 when the whole range is
+ * shared RAM (the caller may touch it until ownership_unpin), -EACCES when a granule is
+ * private, -EFAULT when the range is not RAM (nothing stays registered on failure). */
+int ownership_pin(struct ownership *o, gpa_t gpa, uint64_t len) MUST_CHECK;
+void ownership_unpin(struct ownership *o, gpa_t gpa, uint64_t len);
+
+/* Transitions of granule-aligned ranges of guest RAM (-EINVAL when misaligned or empty,
+ * -EFAULT when not RAM; nothing changes on error). Making a range private returns once no
+ * host access is under way on it. */
+int ownership_make_private(struct ownership *o, gpa_t gpa, uint64_t len) MUST_CHECK;
+int ownership_make_shared(struct ownership *o, gpa_t gpa, uint64_t len) MUST_CHECK;
+int ownership_set_all(struct ownership *o, bool private_) MUST_CHECK;
+
+/* Counters: transitions so far (bumps on every change), private granules now. */
+uint64_t ownership_generation(const struct ownership *o);
+uint64_t ownership_private_granules(const struct ownership *o);
+uint64_t ownership_granules(const struct ownership *o);
+
+/* Calls fn for each maximal run of private granules, in address order (for dumps and
+ * platform models). Stops early and returns fn's value when it is non-zero. */
+int ownership_for_each_private(const struct ownership *o,
+                               int (*fn)(void *opaque, gpa_t gpa, uint64_t len), void *opaque);
+
+#endif
