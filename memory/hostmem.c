@@ -9,8 +9,10 @@
 
 struct hostmem {
         struct guest_mem *mem;
+        struct ownership *own; /* NULL: not a protected VM */
         char owner[32];
         atomic_uint_fast64_t faults;
+        atomic_uint_fast64_t violations;
 };
 
 int hostmem_create(struct guest_mem *mem, const char *owner, struct hostmem **out)
@@ -30,67 +32,104 @@ void hostmem_destroy(struct hostmem *hm)
         free(hm);
 }
 
-static void *span(struct hostmem *hm, gpa_t gpa, uint64_t len)
+void hostmem_set_ownership(struct hostmem *hm, struct ownership *own)
+{
+        hm->own = own;
+}
+
+/*
+ * Opens an access to [gpa, gpa+len): the host span, or NULL with *err set. On a protected
+ * VM the range stays pinned (shared) until end_access, so the check and the access cannot
+ * be separated by a transition.
+ */
+static void *begin_access(struct hostmem *hm, gpa_t gpa, uint64_t len, int *err)
 {
         void *p = guest_mem_translate(hm->mem, gpa, len);
+        int r;
 
-        if (!p)
+        if (!p) {
                 atomic_fetch_add(&hm->faults, 1);
+                *err = -EFAULT;
+                return NULL;
+        }
+        if (hm->own) {
+                r = ownership_pin(hm->own, gpa, len);
+                if (r) {
+                        atomic_fetch_add(r == -EACCES ? &hm->violations : &hm->faults, 1);
+                        *err = r;
+                        return NULL;
+                }
+        }
         return p;
+}
+
+static void end_access(struct hostmem *hm, gpa_t gpa, uint64_t len)
+{
+        if (hm->own)
+                ownership_unpin(hm->own, gpa, len);
 }
 
 int hostmem_read(struct hostmem *hm, gpa_t gpa, void *dst, size_t len)
 {
-        const void *p = span(hm, gpa, len);
+        int err = 0;
+        const void *p = begin_access(hm, gpa, len, &err);
 
         if (!p)
-                return -EFAULT;
+                return err;
         memcpy(dst, p, len);
+        end_access(hm, gpa, len);
         return 0;
 }
 
 int hostmem_write(struct hostmem *hm, gpa_t gpa, const void *src, size_t len)
 {
-        void *p = span(hm, gpa, len);
+        int err = 0;
+        void *p = begin_access(hm, gpa, len, &err);
 
         if (!p)
-                return -EFAULT;
+                return err;
         memcpy(p, src, len);
+        end_access(hm, gpa, len);
         return 0;
 }
 
 int hostmem_load16(struct hostmem *hm, gpa_t gpa, uint16_t *out)
 {
+        int err = 0;
         uint16_t *p;
 
         if (gpa & 1)
                 return -EINVAL;
-        p = span(hm, gpa, 2);
+        p = begin_access(hm, gpa, 2, &err);
         if (!p)
-                return -EFAULT;
+                return err;
         *out = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+        end_access(hm, gpa, 2);
         return 0;
 }
 
 int hostmem_store16(struct hostmem *hm, gpa_t gpa, uint16_t v)
 {
+        int err = 0;
         uint16_t *p;
 
         if (gpa & 1)
                 return -EINVAL;
-        p = span(hm, gpa, 2);
+        p = begin_access(hm, gpa, 2, &err);
         if (!p)
-                return -EFAULT;
+                return err;
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
+        end_access(hm, gpa, 2);
         return 0;
 }
 
 int hostmem_pin(struct hostmem *hm, gpa_t gpa, size_t len, struct iovec *iov)
 {
-        void *p = span(hm, gpa, len);
+        int err = 0;
+        void *p = begin_access(hm, gpa, len, &err);
 
         if (!p)
-                return -EFAULT;
+                return err;
         iov->iov_base = p;
         iov->iov_len = len;
         return 0;
@@ -98,9 +137,7 @@ int hostmem_pin(struct hostmem *hm, gpa_t gpa, size_t len, struct iovec *iov)
 
 void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len)
 {
-        (void)hm;
-        (void)gpa;
-        (void)len;
+        end_access(hm, gpa, len);
 }
 
 int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len)
@@ -108,22 +145,29 @@ int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len)
         long page = sysconf(_SC_PAGESIZE);
         void *p;
 
+        int err = 0, r;
+
         if (!is_aligned(gpa, (uint64_t)page) || !is_aligned(len, (uint64_t)page))
                 return -EINVAL;
-        p = span(hm, gpa, len);
+        p = begin_access(hm, gpa, len, &err);
         if (!p)
-                return -EFAULT;
-        return madvise(p, len, MADV_DONTNEED) ? -errno : 0;
+                return err;
+        r = madvise(p, len, MADV_DONTNEED) ? -errno : 0;
+        end_access(hm, gpa, len);
+        return r;
 }
 
 bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len)
 {
+        if (hm->own)
+                return ownership_is_shared(hm->own, gpa, len);
         return guest_mem_contains(hm->mem, gpa, len);
 }
 
 void hostmem_get_stats(struct hostmem *hm, struct hostmem_stats *out)
 {
         out->faults = atomic_load(&hm->faults);
+        out->violations = atomic_load(&hm->violations);
 }
 
 const char *hostmem_owner(const struct hostmem *hm)

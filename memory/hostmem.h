@@ -22,17 +22,24 @@
 
 #include "common/util.h"
 #include "guest_mem.h"
+#include "ownership.h"
 
 struct hostmem;
 
 struct hostmem_stats {
-        uint64_t faults; /* accesses refused because the range is not guest RAM */
+        uint64_t faults;     /* accesses refused because the range is not guest RAM */
+        uint64_t violations; /* accesses refused because a granule is private (CC-7) */
 };
 
 int hostmem_create(struct guest_mem *mem, const char *owner, struct hostmem **out) MUST_CHECK;
+
+/* Makes every later access check `own` at the moment it happens (a protected VM). The map
+ * must outlive the accessor. With no map, all of guest RAM is the host's to touch. */
+void hostmem_set_ownership(struct hostmem *hm, struct ownership *own);
 void hostmem_destroy(struct hostmem *hm);
 
-/* 0, or -EFAULT (nothing copied) when [gpa, gpa+len) is not entirely guest RAM. */
+/* 0, or -EFAULT (nothing copied) when [gpa, gpa+len) is not entirely guest RAM, or -EACCES
+ * (nothing copied) when any granule of it is private. */
 int hostmem_read(struct hostmem *hm, gpa_t gpa, void *dst, size_t len) MUST_CHECK;
 int hostmem_write(struct hostmem *hm, gpa_t gpa, const void *src, size_t len) MUST_CHECK;
 
@@ -42,7 +49,8 @@ int hostmem_load16(struct hostmem *hm, gpa_t gpa, uint16_t *out) MUST_CHECK;
 int hostmem_store16(struct hostmem *hm, gpa_t gpa, uint16_t v) MUST_CHECK;
 
 /* Checks [gpa, gpa+len) and describes it as one host span in *iov, valid until the matching
- * hostmem_unpin. -EFAULT when the range is not guest RAM. */
+ * hostmem_unpin; on a protected VM the range cannot become private meanwhile (a transition
+ * waits). -EFAULT when the range is not guest RAM, -EACCES when a granule is private. */
 int hostmem_pin(struct hostmem *hm, gpa_t gpa, size_t len, struct iovec *iov) MUST_CHECK;
 void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len);
 
@@ -51,7 +59,8 @@ void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len);
  * only (-EFAULT). */
 int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len) MUST_CHECK;
 
-/* True when the whole range is accessible right now (for validating ring areas). */
+/* True when the whole range is accessible right now (RAM, and shared on a protected VM):
+ * for validating ring areas (CC-5). */
 bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len);
 
 void hostmem_get_stats(struct hostmem *hm, struct hostmem_stats *out);
