@@ -96,15 +96,17 @@ bool virtq_arm(struct virtq *q);
 bool virtq_should_signal(struct virtq *q);
 
 /* Copies from the chain's readable bytes [off, off+len) / into its writable bytes. Returns
- * the bytes copied (less at the chain's end), or -EFAULT if guest memory refused. */
+ * the bytes copied (less at the chain's end), or a negative errno (-EFAULT not RAM, -EACCES
+ * private) with nothing copied: every segment is checked before the first byte moves. */
 long virtq_chain_read(struct virtq *q, const struct virtq_chain *c, uint32_t off, void *buf,
                       uint32_t len);
 long virtq_chain_write(struct virtq *q, const struct virtq_chain *c, uint32_t off, const void *buf,
                        uint32_t len);
 
 /* Pins [off, off+len) of the readable (write=false) or writable part as iovecs for
- * zero-copy I/O. Returns the number of iovecs (<= max) or -EFAULT / -E2BIG; on success the
- * caller calls virtq_chain_unpin with the same arguments when the I/O is done. */
+ * zero-copy I/O, all or nothing. Returns the number of iovecs (<= max), or -E2BIG (more
+ * than max segments) / the hostmem error (-EFAULT, -EACCES); on success the caller calls
+ * virtq_chain_unpin with the same range (clipped to the chain) when the I/O is done. */
 int virtq_chain_pin(struct virtq *q, const struct virtq_chain *c, bool write, uint32_t off,
                     uint32_t len, struct iovec *iov, int max);
 void virtq_chain_unpin(struct virtq *q, const struct virtq_chain *c, bool write, uint32_t off,
