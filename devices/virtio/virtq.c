@@ -141,6 +141,9 @@ static enum virtq_pop_result walk(struct virtq *q, struct virtq_chain *c)
                         table = d.addr;
                         table_size = d.len / DESC_SIZE;
                         in_indirect = true;
+                        /* The pointer to the table is no buffer: only buffers count
+                         * towards the queue size (and the capacity of c->segs). */
+                        steps--;
                         i = 0;
                         continue;
                 }
