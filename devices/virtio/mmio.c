@@ -334,10 +334,12 @@ static void write_reg(struct virtio_mmio *t, uint64_t off, uint32_t v)
                 return;
         case VIRTIO_MMIO_QUEUE_NUM:
                 if ((q = setup_queue(t, off, v)) != NULL) {
-                        if (v > 0xffff)
+                        if (v > 0xffff) {
                                 guest_error(t, "queue size too large", off, v);
-                        else
+                                q->size = 0; /* QueueReady must not accept an older size */
+                        } else {
                                 q->size = (uint16_t)v;
+                        }
                 }
                 return;
         case VIRTIO_MMIO_QUEUE_READY:
