@@ -129,7 +129,20 @@ static void acpi_dsdt_dev(struct aml *a, const struct platform_dev *dev, unsigne
                 aml_restemplate_end(a, rt);
                 aml_device_end(a, d);
                 break;
+        case PLATFORM_DEV_ACPI_MMIO:
+                d = aml_device_begin(a, dev->name);
+                aml_name(a, "_HID");
+                aml_string(a, dev->hid);
+                aml_name(a, "_UID");
+                aml_integer(a, uid);
+                aml_name(a, "_CRS");
+                rt = aml_restemplate_begin(a);
+                aml_res_memory32_fixed(a, true, (uint32_t)dev->base, (uint32_t)dev->len);
+                aml_restemplate_end(a, rt);
+                aml_device_end(a, d);
+                break;
         case PLATFORM_DEV_MMIO_OTHER:
+        case PLATFORM_DEV_KINDS:
                 break;
         }
 }
@@ -138,7 +151,7 @@ int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *l
                     struct error *err)
 {
         static const uint8_t header[ACPI_HEADER_LEN];
-        unsigned uids[PLATFORM_DEV_MMIO_OTHER + 1] = {0};
+        unsigned uids[PLATFORM_DEV_KINDS] = {0};
         struct aml a;
         size_t sb;
 

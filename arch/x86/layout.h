@@ -30,6 +30,8 @@
 #define X86_VIRTIO_MMIO_BASE  0xc0001000ull /* virtio-mmio slots, 4 KiB each */
 #define X86_VIRTIO_MMIO_SIZE  0x1000ull
 #define X86_VIRTIO_MMIO_SLOTS 64
+#define X86_CC_CALLWIN_ADDR   0xc0080000ull /* confidential platform-call window (pef, s390-pv) */
+#define X86_CC_CALLWIN_SIZE   0x1000ull
 #define X86_IOAPIC_ADDR       0xfec00000ull
 #define X86_LAPIC_ADDR        0xfee00000ull
 

@@ -35,6 +35,10 @@ static const char *platform_kind_name(enum platform_dev_kind kind)
                 return "virtio-mmio slot";
         case PLATFORM_DEV_MMIO_OTHER:
                 return "MMIO device";
+        case PLATFORM_DEV_ACPI_MMIO:
+                return "ACPI MMIO device";
+        case PLATFORM_DEV_KINDS:
+                break;
         }
         return "device";
 }
@@ -132,6 +136,17 @@ static int platform_dev_check_resources(const struct platform_dev *dev, struct e
                         return error_set(err, -EINVAL,
                                          "%s %s: base 0x%" PRIx64 " is not below 4 GiB", kind,
                                          dev->name, dev->base);
+                break;
+        case PLATFORM_DEV_ACPI_MMIO:
+                if (strlen(dev->hid) != 8)
+                        return error_set(err, -EINVAL, "%s %s: _HID '%s' is not 8 characters", kind,
+                                         dev->name, dev->hid);
+                if (dev->len == 0 || dev->len > UINT32_MAX ||
+                    !range_end(dev->base, dev->len, &end) || end > X86_MMIO_HOLE_END)
+                        return error_set(err, -EINVAL,
+                                         "%s %s: range 0x%" PRIx64 "+0x%" PRIx64
+                                         " is not a 32-bit memory range",
+                                         kind, dev->name, dev->base, dev->len);
                 break;
         case PLATFORM_DEV_MMIO_OTHER:
                 if (dev->len == 0 || !range_end(dev->base, dev->len, &end))

@@ -30,6 +30,9 @@ enum platform_dev_kind {
         PLATFORM_DEV_I8042,       /* PS/2 controller: ports 0x60 and 0x64, gsi = ISA IRQ 1 */
         PLATFORM_DEV_VIRTIO_MMIO, /* virtio-mmio v2 slot: base = MMIO address, len 0x1000 */
         PLATFORM_DEV_MMIO_OTHER,  /* described nowhere (e.g. the boot timer); occupies space */
+        PLATFORM_DEV_ACPI_MMIO,   /* a DSDT device: _HID `hid` and Memory32Fixed, no interrupt
+                                   * (the confidential platform-call window) */
+        PLATFORM_DEV_KINDS,
 };
 
 struct platform_dev {
@@ -38,6 +41,7 @@ struct platform_dev {
         uint64_t base;
         uint64_t len;
         uint32_t gsi;
+        char hid[9]; /* PLATFORM_DEV_ACPI_MMIO: ACPI _HID, e.g. "CVMM0001" */
 };
 
 struct platform_desc {
