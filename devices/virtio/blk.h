@@ -24,6 +24,41 @@
 #define VIRTIO_BLK_QUEUE_SIZE 256
 #define VIRTIO_BLK_ID_BYTES   20
 
+/* Protocol constants (virtio 1.2, section 5.2). */
+#define VIRTIO_BLK_F_SEG_MAX      2
+#define VIRTIO_BLK_F_RO           5
+#define VIRTIO_BLK_F_BLK_SIZE     6
+#define VIRTIO_BLK_F_FLUSH        9
+#define VIRTIO_BLK_F_DISCARD      13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN           0
+#define VIRTIO_BLK_T_OUT          1
+#define VIRTIO_BLK_T_FLUSH        4
+#define VIRTIO_BLK_T_GET_ID       8
+#define VIRTIO_BLK_T_DISCARD      11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK     0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_WRITE_ZEROES_F_UNMAP 1 /* struct virtio_blk_discard_write_zeroes flags */
+
+/* Offsets in the configuration space (struct virtio_blk_config). */
+#define VIRTIO_BLK_CFG_CAPACITY                 0  /* le64, 512-byte sectors */
+#define VIRTIO_BLK_CFG_SIZE_MAX                 8  /* le32 */
+#define VIRTIO_BLK_CFG_SEG_MAX                  12 /* le32 */
+#define VIRTIO_BLK_CFG_BLK_SIZE                 20 /* le32 */
+#define VIRTIO_BLK_CFG_WRITEBACK                32 /* u8 */
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS      36 /* le32 */
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SEG          40 /* le32 */
+#define VIRTIO_BLK_CFG_DISCARD_SECTOR_ALIGNMENT 44 /* le32 */
+#define VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SECTORS 48 /* le32 */
+#define VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SEG     52 /* le32 */
+#define VIRTIO_BLK_CFG_WRITE_ZEROES_MAY_UNMAP   56 /* u8 */
+#define VIRTIO_BLK_CFG_LEN                      60 /* through unused1[3] */
+
 enum virtio_blk_cache { VIRTIO_BLK_CACHE_UNSAFE, VIRTIO_BLK_CACHE_WRITEBACK };
 enum virtio_blk_engine { VIRTIO_BLK_ENGINE_SYNC, VIRTIO_BLK_ENGINE_IO_URING };
 
