@@ -18,6 +18,45 @@
 #include "virtio.h"
 
 #define VIRTIO_NET_QUEUE_SIZE 256
+#define VIRTIO_NET_RXQ        0
+#define VIRTIO_NET_TXQ        1
+
+/* Feature bits (virtio 1.2, 5.1.3). */
+#define VIRTIO_NET_F_CSUM       0
+#define VIRTIO_NET_F_GUEST_CSUM 1
+#define VIRTIO_NET_F_MTU        3
+#define VIRTIO_NET_F_MAC        5
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_GUEST_ECN  9
+#define VIRTIO_NET_F_GUEST_UFO  10
+#define VIRTIO_NET_F_HOST_TSO4  11
+#define VIRTIO_NET_F_HOST_TSO6  12
+#define VIRTIO_NET_F_HOST_ECN   13
+#define VIRTIO_NET_F_HOST_UFO   14
+#define VIRTIO_NET_F_MRG_RXBUF  15
+#define VIRTIO_NET_F_STATUS     16
+
+/* Configuration space: mac[6], le16 status, le16 max_virtqueue_pairs, le16 mtu. */
+#define VIRTIO_NET_CFG_MAC       0
+#define VIRTIO_NET_CFG_STATUS    6
+#define VIRTIO_NET_CFG_MAX_PAIRS 8
+#define VIRTIO_NET_CFG_MTU       10
+#define VIRTIO_NET_CONFIG_LEN    12
+#define VIRTIO_NET_S_LINK_UP     1
+
+/* struct virtio_net_hdr_v1: u8 flags, u8 gso_type, le16 hdr_len, le16 gso_size,
+ * le16 csum_start, le16 csum_offset, le16 num_buffers. It precedes every frame. */
+#define VIRTIO_NET_HDR_LEN          12
+#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
+#define VIRTIO_NET_HDR_F_DATA_VALID 2
+#define VIRTIO_NET_HDR_GSO_NONE     0
+#define VIRTIO_NET_HDR_GSO_TCPV4    1
+#define VIRTIO_NET_HDR_GSO_UDP      3
+#define VIRTIO_NET_HDR_GSO_TCPV6    4
+#define VIRTIO_NET_HDR_GSO_ECN      0x80
+/* The largest header + frame either way: a 64 KiB GSO frame with its headers. */
+#define VIRTIO_NET_MAX_BUFFER 65562
 
 struct virtio_net_config {
         const char *name;     /* "net0" */
@@ -30,11 +69,18 @@ struct virtio_net_config {
         struct event_loop *loop;
 };
 
+/* Byte counts are frame bytes, without the virtio-net header. */
 struct virtio_net_stats {
         uint64_t rx_packets_count, rx_bytes_count, tx_packets_count, tx_bytes_count;
-        uint64_t rx_dropped; /* frames the guest had no buffers for after a wait */
-        uint64_t tx_malformed;
+        /* Frames read from the TAP and not delivered: too large for the guest's buffers,
+         * refused by guest memory, beyond the MTU, or pending at a reset. A frame waiting
+         * for rx buffers is held (the TAP is not read meanwhile), not dropped. */
+        uint64_t rx_dropped;
+        uint64_t rx_malformed; /* rx chains returned unused (malformed, too short) */
+        uint64_t tx_malformed; /* tx chains not sent: malformed, bad header, memory refused */
+        uint64_t tx_dropped;   /* tx frames discarded because the TAP is gone */
         uint64_t tap_read_fails, tap_write_fails;
+        uint64_t tap_gone; /* 1 once the TAP interface disappeared */
         uint64_t rx_rate_limited, tx_rate_limited;
 };
 
