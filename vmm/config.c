@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/sysinfo.h>
+#include <unistd.h>
 
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
@@ -50,7 +53,203 @@ void vmm_config_free(struct vmm_config *cfg)
         free(cfg->boot.boot_args);
         free(cfg->machine.cpu_hide);
         free(cfg->serial_out_path);
+        vmm_logger_config_free(&cfg->logger);
+        vmm_metrics_config_free(&cfg->metrics);
         memset(cfg, 0, sizeof(*cfg));
+}
+
+void vmm_logger_config_free(struct vmm_logger_config *l)
+{
+        free(l->log_path);
+        memset(l, 0, sizeof(*l));
+}
+
+void vmm_metrics_config_free(struct vmm_metrics_config *m)
+{
+        for (unsigned i = 0; i < m->nr_properties; i++) {
+                free(m->properties[i].key);
+                free(m->properties[i].value);
+        }
+        free(m->properties);
+        free(m->metrics_path);
+        memset(m, 0, sizeof(*m));
+}
+
+/* Replaces *s (a borrowed pointer copied by a struct assignment) with its own copy. */
+static bool dup_in_place(char **s)
+{
+        if (!*s)
+                return true;
+        *s = strdup(*s);
+        return *s != NULL;
+}
+
+static char *dup_or_null(const char *s, bool *ok)
+{
+        char *d = s ? strdup(s) : NULL;
+
+        if (s && !d)
+                *ok = false;
+        return d;
+}
+
+int vmm_metrics_config_copy(struct vmm_metrics_config *dst, const struct vmm_metrics_config *src)
+{
+        bool ok = true;
+
+        *dst = *src;
+        dst->metrics_path = dup_or_null(src->metrics_path, &ok);
+        dst->properties = NULL;
+        dst->nr_properties = 0;
+        if (src->nr_properties) {
+                dst->properties = calloc(src->nr_properties, sizeof(*dst->properties));
+                if (dst->properties)
+                        dst->nr_properties = src->nr_properties;
+                else
+                        ok = false;
+        }
+        for (unsigned i = 0; i < dst->nr_properties; i++) {
+                dst->properties[i].key = dup_or_null(src->properties[i].key, &ok);
+                dst->properties[i].value = dup_or_null(src->properties[i].value, &ok);
+        }
+        if (!ok) {
+                vmm_metrics_config_free(dst);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int vmm_config_copy(struct vmm_config *dst, const struct vmm_config *src)
+{
+        bool ok = true;
+
+        /* Copy the scalars, then give every string pointer its own copy; a failed strdup
+         * leaves NULL, so the copy can always be freed. */
+        *dst = *src;
+        ok &= dup_in_place(&dst->boot.kernel_image_path);
+        ok &= dup_in_place(&dst->boot.initrd_path);
+        ok &= dup_in_place(&dst->boot.boot_args);
+        ok &= dup_in_place(&dst->machine.cpu_hide);
+        for (unsigned i = 0; i < dst->nr_drives; i++) {
+                ok &= dup_in_place(&dst->drives[i].drive_id);
+                ok &= dup_in_place(&dst->drives[i].path_on_host);
+                ok &= dup_in_place(&dst->drives[i].partuuid);
+        }
+        for (unsigned i = 0; i < dst->nr_nets; i++) {
+                ok &= dup_in_place(&dst->nets[i].iface_id);
+                ok &= dup_in_place(&dst->nets[i].host_dev_name);
+        }
+        ok &= dup_in_place(&dst->vsock.uds_path);
+        ok &= dup_in_place(&dst->vsock.vsock_id);
+        ok &= dup_in_place(&dst->serial_out_path);
+        ok &= dup_in_place(&dst->logger.log_path);
+        if (vmm_metrics_config_copy(&dst->metrics, &src->metrics))
+                ok = false; /* dst->metrics is empty then */
+        if (!ok) {
+                vmm_config_free(dst);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int vmm_config_apply_machine(struct vmm_config *cfg, const struct vmm_machine_update *u,
+                             const struct vmm_host_limits *limits, struct error *err)
+{
+        struct vmm_machine_config m = cfg->machine;
+        struct vmm_machine_config old = cfg->machine;
+        char *hide = NULL;
+        int r;
+
+        if (u->has_vcpu_count)
+                m.vcpu_count = u->vcpu_count;
+        if (u->has_mem_size_mib)
+                m.mem_size_mib = u->mem_size_mib;
+        if (u->has_smt)
+                m.smt = u->smt;
+        if (u->has_track_dirty_pages)
+                m.track_dirty_pages = u->track_dirty_pages;
+        if (u->has_huge_pages)
+                m.huge_pages = u->huge_pages;
+        if (u->has_cpu_hide) {
+                if (u->cpu_hide && *u->cpu_hide) {
+                        hide = strdup(u->cpu_hide);
+                        if (!hide)
+                                return error_set(err, -ENOMEM, "out of memory");
+                }
+                m.cpu_hide = hide;
+        }
+        /* Validate the whole configuration with the new machine (a balloon must still fit,
+         * for example), then keep it or put the old one back. */
+        cfg->machine = m;
+        r = vmm_config_validate(cfg, limits, err);
+        if (r) {
+                cfg->machine = old;
+                free(hide);
+                return r;
+        }
+        if (u->has_cpu_hide)
+                free(old.cpu_hide);
+        return 0;
+}
+
+void vmm_rate_limiter_from_update(struct vmm_rate_limiter *dst,
+                                  const struct vmm_rate_limiter_update *u)
+{
+        memset(dst, 0, sizeof(*dst));
+        dst->present = true;
+        if (u->has_bandwidth)
+                dst->cfg.bandwidth = u->cfg.bandwidth;
+        if (u->has_ops)
+                dst->cfg.ops = u->cfg.ops;
+}
+
+void vmm_rate_limiter_merge(struct vmm_rate_limiter *dst, const struct vmm_rate_limiter_update *u)
+{
+        if (!dst->present)
+                memset(&dst->cfg, 0, sizeof(dst->cfg));
+        dst->present = true;
+        if (u->has_bandwidth)
+                dst->cfg.bandwidth = u->cfg.bandwidth;
+        if (u->has_ops)
+                dst->cfg.ops = u->cfg.ops;
+}
+
+int vmm_open_output(const char *what, const char *path, struct error *err)
+{
+        struct stat st;
+        int fd;
+
+        if (!path || !*path)
+                return error_config(err, "%s: the path is empty", what);
+        if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
+                fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        else
+                fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
+        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+                close(fd);
+                return error_config(err, "%s '%s' is a directory", what, path);
+        }
+        return fd;
+}
+
+int vmm_check_file(const char *what, const char *path, bool write, struct error *err)
+{
+        struct stat st;
+        int fd;
+
+        if (!path || !*path)
+                return error_config(err, "%s: the path is empty", what);
+        fd = open(path, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
+        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+                close(fd);
+                return error_config(err, "%s '%s' is a directory", what, path);
+        }
+        close(fd);
+        return 0;
 }
 
 int vmm_config_set_str(char **field, const char *value)
@@ -254,6 +453,9 @@ int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limi
                 return error_config(
                     err, "memory size %llu MiB exceeds what this host allows (%llu MiB)",
                     (unsigned long long)m->mem_size_mib, (unsigned long long)max_mib);
+        if (m->smt)
+                return error_config(err, "simultaneous multithreading (smt) is not implemented "
+                                         "yet: only false is accepted");
         if (m->huge_pages && (m->mem_size_mib % 2))
                 return error_config(err,
                                     "memory size %llu MiB is not a multiple of the 2 MiB huge "

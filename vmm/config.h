@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "devices/rate_limiter.h"
 
@@ -27,8 +28,10 @@ struct vmm_boot_source {
 struct vmm_machine_config {
         unsigned vcpu_count;
         uint64_t mem_size_mib;
-        bool huge_pages; /* back guest RAM with 2 MiB hugetlbfs pages */
-        char *cpu_hide;  /* comma-separated CPUID feature names; NULL: none */
+        bool huge_pages;        /* back guest RAM with 2 MiB hugetlbfs pages */
+        char *cpu_hide;         /* comma-separated CPUID feature names; NULL: none */
+        bool smt;               /* Firecracker's field; only false is supported */
+        bool track_dirty_pages; /* accepted and reported; used by snapshots (later) */
 };
 
 /* Firecracker's drive object ("drives" in the config file, PUT /drives/{id}). */
@@ -80,6 +83,33 @@ struct vmm_entropy {
         struct vmm_rate_limiter rate_limiter;
 };
 
+/* Firecracker's logger object (PUT /logger, "logger" in the config file, --log-path ...):
+ * only the fields given are applied; the others keep the logger's current setting. */
+struct vmm_logger_config {
+        bool present;
+        char *log_path; /* NULL: stderr */
+        bool has_level;
+        enum log_level level;
+        bool has_show_level;
+        bool show_level;
+        bool has_show_log_origin;
+        bool show_log_origin;
+};
+
+struct vmm_metrics_property {
+        char *key;
+        char *value;
+};
+
+/* Firecracker's metrics object (PUT /metrics, "metrics", --metrics-path). */
+struct vmm_metrics_config {
+        bool present;
+        char *metrics_path;
+        bool emit_id; /* a top-level "id" field on every line */
+        unsigned nr_properties;
+        struct vmm_metrics_property *properties; /* a top-level "properties" object */
+};
+
 /* virtio-mmio devices get GSIs 5..23: 19 slots. */
 #define VMM_MAX_VIRTIO_DEVICES 19
 #define VMM_MAX_DRIVES         VMM_MAX_VIRTIO_DEVICES
@@ -98,6 +128,8 @@ struct vmm_config {
         char *serial_out_path; /* NULL: the VMM's stdout */
         bool serial_in;        /* feed the VMM's stdin to the guest's COM1 */
         bool boot_timer;       /* map the boot-timer device at 0xc0000000 */
+        struct vmm_logger_config logger;
+        struct vmm_metrics_config metrics;
 };
 
 /* Limits of the host the configuration is checked against. */
@@ -132,6 +164,56 @@ unsigned vmm_config_virtio_count(const struct vmm_config *cfg);
 int vmm_parse_mac(const char *s, uint8_t mac[6]);
 /* Ids in paths and bodies: 1..64 characters, alphanumeric and '_' (Firecracker's rule). */
 bool vmm_valid_id(const char *id);
+
+/* Deep copy: dst (uninitialised) gets its own strings. -ENOMEM leaves dst freed. */
+int vmm_config_copy(struct vmm_config *dst, const struct vmm_config *src) MUST_CHECK;
+
+/* A PUT or PATCH of the machine configuration: fields whose has_ flag is false keep their
+ * current value. cpu_hide is borrowed. */
+struct vmm_machine_update {
+        bool has_vcpu_count;
+        unsigned vcpu_count;
+        bool has_mem_size_mib;
+        uint64_t mem_size_mib;
+        bool has_smt;
+        bool smt;
+        bool has_track_dirty_pages;
+        bool track_dirty_pages;
+        bool has_huge_pages;
+        bool huge_pages;
+        bool has_cpu_hide;
+        const char *cpu_hide; /* NULL or "": none */
+};
+
+/* Applies the update and validates the whole configuration (vmm_config_validate); on an
+ * error cfg is unchanged. */
+int vmm_config_apply_machine(struct vmm_config *cfg, const struct vmm_machine_update *u,
+                             const struct vmm_host_limits *limits, struct error *err) MUST_CHECK;
+
+/* A rate limiter as an update: buckets not given keep their current value (PATCH), or are
+ * unlimited when the limiter is replaced (PUT, see vmm_rate_limiter_from_update). */
+struct vmm_rate_limiter_update {
+        bool has_bandwidth;
+        bool has_ops;
+        struct rate_limiter_config cfg;
+};
+void vmm_rate_limiter_from_update(struct vmm_rate_limiter *dst,
+                                  const struct vmm_rate_limiter_update *u);
+void vmm_rate_limiter_merge(struct vmm_rate_limiter *dst, const struct vmm_rate_limiter_update *u);
+
+/* Checks that a file the VM will open at start can be opened now (read-only, or read-write
+ * when write is set), so an API PUT reports a bad path at once. ERROR_CONFIG. */
+int vmm_check_file(const char *what, const char *path, bool write, struct error *err) MUST_CHECK;
+
+/* Opens a log or metrics destination for writing: a named pipe read-write and non-blocking
+ * (the open neither waits for nor needs a reader), anything else appended to and created
+ * when missing. Returns the fd or a negative errno (ERROR_CONFIG). */
+int vmm_open_output(const char *what, const char *path, struct error *err) MUST_CHECK;
+
+void vmm_logger_config_free(struct vmm_logger_config *l);
+void vmm_metrics_config_free(struct vmm_metrics_config *m);
+int vmm_metrics_config_copy(struct vmm_metrics_config *dst,
+                            const struct vmm_metrics_config *src) MUST_CHECK;
 
 /* Limits of this host: total RAM, and the vCPU limit of the KVM at kvm_path (the platform
  * limit alone when KVM cannot be opened). */

@@ -28,6 +28,8 @@ struct notify_ctx {
 /* One attached device: its model, transport, memory accessor and KVM plumbing. */
 struct slot {
         char name[16];
+        enum vm_device_kind kind;
+        char id[65]; /* drive_id / iface_id */
         void *model;
         void (*destroy_model)(void *model);
         struct virtio_device *vd;
@@ -166,6 +168,8 @@ static int create_blk(struct vm_devices *d, const struct vmm_drive *drv, unsigne
                 return r;
         }
         s->model = blk;
+        s->kind = VM_DEVICE_BLOCK;
+        snprintf(s->id, sizeof(s->id), "%s", drv->drive_id);
         s->destroy_model = destroy_blk;
         s->vd = virtio_blk_device(blk);
         return 0;
@@ -193,6 +197,8 @@ static int create_net(struct vm_devices *d, const struct vmm_net *n, unsigned i,
                 return r;
         }
         s->model = net;
+        s->kind = VM_DEVICE_NET;
+        snprintf(s->id, sizeof(s->id), "%s", n->iface_id);
         s->destroy_model = destroy_net;
         s->vd = virtio_net_device(net);
         return 0;
@@ -209,6 +215,7 @@ static int create_vsock(struct vm_devices *d, const struct vmm_vsock *v, struct 
         if (r)
                 return r;
         s->model = vs;
+        s->kind = VM_DEVICE_VSOCK;
         s->destroy_model = destroy_vsock;
         s->vd = virtio_vsock_device(vs);
         return 0;
@@ -230,6 +237,7 @@ static int create_balloon(struct vm_devices *d, const struct vmm_balloon *b, str
         if (r)
                 return r;
         s->model = bl;
+        s->kind = VM_DEVICE_BALLOON;
         s->destroy_model = destroy_balloon;
         s->vd = virtio_balloon_device(bl);
         return 0;
@@ -246,6 +254,7 @@ static int create_rng(struct vm_devices *d, const struct vmm_entropy *e, struct 
         if (r)
                 return r;
         s->model = rng;
+        s->kind = VM_DEVICE_ENTROPY;
         s->destroy_model = destroy_rng;
         s->vd = virtio_rng_device(rng);
         return 0;
@@ -385,4 +394,87 @@ void vm_devices_destroy(struct vm_devices *d)
                         close(s->irq_fd);
         }
         free(d);
+}
+
+/* ---- metrics and runtime updates ---- */
+
+unsigned vm_devices_count(const struct vm_devices *d)
+{
+        return d ? d->nr : 0;
+}
+
+void vm_devices_get_stats(struct vm_devices *d, unsigned i, struct vm_device_stats *out)
+{
+        struct slot *s = &d->slots[i];
+
+        memset(out, 0, sizeof(*out));
+        out->kind = s->kind;
+        snprintf(out->id, sizeof(out->id), "%s", s->id);
+        if (s->transport)
+                virtio_mmio_get_stats(s->transport, &out->transport);
+        if (!s->model)
+                return;
+        switch (s->kind) {
+        case VM_DEVICE_BLOCK:
+                virtio_blk_get_stats(s->model, &out->u.blk);
+                break;
+        case VM_DEVICE_NET:
+                virtio_net_get_stats(s->model, &out->u.net);
+                break;
+        case VM_DEVICE_VSOCK:
+                virtio_vsock_get_stats(s->model, &out->u.vsock);
+                break;
+        case VM_DEVICE_BALLOON:
+                virtio_balloon_get_stats(s->model, &out->u.balloon);
+                break;
+        case VM_DEVICE_ENTROPY:
+                virtio_rng_get_stats(s->model, &out->u.rng);
+                break;
+        }
+}
+
+static struct slot *find_slot(struct vm_devices *d, enum vm_device_kind kind, const char *id)
+{
+        for (unsigned i = 0; d && i < d->nr; i++)
+                if (d->slots[i].kind == kind && d->slots[i].model &&
+                    (!id || strcmp(d->slots[i].id, id) == 0))
+                        return &d->slots[i];
+        return NULL;
+}
+
+int vm_devices_update_drive(struct vm_devices *d, const char *drive_id, const char *path,
+                            const struct vmm_rate_limiter *limit, struct error *err)
+{
+        struct slot *s = find_slot(d, VM_DEVICE_BLOCK, drive_id);
+        int r;
+
+        if (!s)
+                return error_set(err, -ENOENT, "no drive '%s' is attached", drive_id);
+        if (path) {
+                r = virtio_blk_set_path(s->model, path, err);
+                if (r)
+                        return r;
+        }
+        if (limit)
+                virtio_blk_set_rate_limiter(s->model, limit_of(limit));
+        return 0;
+}
+
+int vm_devices_update_net(struct vm_devices *d, const char *iface_id,
+                          const struct vmm_rate_limiter *rx, const struct vmm_rate_limiter *tx,
+                          struct error *err)
+{
+        struct slot *s = find_slot(d, VM_DEVICE_NET, iface_id);
+
+        if (!s)
+                return error_set(err, -ENOENT, "no network interface '%s' is attached", iface_id);
+        virtio_net_set_rate_limiters(s->model, limit_of(rx), limit_of(tx));
+        return 0;
+}
+
+struct virtio_balloon *vm_devices_balloon(struct vm_devices *d)
+{
+        struct slot *s = find_slot(d, VM_DEVICE_BALLOON, NULL);
+
+        return s ? s->model : NULL;
 }

@@ -15,6 +15,12 @@
 #include "common/event_loop.h"
 #include "config.h"
 #include "devices/bus.h"
+#include "devices/virtio/balloon.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/mmio.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/vsock.h"
 #include "kvm.h"
 #include "memory/guest_mem.h"
 
@@ -34,5 +40,44 @@ int vm_devices_attach(struct vm_devices *d, struct kvm *kvm, struct bus *mmio,
                       struct error *err) MUST_CHECK;
 /* Resets every device (stopping backends) and frees everything. */
 void vm_devices_destroy(struct vm_devices *d);
+
+/* ---- metrics and runtime updates (the VMM thread) ---- */
+
+enum vm_device_kind {
+        VM_DEVICE_BLOCK,
+        VM_DEVICE_NET,
+        VM_DEVICE_VSOCK,
+        VM_DEVICE_BALLOON,
+        VM_DEVICE_ENTROPY,
+};
+
+/* One device's counters: the model's and its transport's. */
+struct vm_device_stats {
+        enum vm_device_kind kind;
+        char id[65]; /* drive_id or iface_id; "" for the single vsock/balloon/entropy */
+        struct virtio_mmio_stats transport;
+        union {
+                struct virtio_blk_stats blk;
+                struct virtio_net_stats net;
+                struct virtio_vsock_stats vsock;
+                struct virtio_balloon_stats balloon;
+                struct virtio_rng_stats rng;
+        } u;
+};
+
+unsigned vm_devices_count(const struct vm_devices *d);
+void vm_devices_get_stats(struct vm_devices *d, unsigned i, struct vm_device_stats *out);
+
+/* PATCH /drives/{id}: a new backing file (path may be NULL) and/or rate limiter (NULL: keep;
+ * a limiter that is not present: unlimited). -ENOENT when no such drive is attached. */
+int vm_devices_update_drive(struct vm_devices *d, const char *drive_id, const char *path,
+                            const struct vmm_rate_limiter *limit, struct error *err) MUST_CHECK;
+/* PATCH /network-interfaces/{id}: both limiters as they must now be (the caller merges the
+ * update into the configuration first; a limiter that is not present: unlimited). */
+int vm_devices_update_net(struct vm_devices *d, const char *iface_id,
+                          const struct vmm_rate_limiter *rx, const struct vmm_rate_limiter *tx,
+                          struct error *err) MUST_CHECK;
+/* The balloon model, or NULL when the VM has none. */
+struct virtio_balloon *vm_devices_balloon(struct vm_devices *d);
 
 #endif

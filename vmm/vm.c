@@ -628,3 +628,30 @@ void vm_destroy(struct vm *vm)
         kvm_close(vm->kvm);
         free(vm);
 }
+
+void vm_get_stats(struct vm *vm, struct vm_stats *out)
+{
+        memset(out, 0, sizeof(*out));
+        for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
+                struct vcpu_stats *st = vcpu_stats(vm->vcpus[i]);
+
+                out->exit_io_in += atomic_load(&st->exit_io_in);
+                out->exit_io_out += atomic_load(&st->exit_io_out);
+                out->exit_mmio_read += atomic_load(&st->exit_mmio_read);
+                out->exit_mmio_write += atomic_load(&st->exit_mmio_write);
+                out->failures += atomic_load(&st->failures);
+        }
+        if (vm->serial)
+                serial_get_stats(vm->serial, &out->serial);
+        if (vm->i8042)
+                out->i8042_resets = i8042_reset_count(vm->i8042);
+        if (vm->pio)
+                out->pio_unhandled = bus_unhandled_count(vm->pio);
+        if (vm->mmio)
+                out->mmio_unhandled = bus_unhandled_count(vm->mmio);
+}
+
+struct vm_devices *vm_get_devices(struct vm *vm)
+{
+        return vm->devices;
+}

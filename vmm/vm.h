@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "config.h"
 #include "common/event_loop.h"
+#include "devices/serial.h"
 
 struct vm;
 
@@ -46,6 +47,17 @@ int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *des
 
 /* Writes the generated firmware tables to dir as <NAME>.dat (created if missing). */
 int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err) MUST_CHECK;
+
+/* Counters for metrics, summed over the vCPUs (Firecracker's vcpu.* names). */
+struct vm_stats {
+        uint64_t exit_io_in, exit_io_out, exit_mmio_read, exit_mmio_write, failures;
+        struct serial_stats serial;
+        uint64_t i8042_resets;
+        uint64_t pio_unhandled, mmio_unhandled; /* accesses no device claimed */
+};
+void vm_get_stats(struct vm *vm, struct vm_stats *out);
+/* The virtio devices (metrics, runtime updates); valid until vm_destroy. */
+struct vm_devices *vm_get_devices(struct vm *vm);
 
 /* Logs startup measurements (first guest exit, VMM memory beyond guest RAM) at debug. */
 void vm_log_startup_stats(struct vm *vm);
