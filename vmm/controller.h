@@ -1,0 +1,188 @@
+/*
+ * The VMM thread's side of the control plane.
+ *
+ * A controller owns the machine configuration (the one object the CLI, the config file and
+ * the API fill), the VM once it is started, the logger's file output and the metrics. Its
+ * state machine is Firecracker's: Not started -> Running <-> Paused; a guest reset or a
+ * signal ends the process, not the state machine.
+ *
+ * Commands are typed requests (struct controller_request) that any thread submits to a FIFO
+ * queue; an eventfd in the VMM thread's event loop wakes it, and it executes them one at a
+ * time in submission order, then calls each request's done callback (on the VMM thread).
+ * Each command runs in the phase it is allowed in: configuration commands before
+ * InstanceStart ("The requested operation is not supported after starting the microVM."),
+ * runtime commands after it ("... before starting the microVM."). Before the start they edit
+ * the configuration (validated as a whole by vmm_config_validate, the CLI's validation);
+ * after it they act on the VM (pause, Ctrl-Alt-Del, drive / interface / balloon updates).
+ */
+#ifndef VMM_CONTROLLER_H
+#define VMM_CONTROLLER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/event_loop.h"
+#include "common/util.h"
+#include "config.h"
+#include "devices/virtio/balloon.h"
+
+#define VMM_APP_NAME "vmm"
+
+enum controller_state {
+        CONTROLLER_NOT_STARTED,
+        CONTROLLER_RUNNING,
+        CONTROLLER_PAUSED,
+};
+
+/* "Not started", "Running", "Paused" (InstanceInfo.state). */
+const char *controller_state_name(enum controller_state s);
+
+enum vmm_action {
+        VMM_GET_INSTANCE_INFO,
+        VMM_GET_VERSION,
+        VMM_GET_MACHINE_CONFIG,
+        VMM_GET_VM_CONFIG,
+        VMM_GET_BALLOON,
+        VMM_GET_BALLOON_STATS,
+        VMM_PUT_BOOT_SOURCE,
+        VMM_PUT_MACHINE_CONFIG,
+        VMM_PATCH_MACHINE_CONFIG,
+        VMM_PUT_DRIVE,
+        VMM_PATCH_DRIVE,
+        VMM_PUT_NET,
+        VMM_PATCH_NET,
+        VMM_PUT_VSOCK,
+        VMM_PUT_ENTROPY,
+        VMM_PUT_SERIAL,
+        VMM_PUT_BALLOON,
+        VMM_PATCH_BALLOON,
+        VMM_PATCH_BALLOON_STATS,
+        VMM_PUT_LOGGER,
+        VMM_PUT_METRICS,
+        VMM_INSTANCE_START,
+        VMM_FLUSH_METRICS,
+        VMM_SEND_CTRL_ALT_DEL,
+        VMM_PAUSE,
+        VMM_RESUME,
+        VMM_ACTION_COUNT
+};
+
+/* PATCH /drives/{id}: path and/or rate limiter (Firecracker's PartialDrive). */
+struct vmm_drive_update {
+        char *drive_id;
+        char *path_on_host; /* NULL: keep */
+        bool has_rate_limiter;
+        struct vmm_rate_limiter_update rate_limiter;
+};
+
+/* PATCH /network-interfaces/{id} (PartialNetworkInterface). */
+struct vmm_net_update {
+        char *iface_id;
+        bool has_rx;
+        struct vmm_rate_limiter_update rx;
+        bool has_tx;
+        struct vmm_rate_limiter_update tx;
+};
+
+struct controller_reply {
+        int status;       /* 0, or a negative errno with err set */
+        struct error err; /* the fault message */
+        /* VMM_GET_INSTANCE_INFO */
+        char id[65];
+        enum controller_state state;
+        /* VMM_GET_MACHINE_CONFIG, VMM_GET_VM_CONFIG, VMM_GET_BALLOON: a copy the reply owns
+         * (freed by controller_request_clear). */
+        struct vmm_config *config;
+        /* VMM_GET_BALLOON_STATS */
+        struct virtio_balloon_stats balloon_stats;
+};
+
+struct controller_request;
+typedef void (*controller_done_fn)(struct controller_request *req);
+
+/* A command. The payload member used depends on the action; its strings are owned by the
+ * request (controller_request_clear frees them, and whatever the controller did not take). */
+struct controller_request {
+        enum vmm_action action;
+        union {
+                struct vmm_boot_source boot;
+                struct {
+                        struct vmm_machine_update update;
+                        char *cpu_hide; /* owned; update.cpu_hide points here */
+                } machine;
+                struct vmm_drive drive;
+                struct vmm_drive_update drive_update;
+                struct vmm_net net;
+                struct vmm_net_update net_update;
+                struct vmm_vsock vsock;
+                struct vmm_entropy entropy;
+                char *serial_out_path; /* NULL: the VMM's stdout */
+                struct vmm_balloon balloon;
+                uint32_t balloon_amount_mib;
+                uint32_t balloon_stats_interval_s;
+                struct vmm_logger_config logger;
+                struct vmm_metrics_config metrics;
+        } u;
+        uint64_t received_ns; /* CLOCK_MONOTONIC when the request arrived (latency metrics) */
+        struct controller_reply reply;
+        /* Called on the VMM thread after the reply is filled; may be NULL. */
+        controller_done_fn done;
+        void *opaque;
+        struct controller_request *next; /* queue link, controller-private */
+};
+
+void controller_request_init(struct controller_request *req, enum vmm_action action);
+void controller_request_clear(struct controller_request *req);
+
+/* Signals the executable counts for the metrics (Firecracker's "signals" group). */
+struct controller_signal_counts {
+        atomic_uint_fast64_t sigbus, sigsegv, sigxfsz, sigxcpu, sigpipe, sighup, sigill;
+};
+
+struct controller_params {
+        struct event_loop *loop; /* the VMM thread's */
+        const char *instance_id; /* NULL: "anonymous-instance" */
+        const char *kvm_path;    /* NULL: /dev/kvm */
+        int console_in_fd;       /* -1: none */
+        int console_out_fd;
+        uint64_t process_start_ns, process_start_cpu_ns;
+        const struct controller_signal_counts *signals; /* may be NULL */
+        /* The guest ended the VM (exit code 0 reset/poweroff, 1 error); VMM thread. */
+        void (*on_exit)(void *opaque, int exit_code);
+        void *opaque;
+};
+
+struct controller;
+
+/* Takes over *cfg (left empty). Applies its logger and metrics settings; errors there are
+ * ERROR_CONFIG. */
+int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,
+                      struct controller **out) MUST_CHECK;
+/* Stops the VM if any, writes a last metrics line, restores the logger's default sink. The
+ * queue must have been closed (controller_close). */
+void controller_destroy(struct controller *c);
+
+/* Builds and starts the VM from the configuration (InstanceStart). start_ns/start_cpu_ns are
+ * the boot timer's zero. On failure the controller stays Not started and usable. */
+int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu_ns,
+                     struct error *err) MUST_CHECK;
+enum controller_state controller_get_state(const struct controller *c);
+
+/* Any thread: queues req; -ESHUTDOWN once the queue is closed (req untouched). */
+int controller_submit(struct controller *c, struct controller_request *req) MUST_CHECK;
+/* VMM thread: refuses further submissions and answers every queued request with an error
+ * ("The microVM is shutting down."). Idempotent. */
+void controller_close(struct controller *c);
+/* VMM thread: executes one request now and fills its reply (done is not called). */
+void controller_execute(struct controller *c, struct controller_request *req);
+
+/* Any thread: a request the API refused before it reached the queue (bad JSON, bad id),
+ * counted as a request and a failure of that action (API request metrics). */
+void controller_count_rejected(struct controller *c, enum vmm_action action);
+
+/* Logs startup measurements of the VM, if any (debug level). */
+void controller_log_startup_stats(struct controller *c);
+
+#endif
