@@ -25,6 +25,14 @@ enum {
         OPT_VSOCK,
         OPT_ENTROPY,
         OPT_BALLOON,
+        OPT_API_SOCK,
+        OPT_CONFIG_FILE,
+        OPT_NO_API,
+        OPT_LOG_PATH,
+        OPT_SHOW_LEVEL,
+        OPT_SHOW_LOG_ORIGIN,
+        OPT_METRICS_PATH,
+        OPT_MAX_PAYLOAD,
         OPT_HELP,
         OPT_VERSION,
 };
@@ -48,6 +56,14 @@ static const struct option long_opts[] = {
     {"vsock", required_argument, NULL, OPT_VSOCK},
     {"entropy", no_argument, NULL, OPT_ENTROPY},
     {"balloon", required_argument, NULL, OPT_BALLOON},
+    {"api-sock", required_argument, NULL, OPT_API_SOCK},
+    {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+    {"no-api", no_argument, NULL, OPT_NO_API},
+    {"log-path", required_argument, NULL, OPT_LOG_PATH},
+    {"show-level", no_argument, NULL, OPT_SHOW_LEVEL},
+    {"show-log-origin", no_argument, NULL, OPT_SHOW_LOG_ORIGIN},
+    {"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
+    {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -56,8 +72,11 @@ static const struct option long_opts[] = {
 const char *cli_usage(void)
 {
         return "Usage: vmm --kernel FILE [options]\n"
+               "       vmm --config-file FILE [--api-sock PATH] [options]\n"
+               "       vmm --api-sock PATH [options]\n"
                "\n"
-               "Boot a microVM from the command line.\n"
+               "Boot a microVM from the command line or a config file (at once), or configure it\n"
+               "through Firecracker's REST API on a Unix socket (PUT /actions InstanceStart).\n"
                "\n"
                "  --kernel FILE        ELF vmlinux (PVH or 64-bit boot protocol) or bzImage\n"
                "  --initrd FILE        initial ramdisk\n"
@@ -76,8 +95,17 @@ const char *cli_usage(void)
                "  --entropy                                   a virtio-rng device\n"
                "  --balloon MIB[,deflate-on-oom][,stats=SECONDS]  a virtio-balloon device\n"
                "  --dump-platform DIR  write the generated ACPI tables and MPTable to DIR, exit\n"
+               "  --api-sock PATH      serve the REST API on this Unix socket\n"
+               "  --config-file FILE   the machine as JSON (GET /vm/config's format); boots at "
+               "once\n"
+               "  --no-api             no API socket (needs --kernel or --config-file)\n"
+               "  --http-api-max-payload-size N  largest API request body (default 51200)\n"
                "  --level LEVEL        log level: Error, Warning, Info (default), Debug, Off\n"
-               "  --id ID              instance id shown in log lines\n"
+               "  --log-path PATH      write log lines to PATH (file or named pipe)\n"
+               "  --show-level         show the level in log lines (default)\n"
+               "  --show-log-origin    show file:line in log lines (default)\n"
+               "  --metrics-path PATH  write a JSON metrics line every 60 s to PATH\n"
+               "  --id ID              instance id shown in log lines and GET /\n"
                "  --help               show this help\n"
                "  --version            show the version\n"
                "\n"
@@ -335,11 +363,46 @@ static int set_str(char **field, const char *v, struct error *err)
         return vmm_config_set_str(field, v) ? error_set(err, -ENOMEM, "out of memory") : 0;
 }
 
+/* Options that describe the machine (they conflict with --config-file). */
+static const char *machine_option_name(int opt)
+{
+        switch (opt) {
+        case OPT_KERNEL:
+                return "--kernel";
+        case OPT_INITRD:
+                return "--initrd";
+        case OPT_CMDLINE:
+                return "--cmdline";
+        case OPT_MEM:
+                return "--mem";
+        case OPT_VCPUS:
+                return "--vcpus";
+        case OPT_CPU_HIDE:
+                return "--cpu-hide";
+        case OPT_HUGE_PAGES:
+                return "--huge-pages";
+        case OPT_DRIVE:
+                return "--drive";
+        case OPT_NET:
+                return "--net";
+        case OPT_VSOCK:
+                return "--vsock";
+        case OPT_ENTROPY:
+                return "--entropy";
+        case OPT_BALLOON:
+                return "--balloon";
+        default:
+                return NULL;
+        }
+}
+
 static int apply(int opt, const char *arg, struct cli_opts *o, struct error *err)
 {
         unsigned long long v;
         int r;
 
+        if (!o->machine_option)
+                o->machine_option = machine_option_name(opt);
         switch (opt) {
         case OPT_KERNEL:
                 return set_str(&o->cfg.boot.kernel_image_path, arg, err);
@@ -380,7 +443,43 @@ static int apply(int opt, const char *arg, struct cli_opts *o, struct error *err
                                          "Debug, Off",
                                          arg);
                 o->level_set = true;
+                o->cfg.logger.present = true;
+                o->cfg.logger.has_level = true;
+                o->cfg.logger.level = o->level;
                 return 0;
+        case OPT_LOG_PATH:
+                o->cfg.logger.present = true;
+                return set_str(&o->cfg.logger.log_path, arg, err);
+        case OPT_SHOW_LEVEL:
+                o->cfg.logger.present = true;
+                o->cfg.logger.has_show_level = true;
+                o->cfg.logger.show_level = true;
+                return 0;
+        case OPT_SHOW_LOG_ORIGIN:
+                o->cfg.logger.present = true;
+                o->cfg.logger.has_show_log_origin = true;
+                o->cfg.logger.show_log_origin = true;
+                return 0;
+        case OPT_METRICS_PATH:
+                o->cfg.metrics.present = true;
+                return set_str(&o->cfg.metrics.metrics_path, arg, err);
+        case OPT_API_SOCK:
+                o->api_sock = arg;
+                return 0;
+        case OPT_CONFIG_FILE:
+                o->config_file = arg;
+                return 0;
+        case OPT_NO_API:
+                o->no_api = true;
+                return 0;
+        case OPT_MAX_PAYLOAD:
+                r = parse_uint("http-api-max-payload-size", arg, 1ull << 30, &v, err);
+                if (!r && v == 0)
+                        r = error_set(err, -EINVAL,
+                                      "--http-api-max-payload-size: must be at least 1");
+                if (!r)
+                        o->max_payload = (size_t)v;
+                return r;
         case OPT_ID:
                 if (!*arg || strlen(arg) > 64)
                         return error_set(err, -EINVAL, "--id: must be 1 to 64 characters");
@@ -420,6 +519,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, struct error *err)
         memset(o, 0, sizeof(*o));
         vmm_config_init(&o->cfg);
         o->level = LOG_LEVEL_INFO;
+        o->max_payload = CLI_DEFAULT_MAX_PAYLOAD;
         opterr = 0;
         /* 0, not 1: glibc then also forgets its position inside a "-abc" cluster, which an
          * earlier parse that stopped on an error may have left pointing into its argv. */
@@ -447,4 +547,39 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, struct error *err)
 void cli_opts_free(struct cli_opts *o)
 {
         vmm_config_free(&o->cfg);
+}
+
+int cli_apply_process_options(const struct cli_opts *o, struct vmm_config *cfg)
+{
+        const struct vmm_logger_config *l = &o->cfg.logger;
+
+        if (o->cfg.serial_out_path &&
+            vmm_config_set_str(&cfg->serial_out_path, o->cfg.serial_out_path))
+                return -ENOMEM;
+        if (!o->cfg.serial_in)
+                cfg->serial_in = false;
+        if (o->cfg.boot_timer)
+                cfg->boot_timer = true;
+        if (l->present)
+                cfg->logger.present = true;
+        if (l->log_path && vmm_config_set_str(&cfg->logger.log_path, l->log_path))
+                return -ENOMEM;
+        if (l->has_level) {
+                cfg->logger.has_level = true;
+                cfg->logger.level = l->level;
+        }
+        if (l->has_show_level) {
+                cfg->logger.has_show_level = true;
+                cfg->logger.show_level = l->show_level;
+        }
+        if (l->has_show_log_origin) {
+                cfg->logger.has_show_log_origin = true;
+                cfg->logger.show_log_origin = l->show_log_origin;
+        }
+        if (o->cfg.metrics.present) {
+                vmm_metrics_config_free(&cfg->metrics);
+                if (vmm_metrics_config_copy(&cfg->metrics, &o->cfg.metrics))
+                        return -ENOMEM;
+        }
+        return 0;
 }

@@ -7,10 +7,13 @@
 #define VMM_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "config.h"
+
+#define CLI_DEFAULT_MAX_PAYLOAD 51200 /* Firecracker's API body limit */
 
 struct cli_opts {
         struct vmm_config cfg;
@@ -20,12 +23,24 @@ struct cli_opts {
         bool level_set;
         bool help;
         bool version;
+        const char *api_sock;    /* --api-sock: serve the REST API there */
+        const char *config_file; /* --config-file: the machine from a JSON document */
+        bool no_api;             /* --no-api */
+        size_t max_payload;      /* --http-api-max-payload-size (bytes) */
+        /* An option describing the machine (--kernel, --mem, --drive, ...) was given: those
+         * cannot be combined with --config-file. Names the first one. */
+        const char *machine_option;
 };
 
 /* Fills opts (cfg is initialised with defaults first); -EINVAL with a message on a syntax
  * error. */
 int cli_parse(int argc, char **argv, struct cli_opts *opts, struct error *err) MUST_CHECK;
 void cli_opts_free(struct cli_opts *opts);
+
+/* With --config-file: the options that are not about the machine (--serial-out,
+ * --no-serial-in, --boot-timer, --log-path, --level, --show-level, --show-log-origin,
+ * --metrics-path) override the file's settings in cfg. */
+int cli_apply_process_options(const struct cli_opts *opts, struct vmm_config *cfg) MUST_CHECK;
 const char *cli_usage(void);
 
 #endif

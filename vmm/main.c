@@ -1,6 +1,12 @@
 /*
- * The vmm process: parse the command line, validate the configuration, build the VM, run
- * the event loop until the guest or a signal ends it. Only this file calls exit().
+ * The vmm process: parse the command line (and the config file), validate the
+ * configuration, then run the VMM thread's event loop with a controller (vmm/controller.h)
+ * and, with --api-sock, the REST API server (api/server.h) until the guest or a signal ends
+ * it. Only this file calls exit().
+ *
+ * Modes: a kernel on the command line or a config file boots at once (the API, if any, then
+ * serves the runtime calls); with only --api-sock the VMM waits for its configuration and
+ * PUT /actions InstanceStart.
  */
 #include <errno.h>
 #include <signal.h>
@@ -13,10 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/config_json.h"
+#include "api/server.h"
 #include "cli.h"
-#include "common/log.h"
 #include "common/event_loop.h"
-#include "kvm.h"
+#include "common/log.h"
+#include "controller.h"
 #include "vm.h"
 
 #define EXIT_OK         0
@@ -28,8 +36,10 @@ struct run_state {
         bool done;
         int exit_code;
         int sigfd;
-        struct vm *vm;
 };
+
+/* Counted for the metrics' "signals" group. */
+static struct controller_signal_counts signal_counts;
 
 static uint64_t clock_ns(clockid_t id)
 {
@@ -38,7 +48,7 @@ static uint64_t clock_ns(clockid_t id)
         return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void on_vm_stop(void *opaque, int exit_code)
+static void on_exit_request(void *opaque, int exit_code)
 {
         struct run_state *st = opaque;
 
@@ -54,10 +64,20 @@ static void on_signal(void *opaque, uint32_t events)
         (void)events;
         if (read(st->sigfd, &si, sizeof(si)) != sizeof(si))
                 return;
+        if (si.ssi_signo == SIGHUP)
+                atomic_fetch_add(&signal_counts.sighup, 1);
         LOG_INFO("received signal %u (%s), shutting down", si.ssi_signo,
                  strsignal((int)si.ssi_signo));
         st->done = true;
         st->exit_code = EXIT_OK;
+}
+
+/* A write to a pipe or socket whose reader is gone fails with EPIPE; the signal is only
+ * counted. */
+static void on_sigpipe(int sig)
+{
+        (void)sig;
+        atomic_fetch_add(&signal_counts.sigpipe, 1);
 }
 
 /* Interactive consoles get keys as typed (no line editing, no local echo); Ctrl-C still
@@ -81,16 +101,21 @@ static int exit_code_for(const struct error *err)
         return err->kind == ERROR_CONFIG ? EXIT_BAD_CONFIG : EXIT_ERROR;
 }
 
-static int run_vm(const struct cli_opts *o, uint64_t start_ns, uint64_t start_cpu_ns)
+static int run(struct cli_opts *o, bool boot_now, uint64_t start_ns, uint64_t start_cpu_ns)
 {
         struct run_state st = {.sigfd = -1};
         struct event_loop *loop = NULL;
+        struct controller *ctl = NULL;
+        struct api_server *api = NULL;
         struct error err = {0};
+        struct sigaction sa = {.sa_handler = on_sigpipe};
         struct termios saved;
         bool raw = false;
         sigset_t sigs;
         int r;
 
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGPIPE, &sa, NULL);
         sigemptyset(&sigs);
         sigaddset(&sigs, SIGTERM);
         sigaddset(&sigs, SIGINT);
@@ -107,30 +132,42 @@ static int run_vm(const struct cli_opts *o, uint64_t start_ns, uint64_t start_cp
                 return EXIT_ERROR;
         }
 
-        struct vm_params params = {
-            .cfg = &o->cfg,
+        struct controller_params params = {
             .loop = loop,
+            .instance_id = o->instance_id,
             .console_in_fd = o->cfg.serial_in ? STDIN_FILENO : -1,
             .console_out_fd = STDOUT_FILENO,
-            .start_ns = start_ns,
-            .start_cpu_ns = start_cpu_ns,
-            .on_stop = on_vm_stop,
+            .process_start_ns = start_ns,
+            .process_start_cpu_ns = start_cpu_ns,
+            .signals = &signal_counts,
+            .on_exit = on_exit_request,
             .opaque = &st,
         };
-        r = vm_create(&params, &err, &st.vm);
+        r = controller_create(&params, &o->cfg, &err, &ctl);
         if (r) {
                 LOG_ERROR("%s", err.msg);
                 st.exit_code = exit_code_for(&err);
                 goto out;
         }
-        if (o->cfg.serial_in)
-                raw = terminal_raw(&saved);
-        r = vm_start(st.vm, &err);
-        if (r) {
-                LOG_ERROR("%s", err.msg);
-                st.exit_code = EXIT_ERROR;
-                goto out;
+        if (o->api_sock) {
+                r = api_server_start(o->api_sock, ctl, o->max_payload, &err, &api);
+                if (r) {
+                        LOG_ERROR("%s", err.msg);
+                        st.exit_code = EXIT_ERROR;
+                        goto out;
+                }
         }
+        if (boot_now) {
+                /* The boot timer counts from the process start for command-line boots. */
+                r = controller_start(ctl, start_ns, start_cpu_ns, &err);
+                if (r) {
+                        LOG_ERROR("%s", err.msg);
+                        st.exit_code = exit_code_for(&err);
+                        goto out;
+                }
+        }
+        if (params.console_in_fd >= 0)
+                raw = terminal_raw(&saved);
         while (!st.done) {
                 r = event_loop_run_once(loop, 100);
                 if (r < 0) {
@@ -139,14 +176,52 @@ static int run_vm(const struct cli_opts *o, uint64_t start_ns, uint64_t start_cp
                         break;
                 }
         }
-        vm_log_startup_stats(st.vm);
+        controller_log_startup_stats(ctl);
 out:
-        vm_destroy(st.vm);
+        /* Answer whatever is queued, then stop the API thread, then the VM. */
+        if (ctl)
+                controller_close(ctl);
+        api_server_stop(api);
+        controller_destroy(ctl);
         if (raw)
                 tcsetattr(STDIN_FILENO, TCSANOW, &saved);
         event_loop_destroy(loop);
         close(st.sigfd);
         return st.exit_code;
+}
+
+/* --config-file: the machine from the file, the process options from the command line. */
+static int load_config_file(struct cli_opts *o, struct error *err)
+{
+        struct vmm_config file;
+        int r;
+
+        if (o->machine_option)
+                return error_set(err, -EINVAL,
+                                 "%s cannot be combined with --config-file (the machine comes "
+                                 "from the file)",
+                                 o->machine_option);
+        r = api_config_load_file(o->config_file, &file, err);
+        if (!r && cli_apply_process_options(o, &file))
+                r = error_set(err, -ENOMEM, "out of memory");
+        if (r) {
+                vmm_config_free(&file);
+                return r;
+        }
+        vmm_config_free(&o->cfg);
+        o->cfg = file;
+        return 0;
+}
+
+static int check_modes(const struct cli_opts *o, struct error *err)
+{
+        if (o->no_api && o->api_sock)
+                return error_set(err, -EINVAL, "--no-api and --api-sock exclude each other");
+        if (!o->cfg.boot.kernel_image_path && !o->api_sock)
+                return error_set(err, -EINVAL,
+                                 "no kernel image was given (--kernel FILE or --config-file FILE; "
+                                 "or --api-sock PATH to configure the VM through the API)");
+        return 0;
 }
 
 int main(int argc, char **argv)
@@ -156,6 +231,7 @@ int main(int argc, char **argv)
         struct vmm_host_limits limits;
         struct error err = {0};
         struct cli_opts o;
+        bool boot_now;
         int code;
 
         if (cli_parse(argc, argv, &o, &err)) {
@@ -174,6 +250,11 @@ int main(int argc, char **argv)
                 log_set_level(o.level);
         if (o.instance_id)
                 log_set_instance_id(o.instance_id);
+        if (o.config_file && load_config_file(&o, &err)) {
+                LOG_ERROR("%s", err.msg);
+                cli_opts_free(&o);
+                return err.kind == ERROR_CONFIG ? EXIT_BAD_CONFIG : EXIT_BAD_ARGS;
+        }
 
         /* The vCPU limit is KVM's; it is checked again against the real KVM in vm_create. */
         vmm_host_limits_get(&limits, 0);
@@ -190,12 +271,13 @@ int main(int argc, char **argv)
                 cli_opts_free(&o);
                 return code;
         }
-        if (!o.cfg.boot.kernel_image_path) {
-                LOG_ERROR("no kernel image was given (--kernel FILE)");
+        if (check_modes(&o, &err)) {
+                LOG_ERROR("%s", err.msg);
                 cli_opts_free(&o);
                 return EXIT_BAD_ARGS;
         }
-        code = run_vm(&o, start_ns, start_cpu_ns);
+        boot_now = o.cfg.boot.kernel_image_path != NULL;
+        code = run(&o, boot_now, start_ns, start_cpu_ns);
         cli_opts_free(&o);
         return code;
 }

@@ -1,0 +1,943 @@
+#include "config_json.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json_read.h"
+
+#define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- shared pieces ---- */
+
+/* TokenBucket: size and refill_time required, one_time_burst optional. */
+static int parse_bucket(const cJSON *j, struct token_bucket_config *b, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("size", "one_time_burst", "refill_time"), err);
+
+        memset(b, 0, sizeof(*b));
+        if (!r)
+                r = json_get_uint(j, "size", true, 0, UINT64_MAX, NULL, &b->size, err);
+        if (!r)
+                r = json_get_uint(j, "one_time_burst", false, 0, UINT64_MAX, NULL,
+                                  &b->one_time_burst, err);
+        if (!r)
+                r = json_get_uint(j, "refill_time", true, 0, UINT64_MAX, NULL, &b->refill_time_ms,
+                                  err);
+        return r;
+}
+
+/* RateLimiter: optional "bandwidth" and "ops" buckets. */
+static int parse_rate_limiter(const cJSON *j, struct vmm_rate_limiter_update *u, struct error *err)
+{
+        const cJSON *b = NULL, *o = NULL;
+        int r = json_check_object(j, FIELDS("bandwidth", "ops"), err);
+
+        memset(u, 0, sizeof(*u));
+        if (!r)
+                r = json_get_object(j, "bandwidth", false, &b, err);
+        if (!r && b) {
+                u->has_bandwidth = true;
+                r = parse_bucket(b, &u->cfg.bandwidth, err);
+                if (r)
+                        error_prefix(err, "bandwidth");
+        }
+        if (!r)
+                r = json_get_object(j, "ops", false, &o, err);
+        if (!r && o) {
+                u->has_ops = true;
+                r = parse_bucket(o, &u->cfg.ops, err);
+                if (r)
+                        error_prefix(err, "ops");
+        }
+        return r;
+}
+
+/* An optional rate limiter field: *has tells whether it was given. */
+static int get_rate_limiter(const cJSON *j, const char *name, bool *has,
+                            struct vmm_rate_limiter_update *u, struct error *err)
+{
+        const cJSON *f = NULL;
+        int r = json_get_object(j, name, false, &f, err);
+
+        *has = false;
+        if (r || !f)
+                return r;
+        *has = true;
+        r = parse_rate_limiter(f, u, err);
+        if (r)
+                error_prefix(err, "%s", name);
+        return r;
+}
+
+/* PUT semantics: a limiter that is given replaces everything (missing buckets unlimited). */
+static int get_put_rate_limiter(const cJSON *j, const char *name, struct vmm_rate_limiter *out,
+                                struct error *err)
+{
+        struct vmm_rate_limiter_update u;
+        bool has;
+        int r = get_rate_limiter(j, name, &has, &u, err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r && has)
+                vmm_rate_limiter_from_update(out, &u);
+        return r;
+}
+
+static int get_u32(const cJSON *j, const char *name, bool required, uint32_t min, bool *present,
+                   uint32_t *out, struct error *err)
+{
+        uint64_t v = 0;
+        int r = json_get_uint(j, name, required, min, UINT32_MAX, present, &v, err);
+
+        if (!r && (!present || *present))
+                *out = (uint32_t)v;
+        return r;
+}
+
+/* ---- request bodies ---- */
+
+int api_parse_boot_source(const cJSON *j, struct vmm_boot_source *out, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("kernel_image_path", "initrd_path", "boot_args"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "kernel_image_path", true, &out->kernel_image_path, err);
+        if (!r)
+                r = json_get_string(j, "initrd_path", false, &out->initrd_path, err);
+        if (!r)
+                r = json_get_string(j, "boot_args", false, &out->boot_args, err);
+        return r;
+}
+
+static const char *const huge_page_values[] = {"None", "2M", "Transparent", NULL};
+static const char *const cpu_template_values[] = {"None", "C3",  "T2",   "T2S",
+                                                  "T2CL", "T2A", "V1N1", NULL};
+
+int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, char **cpu_hide,
+                      struct error *err)
+{
+        uint64_t v;
+        int huge = 0, tmpl = 0;
+        bool has_tmpl = false;
+        int r = json_check_object(j,
+                                  FIELDS("vcpu_count", "mem_size_mib", "smt", "track_dirty_pages",
+                                         "huge_pages", "cpu_template", "cpu_hide"),
+                                  err);
+
+        memset(u, 0, sizeof(*u));
+        if (!r)
+                r = json_get_uint(j, "vcpu_count", put, 1, UINT32_MAX, &u->has_vcpu_count, &v, err);
+        if (!r && u->has_vcpu_count)
+                u->vcpu_count = (unsigned)v;
+        if (!r)
+                r = json_get_uint(j, "mem_size_mib", put, 0, UINT64_MAX, &u->has_mem_size_mib,
+                                  &u->mem_size_mib, err);
+        if (!r)
+                r = json_get_bool(j, "smt", false, &u->has_smt, &u->smt, err);
+        if (!r)
+                r = json_get_bool(j, "track_dirty_pages", false, &u->has_track_dirty_pages,
+                                  &u->track_dirty_pages, err);
+        if (!r)
+                r = json_get_enum(j, "huge_pages", false, huge_page_values, false,
+                                  &u->has_huge_pages, &huge, err);
+        if (!r && huge == 2)
+                r = error_config(err, "huge_pages \"Transparent\" is not implemented yet: use "
+                                      "\"None\" or \"2M\"");
+        u->huge_pages = huge == 1;
+        if (!r)
+                r = json_get_enum(j, "cpu_template", false, cpu_template_values, false, &has_tmpl,
+                                  &tmpl, err);
+        if (!r && tmpl != 0)
+                r = error_config(err, "CPU templates are not implemented yet: cpu_template must be "
+                                      "\"None\" (hide features with cpu_hide)");
+        if (!r && json_field(j, "cpu_hide")) {
+                r = json_get_string(j, "cpu_hide", false, cpu_hide, err);
+                u->has_cpu_hide = true;
+        }
+        if (!r && put) {
+                /* PUT: every optional field not given goes back to its default. */
+                u->has_smt = u->has_track_dirty_pages = u->has_huge_pages = true;
+                u->has_cpu_hide = true;
+        }
+        return r;
+}
+
+static const char *const cache_values[] = {"Unsafe", "Writeback", NULL};
+static const char *const engine_values[] = {"Sync", "Async", NULL};
+
+int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err)
+{
+        int cache = 0, engine = 0;
+        bool present;
+        int r = json_check_object(j,
+                                  FIELDS("drive_id", "partuuid", "is_root_device", "cache_type",
+                                         "is_read_only", "path_on_host", "rate_limiter",
+                                         "io_engine", "socket"),
+                                  err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "drive_id", true, &out->drive_id, err);
+        if (!r)
+                r = json_get_string(j, "partuuid", false, &out->partuuid, err);
+        if (!r)
+                r = json_get_bool(j, "is_root_device", true, NULL, &out->is_root_device, err);
+        if (!r)
+                r = json_get_enum(j, "cache_type", false, cache_values, false, &present, &cache,
+                                  err);
+        out->cache_type = cache == 1 ? VMM_CACHE_WRITEBACK : VMM_CACHE_UNSAFE;
+        if (!r && json_field(j, "socket"))
+                r = error_config(err, "vhost-user block devices (field `socket`) are not "
+                                      "implemented yet");
+        if (!r)
+                r = json_get_bool(j, "is_read_only", false, &present, &out->is_read_only, err);
+        if (!r)
+                r = json_get_string(j, "path_on_host", true, &out->path_on_host, err);
+        if (!r)
+                r = get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter, err);
+        if (!r)
+                r = json_get_enum(j, "io_engine", false, engine_values, false, &present, &engine,
+                                  err);
+        out->io_engine = engine == 1 ? VMM_IO_ASYNC : VMM_IO_SYNC;
+        if (r)
+                vmm_drive_free(out);
+        return r;
+}
+
+int api_parse_drive_update(const cJSON *j, struct vmm_drive_update *out, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("drive_id", "path_on_host", "rate_limiter"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "drive_id", true, &out->drive_id, err);
+        if (!r)
+                r = json_get_string(j, "path_on_host", false, &out->path_on_host, err);
+        if (!r)
+                r = get_rate_limiter(j, "rate_limiter", &out->has_rate_limiter, &out->rate_limiter,
+                                     err);
+        if (r) {
+                free(out->drive_id);
+                free(out->path_on_host);
+                memset(out, 0, sizeof(*out));
+        }
+        return r;
+}
+
+int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err)
+{
+        char *mac = NULL;
+        uint64_t mtu = 0;
+        bool has_mtu = false;
+        int r = json_check_object(j,
+                                  FIELDS("iface_id", "host_dev_name", "guest_mac", "mtu",
+                                         "rx_rate_limiter", "tx_rate_limiter"),
+                                  err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "iface_id", true, &out->iface_id, err);
+        if (!r)
+                r = json_get_string(j, "host_dev_name", true, &out->host_dev_name, err);
+        if (!r)
+                r = json_get_string(j, "guest_mac", false, &mac, err);
+        if (!r && mac) {
+                if (vmm_parse_mac(mac, out->guest_mac))
+                        r = error_config(err,
+                                         "field `guest_mac`: invalid value: \"%s\", expected a "
+                                         "MAC address of the form aa:bb:cc:dd:ee:ff",
+                                         mac);
+                out->has_mac = true;
+        }
+        if (!r)
+                r = json_get_uint(j, "mtu", false, 68, 65535, &has_mtu, &mtu, err);
+        out->mtu = (uint16_t)mtu;
+        if (!r)
+                r = get_put_rate_limiter(j, "rx_rate_limiter", &out->rx_rate_limiter, err);
+        if (!r)
+                r = get_put_rate_limiter(j, "tx_rate_limiter", &out->tx_rate_limiter, err);
+        free(mac);
+        if (r)
+                vmm_net_free(out);
+        return r;
+}
+
+int api_parse_net_update(const cJSON *j, struct vmm_net_update *out, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("iface_id", "rx_rate_limiter", "tx_rate_limiter"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "iface_id", true, &out->iface_id, err);
+        if (!r)
+                r = get_rate_limiter(j, "rx_rate_limiter", &out->has_rx, &out->rx, err);
+        if (!r)
+                r = get_rate_limiter(j, "tx_rate_limiter", &out->has_tx, &out->tx, err);
+        if (r) {
+                free(out->iface_id);
+                memset(out, 0, sizeof(*out));
+        }
+        return r;
+}
+
+int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("guest_cid", "uds_path", "vsock_id"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = get_u32(j, "guest_cid", true, 3, NULL, &out->guest_cid, err);
+        if (!r)
+                r = json_get_string(j, "uds_path", true, &out->uds_path, err);
+        if (!r)
+                r = json_get_string(j, "vsock_id", false, &out->vsock_id, err);
+        out->present = true;
+        if (r) {
+                free(out->uds_path);
+                free(out->vsock_id);
+                memset(out, 0, sizeof(*out));
+        }
+        return r;
+}
+
+int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("rate_limiter"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter, err);
+        out->present = true;
+        return r;
+}
+
+int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("serial_out_path", "rate_limiter"), err);
+
+        if (!r && json_field(j, "rate_limiter"))
+                r = error_config(err, "serial output rate limiting (field `rate_limiter`) is not "
+                                      "implemented yet");
+        if (!r)
+                r = json_get_string(j, "serial_out_path", false, serial_out_path, err);
+        return r;
+}
+
+int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
+{
+        bool hinting = false, reporting = false, present;
+        int r = json_check_object(j,
+                                  FIELDS("amount_mib", "deflate_on_oom", "stats_polling_interval_s",
+                                         "free_page_hinting", "free_page_reporting"),
+                                  err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = get_u32(j, "amount_mib", true, 0, NULL, &out->amount_mib, err);
+        if (!r)
+                r = json_get_bool(j, "deflate_on_oom", true, NULL, &out->deflate_on_oom, err);
+        if (!r)
+                r = get_u32(j, "stats_polling_interval_s", false, 0, &present,
+                            &out->stats_polling_interval_s, err);
+        if (!r)
+                r = json_get_bool(j, "free_page_hinting", false, &present, &hinting, err);
+        if (!r)
+                r = json_get_bool(j, "free_page_reporting", false, &present, &reporting, err);
+        if (!r && (hinting || reporting))
+                r = error_config(err, "balloon free page %s is not implemented yet",
+                                 hinting ? "hinting" : "reporting");
+        out->present = true;
+        return r;
+}
+
+int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("amount_mib"), err);
+
+        return r ? r : get_u32(j, "amount_mib", true, 0, NULL, amount_mib, err);
+}
+
+int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("stats_polling_interval_s"), err);
+
+        return r ? r : get_u32(j, "stats_polling_interval_s", true, 0, NULL, interval_s, err);
+}
+
+static const char *const level_values[] = {"Off",   "Error", "Warning", "Info",
+                                           "Debug", "Trace", NULL};
+
+int api_parse_logger(const cJSON *j, struct vmm_logger_config *out, struct error *err)
+{
+        int level = 0;
+        int r = json_check_object(
+            j, FIELDS("log_path", "level", "show_level", "show_log_origin", "module"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r && json_field(j, "module"))
+                r = error_config(err, "log filtering by module (field `module`) is not "
+                                      "implemented yet");
+        if (!r)
+                r = json_get_string(j, "log_path", false, &out->log_path, err);
+        /* Firecracker: the level names are case-insensitive. */
+        if (!r)
+                r = json_get_enum(j, "level", false, level_values, true, &out->has_level, &level,
+                                  err);
+        if (!r && out->has_level && log_level_parse(level_values[level], &out->level))
+                r = error_config(err, "field `level`: unknown level");
+        if (!r)
+                r = json_get_bool(j, "show_level", false, &out->has_show_level, &out->show_level,
+                                  err);
+        if (!r)
+                r = json_get_bool(j, "show_log_origin", false, &out->has_show_log_origin,
+                                  &out->show_log_origin, err);
+        out->present = true;
+        if (r)
+                vmm_logger_config_free(out);
+        return r;
+}
+
+int api_parse_metrics(const cJSON *j, struct vmm_metrics_config *out, struct error *err)
+{
+        const cJSON *props = NULL, *p;
+        bool present;
+        int n = 0;
+        int r = json_check_object(j, FIELDS("metrics_path", "emit_id", "properties"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "metrics_path", true, &out->metrics_path, err);
+        if (!r)
+                r = json_get_bool(j, "emit_id", false, &present, &out->emit_id, err);
+        if (!r)
+                r = json_get_object(j, "properties", false, &props, err);
+        if (!r && props) {
+                n = cJSON_GetArraySize(props);
+                out->properties = n ? calloc((size_t)n, sizeof(*out->properties)) : NULL;
+                if (n && !out->properties)
+                        r = error_set(err, -ENOMEM, "out of memory");
+        }
+        for (p = props ? props->child : NULL; !r && p; p = p->next) {
+                struct vmm_metrics_property *kv = &out->properties[out->nr_properties];
+
+                if (!cJSON_IsString(p)) {
+                        r = error_config(err,
+                                         "field `properties`: invalid type for `%s`: %s, "
+                                         "expected a string",
+                                         p->string, json_type_name(p));
+                        break;
+                }
+                for (unsigned i = 0; i < out->nr_properties; i++)
+                        if (strcmp(out->properties[i].key, p->string) == 0)
+                                r = error_config(err, "field `properties`: duplicate key `%s`",
+                                                 p->string);
+                if (r)
+                        break;
+                kv->key = strdup(p->string);
+                kv->value = strdup(p->valuestring);
+                out->nr_properties++;
+                if (!kv->key || !kv->value)
+                        r = error_set(err, -ENOMEM, "out of memory");
+        }
+        out->present = true;
+        if (r)
+                vmm_metrics_config_free(out);
+        return r;
+}
+
+int api_parse_action(const cJSON *j, enum vmm_action *out, struct error *err)
+{
+        static const char *const values[] = {"FlushMetrics", "InstanceStart", "SendCtrlAltDel",
+                                             NULL};
+        static const enum vmm_action actions[] = {VMM_FLUSH_METRICS, VMM_INSTANCE_START,
+                                                  VMM_SEND_CTRL_ALT_DEL};
+        int v = 0;
+        int r = json_check_object(j, FIELDS("action_type"), err);
+
+        if (!r)
+                r = json_get_enum(j, "action_type", true, values, false, NULL, &v, err);
+        if (!r)
+                *out = actions[v];
+        return r;
+}
+
+int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err)
+{
+        static const char *const values[] = {"Paused", "Resumed", NULL};
+        int v = 0;
+        int r = json_check_object(j, FIELDS("state"), err);
+
+        if (!r)
+                r = json_get_enum(j, "state", true, values, false, NULL, &v, err);
+        if (!r)
+                *out = v == 0 ? VMM_PAUSE : VMM_RESUME;
+        return r;
+}
+
+/* ---- structures -> JSON ---- */
+
+static void add_string(cJSON *o, const char *name, const char *v)
+{
+        if (v)
+                cJSON_AddStringToObject(o, name, v);
+}
+
+static cJSON *bucket_json(const struct token_bucket_config *b)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "size", b->size);
+        json_add_uint(o, "one_time_burst", b->one_time_burst);
+        json_add_uint(o, "refill_time", b->refill_time_ms);
+        return o;
+}
+
+static bool bucket_set(const struct token_bucket_config *b)
+{
+        return b->size || b->one_time_burst || b->refill_time_ms;
+}
+
+static void add_rate_limiter(cJSON *o, const char *name, const struct vmm_rate_limiter *rl)
+{
+        cJSON *l;
+
+        if (!rl->present)
+                return;
+        l = cJSON_AddObjectToObject(o, name);
+        if (!l)
+                return;
+        if (bucket_set(&rl->cfg.bandwidth))
+                cJSON_AddItemToObject(l, "bandwidth", bucket_json(&rl->cfg.bandwidth));
+        if (bucket_set(&rl->cfg.ops))
+                cJSON_AddItemToObject(l, "ops", bucket_json(&rl->cfg.ops));
+}
+
+cJSON *api_json_machine(const struct vmm_machine_config *m)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "vcpu_count", m->vcpu_count);
+        json_add_uint(o, "mem_size_mib", m->mem_size_mib);
+        cJSON_AddBoolToObject(o, "smt", m->smt);
+        cJSON_AddBoolToObject(o, "track_dirty_pages", m->track_dirty_pages);
+        cJSON_AddStringToObject(o, "huge_pages", m->huge_pages ? "2M" : "None");
+        if (m->cpu_hide && *m->cpu_hide)
+                cJSON_AddStringToObject(o, "cpu_hide", m->cpu_hide);
+        return o;
+}
+
+cJSON *api_json_balloon(const struct vmm_balloon *b)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "amount_mib", b->amount_mib);
+        cJSON_AddBoolToObject(o, "deflate_on_oom", b->deflate_on_oom);
+        json_add_uint(o, "stats_polling_interval_s", b->stats_polling_interval_s);
+        return o;
+}
+
+cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s)
+{
+        /* virtio-balloon statistics tags 0..15 (virtio 1.2, 5.5.6.3), Firecracker's names. */
+        static const char *const tags[16] = {
+            "swap_in",          "swap_out",    "major_faults",
+            "minor_faults",     "free_memory", "total_memory",
+            "available_memory", "disk_caches", "hugetlb_allocations",
+            "hugetlb_failures", "oom_kill",    "alloc_stall",
+            "async_scan",       "direct_scan", "async_reclaim",
+            "direct_reclaim",
+        };
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "target_pages", s->target_pages);
+        json_add_uint(o, "actual_pages", s->actual_pages);
+        /* 4 KiB pages: 256 to the MiB. */
+        json_add_uint(o, "target_mib", s->target_pages >> 8);
+        json_add_uint(o, "actual_mib", s->actual_pages >> 8);
+        for (unsigned t = 0; t < 16; t++)
+                if (s->guest.valid & (1u << t))
+                        json_add_uint(o, tags[t], s->guest.values[t]);
+        return o;
+}
+
+static cJSON *boot_json(const struct vmm_boot_source *b)
+{
+        cJSON *o;
+
+        if (!b->kernel_image_path)
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        add_string(o, "kernel_image_path", b->kernel_image_path);
+        add_string(o, "initrd_path", b->initrd_path);
+        add_string(o, "boot_args", b->boot_args);
+        return o;
+}
+
+static cJSON *drive_json(const struct vmm_drive *d)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        add_string(o, "drive_id", d->drive_id);
+        add_string(o, "partuuid", d->partuuid);
+        cJSON_AddBoolToObject(o, "is_root_device", d->is_root_device);
+        cJSON_AddStringToObject(o, "cache_type",
+                                d->cache_type == VMM_CACHE_WRITEBACK ? "Writeback" : "Unsafe");
+        cJSON_AddBoolToObject(o, "is_read_only", d->is_read_only);
+        add_string(o, "path_on_host", d->path_on_host);
+        add_rate_limiter(o, "rate_limiter", &d->rate_limiter);
+        cJSON_AddStringToObject(o, "io_engine", d->io_engine == VMM_IO_ASYNC ? "Async" : "Sync");
+        return o;
+}
+
+static cJSON *net_json(const struct vmm_net *n)
+{
+        cJSON *o = cJSON_CreateObject();
+        char mac[18];
+
+        if (!o)
+                return NULL;
+        add_string(o, "iface_id", n->iface_id);
+        add_string(o, "host_dev_name", n->host_dev_name);
+        if (n->has_mac) {
+                snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+                         n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+                         n->guest_mac[5]);
+                cJSON_AddStringToObject(o, "guest_mac", mac);
+        }
+        if (n->mtu)
+                json_add_uint(o, "mtu", n->mtu);
+        add_rate_limiter(o, "rx_rate_limiter", &n->rx_rate_limiter);
+        add_rate_limiter(o, "tx_rate_limiter", &n->tx_rate_limiter);
+        return o;
+}
+
+static const char *level_name(enum log_level l)
+{
+        switch (l) {
+        case LOG_LEVEL_ERROR:
+                return "Error";
+        case LOG_LEVEL_WARN:
+                return "Warning";
+        case LOG_LEVEL_INFO:
+                return "Info";
+        case LOG_LEVEL_DEBUG:
+                return "Debug";
+        default:
+                return "Off";
+        }
+}
+
+static cJSON *logger_json(const struct vmm_logger_config *l)
+{
+        cJSON *o;
+
+        if (!l->present)
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        add_string(o, "log_path", l->log_path);
+        if (l->has_level)
+                cJSON_AddStringToObject(o, "level", level_name(l->level));
+        if (l->has_show_level)
+                cJSON_AddBoolToObject(o, "show_level", l->show_level);
+        if (l->has_show_log_origin)
+                cJSON_AddBoolToObject(o, "show_log_origin", l->show_log_origin);
+        return o;
+}
+
+static cJSON *metrics_json(const struct vmm_metrics_config *m)
+{
+        cJSON *o, *p;
+
+        if (!m->present)
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        add_string(o, "metrics_path", m->metrics_path);
+        if (m->emit_id)
+                cJSON_AddTrueToObject(o, "emit_id");
+        if (m->nr_properties) {
+                p = cJSON_AddObjectToObject(o, "properties");
+                for (unsigned i = 0; p && i < m->nr_properties; i++)
+                        cJSON_AddStringToObject(p, m->properties[i].key, m->properties[i].value);
+        }
+        return o;
+}
+
+cJSON *api_json_vm_config(const struct vmm_config *cfg)
+{
+        cJSON *o = cJSON_CreateObject(), *a, *x;
+
+        if (!o)
+                return NULL;
+        cJSON_AddItemToObject(o, "balloon",
+                              cfg->balloon.present ? api_json_balloon(&cfg->balloon)
+                                                   : cJSON_CreateNull());
+        a = cJSON_AddArrayToObject(o, "drives");
+        for (unsigned i = 0; a && i < cfg->nr_drives; i++)
+                cJSON_AddItemToArray(a, drive_json(&cfg->drives[i]));
+        cJSON_AddItemToObject(o, "boot-source", boot_json(&cfg->boot));
+        cJSON_AddItemToObject(o, "logger", logger_json(&cfg->logger));
+        cJSON_AddItemToObject(o, "machine-config", api_json_machine(&cfg->machine));
+        cJSON_AddItemToObject(o, "metrics", metrics_json(&cfg->metrics));
+        cJSON_AddNullToObject(o, "mmds-config");
+        a = cJSON_AddArrayToObject(o, "network-interfaces");
+        for (unsigned i = 0; a && i < cfg->nr_nets; i++)
+                cJSON_AddItemToArray(a, net_json(&cfg->nets[i]));
+        if (cfg->vsock.present) {
+                x = cJSON_AddObjectToObject(o, "vsock");
+                if (x) {
+                        json_add_uint(x, "guest_cid", cfg->vsock.guest_cid);
+                        add_string(x, "uds_path", cfg->vsock.uds_path);
+                        add_string(x, "vsock_id", cfg->vsock.vsock_id);
+                }
+        } else {
+                cJSON_AddNullToObject(o, "vsock");
+        }
+        if (cfg->entropy.present) {
+                x = cJSON_AddObjectToObject(o, "entropy");
+                if (x)
+                        add_rate_limiter(x, "rate_limiter", &cfg->entropy.rate_limiter);
+        } else {
+                cJSON_AddNullToObject(o, "entropy");
+        }
+        /* Not in Firecracker's document (it has PUT /serial only): ours, when set. */
+        if (cfg->serial_out_path) {
+                x = cJSON_AddObjectToObject(o, "serial");
+                if (x)
+                        add_string(x, "serial_out_path", cfg->serial_out_path);
+        }
+        return o;
+}
+
+/* ---- the config file ---- */
+
+cJSON *api_json_parse(const char *text, size_t len, struct error *err)
+{
+        const char *end = NULL;
+        cJSON *j;
+
+        /* cJSON stops at a NUL: a body with one inside is not one JSON value. */
+        if (memchr(text, '\0', len)) {
+                error_config(err, "the body contains a NUL byte");
+                return NULL;
+        }
+        j = cJSON_ParseWithLengthOpts(text, len, &end, false);
+        if (!j) {
+                size_t at = end && end >= text ? (size_t)(end - text) : 0;
+                error_config(err, "malformed JSON at byte %zu", at);
+                return NULL;
+        }
+        for (const char *p = end; p < text + len; p++) {
+                if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+                        error_config(err, "trailing characters after the JSON value at byte %zu",
+                                     (size_t)(p - text));
+                        cJSON_Delete(j);
+                        return NULL;
+                }
+        }
+        return j;
+}
+
+/* A section that may be absent or null; anything else is not implemented yet. */
+static int not_implemented_section(const cJSON *root, const char *key, struct error *err)
+{
+        const cJSON *f = json_field(root, key);
+
+        if (!f || (cJSON_IsArray(f) && !f->child))
+                return 0;
+        return error_config(err, "\"%s\" is not implemented yet", key);
+}
+
+/* Names the section an error came from; returns r. */
+static int fail_in(struct error *err, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail_in(struct error *err, int r, const char *fmt, ...)
+{
+        char where[64];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(where, sizeof(where), fmt, ap);
+        va_end(ap);
+        error_prefix(err, "%s", where);
+        return r;
+}
+
+static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct error *err)
+{
+        const cJSON *f, *item;
+        struct vmm_machine_update mu;
+        char *hide = NULL;
+        unsigned i = 0;
+        int r = json_check_object(root,
+                                  FIELDS("boot-source", "machine-config", "drives",
+                                         "network-interfaces", "vsock", "balloon", "entropy",
+                                         "logger", "metrics", "serial", "mmds-config", "cpu-config",
+                                         "pmem", "memory-hotplug"),
+                                  err);
+
+        if (!r)
+                r = not_implemented_section(root, "mmds-config", err);
+        if (!r)
+                r = not_implemented_section(root, "cpu-config", err);
+        if (!r)
+                r = not_implemented_section(root, "pmem", err);
+        if (!r)
+                r = not_implemented_section(root, "memory-hotplug", err);
+        if (r)
+                return r;
+
+        if ((f = json_field(root, "boot-source"))) {
+                r = api_parse_boot_source(f, &cfg->boot, err);
+                if (r)
+                        return fail_in(err, r, "boot-source");
+        }
+        if ((f = json_field(root, "machine-config"))) {
+                r = api_parse_machine(f, true, &mu, &hide, err);
+                mu.cpu_hide = hide;
+                if (!r)
+                        r = vmm_config_apply_machine(cfg, &mu, NULL, err);
+                free(hide);
+                if (r)
+                        return fail_in(err, r, "machine-config");
+        }
+        if ((f = json_field(root, "drives"))) {
+                if (!cJSON_IsArray(f))
+                        return error_config(err, "drives: invalid type: %s, expected an array",
+                                            json_type_name(f));
+                cJSON_ArrayForEach(item, f)
+                {
+                        struct vmm_drive d;
+
+                        r = api_parse_drive(item, &d, err);
+                        if (!r) {
+                                r = vmm_config_put_drive(cfg, &d, err);
+                                vmm_drive_free(&d);
+                        }
+                        if (r)
+                                return fail_in(err, r, "drives[%u]", i);
+                        i++;
+                }
+        }
+        i = 0;
+        if ((f = json_field(root, "network-interfaces"))) {
+                if (!cJSON_IsArray(f))
+                        return error_config(err,
+                                            "network-interfaces: invalid type: %s, expected an "
+                                            "array",
+                                            json_type_name(f));
+                cJSON_ArrayForEach(item, f)
+                {
+                        struct vmm_net n;
+
+                        r = api_parse_net(item, &n, err);
+                        if (!r) {
+                                r = vmm_config_put_net(cfg, &n, err);
+                                vmm_net_free(&n);
+                        }
+                        if (r)
+                                return fail_in(err, r, "network-interfaces[%u]", i);
+                        i++;
+                }
+        }
+        if ((f = json_field(root, "vsock"))) {
+                r = api_parse_vsock(f, &cfg->vsock, err);
+                if (r)
+                        return fail_in(err, r, "vsock");
+        }
+        if ((f = json_field(root, "balloon"))) {
+                r = api_parse_balloon(f, &cfg->balloon, err);
+                if (r)
+                        return fail_in(err, r, "balloon");
+        }
+        if ((f = json_field(root, "entropy"))) {
+                r = api_parse_entropy(f, &cfg->entropy, err);
+                if (r)
+                        return fail_in(err, r, "entropy");
+        }
+        if ((f = json_field(root, "logger"))) {
+                r = api_parse_logger(f, &cfg->logger, err);
+                if (r)
+                        return fail_in(err, r, "logger");
+        }
+        if ((f = json_field(root, "metrics"))) {
+                r = api_parse_metrics(f, &cfg->metrics, err);
+                if (r)
+                        return fail_in(err, r, "metrics");
+        }
+        if ((f = json_field(root, "serial"))) {
+                r = api_parse_serial(f, &cfg->serial_out_path, err);
+                if (r)
+                        return fail_in(err, r, "serial");
+        }
+        return vmm_config_validate(cfg, NULL, err);
+}
+
+int api_config_parse(const char *text, size_t len, struct vmm_config *cfg, struct error *err)
+{
+        cJSON *root;
+        int r;
+
+        vmm_config_init(cfg);
+        root = api_json_parse(text, len, err);
+        if (!root)
+                return -EINVAL;
+        r = parse_sections(root, cfg, err);
+        cJSON_Delete(root);
+        return r;
+}
+
+int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err)
+{
+        struct stat st;
+        char *text;
+        ssize_t n;
+        size_t len = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+        vmm_config_init(cfg);
+        if (fd < 0)
+                return error_config(err, "config file '%s': %s", path, strerror(errno));
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+                close(fd);
+                return error_config(err, "config file '%s': not a regular file of at most 16 MiB",
+                                    path);
+        }
+        text = malloc((size_t)st.st_size + 1);
+        if (!text) {
+                close(fd);
+                return error_set(err, -ENOMEM, "out of memory");
+        }
+        while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
+                len += (size_t)n;
+        close(fd);
+        text[len] = '\0';
+        r = api_config_parse(text, len, cfg, err);
+        free(text);
+        if (r)
+                error_prefix(err, "config file '%s'", path);
+        return r;
+}

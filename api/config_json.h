@@ -1,0 +1,71 @@
+/*
+ * The configuration in Firecracker's JSON shapes, both ways, shared by the REST API and the
+ * config file (whose keys are GET /vm/config's: "boot-source", "machine-config", "drives",
+ * "network-interfaces", "vsock", "balloon", "entropy", "logger", "metrics", "mmds-config",
+ * plus "serial").
+ *
+ * Parsing only maps JSON onto the configuration structures and checks shapes (known fields,
+ * types, required fields, enum values, integer ranges); whether the values make a machine
+ * is decided by the same functions the command line uses (vmm_config_put_drive,
+ * vmm_config_apply_machine, vmm_config_validate, ...). Errors are ERROR_CONFIG and name the
+ * field.
+ */
+#ifndef API_CONFIG_JSON_H
+#define API_CONFIG_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cJSON.h>
+
+#include "common/error.h"
+#include "vmm/config.h"
+#include "vmm/controller.h"
+
+/* ---- request bodies -> structures (strings in the outputs are malloc'd) ---- */
+
+int api_parse_boot_source(const cJSON *j, struct vmm_boot_source *out,
+                          struct error *err) MUST_CHECK;
+/* put: Firecracker's PUT (vcpu_count and mem_size_mib required, the optional fields reset to
+ * their defaults); otherwise PATCH (only what is given). *cpu_hide receives our extension
+ * field's string (u->cpu_hide is left NULL; the caller points it there). */
+int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, char **cpu_hide,
+                      struct error *err) MUST_CHECK;
+int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err) MUST_CHECK;
+int api_parse_drive_update(const cJSON *j, struct vmm_drive_update *out,
+                           struct error *err) MUST_CHECK;
+int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err) MUST_CHECK;
+int api_parse_net_update(const cJSON *j, struct vmm_net_update *out, struct error *err) MUST_CHECK;
+int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err) MUST_CHECK;
+int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err) MUST_CHECK;
+int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err) MUST_CHECK;
+int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err) MUST_CHECK;
+int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err) MUST_CHECK;
+int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s,
+                                   struct error *err) MUST_CHECK;
+int api_parse_logger(const cJSON *j, struct vmm_logger_config *out, struct error *err) MUST_CHECK;
+int api_parse_metrics(const cJSON *j, struct vmm_metrics_config *out, struct error *err) MUST_CHECK;
+/* PUT /actions: VMM_INSTANCE_START, VMM_FLUSH_METRICS or VMM_SEND_CTRL_ALT_DEL. */
+int api_parse_action(const cJSON *j, enum vmm_action *out, struct error *err) MUST_CHECK;
+/* PATCH /vm: VMM_PAUSE or VMM_RESUME. */
+int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err) MUST_CHECK;
+
+/* ---- structures -> response bodies (NULL when out of memory) ---- */
+
+cJSON *api_json_machine(const struct vmm_machine_config *m);
+cJSON *api_json_balloon(const struct vmm_balloon *b);
+cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s);
+/* GET /vm/config: every section, absent optional ones as null (as Firecracker does). */
+cJSON *api_json_vm_config(const struct vmm_config *cfg);
+
+/* ---- the config file ---- */
+
+/* Fills cfg (initialised here) from a whole configuration document and validates it. */
+int api_config_parse(const char *text, size_t len, struct vmm_config *cfg,
+                     struct error *err) MUST_CHECK;
+int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err) MUST_CHECK;
+
+/* Parses a JSON text (exactly one value, nothing after it but whitespace). */
+cJSON *api_json_parse(const char *text, size_t len, struct error *err);
+
+#endif

@@ -1,0 +1,378 @@
+#include "server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "common/log.h"
+#include "router.h"
+
+struct api_server {
+        struct MHD_Daemon *daemon;
+        struct controller *ctl;
+        size_t max_payload;
+        char *path;
+        dev_t dev; /* the socket file we created (removed only if it is still ours) */
+        ino_t ino;
+};
+
+enum request_state {
+        RECEIVING, /* headers and body arriving (the API thread) */
+        QUEUED,    /* with the VMM thread; the connection is suspended */
+        ANSWERED,  /* the reply is filled; the connection resumed */
+};
+
+/* One HTTP request (MHD's per-request context). */
+struct api_request {
+        struct api_server *srv;
+        struct MHD_Connection *conn;
+        char *body;
+        size_t len, cap;
+        bool too_big;
+        uint64_t size; /* the body's size as announced or received so far */
+        _Atomic int state;
+        struct controller_request creq;
+};
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_response(struct api_request *r, struct api_response *resp, bool close)
+{
+        struct MHD_Response *mr;
+        enum MHD_Result ret;
+
+        if (resp->body)
+                mr = MHD_create_response_from_buffer(resp->len, resp->body, MHD_RESPMEM_MUST_FREE);
+        else
+                mr = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!mr) {
+                api_response_free(resp);
+                return MHD_NO;
+        }
+        resp->body = NULL; /* MHD frees it */
+        if (resp->len)
+                MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        if (close)
+                MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+        ret = MHD_queue_response(r->conn, resp->status, mr);
+        MHD_destroy_response(mr);
+        return ret;
+}
+
+/* Firecracker's answer to an oversized body; the connection is closed after it (the rest
+ * of the body is never read). */
+static enum MHD_Result send_too_big(struct api_request *r)
+{
+        struct api_response resp;
+
+        api_fault(&resp, 400,
+                  "Request payload with size %llu is larger than the limit of %zu allowed by "
+                  "server.",
+                  (unsigned long long)r->size, r->srv->max_payload);
+        return send_response(r, &resp, true);
+}
+
+/* ---- the VMM thread's side ---- */
+
+static void on_done(struct controller_request *creq)
+{
+        struct api_request *r = creq->opaque;
+        struct MHD_Connection *conn = r->conn;
+
+        /* Once resumed, the API thread may answer and free r: touch nothing after. */
+        atomic_store(&r->state, ANSWERED);
+        MHD_resume_connection(conn);
+}
+
+/* ---- the API thread ---- */
+
+static void name_thread(void)
+{
+        static _Thread_local bool named;
+
+        if (!named) {
+                log_set_thread_name("api");
+                named = true;
+        }
+}
+
+static bool append(struct api_request *r, const char *data, size_t n)
+{
+        r->size += n;
+        if (r->too_big || r->len + n > r->srv->max_payload) {
+                r->too_big = true;
+                return true; /* the rest is read and dropped */
+        }
+        if (r->len + n + 1 > r->cap) {
+                size_t cap = r->cap ? r->cap : 1024;
+                char *b;
+
+                while (cap < r->len + n + 1)
+                        cap *= 2;
+                b = realloc(r->body, cap);
+                if (!b)
+                        return false;
+                r->body = b;
+                r->cap = cap;
+        }
+        memcpy(r->body + r->len, data, n);
+        r->len += n;
+        r->body[r->len] = '\0';
+        return true;
+}
+
+static enum MHD_Result dispatch(struct api_request *r, const char *method, const char *url)
+{
+        struct api_response resp;
+        int action;
+
+        if (api_route(method, url, r->body ? r->body : "", r->len, &r->creq, &action, &resp) ==
+            API_ROUTE_RESPOND) {
+                if (action >= 0)
+                        controller_count_rejected(r->srv->ctl, (enum vmm_action)action);
+                return send_response(r, &resp, false);
+        }
+        r->creq.done = on_done;
+        r->creq.opaque = r;
+        atomic_store(&r->state, QUEUED);
+        /* Suspended before it is queued, so the VMM thread can only resume a suspended
+         * connection. */
+        MHD_suspend_connection(r->conn);
+        if (controller_submit(r->srv->ctl, &r->creq)) {
+                error_clear(&r->creq.reply.err);
+                r->creq.reply.status =
+                    error_set(&r->creq.reply.err, -ESHUTDOWN, "The microVM is shutting down.");
+                atomic_store(&r->state, ANSWERED);
+                MHD_resume_connection(r->conn);
+        }
+        return MHD_YES;
+}
+
+static bool parse_length(const char *s, uint64_t *out)
+{
+        char *end;
+        unsigned long long v;
+
+        if (!s || *s < '0' || *s > '9')
+                return false;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end)
+                return false;
+        *out = v;
+        return true;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+        struct api_server *srv = cls;
+        struct api_request *r = *con_cls;
+        struct api_response resp;
+        uint64_t declared;
+
+        (void)version;
+        name_thread();
+        if (!r) {
+                r = calloc(1, sizeof(*r));
+                if (!r)
+                        return MHD_NO;
+                r->srv = srv;
+                r->conn = conn;
+                atomic_init(&r->state, RECEIVING);
+                *con_cls = r;
+                /* An announced oversized body is refused before it is read. */
+                if (parse_length(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_CONTENT_LENGTH),
+                                 &declared) &&
+                    declared > srv->max_payload) {
+                        r->too_big = true;
+                        r->size = declared;
+                        return send_too_big(r);
+                }
+                return MHD_YES;
+        }
+        if (*upload_data_size) {
+                if (!append(r, upload_data, *upload_data_size))
+                        return MHD_NO;
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        switch (atomic_load(&r->state)) {
+        case RECEIVING:
+                return r->too_big ? send_too_big(r) : dispatch(r, method, url);
+        case ANSWERED:
+                api_reply(&r->creq, &resp);
+                return send_response(r, &resp, false);
+        default:
+                return MHD_YES; /* not reached: a queued request's connection is suspended */
+        }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+        struct api_request *r = *con_cls;
+
+        (void)cls;
+        (void)conn;
+        (void)toe;
+        if (!r)
+                return;
+        if (atomic_load(&r->state) == QUEUED) {
+                /* The VMM thread still holds it; never happens (see api_server_stop). */
+                LOG_ERROR("API request completed while queued: leaking it");
+                return;
+        }
+        controller_request_clear(&r->creq);
+        free(r->body);
+        free(r);
+        *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        char msg[512];
+        size_t n;
+
+        (void)cls;
+        if (!log_enabled(LOG_LEVEL_DEBUG))
+                return;
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        n = strlen(msg);
+        while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+                msg[--n] = '\0';
+        LOG_DEBUG("libmicrohttpd: %s", msg);
+}
+
+/* ---- the socket ---- */
+
+int api_listen_unix(const char *path, struct error *err)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct stat st;
+        int fd, probe;
+
+        if (!path || !*path || strlen(path) >= sizeof(sa.sun_path))
+                return error_set(err, -ENAMETOOLONG,
+                                 "API socket path '%s' must be 1 to %zu bytes long",
+                                 path ? path : "", sizeof(sa.sun_path) - 1);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return error_set(err, -errno, "API socket: %s", strerror(errno));
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+                if (errno != EADDRINUSE) {
+                        error_set(err, -errno, "API socket '%s': %s", path, strerror(errno));
+                        goto fail;
+                }
+                if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+                        error_set(err, -EEXIST,
+                                  "API socket '%s': the path exists and is not a "
+                                  "socket",
+                                  path);
+                        goto fail;
+                }
+                /* A socket file: is a server answering on it? */
+                probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                        close(probe);
+                        error_set(err, -EADDRINUSE,
+                                  "API socket '%s' is in use by a running server (another "
+                                  "VMM?); refusing to replace it",
+                                  path);
+                        goto fail;
+                }
+                if (probe >= 0)
+                        close(probe);
+                /* Stale: left by a process that is gone. */
+                if (unlink(path) && errno != ENOENT) {
+                        error_set(err, -errno,
+                                  "API socket '%s': cannot remove the stale socket: %s", path,
+                                  strerror(errno));
+                        goto fail;
+                }
+                if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+                        error_set(err, -errno, "API socket '%s': %s", path, strerror(errno));
+                        goto fail;
+                }
+        }
+        if (listen(fd, 128) != 0) {
+                error_set(err, -errno, "API socket '%s': listen: %s", path, strerror(errno));
+                unlink(path);
+                goto fail;
+        }
+        return fd;
+fail:
+        close(fd);
+        return err && err->code ? err->code : -EINVAL;
+}
+
+/* ---- life cycle ---- */
+
+int api_server_start(const char *path, struct controller *ctl, size_t max_payload,
+                     struct error *err, struct api_server **out)
+{
+        struct api_server *srv = calloc(1, sizeof(*srv));
+        struct stat st;
+        int fd;
+
+        if (!srv || !(srv->path = strdup(path))) {
+                free(srv);
+                return error_set(err, -ENOMEM, "out of memory");
+        }
+        srv->ctl = ctl;
+        srv->max_payload = max_payload;
+        fd = api_listen_unix(path, err);
+        if (fd < 0) {
+                free(srv->path);
+                free(srv);
+                return fd;
+        }
+        if (stat(path, &st) == 0) {
+                srv->dev = st.st_dev;
+                srv->ino = st.st_ino;
+        }
+        /* One internal thread (epoll) for every connection; suspend/resume lets it go on
+         * serving others while the VMM thread executes a command. */
+        srv->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                                           MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+                                       0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, fd,
+                                       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                                       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+                                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0, MHD_OPTION_END);
+        if (!srv->daemon) {
+                close(fd);
+                unlink(path);
+                free(srv->path);
+                free(srv);
+                return error_set(err, -EIO, "cannot start the API server (libmicrohttpd)");
+        }
+        LOG_INFO("API server listening on %s", path);
+        *out = srv;
+        return 0;
+}
+
+void api_server_stop(struct api_server *srv)
+{
+        struct stat st;
+
+        if (!srv)
+                return;
+        MHD_stop_daemon(srv->daemon); /* also closes the listening socket */
+        if (stat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
+                unlink(srv->path);
+        free(srv->path);
+        free(srv);
+}
