@@ -30,9 +30,20 @@ static int parse_uint(const char *s, unsigned *out)
 static int add_board(struct platform_desc *desc, unsigned nr_virtio, struct error *err)
 {
         struct platform_dev devs[] = {
-            {"COM1", PLATFORM_DEV_SERIAL, X86_COM1_PORT, 8, X86_COM1_IRQ},
-            {"PS2K", PLATFORM_DEV_I8042, X86_I8042_DATA_PORT, 1, X86_I8042_IRQ},
-            {"boot-timer", PLATFORM_DEV_MMIO_OTHER, X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_LEN, 0},
+            {.name = "COM1",
+             .kind = PLATFORM_DEV_SERIAL,
+             .base = X86_COM1_PORT,
+             .len = 8,
+             .gsi = X86_COM1_IRQ},
+            {.name = "PS2K",
+             .kind = PLATFORM_DEV_I8042,
+             .base = X86_I8042_DATA_PORT,
+             .len = 1,
+             .gsi = X86_I8042_IRQ},
+            {.name = "boot-timer",
+             .kind = PLATFORM_DEV_MMIO_OTHER,
+             .base = X86_BOOT_TIMER_ADDR,
+             .len = X86_BOOT_TIMER_LEN},
         };
         int ret;
 
