@@ -584,6 +584,30 @@ int virtq_add(struct virtq *q, const struct vbuf *b, unsigned n, bool indirect)
         return head;
 }
 
+void virtq_publish(struct virtq *q, uint16_t head)
+{
+        q->chain[head % q->size] = 1;
+        AVAIL_RING(q, q->avail_idx % q->size) = head;
+        vbarrier();
+        AVAIL_IDX(q) = ++q->avail_idx;
+}
+
+void virtq_set_avail_idx(struct virtq *q, uint16_t idx)
+{
+        vbarrier();
+        AVAIL_IDX(q) = idx;
+}
+
+void virtq_reset_free(struct virtq *q)
+{
+        for (uint16_t i = 0; i < q->size; i++) {
+                q->desc[i].next = (uint16_t)(i + 1);
+                q->chain[i] = 0;
+        }
+        q->free_head = 0;
+        q->num_free = q->size;
+}
+
 void virtq_kick(struct virtq *q)
 {
         uint16_t old = q->kicked_idx, now = q->avail_idx;

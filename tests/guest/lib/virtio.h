@@ -197,6 +197,13 @@ uint32_t virtq_call(struct virtq *q, const struct vbuf *b, unsigned n, bool indi
 /* Tells the device whether interrupts are wanted (avail flags / used_event). */
 void virtq_want_irq(struct virtq *q, bool on);
 
+/* For hostile requests built by hand: publishes head (held by the caller's own descriptors,
+ * counted as one in q->chain), writes a raw avail index, and rebuilds the free list when
+ * nothing is in flight (after hand-made chains, possibly loops, came back). */
+void virtq_publish(struct virtq *q, uint16_t head);
+void virtq_set_avail_idx(struct virtq *q, uint16_t idx);
+void virtq_reset_free(struct virtq *q);
+
 /* x86 barriers: stores are ordered and loads are ordered, so only the compiler must be kept
  * from reordering; store->load ordering (publishing an index, then reading the other
  * side's) needs mfence. */

@@ -5,7 +5,10 @@
 #ifndef PROBE_SCENARIOS_VCTX_H
 #define PROBE_SCENARIOS_VCTX_H
 
+#include <stddef.h>
+
 #include "bootinfo.h"
+#include "print.h"
 #include "virtio.h"
 
 struct vctx {
@@ -29,6 +32,8 @@ void vctx_print_mode(const char *who, const struct virtio_dev *d);
 void vctx_wait_line(struct vctx *c, char *buf, unsigned size);
 /* Fails when d is in interrupt mode and no interrupt came. */
 void vctx_check_irqs(const struct virtio_dev *d);
+/* snprintf. */
+void vctx_fmt(char *buf, size_t size, const char *fmt, ...) PRINTF_LIKE(3, 4);
 bool all_zero(const void *p, uint64_t n);
 
 #endif

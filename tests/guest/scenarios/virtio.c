@@ -86,6 +86,15 @@ void vctx_check_irqs(const struct virtio_dev *d)
                 probe_fail("virtio 0x%llx: no interrupt taken in interrupt mode", U64(d->base));
 }
 
+void vctx_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        print_vbuf(buf, size, fmt, ap);
+        va_end(ap);
+}
+
 bool all_zero(const void *p, uint64_t n)
 {
         const uint8_t *b = p;
