@@ -19,6 +19,7 @@
 #include "api/config_json.h"
 #include "api/router.h"
 #include "common/event_loop.h"
+#include "vmm/cli.h"
 #include "vmm/controller.h"
 #include "vmm/metrics.h"
 
@@ -549,6 +550,51 @@ static void test_metrics_lines(void **state)
         unlink(path);
 }
 
+/* ---- the command line's control-plane options ---- */
+
+static void test_cli_options(void **state)
+{
+        char *argv[] = {"vmm",        "--api-sock",     "/tmp/a.sock",
+                        "--log-path", "/tmp/l",         "--show-level",
+                        "--level",    "Debug",          "--metrics-path",
+                        "/tmp/m",     "--no-serial-in", "--http-api-max-payload-size",
+                        "1000",       "--boot-timer",   NULL};
+        static const char doc[] = "{\"logger\": {\"level\": \"Error\", \"show_log_origin\": "
+                                  "false}, \"metrics\": {\"metrics_path\": \"/f\"}}";
+        struct vmm_config file;
+        struct cli_opts o;
+        struct error err = {0};
+
+        (void)state;
+        assert_int_equal(cli_parse(14, argv, &o, &err), 0);
+        assert_string_equal(o.api_sock, "/tmp/a.sock");
+        assert_int_equal(o.max_payload, 1000);
+        assert_null(o.machine_option);
+        assert_true(o.cfg.logger.present && o.cfg.logger.has_level && o.cfg.logger.has_show_level);
+        assert_false(o.cfg.logger.has_show_log_origin);
+        assert_string_equal(o.cfg.metrics.metrics_path, "/tmp/m");
+        /* Over a config file's settings. */
+        assert_int_equal(api_config_parse(doc, strlen(doc), &file, &err), 0);
+        assert_int_equal(cli_apply_process_options(&o, &file), 0);
+        assert_int_equal(file.logger.level, LOG_LEVEL_DEBUG);
+        assert_true(file.logger.has_show_log_origin && !file.logger.show_log_origin);
+        assert_string_equal(file.logger.log_path, "/tmp/l");
+        assert_string_equal(file.metrics.metrics_path, "/tmp/m");
+        assert_false(file.serial_in);
+        assert_true(file.boot_timer);
+        vmm_config_free(&file);
+        cli_opts_free(&o);
+
+        char *argv2[] = {"vmm", "--config-file", "f.json", "--mem", "64", NULL};
+        assert_int_equal(cli_parse(5, argv2, &o, &err), 0);
+        assert_string_equal(o.config_file, "f.json");
+        assert_string_equal(o.machine_option, "--mem");
+        cli_opts_free(&o);
+        char *argv3[] = {"vmm", "--http-api-max-payload-size", "0", NULL};
+        assert_int_equal(cli_parse(3, argv3, &o, &err), -EINVAL);
+        cli_opts_free(&o);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -560,6 +606,7 @@ int main(void)
             cmocka_unit_test(test_router),
             cmocka_unit_test(test_controller_pre_boot),
             cmocka_unit_test(test_metrics_lines),
+            cmocka_unit_test(test_cli_options),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
