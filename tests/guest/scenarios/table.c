@@ -8,7 +8,7 @@ static const struct scenario scenarios[] = {
     {"hello", scenario_hello},     {"boot", scenario_boot}, {"smp", scenario_smp},
     {"timer", scenario_timer},     {"echo", scenario_echo}, {"serial-irq", scenario_serial_irq},
     {"rng", scenario_rng},         {"blk", scenario_blk},   {"idle", scenario_idle},
-    {"hostile", scenario_hostile}, {"net", scenario_net},
+    {"hostile", scenario_hostile}, {"net", scenario_net},   {"balloon", scenario_balloon},
 };
 
 const struct scenario *scenario_find(const char *name)
