@@ -33,6 +33,7 @@ void scenario_blk(const struct boot_info *bi);
 void scenario_hostile(const struct boot_info *bi);
 void scenario_net(const struct boot_info *bi);
 void scenario_balloon(const struct boot_info *bi);
+void scenario_vsock(const struct boot_info *bi);
 
 /* Helpers shared by scenarios (common.c): ACPI access that fails the scenario with a reason
  * instead of returning an error. */

@@ -9,6 +9,7 @@ static const struct scenario scenarios[] = {
     {"timer", scenario_timer},     {"echo", scenario_echo}, {"serial-irq", scenario_serial_irq},
     {"rng", scenario_rng},         {"blk", scenario_blk},   {"idle", scenario_idle},
     {"hostile", scenario_hostile}, {"net", scenario_net},   {"balloon", scenario_balloon},
+    {"vsock", scenario_vsock},
 };
 
 const struct scenario *scenario_find(const char *name)
