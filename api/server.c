@@ -46,11 +46,17 @@ struct api_request {
 
 /* ---- responses ---- */
 
-static enum MHD_Result send_response(struct api_request *r, struct api_response *resp, bool close)
+static enum MHD_Result send_response(struct api_request *r, const char *method, const char *url,
+                                     struct api_response *resp, bool close)
 {
         struct MHD_Response *mr;
         enum MHD_Result ret;
 
+        /* Firecracker logs every refused request with its message. */
+        if (resp->status >= 400)
+                LOG_INFO("%s %s: %u %s", method, url, resp->status, resp->body ? resp->body : "");
+        else
+                LOG_DEBUG("%s %s: %u", method, url, resp->status);
         if (resp->body)
                 mr = MHD_create_response_from_buffer(resp->len, resp->body, MHD_RESPMEM_MUST_FREE);
         else
@@ -71,7 +77,7 @@ static enum MHD_Result send_response(struct api_request *r, struct api_response 
 
 /* Firecracker's answer to an oversized body; the connection is closed after it (the rest
  * of the body is never read). */
-static enum MHD_Result send_too_big(struct api_request *r)
+static enum MHD_Result send_too_big(struct api_request *r, const char *method, const char *url)
 {
         struct api_response resp;
 
@@ -79,7 +85,7 @@ static enum MHD_Result send_too_big(struct api_request *r)
                   "Request payload with size %llu is larger than the limit of %zu allowed by "
                   "server.",
                   (unsigned long long)r->size, r->srv->max_payload);
-        return send_response(r, &resp, true);
+        return send_response(r, method, url, &resp, true);
 }
 
 /* ---- the VMM thread's side ---- */
@@ -140,7 +146,7 @@ static enum MHD_Result dispatch(struct api_request *r, const char *method, const
             API_ROUTE_RESPOND) {
                 if (action >= 0)
                         controller_count_rejected(r->srv->ctl, (enum vmm_action)action);
-                return send_response(r, &resp, false);
+                return send_response(r, method, url, &resp, false);
         }
         r->creq.done = on_done;
         r->creq.opaque = r;
@@ -199,7 +205,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     declared > srv->max_payload) {
                         r->too_big = true;
                         r->size = declared;
-                        return send_too_big(r);
+                        return send_too_big(r, method, url);
                 }
                 return MHD_YES;
         }
@@ -211,10 +217,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         switch (atomic_load(&r->state)) {
         case RECEIVING:
-                return r->too_big ? send_too_big(r) : dispatch(r, method, url);
+                return r->too_big ? send_too_big(r, method, url) : dispatch(r, method, url);
         case ANSWERED:
                 api_reply(&r->creq, &resp);
-                return send_response(r, &resp, false);
+                return send_response(r, method, url, &resp, false);
         default:
                 return MHD_YES; /* not reached: a queued request's connection is suspended */
         }

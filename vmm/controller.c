@@ -689,11 +689,8 @@ void controller_execute(struct controller *c, struct controller_request *req)
         if (r && !rep->err.code)
                 error_set(&rep->err, r, "%s", strerror(-r));
         rep->status = r;
-        if (r) {
+        if (r)
                 atomic_fetch_add(&c->fails[req->action], 1);
-                LOG_DEBUG("request %s %s failed: %s", action_metric[req->action].group,
-                          action_metric[req->action].name, rep->err.msg);
-        }
 }
 
 /* ---- the queue ---- */

@@ -26,6 +26,9 @@ SPEC = pathlib.Path(os.environ.get(
 
 
 def load_spec():
+    if not SPEC.exists():
+        raise RuntimeError(f"Firecracker's API spec is not at {SPEC}: check out ../shared next to "
+                           "the repository or set VMM_API_SPEC to the yaml")
     with open(SPEC) as f:
         spec = yaml.safe_load(f)
     defs = spec["definitions"]
