@@ -105,6 +105,13 @@ def discovery(ids):
     return lines
 
 
+def skip_if_placeholder(err):
+    """Devices land one by one: until then the VMM refuses them with this message."""
+    m = re.search(r"(\w+): not implemented yet", err)
+    if m:
+        pytest.skip(f"the VMM's {m.group(1)} device has not landed yet")
+
+
 def assert_transcript(run, name, fmt, expected):
     lines = run.lines()
     assert lines == [f"probe: start {name} via {PROBE_ENTRY[fmt]}", *expected,
@@ -309,9 +316,11 @@ def test_discovery_slot_order(tmp_path):
     GSI 5 + n; rng finds its device among the others."""
     disk = tmp_path / "disk.img"
     disk_image(disk, 16)
-    devices = ["--drive", f"path={disk}", "--entropy"]
-    ids = [2, 4]
+    devices = ["--entropy", "--balloon", 4, "--vsock", f"cid=7,uds={tmp_path / 'v.sock'}",
+               "--drive", f"path={disk}"]
+    ids = [2, 19, 5, 4]
     run = run_probe("elf", "rng", *devices, timeout=TIMEOUT)
+    skip_if_placeholder(run.err)
     assert run.lines()[1:1 + 2 * len(ids)] == discovery(ids), run
     assert "probe: ok rng" in run.lines(), run
 
@@ -380,3 +389,151 @@ def test_net_echo(netns, fmt, vcpus, mrg):
         assert f[12:14] == ETHERTYPE.to_bytes(2, "big"), (k, f.hex())
         assert f[14:24] == b"PROBE-NET" + bytes([k]), (k, f.hex())
         assert f[24:] == bytes((k * 7 + j) & 0xFF for j in range(24, n)), k
+
+
+# -- helpers for scenarios that talk with the host while they run --
+
+class Guest:
+    """A VMM whose console is read line by line while the test acts on the host."""
+
+    def __init__(self, fmt, scenario, *args, extra=""):
+        cmdline = f"console=ttyS0 probe={scenario} {extra}".strip()
+        self.proc = subprocess.Popen(
+            [str(VMM), "--kernel", str(PROBES[fmt]), "--cmdline", cmdline, *map(str, args)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.seen = b""
+
+    def wait_for(self, needle, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while needle.encode() not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{needle!r} not seen in {self.seen.decode(errors='replace')}"
+            if select.select([self.proc.stdout], [], [], left)[0]:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    err = self.proc.stderr.read().decode(errors="replace")
+                    skip_if_placeholder(err)
+                    raise AssertionError(f"vmm ended before {needle!r}:\n"
+                                         f"{self.seen.decode(errors='replace')}\n{err}")
+                self.seen += chunk
+
+    def send_line(self, text):
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout=TIMEOUT):
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        text = (self.seen + out).decode(errors="replace")
+        lines = [l for l in text.splitlines() if l.startswith("probe: ")]
+        return lines, self.proc.returncode, text + "\n--- stderr\n" + err.decode(errors="replace")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+# -- virtio-vsock --
+
+def read_line(sock):
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(256)
+        assert chunk, f"EOF after {data!r}"
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("fmt,vcpus", [("elf", 1), ("elf", 2)])
+def test_vsock_both_directions(fmt, vcpus, tmp_path):
+    uds = str(tmp_path / "v.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(f"{uds}_5678")  # the guest connects to host port 5678
+    listener.listen(1)
+    listener.settimeout(TIMEOUT)
+    host_side = {}
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(TIMEOUT)
+            host_side["got"] = read_line(conn)
+            conn.sendall(b"hello from the host\n")
+            rest = b""
+            while chunk := conn.recv(256):
+                rest += chunk
+            host_side["rest"] = rest  # the guest's SHUTDOWN ends the stream
+            conn.close()
+        except OSError as e:
+            host_side["error"] = repr(e)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    guest = Guest(fmt, "vsock", "--vcpus", vcpus, "--vsock", f"cid=3,uds={uds}")
+    try:
+        guest.wait_for("probe: vsock cid 3 ready\n")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(TIMEOUT)
+            s.connect(uds)
+            s.sendall(b"CONNECT 1234\n")
+            ok = read_line(s)
+            assert re.fullmatch(rb"OK \d+\n", ok), ok
+            host_port = int(ok.split()[1])
+            s.sendall(b"hello from the host side\n")
+            assert read_line(s) == b"guest got: hello from the host side\n"
+        lines, rc, report = guest.finish()
+    finally:
+        guest.kill()
+        thread.join(TIMEOUT)
+        listener.close()
+    assert lines == [
+        f"probe: start vsock via {PROBE_ENTRY[fmt]}", *discovery([19]),
+        mode("vsock", irq=True), "probe: vsock cid 3 ready",
+        f"probe: vsock request from cid 2 port {host_port} to port 1234",
+        'probe: vsock host sent "hello from the host side"',
+        "probe: vsock host closed (shutdown flags 3), guest resets",
+        "probe: vsock connected to host port 5678",
+        'probe: vsock host answered "hello from the host"',
+        "probe: vsock guest closed, device reset the connection",
+        "probe: vsock port 9999 refused with RST", "probe: ok vsock"], report
+    assert rc == 0, report
+    assert host_side == {"got": b"hello from the guest\n", "rest": b""}, host_side
+
+
+# -- virtio-balloon --
+
+def test_balloon_releases_memory_to_the_host():
+    mib, pages = 16, 16 * 256
+    guest = Guest("elf", "balloon", "--mem", 128, "--balloon", mib)
+    try:
+        guest.wait_for(f"probe: balloon touched {pages} pages\n")
+        touched = vm_rss_kib(guest.proc.pid)
+        guest.send_line("inflate")
+        guest.wait_for(f"probe: balloon inflated {pages} pages, actual {pages}\n")
+        inflated = vm_rss_kib(guest.proc.pid)
+        guest.send_line("deflate")
+        lines, rc, report = guest.finish()
+    finally:
+        guest.kill()
+    assert lines == [
+        "probe: start balloon via pvh", *discovery([5]), mode("balloon", irq=True),
+        f"probe: balloon num_pages {pages} actual 0 deflate_on_oom 0",
+        f"probe: balloon touched {pages} pages",
+        f"probe: balloon inflated {pages} pages, actual {pages}",
+        f"probe: balloon deflated {pages} pages, actual 0",
+        f"probe: balloon {pages} pages read back zero", "probe: ok balloon"], report
+    assert rc == 0, report
+    # The inflated pages left the VMM's resident set (allow a little noise).
+    assert touched - inflated >= (mib << 10) * 3 // 4, (touched, inflated)
