@@ -33,6 +33,7 @@ enum {
         OPT_SHOW_LOG_ORIGIN,
         OPT_METRICS_PATH,
         OPT_MAX_PAYLOAD,
+        OPT_NO_SECCOMP,
         OPT_HELP,
         OPT_VERSION,
 };
@@ -64,6 +65,7 @@ static const struct option long_opts[] = {
     {"show-log-origin", no_argument, NULL, OPT_SHOW_LOG_ORIGIN},
     {"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
     {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
+    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -100,6 +102,7 @@ const char *cli_usage(void)
                "once\n"
                "  --no-api             no API socket (needs --kernel or --config-file)\n"
                "  --http-api-max-payload-size N  largest API request body (default 51200)\n"
+               "  --no-seccomp         accepted for Firecracker's clients (no filters yet)\n"
                "  --level LEVEL        log level: Error, Warning, Info (default), Debug, Off\n"
                "  --log-path PATH      write log lines to PATH (file or named pipe)\n"
                "  --show-level         show the level in log lines (default)\n"
@@ -471,6 +474,11 @@ static int apply(int opt, const char *arg, struct cli_opts *o, struct error *err
                 return 0;
         case OPT_NO_API:
                 o->no_api = true;
+                return 0;
+        case OPT_NO_SECCOMP:
+                /* Firecracker's clients (the Go SDK, firectl) pass it; there are no seccomp
+                 * filters yet, so it changes nothing for now. */
+                o->no_seccomp = true;
                 return 0;
         case OPT_MAX_PAYLOAD:
                 r = parse_uint("http-api-max-payload-size", arg, 1ull << 30, &v, err);
