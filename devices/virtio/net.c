@@ -87,7 +87,7 @@ static void update_tap_events(struct virtio_net *net)
 
         if (!net->tap_registered)
                 return;
-        if (net->active) {
+        if (net->active && !net->tap_dead) {
                 if (!net->rx.len)
                         want |= EPOLLIN;
                 if (net->tx_wait_writable)
@@ -106,8 +106,9 @@ static void rx_clear(struct rx_frame *rx)
 }
 
 /* The interface was deleted: stop using it for good. A frame already read is still
- * delivered. The fd is closed at destroy: this may run on a vCPU thread, and the loop may
- * still dispatch the old registration once, which then finds tap_dead. */
+ * delivered. This may run on a vCPU thread, where event_loop.h forbids removals: the TAP
+ * keeps reporting EPOLLERR, and on_tap removes it on the loop thread. The fd is closed at
+ * destroy. */
 static void tap_gone(struct virtio_net *net, int err)
 {
         if (net->tap_dead)
@@ -116,10 +117,6 @@ static void tap_gone(struct virtio_net *net, int err)
         net->stats.tap_gone++;
         LOG_GUEST(&net->rl, "%s: TAP '%s' is gone (%s); the link is down from now on", net->name,
                   net->tap_name, strerror(err));
-        if (net->tap_registered) {
-                event_loop_remove(net->loop, net->tap_fd);
-                net->tap_registered = false;
-        }
         net->config[VIRTIO_NET_CFG_STATUS] &= (uint8_t)~VIRTIO_NET_S_LINK_UP;
         if (net->vd.tops)
                 virtio_signal_config(&net->vd);
@@ -470,10 +467,14 @@ static void on_tap(void *opaque, uint32_t events)
         struct virtio_net *net = opaque;
 
         pthread_mutex_lock(&net->vd.lock);
-        if (net->tap_dead) {
-                /* a dispatch that raced with the removal */
-        } else if (events & (EPOLLERR | EPOLLHUP)) {
+        if (!net->tap_dead && (events & (EPOLLERR | EPOLLHUP)))
                 tap_gone(net, EBADFD);
+        if (net->tap_dead) {
+                /* Noticed here or on another thread: the loop's thread removes it. */
+                if (net->tap_registered) {
+                        event_loop_remove(net->loop, net->tap_fd);
+                        net->tap_registered = false;
+                }
         } else {
                 if (events & EPOLLOUT) {
                         net->tx_wait_writable = false;

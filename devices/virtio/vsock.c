@@ -21,10 +21,11 @@
  * guest has VIRTIO_VSOCK_TIMEOUT_MS to answer RST before we send one. Socket errors reset.
  *
  * Threads: ops run with vd->lock held on a vCPU or the VMM thread; the loop callbacks take
- * it. Connection fds may be added and removed on either (the loop's calls are thread-safe),
- * but a connection is only freed from the loop thread (the reaper eventfd), because a
- * removal from another thread can race with a dispatch already under way for it: that
- * dispatch then finds the connection marked dead.
+ * it. Connection fds may be added on either, but event_loop.h allows removals only on the
+ * loop's thread: a connection that ends elsewhere is marked dead, its socket shut down
+ * (the peer sees EOF at once) and its events masked; the reaper (an eventfd callback, so on
+ * the loop thread) removes, closes and frees it. A dispatch already under way for it finds
+ * it dead.
  */
 #include "vsock.h"
 
@@ -293,6 +294,7 @@ static void conn_update_events(struct virtio_vsock *vs, struct conn *c)
                 c->events = want;
 }
 
+/* On the loop thread only. */
 static void conn_unregister(struct virtio_vsock *vs, struct conn *c)
 {
         if (c->registered) {
@@ -331,7 +333,7 @@ static void conn_set_deadline(struct virtio_vsock *vs, struct conn *c)
 }
 
 /* Ends a connection: with `rst` the guest is told (if it knows the connection), `killed`
- * counts it as reset by the device. The memory goes to the reaper (see the top). */
+ * counts it as reset by the device. Any thread: the reaper finishes (see the top). */
 static void conn_end(struct virtio_vsock *vs, struct conn *c, bool rst, bool killed)
 {
         uint64_t one = 1;
@@ -348,9 +350,9 @@ static void conn_end(struct virtio_vsock *vs, struct conn *c, bool rst, bool kil
         if (c->next)
                 c->next->prev = c->prev;
         send_remove(vs, c);
-        conn_unregister(vs, c);
-        close(c->fd);
-        c->fd = -1;
+        if (c->registered && c->events)
+                event_loop_modify(vs->loop, c->fd, 0);
+        shutdown(c->fd, SHUT_RDWR);
         if (rst && (c->state == CONN_ESTABLISHED || c->state == CONN_CLOSING || c->req_sent))
                 rst_push(vs, c->host_port, c->guest_port);
         if (c->state == CONN_ESTABLISHED || c->state == CONN_CLOSING)
@@ -363,20 +365,11 @@ static void conn_end(struct virtio_vsock *vs, struct conn *c, bool rst, bool kil
         if (write(vs->reap_fd, &one, sizeof(one)) < 0) {
                 /* the counter cannot overflow here; EAGAIN would mean a wakeup is pending */
         }
-        if (vs->listen_paused && vs->listen_registered &&
-            event_loop_modify(vs->loop, vs->listen_fd, EPOLLIN) == 0)
-                vs->listen_paused = false;
 }
 
 static void conn_reset(struct virtio_vsock *vs, struct conn *c)
 {
         conn_end(vs, c, true, true);
-}
-
-static void conn_free(struct conn *c)
-{
-        free(c->buf);
-        free(c);
 }
 
 static struct conn *conn_new(struct virtio_vsock *vs, int fd, enum conn_state state,
@@ -1114,13 +1107,19 @@ static void on_timer(void *opaque, uint32_t events)
         pthread_mutex_unlock(&vs->vd.lock);
 }
 
-/* Frees the connections that ended; runs on the loop thread only (see the top). */
+/* Finishes the connections that ended; on the loop thread only (see the top). */
 static void reap(struct virtio_vsock *vs)
 {
         while (vs->graveyard) {
                 struct conn *c = vs->graveyard;
                 vs->graveyard = c->gnext;
-                conn_free(c);
+                conn_unregister(vs, c);
+                close(c->fd);
+                free(c->buf);
+                free(c);
+                /* A descriptor is free again: accept if that was what stopped us. */
+                if (vs->listen_paused && event_loop_modify(vs->loop, vs->listen_fd, EPOLLIN) == 0)
+                        vs->listen_paused = false;
         }
 }
 

@@ -3,6 +3,7 @@
  * programs (clients of uds_path, listeners on uds_path_<port>), and runs the event loop. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -831,6 +832,59 @@ static void test_connection_limit(void **state)
                 close(fds[i]);
 }
 
+/* The loop runs on its own thread (the VMM thread) while the guest's notifications arrive
+ * on this one (a vCPU's MMIO write): connections end here while their sockets are busy
+ * there. Under ASan this catches a connection freed under a dispatch. */
+struct loop_thread {
+        struct event_loop *loop;
+        _Atomic bool stop;
+};
+
+static void *loop_main(void *opaque)
+{
+        struct loop_thread *lt = opaque;
+
+        while (!lt->stop)
+                event_loop_run_once(lt->loop, 1);
+        return NULL;
+}
+
+static void test_connections_end_on_another_thread(void **state)
+{
+        struct fx *f = *state;
+        struct loop_thread lt = {.loop = f->loop};
+        static char data[8192];
+        pthread_t th;
+        int lfd = listener(f, 5000);
+
+        assert_int_equal(pthread_create(&th, NULL, loop_main, &lt), 0);
+        for (int round = 0; round < 200; round++) {
+                uint32_t gport = GPORT + (uint32_t)round;
+                uint16_t id;
+                uint32_t len;
+
+                guest_send(f, VIRTIO_VSOCK_OP_REQUEST, gport, 5000, 0, 1u << 20, 0, NULL, 0);
+                int fd = accept(lfd, NULL, NULL);
+                assert_true(fd >= 0);
+                assert_true(write(fd, data, sizeof(data)) > 0);
+                if (round & 1)
+                        close(fd); /* a hang-up for the loop thread as well */
+                guest_send(f, VIRTIO_VSOCK_OP_RST, gport, 5000, 0, 0, 0, NULL, 0);
+                if (!(round & 1))
+                        close(fd);
+                /* Give the rx buffers back, as a guest would. */
+                while (vdrv_get_used(&f->d, RXQ, &id, &len))
+                        post_rx(f, f->rxbuf[id]);
+                vdrv_kick(&f->d, RXQ);
+        }
+        lt.stop = true;
+        pthread_join(th, NULL);
+        struct virtio_vsock_stats st = stats(f);
+        assert_int_equal(st.conns_added, 200);
+        assert_int_equal(st.conns_removed, 200);
+        close(lfd);
+}
+
 /* ---- uds_path ---- */
 
 static void test_destroy_removes_uds_path(void **state)
@@ -932,6 +986,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_waits_for_rx_buffers, setup_noup, teardown),
             cmocka_unit_test_setup_teardown(test_reset_closes_connections, setup, teardown),
             cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_connections_end_on_another_thread, setup,
+                                            teardown),
             cmocka_unit_test_setup_teardown(test_destroy_removes_uds_path, setup, teardown),
             cmocka_unit_test_setup_teardown(test_uds_path_checks, setup, teardown),
         };
