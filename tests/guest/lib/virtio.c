@@ -16,6 +16,7 @@
 #define VEC_TIMER      0x40
 #define RESET_SPINS    100000u
 #define IOAPIC_VER_REG 0x01
+#define STUCK_IRQS     16 /* interrupts in a row with nothing to acknowledge */
 
 #define LAPIC_LVT_TIMER   0x320
 #define LAPIC_TIMER_INIT  0x380
@@ -298,6 +299,12 @@ void virtio_reset(struct virtio_dev *d)
         for (unsigned i = 0; i < RESET_SPINS && virtio_status(d) != 0; i++)
                 cpu_pause();
         d->features = 0;
+        if (d->masked && d->irq_mode) {
+                /* The reset lowered the line: listen again. */
+                d->masked = false;
+                d->idle_irqs = 0;
+                ioapic_route(d->ioapic, d->pin, d->vector, lapic_id(), d->level, d->active_low);
+        }
 }
 
 const char *virtio_begin(struct virtio_dev *d)
@@ -446,6 +453,13 @@ static void virtio_isr(struct isr_frame *f)
         s = virtio_read(d, VMMIO_INT_STATUS);
         if (s)
                 virtio_write(d, VMMIO_INT_ACK, s);
+        if (s || !d->level) {
+                d->idle_irqs = 0;
+        } else if (++d->idle_irqs >= STUCK_IRQS) {
+                ioapic_mask(d->ioapic, d->pin);
+                d->masked = true;
+                d->stuck_masks++;
+        }
         d->irqs++;
         d->isr_seen |= s;
         if (s & VIRTIO_INT_CONFIG)

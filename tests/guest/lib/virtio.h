@@ -96,6 +96,11 @@ struct virtio_dev {
         volatile uint32_t irqs;        /* interrupts taken */
         volatile uint32_t isr_seen;    /* InterruptStatus bits seen by the handler (OR) */
         volatile uint32_t config_irqs; /* interrupts with the configuration bit */
+        /* A level-triggered line that keeps interrupting with InterruptStatus 0 (QEMU cannot
+         * lower it while the device is broken) is masked until the next reset, as Linux's
+         * spurious-interrupt detector would. */
+        volatile uint32_t idle_irqs, stuck_masks;
+        volatile bool masked;
 };
 
 struct vring_desc {
