@@ -54,10 +54,10 @@ struct blk_req {
         bool status_ok;               /* the status byte exists and guest memory accepted it */
         bool data_pinned, data_write; /* the pinned data range: writable part (IN) or not */
         uint32_t pin_off, pin_len;
-        uint32_t status_off; /* offset of the status byte in the writable part */
-        uint32_t written;    /* bytes written into the chain before the status byte */
-        uint64_t off;        /* IN/OUT: byte offset in the file */
-        uint32_t len, done;  /* IN/OUT: data bytes, bytes transferred so far */
+        gpa_t status_gpa;   /* the last writable byte of the chain */
+        uint32_t written;   /* bytes written into the chain before the status byte */
+        uint64_t off;       /* IN/OUT: byte offset in the file */
+        uint32_t len, done; /* IN/OUT: data bytes, bytes transferred so far */
         struct dwz_range ranges[MAX_DWZ_SEGS];
         unsigned nr_ranges, range;
         enum wz_method wz;
@@ -181,7 +181,8 @@ static void finish(struct virtio_blk *blk, struct blk_req *req)
                 req->data_pinned = false;
         }
         if (req->status_ok) {
-                if (virtq_chain_write(q, &req->chain, req->status_off, &req->status, 1) == 1) {
+                /* Checked again now: ownership may have changed during the I/O (CC-6). */
+                if (hostmem_write(q->mem, req->status_gpa, &req->status, 1) == 0) {
                         used_len = req->written + 1;
                         account(blk, req);
                 } else {
@@ -552,9 +553,10 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
 {
         struct virtq *q = queue(blk);
         struct virtq_chain *c = &req->chain;
+        const struct virtq_seg *first = &c->segs[0], *last;
         uint8_t hdr[HDR_LEN];
         uint64_t sector = 0, bytes = 0;
-        struct iovec siov;
+        bool have_hdr;
         int st;
 
         req->status = VIRTIO_BLK_S_OK;
@@ -562,7 +564,12 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
         req->written = 0;
         req->len = req->done = 0;
         req->type = UINT32_MAX;
-        if (virtq_chain_read(q, c, 0, hdr, HDR_LEN) == HDR_LEN) {
+        /* The header usually sits in the first buffer: one checked read. */
+        if (c->nr_segs && !first->write && first->len >= HDR_LEN)
+                have_hdr = hostmem_read(q->mem, first->addr, hdr, HDR_LEN) == 0;
+        else
+                have_hdr = virtq_chain_read(q, c, 0, hdr, HDR_LEN) == HDR_LEN;
+        if (have_hdr) {
                 req->type = get_le32(hdr);
                 sector = get_le64(hdr + 8);
                 if (req->type == VIRTIO_BLK_T_IN && c->writable)
@@ -577,18 +584,19 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
                         return;
                 }
         }
-        /* The status byte is the last writable byte; without one the request completes
-         * with nothing written. Checking it first means no data moves when guest memory
-         * refuses it (CC-4); it is checked again when written (CC-6). */
-        if (c->writable == 0 || virtq_chain_pin(q, c, true, c->writable - 1, 1, &siov, 1) != 1) {
+        /* The status byte is the last byte of the last buffer (writable ones come last, and
+         * empty ones are not listed); without one the request completes with nothing
+         * written. Checking it first means no data moves when guest memory refuses it
+         * (CC-4); the write itself is checked again (CC-6). */
+        last = c->writable ? &c->segs[c->nr_segs - 1] : NULL;
+        if (!last || !hostmem_check(q->mem, last->addr + last->len - 1, 1)) {
                 blk->stats.bad_requests++;
                 guest_error(blk, req, "no usable status byte");
                 finish(blk, req);
                 return;
         }
-        virtq_chain_unpin(q, c, true, c->writable - 1, 1);
         req->status_ok = true;
-        req->status_off = c->writable - 1;
+        req->status_gpa = last->addr + last->len - 1;
         if (req->type == UINT32_MAX) {
                 blk->stats.bad_requests++;
                 req->status = VIRTIO_BLK_S_IOERR;
@@ -604,11 +612,12 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
         issue(blk, req);
 }
 
-/* Pops and starts requests while slots and the rate limiter allow; true if it popped any. */
+/* Pops and starts requests while slots and the rate limiter allow; true when it stopped
+ * because the ring is empty (or broken). */
 static bool pop_all(struct virtio_blk *blk)
 {
         struct virtq *q = queue(blk);
-        bool any = false, limited = false;
+        bool limited = false;
 
         while (blk->free && !limited && !rate_limiter_blocked(blk->limiter)) {
                 struct blk_req *req = get_req(blk);
@@ -616,9 +625,8 @@ static bool pop_all(struct virtio_blk *blk)
 
                 if (r == VIRTQ_EMPTY || r == VIRTQ_BROKEN) {
                         put_req(blk, req);
-                        break;
+                        return true;
                 }
-                any = true;
                 if (r == VIRTQ_BAD_CHAIN) {
                         blk->stats.bad_requests++;
                         LOG_GUEST(&blk->rl, "%s: malformed descriptor chain (head %u)", blk->name,
@@ -630,7 +638,7 @@ static bool pop_all(struct virtio_blk *blk)
                 }
                 start(blk, req, &limited);
         }
-        return any && !limited;
+        return false;
 }
 
 static bool stalled(const struct virtio_blk *blk)
@@ -647,18 +655,24 @@ static bool running(struct virtio_blk *blk)
 static void run(struct virtio_blk *blk)
 {
         struct virtq *q = queue(blk);
-        bool more;
+        bool more, empty = false;
 
         do {
                 more = false;
+                /* Completions free slots and may queue the next steps of their requests. */
                 if (blk->in_flight && blk_uring_reap(blk->uring, false, on_cqe, blk))
                         more = true;
-                if (running(blk) && pop_all(blk))
-                        more = true;
-                if (blk->queued)
+                if (!empty && running(blk))
+                        empty = pop_all(blk);
+                if (blk->queued) {
                         submit(blk);
-                if (!more && running(blk) && !stalled(blk))
+                        more = true; /* what completed inline is reaped right away */
+                }
+                if (!more && running(blk) && !stalled(blk)) {
+                        /* EVENT_IDX: ask for a notification, then look once more. */
                         more = virtq_arm(q);
+                        empty = !more;
+                }
         } while (more);
         if (q->ready && q->broken)
                 virtio_needs_reset(&blk->vd);
