@@ -12,13 +12,18 @@ indices and heads, notification storms): QEMU bounce-buffers descriptors that po
 RAM or into the MMIO hole, latches FEATURES_OK for features it did not offer and accepts
 any queue size, all of which our VMM refuses.
 
+virtio-net runs here too, on a `-netdev socket,udp=` backend (no root needed): the test
+echoes the guest's frames back over UDP on the loopback.
+
 Run: /usr/bin/python3 -m pytest tests/kvm/test_virtio_qemu.py
 """
 import os
 import re
 import shutil
+import socket
 import struct
 import subprocess
+import threading
 
 import pytest
 
@@ -172,3 +177,48 @@ def test_hostile(dev, tmp_path):
         r"probe: hostile notify-storm: refused \(2000 \+ 200 notifications, nothing "
         r"completed\); device still works",
         "probe: hostile 4 cases refused"])
+
+
+def udp_echo(sock, peer, frames, stop):
+    """QEMU's socket netdev: each datagram is one frame. Echo ours with swapped addresses."""
+    while not stop.is_set():
+        try:
+            data, _ = sock.recvfrom(65536)
+        except socket.timeout:
+            continue
+        if data[12:14] != b"\x88\xb5":
+            continue
+        frames.append(data)
+        sock.sendto(data[6:12] + bytes.fromhex("020000000002") + data[12:], peer)
+
+
+@pytest.mark.parametrize("extra,mrg", [("", 1), ("probe.mrg=0 probe.irq=0", 0)])
+def test_net(extra, mrg):
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    echo.settimeout(0.1)
+    qemu_side = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    qemu_side.bind(("127.0.0.1", 0))  # a free port for QEMU to bind again
+    peer = qemu_side.getsockname()
+    qemu_side.close()
+    frames, stop = [], threading.Event()
+    thread = threading.Thread(target=udp_echo, args=(echo, peer, frames, stop))
+    thread.start()
+    mac = "52:54:00:12:34:56"
+    try:
+        lines, report = run_qemu(
+            ["-netdev", f"socket,id=n0,udp=127.0.0.1:{echo.getsockname()[1]},"
+                        f"localaddr=127.0.0.1:{peer[1]}",
+             "-device", f"virtio-net-device,netdev=n0,mac={mac}"], f"probe=net {extra}")
+    finally:
+        stop.set()
+        thread.join()
+        echo.close()
+    sizes, bufs = [60, 128, 600, 1000, 1514], ([1, 1, 2, 2, 3] if mrg else [1] * 5)
+    check(lines, report, "net", [
+        acpi_dev(1), rf"probe: net event_idx 1 indirect 1 {'irq' if mrg else 'poll'}",
+        f"probe: net mac {mac} mrg_rxbuf {mrg} link up",
+        *[f"probe: net frame {k}: {n} bytes sent, echoed in {b} buffers?"
+          for k, (n, b) in enumerate(zip(sizes, bufs))],
+        "probe: net 5 frames echoed"])
+    assert [len(f) for f in frames] == sizes
