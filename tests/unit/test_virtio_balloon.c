@@ -45,6 +45,7 @@ struct fx {
         struct virtio_mmio *t;
         struct fake_irq irq;
         struct vdriver d;
+        struct ownership *own; /* a protected VM's map, or NULL */
 };
 
 static int setup_with(void **state, uint32_t amount_mib, bool oom, uint32_t interval)
@@ -94,6 +95,8 @@ static int teardown(void **state)
         virtio_balloon_destroy(f->b);
         event_loop_destroy(f->loop);
         hostmem_destroy(f->hm);
+        if (f->own)
+                ownership_destroy(f->own);
         guest_mem_destroy(f->mem);
         free(f);
         return 0;
@@ -489,6 +492,45 @@ static void test_deflate(void **state)
         assert_int_equal(bstats(f).deflate_count, 2);
 }
 
+/* CC-13 (with CC-3): on a protected VM inflation releases shared granules only; a private
+ * page is refused like a PFN outside RAM, and a private PFN array releases nothing. */
+static void test_cc13_inflate_releases_shared_granules_only(void **state)
+{
+        struct fx *f = *state;
+        const uint32_t pfns[] = {0x950, 0x951, 0x952, 0x953};
+
+        assert_int_equal(ownership_create(f->mem, false, &f->own), 0);
+        hostmem_set_ownership(f->hm, f->own);
+        bring_up(f);
+        for (unsigned i = 0; i < 4; i++)
+                fill_page(f, (gpa_t)pfns[i] * PAGE, 0x33);
+        assert_int_equal(ownership_make_private(f->own, 0x951000, PAGE), 0);
+        send_pfns(f, INFLATEQ, pfns, 4);
+        assert_true(page_is(f, 0x950000, 0));
+        assert_true(page_is(f, 0x951000, 0x33)); /* the private page is untouched */
+        assert_true(page_is(f, 0x952000, 0));
+        assert_true(page_is(f, 0x953000, 0));
+        assert_int_equal(bstats(f).invalid_pfns, 1);
+        assert_int_equal(bstats(f).released_bytes, 3ull * PAGE);
+
+        /* The PFN array itself in a private page: a bad request, nothing released. */
+        fill_page(f, 0x950000, 0x44);
+        gpa_t a = vdrv_alloc(&f->d, PAGE, PAGE);
+        uint8_t raw[4];
+        put_le32(raw, 0x950);
+        vdrv_mem_write(&f->d, a, raw, 4);
+        assert_int_equal(ownership_make_private(f->own, a, PAGE), 0);
+        struct vdrv_buf b = {.addr = a, .len = 4};
+        uint16_t id;
+        uint32_t len;
+        vdrv_add(&f->d, INFLATEQ, &b, 1);
+        vdrv_kick(&f->d, INFLATEQ);
+        assert_true(vdrv_get_used(&f->d, INFLATEQ, &id, &len));
+        assert_true(page_is(f, 0x950000, 0x44));
+        assert_int_equal(bstats(f).bad_requests, 1);
+        assert_int_equal(bstats(f).released_bytes, 3ull * PAGE);
+}
+
 static void test_broken_ring_needs_reset(void **state)
 {
         struct fx *f = *state;
@@ -727,6 +769,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_inflate_malformed_requests, setup, teardown),
             cmocka_unit_test_setup_teardown(test_inflate_pfns_across_segments, setup, teardown),
             cmocka_unit_test_setup_teardown(test_deflate, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cc13_inflate_releases_shared_granules_only, setup,
+                                            teardown),
             cmocka_unit_test_setup_teardown(test_broken_ring_needs_reset, setup, teardown),
             cmocka_unit_test_setup_teardown(test_stats_held_until_timer, setup_stats, teardown),
             cmocka_unit_test_setup_teardown(test_buffers_posted_before_driver_ok, setup_stats,
