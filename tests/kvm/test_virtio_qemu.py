@@ -12,7 +12,8 @@ indices and heads, notification storms): QEMU bounce-buffers descriptors that po
 RAM or into the MMIO hole, latches FEATURES_OK for features it did not offer and accepts
 any queue size, all of which our VMM refuses.
 
-virtio-net runs here too, on a `-netdev socket,udp=` backend (no root needed): the test
+virtio-balloon runs here too (the target comes from the monitor's `balloon` command before
+the guest starts), and so does virtio-net, on a `-netdev socket,udp=` backend (no root needed): the test
 echoes the guest's frames back over UDP on the loopback.
 
 Run: /usr/bin/python3 -m pytest tests/kvm/test_virtio_qemu.py
@@ -24,6 +25,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -222,3 +224,53 @@ def test_net(extra, mrg):
           for k, (n, b) in enumerate(zip(sizes, bufs))],
         "probe: net 5 frames echoed"])
     assert [len(f) for f in frames] == sizes
+
+
+def test_balloon(tmp_path):
+    """Target 16 MiB through the monitor while QEMU waits (-S); the console is a socket so
+    the test can answer the scenario's pauses and read QEMU's resident memory meanwhile."""
+    mon, ser = str(tmp_path / "mon.sock"), str(tmp_path / "serial.sock")
+    cmd = [*qemu_args(), "-S", "-monitor", f"unix:{mon},server=on,wait=off",
+           "-chardev", f"socket,id=s0,path={ser},server=on,wait=off", "-device",
+           "virtio-balloon-device", "-kernel", str(PROBE), "-append", "probe=balloon"]
+    cmd[cmd.index("-serial") + 1] = "chardev:s0"
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    seen, rss = b"", {}
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (os.path.exists(mon) and os.path.exists(ser)):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            time.sleep(0.02)
+        with socket.socket(socket.AF_UNIX) as m, socket.socket(socket.AF_UNIX) as s:
+            m.connect(mon)
+            s.connect(ser)
+            s.settimeout(TIMEOUT)
+            m.sendall(b"balloon 240\n")  # of 256 MiB: a 16 MiB balloon
+            time.sleep(0.2)
+            m.sendall(b"cont\n")
+            for step in (b"touched 4096 pages\n", b"actual 4096\n"):
+                while step not in seen:
+                    chunk = s.recv(4096)
+                    assert chunk, seen
+                    seen += chunk
+                with open(f"/proc/{proc.pid}/status") as f:
+                    rss[step] = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+                s.sendall(b"go\n")
+            while chunk := s.recv(4096):
+                seen += chunk
+        proc.wait(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [l for l in seen.decode(errors="replace").splitlines() if l.startswith("probe: ")]
+    report = f"{' '.join(cmd)}\n{seen.decode(errors='replace')}\n{proc.stderr.read()}"
+    check(lines, report, "balloon", [
+        acpi_dev(5), "probe: balloon event_idx 1 indirect 1 irq",
+        "probe: balloon num_pages 4096 actual 0 deflate_on_oom 0",
+        "probe: balloon touched 4096 pages", "probe: balloon inflated 4096 pages, actual 4096",
+        "probe: balloon deflated 4096 pages, actual 0",
+        "probe: balloon 4096 pages read back zero"])
+    touched, inflated = rss.values()
+    assert touched - inflated >= 12 << 10, rss
