@@ -238,16 +238,20 @@ bool virtq_should_signal(struct virtq *q)
         /* The used index must be visible before the driver's wishes are read. */
         atomic_thread_fence(memory_order_seq_cst);
         if (!q->event_idx) {
-                if (hostmem_load16(q->mem, q->avail, &flags))
+                if (hostmem_load16(q->mem, q->avail, &flags)) {
+                        q->broken = true;
                         return false;
+                }
                 if (flags & VIRTQ_AVAIL_F_NO_INTERRUPT) {
                         q->notify_suppressed++;
                         return false;
                 }
                 return true;
         }
-        if (hostmem_load16(q->mem, AVAIL_USED_EVENT(q), &used_event))
+        if (hostmem_load16(q->mem, AVAIL_USED_EVENT(q), &used_event)) {
+                q->broken = true; /* the ring itself became inaccessible */
                 return false;
+        }
         q->signalled_used = new;
         q->signalled_valid = true;
         /* vring_need_event(): interrupt when used_event lies in (old, new]. */
@@ -343,8 +347,10 @@ static int pin_one(struct virtq *q, gpa_t addr, uint32_t len, void *ctx)
 
         if (pc->n == pc->max)
                 return -E2BIG;
-        if (hostmem_pin(q->mem, addr, len, &pc->iov[pc->n]))
-                return -EFAULT;
+        int r = hostmem_pin(q->mem, addr, len, &pc->iov[pc->n]);
+
+        if (r)
+                return r; /* -EFAULT not RAM, -EACCES private */
         pc->n++;
         return 0;
 }
