@@ -263,11 +263,15 @@ def hostile_lines(blk, indirect=True):
         f"{still}",
         f"probe: hostile queue-size: refused (QueueReady 0 for size 3, 0 for size 512); "
         f"{reset}",
+        "probe: hostile ring-in-mmio-hole: refused (QueueReady 0 with the descriptor table on "
+        f"the device's registers); {reset}",
+        "probe: hostile ring-misaligned: refused (QueueReady 0 with the descriptor table 8 bytes "
+        f"off its alignment); {reset}",
         f"probe: hostile early-queue: refused (QueueReady 0 before FEATURES_OK); {reset}",
         f"probe: hostile early-driver-ok: refused (status 0x3); {reset}",
         f"probe: hostile unoffered-feature: refused (bit 0, status 0x3); {reset}",
         f"probe: hostile no-version-1: refused (status 0x3); {reset}",
-        f"probe: hostile {13 + int(indirect)} cases refused",
+        f"probe: hostile {15 + int(indirect)} cases refused",
     ]
     return cases
 

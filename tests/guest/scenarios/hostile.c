@@ -10,7 +10,8 @@
  * past 2^64); ring cases publish an impossible avail index or head (the device must set
  * DEVICE_NEEDS_RESET and raise a configuration interrupt); register cases write in the wrong
  * state (queue registers before FEATURES_OK, DRIVER_OK before FEATURES_OK, features that were
- * not offered, no VERSION_1, a queue size that is not a power of two or too large); and a
+ * not offered, no VERSION_1, a queue size that is not a power of two or too large, a ring in
+ * the MMIO hole or misaligned); and a
  * notification storm. Runs in interrupt mode, so configuration interrupts are seen.
  */
 #include "alloc.h"
@@ -47,7 +48,7 @@ struct hctx {
         uint8_t *status;
         uint64_t ram_top;
         unsigned cases, bad;
-        char bad_names[128];
+        char bad_names[256];
 };
 
 enum outcome { OBS_NONE, OBS_USED, OBS_RESET };
@@ -292,6 +293,35 @@ static void case_queue_size(struct hctx *h)
         record(h, "queue-size", r3 == 0 && rbig == 0, what);
 }
 
+/* A queue whose descriptor table is in the MMIO hole, or not 16-byte aligned. */
+static void case_ring_address(struct hctx *h, const char *name, bool misaligned)
+{
+        struct virtio_dev *d = h->d;
+        uint8_t *ring = alloc_zeroed(8192, 4096);
+        uint64_t desc = misaligned ? (uintptr_t)ring + 8 : d->base;
+        uint32_t ready;
+        char what[96];
+        const char *err = virtio_begin(d);
+
+        if (!err)
+                err = virtio_negotiate(d, h->wanted);
+        if (err)
+                probe_fail("hostile %s: %s", name, err);
+        virtio_write(d, VMMIO_QUEUE_SEL, 0);
+        virtio_write(d, VMMIO_QUEUE_NUM, 16);
+        virtio_write(d, VMMIO_DESC_LOW, (uint32_t)desc);
+        virtio_write(d, VMMIO_DESC_HIGH, (uint32_t)(desc >> 32));
+        virtio_write(d, VMMIO_DRIVER_LOW, (uint32_t)(uintptr_t)ring + 4096);
+        virtio_write(d, VMMIO_DRIVER_HIGH, 0);
+        virtio_write(d, VMMIO_DEVICE_LOW, (uint32_t)(uintptr_t)ring + 6144);
+        virtio_write(d, VMMIO_DEVICE_HIGH, 0);
+        virtio_write(d, VMMIO_QUEUE_READY, 1);
+        ready = virtio_read(d, VMMIO_QUEUE_READY);
+        vctx_fmt(what, sizeof(what), "QueueReady %u with the descriptor table %s", ready,
+                 misaligned ? "8 bytes off its alignment" : "on the device's registers");
+        record(h, name, ready == 0, what);
+}
+
 static void case_storm(struct hctx *h)
 {
         uint16_t used0 = h->q.used[1];
@@ -445,6 +475,10 @@ void scenario_hostile(const struct boot_info *bi)
                 case_storm(h);
         if (selected(bi, "queue-size"))
                 case_queue_size(h);
+        if (selected(bi, "ring-in-mmio-hole"))
+                case_ring_address(h, "ring-in-mmio-hole", false);
+        if (selected(bi, "ring-misaligned"))
+                case_ring_address(h, "ring-misaligned", true);
         if (selected(bi, "early-queue"))
                 case_early_queue(h);
         if (selected(bi, "early-driver-ok"))
