@@ -518,9 +518,11 @@ def test_vsock_both_directions(fmt, vcpus, tmp_path):
 
 # -- virtio-balloon --
 
-def test_balloon_releases_memory_to_the_host():
+@pytest.mark.parametrize("fmt,vcpus,oom", [("elf", 1, False), ("nopvh", 2, True)])
+def test_balloon_releases_memory_to_the_host(fmt, vcpus, oom):
     mib, pages = 16, 16 * 256
-    guest = Guest("elf", "balloon", "--mem", 128, "--balloon", mib)
+    guest = Guest(fmt, "balloon", "--mem", 128, "--vcpus", vcpus, "--balloon",
+                  f"{mib}{',deflate-on-oom' if oom else ''}")
     try:
         guest.wait_for(f"probe: balloon touched {pages} pages\n")
         touched = vm_rss_kib(guest.proc.pid)
@@ -532,8 +534,9 @@ def test_balloon_releases_memory_to_the_host():
     finally:
         guest.kill()
     assert lines == [
-        "probe: start balloon via pvh", *discovery([5]), mode("balloon", irq=True),
-        f"probe: balloon num_pages {pages} actual 0 deflate_on_oom 0",
+        f"probe: start balloon via {PROBE_ENTRY[fmt]}", *discovery([5]),
+        mode("balloon", irq=True),
+        f"probe: balloon num_pages {pages} actual 0 deflate_on_oom {int(oom)}",
         f"probe: balloon touched {pages} pages",
         f"probe: balloon inflated {pages} pages, actual {pages}",
         f"probe: balloon deflated {pages} pages, actual 0",
