@@ -329,6 +329,18 @@ def test_discovery_slot_order(tmp_path):
     assert "probe: ok rng" in run.lines(), run
 
 
+def test_nineteen_devices_last_one_on_the_last_ioapic_pin(tmp_path):
+    """The most this platform takes: 18 drives and the entropy device on GSI 23."""
+    disk = tmp_path / "disk.img"
+    disk_image(disk, 16)
+    drives = [a for i in range(18) for a in ("--drive", f"path={disk},ro,id=d{i}")]
+    run = run_probe("elf", "rng", *drives, "--entropy", cmdline_extra="probe.irq=1",
+                    timeout=TIMEOUT)
+    assert_transcript(run, "rng", "elf", [
+        *discovery([2] * 18 + [4]), mode("rng", irq=True), "probe: rng request 1: 64 bytes",
+        "probe: rng request 2: 64 bytes in 2 buffers (indirect)", "probe: rng bytes differ"])
+
+
 # -- virtio-net --
 
 def netns_problem():

@@ -12,8 +12,8 @@
 #include "str.h"
 
 #define CMDLINE_KEY    "virtio_mmio.device="
-#define VEC_BASE       0x30 /* device vectors 0x30..0x3f */
-#define VEC_TIMER      0x40
+#define VEC_BASE       0x30 /* device vectors 0x30..0x47 */
+#define VEC_TIMER      0x50
 #define RESET_SPINS    100000u
 #define IOAPIC_VER_REG 0x01
 #define STUCK_IRQS     16 /* interrupts in a row with nothing to acknowledge */
@@ -428,7 +428,7 @@ void virtio_bring_up(struct virtio_dev *d, uint64_t wanted, struct virtq *qs, un
 static struct acpi_madt madt;
 static bool irq_ready;
 static uint64_t lapic_base;
-static struct virtio_dev *vec_dev[16];
+static struct virtio_dev *vec_dev[VIRTIO_MAX_DEVS];
 static unsigned vec_next;
 static volatile uint32_t ticks;
 
@@ -445,7 +445,7 @@ uint32_t virtio_ticks(void)
 
 static void virtio_isr(struct isr_frame *f)
 {
-        struct virtio_dev *d = vec_dev[(f->vector - VEC_BASE) & 15];
+        struct virtio_dev *d = vec_dev[(f->vector - VEC_BASE) % VIRTIO_MAX_DEVS];
         uint32_t s;
 
         if (!d)
@@ -504,7 +504,7 @@ void virtio_irq_enable(struct virtio_dev *d)
                 if (d->gsi < first || d->gsi - first >= pins)
                         continue;
                 if (!d->vector) {
-                        if (vec_next >= 16)
+                        if (vec_next >= VIRTIO_MAX_DEVS)
                                 probe_fail("out of interrupt vectors");
                         d->vector = (uint8_t)(VEC_BASE + vec_next++);
                 }

@@ -73,7 +73,7 @@
 #define VID_BALLOON 5
 #define VID_VSOCK   19
 
-#define VIRTIO_MAX_DEVS    16
+#define VIRTIO_MAX_DEVS    24            /* this VMM: 19 (GSIs 5..23) */
 #define VIRTQ_INDIRECT_MAX 8             /* descriptors per indirect table */
 #define VIRTIO_WAIT_TSC    4000000000ull /* "the device did not answer": ~1-4 s */
 
