@@ -145,13 +145,16 @@ int event_loop_remove(struct event_loop *loop, int fd)
 int event_loop_run_once(struct event_loop *loop, int timeout_ms)
 {
         struct epoll_event evs[32];
-        int n = epoll_wait(loop->epfd, evs, 32, timeout_ms);
+        int n;
 
-        if (n < 0)
-                return errno == EINTR ? 0 : -errno;
+        /* From before the wait: a handler removed by another thread while events for it
+         * are being collected must stay allocated until this batch is done. */
         pthread_mutex_lock(&loop->lock);
         loop->dispatching = true;
         pthread_mutex_unlock(&loop->lock);
+        n = epoll_wait(loop->epfd, evs, 32, timeout_ms);
+        if (n < 0)
+                n = errno == EINTR ? 0 : -errno;
         for (int i = 0; i < n; i++) {
                 struct handler *h = evs[i].data.ptr;
                 /* A handler removed meanwhile stays allocated (graveyard) until the batch

@@ -360,6 +360,7 @@ int virtio_balloon_create(const struct virtio_balloon_config *cfg, struct error 
             .ops = &balloon_ops,
             .priv = b,
         };
+        virtio_device_init(&b->vd);
         if (stats) {
                 if (!cfg->loop) {
                         free(b);
@@ -390,6 +391,7 @@ void virtio_balloon_destroy(struct virtio_balloon *b)
                 event_loop_remove(b->loop, b->timer_fd);
                 close(b->timer_fd);
         }
+        virtio_device_fini(&b->vd);
         free(b);
 }
 

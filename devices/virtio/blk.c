@@ -819,6 +819,7 @@ int virtio_blk_create(const struct virtio_blk_config *cfg, struct error *err,
             .ops = &blk_ops,
             .priv = blk,
         };
+        virtio_device_init(&blk->vd);
         r = blk_file_open(blk->name, cfg->path, cfg->read_only, err, &blk->fd, &blk->capacity);
         if (!r)
                 r = setup_engine(blk, cfg, err);
@@ -850,6 +851,7 @@ void virtio_blk_destroy(struct virtio_blk *blk)
         if (blk->fd >= 0)
                 close(blk->fd);
         free(blk->reqs);
+        virtio_device_fini(&blk->vd);
         free(blk);
 }
 

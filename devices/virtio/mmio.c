@@ -44,13 +44,14 @@ int virtio_mmio_create(const struct virtio_mmio_config *cfg, struct virtio_mmio 
                 t->offered |= VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC);
         t->cfg.required_features |= VIRTIO_BIT(VIRTIO_F_VERSION_1);
         ratelimit_init(&t->rl, 1000000000ull, 10);
-        pthread_mutex_init(&vd->lock, NULL);
+        pthread_mutex_lock(&vd->lock);
         vd->mem = cfg->mem;
         vd->tops = &transport_ops;
         vd->transport = t;
         vd->acked_features = 0;
         for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
                 virtq_reset(&vd->vqs[i]);
+        pthread_mutex_unlock(&vd->lock);
         *out = t;
         return 0;
 }
@@ -78,8 +79,9 @@ void virtio_mmio_destroy(struct virtio_mmio *t)
                 return;
         pthread_mutex_lock(&t->vd->lock);
         device_reset(t);
+        t->vd->tops = NULL;
+        t->vd->transport = NULL;
         pthread_mutex_unlock(&t->vd->lock);
-        pthread_mutex_destroy(&t->vd->lock);
         free(t);
 }
 

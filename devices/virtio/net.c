@@ -658,6 +658,7 @@ int virtio_net_create(const struct virtio_net_config *cfg, struct error *err,
             .ops = &net_ops,
             .priv = net,
         };
+        virtio_device_init(&net->vd);
         if (cfg->has_mac)
                 memcpy(net->config + VIRTIO_NET_CFG_MAC, cfg->mac, 6);
         put_le16(net->config + VIRTIO_NET_CFG_STATUS, VIRTIO_NET_S_LINK_UP);
@@ -698,6 +699,7 @@ void virtio_net_destroy(struct virtio_net *net)
                 rate_limiter_destroy(net->limiter[q]);
         }
         free(net->rx.buf);
+        virtio_device_fini(&net->vd);
         free(net);
 }
 

@@ -124,6 +124,7 @@ int virtio_rng_create(const struct virtio_rng_config *cfg, struct error *err,
             .ops = &rng_ops,
             .priv = rng,
         };
+        virtio_device_init(&rng->vd);
         if (cfg->limit) {
                 r = rate_limiter_create(cfg->limit, NULL, NULL, &rng->limiter);
                 if (!r)
@@ -146,6 +147,7 @@ void virtio_rng_destroy(struct virtio_rng *rng)
                 event_loop_remove(rng->loop, rate_limiter_fd(rng->limiter));
                 rate_limiter_destroy(rng->limiter);
         }
+        virtio_device_fini(&rng->vd);
         free(rng);
 }
 

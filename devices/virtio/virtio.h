@@ -7,7 +7,9 @@
  *
  * Locking: one mutex per device (vd->lock) serialises the transport's register accesses
  * (vCPU threads), queue notifications and backend events (the VMM thread). Every ops
- * callback runs with it held; a device's own backend callbacks take it themselves.
+ * callback runs with it held; a device's own backend callbacks take it themselves. The
+ * device model owns the lock's lifetime (virtio_device_init / virtio_device_fini), so it
+ * exists before any backend descriptor is registered and after the transport is gone.
  */
 #ifndef DEVICES_VIRTIO_VIRTIO_H
 #define DEVICES_VIRTIO_VIRTIO_H
@@ -84,14 +86,20 @@ struct virtio_device {
         const struct virtio_device_ops *ops;
         void *priv; /* the device model */
 
+        pthread_mutex_t lock; /* virtio_device_init */
+
         /* Filled by the transport. */
-        pthread_mutex_t lock;
         struct hostmem *mem;
         struct virtq vqs[VIRTIO_MAX_QUEUES];
         uint64_t acked_features; /* what the driver accepted, valid from FEATURES_OK */
         const struct virtio_transport_ops *tops;
         void *transport;
 };
+
+/* Called by the device model once its fields are set, before anything can take the lock;
+ * virtio_device_fini when the model is freed (after its transport). */
+void virtio_device_init(struct virtio_device *vd);
+void virtio_device_fini(struct virtio_device *vd);
 
 static inline bool virtio_has_feature(const struct virtio_device *vd, unsigned bit)
 {

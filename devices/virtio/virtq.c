@@ -300,16 +300,16 @@ static long copy_range(struct virtq *q, const struct virtq_chain *c, bool write,
                        uint8_t *buf, uint32_t len)
 {
         struct iovec stack_iov[COPY_STACK_IOV], *iov = stack_iov;
-        int max = COPY_STACK_IOV, n;
         uint32_t done = 0;
+        int n = virtq_chain_pin(q, c, write, off, len, iov, COPY_STACK_IOV);
 
-        if (c->nr_segs > COPY_STACK_IOV) {
+        /* Only a copy spanning more segments than the stack holds needs the heap. */
+        if (n == -E2BIG) {
                 iov = malloc(c->nr_segs * sizeof(*iov));
                 if (!iov)
                         return -ENOMEM;
-                max = (int)c->nr_segs;
+                n = virtq_chain_pin(q, c, write, off, len, iov, (int)c->nr_segs);
         }
-        n = virtq_chain_pin(q, c, write, off, len, iov, max);
         for (int i = 0; i < n; i++) {
                 if (write)
                         memcpy(iov[i].iov_base, buf + done, iov[i].iov_len);

@@ -81,7 +81,8 @@ void virtq_start(struct virtq *q, struct hostmem *mem, bool event_idx, bool indi
 
 enum virtq_pop_result virtq_pop(struct virtq *q, struct virtq_chain *chain);
 
-/* Puts the last popped chain back (the device could not start it, e.g. rate limited). */
+/* Puts the last popped chain back (the device could not start it, e.g. rate limited). Only
+ * valid right after that pop, before anything else is popped from or pushed to the queue. */
 void virtq_unpop(struct virtq *q);
 
 /* Returns a chain to the driver with `len` bytes written into it. -EFAULT marks the ring

@@ -1290,6 +1290,7 @@ int virtio_vsock_create(const struct virtio_vsock_config *cfg, struct error *err
             .ops = &vsock_ops,
             .priv = vs,
         };
+        virtio_device_init(&vs->vd);
         vs->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         vs->reap_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (vs->timer_fd < 0 || vs->reap_fd < 0)
@@ -1335,6 +1336,7 @@ void virtio_vsock_destroy(struct virtio_vsock *vs)
             st.st_ino == vs->uds_ino)
                 unlink(vs->uds_path);
         free(vs->uds_path);
+        virtio_device_fini(&vs->vd);
         free(vs);
 }
 

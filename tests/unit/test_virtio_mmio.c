@@ -163,6 +163,7 @@ static int setup(void **state)
             .ops = &fake_ops,
             .priv = &f->dev,
         };
+        virtio_device_init(&f->dev.vd);
         for (unsigned i = 0; i < sizeof(f->dev.config); i++)
                 f->dev.config[i] = (uint8_t)(0x10 + i);
         fake_irq_init(&f->irq);
@@ -177,6 +178,7 @@ static int teardown(void **state)
         struct fx *f = *state;
 
         virtio_mmio_destroy(f->t);
+        virtio_device_fini(&f->dev.vd);
         hostmem_destroy(f->hm);
         guest_mem_destroy(f->mem);
         free(f);
