@@ -3,12 +3,16 @@
  *
  * Requests: IN, OUT, FLUSH, GET_ID, DISCARD and WRITE_ZEROES (fallocate), with the status
  * byte in the chain's last writable byte. Cache modes: `unsafe` (no FLUSH feature; the
- * host's page cache decides) and `writeback` (VIRTIO_BLK_F_FLUSH: a FLUSH completes only
+ * host's page cache decides; a FLUSH sent anyway is VIRTIO_BLK_S_UNSUPP, as for any
+ * feature not negotiated) and `writeback` (VIRTIO_BLK_F_FLUSH: a FLUSH completes only
  * after fdatasync). Engines: `sync` (preadv/pwritev on the VMM thread) and `io_uring`
- * (liburing; completions through an eventfd in the event loop). Zero-copy: data moves
- * straight between the file and pinned guest buffers. A read-only drive offers
- * VIRTIO_BLK_F_RO and fails writes with VIRTIO_BLK_S_IOERR. An optional rate limiter
- * (bytes and requests) pauses processing until its timer fires.
+ * (liburing; up to a queue of requests in flight, completions through an eventfd in the
+ * event loop; a reset cancels and waits for them). Zero-copy: data moves straight between
+ * the file and guest buffers pinned for the I/O only. A short transfer goes on with the
+ * rest; one that cannot (end of file, an error) is VIRTIO_BLK_S_IOERR with the bytes that
+ * did arrive counted in the used length. A read-only drive offers VIRTIO_BLK_F_RO and fails
+ * writes with VIRTIO_BLK_S_IOERR. An optional rate limiter (bytes and requests) pauses
+ * processing until its timer fires.
  */
 #ifndef DEVICES_VIRTIO_BLK_H
 #define DEVICES_VIRTIO_BLK_H
@@ -85,16 +89,22 @@ struct virtio_blk_stats {
 
 struct virtio_blk;
 
-/* Opens the backing file; a missing/unreadable file is an ERROR_CONFIG error. */
+/* Opens the backing file (a regular file or a block device; capacity = its size rounded
+ * down to 512 bytes); a missing, unreadable or (without read_only) unwritable file is an
+ * ERROR_CONFIG error naming the path. cfg->loop is required. */
 int virtio_blk_create(const struct virtio_blk_config *cfg, struct error *err,
                       struct virtio_blk **out) MUST_CHECK;
+/* After the transport is gone (its destruction resets the device, which ends every
+ * request in flight). */
 void virtio_blk_destroy(struct virtio_blk *blk);
 struct virtio_device *virtio_blk_device(struct virtio_blk *blk);
 void virtio_blk_get_stats(struct virtio_blk *blk, struct virtio_blk_stats *out);
 
 /* PATCH /drives/{id} after boot: switch the backing file (the capacity in the configuration
  * space follows, with a configuration change interrupt) and/or replace the rate limiter
- * (NULL: unlimited). Errors leave the old backend in place. */
+ * (NULL: unlimited). Errors leave the old backend in place. Requests already started
+ * finish on the old file first. Both take the device lock: the device must be attached to
+ * its transport (as get_stats). */
 int virtio_blk_set_path(struct virtio_blk *blk, const char *path, struct error *err) MUST_CHECK;
 void virtio_blk_set_rate_limiter(struct virtio_blk *blk, const struct rate_limiter_config *limit);
 

@@ -24,11 +24,12 @@
 #include "memory/ownership.h"
 #include "vdriver.h"
 
-#define MEM       (8u << 20)
-#define DISK      (1u << 20) /* 2048 sectors */
-#define QSIZE     16
-#define PAGE      4096u
-#define NO_STATUS 0xee /* what a status byte holds before the device writes it */
+#define MEM        (8u << 20)
+#define DISK       (1u << 20) /* 2048 sectors */
+#define QSIZE      16
+#define PAGE       4096u
+#define NO_STATUS  0xee          /* what a status byte holds before the device writes it */
+#define LONG_DELAY 5000000000ull /* 5 s: only a cancel ends it early */
 
 struct params {
         enum virtio_blk_engine engine;
@@ -775,6 +776,13 @@ static void test_get_id(void **state)
         assert_memory_equal(id, want, sizeof(id)); /* zero padded */
         assert_int_equal(stats(f).get_id_count, 1);
 
+        /* A buffer shorter than 20 bytes gets what fits. */
+        memset(id, 0xff, sizeof(id));
+        assert_int_equal(xfer(f, VIRTIO_BLK_T_GET_ID, 0, id, 5, true, &used), VIRTIO_BLK_S_OK);
+        assert_int_equal(used, 5 + 1);
+        assert_memory_equal(id, "drive", 5);
+        assert_int_equal(id[5], 0xff);
+
         /* A 25-character id is cut at 20 bytes. */
         destroy_device(f);
         create_device(f, "0123456789abcdefghijKLMNO");
@@ -1122,13 +1130,14 @@ static void test_rate_limited(void **state)
 
 /* ---- reset, destroy and PATCH with requests in flight ---- */
 
-static void post_delayed_reads(struct fx *f, gpa_t *data, gpa_t *st, unsigned n)
+/* Reads held back by delay_ns (io_uring) into buffers filled with 0xcc. */
+static void post_delayed_reads(struct fx *f, gpa_t *data, gpa_t *st, unsigned n, uint64_t delay_ns)
 {
         uint8_t sentinel[512];
 
         memset(sentinel, 0xcc, sizeof(sentinel));
         f->inj.delay_op = BLK_IO_READ + 1;
-        f->inj.delay_ns = 5000000000ull; /* 5 s: only a cancel ends it early */
+        f->inj.delay_ns = delay_ns;
         for (unsigned i = 0; i < n; i++) {
                 data[i] = vdrv_alloc(&f->d, 512, 8);
                 st[i] = status_byte(f);
@@ -1158,7 +1167,7 @@ static void test_reset_with_requests_in_flight(void **state)
         double t0;
 
         up(f);
-        post_delayed_reads(f, data, st, 4);
+        post_delayed_reads(f, data, st, 4, LONG_DELAY);
         event_loop_run_once(f->loop, 10);
         assert_false(vdrv_get_used(&f->d, 0, &id, &len));
         t0 = now_s();
@@ -1190,7 +1199,7 @@ static void test_destroy_with_requests_in_flight(void **state)
         double t0;
 
         up(f);
-        post_delayed_reads(f, data, st, 3);
+        post_delayed_reads(f, data, st, 3, LONG_DELAY);
         t0 = now_s();
         destroy_device(f); /* the transport resets the device first */
         assert_true(now_s() - t0 < 2.0);
@@ -1228,6 +1237,43 @@ static void test_set_path(void **state)
         assert_true(vdrv_read32(&f->d, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
         assert_int_equal(blk_read(f, DISK / 512, r, sizeof(r), NULL), VIRTIO_BLK_S_OK);
         assert_int_equal(r[0], 0x99);
+        unlink(other);
+}
+
+/* PATCH while reads are in flight: they finish on the old file, later ones use the new. */
+static void test_set_path_with_requests_in_flight(void **state)
+{
+        struct fx *f = *state;
+        char other[64];
+        struct error err = {0};
+        gpa_t data[2], st[2];
+        uint8_t b[512];
+        uint16_t id;
+        uint32_t len;
+
+        up(f);
+        make_file(other, sizeof(other), DISK);
+        int fd = open(other, O_WRONLY);
+        assert_true(fd >= 0);
+        memset(b, 0x5e, sizeof(b));
+        assert_int_equal(pwrite(fd, b, sizeof(b), 0), (ssize_t)sizeof(b));
+        close(fd);
+        post_delayed_reads(f, data, st, 2, 200000000);
+        f->inj.delay_op = 0;
+        assert_false(vdrv_get_used(&f->d, 0, &id, &len));
+        /* PATCH waits for them: they are not cancelled. */
+        double t0 = now_s();
+        assert_int_equal(virtio_blk_set_path(f->blk, other, &err), 0);
+        assert_true(now_s() - t0 > 0.1);
+        for (int i = 0; i < 2; i++) {
+                assert_true(vdrv_get_used(&f->d, 0, &id, &len));
+                assert_int_equal(len, 513);
+                assert_int_equal(read_status(f, st[id == 0 ? 0 : 1]), VIRTIO_BLK_S_OK);
+        }
+        vdrv_mem_read(&f->d, data[0], b, sizeof(b));
+        assert_int_equal(b[0], pattern(0)); /* the old file */
+        assert_int_equal(blk_read(f, 0, b, sizeof(b), NULL), VIRTIO_BLK_S_OK);
+        assert_int_equal(b[0], 0x5e); /* the new one */
         unlink(other);
 }
 
@@ -1284,6 +1330,33 @@ static void test_malformed_chains(void **state)
         put_desc(f, f->d.q[0].desc, c, vdrv_alloc(&f->d, 512, 8), 512, 0, 0);
         assert_bad_chain(f, push_head(f, a), bad++);
         assert_int_equal(f->inj.runs[BLK_IO_READ], 0);
+        assert_works(f);
+}
+
+/* The ring breaks while reads are in flight: they complete without touching guest memory. */
+static void test_needs_reset_with_requests_in_flight(void **state)
+{
+        struct fx *f = *state;
+        gpa_t data[2], st[2];
+        uint8_t idx[2], b[512];
+
+        up(f);
+        post_delayed_reads(f, data, st, 2, LONG_DELAY);
+        f->inj.delay_op = 0;
+        put_le16(idx, QSIZE + 9);
+        vdrv_mem_write(&f->d, f->d.q[0].avail + 2, idx, 2);
+        vdrv_kick(&f->d, 0);
+        assert_true(virtio_mmio_status(f->t) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+        /* The held-back reads complete after 5 s unless the reset cancels them. */
+        vdrv_write32(&f->d, VIRTIO_MMIO_STATUS, 0);
+        for (int i = 0; i < 2; i++) {
+                vdrv_mem_read(&f->d, data[i], b, sizeof(b));
+                assert_int_equal(b[0], 0xcc);
+                assert_int_equal(read_status(f, st[i]), NO_STATUS);
+        }
+        vdrv_mem_read(&f->d, f->d.q[0].used + 2, idx, 2);
+        assert_int_equal(get_le16(idx), 0);
+        up(f);
         assert_works(f);
 }
 
@@ -1477,6 +1550,8 @@ int main(void)
             T(test_destroy_with_requests_in_flight, P_URING),
             T(test_set_path, P_SYNC),
             T(test_set_path, P_URING),
+            T(test_set_path_with_requests_in_flight, P_URING),
+            T(test_needs_reset_with_requests_in_flight, P_URING),
             T(test_malformed_chains, P_SYNC),
             T(test_malformed_chains, P_URING),
             T(test_bogus_avail_index_needs_reset, P_SYNC),
