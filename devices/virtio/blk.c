@@ -1,14 +1,14 @@
 /*
- * virtio-blk (virtio 1.2, section 5.2). Each request moves through a small state machine:
- * begin() validates it and prepares its first host I/O step (blk_backend.h); advance()
- * consumes a step's result and prepares the next one (the rest of a short transfer, the next
- * discard range, a WRITE_ZEROES fallback) or decides the status; finish() writes the status
- * byte, releases the pins and returns the chain. The sync engine runs the steps inline; the
- * io_uring engine keeps up to a queue's worth of requests in flight across notifications.
+ * virtio-blk (virtio 1.2, section 5.2): the queue, the engines and the device's life cycle.
+ * Each request moves through the state machine of blk_req.c (blk_req_begin, then
+ * blk_req_advance for each host I/O step); finish() writes the status byte, releases the
+ * pins and returns the chain. The sync engine runs the steps inline; the io_uring engine
+ * keeps up to a queue's worth of requests in flight across notifications, and a reset
+ * cancels them and waits, so nothing reaches guest memory afterwards.
  *
  * Guest memory: data buffers are pinned only for the duration of the I/O (CC-6), and the
- * status byte is pinned (checked) before any data moves, so a request whose status byte is
- * refused writes nothing into the guest (CC-4). Every copy is checked at its moment.
+ * status byte is checked before any data moves, so a request whose status byte is refused
+ * writes nothing into the guest (CC-4); every access is checked when it happens.
  */
 #include "blk.h"
 
@@ -21,80 +21,8 @@
 #include <unistd.h>
 
 #include "blk_backend.h"
+#include "blk_req.h"
 #include "common/log.h"
-
-#define SECTOR_SHIFT       9
-#define SECTOR             (1u << SECTOR_SHIFT)
-#define HDR_LEN            16u
-#define DWZ_SEG_LEN        16u /* struct virtio_blk_discard_write_zeroes */
-#define MAX_DWZ_SEGS       16u
-#define MAX_DWZ_SECT       (1u << 22) /* 2 GiB per segment */
-#define DISCARD_ALIGN_SECT 8u         /* 4 KiB: the granularity of holes in host filesystems */
-#define MAX_IOV            VIRTIO_BLK_QUEUE_SIZE /* a chain never has more segments than that */
-#define ZERO_CHUNK         (64u << 10)
-#define ZERO_IOVS          16u /* a write-zeros step writes at most 1 MiB */
-
-/* A buffer the WRITE_ZEROES fallback writes from; never written itself. */
-static uint8_t zeros[ZERO_CHUNK];
-
-struct dwz_range {
-        uint64_t off, len;
-        bool unmap;
-};
-
-enum wz_method { WZ_ZERO_RANGE, WZ_PUNCH_HOLE, WZ_WRITE };
-
-struct blk_req {
-        struct virtq_chain chain;
-        struct blk_io io; /* the step in progress */
-        struct iovec iov[MAX_IOV];
-        int iov_first, iov_total;
-        uint32_t type;
-        uint8_t status;
-        bool status_ok;               /* the status byte exists and guest memory accepted it */
-        bool data_pinned, data_write; /* the pinned data range: writable part (IN) or not */
-        uint32_t pin_off, pin_len;
-        gpa_t status_gpa;   /* the last writable byte of the chain */
-        uint32_t written;   /* bytes written into the chain before the status byte */
-        uint64_t off;       /* IN/OUT: byte offset in the file */
-        uint32_t len, done; /* IN/OUT: data bytes, bytes transferred so far */
-        struct dwz_range ranges[MAX_DWZ_SEGS];
-        unsigned nr_ranges, range;
-        enum wz_method wz;
-        uint64_t wz_done;
-        struct blk_req *next_free;
-};
-
-struct virtio_blk {
-        struct virtio_device vd;
-        char name[16];
-        uint8_t id[VIRTIO_BLK_ID_BYTES];
-        bool read_only;
-        enum virtio_blk_cache cache;
-        int fd;
-        uint64_t capacity; /* bytes, a multiple of 512 */
-        struct event_loop *loop;
-        struct rate_limiter *limiter; /* always present: PATCH may add a limit */
-        bool limiter_registered;
-        struct blk_uring *uring; /* NULL: sync engine */
-        bool uring_registered;
-        const struct blk_backend_ops *bops;
-        void *bops_opaque;
-        struct blk_req *reqs;
-        unsigned nr_reqs;
-        struct blk_req *free;
-        unsigned in_flight; /* io_uring steps submitted or queued */
-        bool queued;        /* steps queued and not yet submitted */
-        bool discarding;    /* reset: completions release, never touch guest memory */
-        bool used;          /* chains returned since the last interrupt decision */
-        struct virtio_blk_stats stats;
-        struct ratelimit rl;
-};
-
-static struct virtq *queue(struct virtio_blk *blk)
-{
-        return &blk->vd.vqs[0];
-}
 
 /* ---- request slots and pins ---- */
 
@@ -116,7 +44,7 @@ static void unpin_all(struct virtio_blk *blk, struct blk_req *req)
 {
         /* After a reset the queue is zeroed (its accessor too): unpin through the device's. */
         struct virtq tmp = {.mem = blk->vd.mem};
-        struct virtq *q = queue(blk)->mem ? queue(blk) : &tmp;
+        struct virtq *q = blk_queue(blk)->mem ? blk_queue(blk) : &tmp;
 
         if (req->data_pinned)
                 virtq_chain_unpin(q, &req->chain, req->data_write, req->pin_off, req->pin_len);
@@ -169,7 +97,7 @@ static void account(struct virtio_blk *blk, const struct blk_req *req)
 /* Writes the status byte and returns the chain; used length = data + status. */
 static void finish(struct virtio_blk *blk, struct blk_req *req)
 {
-        struct virtq *q = queue(blk);
+        struct virtq *q = blk_queue(blk);
         uint32_t used_len = 0;
 
         if (q->broken || !q->ready) {
@@ -195,287 +123,6 @@ static void finish(struct virtio_blk *blk, struct blk_req *req)
         put_req(blk, req);
 }
 
-/* ---- validation and the step machine ---- */
-
-static bool range_ok(const struct virtio_blk *blk, uint64_t sector, uint64_t bytes, uint64_t *off)
-{
-        uint64_t end;
-
-        if (sector > (UINT64_MAX >> SECTOR_SHIFT))
-                return false;
-        *off = sector << SECTOR_SHIFT;
-        return range_end(*off, bytes, &end) && end <= blk->capacity;
-}
-
-static void guest_error(struct virtio_blk *blk, const struct blk_req *req, const char *why)
-{
-        LOG_GUEST(&blk->rl, "%s: request type %u (head %u): %s", blk->name, req->type,
-                  req->chain.head, why);
-}
-
-static void host_error(struct virtio_blk *blk, const struct blk_req *req, long res)
-{
-        LOG_GUEST(&blk->rl, "%s: host I/O error on request type %u at byte %llu: %s", blk->name,
-                  req->type, (unsigned long long)req->io.off,
-                  res < 0 ? strerror((int)-res) : "unexpected end of file");
-}
-
-static void set_transfer(struct blk_req *req, enum blk_io_op op)
-{
-        req->io = (struct blk_io){.op = op,
-                                  .iov = &req->iov[req->iov_first],
-                                  .iovcnt = req->iov_total - req->iov_first,
-                                  .off = req->off + req->done};
-}
-
-static void set_range_step(struct blk_req *req)
-{
-        const struct dwz_range *r = &req->ranges[req->range];
-
-        if (req->type == VIRTIO_BLK_T_DISCARD || req->wz == WZ_PUNCH_HOLE) {
-                req->io = (struct blk_io){.op = BLK_IO_FALLOCATE,
-                                          .mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                          .off = r->off,
-                                          .len = r->len};
-        } else if (req->wz == WZ_ZERO_RANGE) {
-                req->io = (struct blk_io){.op = BLK_IO_FALLOCATE,
-                                          .mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                                          .off = r->off,
-                                          .len = r->len};
-        } else {
-                uint64_t left = r->len - req->wz_done;
-                int n = 0;
-
-                while (left && n < (int)ZERO_IOVS) {
-                        uint64_t chunk = left < ZERO_CHUNK ? left : ZERO_CHUNK;
-                        req->iov[n++] = (struct iovec){.iov_base = zeros, .iov_len = chunk};
-                        left -= chunk;
-                }
-                req->io = (struct blk_io){
-                    .op = BLK_IO_WRITE, .iov = req->iov, .iovcnt = n, .off = r->off + req->wz_done};
-        }
-}
-
-/* Moves to the next discard/write-zeroes range; true when there is none left. */
-static bool next_range(struct blk_req *req)
-{
-        req->range++;
-        req->wz = WZ_ZERO_RANGE;
-        req->wz_done = 0;
-        if (req->range == req->nr_ranges)
-                return true;
-        set_range_step(req);
-        return false;
-}
-
-static bool fail(struct virtio_blk *blk, struct blk_req *req, long res)
-{
-        host_error(blk, req, res);
-        req->status = VIRTIO_BLK_S_IOERR;
-        return true;
-}
-
-static bool advance_transfer(struct virtio_blk *blk, struct blk_req *req, long res)
-{
-        uint32_t left = req->len - req->done, n;
-
-        if (res <= 0)
-                return fail(blk, req, res);
-        n = (uint64_t)res < left ? (uint32_t)res : left;
-        req->done += n;
-        if (req->type == VIRTIO_BLK_T_IN)
-                req->written = req->done;
-        if (req->done == req->len)
-                return true;
-        /* A short transfer: go on with the rest. */
-        while (n) {
-                struct iovec *v = &req->iov[req->iov_first];
-                if (n >= v->iov_len) {
-                        n -= (uint32_t)v->iov_len;
-                        req->iov_first++;
-                } else {
-                        v->iov_base = (uint8_t *)v->iov_base + n;
-                        v->iov_len -= n;
-                        n = 0;
-                }
-        }
-        set_transfer(req, req->io.op);
-        return false;
-}
-
-static bool advance_range(struct virtio_blk *blk, struct blk_req *req, long res)
-{
-        const struct dwz_range *r = &req->ranges[req->range];
-
-        if (req->io.op == BLK_IO_WRITE) { /* writing zeros */
-                if (res <= 0)
-                        return fail(blk, req, res);
-                req->wz_done +=
-                    (uint64_t)res < r->len - req->wz_done ? (uint64_t)res : r->len - req->wz_done;
-                if (req->wz_done < r->len) {
-                        set_range_step(req);
-                        return false;
-                }
-                return next_range(req);
-        }
-        if (res == -EOPNOTSUPP) {
-                /* DISCARD is a hint: a filesystem without holes keeps the data. */
-                if (req->type == VIRTIO_BLK_T_DISCARD)
-                        return next_range(req);
-                req->wz = req->wz == WZ_ZERO_RANGE && r->unmap ? WZ_PUNCH_HOLE : WZ_WRITE;
-                set_range_step(req);
-                return false;
-        }
-        if (res < 0)
-                return fail(blk, req, res);
-        return next_range(req);
-}
-
-/* Consumes a step's result: true when the request is finished (req->status is final). */
-static bool advance(struct virtio_blk *blk, struct blk_req *req, long res)
-{
-        switch (req->type) {
-        case VIRTIO_BLK_T_IN:
-        case VIRTIO_BLK_T_OUT:
-                return advance_transfer(blk, req, res);
-        case VIRTIO_BLK_T_DISCARD:
-        case VIRTIO_BLK_T_WRITE_ZEROES:
-                return advance_range(blk, req, res);
-        default: /* FLUSH */
-                return res < 0 ? fail(blk, req, res) : true;
-        }
-}
-
-/* Pins the data range [off, off+len) of the readable (IN: writable) part. */
-static bool pin_data(struct virtio_blk *blk, struct blk_req *req, bool write, uint32_t off,
-                     uint32_t len)
-{
-        int n = virtq_chain_pin(queue(blk), &req->chain, write, off, len, req->iov, MAX_IOV);
-
-        if (n < 0) {
-                blk->stats.bad_requests++;
-                guest_error(blk, req, "data buffers refused by guest memory");
-                return false;
-        }
-        req->data_pinned = true;
-        req->data_write = write;
-        req->pin_off = off;
-        req->pin_len = len;
-        req->iov_first = 0;
-        req->iov_total = n;
-        return true;
-}
-
-/* IN/OUT: true when the first step is ready, false when the request failed. */
-static bool begin_transfer(struct virtio_blk *blk, struct blk_req *req, uint64_t sector)
-{
-        bool in = req->type == VIRTIO_BLK_T_IN;
-        const struct virtq_chain *c = &req->chain;
-
-        if (!in && blk->read_only) {
-                guest_error(blk, req, "write to a read-only drive");
-                return false;
-        }
-        req->len = in ? c->writable - 1 : c->readable - HDR_LEN;
-        if (req->len % SECTOR) {
-                guest_error(blk, req, "data length is not a multiple of 512");
-                return false;
-        }
-        if (!range_ok(blk, sector, req->len, &req->off)) {
-                guest_error(blk, req, "sectors beyond the capacity");
-                return false;
-        }
-        if (req->len == 0)
-                return true;
-        if (!pin_data(blk, req, in, in ? 0 : HDR_LEN, req->len))
-                return false;
-        set_transfer(req, in ? BLK_IO_READ : BLK_IO_WRITE);
-        return true;
-}
-
-/* DISCARD/WRITE_ZEROES: reads the segments; returns the status to complete with now, or -1
- * when the first step is ready. */
-static int begin_ranges(struct virtio_blk *blk, struct blk_req *req)
-{
-        bool discard = req->type == VIRTIO_BLK_T_DISCARD;
-        uint8_t raw[MAX_DWZ_SEGS * DWZ_SEG_LEN];
-        uint32_t bytes = req->chain.readable - HDR_LEN;
-
-        if (!virtio_has_feature(&blk->vd,
-                                discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES))
-                return VIRTIO_BLK_S_UNSUPP;
-        if (blk->read_only)
-                return VIRTIO_BLK_S_IOERR;
-        if (bytes == 0 || bytes % DWZ_SEG_LEN || bytes > sizeof(raw)) {
-                guest_error(blk, req, "bad number of discard/write-zeroes segments");
-                return VIRTIO_BLK_S_IOERR;
-        }
-        if (virtq_chain_read(queue(blk), &req->chain, HDR_LEN, raw, bytes) != bytes) {
-                blk->stats.bad_requests++;
-                return VIRTIO_BLK_S_IOERR;
-        }
-        req->nr_ranges = 0;
-        for (uint32_t i = 0; i < bytes / DWZ_SEG_LEN; i++) {
-                const uint8_t *s = raw + i * DWZ_SEG_LEN;
-                uint64_t sector = get_le64(s);
-                uint32_t num = get_le32(s + 8), flags = get_le32(s + 12);
-                struct dwz_range r = {.len = (uint64_t)num << SECTOR_SHIFT,
-                                      .unmap = flags & VIRTIO_BLK_WRITE_ZEROES_F_UNMAP};
-
-                /* 5.2.6.2: unknown flags, or unmap on a discard, are unsupported. */
-                if ((flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_F_UNMAP) || (discard && r.unmap))
-                        return VIRTIO_BLK_S_UNSUPP;
-                if (num > MAX_DWZ_SECT || !range_ok(blk, sector, r.len, &r.off)) {
-                        guest_error(blk, req, "discard/write-zeroes range beyond the capacity");
-                        return VIRTIO_BLK_S_IOERR;
-                }
-                if (num)
-                        req->ranges[req->nr_ranges++] = r;
-        }
-        if (req->nr_ranges == 0)
-                return VIRTIO_BLK_S_OK;
-        req->range = 0;
-        req->wz = WZ_ZERO_RANGE;
-        req->wz_done = 0;
-        set_range_step(req);
-        return -1;
-}
-
-/* Decides everything that needs no host I/O. Returns -1 when a step is ready to run, or the
- * status to complete with now. */
-static int begin(struct virtio_blk *blk, struct blk_req *req, uint64_t sector)
-{
-        switch (req->type) {
-        case VIRTIO_BLK_T_IN:
-        case VIRTIO_BLK_T_OUT:
-                if (!begin_transfer(blk, req, sector))
-                        return VIRTIO_BLK_S_IOERR;
-                return req->len ? -1 : VIRTIO_BLK_S_OK;
-        case VIRTIO_BLK_T_FLUSH:
-                /* Without VIRTIO_BLK_F_FLUSH (cache=unsafe) there is nothing honest to do. */
-                if (!virtio_has_feature(&blk->vd, VIRTIO_BLK_F_FLUSH))
-                        return VIRTIO_BLK_S_UNSUPP;
-                req->io = (struct blk_io){.op = BLK_IO_FLUSH};
-                return -1;
-        case VIRTIO_BLK_T_GET_ID: {
-                uint32_t n = req->chain.writable - 1;
-                if (n > VIRTIO_BLK_ID_BYTES)
-                        n = VIRTIO_BLK_ID_BYTES;
-                if (virtq_chain_write(queue(blk), &req->chain, 0, blk->id, n) != n) {
-                        blk->stats.bad_requests++;
-                        return VIRTIO_BLK_S_IOERR;
-                }
-                req->written = n;
-                return VIRTIO_BLK_S_OK;
-        }
-        case VIRTIO_BLK_T_DISCARD:
-        case VIRTIO_BLK_T_WRITE_ZEROES:
-                return begin_ranges(blk, req);
-        default:
-                return VIRTIO_BLK_S_UNSUPP;
-        }
-}
-
 /* ---- engines ---- */
 
 static void on_cqe(void *opaque, void *tag, long res);
@@ -495,7 +142,8 @@ static void submit(struct virtio_blk *blk)
 static void issue(struct virtio_blk *blk, struct blk_req *req)
 {
         if (!blk->uring) {
-                while (!advance(blk, req, blk->bops->run(blk->bops_opaque, blk->fd, &req->io)))
+                while (
+                    !blk_req_advance(blk, req, blk->bops->run(blk->bops_opaque, blk->fd, &req->io)))
                         ;
                 finish(blk, req);
                 return;
@@ -520,7 +168,7 @@ static void on_cqe(void *opaque, void *tag, long res)
         }
         if (blk->bops->async_result)
                 res = blk->bops->async_result(blk->bops_opaque, &req->io, res);
-        if (advance(blk, req, res))
+        if (blk_req_advance(blk, req, res))
                 finish(blk, req);
         else
                 issue(blk, req);
@@ -551,7 +199,7 @@ static void drain(struct virtio_blk *blk, bool discard)
 
 static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
 {
-        struct virtq *q = queue(blk);
+        struct virtq *q = blk_queue(blk);
         struct virtq_chain *c = &req->chain;
         const struct virtq_seg *first = &c->segs[0], *last;
         uint8_t hdr[HDR_LEN];
@@ -591,7 +239,7 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
         last = c->writable ? &c->segs[c->nr_segs - 1] : NULL;
         if (!last || !hostmem_check(q->mem, last->addr + last->len - 1, 1)) {
                 blk->stats.bad_requests++;
-                guest_error(blk, req, "no usable status byte");
+                blk_guest_error(blk, req, "no usable status byte");
                 finish(blk, req);
                 return;
         }
@@ -603,7 +251,7 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
                 finish(blk, req);
                 return;
         }
-        st = begin(blk, req, sector);
+        st = blk_req_begin(blk, req, sector);
         if (st >= 0) {
                 req->status = (uint8_t)st;
                 finish(blk, req);
@@ -616,7 +264,7 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
  * because the ring is empty (or broken). */
 static bool pop_all(struct virtio_blk *blk)
 {
-        struct virtq *q = queue(blk);
+        struct virtq *q = blk_queue(blk);
         bool limited = false;
 
         while (blk->free && !limited && !rate_limiter_blocked(blk->limiter)) {
@@ -648,13 +296,13 @@ static bool stalled(const struct virtio_blk *blk)
 
 static bool running(struct virtio_blk *blk)
 {
-        return queue(blk)->ready && !queue(blk)->broken;
+        return blk_queue(blk)->ready && !blk_queue(blk)->broken;
 }
 
 /* Caller holds vd.lock. */
 static void run(struct virtio_blk *blk)
 {
-        struct virtq *q = queue(blk);
+        struct virtq *q = blk_queue(blk);
         bool more, empty = false;
 
         do {
@@ -881,7 +529,7 @@ int virtio_blk_set_path(struct virtio_blk *blk, const char *path, struct error *
         old = blk->fd;
         blk->fd = fd;
         blk->capacity = size;
-        if (blk->used && queue(blk)->ready)
+        if (blk->used && blk_queue(blk)->ready)
                 virtio_signal_used(&blk->vd, 0);
         blk->used = false;
         virtio_signal_config(&blk->vd);
