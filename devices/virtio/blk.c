@@ -127,15 +127,18 @@ static void finish(struct virtio_blk *blk, struct blk_req *req)
 
 static void on_cqe(void *opaque, void *tag, long res);
 
-static void submit(struct virtio_blk *blk)
+/* False when the kernel took nothing (the steps stay queued for the next try). */
+static bool submit(struct virtio_blk *blk)
 {
         int r = blk_uring_submit(blk->uring);
 
-        if (r < 0)
+        if (r < 0) {
                 LOG_GUEST(&blk->rl, "%s: io_uring submit: %s (retried later)", blk->name,
                           strerror(-r));
-        else
-                blk->queued = false;
+                return false;
+        }
+        blk->queued = false;
+        return true;
 }
 
 /* Runs (sync) or queues (io_uring) req->io; a sync request is finished on return. */
@@ -150,8 +153,16 @@ static void issue(struct virtio_blk *blk, struct blk_req *req)
         }
         uint64_t delay =
             blk->bops->async_delay_ns ? blk->bops->async_delay_ns(blk->bops_opaque, &req->io) : 0;
-        while (blk_uring_queue(blk->uring, blk->fd, &req->io, delay, req) == -EBUSY)
-                submit(blk);
+        int r = blk_uring_queue(blk->uring, blk->fd, &req->io, delay, req);
+
+        if (r == -EBUSY && submit(blk)) /* never with one step per slot; but never spin */
+                r = blk_uring_queue(blk->uring, blk->fd, &req->io, delay, req);
+        if (r) {
+                LOG_GUEST(&blk->rl, "%s: io_uring queue full", blk->name);
+                req->status = VIRTIO_BLK_S_IOERR;
+                finish(blk, req);
+                return;
+        }
         blk->in_flight++;
         blk->queued = true;
 }
@@ -211,7 +222,7 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
         req->status_ok = req->data_pinned = false;
         req->written = 0;
         req->len = req->done = 0;
-        req->type = UINT32_MAX;
+        req->type = 0;
         /* The header usually sits in the first buffer: one checked read. */
         if (c->nr_segs && !first->write && first->len >= HDR_LEN)
                 have_hdr = hostmem_read(q->mem, first->addr, hdr, HDR_LEN) == 0;
@@ -245,7 +256,7 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
         }
         req->status_ok = true;
         req->status_gpa = last->addr + last->len - 1;
-        if (req->type == UINT32_MAX) {
+        if (!have_hdr) { /* too short, or refused */
                 blk->stats.bad_requests++;
                 req->status = VIRTIO_BLK_S_IOERR;
                 finish(blk, req);
@@ -312,10 +323,9 @@ static void run(struct virtio_blk *blk)
                         more = true;
                 if (!empty && running(blk))
                         empty = pop_all(blk);
-                if (blk->queued) {
-                        submit(blk);
-                        more = true; /* what completed inline is reaped right away */
-                }
+                /* What completed inline is reaped right away. */
+                if (blk->queued && submit(blk))
+                        more = true;
                 if (!more && running(blk) && !stalled(blk)) {
                         /* EVENT_IDX: ask for a notification, then look once more. */
                         more = virtq_arm(q);

@@ -1011,7 +1011,9 @@ static void test_unknown_type(void **state)
         up(f);
         assert_int_equal(xfer(f, 99, 0, b, sizeof(b), true, &used), VIRTIO_BLK_S_UNSUPP);
         assert_int_equal(used, 1);
-        assert_int_equal(stats(f).unsupported, 1);
+        assert_int_equal(xfer(f, UINT32_MAX, 0, b, sizeof(b), true, &used), VIRTIO_BLK_S_UNSUPP);
+        assert_int_equal(stats(f).unsupported, 2);
+        assert_int_equal(stats(f).bad_requests, 0);
         assert_works(f);
 }
 
