@@ -40,13 +40,18 @@ static void put_req(struct virtio_blk *blk, struct blk_req *req)
         blk->free = req;
 }
 
-static void unpin_all(struct virtio_blk *blk, struct blk_req *req)
+/* The I/O is over: no host pointer outlives it (CC-6). */
+static void unpin_data(struct virtio_blk *blk, struct blk_req *req)
 {
         /* After a reset the queue is zeroed (its accessor too): unpin through the device's. */
         struct virtq tmp = {.mem = blk->vd.mem};
         struct virtq *q = blk_queue(blk)->mem ? blk_queue(blk) : &tmp;
 
-        if (req->data_pinned)
+        if (!req->data_pinned)
+                return;
+        if (req->pin_single)
+                hostmem_unpin(blk->vd.mem, req->pin_gpa, req->pin_len);
+        else
                 virtq_chain_unpin(q, &req->chain, req->data_write, req->pin_off, req->pin_len);
         req->data_pinned = false;
 }
@@ -54,7 +59,7 @@ static void unpin_all(struct virtio_blk *blk, struct blk_req *req)
 /* Drops a request without touching guest memory (reset, broken ring). */
 static void release(struct virtio_blk *blk, struct blk_req *req)
 {
-        unpin_all(blk, req);
+        unpin_data(blk, req);
         put_req(blk, req);
 }
 
@@ -104,10 +109,7 @@ static void finish(struct virtio_blk *blk, struct blk_req *req)
                 release(blk, req);
                 return;
         }
-        if (req->data_pinned) { /* the I/O is over: no host pointer outlives it */
-                virtq_chain_unpin(q, &req->chain, req->data_write, req->pin_off, req->pin_len);
-                req->data_pinned = false;
-        }
+        unpin_data(blk, req);
         if (req->status_ok) {
                 /* Checked again now: ownership may have changed during the I/O (CC-6). */
                 if (hostmem_write(q->mem, req->status_gpa, &req->status, 1) == 0) {
@@ -117,7 +119,6 @@ static void finish(struct virtio_blk *blk, struct blk_req *req)
                         blk->stats.bad_requests++;
                 }
         }
-        unpin_all(blk, req);
         if (virtq_push(q, req->chain.head, used_len) == 0)
                 blk->used = true;
         put_req(blk, req);

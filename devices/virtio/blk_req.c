@@ -157,11 +157,38 @@ bool blk_req_advance(struct virtio_blk *blk, struct blk_req *req, long res)
 }
 
 /* Pins the data range [off, off+len) of the readable (IN: writable) part. */
+/* Where [off, off+len) of the readable (write=false) or writable part lies in guest memory
+ * when a single buffer holds it (the common case: one data buffer per request). */
+static bool single_span(const struct virtq_chain *c, bool write, uint32_t off, uint32_t len,
+                        gpa_t *gpa)
+{
+        for (unsigned i = 0; i < c->nr_segs; i++) {
+                const struct virtq_seg *s = &c->segs[i];
+
+                if (s->write != write)
+                        continue;
+                if (off >= s->len) {
+                        off -= s->len;
+                        continue;
+                }
+                *gpa = s->addr + off;
+                return len <= s->len - off;
+        }
+        return false;
+}
+
 static bool pin_data(struct virtio_blk *blk, struct blk_req *req, bool write, uint32_t off,
                      uint32_t len)
 {
-        int n = virtq_chain_pin(blk_queue(blk), &req->chain, write, off, len, req->iov, MAX_IOV);
+        struct virtq *q = blk_queue(blk);
+        int n;
 
+        /* One span: pinned straight through hostmem, without the chain walk. */
+        req->pin_single = single_span(&req->chain, write, off, len, &req->pin_gpa);
+        if (req->pin_single)
+                n = hostmem_pin(q->mem, req->pin_gpa, len, &req->iov[0]) ? -EFAULT : 1;
+        else
+                n = virtq_chain_pin(q, &req->chain, write, off, len, req->iov, MAX_IOV);
         if (n < 0) {
                 blk->stats.bad_requests++;
                 blk_guest_error(blk, req, "data buffers refused by guest memory");

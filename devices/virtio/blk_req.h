@@ -46,7 +46,9 @@ struct blk_req {
         uint8_t status;
         bool status_ok;               /* the status byte exists and guest memory accepted it */
         bool data_pinned, data_write; /* the pinned data range: writable part (IN) or not */
+        bool pin_single;              /* one span at pin_gpa (hostmem), else a chain range */
         uint32_t pin_off, pin_len;
+        gpa_t pin_gpa;
         gpa_t status_gpa;   /* the last writable byte of the chain */
         uint32_t written;   /* bytes written into the chain before the status byte */
         uint64_t off;       /* IN/OUT: byte offset in the file */
