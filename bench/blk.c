@@ -15,8 +15,8 @@
  *   bench/blk [-t SECONDS_PER_ROUND] [-r ROUNDS] [-s FILE_MIB] [-e ENGINE] [-w WORKLOAD]
  *             [DIR...]
  *
- * -e sync|io_uring and -w SUBSTRING (e.g. "4K rand read  QD1") restrict the run, for
- * profiling.
+ * -e sync|io_uring, -w SUBSTRING (e.g. "4K rand read  QD1") and -o device|raw|uring (measure
+ * only that one; the other columns are then meaningless) restrict the run, for profiling.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -311,7 +311,7 @@ static void fill_file(struct bench *b)
         fsync(b->fd);
 }
 
-static const char *only_engine, *only_workload;
+static const char *only_engine, *only_workload, *only_one;
 
 static void run_dir(const char *dir, uint64_t size, double seconds, int rounds)
 {
@@ -360,9 +360,15 @@ static void run_dir(const char *dir, uint64_t size, double seconds, int rounds)
                         /* Alternating short rounds; a ratio is taken within each round
                          * (the machine's load drifts), then the median. */
                         for (int r = 0; r < rounds; r++) {
-                                raw[r] = measure(&b, w, raw_sync_batch, seconds);
-                                dev[r] = measure(&b, w, device_batch, seconds);
-                                ring[r] = measure(&b, w, raw_uring_batch, seconds);
+                                raw[r] = only_one && *only_one != 'r'
+                                             ? 1
+                                             : measure(&b, w, raw_sync_batch, seconds);
+                                dev[r] = only_one && *only_one != 'd'
+                                             ? 1
+                                             : measure(&b, w, device_batch, seconds);
+                                ring[r] = only_one && *only_one != 'u'
+                                              ? 1
+                                              : measure(&b, w, raw_uring_batch, seconds);
                                 rr[r] = dev[r] / raw[r];
                                 ru[r] = dev[r] / ring[r];
                         }
@@ -394,7 +400,7 @@ int main(int argc, char **argv)
         int rounds = 5, opt;
         uint64_t size = 256ull << 20;
 
-        while ((opt = getopt(argc, argv, "t:r:s:e:w:")) != -1) {
+        while ((opt = getopt(argc, argv, "t:r:s:e:w:o:")) != -1) {
                 if (opt == 't')
                         seconds = atof(optarg);
                 else if (opt == 'r')
@@ -405,6 +411,8 @@ int main(int argc, char **argv)
                         only_engine = optarg;
                 else if (opt == 'w')
                         only_workload = optarg;
+                else if (opt == 'o')
+                        only_one = optarg;
                 else {
                         fprintf(stderr,
                                 "usage: %s [-t SECONDS] [-r ROUNDS] [-s FILE_MIB] [-e ENGINE] [-w "
