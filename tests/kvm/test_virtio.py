@@ -66,12 +66,19 @@ def net_harness(tap, vmm_args):
     thread = threading.Thread(target=echo)
     thread.start()
     start = time.monotonic()
+    proc = subprocess.Popen(vmm_args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
     try:
-        proc = subprocess.run(vmm_args, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, errors="replace", timeout=60)
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as e:
-        rc, out, err = "timeout", str(e.stdout), str(e.stderr)
+        out, err = proc.communicate(timeout=30)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        # Report what the guest said so far; a VMM that does not die is reported too.
+        proc.kill()
+        try:
+            out, err = proc.communicate(timeout=10)
+            rc = "killed after 30 s"
+        except subprocess.TimeoutExpired:
+            out, err, rc = "", "", "still running 10 s after SIGKILL"
     seconds = time.monotonic() - start
     stop.set()
     thread.join()
@@ -369,9 +376,12 @@ def run_net(fmt, vcpus, net_opt, extra):
     cmdline = f"console=ttyS0 probe=net {extra}".strip()
     args = [str(VMM), "--kernel", str(PROBES[fmt]), "--vcpus", str(vcpus), "--net", net_opt,
             "--cmdline", cmdline]
-    proc = subprocess.run(["unshare", "-n", sys.executable, os.path.abspath(__file__),
-                           "net-harness", "tap0", *args], capture_output=True, text=True,
-                          timeout=90)
+    try:
+        proc = subprocess.run(["unshare", "-n", sys.executable, os.path.abspath(__file__),
+                               "net-harness", "tap0", *args], capture_output=True, text=True,
+                              timeout=60)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the network-namespace helper hung: {e.stdout!r} {e.stderr!r}")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
