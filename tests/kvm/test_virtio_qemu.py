@@ -109,6 +109,20 @@ def test_rng_found_through_the_command_line_without_acpi():
         "probe: rng bytes differ"])
 
 
+def test_legacy_transport_refused():
+    """Without force-legacy=false QEMU 7.2 offers version-1 (legacy) transports: refused."""
+    cmd = [c for c in qemu_args() if c not in ("-global", "virtio-mmio.force-legacy=false")]
+    cmd += [*RNG, "-kernel", str(PROBE), "-append", "probe=rng"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          errors="replace", timeout=TIMEOUT)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("probe: ")]
+    assert proc.returncode == 0, proc.stderr
+    assert len(lines) == 3, lines
+    assert re.fullmatch(r"probe: virtio 0xfeb0[0-9a-f]{2}00 version 1 refused \(legacy\) "
+                        r"\(via acpi\)", lines[1]), lines
+    assert lines[2] == "probe: fail rng no virtio-rng device", lines
+
+
 def disk_image(path, sectors):
     data = bytearray()
     for i in range(sectors):
