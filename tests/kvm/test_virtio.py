@@ -268,6 +268,7 @@ def hostile_lines(blk, indirect=True):
         f"probe: hostile bad-avail-idx: refused (needs reset, config interrupt); {reset}",
         f"probe: hostile notify-storm: refused (2000 + 200 notifications, nothing completed); "
         f"{still}",
+        f"probe: hostile reset-in-flight: refused (nothing written after the reset); {reset}",
         f"probe: hostile queue-size: refused (QueueReady 0 for size 3, 0 for size 512); "
         f"{reset}",
         "probe: hostile ring-in-mmio-hole: refused (QueueReady 0 with the descriptor table on "
@@ -278,7 +279,7 @@ def hostile_lines(blk, indirect=True):
         f"probe: hostile early-driver-ok: refused (status 0x3); {reset}",
         f"probe: hostile unoffered-feature: refused (bit 0, status 0x3); {reset}",
         f"probe: hostile no-version-1: refused (status 0x3); {reset}",
-        f"probe: hostile {15 + int(indirect)} cases refused",
+        f"probe: hostile {16 + int(indirect)} cases refused",
     ]
     return cases
 

@@ -8,7 +8,7 @@ the command line gets no virtio_mmio.device= entries; with acpi=off QEMU appends
 (`512@0x...:n`) instead. `-global virtio-mmio.force-legacy=false` gives version-2 transports.
 
 Hostile cases run here only where QEMU refuses too (descriptor loops, impossible ring
-indices and heads, notification storms): QEMU bounce-buffers descriptors that point outside
+indices and heads, notification storms, a reset with requests in flight): QEMU bounce-buffers descriptors that point outside
 RAM or into the MMIO hole, latches FEATURES_OK for features it did not offer and accepts
 any queue size, all of which our VMM refuses.
 
@@ -172,7 +172,7 @@ def test_blk(extra, modes, tmp_path):
 
 
 # The cases QEMU refuses as well.
-QEMU_HOSTILE = "loop,bad-head,bad-avail-idx,notify-storm"
+QEMU_HOSTILE = "loop,bad-head,bad-avail-idx,notify-storm,reset-in-flight"
 
 
 @pytest.mark.parametrize("dev", ["rng", "blk"])
@@ -192,7 +192,9 @@ def test_hostile(dev, tmp_path):
         f"probe: hostile bad-avail-idx: {reset}",
         r"probe: hostile notify-storm: refused \(2000 \+ 200 notifications, nothing "
         r"completed\); device still works",
-        "probe: hostile 4 cases refused"])
+        r"probe: hostile reset-in-flight: refused \(nothing written after the reset\); works "
+        "after reset",
+        "probe: hostile 5 cases refused"])
 
 
 def udp_echo(sock, peer, frames, stop):

@@ -11,8 +11,9 @@
  * DEVICE_NEEDS_RESET and raise a configuration interrupt); register cases write in the wrong
  * state (queue registers before FEATURES_OK, DRIVER_OK before FEATURES_OK, features that were
  * not offered, no VERSION_1, a queue size that is not a power of two or too large, a ring in
- * the MMIO hole or misaligned); and a
- * notification storm. Runs in interrupt mode, so configuration interrupts are seen.
+ * the MMIO hole or misaligned); a notification storm; and a reset with a full ring in flight
+ * (nothing may be written once Status reads 0). Runs in interrupt mode, so configuration
+ * interrupts are seen.
  */
 #include "alloc.h"
 #include "cmdline.h"
@@ -322,6 +323,59 @@ static void case_ring_address(struct hctx *h, const char *name, bool misaligned)
         record(h, name, ready == 0, what);
 }
 
+static uint64_t fingerprint(const void *p, uint64_t bytes)
+{
+        const volatile uint64_t *w = p;
+        uint64_t h = 0;
+
+        for (uint64_t i = 0; i < bytes / 8; i++)
+                h = (h ^ w[i]) * 0x100000001b3ull;
+        return h;
+}
+
+/* A full ring of requests, then a reset at once: once Status reads 0 the device must not
+ * write the used ring or any buffer any more. */
+static void case_reset_in_flight(struct hctx *h)
+{
+        struct virtq *q = &h->q;
+        uint32_t per = h->blk ? 16 * SECTOR : 4096, n = q->size;
+        uint8_t *data = alloc_mem((uint64_t)n * per, 4096);
+        struct blk_hdr *hdrs = alloc_zeroed(sizeof(*hdrs) * n, 16);
+        uint8_t *status = alloc_zeroed(n, 16);
+        uint64_t before, after;
+        uint16_t used_idx;
+        uint32_t t0;
+        char what[96];
+
+        memset(status, BLK_S_UNSET, n);
+        for (uint32_t i = 0; i < n; i++) {
+                struct vbuf v[3];
+                unsigned k = 0;
+
+                if (h->blk) {
+                        hdrs[i] = (struct blk_hdr){BLK_T_IN, 0, (uint64_t)i * 16};
+                        v[k++] = (struct vbuf){&hdrs[i], sizeof(hdrs[i]), false};
+                }
+                v[k++] = (struct vbuf){data + (uint64_t)i * per, per, true};
+                if (h->blk)
+                        v[k++] = (struct vbuf){&status[i], 1, true};
+                if (virtq_add(q, v, k, true) < 0)
+                        break;
+        }
+        virtio_write(h->d, VMMIO_QUEUE_NOTIFY, q->index);
+        virtio_reset(h->d);
+        used_idx = q->used[1];
+        before = fingerprint(data, (uint64_t)n * per) ^ fingerprint(status, n);
+        t0 = virtio_ticks();
+        while (virtio_ticks() - t0 < 3)
+                virtio_idle(h->d);
+        after = fingerprint(data, (uint64_t)n * per) ^ fingerprint(status, n);
+        vctx_fmt(what, sizeof(what), "%s after the reset",
+                 used_idx == q->used[1] && before == after ? "nothing written"
+                                                           : "WRITES AFTER THE RESET");
+        record(h, "reset-in-flight", used_idx == q->used[1] && before == after, what);
+}
+
 static void case_storm(struct hctx *h)
 {
         uint16_t used0 = h->q.used[1];
@@ -473,6 +527,8 @@ void scenario_hostile(const struct boot_info *bi)
                 case_ring(h, "bad-avail-idx", true);
         if (selected(bi, "notify-storm"))
                 case_storm(h);
+        if (selected(bi, "reset-in-flight"))
+                case_reset_in_flight(h);
         if (selected(bi, "queue-size"))
                 case_queue_size(h);
         if (selected(bi, "ring-in-mmio-hole"))
