@@ -299,11 +299,11 @@ def test_hostile_rng_without_ring_features():
         *discovery([4]), mode("hostile", 0, 0, irq=True), *hostile_lines(False, False)])
 
 
-@pytest.mark.parametrize("fmt,vcpus", [("elf", 2), ("bzimage", 1)])
-def test_hostile_blk(fmt, vcpus, tmp_path):
+@pytest.mark.parametrize("fmt,vcpus,engine", [("elf", 2, "io_uring"), ("bzimage", 1, "sync")])
+def test_hostile_blk(fmt, vcpus, engine, tmp_path):
     disk = tmp_path / "disk.img"
-    data = disk_image(disk, 64)
-    run = run_probe(fmt, "hostile", "--vcpus", vcpus, "--drive", f"path={disk}",
+    data = disk_image(disk, 512)
+    run = run_probe(fmt, "hostile", "--vcpus", vcpus, "--drive", f"path={disk},engine={engine}",
                     cmdline_extra="probe.dev=blk", timeout=TIMEOUT)
     assert_transcript(run, "hostile", fmt,
                       [*discovery([2]), mode("hostile", irq=True), *hostile_lines(True)])
