@@ -50,9 +50,12 @@ static double percentile(double *v, int n, double p)
 static int connect_unix(const char *path)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int fd;
 
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -1;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
                 return fd;
         if (fd >= 0)
