@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,6 +314,17 @@ static void fill_file(struct bench *b)
 
 static const char *only_engine, *only_workload, *only_one;
 
+/* The file being measured, removed if the run is interrupted (it may sit in RAM). */
+static char current_path[256];
+
+static void on_signal(int sig)
+{
+        if (current_path[0])
+                unlink(current_path);
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
+
 static void run_dir(const char *dir, uint64_t size, double seconds, int rounds)
 {
         static const char *engines[] = {"sync", "io_uring"};
@@ -324,6 +336,7 @@ static void run_dir(const char *dir, uint64_t size, double seconds, int rounds)
         b.fd = mkstemp(path);
         if (b.fd < 0)
                 die(path);
+        memcpy(current_path, path, sizeof(current_path));
         b.file_size = size;
         fill_file(&b);
         b.random_off = malloc(NR_RANDOM * sizeof(*b.random_off));
@@ -392,6 +405,7 @@ static void run_dir(const char *dir, uint64_t size, double seconds, int rounds)
         free(b.random_off);
         close(b.fd);
         unlink(path);
+        current_path[0] = '\0';
 }
 
 int main(int argc, char **argv)
@@ -426,6 +440,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench/blk: bad arguments\n");
                 return 2;
         }
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
         printf("bench/blk: virtio-blk device vs raw preadv/pwritev and raw io_uring (same file, "
                "same buffers)\ntargets: 64K >= 0.90 of raw, 4K >= 0.80 of raw\n");
         if (optind == argc) {
