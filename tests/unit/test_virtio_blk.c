@@ -41,12 +41,13 @@ struct params {
 
 /* Backend seam: counts the steps that ran and injects results. */
 struct inject {
-        unsigned runs[4]; /* steps seen, per BLK_IO_* */
-        int fail_op;      /* BLK_IO_* + 1 to fail, 0: none */
-        long fail_res;    /* e.g. -ENOSPC */
-        int fail_times;   /* -1: always */
-        int short_op;     /* BLK_IO_* + 1: the next such step moves only 512 bytes */
-        int delay_op;     /* BLK_IO_* + 1: held back by delay_ns (io_uring) */
+        unsigned runs[4];   /* steps seen, per BLK_IO_* */
+        int fail_op;        /* BLK_IO_* + 1 to fail, 0: none */
+        long fail_res;      /* e.g. -ENOSPC */
+        int fail_times;     /* -1: always */
+        int short_op;       /* BLK_IO_* + 1: the next such step moves only short_len bytes */
+        uint32_t short_len; /* 0: 512 */
+        int delay_op;       /* BLK_IO_* + 1: held back by delay_ns (io_uring) */
         uint64_t delay_ns;
         enum blk_io_op order[16]; /* steps in the order they completed */
         unsigned nr_order;
@@ -118,13 +119,25 @@ static long inj_run(void *opaque, int fd, const struct blk_io *io)
         struct inject *in = opaque;
 
         record(in, io);
-        if (hit(&in->short_op, io) && io->iovcnt > 0 && io->iov[0].iov_len > 512) {
-                struct iovec one = {.iov_base = io->iov[0].iov_base, .iov_len = 512};
+        if (hit(&in->short_op, io)) {
+                /* The first short_len bytes of the step's iovecs, then stop. */
+                struct iovec part_iov[VIRTIO_BLK_QUEUE_SIZE];
                 struct blk_io part = *io;
-                in->short_op = 0;
-                part.iov = &one;
-                part.iovcnt = 1;
-                return blk_file_run(NULL, fd, &part);
+                size_t want = in->short_len ? in->short_len : 512, got = 0;
+                int n = 0;
+
+                for (int i = 0; i < io->iovcnt && got < want; i++) {
+                        part_iov[n] = io->iov[i];
+                        if (part_iov[n].iov_len > want - got)
+                                part_iov[n].iov_len = want - got;
+                        got += part_iov[n++].iov_len;
+                }
+                if (got == want) { /* the step is longer: make it short */
+                        in->short_op = 0;
+                        part.iov = part_iov;
+                        part.iovcnt = n;
+                        return blk_file_run(NULL, fd, &part);
+                }
         }
         if (take_failure(in, io))
                 return in->fail_res;
@@ -136,9 +149,11 @@ static long inj_result(void *opaque, const struct blk_io *io, long res)
         struct inject *in = opaque;
 
         record(in, io);
-        if (hit(&in->short_op, io) && res > 512) {
+        long want = in->short_len ? in->short_len : 512;
+
+        if (hit(&in->short_op, io) && res > want) {
                 in->short_op = 0;
-                return 512; /* the device must go on with the rest */
+                return want; /* the device must go on with the rest */
         }
         if (take_failure(in, io))
                 return in->fail_res;
@@ -1099,6 +1114,129 @@ static void test_enospc_and_eio(void **state)
         assert_works(f);
 }
 
+/* Random reads and writes against a model of the disk: random chain shapes (data split at
+ * arbitrary byte boundaries, header split, status sharing the last data buffer), random
+ * short transfers, several requests per notification (non-overlapping, since the device may
+ * complete them in any order). */
+static uint32_t rnd(uint64_t *state)
+{
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        return (uint32_t)(*state >> 11);
+}
+
+struct rreq {
+        bool write;
+        uint64_t sector;
+        uint32_t len;
+        gpa_t data, st; /* data: one contiguous guest area, split into descriptors */
+        uint16_t head;
+        bool done;
+};
+
+static void post_random(struct fx *f, uint64_t *rs, struct rreq *r, uint8_t *shadow)
+{
+        struct vdrv_buf b[8];
+        unsigned n = 0, pieces = 1 + rnd(rs) % 4;
+        gpa_t hdr = header(f, r->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, r->sector);
+        uint32_t split = rnd(rs) % 16, off = 0;
+
+        if (split && split < 16) { /* header in two pieces */
+                b[n++] = (struct vdrv_buf){hdr, split, false};
+                b[n++] = (struct vdrv_buf){hdr + split, 16 - split, false};
+        } else {
+                b[n++] = (struct vdrv_buf){hdr, 16, false};
+        }
+        /* One area holds the data and, for reads, the status byte right after it. */
+        r->data = vdrv_alloc(&f->d, r->len + 1, 1);
+        r->st = r->data + r->len;
+        if (r->write) {
+                uint8_t *w = malloc(r->len);
+                for (uint32_t i = 0; i < r->len; i++)
+                        w[i] = (uint8_t)rnd(rs);
+                vdrv_mem_write(&f->d, r->data, w, r->len);
+                memcpy(shadow + r->sector * 512, w, r->len);
+                free(w);
+                r->st = status_byte(f);
+        }
+        uint8_t s = NO_STATUS;
+        vdrv_mem_write(&f->d, r->st, &s, 1);
+        for (unsigned i = 0; i < pieces; i++) {
+                uint32_t left = r->len - off;
+                uint32_t len = i + 1 == pieces ? left : (left ? rnd(rs) % left : 0);
+                if (len == 0)
+                        continue;
+                b[n++] = (struct vdrv_buf){r->data + off, len, !r->write};
+                off += len;
+        }
+        if (r->write)
+                b[n++] = (struct vdrv_buf){r->st, 1, true};
+        else
+                b[n - 1].len++; /* the status byte ends the last data buffer */
+        r->head = vdrv_add_nopublish(&f->d, 0, b, n);
+}
+
+static void test_random_against_model(void **state)
+{
+        struct fx *f = *state;
+        uint64_t rs = 0x243f6a8885a308d3ull;
+        uint8_t *shadow = malloc(DISK), *buf = malloc(8192);
+        unsigned total = 0;
+
+        file_read(f, 0, shadow, DISK);
+        vdrv_bring_up(&f->d, ~0ull, 1, 64);
+        for (int round = 0; round < 60; round++) {
+                struct rreq r[6];
+                unsigned nr = 1 + rnd(&rs) % 6;
+                uint16_t id;
+                uint32_t len;
+
+                /* Heap for this round only: rings stay, buffers are reused. */
+                gpa_t heap = f->d.heap;
+                for (unsigned i = 0; i < nr; i++) {
+                        /* Zone i of 6: requests of one round never overlap. */
+                        uint64_t zone = DISK / 512 / 6;
+                        r[i].write = rnd(&rs) & 1;
+                        r[i].len = 512 * (1 + rnd(&rs) % 16);
+                        r[i].sector = zone * i + rnd(&rs) % (zone - 16);
+                        r[i].done = false;
+                        post_random(f, &rs, &r[i], shadow);
+                }
+                if (rnd(&rs) % 3 == 0) {
+                        f->inj.short_op = (rnd(&rs) & 1 ? BLK_IO_READ : BLK_IO_WRITE) + 1;
+                        f->inj.short_len = 1 + rnd(&rs) % 3000;
+                }
+                vdrv_publish(&f->d, 0);
+                vdrv_kick(&f->d, 0);
+                for (unsigned k = 0; k < nr; k++) {
+                        assert_true(wait_used(f, &id, &len));
+                        unsigned i = 0;
+                        while (i < nr && (r[i].head != id || r[i].done))
+                                i++;
+                        assert_true(i < nr);
+                        r[i].done = true;
+                        assert_int_equal(read_status(f, r[i].st), VIRTIO_BLK_S_OK);
+                        assert_int_equal(len, r[i].write ? 1 : r[i].len + 1);
+                        if (!r[i].write) {
+                                vdrv_mem_read(&f->d, r[i].data, buf, r[i].len);
+                                assert_memory_equal(buf, shadow + r[i].sector * 512, r[i].len);
+                        }
+                        total++;
+                }
+                f->inj.short_op = 0;
+                f->d.heap = heap;
+        }
+        /* The file holds the model. */
+        uint8_t *disk = malloc(DISK);
+        file_read(f, 0, disk, DISK);
+        assert_memory_equal(disk, shadow, DISK);
+        assert_int_equal(total, stats(f).read_count + stats(f).write_count);
+        free(disk);
+        free(shadow);
+        free(buf);
+}
+
 /* ---- rate limiter ---- */
 
 static void test_rate_limited(void **state)
@@ -1544,6 +1682,8 @@ int main(void)
             T(test_short_read_is_completed, P_URING),
             T(test_short_read_then_eof_is_ioerr, P_SYNC),
             T(test_short_read_then_eof_is_ioerr, P_URING),
+            T(test_random_against_model, P_SYNC),
+            T(test_random_against_model, P_URING),
             T(test_enospc_and_eio, P_SYNC),
             T(test_enospc_and_eio, P_URING),
             T(test_rate_limited, P_SYNC_LIMITED),
