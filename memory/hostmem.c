@@ -40,7 +40,8 @@ void hostmem_set_ownership(struct hostmem *hm, struct ownership *own)
 /*
  * Opens an access to [gpa, gpa+len): the host span, or NULL with *err set. On a protected
  * VM the range stays pinned (shared) until end_access, so the check and the access cannot
- * be separated by a transition.
+ * be separated by a transition -- and a transition to private of a pinned range waits, so
+ * a thread must not hold a pin while it performs such a transition itself.
  */
 static void *begin_access(struct hostmem *hm, gpa_t gpa, uint64_t len, int *err)
 {
@@ -161,6 +162,11 @@ bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len)
 {
         if (hm->own)
                 return ownership_is_shared(hm->own, gpa, len);
+        return guest_mem_contains(hm->mem, gpa, len);
+}
+
+bool hostmem_in_ram(struct hostmem *hm, gpa_t gpa, uint64_t len)
+{
         return guest_mem_contains(hm->mem, gpa, len);
 }
 

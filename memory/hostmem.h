@@ -63,6 +63,10 @@ int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len) MUST_CHECK;
  * for validating ring areas (CC-5). */
 bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len);
 
+/* True when the whole range is guest RAM, whoever owns it: for validating descriptors,
+ * whose buffers are checked for ownership when they are accessed (CC-3, CC-4). */
+bool hostmem_in_ram(struct hostmem *hm, gpa_t gpa, uint64_t len);
+
 void hostmem_get_stats(struct hostmem *hm, struct hostmem_stats *out);
 const char *hostmem_owner(const struct hostmem *hm);
 

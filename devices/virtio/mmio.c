@@ -61,10 +61,12 @@ static void device_reset(struct virtio_mmio *t)
 {
         struct virtio_device *vd = t->vd;
 
-        for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
-                virtq_reset(&vd->vqs[i]);
+        /* The device first, while its queues still know their memory: it may have pins to
+         * release. */
         if (vd->ops->reset)
                 vd->ops->reset(vd);
+        for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+                virtq_reset(&vd->vqs[i]);
         vd->acked_features = 0;
         t->driver_features = 0;
         t->device_features_sel = t->driver_features_sel = 0;

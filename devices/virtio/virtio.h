@@ -63,7 +63,7 @@ struct virtio_device_ops {
          * in DEVICE_NEEDS_RESET. */
         int (*activate)(struct virtio_device *vd);
         /* The driver reset the device (or the VM is going away): stop backends, forget
-         * in-flight requests. The transport has already reset the queues. */
+         * in-flight requests, release pins. The transport resets the queues afterwards. */
         void (*reset)(struct virtio_device *vd);
         /* The driver notified queue q (ready and DRIVER_OK are guaranteed). */
         void (*notify)(struct virtio_device *vd, unsigned q);

@@ -108,7 +108,10 @@ static bool add_seg(struct virtq *q, struct virtq_chain *c, const struct desc *d
         /* Readable buffers first, then writable ones (2.7.4.2). */
         if (!write && c->writable)
                 return false;
-        if (!range_end(d->addr, d->len, &end) || !hostmem_check(q->mem, d->addr, d->len))
+        /* RAM bounds only: ownership is checked when the buffer is accessed, so a request
+         * naming a private buffer fails with the device's error status (CC-4) instead of
+         * looking malformed. */
+        if (!range_end(d->addr, d->len, &end) || !hostmem_in_ram(q->mem, d->addr, d->len))
                 return false;
         if (__builtin_add_overflow(*total, d->len, total))
                 return false;
@@ -136,7 +139,7 @@ static enum virtq_pop_result walk(struct virtq *q, struct virtq_chain *c)
                 if (d.flags & VIRTQ_DESC_F_INDIRECT) {
                         if (!q->indirect || in_indirect || (d.flags & VIRTQ_DESC_F_NEXT) ||
                             d.len == 0 || d.len % DESC_SIZE || d.len / DESC_SIZE > q->size ||
-                            !hostmem_check(q->mem, d.addr, d.len))
+                            !hostmem_in_ram(q->mem, d.addr, d.len))
                                 return bad(q);
                         table = d.addr;
                         table_size = d.len / DESC_SIZE;

@@ -132,6 +132,10 @@ bool vdrv_setup_queue(struct vdriver *d, unsigned qi, uint16_t size)
         q->desc = vdrv_alloc(d, 16ull * size, 16);
         q->avail = vdrv_alloc(d, 6 + 2ull * size, 2);
         q->used = vdrv_alloc(d, 6 + 8ull * size, 4);
+        /* Rings start empty even when the heap is reused. */
+        check(guest_mem_fill(d->mem, q->desc, 0, 16ull * size));
+        check(guest_mem_fill(d->mem, q->avail, 0, 6 + 2ull * size));
+        check(guest_mem_fill(d->mem, q->used, 0, 6 + 8ull * size));
         vdrv_write32(d, VIRTIO_MMIO_QUEUE_SEL, qi);
         vdrv_write32(d, VIRTIO_MMIO_QUEUE_NUM, size);
         set64(d, VIRTIO_MMIO_QUEUE_DESC_LOW, q->desc);
