@@ -24,6 +24,7 @@ enum {
         OPT_NET,
         OPT_VSOCK,
         OPT_ENTROPY,
+        OPT_CONFIDENTIAL,
         OPT_BALLOON,
         OPT_API_SOCK,
         OPT_CONFIG_FILE,
@@ -55,7 +56,8 @@ static const struct option long_opts[] = {
     {"drive", required_argument, NULL, OPT_DRIVE},
     {"net", required_argument, NULL, OPT_NET},
     {"vsock", required_argument, NULL, OPT_VSOCK},
-    {"entropy", no_argument, NULL, OPT_ENTROPY},
+    {"entropy", optional_argument, NULL, OPT_ENTROPY},
+    {"confidential", required_argument, NULL, OPT_CONFIDENTIAL},
     {"balloon", required_argument, NULL, OPT_BALLOON},
     {"api-sock", required_argument, NULL, OPT_API_SOCK},
     {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
@@ -94,7 +96,11 @@ const char *cli_usage(void)
                "          [,engine=sync|io_uring][,bps=BYTES][,iops=N]   a virtio-blk disk\n"
                "  --net tap=NAME[,id=ID][,mac=MAC][,mtu=N]    a virtio-net interface on a TAP\n"
                "  --vsock cid=N,uds=PATH                      a virtio-vsock device\n"
-               "  --entropy                                   a virtio-rng device\n"
+               "  --entropy[=access-platform=required|off]    a virtio-rng device\n"
+               "  --confidential sev|pef|s390-pv   a protected VM: the platform's "
+               "memory-ownership\n"
+               "                       model; every device uses VIRTIO_F_ACCESS_PLATFORM\n"
+               "  (--drive, --net, --vsock and --balloon take access-platform=required|off too)\n"
                "  --balloon MIB[,deflate-on-oom][,stats=SECONDS]  a virtio-balloon device\n"
                "  --dump-platform DIR  write the generated ACPI tables and MPTable to DIR, exit\n"
                "  --api-sock PATH      serve the REST API on this Unix socket\n"
@@ -197,6 +203,16 @@ static void per_second(struct token_bucket_config *b, uint64_t n)
         b->refill_time_ms = 1000;
 }
 
+/* The access-platform=required|off item every device flag accepts. */
+static int ap_item(const char *opt, const char *v, enum vmm_access_platform *ap, struct error *err)
+{
+        if (!v || vmm_access_platform_parse(v, ap))
+                return error_set(err, -EINVAL,
+                                 "--%s: access-platform must be 'default', 'required' or 'off'",
+                                 opt);
+        return 0;
+}
+
 static int drive_item(struct cli_opts *o, void *obj, const char *k, const char *v,
                       struct error *err)
 {
@@ -248,6 +264,8 @@ static int drive_item(struct cli_opts *o, void *obj, const char *k, const char *
                            n);
                 return 0;
         }
+        if (strcmp(k, "access-platform") == 0)
+                return ap_item("drive", v, &d->access_platform, err);
         return error_set(err, -EINVAL, "--drive: unknown item '%s'", k);
 }
 
@@ -278,6 +296,8 @@ static int net_item(struct cli_opts *o, void *obj, const char *k, const char *v,
                         n->mtu = (uint16_t)mtu;
                 return r;
         }
+        if (strcmp(k, "access-platform") == 0)
+                return ap_item("net", v, &n->access_platform, err);
         return error_set(err, -EINVAL, "--net: unknown item '%s'", k);
 }
 
@@ -296,6 +316,8 @@ static int vsock_item(struct cli_opts *o, void *obj, const char *k, const char *
         }
         if (strcmp(k, "uds") == 0)
                 return str_value("vsock", k, v, &o->cfg.vsock.uds_path, err);
+        if (strcmp(k, "access-platform") == 0)
+                return ap_item("vsock", v, &o->cfg.vsock.access_platform, err);
         return error_set(err, -EINVAL, "--vsock: unknown item '%s'", k);
 }
 
@@ -322,6 +344,8 @@ static int balloon_item(struct cli_opts *o, void *obj, const char *k, const char
                         o->cfg.balloon.amount_mib = (uint32_t)n;
                 return r;
         }
+        if (strcmp(k, "access-platform") == 0)
+                return ap_item("balloon", v, &o->cfg.balloon.access_platform, err);
         return error_set(err, -EINVAL, "--balloon: unknown item '%s'", k);
 }
 
@@ -394,6 +418,8 @@ static const char *machine_option_name(int opt)
                 return "--entropy";
         case OPT_BALLOON:
                 return "--balloon";
+        case OPT_CONFIDENTIAL:
+                return "--confidential";
         default:
                 return NULL;
         }
@@ -505,6 +531,17 @@ static int apply(int opt, const char *arg, struct cli_opts *o, struct error *err
                 return r;
         case OPT_ENTROPY:
                 o->cfg.entropy.present = true;
+                if (!arg)
+                        return 0;
+                if (strncmp(arg, "access-platform=", 16) != 0)
+                        return error_set(err, -EINVAL, "--entropy: unknown item '%s'", arg);
+                return ap_item("entropy", arg + 16, &o->cfg.entropy.access_platform, err);
+        case OPT_CONFIDENTIAL:
+                if (cc_platform_parse(arg, &o->cfg.confidential.platform) ||
+                    o->cfg.confidential.platform == CC_PLATFORM_NONE)
+                        return error_set(err, -EINVAL,
+                                         "--confidential: '%s' is not one of sev, pef, s390-pv",
+                                         arg);
                 return 0;
         case OPT_BALLOON:
                 o->cfg.balloon.present = true;

@@ -381,6 +381,80 @@ int vmm_config_put_net(struct vmm_config *cfg, struct vmm_net *n, struct error *
 /* What a sockaddr_un can hold, minus "_<port>" for guest-initiated connections. */
 #define VSOCK_UDS_MAX (108 - 1 - 11)
 
+bool vmm_access_platform_on(const struct vmm_config *cfg, enum vmm_access_platform ap)
+{
+        if (ap == VMM_AP_OFF)
+                return false;
+        return ap == VMM_AP_REQUIRED || cfg->confidential.platform != CC_PLATFORM_NONE;
+}
+
+static const char *const ap_names[] = {"default", "required", "off"};
+
+int vmm_access_platform_parse(const char *s, enum vmm_access_platform *out)
+{
+        for (unsigned i = 0; i < ARRAY_SIZE(ap_names); i++) {
+                if (strcmp(s, ap_names[i]) == 0) {
+                        *out = (enum vmm_access_platform)i;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+const char *vmm_access_platform_name(enum vmm_access_platform ap)
+{
+        return (unsigned)ap < ARRAY_SIZE(ap_names) ? ap_names[ap] : "default";
+}
+
+struct ap_dev {
+        const char *kind, *id;
+        enum vmm_access_platform ap;
+        bool present;
+};
+
+/* Combinations a protected VM cannot have, refused before anything is built (CC-10,
+ * CC-13): nothing is silently overridden. */
+static int validate_confidential(const struct vmm_config *cfg, struct error *err)
+{
+        const char *p = cc_platform_name(cfg->confidential.platform);
+        struct ap_dev devs[VMM_MAX_VIRTIO_DEVICES + 4];
+        unsigned n = 0;
+
+        if (cfg->confidential.platform == CC_PLATFORM_NONE)
+                return 0;
+        for (unsigned i = 0; i < cfg->nr_drives; i++)
+                devs[n++] = (struct ap_dev){"drive", cfg->drives[i].drive_id,
+                                            cfg->drives[i].access_platform, true};
+        for (unsigned i = 0; i < cfg->nr_nets; i++)
+                devs[n++] = (struct ap_dev){"network interface", cfg->nets[i].iface_id,
+                                            cfg->nets[i].access_platform, true};
+        devs[n++] =
+            (struct ap_dev){"vsock", "vsock", cfg->vsock.access_platform, cfg->vsock.present};
+        devs[n++] = (struct ap_dev){"balloon", "balloon", cfg->balloon.access_platform,
+                                    cfg->balloon.present};
+        devs[n++] = (struct ap_dev){"entropy", "entropy", cfg->entropy.access_platform,
+                                    cfg->entropy.present};
+        for (unsigned i = 0; i < n; i++)
+                if (devs[i].present && devs[i].ap == VMM_AP_OFF)
+                        return error_config(err,
+                                            "%s '%s' has access_platform off, but a protected "
+                                            "(%s) VM's devices must use "
+                                            "VIRTIO_F_ACCESS_PLATFORM (CC-10)",
+                                            devs[i].kind, devs[i].id, p);
+        if (cfg->balloon.present && cfg->balloon.amount_mib)
+                return error_config(err,
+                                    "balloon inflation (amount_mib %u) is refused on a protected "
+                                    "(%s) VM: the host may not take its memory (CC-13)",
+                                    cfg->balloon.amount_mib, p);
+        if (cfg->machine.huge_pages && cfg->confidential.platform != CC_PLATFORM_SEV)
+                return error_config(
+                    err,
+                    "huge pages cannot back a %s VM: its ultravisor model pages "
+                    "out %s granules",
+                    p, cfg->confidential.platform == CC_PLATFORM_PEF ? "64 KiB" : "4 KiB");
+        return 0;
+}
+
 static int validate_devices(const struct vmm_config *cfg, struct error *err)
 {
         unsigned n = vmm_config_virtio_count(cfg);
@@ -468,6 +542,8 @@ int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limi
                 return r;
         }
         r = validate_devices(cfg, err);
+        if (!r)
+                r = validate_confidential(cfg, err);
         if (r)
                 return r;
         if (cfg->boot.boot_args && strlen(cfg->boot.boot_args) + 1 > X86_CMDLINE_MAX)

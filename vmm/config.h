@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "arch/cc/cc.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -38,6 +39,18 @@ struct vmm_machine_config {
 enum vmm_cache_type { VMM_CACHE_UNSAFE, VMM_CACHE_WRITEBACK };
 enum vmm_io_engine { VMM_IO_SYNC, VMM_IO_ASYNC };
 
+/*
+ * VIRTIO_F_ACCESS_PLATFORM per device (confidential.md, CC-1/CC-9/CC-10): by default a
+ * device of a protected VM requires it and others do not offer it; "required" imposes it on
+ * an unprotected VM (a platform-originated restriction); "off" never offers it, which a
+ * protected VM refuses at configuration time.
+ */
+enum vmm_access_platform { VMM_AP_DEFAULT = 0, VMM_AP_REQUIRED, VMM_AP_OFF };
+
+struct vmm_confidential {
+        enum cc_platform platform; /* CC_PLATFORM_NONE: an ordinary VM */
+};
+
 struct vmm_rate_limiter {
         bool present;
         struct rate_limiter_config cfg;
@@ -52,6 +65,7 @@ struct vmm_drive {
         enum vmm_cache_type cache_type;
         enum vmm_io_engine io_engine; /* Async = io_uring */
         struct vmm_rate_limiter rate_limiter;
+        enum vmm_access_platform access_platform;
 };
 
 struct vmm_net {
@@ -62,6 +76,7 @@ struct vmm_net {
         uint16_t mtu; /* 0: not advertised */
         struct vmm_rate_limiter rx_rate_limiter;
         struct vmm_rate_limiter tx_rate_limiter;
+        enum vmm_access_platform access_platform;
 };
 
 struct vmm_vsock {
@@ -69,6 +84,7 @@ struct vmm_vsock {
         uint32_t guest_cid;
         char *uds_path;
         char *vsock_id;
+        enum vmm_access_platform access_platform;
 };
 
 struct vmm_balloon {
@@ -76,11 +92,13 @@ struct vmm_balloon {
         uint32_t amount_mib;
         bool deflate_on_oom;
         uint32_t stats_polling_interval_s; /* 0: no statistics queue */
+        enum vmm_access_platform access_platform;
 };
 
 struct vmm_entropy {
         bool present;
         struct vmm_rate_limiter rate_limiter;
+        enum vmm_access_platform access_platform;
 };
 
 /* Firecracker's logger object (PUT /logger, "logger" in the config file, --log-path ...):
@@ -125,12 +143,19 @@ struct vmm_config {
         struct vmm_vsock vsock;
         struct vmm_balloon balloon;
         struct vmm_entropy entropy;
+        struct vmm_confidential confidential;
         char *serial_out_path; /* NULL: the VMM's stdout */
         bool serial_in;        /* feed the VMM's stdin to the guest's COM1 */
         bool boot_timer;       /* map the boot-timer device at 0xc0000000 */
         struct vmm_logger_config logger;
         struct vmm_metrics_config metrics;
 };
+
+/* Whether a device with this setting uses VIRTIO_F_ACCESS_PLATFORM on this VM. */
+bool vmm_access_platform_on(const struct vmm_config *cfg, enum vmm_access_platform ap);
+/* "default" / "required" / "off" */
+int vmm_access_platform_parse(const char *s, enum vmm_access_platform *out);
+const char *vmm_access_platform_name(enum vmm_access_platform ap);
 
 /* Limits of the host the configuration is checked against. */
 struct vmm_host_limits {

@@ -41,6 +41,7 @@ struct slot {
         int notify_fd[VIRTIO_MAX_QUEUES];
         struct notify_ctx notify[VIRTIO_MAX_QUEUES];
         struct event_loop *loop;
+        bool access_platform; /* offers and requires VIRTIO_F_ACCESS_PLATFORM */
 };
 
 struct vm_devices {
@@ -260,8 +261,24 @@ static int create_rng(struct vm_devices *d, const struct vmm_entropy *e, struct 
         return 0;
 }
 
-int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct event_loop *loop,
-                      struct error *err, struct vm_devices **out)
+/* Each configured device's access_platform setting, in slot order. */
+static enum vmm_access_platform slot_ap(const struct vmm_config *cfg, unsigned i)
+{
+        if (i < cfg->nr_drives)
+                return cfg->drives[i].access_platform;
+        i -= cfg->nr_drives;
+        if (i < cfg->nr_nets)
+                return cfg->nets[i].access_platform;
+        i -= cfg->nr_nets;
+        if (cfg->vsock.present && i-- == 0)
+                return cfg->vsock.access_platform;
+        if (cfg->balloon.present && i-- == 0)
+                return cfg->balloon.access_platform;
+        return cfg->entropy.access_platform;
+}
+
+int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct ownership *own,
+                      struct event_loop *loop, struct error *err, struct vm_devices **out)
 {
         struct vm_devices *d = calloc(1, sizeof(*d));
         int r = 0;
@@ -284,8 +301,14 @@ int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struc
         for (unsigned i = 0; !r && i < d->nr; i++) {
                 d->slots[i].base = slot_base(i);
                 d->slots[i].gsi = X86_VIRTIO_FIRST_GSI + i;
-                if (hostmem_create(mem, d->slots[i].name, &d->slots[i].mem))
+                d->slots[i].access_platform = vmm_access_platform_on(cfg, slot_ap(cfg, i));
+                if (hostmem_create(mem, d->slots[i].name, &d->slots[i].mem)) {
                         r = error_set(err, -ENOMEM, "out of memory");
+                        break;
+                }
+                /* A protected VM's devices see guest memory only through its ownership. */
+                if (own)
+                        hostmem_set_ownership(d->slots[i].mem, own);
         }
         if (r) {
                 vm_devices_destroy(d);
@@ -323,6 +346,10 @@ static int attach_slot(struct slot *s, struct kvm *kvm, struct bus *mmio, struct
             .vdev = s->vd,
             .mem = s->mem,
             .irq = {.set = irqfd_set, .opaque = s},
+            /* Offered and required (CC-1, CC-2, CC-9): a driver that does not accept it gets
+             * no FEATURES_OK and no DRIVER_OK. */
+            .extra_features = s->access_platform ? VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0,
+            .required_features = s->access_platform ? VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0,
         };
         struct bus_window w = {.name = s->name,
                                .base = s->base,

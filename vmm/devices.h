@@ -23,6 +23,7 @@
 #include "devices/virtio/vsock.h"
 #include "kvm.h"
 #include "memory/guest_mem.h"
+#include "memory/ownership.h"
 
 struct vm_devices;
 
@@ -34,8 +35,11 @@ int vm_devices_describe(const struct vmm_config *cfg, struct platform_desc *desc
 int vm_devices_cmdline(const struct vmm_config *cfg, char *cmdline, size_t cap,
                        struct error *err) MUST_CHECK;
 
-int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct event_loop *loop,
-                      struct error *err, struct vm_devices **out) MUST_CHECK;
+/* own: the protected VM's ownership map (NULL for an ordinary VM): every device accessor
+ * checks it at each access. */
+int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct ownership *own,
+                      struct event_loop *loop, struct error *err,
+                      struct vm_devices **out) MUST_CHECK;
 int vm_devices_attach(struct vm_devices *d, struct kvm *kvm, struct bus *mmio,
                       struct error *err) MUST_CHECK;
 /* Resets every device (stopping backends) and frees everything. */

@@ -209,6 +209,48 @@ int kvm_ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t len, uint64_t
                    : 0;
 }
 
+static int enable_cap(struct kvm *kvm, uint32_t cap, uint64_t arg0, const char *name,
+                      struct error *err)
+{
+        struct kvm_enable_cap ec = {.cap = cap, .args = {arg0}};
+
+        if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, cap) <= 0)
+                return error_set(err, -ENOTSUP, "KVM lacks the capability %s", name);
+        if (ioctl(kvm->vm_fd, KVM_ENABLE_CAP, &ec))
+                return error_set(err, -errno, "KVM_ENABLE_CAP %s: %s", name, strerror(errno));
+        return 0;
+}
+
+int kvm_intercept_msrs(struct kvm *kvm, const uint32_t *msrs, unsigned n, struct error *err)
+{
+        /* A filter bit of 0 denies the access in the kernel, which then exits. */
+        static const uint8_t deny = 0;
+        struct kvm_msr_filter f = {.flags = KVM_MSR_FILTER_DEFAULT_ALLOW};
+        int r;
+
+        if (n > KVM_MSR_FILTER_MAX_RANGES)
+                return error_set(err, -E2BIG, "too many intercepted MSRs");
+        r = enable_cap(kvm, KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER,
+                       "KVM_CAP_X86_USER_SPACE_MSR", err);
+        if (r)
+                return r;
+        for (unsigned i = 0; i < n; i++)
+                f.ranges[i] = (struct kvm_msr_filter_range){
+                    .flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE,
+                    .nmsrs = 1,
+                    .base = msrs[i],
+                    .bitmap = (uint8_t *)&deny,
+                };
+        if (ioctl(kvm->vm_fd, KVM_X86_SET_MSR_FILTER, &f))
+                return error_set(err, -errno, "KVM_X86_SET_MSR_FILTER: %s", strerror(errno));
+        return 0;
+}
+
+int kvm_exit_on_hypercalls(struct kvm *kvm, uint64_t mask, struct error *err)
+{
+        return enable_cap(kvm, KVM_CAP_EXIT_HYPERCALL, mask, "KVM_CAP_EXIT_HYPERCALL", err);
+}
+
 int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **run_out,
                     struct error *err)
 {

@@ -38,6 +38,11 @@ int kvm_irqfd(struct kvm *kvm, int fd, uint32_t gsi, struct error *err) MUST_CHE
 /* Turns guest writes of `datamatch` (len bytes) at MMIO `addr` into eventfd signals. */
 int kvm_ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t len, uint64_t datamatch,
                   struct error *err) MUST_CHECK;
+/* Sends guest accesses to these MSRs to user space (KVM_EXIT_X86_RDMSR/WRMSR). */
+int kvm_intercept_msrs(struct kvm *kvm, const uint32_t *msrs, unsigned n,
+                       struct error *err) MUST_CHECK;
+/* Forwards these hypercalls (bit n = hypercall n) as KVM_EXIT_HYPERCALL. */
+int kvm_exit_on_hypercalls(struct kvm *kvm, uint64_t mask, struct error *err) MUST_CHECK;
 /* Creates vCPU `id` and maps its kvm_run page. */
 int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **run_out,
                     struct error *err) MUST_CHECK;

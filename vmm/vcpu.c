@@ -177,17 +177,39 @@ static void handle_mmio(struct vcpu *v)
 }
 
 /* Returns false when the vCPU must stop running the guest. */
+static bool platform_exit(struct vcpu *v)
+{
+        return v->env.platform_exit &&
+               v->env.platform_exit(v->env.platform_opaque, v->index, v->fd, v->run);
+}
+
+static bool platform_fault(struct vcpu *v)
+{
+        return v->env.platform_fault && v->env.platform_fault(v->env.platform_opaque, v->fd);
+}
+
 static bool handle_exit(struct vcpu *v)
 {
         struct kvm_run *run = v->run;
         char what[160];
 
         switch (run->exit_reason) {
+        case KVM_EXIT_X86_RDMSR:
+        case KVM_EXIT_X86_WRMSR:
+                /* Only intercepted MSRs exit; one nobody serves faults like a missing MSR. */
+                if (!platform_exit(v))
+                        run->msr.error = 1;
+                return true;
+        case KVM_EXIT_HYPERCALL:
+                if (!platform_exit(v))
+                        run->hypercall.ret = (uint64_t)-1000; /* -KVM_ENOSYS */
+                return true;
         case KVM_EXIT_IO:
                 handle_io(v);
                 return true;
         case KVM_EXIT_MMIO:
-                handle_mmio(v);
+                if (!platform_exit(v))
+                        handle_mmio(v);
                 return true;
         case KVM_EXIT_INTR:
                 return true;
@@ -213,6 +235,9 @@ static bool handle_exit(struct vcpu *v)
                          (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
                 break;
         case KVM_EXIT_INTERNAL_ERROR:
+                /* A fetch from a page the platform took from the guest: bring it back. */
+                if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && platform_fault(v))
+                        return true;
                 snprintf(what, sizeof(what),
                          "KVM_EXIT_INTERNAL_ERROR suberror %u%s (the guest ran an instruction "
                          "KVM cannot emulate)",
@@ -287,6 +312,9 @@ static void *vcpu_thread(void *arg)
                                 usleep(backoff_us);
                                 continue;
                         }
+                        /* Hardware KVM reports a guest touch of a paged-out page so. */
+                        if (errno == EFAULT && platform_fault(v))
+                                continue;
                         atomic_fetch_add(&v->stats.failures, 1);
                         LOG_ERROR("vcpu%u: KVM_RUN: %s", v->index, strerror(errno));
                         v->env.request_stop(v->env.opaque, v->index, VCPU_STOP_ERROR);

@@ -31,6 +31,12 @@ struct vcpu_env {
         /* Called on the vCPU thread when the guest ends the VM; the vCPU then parks. */
         void (*request_stop)(void *opaque, unsigned index, enum vcpu_stop_reason why);
         void *opaque;
+        /* The confidential platform's share of exits (NULL: none): port/MMIO/MSR/hypercall
+         * exits it owns, and faults it can repair (a guest touching a page the host paged
+         * out). Both return true when the vCPU may go on. */
+        bool (*platform_exit)(void *opaque, unsigned index, int fd, struct kvm_run *run);
+        bool (*platform_fault)(void *opaque, int fd);
+        void *platform_opaque;
 };
 
 /* Counters in Firecracker's naming (vcpu.exit_io_in, ...), updated by the vCPU thread. */

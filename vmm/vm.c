@@ -1,6 +1,7 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <linux/kvm_para.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch/cc/cc.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpuid.h"
@@ -41,6 +43,7 @@ struct vm {
         struct i8042 *i8042;
         struct boot_timer *boot_timer;
         struct vm_devices *devices;
+        struct cc *cc; /* the confidential platform; NULL for an ordinary VM */
         struct gsi_line com1_line, kbd_line;
         struct x86_cpuid_mask cpuid_hide;
         struct x86_kernel kernel;
@@ -215,15 +218,60 @@ int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *des
         if (!r && cfg->boot_timer)
                 r = platform_add_dev(desc, &board_boot_timer, err);
         if (!r)
+                r = cc_describe_platform(cfg->confidential.platform, desc, err);
+        if (!r)
                 r = vm_devices_describe(cfg, desc, err);
         return r;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *dir)
+{
+        char path[4096];
+        size_t n = strlen(dir);
+
+        if (n == 0 || n >= sizeof(path))
+                return -ENAMETOOLONG;
+        memcpy(path, dir, n + 1);
+        for (char *p = path + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(path, 0755) && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        return mkdir(path, 0755) && errno != EEXIST ? -errno : 0;
+}
+
+static int write_file(const char *dir, const char *name, const void *data, size_t len,
+                      struct error *err)
+{
+        char path[4096];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        f = fopen(path, "we");
+        if (!f || fwrite(data, 1, len, f) != len) {
+                int r = error_config(err, "--dump-platform: cannot write '%s': %s", path,
+                                     strerror(errno));
+                if (f)
+                        fclose(f);
+                return r;
+        }
+        if (fclose(f))
+                return error_config(err, "--dump-platform: cannot write '%s': %s", path,
+                                    strerror(errno));
+        return 0;
 }
 
 int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err)
 {
         struct platform_desc *desc = malloc(sizeof(*desc));
         struct platform_tables tables;
-        char path[4096];
+        char name[32];
+        void *fdt = NULL;
+        size_t fdt_len = 0;
         int r;
 
         if (!desc)
@@ -231,35 +279,33 @@ int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error
         r = vm_describe_platform(cfg, desc, err);
         if (!r)
                 r = platform_tables_build(desc, &tables, err);
+        /* A POWER guest of a pef machine would get a device tree instead of ACPI. */
+        if (!r && cfg->confidential.platform == CC_PLATFORM_PEF) {
+                r = cc_pef_fdt(desc, cfg->machine.mem_size_mib << 20,
+                               cfg->boot.boot_args ? cfg->boot.boot_args : VMM_DEFAULT_CMDLINE,
+                               &fdt, &fdt_len, err);
+                if (r)
+                        platform_tables_free(&tables);
+        }
         free(desc);
         if (r)
                 return r;
-        if (mkdir(dir, 0755) && errno != EEXIST) {
-                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir,
-                                 strerror(errno));
+        r = make_dirs(dir);
+        if (r) {
+                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir, strerror(-r));
                 goto out;
         }
-        for (unsigned i = 0; i < tables.nr; i++) {
-                const struct platform_blob *b = &tables.blobs[i];
-                FILE *f;
-
-                snprintf(path, sizeof(path), "%s/%s.dat", dir, b->name);
-                f = fopen(path, "we");
-                if (!f || fwrite(b->data, 1, b->len, f) != b->len) {
-                        r = error_config(err, "--dump-platform: cannot write '%s': %s", path,
-                                         strerror(errno));
-                        if (f)
-                                fclose(f);
-                        goto out;
-                }
-                if (fclose(f)) {
-                        r = error_config(err, "--dump-platform: cannot write '%s': %s", path,
-                                         strerror(errno));
-                        goto out;
-                }
+        for (unsigned i = 0; !r && i < tables.nr; i++) {
+                snprintf(name, sizeof(name), "%s.dat", tables.blobs[i].name);
+                r = write_file(dir, name, tables.blobs[i].data, tables.blobs[i].len, err);
         }
-        LOG_INFO("wrote %u platform tables to %s", tables.nr, dir);
+        if (!r && fdt)
+                r = write_file(dir, "platform.dtb", fdt, fdt_len, err);
+        if (!r)
+                LOG_INFO("wrote %u platform tables%s to %s", tables.nr,
+                         fdt ? " and platform.dtb" : "", dir);
 out:
+        free(fdt);
         platform_tables_free(&tables);
         return r;
 }
@@ -270,6 +316,24 @@ static int add_window(struct bus *bus, const char *name, uint64_t base, uint64_t
         struct bus_window w = {
             .name = name, .base = base, .len = len, .ops = ops, .opaque = opaque};
         return bus_register(bus, &w, err);
+}
+
+/* The platform-call window is part of the trusted platform model, not a device: the bus
+ * only routes the guest's accesses to it. */
+static void callwin_read(void *opaque, uint64_t off, uint8_t *data, uint32_t len)
+{
+        cc_callwin_read(opaque, off, data, len);
+}
+
+static void callwin_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t len)
+{
+        cc_callwin_write(opaque, off, data, len);
+}
+
+static const struct bus_ops *callwin_ops(void)
+{
+        static const struct bus_ops ops = {.read = callwin_read, .write = callwin_write};
+        return &ops;
 }
 
 static int create_legacy_devices(struct vm *vm, struct error *err)
@@ -298,6 +362,9 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
                 r = add_window(vm->mmio, "boot timer", X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_LEN,
                                boot_timer_bus_ops(), vm->boot_timer, err);
         }
+        if (!r && cc_has_callwin(vm->cc))
+                r = add_window(vm->mmio, "platform-call window", X86_CC_CALLWIN_ADDR,
+                               X86_CC_CALLWIN_SIZE, callwin_ops(), vm->cc, err);
         return r;
 }
 
@@ -376,6 +443,8 @@ static int load_guest(struct vm *vm, const struct platform_desc *desc, struct er
                  cfg->boot.boot_args ? cfg->boot.boot_args : VMM_DEFAULT_CMDLINE);
         r = vm_devices_cmdline(cfg, cmdline, sizeof(cmdline), err);
         if (!r)
+                r = cc_cmdline_append(cfg->confidential.platform, cmdline, sizeof(cmdline), err);
+        if (!r)
                 r = platform_cmdline_append(desc, cmdline, sizeof(cmdline), err);
         if (!r)
                 r = x86_cmdline_check(&vm->kernel, cmdline, err);
@@ -396,10 +465,39 @@ static int load_guest(struct vm *vm, const struct platform_desc *desc, struct er
         return r;
 }
 
+static bool platform_exit(void *opaque, unsigned index, int fd, struct kvm_run *run)
+{
+        return cc_handle_exit(opaque, index, fd, run);
+}
+
+static bool platform_fault(void *opaque, int fd)
+{
+        return cc_handle_fault(opaque, fd);
+}
+
+/* SEV's page-state changes reach user space: the GHCB MSR and MAP_GPA_RANGE. */
+static int setup_platform_exits(struct vm *vm, struct error *err)
+{
+        uint32_t msrs[4];
+        unsigned n = cc_intercepted_msrs(vm->cc, msrs, ARRAY_SIZE(msrs));
+        int r = n ? kvm_intercept_msrs(vm->kvm, msrs, n, err) : 0;
+
+        if (!r && cc_wants_map_gpa_range(vm->cc))
+                r = kvm_exit_on_hypercalls(vm->kvm, 1ull << KVM_HC_MAP_GPA_RANGE, err);
+        return r;
+}
+
 static int create_vcpus(struct vm *vm, struct error *err)
 {
         struct vcpu_env env = {
-            .pio = vm->pio, .mmio = vm->mmio, .request_stop = request_stop, .opaque = vm};
+            .pio = vm->pio,
+            .mmio = vm->mmio,
+            .request_stop = request_stop,
+            .opaque = vm,
+            .platform_exit = vm->cc ? platform_exit : NULL,
+            .platform_fault = vm->cc ? platform_fault : NULL,
+            .platform_opaque = vm->cc,
+        };
         int r;
 
         vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
@@ -489,6 +587,9 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         /* Everything that depends only on the user's input is checked and loaded before
          * KVM is opened, so a bad configuration is reported the same way on any host. */
         r = guest_mem_create(&spec, err, &vm->mem);
+        if (!r)
+                r = cc_create(&(struct cc_config){.platform = cfg->confidential.platform}, vm->mem,
+                              err, &vm->cc);
         if (r)
                 goto fail;
         desc = malloc(sizeof(*desc));
@@ -501,7 +602,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 r = load_guest(vm, desc, err);
         free(desc);
         if (!r)
-                r = vm_devices_create(cfg, vm->mem, params->loop, err, &vm->devices);
+                r = vm_devices_create(cfg, vm->mem, cc_ownership(vm->cc), params->loop, err,
+                                      &vm->devices);
         if (r)
                 goto fail;
 
@@ -518,6 +620,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         r = kvm_map_memory(vm->kvm, vm->mem, err);
         if (!r)
                 r = kvm_create_platform(vm->kvm, err);
+        if (!r)
+                r = setup_platform_exits(vm, err);
         if (!r)
                 r = bus_create("pio", &vm->pio) || bus_create("mmio", &vm->mmio)
                         ? error_set(err, -ENOMEM, "out of memory")
@@ -607,6 +711,7 @@ void vm_destroy(struct vm *vm)
                 vcpu_destroy(vm->vcpus[i]);
         free(vm->vcpus);
         vm_devices_destroy(vm->devices);
+        cc_destroy(vm->cc); /* after the devices: their accessors use its ownership map */
         if (vm->console_in_fd >= 0)
                 event_loop_remove(vm->params.loop, vm->console_in_fd);
         if (vm->stop_fd >= 0) {

@@ -116,33 +116,39 @@ struct ownership *cc_ownership(struct cc *cc)
         return cc ? cc->own : NULL;
 }
 
-bool cc_has_callwin(const struct cc *cc)
+bool cc_platform_has_callwin(enum cc_platform p)
 {
-        return cc && (cc->platform == CC_PLATFORM_PEF || cc->platform == CC_PLATFORM_S390_PV);
+        return p == CC_PLATFORM_PEF || p == CC_PLATFORM_S390_PV;
 }
 
-int cc_describe(struct cc *cc, struct platform_desc *desc, char *cmdline, size_t cap,
-                struct error *err)
+bool cc_has_callwin(const struct cc *cc)
+{
+        return cc && cc_platform_has_callwin(cc->platform);
+}
+
+int cc_describe_platform(enum cc_platform p, struct platform_desc *desc, struct error *err)
 {
         struct platform_dev win = {.name = "CCPW",
                                    .kind = PLATFORM_DEV_ACPI_MMIO,
                                    .base = X86_CC_CALLWIN_ADDR,
                                    .len = X86_CC_CALLWIN_SIZE,
                                    .hid = CC_CALLWIN_HID};
-        size_t used = strlen(cmdline);
-        int n, r;
 
-        if (!cc)
+        return cc_platform_has_callwin(p) ? platform_add_dev(desc, &win, err) : 0;
+}
+
+int cc_cmdline_append(enum cc_platform p, char *cmdline, size_t cap, struct error *err)
+{
+        size_t used = strlen(cmdline);
+        int n;
+
+        if (p == CC_PLATFORM_NONE)
                 return 0;
-        if (cc_has_callwin(cc)) {
-                r = platform_add_dev(desc, &win, err);
-                if (r)
-                        return r;
+        if (cc_platform_has_callwin(p))
                 n = snprintf(cmdline + used, cap - used, " cc.platform=%s cc.callwin=0x%llx",
-                             names[cc->platform], (unsigned long long)X86_CC_CALLWIN_ADDR);
-        } else {
-                n = snprintf(cmdline + used, cap - used, " cc.platform=%s", names[cc->platform]);
-        }
+                             cc_platform_name(p), (unsigned long long)X86_CC_CALLWIN_ADDR);
+        else
+                n = snprintf(cmdline + used, cap - used, " cc.platform=%s", cc_platform_name(p));
         if (n < 0 || (size_t)n >= cap - used) {
                 cmdline[used] = '\0';
                 return error_config(err, "kernel command line too long for the confidential "

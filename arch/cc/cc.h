@@ -152,10 +152,13 @@ enum cc_platform cc_platform_of(const struct cc *cc);
 bool cc_secure(struct cc *cc);
 struct ownership *cc_ownership(struct cc *cc);
 
-/* Adds the platform's devices (the call window) to the description and its parameters to
- * the kernel command line. */
-int cc_describe(struct cc *cc, struct platform_desc *desc, char *cmdline, size_t cap,
-                struct error *err) MUST_CHECK;
+/* What the platform adds to the machine, from the configuration alone (the VM and
+ * --dump-platform agree): the call window device (pef, s390-pv), and "cc.platform=NAME
+ * [cc.callwin=ADDR]" on the kernel command line. */
+int cc_describe_platform(enum cc_platform p, struct platform_desc *desc,
+                         struct error *err) MUST_CHECK;
+int cc_cmdline_append(enum cc_platform p, char *cmdline, size_t cap, struct error *err) MUST_CHECK;
+bool cc_platform_has_callwin(enum cc_platform p);
 bool cc_has_callwin(const struct cc *cc);
 void cc_callwin_read(struct cc *cc, uint64_t off, uint8_t *data, uint32_t len);
 void cc_callwin_write(struct cc *cc, uint64_t off, const uint8_t *data, uint32_t len);

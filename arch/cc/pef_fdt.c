@@ -65,6 +65,7 @@ static int build(void *fdt, const struct platform_desc *desc, uint64_t mem_size,
         TRY(fdt_begin_node(fdt, "interrupt-controller"));
         TRY(fdt_property_string(fdt, "compatible", "cvmm,intc"));
         TRY(fdt_property(fdt, "interrupt-controller", NULL, 0));
+        TRY(fdt_property_u32(fdt, "#address-cells", 0));
         TRY(fdt_property_u32(fdt, "#interrupt-cells", 2));
         TRY(fdt_property_u32(fdt, "phandle", INTC_PHANDLE));
         TRY(fdt_end_node(fdt));
@@ -87,16 +88,19 @@ static int build(void *fdt, const struct platform_desc *desc, uint64_t mem_size,
                 TRY(fdt_end_node(fdt));
         }
 
-        /* Protected execution: the ultravisor, and the memory it may make secure. */
+        /* Protected execution: the ultravisor, and the memory it may make secure (under the
+         * ultravisor node, so its unit address does not clash with memory@0). */
         TRY(fdt_begin_node(fdt, "ibm,ultravisor"));
         TRY(fdt_property_string(fdt, "compatible", "ibm,ultravisor"));
+        TRY(fdt_property_u32(fdt, "#address-cells", 2));
+        TRY(fdt_property_u32(fdt, "#size-cells", 2));
         TRY(fdt_begin_node(fdt, "firmware"));
         TRY(fdt_property_string(fdt, "compatible", "ibm,uv-firmware"));
         TRY(fdt_end_node(fdt));
-        TRY(fdt_end_node(fdt));
-        TRY(fdt_begin_node(fdt, "ibm,secure-memory@0"));
+        TRY(fdt_begin_node(fdt, "secure-memory@0"));
         TRY(fdt_property_string(fdt, "compatible", "ibm,secure-memory"));
         TRY(reg64(fdt, 0, mem_size));
+        TRY(fdt_end_node(fdt));
         TRY(fdt_end_node(fdt));
 
         TRY(fdt_end_node(fdt));

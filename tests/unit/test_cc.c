@@ -616,12 +616,23 @@ static void test_describe_callwin_and_cmdline(void **state)
         char cmdline[256] = "console=ttyS0";
 
         (void)state;
-        assert_int_equal(cc_describe(f->cc, &desc, cmdline, sizeof(cmdline), &err), 0);
+        assert_true(cc_has_callwin(f->cc));
+        assert_int_equal(cc_describe_platform(CC_PLATFORM_S390_PV, &desc, &err), 0);
+        assert_int_equal(cc_cmdline_append(CC_PLATFORM_S390_PV, cmdline, sizeof(cmdline), &err), 0);
         assert_string_equal(cmdline, "console=ttyS0 cc.platform=s390-pv cc.callwin=0xc0080000");
         assert_int_equal(desc.nr_devs, 1);
         assert_int_equal(desc.devs[0].kind, PLATFORM_DEV_ACPI_MMIO);
         assert_string_equal(desc.devs[0].hid, "CVMM0001");
         assert_int_equal(desc.devs[0].base, X86_CC_CALLWIN_ADDR);
+        /* sev has no window; its command line names the platform only. */
+        strcpy(cmdline, "x");
+        assert_int_equal(cc_describe_platform(CC_PLATFORM_SEV, &desc, &err), 0);
+        assert_int_equal(desc.nr_devs, 1);
+        assert_int_equal(cc_cmdline_append(CC_PLATFORM_SEV, cmdline, sizeof(cmdline), &err), 0);
+        assert_string_equal(cmdline, "x cc.platform=sev");
+        char tiny[12] = "0123456789";
+        assert_int_equal(cc_cmdline_append(CC_PLATFORM_SEV, tiny, sizeof(tiny), &err), -EINVAL);
+        assert_string_equal(tiny, "0123456789");
         fx_free(f);
 }
 
@@ -646,7 +657,7 @@ static void test_pef_fdt(void **state)
         assert_int_equal(fdt_totalsize(fdt), len);
         assert_true(fdt_path_offset(fdt, "/cpus/cpu@1") >= 0);
         assert_true(fdt_path_offset(fdt, "/ibm,ultravisor") >= 0);
-        assert_true(fdt_path_offset(fdt, "/ibm,secure-memory@0") >= 0);
+        assert_true(fdt_path_offset(fdt, "/ibm,ultravisor/secure-memory@0") >= 0);
         node = fdt_path_offset(fdt, "/virtio_mmio@c0001000");
         assert_true(node >= 0);
         compat = fdt_getprop(fdt, node, "compatible", &plen);
