@@ -102,6 +102,40 @@ static int get_u32(const cJSON *j, const char *name, bool required, uint32_t min
 
 /* ---- request bodies ---- */
 
+/* Our extension on every device object: "default", "required" or "off" (absent: default). */
+static const char *const ap_values[] = {"default", "required", "off", NULL};
+
+static int get_access_platform(const cJSON *j, enum vmm_access_platform *out, struct error *err)
+{
+        int v = 0;
+        bool present;
+        int r = json_get_enum(j, "access_platform", false, ap_values, false, &present, &v, err);
+
+        *out = (enum vmm_access_platform)v;
+        return r;
+}
+
+static void add_access_platform(cJSON *o, enum vmm_access_platform ap)
+{
+        if (ap != VMM_AP_DEFAULT)
+                cJSON_AddStringToObject(o, "access_platform", vmm_access_platform_name(ap));
+}
+
+static const char *const platform_values[] = {"none", "sev", "pef", "s390-pv", NULL};
+
+int api_parse_confidential(const cJSON *j, struct vmm_confidential *out, struct error *err)
+{
+        int v = 0;
+        bool present;
+        int r = json_check_object(j, FIELDS("platform"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_enum(j, "platform", true, platform_values, false, &present, &v, err);
+        out->platform = (enum cc_platform)v;
+        return r;
+}
+
 int api_parse_boot_source(const cJSON *j, struct vmm_boot_source *out, struct error *err)
 {
         int r = json_check_object(j, FIELDS("kernel_image_path", "initrd_path", "boot_args"), err);
@@ -179,7 +213,7 @@ int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err)
         int r = json_check_object(j,
                                   FIELDS("drive_id", "partuuid", "is_root_device", "cache_type",
                                          "is_read_only", "path_on_host", "rate_limiter",
-                                         "io_engine", "socket"),
+                                         "io_engine", "socket", "access_platform"),
                                   err);
 
         memset(out, 0, sizeof(*out));
@@ -206,6 +240,8 @@ int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err)
                 r = json_get_enum(j, "io_engine", false, engine_values, false, &present, &engine,
                                   err);
         out->io_engine = engine == 1 ? VMM_IO_ASYNC : VMM_IO_SYNC;
+        if (!r)
+                r = get_access_platform(j, &out->access_platform, err);
         if (r)
                 vmm_drive_free(out);
         return r;
@@ -238,7 +274,7 @@ int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err)
         bool has_mtu = false;
         int r = json_check_object(j,
                                   FIELDS("iface_id", "host_dev_name", "guest_mac", "mtu",
-                                         "rx_rate_limiter", "tx_rate_limiter"),
+                                         "rx_rate_limiter", "tx_rate_limiter", "access_platform"),
                                   err);
 
         memset(out, 0, sizeof(*out));
@@ -263,6 +299,8 @@ int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err)
                 r = get_put_rate_limiter(j, "rx_rate_limiter", &out->rx_rate_limiter, err);
         if (!r)
                 r = get_put_rate_limiter(j, "tx_rate_limiter", &out->tx_rate_limiter, err);
+        if (!r)
+                r = get_access_platform(j, &out->access_platform, err);
         free(mac);
         if (r)
                 vmm_net_free(out);
@@ -289,7 +327,8 @@ int api_parse_net_update(const cJSON *j, struct vmm_net_update *out, struct erro
 
 int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("guest_cid", "uds_path", "vsock_id"), err);
+        int r = json_check_object(j, FIELDS("guest_cid", "uds_path", "vsock_id", "access_platform"),
+                                  err);
 
         memset(out, 0, sizeof(*out));
         if (!r)
@@ -298,6 +337,8 @@ int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err)
                 r = json_get_string(j, "uds_path", true, &out->uds_path, err);
         if (!r)
                 r = json_get_string(j, "vsock_id", false, &out->vsock_id, err);
+        if (!r)
+                r = get_access_platform(j, &out->access_platform, err);
         out->present = true;
         if (r) {
                 free(out->uds_path);
@@ -309,11 +350,13 @@ int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err)
 
 int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("rate_limiter"), err);
+        int r = json_check_object(j, FIELDS("rate_limiter", "access_platform"), err);
 
         memset(out, 0, sizeof(*out));
         if (!r)
                 r = get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter, err);
+        if (!r)
+                r = get_access_platform(j, &out->access_platform, err);
         out->present = true;
         return r;
 }
@@ -333,10 +376,11 @@ int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
 {
         bool hinting = false, reporting = false, present;
-        int r = json_check_object(j,
-                                  FIELDS("amount_mib", "deflate_on_oom", "stats_polling_interval_s",
-                                         "free_page_hinting", "free_page_reporting"),
-                                  err);
+        int r =
+            json_check_object(j,
+                              FIELDS("amount_mib", "deflate_on_oom", "stats_polling_interval_s",
+                                     "free_page_hinting", "free_page_reporting", "access_platform"),
+                              err);
 
         memset(out, 0, sizeof(*out));
         if (!r)
@@ -353,6 +397,8 @@ int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err
         if (!r && (hinting || reporting))
                 r = error_config(err, "balloon free page %s is not implemented yet",
                                  hinting ? "hinting" : "reporting");
+        if (!r)
+                r = get_access_platform(j, &out->access_platform, err);
         out->present = true;
         return r;
 }
@@ -546,6 +592,7 @@ cJSON *api_json_balloon(const struct vmm_balloon *b)
         json_add_uint(o, "amount_mib", b->amount_mib);
         cJSON_AddBoolToObject(o, "deflate_on_oom", b->deflate_on_oom);
         json_add_uint(o, "stats_polling_interval_s", b->stats_polling_interval_s);
+        add_access_platform(o, b->access_platform);
         return o;
 }
 
@@ -605,6 +652,7 @@ static cJSON *drive_json(const struct vmm_drive *d)
         add_string(o, "path_on_host", d->path_on_host);
         add_rate_limiter(o, "rate_limiter", &d->rate_limiter);
         cJSON_AddStringToObject(o, "io_engine", d->io_engine == VMM_IO_ASYNC ? "Async" : "Sync");
+        add_access_platform(o, d->access_platform);
         return o;
 }
 
@@ -627,6 +675,7 @@ static cJSON *net_json(const struct vmm_net *n)
                 json_add_uint(o, "mtu", n->mtu);
         add_rate_limiter(o, "rx_rate_limiter", &n->rx_rate_limiter);
         add_rate_limiter(o, "tx_rate_limiter", &n->tx_rate_limiter);
+        add_access_platform(o, n->access_platform);
         return o;
 }
 
@@ -711,16 +760,26 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
                         json_add_uint(x, "guest_cid", cfg->vsock.guest_cid);
                         add_string(x, "uds_path", cfg->vsock.uds_path);
                         add_string(x, "vsock_id", cfg->vsock.vsock_id);
+                        add_access_platform(x, cfg->vsock.access_platform);
                 }
         } else {
                 cJSON_AddNullToObject(o, "vsock");
         }
         if (cfg->entropy.present) {
                 x = cJSON_AddObjectToObject(o, "entropy");
-                if (x)
+                if (x) {
                         add_rate_limiter(x, "rate_limiter", &cfg->entropy.rate_limiter);
+                        add_access_platform(x, cfg->entropy.access_platform);
+                }
         } else {
                 cJSON_AddNullToObject(o, "entropy");
+        }
+        /* Ours, when set (an ordinary VM answers exactly as Firecracker): the platform. */
+        if (cfg->confidential.platform != CC_PLATFORM_NONE) {
+                x = cJSON_AddObjectToObject(o, "confidential");
+                if (x)
+                        cJSON_AddStringToObject(x, "platform",
+                                                cc_platform_name(cfg->confidential.platform));
         }
         /* Not in Firecracker's document (it has PUT /serial only): ours, when set. */
         if (cfg->serial_out_path) {
@@ -796,7 +855,7 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                                   FIELDS("boot-source", "machine-config", "drives",
                                          "network-interfaces", "vsock", "balloon", "entropy",
                                          "logger", "metrics", "serial", "mmds-config", "cpu-config",
-                                         "pmem", "memory-hotplug"),
+                                         "pmem", "memory-hotplug", "confidential"),
                                   err);
 
         if (!r)
@@ -872,6 +931,11 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                 r = api_parse_balloon(f, &cfg->balloon, err);
                 if (r)
                         return fail_in(err, r, "balloon");
+        }
+        if ((f = json_field(root, "confidential")) && !cJSON_IsNull(f)) {
+                r = api_parse_confidential(f, &cfg->confidential, err);
+                if (r)
+                        return fail_in(err, r, "confidential");
         }
         if ((f = json_field(root, "entropy"))) {
                 r = api_parse_entropy(f, &cfg->entropy, err);

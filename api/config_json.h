@@ -38,6 +38,9 @@ int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err) MUST_C
 int api_parse_net_update(const cJSON *j, struct vmm_net_update *out, struct error *err) MUST_CHECK;
 int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err) MUST_CHECK;
 int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err) MUST_CHECK;
+/* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */
+int api_parse_confidential(const cJSON *j, struct vmm_confidential *out,
+                           struct error *err) MUST_CHECK;
 int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err) MUST_CHECK;
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err) MUST_CHECK;
 int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err) MUST_CHECK;

@@ -130,6 +130,14 @@ static int parse_entropy(const cJSON *j, const char *id, struct controller_reque
         return api_parse_entropy(j, &req->u.entropy, err);
 }
 
+static int parse_confidential(const cJSON *j, const char *id, struct controller_request *req,
+                              struct error *err)
+{
+        (void)id;
+        req->action = VMM_PUT_CONFIDENTIAL;
+        return api_parse_confidential(j, &req->u.confidential, err);
+}
+
 static int parse_serial(const cJSON *j, const char *id, struct controller_request *req,
                         struct error *err)
 {
@@ -201,6 +209,7 @@ static const struct route routes[] = {
     {"PATCH", "network-interfaces/{id}", VMM_PATCH_NET, parse_patch_net, NULL},
     {"PUT", "vsock", VMM_PUT_VSOCK, parse_vsock, NULL},
     {"PUT", "entropy", VMM_PUT_ENTROPY, parse_entropy, NULL},
+    {"PUT", "confidential", VMM_PUT_CONFIDENTIAL, parse_confidential, NULL},
     {"PUT", "serial", VMM_PUT_SERIAL, parse_serial, NULL},
     {"GET", "balloon", VMM_GET_BALLOON, NULL, NULL},
     {"PUT", "balloon", VMM_PUT_BALLOON, parse_put_balloon, NULL},

@@ -216,6 +216,7 @@ static const struct {
     [VMM_PATCH_NET] = {"patch_api_requests", "network"},
     [VMM_PUT_VSOCK] = {"put_api_requests", "vsock"},
     [VMM_PUT_ENTROPY] = {"put_api_requests", "entropy"},
+    [VMM_PUT_CONFIDENTIAL] = {"put_api_requests", "confidential"},
     [VMM_PUT_SERIAL] = {"put_api_requests", "serial"},
     [VMM_PUT_BALLOON] = {"put_api_requests", "balloon"},
     [VMM_PATCH_BALLOON] = {"patch_api_requests", "balloon"},
@@ -384,6 +385,14 @@ static int edit_entropy(struct vmm_config *next, struct controller_request *req,
         (void)err;
         next->entropy = req->u.entropy;
         next->entropy.present = true;
+        return 0;
+}
+
+static int edit_confidential(struct vmm_config *next, struct controller_request *req,
+                             struct error *err)
+{
+        (void)err;
+        next->confidential = req->u.confidential;
         return 0;
 }
 
@@ -627,6 +636,8 @@ static int run(struct controller *c, struct controller_request *req, struct erro
                 return edit_config(c, req, edit_vsock, err);
         case VMM_PUT_ENTROPY:
                 return edit_config(c, req, edit_entropy, err);
+        case VMM_PUT_CONFIDENTIAL:
+                return edit_config(c, req, edit_confidential, err);
         case VMM_PUT_SERIAL:
                 return edit_config(c, req, edit_serial, err);
         case VMM_PUT_BALLOON:

@@ -55,6 +55,7 @@ enum vmm_action {
         VMM_PATCH_NET,
         VMM_PUT_VSOCK,
         VMM_PUT_ENTROPY,
+        VMM_PUT_CONFIDENTIAL,
         VMM_PUT_SERIAL,
         VMM_PUT_BALLOON,
         VMM_PATCH_BALLOON,
@@ -118,6 +119,7 @@ struct controller_request {
                 struct vmm_net_update net_update;
                 struct vmm_vsock vsock;
                 struct vmm_entropy entropy;
+                struct vmm_confidential confidential;
                 char *serial_out_path; /* NULL: the VMM's stdout */
                 struct vmm_balloon balloon;
                 uint32_t balloon_amount_mib;

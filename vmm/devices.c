@@ -439,6 +439,8 @@ void vm_devices_get_stats(struct vm_devices *d, unsigned i, struct vm_device_sta
         snprintf(out->id, sizeof(out->id), "%s", s->id);
         if (s->transport)
                 virtio_mmio_get_stats(s->transport, &out->transport);
+        if (s->mem)
+                hostmem_get_stats(s->mem, &out->mem);
         if (!s->model)
                 return;
         switch (s->kind) {

@@ -23,6 +23,7 @@
 #include "devices/virtio/vsock.h"
 #include "kvm.h"
 #include "memory/guest_mem.h"
+#include "memory/hostmem.h"
 #include "memory/ownership.h"
 
 struct vm_devices;
@@ -60,6 +61,7 @@ struct vm_device_stats {
         enum vm_device_kind kind;
         char id[65]; /* drive_id or iface_id; "" for the single vsock/balloon/entropy */
         struct virtio_mmio_stats transport;
+        struct hostmem_stats mem; /* refused guest-memory accesses (CC-7 violations) */
         union {
                 struct virtio_blk_stats blk;
                 struct virtio_net_stats net;

@@ -208,6 +208,18 @@ void metrics_put_vm(struct metrics_writer *w, const struct vm_stats *st)
         metrics_store(w, "panic_count", 0);
         metrics_counter(w, "unhandled_pio_count", st->pio_unhandled);
         metrics_counter(w, "unhandled_mmio_count", st->mmio_unhandled);
+        /* Ours: the confidential platform's activity (all 0 on an ordinary VM). */
+        metrics_group(w, "confidential");
+        metrics_store(w, "platform", st->cc_platform);
+        metrics_store(w, "secure", st->cc.secure);
+        metrics_counter(w, "platform_calls", st->cc.calls);
+        metrics_counter(w, "failed_platform_calls", st->cc.failed_calls);
+        metrics_counter(w, "shared_granules", st->cc.shared);
+        metrics_counter(w, "unshared_granules", st->cc.unshared);
+        metrics_counter(w, "secure_transitions", st->cc.secure_transitions);
+        metrics_counter(w, "page_outs", st->cc.page_outs);
+        metrics_counter(w, "page_ins", st->cc.page_ins);
+        metrics_counter(w, "host_private_reads", st->cc.host_private_reads);
 }
 
 /* A device counter: its name and where it sits in the stats struct. */
@@ -232,6 +244,12 @@ static const struct field transport_fields[] = {
     F(struct virtio_mmio_stats, needs_reset, "activate_fails"),
     F(struct virtio_mmio_stats, notifies, "queue_event_count"),
     F(struct virtio_mmio_stats, interrupts, "interrupt_count"),
+};
+
+/* Every device's refused guest-memory accesses (CC-7: per device and, summed, per VM). */
+static const struct field mem_fields[] = {
+    F(struct hostmem_stats, violations, "access_violations"),
+    F(struct hostmem_stats, faults, "guest_memory_faults"),
 };
 
 static const struct field blk_fields[] = {
@@ -327,19 +345,24 @@ static uint64_t field_value(const void *base, const struct field *f)
 static void put_fields(struct metrics_writer *w, const struct vm_device_stats *devs, unsigned n,
                        size_t k)
 {
-        for (size_t pass = 0; pass < 2; pass++) {
-                const struct field *fields = pass ? device_kinds[k].fields : transport_fields;
-                size_t nr = pass ? device_kinds[k].nr : ARRAY_SIZE(transport_fields);
+        for (size_t pass = 0; pass < 3; pass++) {
+                const struct field *fields = pass == 2   ? device_kinds[k].fields
+                                             : pass == 1 ? mem_fields
+                                                         : transport_fields;
+                size_t nr = pass == 2   ? device_kinds[k].nr
+                            : pass == 1 ? ARRAY_SIZE(mem_fields)
+                                        : ARRAY_SIZE(transport_fields);
 
                 for (size_t f = 0; f < nr; f++) {
                         uint64_t sum = 0;
 
                         for (unsigned i = 0; i < n; i++) {
+                                const void *base = pass == 2   ? (const void *)&devs[i].u
+                                                   : pass == 1 ? (const void *)&devs[i].mem
+                                                               : (const void *)&devs[i].transport;
                                 if (devs[i].kind != device_kinds[k].kind)
                                         continue;
-                                sum += field_value(pass ? (const void *)&devs[i].u
-                                                        : (const void *)&devs[i].transport,
-                                                   &fields[f]);
+                                sum += field_value(base, &fields[f]);
                         }
                         if (fields[f].store)
                                 metrics_store(w, fields[f].name, sum);
@@ -351,10 +374,16 @@ static void put_fields(struct metrics_writer *w, const struct vm_device_stats *d
 
 void metrics_put_devices(struct metrics_writer *w, const struct vm_device_stats *devs, unsigned n)
 {
+        uint64_t violations = 0;
+
         for (size_t k = 0; k < ARRAY_SIZE(device_kinds); k++) {
                 metrics_group(w, "%s", device_kinds[k].group);
                 put_fields(w, devs, n, k);
         }
+        for (unsigned i = 0; i < n; i++)
+                violations += devs[i].mem.violations;
+        metrics_group(w, "confidential_devices");
+        metrics_counter(w, "access_violations", violations);
         for (unsigned i = 0; i < n; i++) {
                 if (devs[i].kind == VM_DEVICE_BLOCK)
                         metrics_group(w, "block_%s", devs[i].id);

@@ -754,6 +754,9 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out)
                 out->pio_unhandled = bus_unhandled_count(vm->pio);
         if (vm->mmio)
                 out->mmio_unhandled = bus_unhandled_count(vm->mmio);
+        out->cc_platform = cc_platform_of(vm->cc);
+        if (vm->cc)
+                cc_get_stats(vm->cc, &out->cc);
 }
 
 struct vm_devices *vm_get_devices(struct vm *vm)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "arch/cc/cc.h"
 #include "arch/x86/platform.h"
 #include "common/error.h"
 #include "config.h"
@@ -54,6 +55,8 @@ struct vm_stats {
         struct serial_stats serial;
         uint64_t i8042_resets;
         uint64_t pio_unhandled, mmio_unhandled; /* accesses no device claimed */
+        enum cc_platform cc_platform;           /* CC_PLATFORM_NONE: ordinary VM */
+        struct cc_stats cc;
 };
 void vm_get_stats(struct vm *vm, struct vm_stats *out);
 /* The virtio devices (metrics, runtime updates); valid until vm_destroy. */
