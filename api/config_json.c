@@ -123,6 +123,37 @@ static void add_access_platform(cJSON *o, enum vmm_access_platform ap)
 
 static const char *const platform_values[] = {"none", "sev", "pef", "s390-pv", NULL};
 
+int api_parse_memory_dump(const cJSON *j, char **path, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("mem_file_path"), err);
+
+        *path = NULL;
+        return r ? r : json_get_string(j, "mem_file_path", true, path, err);
+}
+
+cJSON *api_json_memory(uint64_t address, const uint8_t *data, size_t len)
+{
+        static const char digits[] = "0123456789abcdef";
+        cJSON *j = cJSON_CreateObject();
+        char *hex = malloc(len * 2 + 1);
+
+        if (!j || !hex) {
+                free(hex);
+                cJSON_Delete(j);
+                return NULL;
+        }
+        for (size_t i = 0; i < len; i++) {
+                hex[2 * i] = digits[data[i] >> 4];
+                hex[2 * i + 1] = digits[data[i] & 15];
+        }
+        hex[len * 2] = '\0';
+        json_add_uint(j, "address", address);
+        json_add_uint(j, "length", len);
+        cJSON_AddStringToObject(j, "data", hex);
+        free(hex);
+        return j;
+}
+
 int api_parse_confidential(const cJSON *j, struct vmm_confidential *out, struct error *err)
 {
         int v = 0;

@@ -38,6 +38,10 @@ int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err) MUST_C
 int api_parse_net_update(const cJSON *j, struct vmm_net_update *out, struct error *err) MUST_CHECK;
 int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err) MUST_CHECK;
 int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err) MUST_CHECK;
+/* PUT /vm/memory-dump {"mem_file_path": "..."} (ours). */
+int api_parse_memory_dump(const cJSON *j, char **path, struct error *err) MUST_CHECK;
+/* GET /vm/memory/{address}: {"address", "length", "data": lowercase hex}. */
+cJSON *api_json_memory(uint64_t address, const uint8_t *data, size_t len);
 /* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */
 int api_parse_confidential(const cJSON *j, struct vmm_confidential *out,
                            struct error *err) MUST_CHECK;

@@ -138,6 +138,14 @@ static int parse_confidential(const cJSON *j, const char *id, struct controller_
         return api_parse_confidential(j, &req->u.confidential, err);
 }
 
+static int parse_memory_dump(const cJSON *j, const char *id, struct controller_request *req,
+                             struct error *err)
+{
+        (void)id;
+        req->action = VMM_PUT_MEMORY_DUMP;
+        return api_parse_memory_dump(j, &req->u.memory_dump_path, err);
+}
+
 static int parse_serial(const cJSON *j, const char *id, struct controller_request *req,
                         struct error *err)
 {
@@ -210,6 +218,8 @@ static const struct route routes[] = {
     {"PUT", "vsock", VMM_PUT_VSOCK, parse_vsock, NULL},
     {"PUT", "entropy", VMM_PUT_ENTROPY, parse_entropy, NULL},
     {"PUT", "confidential", VMM_PUT_CONFIDENTIAL, parse_confidential, NULL},
+    {"GET", "vm/memory/{id}", VMM_GET_MEMORY, NULL, NULL},
+    {"PUT", "vm/memory-dump", VMM_PUT_MEMORY_DUMP, parse_memory_dump, NULL},
     {"PUT", "serial", VMM_PUT_SERIAL, parse_serial, NULL},
     {"GET", "balloon", VMM_GET_BALLOON, NULL, NULL},
     {"PUT", "balloon", VMM_PUT_BALLOON, parse_put_balloon, NULL},
@@ -311,10 +321,25 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
         case VMM_GET_BALLOON_STATS:
                 set_json(resp, 200, api_json_balloon_stats(&rep->balloon_stats));
                 return;
+        case VMM_GET_MEMORY:
+                set_json(resp, 200,
+                         api_json_memory(rep->memory_address, rep->memory, rep->memory_len));
+                return;
         default:
                 resp->status = 204;
                 return;
         }
+}
+
+static int parse_address(const char *s, uint64_t *out)
+{
+        char *end;
+
+        if (!s || !*s || *s == '-' || *s == '+')
+                return -EINVAL;
+        errno = 0;
+        *out = strtoull(s, &end, 0);
+        return errno || *end ? -EINVAL : 0;
 }
 
 /* ---- routing ---- */
@@ -424,6 +449,11 @@ enum api_route_result api_route(const char *method, const char *url, const char 
                         return API_ROUTE_RESPOND;
                 }
                 req->action = (enum vmm_action)rt->action;
+                /* GET /vm/memory/{address}: the address in hex (0x...) or decimal. */
+                if (rt->action == VMM_GET_MEMORY && parse_address(id, &req->u.memory_address)) {
+                        api_fault(resp, 400, "'%s' is not a guest physical address.", id);
+                        return API_ROUTE_RESPOND;
+                }
                 return API_ROUTE_SUBMIT;
         }
         if (!len) {

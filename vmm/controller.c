@@ -120,9 +120,14 @@ void controller_request_clear(struct controller_request *req)
         case VMM_PUT_METRICS:
                 vmm_metrics_config_free(&req->u.metrics);
                 break;
+        case VMM_PUT_MEMORY_DUMP:
+                free(req->u.memory_dump_path);
+                break;
         default:
                 break;
         }
+        free(req->reply.memory);
+        req->reply.memory = NULL;
         if (req->reply.config) {
                 vmm_config_free(req->reply.config);
                 free(req->reply.config);
@@ -217,6 +222,8 @@ static const struct {
     [VMM_PUT_VSOCK] = {"put_api_requests", "vsock"},
     [VMM_PUT_ENTROPY] = {"put_api_requests", "entropy"},
     [VMM_PUT_CONFIDENTIAL] = {"put_api_requests", "confidential"},
+    [VMM_GET_MEMORY] = {"get_api_requests", "memory"},
+    [VMM_PUT_MEMORY_DUMP] = {"put_api_requests", "memory_dump"},
     [VMM_PUT_SERIAL] = {"put_api_requests", "serial"},
     [VMM_PUT_BALLOON] = {"put_api_requests", "balloon"},
     [VMM_PATCH_BALLOON] = {"patch_api_requests", "balloon"},
@@ -393,6 +400,27 @@ static int edit_confidential(struct vmm_config *next, struct controller_request 
 {
         (void)err;
         next->confidential = req->u.confidential;
+        return 0;
+}
+
+#define MEMORY_PAGE 4096
+
+/* A debugger's peek: the page holding the address, as the host sees it (CC-8 on a protected
+ * VM: the platform's ciphertext, never the plaintext of a private granule). */
+static int get_memory(struct controller *c, struct controller_request *req, struct error *err)
+{
+        struct controller_reply *rep = &req->reply;
+        uint64_t a = align_down(req->u.memory_address, MEMORY_PAGE);
+        int r;
+
+        rep->memory = malloc(MEMORY_PAGE);
+        if (!rep->memory)
+                return error_set(err, -ENOMEM, "out of memory");
+        r = vm_host_read(c->vm, a, rep->memory, MEMORY_PAGE, err);
+        if (r)
+                return r;
+        rep->memory_address = a;
+        rep->memory_len = MEMORY_PAGE;
         return 0;
 }
 
@@ -584,6 +612,8 @@ static enum phase phase_of(enum vmm_action a)
         case VMM_SEND_CTRL_ALT_DEL:
         case VMM_PAUSE:
         case VMM_RESUME:
+        case VMM_GET_MEMORY:
+        case VMM_PUT_MEMORY_DUMP:
                 return AFTER_START;
         default:
                 return BEFORE_START;
@@ -638,6 +668,10 @@ static int run(struct controller *c, struct controller_request *req, struct erro
                 return edit_config(c, req, edit_entropy, err);
         case VMM_PUT_CONFIDENTIAL:
                 return edit_config(c, req, edit_confidential, err);
+        case VMM_GET_MEMORY:
+                return get_memory(c, req, err);
+        case VMM_PUT_MEMORY_DUMP:
+                return vm_memory_dump(c->vm, req->u.memory_dump_path, err);
         case VMM_PUT_SERIAL:
                 return edit_config(c, req, edit_serial, err);
         case VMM_PUT_BALLOON:

@@ -56,6 +56,8 @@ enum vmm_action {
         VMM_PUT_VSOCK,
         VMM_PUT_ENTROPY,
         VMM_PUT_CONFIDENTIAL,
+        VMM_GET_MEMORY,      /* ours: a page of guest memory as the host sees it */
+        VMM_PUT_MEMORY_DUMP, /* ours: all guest RAM to a file (refused when protected) */
         VMM_PUT_SERIAL,
         VMM_PUT_BALLOON,
         VMM_PATCH_BALLOON,
@@ -98,6 +100,10 @@ struct controller_reply {
         struct vmm_config *config;
         /* VMM_GET_BALLOON_STATS */
         struct virtio_balloon_stats balloon_stats;
+        /* VMM_GET_MEMORY: the page, owned by the reply */
+        uint64_t memory_address;
+        uint8_t *memory;
+        size_t memory_len;
 };
 
 struct controller_request;
@@ -120,7 +126,9 @@ struct controller_request {
                 struct vmm_vsock vsock;
                 struct vmm_entropy entropy;
                 struct vmm_confidential confidential;
-                char *serial_out_path; /* NULL: the VMM's stdout */
+                uint64_t memory_address; /* VMM_GET_MEMORY */
+                char *memory_dump_path;  /* VMM_PUT_MEMORY_DUMP */
+                char *serial_out_path;   /* NULL: the VMM's stdout */
                 struct vmm_balloon balloon;
                 uint32_t balloon_amount_mib;
                 uint32_t balloon_stats_interval_s;

@@ -759,6 +759,52 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out)
                 cc_get_stats(vm->cc, &out->cc);
 }
 
+int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
+{
+        int r =
+            vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
+
+        if (r)
+                return error_config(err, "0x%llx+0x%zx is not guest RAM", (unsigned long long)gpa,
+                                    len);
+        return 0;
+}
+
+int vm_memory_dump(struct vm *vm, const char *path, struct error *err)
+{
+        int fd, r = 0;
+
+        if (vm->cc)
+                return error_config(err,
+                                    "a memory dump of a protected (%s) VM is refused: the host "
+                                    "may not read its private memory (CC-13)",
+                                    cc_platform_name(cc_platform_of(vm->cc)));
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return error_config(err, "memory dump '%s': %s", path, strerror(errno));
+        for (unsigned i = 0; !r && i < guest_mem_region_count(vm->mem); i++) {
+                struct guest_mem_region reg = guest_mem_region_get(vm->mem, i);
+                const uint8_t *p = reg.host;
+                uint64_t left = reg.size;
+
+                while (left) {
+                        ssize_t n = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0) {
+                                r = error_set(err, -errno, "memory dump '%s': %s", path,
+                                              strerror(errno));
+                                break;
+                        }
+                        p += n;
+                        left -= (uint64_t)n;
+                }
+        }
+        if (close(fd) && !r)
+                r = error_set(err, -errno, "memory dump '%s': %s", path, strerror(errno));
+        return r;
+}
+
 struct vm_devices *vm_get_devices(struct vm *vm)
 {
         return vm->devices;

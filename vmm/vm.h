@@ -62,6 +62,13 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out);
 /* The virtio devices (metrics, runtime updates); valid until vm_destroy. */
 struct vm_devices *vm_get_devices(struct vm *vm);
 
+/* The untrusted host reading guest memory (a debugger, a dump): plaintext on an ordinary VM;
+ * on a protected VM the platform's view of private granules (cc_host_read, CC-8). */
+int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err) MUST_CHECK;
+/* Writes guest RAM (the regions in address order, back to back) to path. Refused on a
+ * protected VM (CC-13). */
+int vm_memory_dump(struct vm *vm, const char *path, struct error *err) MUST_CHECK;
+
 /* Logs startup measurements (first guest exit, VMM memory beyond guest RAM) at debug. */
 void vm_log_startup_stats(struct vm *vm);
 

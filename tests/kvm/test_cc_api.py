@@ -110,3 +110,66 @@ def test_config_file_bad_platform(tmp_path):
     run = run_vmm(["--config-file", cfg, "--no-api"], timeout=30)
     assert run.rc == 152, run
     assert "confidential" in run.err and "platform" in run.err, run
+
+
+def read_page(v, address):
+    body = check(v.get(f"/vm/memory/{address:#x}"), 200)
+    assert body["address"] == address & ~0xfff and body["length"] == 4096, body
+    return bytes.fromhex(body["data"])
+
+
+def test_memory_peek_and_dump_of_an_ordinary_vm(kvm, tmp_path):
+    v = VmmProcess(tmp_path)
+    try:
+        start(v, mem=32)
+        page = read_page(v, 0x100040)  # the probe's entry code, linked at 1 MiB
+        assert page[0x40:0x44] == bytes([0xb0, 0x01, 0xe6, 0x80])  # mov $1,%al; out %al,$0x80
+        dump = tmp_path / "mem.dump"
+        check(v.put("/vm/memory-dump", {"mem_file_path": str(dump)}), 204)
+        data = dump.read_bytes()
+        assert len(data) == 32 << 20
+        assert data[0x100000:0x101000] == page
+        check(v.get("/vm/memory/0xd0000000"), 400, "is not guest RAM")
+        check(v.get("/vm/memory/zz"), 400, "is not a guest physical address")
+        check(v.put("/vm/memory-dump", {"path": "x"}), 400, "path")
+        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert v.wait_exit() == 0
+    finally:
+        v.kill()
+
+
+def test_memory_endpoints_before_start(vmm):
+    check(vmm.get("/vm/memory/0x1000"), 400, "before starting the microVM")
+    check(vmm.put("/vm/memory-dump", {"mem_file_path": "/tmp/x"}), 400,
+          "before starting the microVM")
+
+
+def test_cc8_and_cc13_a_protected_vm_shows_the_host_ciphertext_only(kvm, tmp_path):
+    plain_dir, sev_dir = tmp_path / "plain", tmp_path / "sev"
+    plain_dir.mkdir()
+    sev_dir.mkdir()
+    v = VmmProcess(plain_dir)
+    try:
+        start(v, mem=32)
+        plain = read_page(v, 0x100000)
+        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert v.wait_exit() == 0
+    finally:
+        v.kill()
+    v = VmmProcess(sev_dir)
+    try:
+        check(v.put("/confidential", {"platform": "sev"}), 204)
+        start(v, mem=32)  # the guest runs from its (private) pages as usual
+        seen = read_page(v, 0x100000)
+        assert seen != plain
+        same = sum(a == b for a, b in zip(seen, plain))
+        assert same < 4096 // 16, same  # a keystream, not the plaintext
+        assert read_page(v, 0x100000) == seen  # a stable per-VM stand-in
+        check(v.put("/vm/memory-dump", {"mem_file_path": str(sev_dir / "d")}), 400,
+              "a memory dump of a protected (sev) VM is refused")
+        assert not (sev_dir / "d").exists()
+        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert v.wait_exit() == 0
+        assert "probe: ok idle" in v.out()
+    finally:
+        v.kill()
