@@ -24,6 +24,10 @@ struct api_server {
         char *path;
         dev_t dev; /* the socket file we created (removed only if it is still ours) */
         ino_t ino;
+        /* Requests handed to the VMM thread whose answer has not been sent yet: stopping
+         * waits for them, so the last command (SendCtrlAltDel that ends the VM, say) still
+         * gets its reply. */
+        atomic_int unanswered;
 };
 
 enum request_state {
@@ -150,6 +154,7 @@ static enum MHD_Result dispatch(struct api_request *r, const char *method, const
         }
         r->creq.done = on_done;
         r->creq.opaque = r;
+        atomic_fetch_add(&r->srv->unanswered, 1);
         atomic_store(&r->state, QUEUED);
         /* Suspended before it is queued, so the VMM thread can only resume a suspended
          * connection. */
@@ -241,6 +246,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 LOG_ERROR("API request completed while queued: leaking it");
                 return;
         }
+        if (r->creq.done)
+                atomic_fetch_sub(&r->srv->unanswered, 1); /* sent (or the client left) */
         controller_request_clear(&r->creq);
         free(r->body);
         free(r);
@@ -376,6 +383,11 @@ void api_server_stop(struct api_server *srv)
 
         if (!srv)
                 return;
+        /* The controller is closed: every queued request has been answered. Let the API
+         * thread send those answers (bounded: a client that stopped reading cannot hold
+         * the VMM). */
+        for (int i = 0; i < 500 && atomic_load(&srv->unanswered) > 0; i++)
+                usleep(1000);
         MHD_stop_daemon(srv->daemon); /* also closes the listening socket */
         if (stat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
                 unlink(srv->path);
