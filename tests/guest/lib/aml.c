@@ -47,6 +47,9 @@ struct cursor {
         bool bad;
 };
 
+/* The _HID the walk collects (aml_find_hid). */
+static const char *want_hid = "LNRO0005";
+
 /* What a Name declaration held, for the names we look at. */
 struct value {
         enum { V_NONE, V_INT, V_STRING, V_BUFFER } kind;
@@ -365,7 +368,7 @@ static void term_list(struct cursor *c, struct aml_result *r, unsigned depth, co
                                 break;
                         if (str_eq(seg, "_HID"))
                                 names.hid_lnro =
-                                    v.kind == V_STRING && str_eq((const char *)v.data, "LNRO0005");
+                                    v.kind == V_STRING && str_eq((const char *)v.data, want_hid);
                         else if (str_eq(seg, "_CRS") && v.kind == V_BUFFER) {
                                 names.has_crs = true;
                                 names.crs = v;
@@ -444,11 +447,18 @@ static void term_list(struct cursor *c, struct aml_result *r, unsigned depth, co
         }
 }
 
-void aml_find_virtio(uint64_t table, struct aml_result *out)
+void aml_find_hid(uint64_t table, const char *hid, struct aml_result *out)
 {
         const uint8_t *t = (const uint8_t *)(uintptr_t)table;
         struct cursor c = {t + SDT_HEADER_LEN, t + load_le32(t + 4), false};
 
         memset(out, 0, sizeof(*out));
+        want_hid = hid;
         term_list(&c, out, 0, NULL, t);
+        want_hid = "LNRO0005";
+}
+
+void aml_find_virtio(uint64_t table, struct aml_result *out)
+{
+        aml_find_hid(table, "LNRO0005", out);
 }

@@ -43,5 +43,8 @@ struct aml_result {
 
 /* Walks the DSDT (or an SSDT) at addr, whose header was already checked. */
 void aml_find_virtio(uint64_t table, struct aml_result *out);
+/* The same walk for devices with another string _HID (e.g. "CVMM0001", the confidential
+ * platform-call window); the result has the same shape (no interrupt is required). */
+void aml_find_hid(uint64_t table, const char *hid, struct aml_result *out);
 
 #endif
