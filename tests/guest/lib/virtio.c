@@ -333,10 +333,13 @@ uint8_t virtio_write_features(struct virtio_dev *d, uint64_t f)
 
 const char *virtio_negotiate(struct virtio_dev *d, uint64_t wanted)
 {
-        uint64_t f = d->offered & (wanted | VBIT(VF_VERSION_1));
+        uint64_t f = d->offered & (wanted | VBIT(VF_VERSION_1) | VBIT(VF_ACCESS_PLATFORM));
 
         if (!(d->offered & VBIT(VF_VERSION_1)))
                 return "VIRTIO_F_VERSION_1 not offered";
+        /* Linux's virtio_features_ok() under restricted memory access. */
+        if (virtio_dma_restricted() && !(d->offered & VBIT(VF_ACCESS_PLATFORM)))
+                return "VIRTIO_F_ACCESS_PLATFORM not offered (restricted memory access)";
         if (!(virtio_write_features(d, f) & VSTAT_FEATURES_OK))
                 return "FEATURES_OK did not latch";
         d->features = f;
@@ -352,11 +355,28 @@ static uint16_t pow2_floor(uint32_t v)
         return p;
 }
 
-const char *virtq_setup(struct virtq *q, struct virtio_dev *d, unsigned index, uint16_t max_size)
+/* Ring layout: descriptors, avail ring, used ring (4-byte aligned), then the indirect
+ * tables (16-byte aligned). */
+static uint64_t used_offset(uint16_t size)
+{
+        return (16ull * size + 6 + 2ull * size + 3) & ~3ull;
+}
+
+static uint64_t indirect_offset(uint16_t size)
+{
+        return (used_offset(size) + 6 + 8ull * size + 15) & ~15ull;
+}
+
+uint64_t virtq_ring_bytes(uint16_t size, bool indirect)
+{
+        return indirect_offset(size) + (indirect ? 16ull * VIRTQ_INDIRECT_MAX * size : 0);
+}
+
+static const char *setup(struct virtq *q, struct virtio_dev *d, unsigned index, uint16_t max_size,
+                         uint8_t *mem)
 {
         uint32_t max;
-        uint64_t desc_b, avail_b, used_off, used_b;
-        uint8_t *mem;
+        uint16_t size;
 
         virtio_write(d, VMMIO_QUEUE_SEL, index);
         if (virtio_read(d, VMMIO_QUEUE_READY))
@@ -364,27 +384,32 @@ const char *virtq_setup(struct virtq *q, struct virtio_dev *d, unsigned index, u
         max = virtio_read(d, VMMIO_QUEUE_NUM_MAX);
         if (max == 0)
                 return "queue does not exist (QueueNumMax 0)";
+        size = pow2_floor(max < max_size ? max : max_size);
         memset(q, 0, sizeof(*q));
         q->dev = d;
         q->index = index;
-        q->size = pow2_floor(max < max_size ? max : max_size);
-        desc_b = 16ull * q->size;
-        avail_b = 6 + 2ull * q->size;
-        used_off = (desc_b + avail_b + 3) & ~3ull;
-        used_b = 6 + 8ull * q->size;
-        mem = alloc_zeroed(used_off + used_b, 4096);
-        q->desc = (volatile struct vring_desc *)mem;
-        q->avail = (volatile uint16_t *)(mem + desc_b);
-        q->used = (volatile uint16_t *)(mem + used_off);
-        q->chain = alloc_zeroed(2ull * q->size, 2);
+        q->size = size;
         q->event_idx = d->features & VBIT(VF_EVENT_IDX);
         q->use_indirect = d->features & VBIT(VF_INDIRECT_DESC);
+        if (!mem) {
+                uint64_t bytes = virtq_ring_bytes(size, q->use_indirect);
+                mem = virtio_dma_restricted() ? virtio_dma_alloc(bytes) : alloc_mem(bytes, 4096);
+        }
+        memset(mem, 0, indirect_offset(size));
+        q->desc = (volatile struct vring_desc *)mem;
+        q->avail = (volatile uint16_t *)(mem + 16ull * size);
+        q->used = (volatile uint16_t *)(mem + used_offset(size));
         if (q->use_indirect)
-                q->indirect = alloc_mem(16ull * VIRTQ_INDIRECT_MAX * q->size, 16);
-        for (uint16_t i = 0; i < q->size; i++)
+                q->indirect = (struct vring_desc *)(mem + indirect_offset(size));
+        q->chain = alloc_zeroed(2ull * size, 2);
+        if (virtio_dma_restricted()) {
+                q->bounce = alloc_mem(sizeof(*q->bounce) * VIRTQ_INDIRECT_MAX * size, 8);
+                q->nbounce = alloc_zeroed(size, 1);
+        }
+        for (uint16_t i = 0; i < size; i++)
                 q->desc[i].next = (uint16_t)(i + 1);
-        q->num_free = q->size;
-        virtio_write(d, VMMIO_QUEUE_NUM, q->size);
+        q->num_free = size;
+        virtio_write(d, VMMIO_QUEUE_NUM, size);
         virtio_write(d, VMMIO_DESC_LOW, (uint32_t)(uintptr_t)q->desc);
         virtio_write(d, VMMIO_DESC_HIGH, (uint32_t)((uint64_t)(uintptr_t)q->desc >> 32));
         virtio_write(d, VMMIO_DRIVER_LOW, (uint32_t)(uintptr_t)q->avail);
@@ -395,6 +420,17 @@ const char *virtq_setup(struct virtq *q, struct virtio_dev *d, unsigned index, u
         if (virtio_read(d, VMMIO_QUEUE_READY) != 1)
                 return "QueueReady reads back 0";
         return NULL;
+}
+
+const char *virtq_setup(struct virtq *q, struct virtio_dev *d, unsigned index, uint16_t max_size)
+{
+        return setup(q, d, index, max_size, NULL);
+}
+
+const char *virtq_setup_at(struct virtq *q, struct virtio_dev *d, unsigned index, uint16_t max_size,
+                           uint8_t *mem)
+{
+        return setup(q, d, index, max_size, mem);
 }
 
 void virtio_driver_ok(struct virtio_dev *d)
@@ -537,6 +573,108 @@ void virtio_idle(const struct virtio_dev *d)
         }
 }
 
+/* ---- restricted memory access: the shared pool and bounce buffers ---- */
+
+static struct {
+        bool restricted;
+        uint8_t *base;
+        uint32_t slots;
+        uint8_t used[VIRTIO_DMA_MAX_SLOTS];
+        uint32_t bounced, bounce_slots;
+} dma;
+
+void virtio_dma_restrict(void *pool, uint64_t size)
+{
+        uint64_t a = (uint64_t)(uintptr_t)pool;
+
+        if ((a | size) & (VIRTIO_DMA_SLOT - 1) || size / VIRTIO_DMA_SLOT > VIRTIO_DMA_MAX_SLOTS ||
+            size == 0)
+                probe_fail("virtio: bad shared pool 0x%llx+0x%llx", U64(a), U64(size));
+        dma.base = pool;
+        dma.slots = (uint32_t)(size / VIRTIO_DMA_SLOT);
+        memset(dma.used, 0, sizeof(dma.used));
+        dma.restricted = true;
+}
+
+bool virtio_dma_restricted(void)
+{
+        return dma.restricted;
+}
+
+static uint32_t slots_for(uint64_t size)
+{
+        return (uint32_t)((size + VIRTIO_DMA_SLOT - 1) / VIRTIO_DMA_SLOT);
+}
+
+void *virtio_dma_alloc(uint64_t size)
+{
+        uint32_t n = slots_for(size ? size : 1), run = 0;
+
+        if (!dma.restricted)
+                probe_fail("virtio_dma_alloc without a shared pool");
+        for (uint32_t i = 0; i < dma.slots; i++) {
+                run = dma.used[i] ? 0 : run + 1;
+                if (run == n) {
+                        memset(&dma.used[i + 1 - n], 1, n);
+                        return dma.base + (uint64_t)(i + 1 - n) * VIRTIO_DMA_SLOT;
+                }
+        }
+        probe_fail("virtio: shared pool exhausted (%llu bytes wanted)", U64(size));
+}
+
+void virtio_dma_free(void *p, uint64_t size)
+{
+        uint64_t off = (uint64_t)((uint8_t *)p - dma.base);
+
+        memset(&dma.used[off / VIRTIO_DMA_SLOT], 0, slots_for(size ? size : 1));
+}
+
+uint32_t virtio_dma_bounced(void)
+{
+        return dma.bounced;
+}
+
+uint32_t virtio_dma_bounce_slots(void)
+{
+        return dma.bounce_slots;
+}
+
+/* Bounces the n buffers of a request (copies them into the pool); b becomes the copy. */
+static void bounce_map(struct virtq *q, uint16_t head, struct vbuf *b, unsigned n)
+{
+        struct vbounce *m = &q->bounce[(uint64_t)head * VIRTQ_INDIRECT_MAX];
+
+        if (n > VIRTQ_INDIRECT_MAX)
+                probe_fail("virtio: %u buffers in one bounced request", n);
+        for (unsigned k = 0; k < n; k++) {
+                void *copy = virtio_dma_alloc(b[k].len);
+
+                /* Device-writable buffers too (Linux's swiotlb does the same): what the
+                 * device does not write must come back unchanged. */
+                memcpy(copy, b[k].addr, b[k].len);
+                m[k] = (struct vbounce){(void *)(uintptr_t)b[k].addr, copy, b[k].len, b[k].write};
+                b[k].addr = copy;
+                dma.bounced++;
+                dma.bounce_slots += slots_for(b[k].len ? b[k].len : 1);
+        }
+        q->nbounce[head] = (uint8_t)n;
+}
+
+/* The request at head came back: device-writable buffers are copied back, the copies
+ * freed. copy=false when the request never reached the device. */
+static void bounce_unmap(struct virtq *q, uint16_t head, bool copy)
+{
+        struct vbounce *m = &q->bounce[(uint64_t)head * VIRTQ_INDIRECT_MAX];
+
+        for (unsigned k = 0; k < q->nbounce[head]; k++) {
+                if (copy && m[k].write)
+                        memcpy(m[k].orig, m[k].bounce, m[k].len);
+                virtio_dma_free(m[k].bounce, m[k].len);
+                dma.bounce_slots -= slots_for(m[k].len ? m[k].len : 1);
+        }
+        q->nbounce[head] = 0;
+}
+
 /* ---- virtqueues ---- */
 
 #define AVAIL_FLAGS(q)      ((q)->avail[0])
@@ -555,9 +693,19 @@ static volatile struct vring_used_elem *used_elem(struct virtq *q, uint16_t i)
 int virtq_add(struct virtq *q, const struct vbuf *b, unsigned n, bool indirect)
 {
         uint16_t head = q->free_head, i = head, last = head;
+        struct vbuf copies[VIRTQ_INDIRECT_MAX];
 
         if (n == 0)
                 return -1;
+        if (q->bounce) {
+                if (q->num_free < ((indirect && q->use_indirect && n > 1) ? 1 : n))
+                        return -1;
+                if (n > VIRTQ_INDIRECT_MAX)
+                        probe_fail("virtio: %u buffers in one bounced request", n);
+                memcpy(copies, b, n * sizeof(*b));
+                bounce_map(q, head, copies, n);
+                b = copies;
+        }
         if (indirect && q->use_indirect && n > 1 && n <= VIRTQ_INDIRECT_MAX) {
                 struct vring_desc *t;
 
@@ -615,6 +763,8 @@ void virtq_set_avail_idx(struct virtq *q, uint16_t idx)
 void virtq_reset_free(struct virtq *q)
 {
         for (uint16_t i = 0; i < q->size; i++) {
+                if (q->bounce && q->nbounce[i])
+                        bounce_unmap(q, i, false);
                 q->desc[i].next = (uint16_t)(i + 1);
                 q->chain[i] = 0;
         }
@@ -655,6 +805,8 @@ bool virtq_get(struct virtq *q, uint16_t *head, uint32_t *len)
                 probe_fail("virtio queue %u: used id %u is not in flight", q->index, e->id);
         *head = id;
         *len = e->len;
+        if (q->bounce && q->nbounce[id])
+                bounce_unmap(q, id, true);
         n = q->chain[id];
         last = id;
         for (uint16_t k = 1; k < n; k++)

@@ -7,7 +7,14 @@
  * with a local APIC timer tick bounding every halt.
  *
  * Legacy (version 1) transports are refused. VIRTIO_F_VERSION_1 is required;
- * VIRTIO_F_EVENT_IDX and VIRTIO_F_INDIRECT_DESC are used when both sides want them.
+ * VIRTIO_F_EVENT_IDX and VIRTIO_F_INDIRECT_DESC are used when both sides want them;
+ * VIRTIO_F_ACCESS_PLATFORM is accepted whenever a device offers it, as Linux does.
+ *
+ * Restricted memory access (a protected guest, virtio_dma_restrict): like Linux on
+ * SEV/PEF/s390-PV, a device that does not offer both VERSION_1 and ACCESS_PLATFORM is
+ * refused, rings come from a pool of memory the guest shared with the host, and every
+ * buffer of a request is bounced through that pool (swiotlb): copied in when the request
+ * is added, the device-writable ones copied back when it is used.
  *
  * Guest RAM is identity-mapped, so a pointer is its guest physical address.
  */
@@ -56,10 +63,11 @@
 #define VSTAT_NEEDS_RESET 64
 #define VSTAT_FAILED      128
 
-#define VF_INDIRECT_DESC 28
-#define VF_EVENT_IDX     29
-#define VF_VERSION_1     32
-#define VBIT(b)          (1ull << (b))
+#define VF_INDIRECT_DESC   28
+#define VF_EVENT_IDX       29
+#define VF_VERSION_1       32
+#define VF_ACCESS_PLATFORM 33
+#define VBIT(b)            (1ull << (b))
 
 #define VDESC_F_NEXT      1
 #define VDESC_F_WRITE     2
@@ -115,6 +123,13 @@ struct vring_used_elem {
         uint32_t len;
 };
 
+/* One bounced buffer of a request in flight (restricted memory access). */
+struct vbounce {
+        void *orig, *bounce;
+        uint32_t len;
+        bool write;
+};
+
 struct virtq {
         struct virtio_dev *dev;
         unsigned index;
@@ -124,6 +139,8 @@ struct virtq {
         volatile uint16_t *used;  /* flags, idx, then ring[size] of vring_used_elem, avail_event */
         struct vring_desc *indirect; /* size tables of VIRTQ_INDIRECT_MAX, when negotiated */
         uint16_t *chain;             /* descriptors held by each head (0: free) */
+        struct vbounce *bounce;      /* restricted: VIRTQ_INDIRECT_MAX per head */
+        uint8_t *nbounce;            /* restricted: bounced buffers per head */
         uint16_t free_head, num_free;
         uint16_t avail_idx, kicked_idx, last_used;
         bool event_idx, use_indirect;
@@ -169,8 +186,14 @@ const char *virtio_negotiate(struct virtio_dev *d, uint64_t wanted);
 /* Low-level: write these exact driver features and FEATURES_OK; returns Status read back. */
 uint8_t virtio_write_features(struct virtio_dev *d, uint64_t features);
 /* Queue setup (QueueSel, QueueNumMax, QueueNum, Desc/Driver/Device, QueueReady=1 read back):
- * size = min(QueueNumMax, max_size). NULL or the reason. */
+ * size = min(QueueNumMax, max_size). NULL or the reason. The rings (and indirect tables)
+ * come from probe memory, or the shared pool under restricted memory access. */
 const char *virtq_setup(struct virtq *q, struct virtio_dev *d, unsigned index, uint16_t max_size);
+/* The same with the rings at mem, which must hold virtq_ring_bytes(max_size, indirect) bytes
+ * (16-byte aligned); it is cleared here. */
+const char *virtq_setup_at(struct virtq *q, struct virtio_dev *d, unsigned index, uint16_t max_size,
+                           uint8_t *mem);
+uint64_t virtq_ring_bytes(uint16_t size, bool indirect);
 void virtio_driver_ok(struct virtio_dev *d);
 void virtio_reset(struct virtio_dev *d);
 /* begin + negotiate + queues 0..nq-1 + DRIVER_OK, failing the scenario on any refusal. */
@@ -208,6 +231,20 @@ void virtq_want_irq(struct virtq *q, bool on);
 void virtq_publish(struct virtq *q, uint16_t head);
 void virtq_set_avail_idx(struct virtq *q, uint16_t idx);
 void virtq_reset_free(struct virtq *q);
+
+/* Restricted memory access: pool is [pool, pool + size) of memory already shared with the
+ * host (2 KiB-aligned, at most VIRTIO_DMA_MAX_SLOTS slots of 2 KiB). From then on devices
+ * must offer ACCESS_PLATFORM, rings come from the pool and buffers are bounced. */
+#define VIRTIO_DMA_SLOT      2048u
+#define VIRTIO_DMA_MAX_SLOTS 1024u
+void virtio_dma_restrict(void *pool, uint64_t size);
+bool virtio_dma_restricted(void);
+/* Whole slots from the pool (failing the scenario when it is exhausted); not cleared. */
+void *virtio_dma_alloc(uint64_t size);
+void virtio_dma_free(void *p, uint64_t size);
+/* Buffers bounced so far, and bounce slots still held by requests in flight. */
+uint32_t virtio_dma_bounced(void);
+uint32_t virtio_dma_bounce_slots(void);
 
 /* x86 barriers: stores are ordered and loads are ordered, so only the compiler must be kept
  * from reordering; store->load ordering (publishing an index, then reading the other
