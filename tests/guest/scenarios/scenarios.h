@@ -34,6 +34,14 @@ void scenario_hostile(const struct boot_info *bi);
 void scenario_net(const struct boot_info *bi);
 void scenario_balloon(const struct boot_info *bi);
 void scenario_vsock(const struct boot_info *bi);
+/* cc.c: confidential platforms end to end */
+void scenario_cc_sev_io(const struct boot_info *bi);
+void scenario_cc_pef_io(const struct boot_info *bi);
+void scenario_cc_s390_io(const struct boot_info *bi);
+void scenario_cc_sev_attack(const struct boot_info *bi);
+void scenario_cc_pef_attack(const struct boot_info *bi);
+void scenario_cc_s390_attack(const struct boot_info *bi);
+void scenario_cc_secret(const struct boot_info *bi);
 
 /* Helpers shared by scenarios (common.c): ACPI access that fails the scenario with a reason
  * instead of returning an error. */

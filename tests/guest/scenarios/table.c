@@ -5,11 +5,26 @@
 #include "str.h"
 
 static const struct scenario scenarios[] = {
-    {"hello", scenario_hello},     {"boot", scenario_boot}, {"smp", scenario_smp},
-    {"timer", scenario_timer},     {"echo", scenario_echo}, {"serial-irq", scenario_serial_irq},
-    {"rng", scenario_rng},         {"blk", scenario_blk},   {"idle", scenario_idle},
-    {"hostile", scenario_hostile}, {"net", scenario_net},   {"balloon", scenario_balloon},
+    {"hello", scenario_hello},
+    {"boot", scenario_boot},
+    {"smp", scenario_smp},
+    {"timer", scenario_timer},
+    {"echo", scenario_echo},
+    {"serial-irq", scenario_serial_irq},
+    {"rng", scenario_rng},
+    {"blk", scenario_blk},
+    {"idle", scenario_idle},
+    {"hostile", scenario_hostile},
+    {"net", scenario_net},
+    {"balloon", scenario_balloon},
     {"vsock", scenario_vsock},
+    {"cc-sev-io", scenario_cc_sev_io},
+    {"cc-pef-io", scenario_cc_pef_io},
+    {"cc-s390-pv-io", scenario_cc_s390_io},
+    {"cc-sev-attack", scenario_cc_sev_attack},
+    {"cc-pef-attack", scenario_cc_pef_attack},
+    {"cc-s390-pv-attack", scenario_cc_s390_attack},
+    {"cc-secret", scenario_cc_secret},
 };
 
 const struct scenario *scenario_find(const char *name)
