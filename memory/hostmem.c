@@ -160,9 +160,15 @@ int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len)
 
 bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len)
 {
-        if (hm->own)
-                return ownership_is_shared(hm->own, gpa, len);
-        return guest_mem_contains(hm->mem, gpa, len);
+        if (!hm->own)
+                return guest_mem_contains(hm->mem, gpa, len);
+        if (ownership_is_shared(hm->own, gpa, len))
+                return true;
+        /* The guest asked the device to use private memory (a ring, a status byte): refused
+         * without touching it, and counted like a refused access (CC-7). */
+        if (ownership_any_private(hm->own, gpa, len))
+                atomic_fetch_add(&hm->violations, 1);
+        return false;
 }
 
 bool hostmem_in_ram(struct hostmem *hm, gpa_t gpa, uint64_t len)

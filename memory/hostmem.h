@@ -60,7 +60,8 @@ void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len);
 int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len) MUST_CHECK;
 
 /* True when the whole range is accessible right now (RAM, and shared on a protected VM):
- * for validating ring areas (CC-5). */
+ * for validating ring areas (CC-5) and other memory a device is asked to use before it
+ * touches it. A range refused because a granule is private counts as a violation (CC-7). */
 bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len);
 
 /* True when the whole range is guest RAM, whoever owns it: for validating descriptors,
