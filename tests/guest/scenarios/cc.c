@@ -282,6 +282,18 @@ static void cc_io(const struct boot_info *bi, enum cc_kind want)
 
         open_platform(x, bi, want);
         blk = vctx_need(x->c, VID_BLOCK, 0, "virtio-blk");
+        /* CC-1: every device is modern (discovery refuses legacy transports) and offers both
+         * VERSION_1 and ACCESS_PLATFORM. */
+        for (unsigned i = 0; i < x->c->count; i++) {
+                struct virtio_dev *d = &x->c->devs[i];
+
+                if (virtio_begin(d))
+                        probe_fail("virtio 0x%llx: reset failed", U64(d->base));
+                print("probe: cc device 0x%llx id %u offers VERSION_1 %u ACCESS_PLATFORM %u\n",
+                      U64(d->base), d->id, (d->offered & VBIT(VF_VERSION_1)) ? 1u : 0u,
+                      (d->offered & VBIT(VF_ACCESS_PLATFORM)) ? 1u : 0u);
+                virtio_reset(d);
+        }
         plant_secret(x);
         if (x->p.kind == CCK_SEV)
                 print("probe: cc sev: every page is private from launch\n");
