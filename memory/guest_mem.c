@@ -1,6 +1,7 @@
 #include "guest_mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,8 +14,11 @@
 struct guest_mem {
         uint8_t *base; /* one contiguous host mapping backs every region */
         uint64_t size;
+        int file; /* -1: anonymous */
         unsigned nr_regions;
         struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
+        uint64_t *dirty; /* NULL: not tracking; set before any writer runs */
+        size_t dirty_words;
 };
 
 int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struct guest_mem **out)
@@ -43,7 +47,14 @@ int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struc
          * only shows up as SIGBUS on the first guest access. */
         if (spec->flags & GUEST_MEM_HUGEPAGES)
                 mflags = (mflags & ~MAP_NORESERVE) | MAP_HUGETLB | MAP_HUGE_2MB;
-        base = mmap(NULL, spec->size, PROT_READ | PROT_WRITE, mflags, -1, 0);
+        if (spec->flags & GUEST_MEM_FILE) {
+                if (spec->flags & GUEST_MEM_HUGEPAGES)
+                        return error_set(err, -EINVAL,
+                                         "a memory file cannot be mapped with huge pages");
+                mflags &= ~MAP_ANONYMOUS;
+        }
+        base = mmap(NULL, spec->size, PROT_READ | PROT_WRITE, mflags,
+                    (spec->flags & GUEST_MEM_FILE) ? spec->file : -1, 0);
         if (base == MAP_FAILED)
                 return error_set(err, -errno, "cannot map %llu MiB of guest memory%s: %s",
                                  (unsigned long long)(spec->size >> 20),
@@ -62,11 +73,23 @@ int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struc
         }
         mem->base = base;
         mem->size = spec->size;
+        mem->file = -1;
+        if (spec->flags & GUEST_MEM_FILE) {
+                mem->file = fcntl(spec->file, F_DUPFD_CLOEXEC, 0);
+                if (mem->file < 0) {
+                        int r = -errno;
+                        munmap(base, spec->size);
+                        free(mem);
+                        return error_set(err, r, "memory file: %s", strerror(-r));
+                }
+        }
         mem->regions[0] = (struct guest_mem_region){.gpa = 0, .size = low, .host = base};
         mem->nr_regions = 1;
         if (spec->size > low) {
-                mem->regions[1] = (struct guest_mem_region){
-                    .gpa = spec->hole_end, .size = spec->size - low, .host = mem->base + low};
+                mem->regions[1] = (struct guest_mem_region){.gpa = spec->hole_end,
+                                                            .size = spec->size - low,
+                                                            .host = mem->base + low,
+                                                            .offset = low};
                 mem->nr_regions = 2;
         }
         *out = mem;
@@ -78,6 +101,9 @@ void guest_mem_destroy(struct guest_mem *mem)
         if (!mem)
                 return;
         munmap(mem->base, mem->size);
+        if (mem->file >= 0)
+                close(mem->file);
+        free(mem->dirty);
         free(mem);
 }
 
@@ -142,6 +168,7 @@ int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, siz
         if (!dst)
                 return -EFAULT;
         memcpy(dst, src, len);
+        guest_mem_mark_dirty(mem, gpa, len);
         return 0;
 }
 
@@ -151,6 +178,7 @@ int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len)
         if (!dst)
                 return -EFAULT;
         memset(dst, byte, len);
+        guest_mem_mark_dirty(mem, gpa, len);
         return 0;
 }
 
@@ -174,4 +202,61 @@ uint64_t guest_mem_resident_bytes(const struct guest_mem *mem)
         }
         free(vec);
         return resident;
+}
+
+int guest_mem_backing_file(const struct guest_mem *mem)
+{
+        return mem->file;
+}
+
+/* ---- dirty tracking ---- */
+
+size_t guest_mem_bitmap_words(const struct guest_mem *mem)
+{
+        uint64_t pages = (mem->size + GUEST_MEM_PAGE - 1) / GUEST_MEM_PAGE;
+
+        return (size_t)((pages + 63) / 64);
+}
+
+int guest_mem_track_dirty(struct guest_mem *mem)
+{
+        if (mem->dirty)
+                return 0;
+        mem->dirty_words = guest_mem_bitmap_words(mem);
+        mem->dirty = calloc(mem->dirty_words, sizeof(uint64_t));
+        return mem->dirty ? 0 : -ENOMEM;
+}
+
+bool guest_mem_tracking_dirty(const struct guest_mem *mem)
+{
+        return mem->dirty != NULL;
+}
+
+void guest_mem_mark_dirty(const struct guest_mem *mem, gpa_t gpa, uint64_t len)
+{
+        const struct guest_mem_region *r;
+        uint64_t first, last;
+
+        if (!mem->dirty || len == 0)
+                return;
+        r = find_region(mem, gpa, len);
+        if (!r)
+                return;
+        first = (r->offset + (gpa - r->gpa)) / GUEST_MEM_PAGE;
+        last = (r->offset + (gpa - r->gpa) + len - 1) / GUEST_MEM_PAGE;
+        for (uint64_t p = first; p <= last; p++)
+                __atomic_fetch_or(&mem->dirty[p / 64], 1ull << (p % 64), __ATOMIC_RELAXED);
+}
+
+void guest_mem_take_dirty(struct guest_mem *mem, uint64_t *bitmap)
+{
+        for (size_t i = 0; mem->dirty && i < mem->dirty_words; i++)
+                bitmap[i] |= __atomic_exchange_n(&mem->dirty[i], 0, __ATOMIC_RELAXED);
+}
+
+void guest_mem_restore_dirty(struct guest_mem *mem, const uint64_t *bitmap)
+{
+        for (size_t i = 0; mem->dirty && i < mem->dirty_words; i++)
+                if (bitmap[i])
+                        __atomic_fetch_or(&mem->dirty[i], bitmap[i], __ATOMIC_RELAXED);
 }

@@ -25,6 +25,9 @@ typedef uint64_t gpa_t;
 
 enum guest_mem_flags {
         GUEST_MEM_HUGEPAGES = 1u << 0, /* back RAM with 2 MiB hugetlbfs pages */
+        /* Map `file` privately instead of anonymous memory (a snapshot's memory file: pages
+         * load lazily on first touch; guest writes stay in this process). */
+        GUEST_MEM_FILE = 1u << 1,
 };
 
 struct guest_mem_spec {
@@ -32,17 +35,22 @@ struct guest_mem_spec {
         gpa_t hole_start; /* RAM above this address moves to hole_end */
         gpa_t hole_end;
         unsigned flags;
+        int file; /* GUEST_MEM_FILE: exactly `size` bytes, the regions back to back */
 };
+
+#define GUEST_MEM_PAGE 4096ull /* the unit of dirty tracking */
 
 struct guest_mem_region {
         gpa_t gpa;
         uint64_t size;
         uint8_t *host;
+        uint64_t offset; /* where the region starts in the backing (and in a memory file) */
 };
 
 struct guest_mem;
 
-/* Maps the RAM (not yet touched: pages are allocated on first access). */
+/* Maps the RAM (not yet touched: pages are allocated, or read from the file, on first
+ * access). With GUEST_MEM_FILE the file descriptor is duplicated (the caller keeps its own). */
 int guest_mem_create(const struct guest_mem_spec *spec, struct error *err,
                      struct guest_mem **out) MUST_CHECK;
 void guest_mem_destroy(struct guest_mem *mem);
@@ -66,5 +74,26 @@ int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len)
 
 /* Bytes of guest RAM currently resident on the host (mincore), for memory accounting. */
 uint64_t guest_mem_resident_bytes(const struct guest_mem *mem);
+
+/* The file behind the RAM (GUEST_MEM_FILE), or -1 for anonymous memory. */
+int guest_mem_backing_file(const struct guest_mem *mem);
+
+/*
+ * Dirty tracking of the VMM's own writes (diff snapshots). KVM logs what vCPUs write; what
+ * the VMM writes into guest RAM -- loaders through guest_mem_write/fill, devices through
+ * hostmem (copies, ring indices, pinned I/O, balloon discards) -- is recorded here, one bit
+ * per GUEST_MEM_PAGE of the backing (bit n = backing offset n * 4 KiB, the memory file's
+ * layout). Writers mark with atomic operations, from any thread.
+ */
+int guest_mem_track_dirty(struct guest_mem *mem) MUST_CHECK; /* -ENOMEM */
+bool guest_mem_tracking_dirty(const struct guest_mem *mem);
+/* Marks the pages of [gpa, gpa+len) that are RAM (nothing when not tracking). */
+void guest_mem_mark_dirty(const struct guest_mem *mem, gpa_t gpa, uint64_t len);
+/* Words of a bitmap covering the backing: guest_mem_size / 4 KiB bits, rounded up. */
+size_t guest_mem_bitmap_words(const struct guest_mem *mem);
+/* ORs the recorded pages into bitmap (guest_mem_bitmap_words words) and clears them. */
+void guest_mem_take_dirty(struct guest_mem *mem, uint64_t *bitmap);
+/* ORs bitmap back into the record (a snapshot that failed after taking it). */
+void guest_mem_restore_dirty(struct guest_mem *mem, const uint64_t *bitmap);
 
 #endif

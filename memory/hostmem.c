@@ -90,6 +90,7 @@ int hostmem_write(struct hostmem *hm, gpa_t gpa, const void *src, size_t len)
         if (!p)
                 return err;
         memcpy(p, src, len);
+        guest_mem_mark_dirty(hm->mem, gpa, len);
         end_access(hm, gpa, len);
         return 0;
 }
@@ -120,6 +121,7 @@ int hostmem_store16(struct hostmem *hm, gpa_t gpa, uint16_t v)
         if (!p)
                 return err;
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
+        guest_mem_mark_dirty(hm->mem, gpa, 2);
         end_access(hm, gpa, 2);
         return 0;
 }
@@ -133,11 +135,15 @@ int hostmem_pin(struct hostmem *hm, gpa_t gpa, size_t len, struct iovec *iov)
                 return err;
         iov->iov_base = p;
         iov->iov_len = len;
+        /* The pin does not say which way the I/O goes: count it as a write, now and when
+         * it ends (a snapshot taken meanwhile must not miss what lands afterwards). */
+        guest_mem_mark_dirty(hm->mem, gpa, len);
         return 0;
 }
 
 void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len)
 {
+        guest_mem_mark_dirty(hm->mem, gpa, len);
         end_access(hm, gpa, len);
 }
 
@@ -154,6 +160,9 @@ int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len)
         if (!p)
                 return err;
         r = madvise(p, len, MADV_DONTNEED) ? -errno : 0;
+        /* The pages now read as zeros (or, over a memory file, as the file's bytes): they
+         * changed. */
+        guest_mem_mark_dirty(hm->mem, gpa, len);
         end_access(hm, gpa, len);
         return r;
 }

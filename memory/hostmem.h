@@ -10,6 +10,10 @@
  * pointer into guest memory is handed out.
  *
  * Each device gets its own hostmem handle, so refusals are counted per device.
+ *
+ * Every write (copies, 16-bit stores, pins -- counted as writes when they start and when
+ * they end -- and discards) marks its pages in guest_mem's dirty record when it is
+ * tracking (diff snapshots).
  */
 #ifndef MEMORY_HOSTMEM_H
 #define MEMORY_HOSTMEM_H
@@ -55,7 +59,8 @@ int hostmem_pin(struct hostmem *hm, gpa_t gpa, size_t len, struct iovec *iov) MU
 void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len);
 
 /* Gives the host memory behind [gpa, gpa+len) back to the host (madvise MADV_DONTNEED):
- * the guest reads zeros there afterwards. Page-aligned ranges only (-EINVAL), guest RAM
+ * the guest reads zeros there afterwards (over a snapshot's memory file, the file's bytes:
+ * a clean page the kernel can drop again). Page-aligned ranges only (-EINVAL), guest RAM
  * only (-EFAULT). */
 int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len) MUST_CHECK;
 
