@@ -354,3 +354,50 @@ uint64_t i8042_reset_count(struct i8042 *k)
         pthread_mutex_unlock(&k->lock);
         return n;
 }
+
+/* ---- snapshots ---- */
+
+void i8042_save(struct i8042 *k, struct snapbuf_writer *w)
+{
+        pthread_mutex_lock(&k->lock);
+        snapbuf_put_u8(w, k->ctr);
+        snapbuf_put_u8(w, k->status);
+        snapbuf_put_u8(w, k->outp);
+        snapbuf_put_u8(w, k->pending_cmd);
+        snapbuf_put_u8(w, k->pending_kbd_cmd);
+        snapbuf_put_u8(w, k->scanset);
+        snapbuf_put_u32(w, k->ocount);
+        for (unsigned i = 0; i < k->ocount; i++)
+                snapbuf_put_u8(w, k->obuf[(k->ohead + i) % OBUF_SIZE]);
+        pthread_mutex_unlock(&k->lock);
+}
+
+int i8042_restore(struct i8042 *k, struct snapbuf_reader *r)
+{
+        uint8_t ctr = snapbuf_get_u8(r, "i8042 configuration byte");
+        uint8_t status = snapbuf_get_u8(r, "i8042 status");
+        uint8_t outp = snapbuf_get_u8(r, "i8042 output port");
+        uint8_t cmd = snapbuf_get_u8(r, "i8042 pending command");
+        uint8_t kbd_cmd = snapbuf_get_u8(r, "i8042 pending keyboard command");
+        uint8_t scanset = snapbuf_get_u8(r, "i8042 scancode set");
+        uint32_t n = snapbuf_get_count(r, OBUF_SIZE, "i8042 output buffer");
+        uint8_t obuf[OBUF_SIZE];
+
+        snapbuf_get_bytes(r, obuf, n, "i8042 output buffer");
+        if (!snapbuf_ok(r))
+                return -EINVAL;
+        if (scanset < 1 || scanset > 3)
+                return snapbuf_fail(r, "i8042", "impossible scancode set"), -EINVAL;
+        pthread_mutex_lock(&k->lock);
+        k->ctr = ctr;
+        k->status = status;
+        k->outp = outp;
+        k->pending_cmd = cmd;
+        k->pending_kbd_cmd = kbd_cmd;
+        k->scanset = scanset;
+        memcpy(k->obuf, obuf, n);
+        k->ohead = 0;
+        k->ocount = n;
+        pthread_mutex_unlock(&k->lock);
+        return 0;
+}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "bus.h"
+#include "common/snapbuf.h"
 #include "irq.h"
 
 struct i8042_config {
@@ -30,5 +31,11 @@ const struct bus_ops *i8042_cmd_ops(void);
 int i8042_send_ctrl_alt_del(struct i8042 *k) MUST_CHECK;
 
 uint64_t i8042_reset_count(struct i8042 *k);
+
+/* Snapshots: the configuration byte, status, output port, commands waiting for their data
+ * byte, the scancode set and the output buffer. restore checks what it reads (-EINVAL with
+ * the reader's error, the device unchanged). */
+void i8042_save(struct i8042 *k, struct snapbuf_writer *w);
+int i8042_restore(struct i8042 *k, struct snapbuf_reader *r) MUST_CHECK;
 
 #endif

@@ -350,3 +350,67 @@ void serial_get_stats(struct serial *s, struct serial_stats *st)
         *st = s->stats;
         pthread_mutex_unlock(&s->lock);
 }
+
+/* ---- snapshots ---- */
+
+void serial_save(struct serial *s, struct snapbuf_writer *w)
+{
+        pthread_mutex_lock(&s->lock);
+        snapbuf_put_u8(w, s->ier);
+        snapbuf_put_u8(w, s->lcr);
+        snapbuf_put_u8(w, s->mcr);
+        snapbuf_put_u8(w, s->lsr_err);
+        snapbuf_put_u8(w, s->msr);
+        snapbuf_put_u8(w, s->scr);
+        snapbuf_put_u8(w, s->fcr);
+        snapbuf_put_u8(w, s->dll);
+        snapbuf_put_u8(w, s->dlm);
+        snapbuf_put_bool(w, s->thr_ipending);
+        snapbuf_put_u32(w, s->rx_count);
+        for (unsigned i = 0; i < s->rx_count; i++)
+                snapbuf_put_u8(w, s->rx[(s->rx_head + i) % SERIAL_FIFO_SIZE]);
+        pthread_mutex_unlock(&s->lock);
+}
+
+int serial_restore(struct serial *s, struct snapbuf_reader *r)
+{
+        struct serial v;
+        uint32_t n;
+
+        memset(&v, 0, sizeof(v));
+        v.ier = snapbuf_get_u8(r, "serial IER");
+        v.lcr = snapbuf_get_u8(r, "serial LCR");
+        v.mcr = snapbuf_get_u8(r, "serial MCR");
+        v.lsr_err = snapbuf_get_u8(r, "serial LSR");
+        v.msr = snapbuf_get_u8(r, "serial MSR");
+        v.scr = snapbuf_get_u8(r, "serial SCR");
+        v.fcr = snapbuf_get_u8(r, "serial FCR");
+        v.dll = snapbuf_get_u8(r, "serial DLL");
+        v.dlm = snapbuf_get_u8(r, "serial DLM");
+        v.thr_ipending = snapbuf_get_bool(r, "serial THRE pending");
+        n = snapbuf_get_count(r, SERIAL_FIFO_SIZE, "serial receive FIFO");
+        snapbuf_get_bytes(r, v.rx, n, "serial receive FIFO");
+        if (!snapbuf_ok(r))
+                return -EINVAL;
+        if ((v.ier & ~IER_MASK) || (v.mcr & ~MCR_MASK) || (v.lsr_err & ~LSR_OE))
+                return snapbuf_fail(r, "serial", "impossible register values"), -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        s->ier = v.ier;
+        s->lcr = v.lcr;
+        s->mcr = v.mcr;
+        s->lsr_err = v.lsr_err;
+        s->msr = v.msr;
+        s->scr = v.scr;
+        s->fcr = v.fcr;
+        s->dll = v.dll;
+        s->dlm = v.dlm;
+        s->thr_ipending = v.thr_ipending;
+        memcpy(s->rx, v.rx, sizeof(s->rx));
+        s->rx_head = 0;
+        s->rx_count = n;
+        s->rx_was_full = n == SERIAL_FIFO_SIZE;
+        s->irq_level = !(compute_iir(s) & IIR_NONE);
+        irq_line_set(&s->cfg.irq, s->irq_level);
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+}

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "common/snapbuf.h"
 #include "irq.h"
 
 #define SERIAL_FIFO_SIZE 64
@@ -42,5 +43,11 @@ struct serial_stats {
         uint64_t missed_read_count;
 };
 void serial_get_stats(struct serial *s, struct serial_stats *st);
+
+/* Snapshots: every register, the pending THRE interrupt and the receive FIFO. restore
+ * checks what it reads (-EINVAL with the reader's error, the device unchanged) and drives the
+ * interrupt line to the restored level. */
+void serial_save(struct serial *s, struct snapbuf_writer *w);
+int serial_restore(struct serial *s, struct snapbuf_reader *r) MUST_CHECK;
 
 #endif

@@ -317,12 +317,59 @@ static void balloon_reset(struct virtio_device *vd)
         timer_set(b, 0);
 }
 
+/* Snapshots: the target, the driver's `actual`, the statistics interval, the statistics
+ * buffer the device holds (its chain was popped: it must come back after a restore) and the
+ * latest statistics. */
+static void balloon_save(struct virtio_device *vd, struct snapbuf_writer *w)
+{
+        struct virtio_balloon *b = vd->priv;
+
+        snapbuf_put_u32(w, b->num_pages);
+        snapbuf_put_u32(w, b->actual);
+        snapbuf_put_u32(w, b->interval_s);
+        snapbuf_put_bool(w, b->stats_held);
+        snapbuf_put_u16(w, b->stats_head);
+        snapbuf_put_u32(w, b->stats.guest.valid);
+        for (unsigned i = 0; i < VIRTIO_BALLOON_S_NR; i++)
+                snapbuf_put_u64(w, b->stats.guest.values[i]);
+}
+
+static int balloon_restore(struct virtio_device *vd, struct snapbuf_reader *r)
+{
+        struct virtio_balloon *b = vd->priv;
+        struct virtio_balloon_guest_stats g;
+        uint32_t num_pages = snapbuf_get_u32(r, "balloon num_pages");
+        uint32_t actual = snapbuf_get_u32(r, "balloon actual");
+        uint32_t interval = snapbuf_get_u32(r, "balloon statistics interval");
+        bool held = snapbuf_get_bool(r, "balloon statistics buffer held");
+        uint16_t head = snapbuf_get_u16(r, "balloon statistics buffer");
+
+        g.valid = snapbuf_get_u32(r, "balloon statistics");
+        for (unsigned i = 0; i < VIRTIO_BALLOON_S_NR; i++)
+                g.values[i] = snapbuf_get_u64(r, "balloon statistics");
+        if (!snapbuf_ok(r))
+                return -EINVAL;
+        if ((interval == 0) != (b->timer_fd < 0))
+                return snapbuf_fail(r, "balloon", "statistics configured differently"), -EINVAL;
+        if (held && (vd->nr_queues <= STATSQ || head >= vd->vqs[STATSQ].size))
+                return snapbuf_fail(r, "balloon", "impossible statistics buffer"), -EINVAL;
+        b->num_pages = num_pages;
+        b->actual = actual;
+        b->interval_s = interval;
+        b->stats_held = held;
+        b->stats_head = head;
+        b->stats.guest = g;
+        return 0;
+}
+
 static const struct virtio_device_ops balloon_ops = {
     .config_read = balloon_config_read,
     .config_write = balloon_config_write,
     .activate = balloon_activate,
     .reset = balloon_reset,
     .notify = balloon_notify,
+    .save = balloon_save,
+    .restore = balloon_restore,
 };
 
 /* ---- API ---- */

@@ -375,10 +375,25 @@ static void blk_config_read(struct virtio_device *vd, uint32_t off, uint8_t *dat
         virtio_config_copy(cfg, sizeof(cfg), off, data, len);
 }
 
+/* Snapshots: requests in flight complete first (their status and used entries land in
+ * guest memory before it is saved); nothing else is the device's own (the backing file is
+ * named by the configuration, the rate limiter starts full again). */
+static void blk_save(struct virtio_device *vd, struct snapbuf_writer *w)
+{
+        struct virtio_blk *blk = vd->priv;
+
+        (void)w;
+        drain(blk, false);
+        if (blk->used && blk_queue(blk)->ready)
+                virtio_signal_used(vd, 0);
+        blk->used = false;
+}
+
 static const struct virtio_device_ops blk_ops = {
     .config_read = blk_config_read,
     .reset = blk_reset,
     .notify = blk_notify,
+    .save = blk_save,
 };
 
 static void on_uring(void *opaque, uint32_t events)

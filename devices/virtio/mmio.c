@@ -474,3 +474,136 @@ struct virtio_device *virtio_mmio_device(struct virtio_mmio *t)
 {
         return t->vd;
 }
+
+/* ---- snapshots ---- */
+
+#define MMIO_STATE_VERSION 1
+
+void virtio_mmio_save(struct virtio_mmio *t, struct snapbuf_writer *w)
+{
+        struct virtio_device *vd = t->vd;
+        size_t dev;
+
+        pthread_mutex_lock(&vd->lock);
+        /* The model first: finishing its in-flight work moves the rings. */
+        dev = snapbuf_begin_section(w, SNAPBUF_TAG('V', 'D', 'E', 'V'));
+        if (vd->ops->save)
+                vd->ops->save(vd, w);
+        snapbuf_end_section(w, dev);
+        snapbuf_put_u32(w, MMIO_STATE_VERSION);
+        snapbuf_put_u32(w, vd->device_id);
+        snapbuf_put_u32(w, vd->nr_queues);
+        snapbuf_put_u64(w, t->offered);
+        snapbuf_put_u8(w, t->status);
+        snapbuf_put_u32(w, t->device_features_sel);
+        snapbuf_put_u32(w, t->driver_features_sel);
+        snapbuf_put_u64(w, t->driver_features);
+        snapbuf_put_u64(w, vd->acked_features);
+        snapbuf_put_u32(w, t->queue_sel);
+        snapbuf_put_u32(w, t->shm_sel);
+        snapbuf_put_u32(w, t->interrupt_status);
+        snapbuf_put_u32(w, t->config_generation);
+        for (unsigned i = 0; i < vd->nr_queues; i++)
+                virtq_save(&vd->vqs[i], w);
+        pthread_mutex_unlock(&vd->lock);
+}
+
+/* The status bits a driver can have set, in a legal order (write_status's rules). */
+static bool status_consistent(uint8_t s)
+{
+        if ((s & VIRTIO_STATUS_DRIVER) && !(s & VIRTIO_STATUS_ACKNOWLEDGE))
+                return false;
+        if ((s & VIRTIO_STATUS_FEATURES_OK) && !(s & VIRTIO_STATUS_DRIVER))
+                return false;
+        if ((s & VIRTIO_STATUS_DRIVER_OK) && !(s & VIRTIO_STATUS_FEATURES_OK))
+                return false;
+        return (s & ~(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK |
+                      VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DEVICE_NEEDS_RESET |
+                      VIRTIO_STATUS_FAILED)) == 0;
+}
+
+static bool restore_registers(struct virtio_mmio *t, struct snapbuf_reader *r)
+{
+        struct virtio_device *vd = t->vd;
+        uint32_t version = snapbuf_get_u32(r, "virtio-mmio state version");
+        uint32_t id = snapbuf_get_u32(r, "virtio device id");
+        uint32_t nq = snapbuf_get_u32(r, "virtio queue count");
+        uint64_t offered = snapbuf_get_u64(r, "virtio offered features");
+        bool running;
+
+        t->status = snapbuf_get_u8(r, "virtio status");
+        t->device_features_sel = snapbuf_get_u32(r, "virtio DeviceFeaturesSel");
+        t->driver_features_sel = snapbuf_get_u32(r, "virtio DriverFeaturesSel");
+        t->driver_features = snapbuf_get_u64(r, "virtio DriverFeatures");
+        vd->acked_features = snapbuf_get_u64(r, "virtio acknowledged features");
+        t->queue_sel = snapbuf_get_u32(r, "virtio QueueSel");
+        t->shm_sel = snapbuf_get_u32(r, "virtio SHMSel");
+        t->interrupt_status = snapbuf_get_u32(r, "virtio InterruptStatus");
+        t->config_generation = snapbuf_get_u32(r, "virtio ConfigGeneration");
+        if (!snapbuf_ok(r))
+                return false;
+        if (version != MMIO_STATE_VERSION)
+                return snapbuf_fail(r, vd->name, "unknown virtio-mmio state version");
+        if (id != vd->device_id || nq != vd->nr_queues)
+                return snapbuf_fail(r, vd->name, "a different kind of device in this slot");
+        if (offered != t->offered)
+                return snapbuf_fail(r, vd->name,
+                                    "the device now offers other features (configured "
+                                    "differently than when the snapshot was taken)");
+        if (!status_consistent(t->status) ||
+            (t->interrupt_status & ~(uint32_t)(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG)))
+                return snapbuf_fail(r, vd->name, "impossible transport registers");
+        if (t->status & VIRTIO_STATUS_FEATURES_OK) {
+                if ((vd->acked_features & ~t->offered) ||
+                    (vd->acked_features & t->cfg.required_features) != t->cfg.required_features)
+                        return snapbuf_fail(r, vd->name, "acknowledged features not offered");
+        } else if (vd->acked_features) {
+                return snapbuf_fail(r, vd->name, "features acknowledged without FEATURES_OK");
+        }
+        running = (t->status & VIRTIO_STATUS_DRIVER_OK) != 0;
+        for (unsigned i = 0; i < vd->nr_queues; i++)
+                if (!virtq_restore(&vd->vqs[i], r, vd->queue_max, t->cfg.mem, running))
+                        return false;
+        return true;
+}
+
+int virtio_mmio_restore(struct virtio_mmio *t, struct snapbuf_reader *r)
+{
+        struct virtio_device *vd = t->vd;
+        struct snapbuf_reader dev;
+        int ret = 0;
+
+        pthread_mutex_lock(&vd->lock);
+        device_reset(t);
+        snapbuf_get_section(r, SNAPBUF_TAG('V', 'D', 'E', 'V'), &dev, vd->name);
+        if (!restore_registers(t, r))
+                ret = -EINVAL;
+        if (!ret && vd->ops->restore)
+                ret = vd->ops->restore(vd, &dev) ? -EINVAL : 0;
+        if (!ret && !snapbuf_expect_end(&dev, vd->name))
+                ret = -EINVAL;
+        snapbuf_merge(r, &dev);
+        if (ret) {
+                device_reset(t);
+                pthread_mutex_unlock(&vd->lock);
+                return ret;
+        }
+        if (operational(t)) {
+                int r2 = vd->ops->activate ? vd->ops->activate(vd) : 0;
+
+                if (r2) {
+                        LOG_WARN("%s: activation after restore failed: %s", vd->name,
+                                 strerror(-r2));
+                        tr_needs_reset(t);
+                } else {
+                        for (unsigned q = 0; q < vd->nr_queues; q++)
+                                if (vd->vqs[q].ready && operational(t))
+                                        vd->ops->notify(vd, q);
+                }
+        }
+        /* An interrupt raised just before the snapshot may not have reached the guest. */
+        if (t->interrupt_status)
+                irq_line_pulse(&t->cfg.irq);
+        pthread_mutex_unlock(&vd->lock);
+        return 0;
+}

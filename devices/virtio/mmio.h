@@ -91,6 +91,24 @@ const struct bus_ops *virtio_mmio_bus_ops(void);
 /* A QueueNotify for queue q (from the ioeventfd). */
 void virtio_mmio_notify(struct virtio_mmio *t, unsigned q);
 
+/*
+ * Snapshots. save: the device's identity (id, queues, offered features), the transport's
+ * registers (status, feature selectors and words, queue and SHM selectors, interrupt
+ * status, configuration generation), every queue (virtq_save), then the device model's own
+ * section (ops->save, after it has finished its in-flight work).
+ *
+ * restore, on a freshly created transport of a device created from the same
+ * configuration: checks that the identity matches (a device configured differently is
+ * refused), that the registers are consistent (acknowledged features offered and
+ * containing the required ones, status bits in a legal order, queues valid for this guest
+ * memory), then the model reads its section. A running device (DRIVER_OK, no
+ * DEVICE_NEEDS_RESET) is activated again, each ready queue is processed once (notifications
+ * in flight at snapshot time are not lost) and a pending interrupt status is signalled
+ * again. On an error (-EINVAL, with the reader's message) the transport is left reset.
+ */
+void virtio_mmio_save(struct virtio_mmio *t, struct snapbuf_writer *w);
+int virtio_mmio_restore(struct virtio_mmio *t, struct snapbuf_reader *r) MUST_CHECK;
+
 uint8_t virtio_mmio_status(struct virtio_mmio *t);
 void virtio_mmio_get_stats(struct virtio_mmio *t, struct virtio_mmio_stats *out);
 struct virtio_device *virtio_mmio_device(struct virtio_mmio *t);

@@ -581,12 +581,32 @@ static void net_notify(struct virtio_device *vd, unsigned q)
                 process_tx(net);
 }
 
+/* Snapshots: a frame still on its way into rx buffers is dropped, its chains returned
+ * unused (as when the ring cannot hold it); a tx chain waiting for the TAP stays in the ring
+ * (it was never popped). The TAP is named by the configuration (or network_overrides). */
+static void net_save(struct virtio_device *vd, struct snapbuf_writer *w)
+{
+        struct virtio_net *net = vd->priv;
+        struct virtq *q = &vd->vqs[VIRTIO_NET_RXQ];
+        bool used = false;
+
+        (void)w;
+        if (!net->rx.len)
+                return;
+        if (rx_drop(net, q, &used) == RX_BROKEN)
+                virtio_needs_reset(vd);
+        else if (used)
+                virtio_signal_used(vd, VIRTIO_NET_RXQ);
+        update_tap_events(net);
+}
+
 static const struct virtio_device_ops net_ops = {
     .config_read = net_config_read,
     .features_ok = net_features_ok,
     .activate = net_activate,
     .reset = net_reset,
     .notify = net_notify,
+    .save = net_save,
 };
 
 /* ---- lifecycle ---- */

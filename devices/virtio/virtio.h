@@ -67,6 +67,15 @@ struct virtio_device_ops {
         void (*reset)(struct virtio_device *vd);
         /* The driver notified queue q (ready and DRIVER_OK are guaranteed). */
         void (*notify)(struct virtio_device *vd, unsigned q);
+        /* Snapshots (both optional: NULL saves nothing beyond the transport's queues). save
+         * runs while the vCPUs are paused, on the thread that runs the device's backends: it
+         * first completes or drops the work it has in flight (so that the rings describe
+         * everything), then writes what the device needs besides its queues. restore reads
+         * exactly that back, after the transport's registers and queues, before the device
+         * runs again (activate, then a notification of every ready queue); -EINVAL with
+         * the reader's error refuses the snapshot. Both run with vd->lock held. */
+        void (*save)(struct virtio_device *vd, struct snapbuf_writer *w);
+        int (*restore)(struct virtio_device *vd, struct snapbuf_reader *r);
 };
 
 struct virtio_transport_ops {

@@ -387,3 +387,56 @@ void virtq_chain_unpin(struct virtq *q, const struct virtq_chain *c, bool write,
 {
         for_range(q, c, write, off, len, unpin_one, NULL);
 }
+
+/* ---- snapshots ---- */
+
+void virtq_save(const struct virtq *q, struct snapbuf_writer *w)
+{
+        snapbuf_put_u16(w, q->size);
+        snapbuf_put_bool(w, q->ready);
+        snapbuf_put_u64(w, q->desc);
+        snapbuf_put_u64(w, q->avail);
+        snapbuf_put_u64(w, q->used);
+        snapbuf_put_bool(w, q->mem != NULL);
+        snapbuf_put_bool(w, q->event_idx);
+        snapbuf_put_bool(w, q->indirect);
+        snapbuf_put_bool(w, q->broken);
+        snapbuf_put_u16(w, q->last_avail);
+        snapbuf_put_u16(w, q->used_idx);
+        snapbuf_put_u16(w, q->signalled_used);
+        snapbuf_put_bool(w, q->signalled_valid);
+}
+
+bool virtq_restore(struct virtq *q, struct snapbuf_reader *r, uint16_t max, struct hostmem *mem,
+                   bool running)
+{
+        struct virtq v = {0};
+        const char *why;
+        bool started;
+
+        v.size = snapbuf_get_u16(r, "queue size");
+        v.ready = snapbuf_get_bool(r, "queue ready");
+        v.desc = snapbuf_get_u64(r, "queue descriptor area");
+        v.avail = snapbuf_get_u64(r, "queue driver area");
+        v.used = snapbuf_get_u64(r, "queue device area");
+        started = snapbuf_get_bool(r, "queue started");
+        v.event_idx = snapbuf_get_bool(r, "queue event_idx");
+        v.indirect = snapbuf_get_bool(r, "queue indirect");
+        v.broken = snapbuf_get_bool(r, "queue broken");
+        v.last_avail = snapbuf_get_u16(r, "queue last_avail");
+        v.used_idx = snapbuf_get_u16(r, "queue used_idx");
+        v.signalled_used = snapbuf_get_u16(r, "queue signalled_used");
+        v.signalled_valid = snapbuf_get_bool(r, "queue signalled_valid");
+        if (!snapbuf_ok(r))
+                return false;
+        if (v.size > max || (v.size & (v.size - 1)))
+                return snapbuf_fail(r, "queue size", "not a power of two the device accepts");
+        if (v.ready && (why = virtq_check_config(&v, max, mem)) != NULL)
+                return snapbuf_fail(r, "queue", why);
+        if (started && (!running || !v.ready))
+                return snapbuf_fail(r, "queue", "started without a running device");
+        if (started)
+                v.mem = mem;
+        *q = v;
+        return true;
+}

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "common/snapbuf.h"
 #include "memory/hostmem.h"
 
 #define VIRTQ_MAX_SIZE 1024 /* the largest queue any device offers */
@@ -95,6 +96,15 @@ bool virtq_arm(struct virtq *q);
 
 /* Whether the driver wants an interrupt for what was pushed since the last one. */
 bool virtq_should_signal(struct virtq *q);
+
+/* Snapshots: the driver's configuration and the device's ring position (indices,
+ * interrupt suppression state; not the counters). restore checks what it reads: a size that
+ * is not a power of two up to max, a ready queue whose areas are not accessible through mem
+ * (virtq_check_config with mem), a started queue that is not ready or whose device is not
+ * running (DRIVER_OK). Returns false with the reader's error; q is unchanged then. */
+void virtq_save(const struct virtq *q, struct snapbuf_writer *w);
+bool virtq_restore(struct virtq *q, struct snapbuf_reader *r, uint16_t max, struct hostmem *mem,
+                   bool running);
 
 /* Copies from the chain's readable bytes [off, off+len) / into its writable bytes. Returns
  * the bytes copied (less at the chain's end), or a negative errno (-EFAULT not RAM, -EACCES

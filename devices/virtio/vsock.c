@@ -117,6 +117,7 @@ struct virtio_vsock {
         uint64_t timer_ns; /* when the timer is armed for; 0: disarmed */
         bool active;
         bool tx_stalled;
+        bool reset_event_pending; /* restored: TRANSPORT_RESET still to be sent */
         unsigned nr_conns;
         uint32_t next_port;
         struct conn *buckets[CONN_BUCKETS];
@@ -1139,6 +1140,41 @@ static void on_reap(void *opaque, uint32_t events)
 
 /* ---- device ops ---- */
 
+/* Tells the guest that every connection it knew is gone (after a restore), in the first
+ * event buffer it posts. */
+static void send_transport_reset(struct virtio_vsock *vs)
+{
+        struct virtq *q = &vs->vd.vqs[VIRTIO_VSOCK_EVQ];
+        uint8_t ev[4];
+        enum virtq_pop_result r;
+
+        if (!vs->reset_event_pending || !vs->active || !q->ready)
+                return;
+        put_le32(ev, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+        while ((r = virtq_pop(q, &vs->chain)) != VIRTQ_EMPTY) {
+                uint32_t len = 0;
+
+                if (r == VIRTQ_BROKEN)
+                        break;
+                if (r == VIRTQ_CHAIN &&
+                    virtq_chain_write(q, &vs->chain, 0, ev, sizeof(ev)) == sizeof(ev))
+                        len = sizeof(ev);
+                else
+                        vs->stats.bad_packets++;
+                if (virtq_push(q, vs->chain.head, len))
+                        break;
+                virtio_signal_used(&vs->vd, VIRTIO_VSOCK_EVQ);
+                if (len) {
+                        vs->reset_event_pending = false;
+                        LOG_INFO("%s: told the guest its connections were reset (restore)",
+                                 vs->name);
+                        return;
+                }
+        }
+        if (q->broken)
+                virtio_needs_reset(&vs->vd);
+}
+
 static void vsock_config_read(struct virtio_device *vd, uint32_t off, uint8_t *data, uint32_t len)
 {
         struct virtio_vsock *vs = vd->priv;
@@ -1151,6 +1187,7 @@ static int vsock_activate(struct virtio_device *vd)
         struct virtio_vsock *vs = vd->priv;
 
         vs->active = true;
+        send_transport_reset(vs);
         run(vs);
         return 0;
 }
@@ -1169,13 +1206,28 @@ static void vsock_reset(struct virtio_device *vd)
         }
         vs->rst_len = 0;
         vs->tx_stalled = false;
+        vs->reset_event_pending = false; /* a reset tells the guest as much */
 }
 
 static void vsock_notify(struct virtio_device *vd, unsigned q)
 {
-        /* The event queue only holds buffers for events this device never sends. */
-        if (q != VIRTIO_VSOCK_EVQ)
+        /* The event queue holds buffers for the one event this device sends. */
+        if (q == VIRTIO_VSOCK_EVQ)
+                send_transport_reset(vd->priv);
+        else
                 run(vd->priv);
+}
+
+/* Snapshots (Firecracker's behaviour): connections are not saved. A restored device starts
+ * without any and sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue, so the guest
+ * drops the connections it had; their host ends saw the old process go away. */
+static int vsock_restore(struct virtio_device *vd, struct snapbuf_reader *r)
+{
+        struct virtio_vsock *vs = vd->priv;
+
+        (void)r;
+        vs->reset_event_pending = true;
+        return 0;
 }
 
 static const struct virtio_device_ops vsock_ops = {
@@ -1183,6 +1235,7 @@ static const struct virtio_device_ops vsock_ops = {
     .activate = vsock_activate,
     .reset = vsock_reset,
     .notify = vsock_notify,
+    .restore = vsock_restore,
 };
 
 /* ---- lifecycle ---- */

@@ -5,6 +5,10 @@
  * VMM connects to "<uds_path>_<port>" for the guest's destination port, or answers RST when
  * nothing listens there. Credit-based flow control (buf_alloc / fwd_cnt, CREDIT_REQUEST /
  * CREDIT_UPDATE) both ways; RST for unknown connections. Queues: 0 rx, 1 tx, 2 event.
+ *
+ * Snapshots: connections are not saved; a restored device sends the guest
+ * VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (in its first event buffer) so that it drops them, as
+ * Firecracker does.
  */
 #ifndef DEVICES_VIRTIO_VSOCK_H
 #define DEVICES_VIRTIO_VSOCK_H
@@ -36,6 +40,8 @@
 #define VIRTIO_VSOCK_OP_CREDIT_REQUEST 7
 #define VIRTIO_VSOCK_SHUTDOWN_RCV      1
 #define VIRTIO_VSOCK_SHUTDOWN_SEND     2
+/* struct virtio_vsock_event { le32 id; } on the event queue. */
+#define VIRTIO_VSOCK_EVENT_TRANSPORT_RESET 0
 
 /* Limits. A connection buffers at most VIRTIO_VSOCK_BUF_ALLOC bytes from the guest that its
  * socket has not taken yet: the buf_alloc it advertises, allocated only while needed. Bytes
