@@ -379,6 +379,149 @@ int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err)
         return r;
 }
 
+int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out, struct error *err)
+{
+        static const char *const types[] = {"Full", "Diff", NULL};
+        int type = 0;
+        int r =
+            json_check_object(j, FIELDS("mem_file_path", "snapshot_path", "snapshot_type"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "mem_file_path", true, &out->mem_file_path, err);
+        if (!r)
+                r = json_get_string(j, "snapshot_path", true, &out->snapshot_path, err);
+        if (!r)
+                r = json_get_enum(j, "snapshot_type", false, types, false, NULL, &type, err);
+        out->diff = type == 1;
+        if (r) {
+                free(out->mem_file_path);
+                free(out->snapshot_path);
+                memset(out, 0, sizeof(*out));
+        }
+        return r;
+}
+
+static int get_mem_backend(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
+{
+        static const char *const kinds[] = {"File", "Uffd", NULL};
+        const cJSON *b = NULL;
+        int kind = 0, r;
+
+        r = json_get_object(j, "mem_backend", false, &b, err);
+        if (r || !b)
+                return r;
+        r = json_check_object(b, FIELDS("backend_type", "backend_path"), err);
+        if (!r)
+                r = json_get_enum(b, "backend_type", true, kinds, false, NULL, &kind, err);
+        if (!r)
+                r = json_get_string(b, "backend_path", true, &out->mem_file_path, err);
+        if (!r && kind == 1)
+                r = error_config(err, "backend_type `Uffd` is not supported (only `File`)");
+        if (r)
+                error_prefix(err, "mem_backend");
+        return r;
+}
+
+static int get_net_overrides(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
+{
+        const cJSON *a = json_field(j, "network_overrides"), *item;
+        unsigned i = 0;
+        int r = 0;
+
+        if (!a)
+                return 0;
+        if (!cJSON_IsArray(a))
+                return error_config(err,
+                                    "field `network_overrides`: invalid type: %s, expected a "
+                                    "sequence",
+                                    json_type_name(a));
+        cJSON_ArrayForEach(item, a)
+        {
+                if (i == VMM_MAX_NETS)
+                        return error_config(err, "field `network_overrides`: more than %u entries",
+                                            VMM_MAX_NETS);
+                if (!cJSON_IsObject(item))
+                        r = error_config(err, "invalid type: %s, expected struct NetworkOverride",
+                                         json_type_name(item));
+                if (!r)
+                        r = json_check_object(item, FIELDS("iface_id", "host_dev_name"), err);
+                if (!r)
+                        r = json_get_string(item, "iface_id", true, &out->net_overrides[i].iface_id,
+                                            err);
+                if (!r)
+                        r = json_get_string(item, "host_dev_name", true,
+                                            &out->net_overrides[i].host_dev_name, err);
+                out->nr_net_overrides = ++i;
+                if (r) {
+                        error_prefix(err, "network_overrides[%u]", i - 1);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
+{
+        static const char *const huge[] = {"Snapshot", "None", "Transparent", "2M", NULL};
+        const cJSON *vsock = NULL;
+        bool diff = false, track = false, has_mem = false;
+        int hp = 0;
+        int r = json_check_object(j,
+                                  FIELDS("snapshot_path", "mem_file_path", "mem_backend",
+                                         "enable_diff_snapshots", "track_dirty_pages", "resume_vm",
+                                         "network_overrides", "vsock_override", "clock_realtime",
+                                         "huge_pages"),
+                                  err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "snapshot_path", true, &out->snapshot_path, err);
+        if (!r)
+                r = json_get_string(j, "mem_file_path", false, &out->mem_file_path, err);
+        has_mem = out->mem_file_path != NULL;
+        if (!r && has_mem && json_field(j, "mem_backend"))
+                r = error_config(err, "too many fields: either `mem_backend` or "
+                                      "`mem_file_path` exclusively.");
+        if (!r)
+                r = get_mem_backend(j, out, err);
+        if (!r && !out->mem_file_path)
+                r = error_config(err, "missing field: either `mem_backend` or `mem_file_path` "
+                                      "is required.");
+        if (!r)
+                r = json_get_bool(j, "enable_diff_snapshots", false, NULL, &diff, err);
+        if (!r)
+                r = json_get_bool(j, "track_dirty_pages", false, NULL, &track, err);
+        out->track_dirty_pages = diff || track;
+        if (!r)
+                r = json_get_bool(j, "resume_vm", false, NULL, &out->resume_vm, err);
+        if (!r)
+                r = json_get_bool(j, "clock_realtime", false, NULL, &out->clock_realtime, err);
+        if (!r)
+                r = get_net_overrides(j, out, err);
+        if (!r)
+                r = json_get_object(j, "vsock_override", false, &vsock, err);
+        if (!r && vsock) {
+                r = json_check_object(vsock, FIELDS("uds_path"), err);
+                if (!r)
+                        r = json_get_string(vsock, "uds_path", true, &out->vsock_uds_path, err);
+                if (r)
+                        error_prefix(err, "vsock_override");
+        }
+        if (!r)
+                r = json_get_enum(j, "huge_pages", false, huge, false, NULL, &hp, err);
+        if (!r && hp >= 2)
+                r = error_config(err,
+                                 "field `huge_pages`: `%s` is not supported on a snapshot "
+                                 "load (a memory file backs the memory; use `None` or "
+                                 "`Snapshot`)",
+                                 huge[hp]);
+        out->huge_pages_none = hp == 1;
+        if (r)
+                vmm_snapshot_load_free(out);
+        return r;
+}
+
 int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err)
 {
         int r = json_check_object(j, FIELDS("rate_limiter", "access_platform"), err);

@@ -42,6 +42,15 @@ int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err
 int api_parse_memory_dump(const cJSON *j, char **path, struct error *err) MUST_CHECK;
 /* GET /vm/memory/{address}: {"address", "length", "data": lowercase hex}. */
 cJSON *api_json_memory(uint64_t address, const uint8_t *data, size_t len);
+/* PUT /snapshot/create: mem_file_path, snapshot_path, snapshot_type Full|Diff. */
+int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out,
+                              struct error *err) MUST_CHECK;
+/* PUT /snapshot/load (SnapshotLoadParams): snapshot_path, exactly one of mem_file_path and
+ * mem_backend (backend_type File; Uffd is not supported), track_dirty_pages (or the
+ * deprecated enable_diff_snapshots), resume_vm, network_overrides, vsock_override,
+ * clock_realtime, huge_pages (Snapshot or None). */
+int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out,
+                            struct error *err) MUST_CHECK;
 /* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */
 int api_parse_confidential(const cJSON *j, struct vmm_confidential *out,
                            struct error *err) MUST_CHECK;

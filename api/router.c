@@ -178,6 +178,22 @@ static int parse_patch_balloon_stats(const cJSON *j, const char *id, struct cont
         return api_parse_balloon_stats_update(j, &req->u.balloon_stats_interval_s, err);
 }
 
+static int parse_snapshot_create(const cJSON *j, const char *id, struct controller_request *req,
+                                 struct error *err)
+{
+        (void)id;
+        req->action = VMM_SNAPSHOT_CREATE;
+        return api_parse_snapshot_create(j, &req->u.snapshot_create, err);
+}
+
+static int parse_snapshot_load(const cJSON *j, const char *id, struct controller_request *req,
+                               struct error *err)
+{
+        (void)id;
+        req->action = VMM_SNAPSHOT_LOAD;
+        return api_parse_snapshot_load(j, &req->u.snapshot_load, err);
+}
+
 static int parse_logger(const cJSON *j, const char *id, struct controller_request *req,
                         struct error *err)
 {
@@ -228,9 +244,9 @@ static const struct route routes[] = {
     {"PATCH", "balloon/statistics", VMM_PATCH_BALLOON_STATS, parse_patch_balloon_stats, NULL},
     {"PUT", "logger", VMM_PUT_LOGGER, parse_logger, NULL},
     {"PUT", "metrics", VMM_PUT_METRICS, parse_metrics, NULL},
+    {"PUT", "snapshot/create", VMM_SNAPSHOT_CREATE, parse_snapshot_create, NULL},
+    {"PUT", "snapshot/load", VMM_SNAPSHOT_LOAD, parse_snapshot_load, NULL},
     /* In the specification, not here yet: each answers that it is not implemented. */
-    NI("PUT", "snapshot/create", "Snapshots"),
-    NI("PUT", "snapshot/load", "Snapshots"),
     NI("GET", "mmds", "The microVM metadata service (MMDS)"),
     NI("PUT", "mmds", "The microVM metadata service (MMDS)"),
     NI("PATCH", "mmds", "The microVM metadata service (MMDS)"),

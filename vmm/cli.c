@@ -35,6 +35,9 @@ enum {
         OPT_METRICS_PATH,
         OPT_MAX_PAYLOAD,
         OPT_NO_SECCOMP,
+        OPT_DESCRIBE_SNAPSHOT,
+        OPT_BASE_FILE,
+        OPT_DIFF_FILE,
         OPT_HELP,
         OPT_VERSION,
 };
@@ -68,6 +71,9 @@ static const struct option long_opts[] = {
     {"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
     {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
     {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+    {"describe-snapshot", required_argument, NULL, OPT_DESCRIBE_SNAPSHOT},
+    {"base-file", required_argument, NULL, OPT_BASE_FILE},
+    {"diff-file", required_argument, NULL, OPT_DIFF_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -115,6 +121,10 @@ const char *cli_usage(void)
                "  --show-log-origin    show file:line in log lines (default)\n"
                "  --metrics-path PATH  write a JSON metrics line every 60 s to PATH\n"
                "  --id ID              instance id shown in log lines and GET /\n"
+               "  --describe-snapshot FILE  print a snapshot state file's version and contents\n"
+               "  --base-file MEM --diff-file DIFF  merge a Diff snapshot's memory file over "
+               "the\n"
+               "                       memory file it follows (MEM is rewritten), then exit\n"
                "  --help               show this help\n"
                "  --version            show the version\n"
                "\n"
@@ -546,6 +556,15 @@ static int apply(int opt, const char *arg, struct cli_opts *o, struct error *err
         case OPT_BALLOON:
                 o->cfg.balloon.present = true;
                 return for_each_item("balloon", arg, o, NULL, balloon_item, err);
+        case OPT_DESCRIBE_SNAPSHOT:
+                o->describe_snapshot = arg;
+                return 0;
+        case OPT_BASE_FILE:
+                o->merge_base = arg;
+                return 0;
+        case OPT_DIFF_FILE:
+                o->merge_diff = arg;
+                return 0;
         case OPT_HELP:
                 o->help = true;
                 return 0;
@@ -586,6 +605,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, struct error *err)
         }
         if (optind < argc)
                 return error_set(err, -EINVAL, "unexpected argument '%s'", argv[optind]);
+        if (!o->merge_base != !o->merge_diff)
+                return error_set(err, -EINVAL, "--base-file and --diff-file go together");
         return 0;
 }
 

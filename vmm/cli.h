@@ -31,6 +31,9 @@ struct cli_opts {
         /* An option describing the machine (--kernel, --mem, --drive, ...) was given: those
          * cannot be combined with --config-file. Names the first one. */
         const char *machine_option;
+        const char *describe_snapshot; /* --describe-snapshot FILE: print it and exit */
+        const char *merge_base;        /* --base-file: merge --diff-file over it and exit */
+        const char *merge_diff;
 };
 
 /* Fills opts (cfg is initialised with defaults first); -EINVAL with a message on a syntax

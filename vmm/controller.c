@@ -10,15 +10,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arch/x86/cpu_state.h"
 #include "common/log.h"
 #include "devices.h"
 #include "metrics.h"
+#include "snapshot.h"
 #include "vm.h"
 
 #define MSG_AFTER_START  "The requested operation is not supported after starting the microVM."
 #define MSG_BEFORE_START "The requested operation is not supported before starting the microVM."
 #define MSG_SHUTDOWN     "The microVM is shutting down."
 #define MSG_NO_BALLOON   "No balloon device is configured."
+#define MSG_LOAD_CONFIGURED                                                                        \
+        "Loading a microVM snapshot not allowed after configuring boot-specific resources."
+#define MSG_NOT_PAUSED "Cannot create a snapshot: the microVM is not paused."
 
 struct controller {
         struct controller_params p;
@@ -30,6 +35,8 @@ struct controller {
         struct vmm_config vm_cfg;
         struct vm *vm;
         enum controller_state state;
+        /* A machine resource was configured (snapshot/load is refused from then on). */
+        bool configured;
         struct metrics *metrics;
         uint64_t startup_us, startup_cpu_us;
 
@@ -47,6 +54,7 @@ struct controller {
         atomic_uint_fast64_t count[VMM_ACTION_COUNT];
         atomic_uint_fast64_t fails[VMM_ACTION_COUNT];
         uint64_t pause_us, resume_us, vmm_pause_us, vmm_resume_us;
+        uint64_t full_snapshot_us, diff_snapshot_us, load_snapshot_us;
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -123,11 +131,20 @@ void controller_request_clear(struct controller_request *req)
         case VMM_PUT_MEMORY_DUMP:
                 free(req->u.memory_dump_path);
                 break;
+        case VMM_SNAPSHOT_CREATE:
+                free(req->u.snapshot_create.snapshot_path);
+                free(req->u.snapshot_create.mem_file_path);
+                break;
+        case VMM_SNAPSHOT_LOAD:
+                vmm_snapshot_load_free(&req->u.snapshot_load);
+                break;
         default:
                 break;
         }
         free(req->reply.memory);
         req->reply.memory = NULL;
+        free(req->reply.metrics);
+        req->reply.metrics = NULL;
         if (req->reply.config) {
                 vmm_config_free(req->reply.config);
                 free(req->reply.config);
@@ -235,6 +252,9 @@ static const struct {
     [VMM_SEND_CTRL_ALT_DEL] = {"put_api_requests", "actions"},
     [VMM_PAUSE] = {"patch_api_requests", "vm"},
     [VMM_RESUME] = {"patch_api_requests", "vm"},
+    [VMM_SNAPSHOT_CREATE] = {"put_api_requests", "snapshot_create"},
+    [VMM_SNAPSHOT_LOAD] = {"put_api_requests", "snapshot_load"},
+    [VMM_GET_METRICS] = {"get_api_requests", "metrics"},
 };
 
 /* One group of API request counters: "<name>_count" and "<name>_fails", several actions
@@ -290,6 +310,9 @@ static void collect_metrics(void *opaque, struct metrics_writer *w)
         metrics_store(w, "resume_vm", c->resume_us);
         metrics_store(w, "vmm_pause_vm", c->vmm_pause_us);
         metrics_store(w, "vmm_resume_vm", c->vmm_resume_us);
+        metrics_store(w, "full_create_snapshot", c->full_snapshot_us);
+        metrics_store(w, "diff_create_snapshot", c->diff_snapshot_us);
+        metrics_store(w, "load_snapshot", c->load_snapshot_us);
         metrics_group(w, "logger");
         metrics_counter(w, "missed_metrics_count", metrics_missed_count(c->metrics));
         metrics_counter(w, "metrics_fails", metrics_missed_count(c->metrics));
@@ -614,7 +637,10 @@ static enum phase phase_of(enum vmm_action a)
         case VMM_RESUME:
         case VMM_GET_MEMORY:
         case VMM_PUT_MEMORY_DUMP:
+        case VMM_SNAPSHOT_CREATE:
                 return AFTER_START;
+        case VMM_GET_METRICS:
+                return ANY;
         default:
                 return BEFORE_START;
         }
@@ -640,6 +666,7 @@ static int run(struct controller *c, struct controller_request *req, struct erro
         case VMM_GET_INSTANCE_INFO:
                 snprintf(rep->id, sizeof(rep->id), "%s", c->instance_id);
                 rep->state = c->state;
+                rep->first_exit_ns = c->vm ? vm_first_exit_ns(c->vm) : 0;
                 return 0;
         case VMM_GET_VERSION:
                 return 0;
@@ -707,6 +734,13 @@ static int run(struct controller *c, struct controller_request *req, struct erro
         case VMM_PAUSE:
         case VMM_RESUME:
                 return pause_or_resume(c, req->action == VMM_PAUSE);
+        case VMM_SNAPSHOT_CREATE:
+                return controller_snapshot_create(c, &req->u.snapshot_create, err);
+        case VMM_SNAPSHOT_LOAD:
+                return controller_snapshot_load(c, &req->u.snapshot_load, err);
+        case VMM_GET_METRICS:
+                r = metrics_read(c->metrics, &rep->metrics);
+                return r ? error_set(err, r, "metrics: %s", strerror(-r)) : 0;
         default:
                 return error_set(err, -ENOSYS, "internal: unknown action %d", (int)req->action);
         }
@@ -734,6 +768,11 @@ void controller_execute(struct controller *c, struct controller_request *req)
         if (r && !rep->err.code)
                 error_set(&rep->err, r, "%s", strerror(-r));
         rep->status = r;
+        /* Once the machine has a resource, a snapshot can no longer be loaded into it. */
+        if (!r && ph == BEFORE_START && req->action != VMM_PUT_LOGGER &&
+            req->action != VMM_PUT_METRICS && req->action != VMM_PUT_SERIAL &&
+            req->action != VMM_SNAPSHOT_LOAD)
+                c->configured = true;
         if (r)
                 atomic_fetch_add(&c->fails[req->action], 1);
 }
@@ -839,8 +878,14 @@ static void on_vm_stop(void *opaque, int exit_code)
                 c->p.on_exit(c->p.opaque, exit_code);
 }
 
-int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu_ns,
-                     struct error *err)
+/*
+ * Builds and starts the VM: from c->cfg (a boot), or from a snapshot (cfg: its
+ * configuration, taken over on success; rs: its state). On success the VM runs (a boot) or
+ * waits Paused (a restore); on failure nothing changed.
+ */
+static int controller_build(struct controller *c, struct vmm_config *cfg,
+                            const struct vm_restore *rs, uint64_t start_ns, uint64_t start_cpu_ns,
+                            struct error *err)
 {
         struct vm_params params = {
             .cfg = &c->vm_cfg,
@@ -852,17 +897,11 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
             .start_cpu_ns = start_cpu_ns,
             .on_stop = on_vm_stop,
             .opaque = c,
+            .restore = rs,
         };
         int r;
 
-        if (c->state != CONTROLLER_NOT_STARTED)
-                return error_set(err, -EALREADY, MSG_AFTER_START);
-        if (!c->cfg.boot.kernel_image_path)
-                return error_config(err, "Cannot start microvm without kernel configuration.");
-        r = vmm_config_validate(&c->cfg, &c->limits, err);
-        if (r)
-                return r;
-        if (vmm_config_copy(&c->vm_cfg, &c->cfg))
+        if (vmm_config_copy(&c->vm_cfg, cfg ? cfg : &c->cfg))
                 return error_set(err, -ENOMEM, "out of memory");
         r = vm_create(&params, err, &c->vm);
         if (!r) {
@@ -876,14 +915,202 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
                 vmm_config_free(&c->vm_cfg);
                 return r;
         }
-        c->state = CONTROLLER_RUNNING;
+        if (cfg) {
+                vmm_config_free(&c->cfg);
+                c->cfg = *cfg;
+                vmm_config_init(cfg);
+        }
+        c->state = rs ? CONTROLLER_PAUSED : CONTROLLER_RUNNING;
+        return 0;
+}
+
+int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu_ns,
+                     struct error *err)
+{
+        int r;
+
+        if (c->state != CONTROLLER_NOT_STARTED)
+                return error_set(err, -EALREADY, MSG_AFTER_START);
+        if (!c->cfg.boot.kernel_image_path)
+                return error_config(err, "Cannot start microvm without kernel configuration.");
+        r = vmm_config_validate(&c->cfg, &c->limits, err);
+        if (!r)
+                r = controller_build(c, NULL, NULL, start_ns, start_cpu_ns, err);
+        if (r)
+                return r;
         LOG_INFO("microVM started");
+        return 0;
+}
+
+/* ---- snapshots ---- */
+
+void vmm_snapshot_load_free(struct vmm_snapshot_load *l)
+{
+        free(l->snapshot_path);
+        free(l->mem_file_path);
+        for (unsigned i = 0; i < l->nr_net_overrides; i++) {
+                free(l->net_overrides[i].iface_id);
+                free(l->net_overrides[i].host_dev_name);
+        }
+        free(l->vsock_uds_path);
+        memset(l, 0, sizeof(*l));
+}
+
+int controller_snapshot_create(struct controller *c, const struct vmm_snapshot_create *s,
+                               struct error *err)
+{
+        uint64_t t0 = clock_ns(CLOCK_MONOTONIC), us;
+        int r;
+
+        if (c->state != CONTROLLER_PAUSED)
+                return error_set(err, -EPERM, MSG_NOT_PAUSED);
+        r = vm_snapshot(c->vm, &c->cfg, s->diff, s->snapshot_path, s->mem_file_path, err);
+        if (r)
+                return r;
+        us = (clock_ns(CLOCK_MONOTONIC) - t0) / 1000;
+        if (s->diff)
+                c->diff_snapshot_us = us;
+        else
+                c->full_snapshot_us = us;
+        LOG_INFO("%s snapshot created in %llu us", s->diff ? "Diff" : "Full",
+                 (unsigned long long)us);
+        return 0;
+}
+
+/* The snapshot's machine as this load wants it: overrides, and the process's own outputs. */
+static int load_config(struct controller *c, const struct vmm_snapshot_load *l,
+                       struct vmm_config *cfg, struct error *err)
+{
+        for (unsigned i = 0; i < l->nr_net_overrides; i++) {
+                int n = find_net(cfg, l->net_overrides[i].iface_id);
+
+                if (n < 0)
+                        return error_config(err,
+                                            "network_overrides: the snapshot has no network "
+                                            "interface '%s'",
+                                            l->net_overrides[i].iface_id);
+                if (vmm_config_set_str(&cfg->nets[n].host_dev_name,
+                                       l->net_overrides[i].host_dev_name))
+                        return error_set(err, -ENOMEM, "out of memory");
+        }
+        if (l->vsock_uds_path) {
+                if (!cfg->vsock.present)
+                        return error_config(err, "vsock_override: the snapshot has no vsock "
+                                                 "device");
+                if (vmm_config_set_str(&cfg->vsock.uds_path, l->vsock_uds_path))
+                        return error_set(err, -ENOMEM, "out of memory");
+        }
+        if (cfg->machine.huge_pages && !l->huge_pages_none)
+                return error_config(err, "the snapshot's guest memory used 2 MiB huge pages, "
+                                         "which a memory file cannot back: load it with "
+                                         "huge_pages None");
+        if (l->huge_pages_none)
+                cfg->machine.huge_pages = false;
+        cfg->machine.track_dirty_pages = l->track_dirty_pages;
+        if (cfg->confidential.platform != CC_PLATFORM_NONE)
+                return error_config(err, "the snapshot describes a protected VM (CC-13)");
+        /* This process's console, logger and metrics, not the saved process's. */
+        if (vmm_config_set_str(&cfg->serial_out_path, c->cfg.serial_out_path))
+                return error_set(err, -ENOMEM, "out of memory");
+        cfg->serial_in = c->cfg.serial_in;
+        vmm_logger_config_free(&cfg->logger);
+        vmm_metrics_config_free(&cfg->metrics);
+        cfg->logger = c->cfg.logger;
+        if (cfg->logger.log_path && !(cfg->logger.log_path = strdup(cfg->logger.log_path)))
+                return error_set(err, -ENOMEM, "out of memory");
+        if (vmm_metrics_config_copy(&cfg->metrics, &c->cfg.metrics))
+                return error_set(err, -ENOMEM, "out of memory");
+        return vmm_config_validate(cfg, &c->limits, err);
+}
+
+/* The snapshot must be of a machine this host can run. */
+static int check_info(const struct snapshot_info *info, struct error *err)
+{
+        char vendor[13];
+
+        if (strcmp(info->arch, "x86_64") != 0)
+                return error_config(err, "the snapshot is of a %s machine; this VMM runs x86_64",
+                                    info->arch);
+        x86_host_cpu_vendor(vendor);
+        if (strcmp(info->cpu_vendor, vendor) != 0)
+                return error_config(err,
+                                    "the snapshot was taken on a %s host; this host is %s: its "
+                                    "vCPU state cannot be restored here",
+                                    info->cpu_vendor, vendor);
+        return 0;
+}
+
+int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_load *l,
+                             struct error *err)
+{
+        uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
+        struct snapbuf_reader r, sec;
+        struct snapshot_info info;
+        struct vmm_config cfg;
+        uint8_t *payload = NULL;
+        size_t len;
+        int ret;
+
+        if (c->state != CONTROLLER_NOT_STARTED)
+                return error_set(err, -EPERM, MSG_AFTER_START);
+        if (c->configured)
+                return error_set(err, -EPERM, MSG_LOAD_CONFIGURED);
+        vmm_config_init(&cfg);
+        ret = snapshot_read_state(l->snapshot_path, &payload, &len, err);
+        if (ret)
+                return ret;
+        snapbuf_reader_init(&r, payload, len);
+        if (snapbuf_get_section(&r, SNAPSHOT_TAG_INFO, &sec, "INFO") &&
+            !snapshot_info_load(&sec, &info))
+                snapbuf_merge(&r, &sec);
+        if (snapbuf_ok(&r) && snapbuf_get_section(&r, SNAPSHOT_TAG_CONF, &sec, "CONF")) {
+                vmm_config_free(&cfg);
+                if (!snapshot_config_load(&sec, &cfg))
+                        snapbuf_merge(&r, &sec);
+        }
+        if (!snapbuf_ok(&r))
+                ret = error_config(err, "snapshot state file '%s': %s", l->snapshot_path, r.err);
+        if (!ret)
+                ret = check_info(&info, err);
+        if (!ret)
+                ret = load_config(c, l, &cfg, err);
+        if (!ret) {
+                struct vm_restore rs = {.info = &info,
+                                        .state = &r,
+                                        .mem_path = l->mem_file_path,
+                                        .clock_realtime = l->clock_realtime};
+
+                ret = controller_build(c, &cfg, &rs, t0, clock_ns(CLOCK_PROCESS_CPUTIME_ID), err);
+        }
+        free(payload);
+        if (ret) {
+                vmm_config_free(&cfg);
+                error_prefix(err, "Cannot load the snapshot");
+                return ret;
+        }
+        c->load_snapshot_us = (clock_ns(CLOCK_MONOTONIC) - t0) / 1000;
+        LOG_INFO("snapshot %s loaded in %llu us (%s)", l->snapshot_path,
+                 (unsigned long long)c->load_snapshot_us, snapshot_type_name(info.type));
+        if (l->resume_vm)
+                pause_or_resume(c, false);
         return 0;
 }
 
 enum controller_state controller_get_state(const struct controller *c)
 {
         return c->state;
+}
+
+/* Whether the configuration describes a machine (not only the process's outputs). */
+static bool machine_configured(const struct vmm_config *cfg)
+{
+        const struct vmm_machine_config *m = &cfg->machine;
+
+        return cfg->boot.kernel_image_path || cfg->nr_drives || cfg->nr_nets ||
+               cfg->vsock.present || cfg->balloon.present || cfg->entropy.present ||
+               cfg->confidential.platform != CC_PLATFORM_NONE ||
+               m->vcpu_count != VMM_DEFAULT_VCPUS || m->mem_size_mib != VMM_DEFAULT_MEM_MIB ||
+               m->huge_pages || m->cpu_hide || m->track_dirty_pages;
 }
 
 int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,
@@ -901,6 +1128,7 @@ int controller_create(const struct controller_params *p, struct vmm_config *cfg,
         c->p.instance_id = c->instance_id;
         c->cfg = *cfg;
         vmm_config_init(cfg);
+        c->configured = machine_configured(&c->cfg);
         vmm_host_limits_get(&c->limits, 0);
         atomic_init(&c->log_fd, -1);
         pthread_mutex_init(&c->lock, NULL);

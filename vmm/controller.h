@@ -69,6 +69,9 @@ enum vmm_action {
         VMM_SEND_CTRL_ALT_DEL,
         VMM_PAUSE,
         VMM_RESUME,
+        VMM_SNAPSHOT_CREATE, /* PUT /snapshot/create: a paused VM */
+        VMM_SNAPSHOT_LOAD,   /* PUT /snapshot/load: a fresh process */
+        VMM_GET_METRICS,     /* the library: every counter now, as one JSON object */
         VMM_ACTION_COUNT
 };
 
@@ -89,6 +92,30 @@ struct vmm_net_update {
         struct vmm_rate_limiter_update tx;
 };
 
+/* PUT /snapshot/create (Firecracker's SnapshotCreateParams). */
+struct vmm_snapshot_create {
+        char *snapshot_path;
+        char *mem_file_path;
+        bool diff; /* snapshot_type Diff */
+};
+
+/* PUT /snapshot/load (SnapshotLoadParams). */
+struct vmm_snapshot_load {
+        char *snapshot_path;
+        char *mem_file_path; /* mem_file_path, or mem_backend of type File */
+        bool resume_vm;
+        bool track_dirty_pages; /* track_dirty_pages or the deprecated enable_diff_snapshots */
+        bool clock_realtime;
+        bool huge_pages_none; /* huge_pages "None" (default "Snapshot": as saved) */
+        unsigned nr_net_overrides;
+        struct {
+                char *iface_id;
+                char *host_dev_name;
+        } net_overrides[VMM_MAX_NETS];
+        char *vsock_uds_path; /* vsock_override; NULL: as saved */
+};
+void vmm_snapshot_load_free(struct vmm_snapshot_load *l);
+
 struct controller_reply {
         int status;       /* 0, or a negative errno with err set */
         struct error err; /* the fault message */
@@ -104,6 +131,11 @@ struct controller_reply {
         uint64_t memory_address;
         uint8_t *memory;
         size_t memory_len;
+        /* VMM_GET_METRICS: a JSON object (malloc'd, owned by the reply) */
+        char *metrics;
+        /* VMM_GET_INSTANCE_INFO: the VM's first vCPU exit after its start or restore
+         * (CLOCK_MONOTONIC ns, 0: none yet) */
+        uint64_t first_exit_ns;
 };
 
 struct controller_request;
@@ -134,6 +166,8 @@ struct controller_request {
                 uint32_t balloon_stats_interval_s;
                 struct vmm_logger_config logger;
                 struct vmm_metrics_config metrics;
+                struct vmm_snapshot_create snapshot_create;
+                struct vmm_snapshot_load snapshot_load;
         } u;
         uint64_t received_ns; /* CLOCK_MONOTONIC when the request arrived (latency metrics) */
         struct controller_reply reply;
@@ -173,6 +207,21 @@ int controller_create(const struct controller_params *p, struct vmm_config *cfg,
 /* Stops the VM if any, writes a last metrics line, restores the logger's default sink. The
  * queue must have been closed (controller_close). */
 void controller_destroy(struct controller *c);
+
+/*
+ * Snapshots, with Firecracker's phase rules. create needs a Paused VM. load needs a fresh
+ * controller: nothing configured but the logger, the metrics and the serial output
+ * ("Loading a microVM snapshot not allowed after configuring boot-specific resources.").
+ * It reads and checks the state file (version, checksum, a machine this host can run),
+ * applies network_overrides / vsock_override / track_dirty_pages / huge_pages None to the
+ * snapshot's configuration, validates it like any configuration, builds the VM from the
+ * snapshot and leaves it Paused (Running with resume_vm). A load that fails leaves the
+ * controller Not started and usable: another load, or a normal configuration and boot.
+ */
+int controller_snapshot_create(struct controller *c, const struct vmm_snapshot_create *s,
+                               struct error *err) MUST_CHECK;
+int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_load *l,
+                             struct error *err) MUST_CHECK;
 
 /* Builds and starts the VM from the configuration (InstanceStart). start_ns/start_cpu_ns are
  * the boot timer's zero. On failure the controller stays Not started and usable. */

@@ -423,6 +423,50 @@ void vm_devices_destroy(struct vm_devices *d)
         free(d);
 }
 
+/* ---- snapshots ---- */
+
+#define TAG_VDEV SNAPBUF_TAG('V', 'D', 'E', 'V')
+
+void vm_devices_save(struct vm_devices *d, struct snapbuf_writer *w)
+{
+        for (unsigned i = 0; i < d->nr; i++) {
+                struct slot *s = &d->slots[i];
+                size_t sec = snapbuf_begin_section(w, TAG_VDEV);
+
+                snapbuf_put_u32(w, (uint32_t)s->kind);
+                snapbuf_put_str(w, s->id);
+                virtio_mmio_save(s->transport, w);
+                snapbuf_end_section(w, sec);
+        }
+}
+
+int vm_devices_restore(struct vm_devices *d, struct snapbuf_reader *r, struct error *err)
+{
+        for (unsigned i = 0; i < d->nr; i++) {
+                struct slot *s = &d->slots[i];
+                struct snapbuf_reader sec;
+                uint32_t kind;
+                char *id = NULL;
+                bool same;
+
+                if (!snapbuf_get_section(r, TAG_VDEV, &sec, s->name))
+                        return error_config(err, "%s", r->err);
+                kind = snapbuf_get_u32(&sec, "device kind");
+                snapbuf_get_str(&sec, 64, &id, "device id");
+                same = snapbuf_ok(&sec) && kind == (uint32_t)s->kind && id && !strcmp(id, s->id);
+                free(id);
+                if (snapbuf_ok(&sec) && !same)
+                        snapbuf_fail(&sec, s->name, "a different device in this slot");
+                if (snapbuf_ok(&sec) && virtio_mmio_restore(s->transport, &sec) == 0)
+                        snapbuf_expect_end(&sec, s->name);
+                else if (snapbuf_ok(&sec))
+                        snapbuf_fail(&sec, s->name, "refused");
+                if (!snapbuf_ok(&sec))
+                        return error_config(err, "%s", sec.err);
+        }
+        return 0;
+}
+
 /* ---- metrics and runtime updates ---- */
 
 unsigned vm_devices_count(const struct vm_devices *d)

@@ -46,6 +46,14 @@ int vm_devices_attach(struct vm_devices *d, struct kvm *kvm, struct bus *mmio,
 /* Resets every device (stopping backends) and frees everything. */
 void vm_devices_destroy(struct vm_devices *d);
 
+/* Snapshots (the VMM thread, vCPUs paused): one SNAPSHOT_TAG_VDEV section per device in
+ * slot order (kind, id, the transport's record). restore checks that each section is the
+ * device in that slot (kind and id) and restores it; errors are ERROR_CONFIG with the
+ * reader's message ("a snapshot of a different machine"). */
+void vm_devices_save(struct vm_devices *d, struct snapbuf_writer *w);
+int vm_devices_restore(struct vm_devices *d, struct snapbuf_reader *r,
+                       struct error *err) MUST_CHECK;
+
 /* ---- metrics and runtime updates (the VMM thread) ---- */
 
 enum vm_device_kind {

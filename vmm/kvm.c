@@ -158,12 +158,13 @@ int kvm_create_platform(struct kvm *kvm, struct error *err)
         return 0;
 }
 
-int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, struct error *err)
+int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty, struct error *err)
 {
         for (unsigned i = 0; i < guest_mem_region_count(mem); i++) {
                 struct guest_mem_region r = guest_mem_region_get(mem, i);
                 struct kvm_userspace_memory_region slot = {
                     .slot = i,
+                    .flags = log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
                     .guest_phys_addr = r.gpa,
                     .memory_size = r.size,
                     .userspace_addr = (uint64_t)(uintptr_t)r.host,
@@ -267,5 +268,103 @@ int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **
         }
         *fd_out = fd;
         *run_out = run;
+        return 0;
+}
+
+int kvm_take_dirty_log(struct kvm *kvm, const struct guest_mem *mem, uint64_t *bitmap,
+                       struct error *err)
+{
+        for (unsigned i = 0; i < guest_mem_region_count(mem); i++) {
+                struct guest_mem_region reg = guest_mem_region_get(mem, i);
+                uint64_t pages = reg.size / GUEST_MEM_PAGE, base = reg.offset / GUEST_MEM_PAGE;
+                size_t words = (size_t)((pages + 63) / 64);
+                uint64_t *log = calloc(words ? words : 1, sizeof(uint64_t));
+                struct kvm_dirty_log dl = {.slot = i, .dirty_bitmap = log};
+
+                if (!log)
+                        return error_set(err, -ENOMEM, "out of memory");
+                if (ioctl(kvm->vm_fd, KVM_GET_DIRTY_LOG, &dl)) {
+                        int r = error_set(err, -errno, "KVM_GET_DIRTY_LOG slot %u: %s", i,
+                                          strerror(errno));
+                        free(log);
+                        return r;
+                }
+                for (size_t w = 0; w < words; w++) {
+                        for (uint64_t bits = log[w]; bits; bits &= bits - 1) {
+                                uint64_t p = base + w * 64 + (uint64_t)__builtin_ctzll(bits);
+                                bitmap[p / 64] |= 1ull << (p % 64);
+                        }
+                }
+                free(log);
+        }
+        return 0;
+}
+
+/* ---- VM-wide state ---- */
+
+#define VM_STATE_VERSION 1
+
+int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *err)
+{
+        struct kvm_irqchip chip[3];
+        struct kvm_pit_state2 pit;
+        struct kvm_clock_data clock;
+
+        for (unsigned i = 0; i < 3; i++) {
+                memset(&chip[i], 0, sizeof(chip[i]));
+                chip[i].chip_id = i; /* PIC master, PIC slave, IOAPIC */
+                if (ioctl(kvm->vm_fd, KVM_GET_IRQCHIP, &chip[i]))
+                        return error_set(err, -errno, "KVM_GET_IRQCHIP %u: %s", i, strerror(errno));
+        }
+        if (ioctl(kvm->vm_fd, KVM_GET_PIT2, &pit))
+                return error_set(err, -errno, "KVM_GET_PIT2: %s", strerror(errno));
+        memset(&clock, 0, sizeof(clock));
+        if (ioctl(kvm->vm_fd, KVM_GET_CLOCK, &clock))
+                return error_set(err, -errno, "KVM_GET_CLOCK: %s", strerror(errno));
+        snapbuf_put_u32(w, VM_STATE_VERSION);
+        for (unsigned i = 0; i < 3; i++)
+                snapbuf_put_blob(w, &chip[i], sizeof(chip[i]));
+        snapbuf_put_blob(w, &pit, sizeof(pit));
+        snapbuf_put_blob(w, &clock, sizeof(clock));
+        return 0;
+}
+
+int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_clock_data *clock,
+                         struct error *err)
+{
+        uint32_t version = snapbuf_get_u32(r, "VM state version");
+        struct kvm_irqchip chip[3];
+        struct kvm_pit_state2 pit;
+
+        for (unsigned i = 0; i < 3; i++)
+                snapbuf_get_blob(r, &chip[i], sizeof(chip[i]), "irqchip state");
+        snapbuf_get_blob(r, &pit, sizeof(pit), "PIT state");
+        snapbuf_get_blob(r, clock, sizeof(*clock), "KVM clock");
+        if (snapbuf_ok(r) && version != VM_STATE_VERSION)
+                snapbuf_fail(r, "VM state", "unknown version");
+        for (unsigned i = 0; snapbuf_ok(r) && i < 3; i++)
+                if (chip[i].chip_id != i)
+                        snapbuf_fail(r, "irqchip state", "chips out of order");
+        if (!snapbuf_expect_end(r, "VM state"))
+                return error_config(err, "%s", r->err);
+        for (unsigned i = 0; i < 3; i++)
+                if (ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &chip[i]))
+                        return error_set(err, -errno, "KVM_SET_IRQCHIP %u: %s", i, strerror(errno));
+        if (ioctl(kvm->vm_fd, KVM_SET_PIT2, &pit))
+                return error_set(err, -errno, "KVM_SET_PIT2: %s", strerror(errno));
+        return 0;
+}
+
+int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, bool realtime,
+                  struct error *err)
+{
+        struct kvm_clock_data c = {.clock = clock->clock};
+
+        if (realtime && (clock->flags & KVM_CLOCK_REALTIME)) {
+                c.flags = KVM_CLOCK_REALTIME;
+                c.realtime = clock->realtime;
+        }
+        if (ioctl(kvm->vm_fd, KVM_SET_CLOCK, &c))
+                return error_set(err, -errno, "KVM_SET_CLOCK: %s", strerror(errno));
         return 0;
 }

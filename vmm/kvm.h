@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/snapbuf.h"
 #include "common/util.h"
 #include "memory/guest_mem.h"
 
@@ -29,8 +30,25 @@ void kvm_close(struct kvm *kvm);
 
 /* TSS and identity-map pages, in-kernel PIC/IOAPIC/LAPIC and the PIT. */
 int kvm_create_platform(struct kvm *kvm, struct error *err) MUST_CHECK;
-/* Registers every RAM region of `mem` as a memory slot. */
-int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, struct error *err) MUST_CHECK;
+/* Registers every RAM region of `mem` as a memory slot (slot i = region i); log_dirty turns
+ * on KVM's dirty page log for them (KVM_MEM_LOG_DIRTY_PAGES). */
+int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty,
+                   struct error *err) MUST_CHECK;
+/* ORs the pages vCPUs wrote since the last call into bitmap (guest_mem's layout: bit n =
+ * backing offset n * 4 KiB) and clears KVM's log. */
+int kvm_take_dirty_log(struct kvm *kvm, const struct guest_mem *mem, uint64_t *bitmap,
+                       struct error *err) MUST_CHECK;
+
+/* Snapshots of the VM-wide state: the in-kernel irqchip (both PICs and the IOAPIC), the PIT
+ * and the KVM clock. Restore sets the irqchip and the PIT and returns the clock, which the
+ * caller sets once the vCPUs are restored (kvm_set_clock). */
+int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *err) MUST_CHECK;
+int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_clock_data *clock,
+                         struct error *err) MUST_CHECK;
+/* realtime: advance the clock by the wall-clock time since it was saved (KVM_CLOCK_REALTIME,
+ * when KVM supports it); otherwise it resumes where it was saved. */
+int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, bool realtime,
+                  struct error *err) MUST_CHECK;
 /* Drives an interrupt line of the in-kernel irqchip (PIC and IOAPIC pin `gsi`). */
 int kvm_irq_line(struct kvm *kvm, uint32_t gsi, bool level);
 /* Routes writes to the eventfd into edges on `gsi`. */

@@ -25,6 +25,7 @@
 #include "common/event_loop.h"
 #include "common/log.h"
 #include "controller.h"
+#include "snapshot.h"
 #include "vm.h"
 
 #define EXIT_OK         0
@@ -245,6 +246,16 @@ int main(int argc, char **argv)
                 fputs(o.help ? cli_usage() : "vmm " VMM_VERSION "\n", stdout);
                 cli_opts_free(&o);
                 return EXIT_OK;
+        }
+        if (o.describe_snapshot || o.merge_base) {
+                if (o.describe_snapshot)
+                        code = snapshot_describe(o.describe_snapshot, stdout, &err);
+                else
+                        code = snapshot_merge_memory(o.merge_base, o.merge_diff, &err);
+                if (code)
+                        fprintf(stderr, "vmm: %s\n", err.msg);
+                cli_opts_free(&o);
+                return code ? (err.kind == ERROR_CONFIG ? EXIT_BAD_CONFIG : EXIT_ERROR) : EXIT_OK;
         }
         if (o.level_set)
                 log_set_level(o.level);

@@ -41,6 +41,7 @@ struct metrics_writer {
         char group[128];
         bool group_open;
         bool group_empty;
+        bool absolute; /* counters as totals, the previous values untouched */
 };
 
 /* ---- the line buffer ---- */
@@ -168,6 +169,10 @@ void metrics_counter(struct metrics_writer *w, const char *name, uint64_t value)
         struct prev_value *p;
         uint64_t delta = value;
 
+        if (w->absolute) {
+                put_value(w, name, value);
+                return;
+        }
         snprintf(key, sizeof(key), "%s.%s", w->group, name);
         p = find_prev(w->m, key);
         if (p) {
@@ -538,4 +543,23 @@ int metrics_flush(struct metrics *m, struct error *err)
         }
         free(w.buf);
         return r;
+}
+
+int metrics_read(struct metrics *m, char **json)
+{
+        struct metrics_writer w = {.m = m, .absolute = true};
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        putf(&w, "{\"utc_timestamp_ms\":%llu",
+             (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000);
+        m->collect(m->opaque, &w);
+        end_group(&w);
+        puts_(&w, "}");
+        if (w.oom) {
+                free(w.buf);
+                return -ENOMEM;
+        }
+        *json = w.buf;
+        return 0;
 }

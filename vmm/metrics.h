@@ -46,6 +46,10 @@ bool metrics_configured(const struct metrics *m);
 /* Collects and writes one line now. 0 when metrics are not configured (nothing to do). */
 int metrics_flush(struct metrics *m, struct error *err) MUST_CHECK;
 
+/* Every group as one JSON object (malloc'd into *json), counters as their totals since the
+ * start; the periodic lines' differences are not disturbed. Works unconfigured too. */
+int metrics_read(struct metrics *m, char **json) MUST_CHECK;
+
 /* Lines that could not be written whole (logger.missed_metrics_count / metrics_fails). */
 uint64_t metrics_missed_count(const struct metrics *m);
 

@@ -30,6 +30,10 @@ struct vcpu {
         _Atomic int request;
         bool parked; /* guarded by lock */
         bool exited; /* guarded by lock */
+        /* The last KVM_RUN returned an exit whose completion (an I/O read's data, the rest of
+         * a string I/O) KVM only performs on the next KVM_RUN: the vCPU thread's own. */
+        bool needs_completion;
+        bool immediate_exit; /* KVM_CAP_IMMEDIATE_EXIT */
 };
 
 int vcpu_kick_signal(void)
@@ -51,6 +55,7 @@ int vcpu_create(struct kvm *kvm, unsigned index, const struct vcpu_env *env, str
                 return r;
         }
         v->index = index;
+        v->immediate_exit = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IMMEDIATE_EXIT) > 0;
         v->run_size = (size_t)kvm->run_size;
         v->env = *env;
         pthread_mutex_init(&v->lock, NULL);
@@ -111,11 +116,42 @@ static void drain_kicks(void)
                 ;
 }
 
+static bool handle_exit(struct vcpu *v);
+
+/*
+ * Before parking: KVM finishes an exit (stores an I/O read's data into the registers,
+ * advances past the instruction, goes on with a string I/O) only inside the next KVM_RUN.
+ * Until then the registers are not the guest's real state, so a paused vCPU would be saved
+ * mid-instruction. A KVM_RUN with immediate_exit (or with the kick signal pending on older
+ * kernels) completes it and returns without running a guest instruction; a string I/O may
+ * first need more exits, which are handled as usual.
+ */
+static void complete_pending(struct vcpu *v)
+{
+        if (!v->needs_completion)
+                return;
+        v->needs_completion = false;
+        if (v->immediate_exit)
+                v->run->immediate_exit = 1;
+        for (unsigned i = 0; i < 1024; i++) {
+                if (!v->immediate_exit)
+                        pthread_kill(pthread_self(), vcpu_kick_signal());
+                if (ioctl(v->fd, KVM_RUN, 0) < 0)
+                        break; /* EINTR: everything is complete */
+                if (!handle_exit(v))
+                        break;
+        }
+        v->run->immediate_exit = 0;
+        drain_kicks();
+}
+
 /* Parks while paused; returns false when the thread must end. */
 static bool wait_runnable(struct vcpu *v)
 {
         if (atomic_load(&v->request) == REQ_RUN)
                 return true;
+        if (atomic_load(&v->request) == REQ_PAUSE)
+                complete_pending(v);
         pthread_mutex_lock(&v->lock);
         while (atomic_load(&v->request) == REQ_PAUSE) {
                 if (!v->parked) {
@@ -298,6 +334,7 @@ static void *vcpu_thread(void *arg)
         }
         while (wait_runnable(v)) {
                 if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+                        v->needs_completion = false; /* entering completed the last exit */
                         if (errno == EINTR) {
                                 drain_kicks();
                                 continue;
@@ -322,6 +359,7 @@ static void *vcpu_thread(void *arg)
                 }
                 backoff_us = 0;
                 record_first_exit(v);
+                v->needs_completion = true;
                 if (!handle_exit(v))
                         break;
         }
@@ -333,11 +371,14 @@ out:
         return NULL;
 }
 
-int vcpu_start(struct vcpu *v, struct error *err)
+int vcpu_start(struct vcpu *v, bool paused, struct error *err)
 {
         sigset_t block, old;
         int r;
 
+        /* A restored vCPU parks before its first KVM_RUN until the VM is resumed. */
+        if (paused)
+                atomic_store(&v->request, REQ_PAUSE);
         /* The thread inherits this mask: the kick signal stays blocked outside KVM_RUN. */
         sigemptyset(&block);
         sigaddset(&block, vcpu_kick_signal());

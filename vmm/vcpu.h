@@ -62,8 +62,10 @@ int vcpu_fd(const struct vcpu *v);
 unsigned vcpu_index(const struct vcpu *v);
 struct vcpu_stats *vcpu_stats(struct vcpu *v);
 
-int vcpu_start(struct vcpu *v, struct error *err) MUST_CHECK;
-/* Asks the thread to park and waits until it has. */
+/* paused: the thread parks before running the guest (vcpu_resume lets it go). */
+int vcpu_start(struct vcpu *v, bool paused, struct error *err) MUST_CHECK;
+/* Asks the thread to park and waits until it has. A parked vCPU has completed its last exit
+ * (KVM_RUN with immediate_exit): its registers are the guest's, ready to be saved. */
 void vcpu_pause(struct vcpu *v);
 void vcpu_resume(struct vcpu *v);
 /* Asks the thread to stop running the guest as soon as possible, without waiting; safe to

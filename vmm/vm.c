@@ -27,38 +27,7 @@
 #include "devices.h"
 #include "kvm.h"
 #include "vcpu.h"
-
-/* A device's interrupt line into the in-kernel irqchip. */
-struct gsi_line {
-        struct kvm *kvm;
-        uint32_t gsi;
-};
-
-struct vm {
-        struct vm_params params;
-        struct kvm *kvm;
-        struct guest_mem *mem;
-        struct bus *pio, *mmio;
-        struct serial *serial;
-        struct i8042 *i8042;
-        struct boot_timer *boot_timer;
-        struct vm_devices *devices;
-        struct cc *cc; /* the confidential platform; NULL for an ordinary VM */
-        struct gsi_line com1_line, kbd_line;
-        struct x86_cpuid_mask cpuid_hide;
-        struct x86_kernel kernel;
-        unsigned nr_vcpus;
-        struct vcpu **vcpus;
-
-        int console_out_fd;
-        bool own_console_out;
-        int console_in_fd;
-        bool console_in_polling;
-        int rx_space_fd;         /* eventfd: the serial FIFO has room again */
-        int stop_fd;             /* eventfd: a vCPU ended the VM */
-        _Atomic int stop_reason; /* -1 while running */
-        bool started;
-};
+#include "vm_priv.h"
 
 /* ---- interrupt lines into the in-kernel irqchip ---- */
 
@@ -513,7 +482,8 @@ static int create_vcpus(struct vm *vm, struct error *err)
                     .kernel = &vm->kernel,
                 };
                 r = vcpu_create(vm->kvm, i, &env, err, &vm->vcpus[i]);
-                if (!r)
+                /* A restored vCPU gets its whole state from the snapshot instead. */
+                if (!r && !vm->params.restore)
                         r = x86_cpu_init(vcpu_fd(vm->vcpus[i]), &init, err);
                 if (r)
                         return r;
@@ -586,7 +556,12 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         }
         /* Everything that depends only on the user's input is checked and loaded before
          * KVM is opened, so a bad configuration is reported the same way on any host. */
-        r = guest_mem_create(&spec, err, &vm->mem);
+        r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem)
+                            : guest_mem_create(&spec, err, &vm->mem);
+        /* Diff snapshots: what the VMM writes into guest memory is recorded from now on
+         * (the kernel loads too: a first Diff without a Full before it holds them). */
+        if (!r && cfg->machine.track_dirty_pages && guest_mem_track_dirty(vm->mem))
+                r = error_set(err, -ENOMEM, "out of memory");
         if (!r)
                 r = cc_create(&(struct cc_config){.platform = cfg->confidential.platform}, vm->mem,
                               err, &vm->cc);
@@ -598,7 +573,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 goto fail;
         }
         r = vm_describe_platform(cfg, desc, err);
-        if (!r)
+        if (!r && !params->restore)
                 r = load_guest(vm, desc, err);
         free(desc);
         if (!r)
@@ -617,7 +592,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         }
         /* RAM slots go in before the irqchip: once KVM has its internal slots (TSS, APIC
          * page), each slot change waits for an SRCU grace period (7 ms measured here). */
-        r = kvm_map_memory(vm->kvm, vm->mem, err);
+        r = kvm_map_memory(vm->kvm, vm->mem, cfg->machine.track_dirty_pages, err);
         if (!r)
                 r = kvm_create_platform(vm->kvm, err);
         if (!r)
@@ -634,6 +609,10 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 r = vm_devices_attach(vm->devices, vm->kvm, vm->mmio, err);
         if (!r)
                 r = create_vcpus(vm, err);
+        if (!r && params->restore)
+                r = vm_restore_state(vm, params->restore, err);
+        vm->restored = params->restore != NULL;
+        vm->params.restore = NULL; /* the caller's, valid during vm_create only */
         if (r)
                 goto fail;
         *out = vm;
@@ -646,7 +625,7 @@ fail:
 int vm_start(struct vm *vm, struct error *err)
 {
         for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-                int r = vcpu_start(vm->vcpus[i], err);
+                int r = vcpu_start(vm->vcpus[i], vm->restored, err);
                 if (r)
                         return r;
         }
@@ -669,6 +648,18 @@ void vm_resume(struct vm *vm)
 int vm_send_ctrl_alt_del(struct vm *vm)
 {
         return i8042_send_ctrl_alt_del(vm->i8042);
+}
+
+uint64_t vm_first_exit_ns(struct vm *vm)
+{
+        uint64_t first = 0;
+
+        for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
+                uint64_t t = atomic_load(&vcpu_stats(vm->vcpus[i])->first_exit_ns);
+                if (t && (!first || t < first))
+                        first = t;
+        }
+        return first;
 }
 
 void vm_log_startup_stats(struct vm *vm)

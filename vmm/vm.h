@@ -13,11 +13,24 @@
 #include "arch/cc/cc.h"
 #include "arch/x86/platform.h"
 #include "common/error.h"
+#include "common/snapbuf.h"
 #include "config.h"
 #include "common/event_loop.h"
 #include "devices/serial.h"
 
 struct vm;
+struct snapshot_info;
+
+/* Building the VM from a snapshot instead of booting it: the configuration (cfg) is the
+ * snapshot's (with the load's overrides); the memory comes from mem_path, every device's,
+ * vCPU's and the irqchip's state from `state` (positioned after the state file's CONF
+ * section). The vCPUs start parked: vm_resume runs them. */
+struct vm_restore {
+        const struct snapshot_info *info;
+        struct snapbuf_reader *state;
+        const char *mem_path;
+        bool clock_realtime; /* advance the KVM clock by the time since the snapshot */
+};
 
 struct vm_params {
         const struct vmm_config *cfg;
@@ -30,10 +43,12 @@ struct vm_params {
         /* Runs on the VMM thread once the guest has ended the VM. */
         void (*on_stop)(void *opaque, int exit_code);
         void *opaque;
+        const struct vm_restore *restore; /* NULL: boot the kernel */
 };
 
 /* Errors caused by the configuration or input files come back as ERROR_CONFIG. */
 int vm_create(const struct vm_params *params, struct error *err, struct vm **out) MUST_CHECK;
+/* Starts the vCPU threads (parked, for a restored VM, until vm_resume). */
 int vm_start(struct vm *vm, struct error *err) MUST_CHECK;
 /* Stops the vCPUs (if running) and frees everything. */
 void vm_destroy(struct vm *vm);
@@ -68,6 +83,21 @@ int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *
 /* Writes guest RAM (the regions in address order, back to back) to path. Refused on a
  * protected VM (CC-13). */
 int vm_memory_dump(struct vm *vm, const char *path, struct error *err) MUST_CHECK;
+
+/*
+ * Snapshots (vmm/snapshot.h has the file formats). The vCPUs must be paused (vm_pause).
+ * Devices finish their in-flight work first; then the memory file (Full: all non-zero
+ * pages; Diff: the pages written since the previous snapshot, which needs
+ * track_dirty_pages) and the state file, which embeds cfg (the machine as it is now, with
+ * runtime updates). Refused on a protected VM (CC-13). Configuration-like mistakes (a bad
+ * path, Diff without dirty tracking) are ERROR_CONFIG. After a failure the VM is unchanged
+ * and can be resumed or snapshotted again.
+ */
+int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const char *state_path,
+                const char *mem_path, struct error *err) MUST_CHECK;
+/* The first vCPU exit after the start or the restore (CLOCK_MONOTONIC ns; 0: none yet): the
+ * moment the guest's first instruction ran, to within one exit. */
+uint64_t vm_first_exit_ns(struct vm *vm);
 
 /* Logs startup measurements (first guest exit, VMM memory beyond guest RAM) at debug. */
 void vm_log_startup_stats(struct vm *vm);

@@ -260,8 +260,6 @@ def test_metrics_pre_boot(vmm, tmp_path):
 
 def test_not_implemented(vmm):
     for method, path, body in [
-            ("PUT", "/snapshot/create", {"mem_file_path": "m", "snapshot_path": "s"}),
-            ("PUT", "/snapshot/load", {"snapshot_path": "s"}),
             ("GET", "/mmds", None), ("PUT", "/mmds", {}), ("PATCH", "/mmds", {}),
             ("PUT", "/mmds/config", {"network_interfaces": []}),
             ("PUT", "/cpu-config", {}),

@@ -372,7 +372,35 @@ static void test_router(void **state)
         expect_route_error("DELETE", "/", NULL, "Invalid request method and/or path: DELETE /.");
         expect_route_error("GET", "/drives/a", NULL, "Invalid request method and/or path");
         expect_route_error("PUT", "/a/b/c/d/e", "{}", "Invalid request method and/or path");
-        expect_route_error("PUT", "/snapshot/create", "{}", "not implemented yet");
+        /* Snapshots: Firecracker's SnapshotCreateParams / SnapshotLoadParams shapes. */
+        expect_route_error("PUT", "/snapshot/create", "{}", "missing field `mem_file_path`");
+        expect_route_error("PUT", "/snapshot/create",
+                           "{\"mem_file_path\": \"m\", \"snapshot_path\": \"s\", "
+                           "\"snapshot_type\": \"Incremental\"}",
+                           "unknown variant `Incremental`");
+        expect_route_error("PUT", "/snapshot/load", "{\"snapshot_path\": \"s\"}",
+                           "either `mem_backend` or `mem_file_path` is required");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": "
+                           "\"m\"}}",
+                           "either `mem_backend` or `mem_file_path` exclusively");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": "
+                           "\"Uffd\", \"backend_path\": \"/u.sock\"}}",
+                           "`Uffd` is not supported");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"network_overrides\": [{\"iface_id\": \"eth0\"}]}",
+                           "network_overrides[0]: missing field `host_dev_name`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"vsock_override\": {\"path\": \"x\"}}",
+                           "vsock_override: unknown field `path`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"huge_pages\": \"2M\"}",
+                           "`2M` is not supported on a snapshot load");
         expect_route_error("GET", "/version", "{}", "GET request cannot have a body.");
         expect_route_error("PUT", "/boot-source", NULL, "Empty PUT request.");
         expect_route_error("PATCH", "/machine-config", NULL, "Empty PATCH request.");

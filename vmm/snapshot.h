@@ -1,0 +1,129 @@
+/*
+ * Snapshot files: the state file's container and configuration encoding, the memory file
+ * (full, or the dirty pages of a diff), merging a diff over its base, and describing a
+ * state file. What goes into the sections is each component's business (vm_snapshot.c
+ * calls them); this module knows the envelope.
+ *
+ * STATE FILE, format version 1. All integers little-endian.
+ *
+ *   offset  size  field
+ *        0     8  magic "VMMSNAP\0"
+ *        8     4  format version (1); any other is refused ("unknown version")
+ *       12     4  header length (40)
+ *       16     8  payload length: the file is exactly header + payload long
+ *       24     8  CRC-64/XZ (ECMA-182, reflected) of the payload
+ *       32     8  reserved, 0
+ *       40     -  payload: a sequence of sections
+ *
+ *   section = le32 tag (4 ASCII characters), le32 0, le64 body length, body. Strings are
+ *   le32 length + bytes (0xffffffff: absent); blobs are le32 length + bytes, and a blob that
+ *   holds a KVM structure must have that structure's exact size.
+ *
+ *   "INFO"  le32 version; vmm version (string); architecture ("x86_64"); u8 snapshot type
+ *           (0 Full, 1 Diff); le64 creation time (CLOCK_REALTIME ns); host CPU vendor
+ *           (string, e.g. "AuthenticAMD"); le64 guest RAM bytes (= the memory file's size);
+ *           le32 region count, then per region le64 guest address, le64 size, le64 offset in
+ *           the memory file; le32 vCPU count; le32 device count
+ *   "CONF"  the machine configuration (snapshot_config_save: boot source, machine, drives,
+ *           network interfaces, vsock, balloon, entropy, confidential platform, boot timer;
+ *           backends are referenced by path / TAP name, never copied)
+ *   "KVM "  the in-kernel irqchip (PIC master, PIC slave, IOAPIC), the PIT, the KVM clock
+ *           (vmm/kvm.c)
+ *   "VCPU"  one per vCPU in index order: le32 index, then arch/x86/cpu_state.h's record
+ *           (CPUID, MP state, registers, special registers, XSAVE or FPU, XCRs, debug
+ *           registers, LAPIC, MSRs, events, TSC kHz)
+ *   "SERL"  the COM1 UART (devices/serial.h)
+ *   "I804"  the i8042 (devices/i8042.h)
+ *   "VDEV"  one per virtio device in slot order: le32 kind (vm_device_kind), the id
+ *           (drive_id / iface_id / ""), then the transport's record (devices/virtio/mmio.h:
+ *           the model's own section, the registers, every queue)
+ *
+ *   Every count and length is checked against its limit before anything is allocated, and
+ *   the sections must match the configuration they describe (vCPU count, device kinds and
+ *   ids in slot order, each device's offered features); a mismatch is "a snapshot of a
+ *   different machine".
+ *
+ * MEMORY FILE: guest RAM, the regions back to back in address order (the INFO offsets).
+ * A Full snapshot writes every page that is not zero and leaves the rest a hole (the file
+ * is sparse). A Diff snapshot writes only the pages written since the previous snapshot
+ * (KVM's dirty log for vCPU writes, guest_mem's record for the VMM's own), holes elsewhere:
+ * merge it over the memory file of the snapshot it follows (snapshot_merge_memory, or
+ * `vmm --base-file BASE --diff-file DIFF`, Firecracker's rebase-snap) to get a complete
+ * file. Loading maps the memory file privately: pages are read when the guest first
+ * touches them and the guest's writes never reach the file.
+ */
+#ifndef VMM_SNAPSHOT_H
+#define VMM_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/error.h"
+#include "common/snapbuf.h"
+#include "common/util.h"
+#include "config.h"
+#include "memory/guest_mem.h"
+
+#define SNAPSHOT_MAGIC       "VMMSNAP"
+#define SNAPSHOT_VERSION     1
+#define SNAPSHOT_HEADER_LEN  40
+#define SNAPSHOT_MAX_PAYLOAD (256u << 20) /* far beyond any real state file */
+
+#define SNAPSHOT_TAG_INFO SNAPBUF_TAG('I', 'N', 'F', 'O')
+#define SNAPSHOT_TAG_CONF SNAPBUF_TAG('C', 'O', 'N', 'F')
+#define SNAPSHOT_TAG_KVM  SNAPBUF_TAG('K', 'V', 'M', ' ')
+#define SNAPSHOT_TAG_VCPU SNAPBUF_TAG('V', 'C', 'P', 'U')
+#define SNAPSHOT_TAG_SERL SNAPBUF_TAG('S', 'E', 'R', 'L')
+#define SNAPSHOT_TAG_KBD  SNAPBUF_TAG('I', '8', '0', '4')
+#define SNAPSHOT_TAG_VDEV SNAPBUF_TAG('V', 'D', 'E', 'V')
+
+enum snapshot_type { SNAPSHOT_FULL = 0, SNAPSHOT_DIFF = 1 };
+
+struct snapshot_info {
+        char vmm_version[32];
+        char arch[16];
+        enum snapshot_type type;
+        uint64_t created_ns;
+        char cpu_vendor[16];
+        uint64_t mem_bytes;
+        unsigned nr_regions;
+        struct {
+                uint64_t gpa, size, offset;
+        } regions[GUEST_MEM_MAX_REGIONS];
+        unsigned nr_vcpus;
+        unsigned nr_devices;
+};
+
+const char *snapshot_type_name(enum snapshot_type t); /* "Full", "Diff" */
+
+/* Writes the header and payload to path (a temporary file renamed into place, so a failed
+ * write never leaves a half file under the name). */
+int snapshot_write_state(const char *path, const struct snapbuf_writer *payload,
+                         struct error *err) MUST_CHECK;
+/* Reads path and checks magic, version, lengths and checksum; *payload (malloc'd, the
+ * caller frees it) is the payload. Errors are ERROR_CONFIG and say what is wrong:
+ * "... is not a snapshot state file", "... is truncated", "... is corrupted (checksum
+ * mismatch)", "... has format version N; this VMM reads version 1". */
+int snapshot_read_state(const char *path, uint8_t **payload, size_t *len,
+                        struct error *err) MUST_CHECK;
+
+void snapshot_info_save(struct snapbuf_writer *w, const struct snapshot_info *info);
+bool snapshot_info_load(struct snapbuf_reader *r, struct snapshot_info *info);
+
+void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg);
+/* Fills cfg (initialised here; vmm_config_free it) with the machine of the snapshot. Only
+ * the shape is checked here; vmm_config_validate decides whether it is a valid machine. */
+bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg);
+
+/* Writes guest RAM to path: every non-zero page (dirty NULL: Full), or only the pages set in
+ * dirty (guest_mem's bitmap layout: Diff). The file is sparse, guest_mem_size bytes long. */
+int snapshot_write_memory(const struct guest_mem *mem, const char *path, const uint64_t *dirty,
+                          struct error *err) MUST_CHECK;
+/* Copies the data of diff (its non-hole ranges) over base, which must have the same size. */
+int snapshot_merge_memory(const char *base, const char *diff, struct error *err) MUST_CHECK;
+
+/* --describe-snapshot: the format version and a summary of every section. */
+int snapshot_describe(const char *path, FILE *out, struct error *err) MUST_CHECK;
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * The VM's insides, shared by vm.c (composition, life cycle) and vm_snapshot.c (saving and
+ * restoring). Nothing outside vmm/vm*.c includes this.
+ */
+#ifndef VMM_VM_PRIV_H
+#define VMM_VM_PRIV_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "arch/x86/cpuid.h"
+#include "arch/x86/loader.h"
+#include "devices/boot_timer.h"
+#include "devices/bus.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "devices.h"
+#include "kvm.h"
+#include "vcpu.h"
+#include "vm.h"
+
+/* A device's interrupt line into the in-kernel irqchip. */
+struct gsi_line {
+        struct kvm *kvm;
+        uint32_t gsi;
+};
+
+struct vm {
+        struct vm_params params;
+        struct kvm *kvm;
+        struct guest_mem *mem;
+        struct bus *pio, *mmio;
+        struct serial *serial;
+        struct i8042 *i8042;
+        struct boot_timer *boot_timer;
+        struct vm_devices *devices;
+        struct cc *cc; /* the confidential platform; NULL for an ordinary VM */
+        struct gsi_line com1_line, kbd_line;
+        struct x86_cpuid_mask cpuid_hide;
+        struct x86_kernel kernel;
+        unsigned nr_vcpus;
+        struct vcpu **vcpus;
+
+        int console_out_fd;
+        bool own_console_out;
+        int console_in_fd;
+        bool console_in_polling;
+        int rx_space_fd;         /* eventfd: the serial FIFO has room again */
+        int stop_fd;             /* eventfd: a vCPU ended the VM */
+        _Atomic int stop_reason; /* -1 while running */
+        bool started;
+        bool restored; /* built from a snapshot: the vCPUs start parked */
+};
+
+/* vm_snapshot.c: the restore half of vm_create, once the board exists and the vCPUs are
+ * created: the irqchip and PIT, every vCPU, the clock, the legacy devices, then the virtio
+ * devices (which may run again at once). */
+int vm_restore_state(struct vm *vm, const struct vm_restore *rs, struct error *err) MUST_CHECK;
+/* vm_snapshot.c: checks the memory file against the snapshot and maps it. */
+int vm_restore_memory(const struct vm_restore *rs, const struct guest_mem_spec *spec,
+                      struct error *err, struct guest_mem **out) MUST_CHECK;
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * Saving a paused VM to a state file and a memory file, and the restore half of
+ * vm_create (vm.h, snapshot.h). The order matters both ways:
+ *
+ * save: the virtio devices first (finishing their in-flight work writes guest memory and
+ * raises interrupts), then the dirty pages are collected and the memory file written, then
+ * the irqchip, the vCPUs and the legacy devices, which no longer change; the state file
+ * is written last, under a temporary name, so it never describes a memory file that is not
+ * complete.
+ *
+ * restore: the irqchip and PIT before the vCPUs (their LAPICs route through it), the
+ * vCPUs, the clock, the UART and i8042, and the virtio devices last: a running device
+ * processes its queues again at once and may interrupt the guest.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arch/x86/cpu_state.h"
+#include "common/log.h"
+#include "snapshot.h"
+#include "vm_priv.h"
+
+static uint64_t realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct x86_cpu_state_env cpu_env(struct vm *vm)
+{
+        return (struct x86_cpu_state_env){.sys_fd = vm->kvm->sys_fd, .msr_list = vm->kvm->msr_list};
+}
+
+static void describe(struct vm *vm, bool diff, struct snapshot_info *info)
+{
+        memset(info, 0, sizeof(*info));
+        snprintf(info->vmm_version, sizeof(info->vmm_version), "%s", VMM_VERSION);
+        snprintf(info->arch, sizeof(info->arch), "x86_64");
+        info->type = diff ? SNAPSHOT_DIFF : SNAPSHOT_FULL;
+        info->created_ns = realtime_ns();
+        x86_host_cpu_vendor(info->cpu_vendor);
+        info->mem_bytes = guest_mem_size(vm->mem);
+        info->nr_regions = guest_mem_region_count(vm->mem);
+        for (unsigned i = 0; i < info->nr_regions; i++) {
+                struct guest_mem_region r = guest_mem_region_get(vm->mem, i);
+
+                info->regions[i].gpa = r.gpa;
+                info->regions[i].size = r.size;
+                info->regions[i].offset = r.offset;
+        }
+        info->nr_vcpus = vm->nr_vcpus;
+        info->nr_devices = vm_devices_count(vm->devices);
+}
+
+static int save_machine(struct vm *vm, struct snapbuf_writer *w, struct error *err)
+{
+        struct x86_cpu_state_env env = cpu_env(vm);
+        size_t sec;
+        int r;
+
+        sec = snapbuf_begin_section(w, SNAPSHOT_TAG_KVM);
+        r = kvm_save_vm_state(vm->kvm, w, err);
+        snapbuf_end_section(w, sec);
+        for (unsigned i = 0; !r && i < vm->nr_vcpus; i++) {
+                sec = snapbuf_begin_section(w, SNAPSHOT_TAG_VCPU);
+                snapbuf_put_u32(w, i);
+                r = x86_cpu_state_save(&env, vcpu_fd(vm->vcpus[i]), w, err);
+                if (r)
+                        error_prefix(err, "vcpu%u", i);
+                snapbuf_end_section(w, sec);
+        }
+        if (r)
+                return r;
+        sec = snapbuf_begin_section(w, SNAPSHOT_TAG_SERL);
+        serial_save(vm->serial, w);
+        snapbuf_end_section(w, sec);
+        sec = snapbuf_begin_section(w, SNAPSHOT_TAG_KBD);
+        i8042_save(vm->i8042, w);
+        snapbuf_end_section(w, sec);
+        return 0;
+}
+
+/* The pages written since the previous snapshot (or the start): KVM's log for the vCPUs,
+ * guest_mem's record for the VMM. Both logs are cleared. */
+static int take_dirty(struct vm *vm, uint64_t **out, struct error *err)
+{
+        uint64_t *bm = calloc(guest_mem_bitmap_words(vm->mem), sizeof(uint64_t));
+        int r;
+
+        if (!bm)
+                return error_set(err, -ENOMEM, "out of memory");
+        guest_mem_take_dirty(vm->mem, bm);
+        r = kvm_take_dirty_log(vm->kvm, vm->mem, bm, err);
+        if (r) {
+                guest_mem_restore_dirty(vm->mem, bm);
+                free(bm);
+                return r;
+        }
+        *out = bm;
+        return 0;
+}
+
+int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const char *state_path,
+                const char *mem_path, struct error *err)
+{
+        bool tracking = guest_mem_tracking_dirty(vm->mem);
+        struct snapbuf_writer w, devs;
+        struct snapshot_info info;
+        uint64_t *dirty = NULL;
+        size_t sec;
+        int r;
+
+        if (vm->cc)
+                return error_config(err,
+                                    "a snapshot of a protected (%s) VM is refused: the host may "
+                                    "not read its private memory (CC-13)",
+                                    cc_platform_name(cc_platform_of(vm->cc)));
+        if (diff && !tracking)
+                return error_config(err, "Diff snapshots need dirty page tracking: set "
+                                         "track_dirty_pages in the machine configuration");
+        snapbuf_writer_init(&w);
+        snapbuf_writer_init(&devs);
+        /* Devices first: completing their in-flight work changes memory and interrupts. */
+        vm_devices_save(vm->devices, &devs);
+        if (tracking) {
+                r = take_dirty(vm, &dirty, err);
+                if (r)
+                        goto out;
+        }
+        r = snapshot_write_memory(vm->mem, mem_path, diff ? dirty : NULL, err);
+        if (r)
+                goto out;
+        describe(vm, diff, &info);
+        sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_INFO);
+        snapshot_info_save(&w, &info);
+        snapbuf_end_section(&w, sec);
+        sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_CONF);
+        snapshot_config_save(&w, cfg);
+        snapbuf_end_section(&w, sec);
+        r = save_machine(vm, &w, err);
+        if (!r) {
+                snapbuf_put_bytes(&w, devs.data, devs.len);
+                w.failed |= devs.failed;
+                r = snapshot_write_state(state_path, &w, err);
+        }
+        if (r)
+                unlink(mem_path);
+out:
+        /* A snapshot that was not written cannot be the base of the next Diff. */
+        if (r && dirty)
+                guest_mem_restore_dirty(vm->mem, dirty);
+        free(dirty);
+        snapbuf_writer_free(&w);
+        snapbuf_writer_free(&devs);
+        if (!r)
+                LOG_INFO("%s snapshot written: %s, %s", diff ? "Diff" : "Full", state_path,
+                         mem_path);
+        return r;
+}
+
+/* ---- restore ---- */
+
+int vm_restore_memory(const struct vm_restore *rs, const struct guest_mem_spec *spec,
+                      struct error *err, struct guest_mem **out)
+{
+        const struct snapshot_info *info = rs->info;
+        struct guest_mem_spec s = *spec;
+        struct guest_mem *mem;
+        struct stat st;
+        int fd, r;
+
+        if (spec->flags & GUEST_MEM_HUGEPAGES)
+                return error_config(err, "a snapshot's memory file cannot be mapped with 2 MiB "
+                                         "huge pages (load it with huge_pages None)");
+        if (info->mem_bytes != spec->size)
+                return error_config(err,
+                                    "the snapshot's memory (%llu bytes) does not match its "
+                                    "configuration (%llu MiB)",
+                                    (unsigned long long)info->mem_bytes,
+                                    (unsigned long long)(spec->size >> 20));
+        fd = open(rs->mem_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return error_config(err, "snapshot memory file '%s': %s", rs->mem_path,
+                                    strerror(errno));
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != info->mem_bytes) {
+                r = error_config(err,
+                                 "snapshot memory file '%s' is %lld bytes; the snapshot's guest "
+                                 "memory is %llu bytes (a memory file of another snapshot?)",
+                                 rs->mem_path, (long long)st.st_size,
+                                 (unsigned long long)info->mem_bytes);
+                close(fd);
+                return r;
+        }
+        s.flags |= GUEST_MEM_FILE;
+        s.file = fd;
+        r = guest_mem_create(&s, err, &mem);
+        close(fd);
+        if (r)
+                return r;
+        /* The layout must be the one the snapshot was taken with. */
+        if (guest_mem_region_count(mem) != info->nr_regions)
+                r = -EINVAL;
+        for (unsigned i = 0; !r && i < info->nr_regions; i++) {
+                struct guest_mem_region g = guest_mem_region_get(mem, i);
+
+                if (g.gpa != info->regions[i].gpa || g.size != info->regions[i].size ||
+                    g.offset != info->regions[i].offset)
+                        r = -EINVAL;
+        }
+        if (r) {
+                guest_mem_destroy(mem);
+                return error_config(err, "the snapshot's memory layout is not this VMM's: a "
+                                         "snapshot of a different machine");
+        }
+        *out = mem;
+        return 0;
+}
+
+static int section(struct snapbuf_reader *r, uint32_t tag, struct snapbuf_reader *sec,
+                   const char *what, struct error *err)
+{
+        if (!snapbuf_get_section(r, tag, sec, what))
+                return error_config(err, "snapshot state: %s", r->err);
+        return 0;
+}
+
+static int reader_error(struct snapbuf_reader *r, struct error *err)
+{
+        return error_config(err, "snapshot state: %s", r->err);
+}
+
+int vm_restore_state(struct vm *vm, const struct vm_restore *rs, struct error *err)
+{
+        struct x86_cpu_state_env env = cpu_env(vm);
+        struct snapbuf_reader *r = rs->state, sec;
+        struct kvm_clock_data clock;
+        int ret;
+
+        if (rs->info->nr_vcpus != vm->nr_vcpus ||
+            rs->info->nr_devices != vm_devices_count(vm->devices))
+                return error_config(err,
+                                    "snapshot state: %u vCPUs and %u devices, its "
+                                    "configuration makes %u and %u",
+                                    rs->info->nr_vcpus, rs->info->nr_devices, vm->nr_vcpus,
+                                    vm_devices_count(vm->devices));
+        ret = section(r, SNAPSHOT_TAG_KVM, &sec, "irqchip", err);
+        if (!ret)
+                ret = kvm_restore_vm_state(vm->kvm, &sec, &clock, err);
+        for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++) {
+                ret = section(r, SNAPSHOT_TAG_VCPU, &sec, "vcpu", err);
+                if (!ret && snapbuf_get_u32(&sec, "vcpu index") != i)
+                        ret = snapbuf_ok(&sec) ? error_config(err, "snapshot state: vCPUs out of "
+                                                                   "order")
+                                               : reader_error(&sec, err);
+                if (!ret)
+                        ret = x86_cpu_state_restore(&env, vcpu_fd(vm->vcpus[i]), &sec, err);
+                if (ret)
+                        error_prefix(err, "vcpu%u", i);
+        }
+        if (!ret)
+                ret = kvm_set_clock(vm->kvm, &clock, rs->clock_realtime, err);
+        if (!ret)
+                ret = section(r, SNAPSHOT_TAG_SERL, &sec, "serial", err);
+        if (!ret && (serial_restore(vm->serial, &sec) || !snapbuf_expect_end(&sec, "serial")))
+                ret = reader_error(&sec, err);
+        if (!ret)
+                ret = section(r, SNAPSHOT_TAG_KBD, &sec, "i8042", err);
+        if (!ret && (i8042_restore(vm->i8042, &sec) || !snapbuf_expect_end(&sec, "i8042")))
+                ret = reader_error(&sec, err);
+        if (!ret)
+                ret = vm_devices_restore(vm->devices, r, err);
+        if (!ret && !snapbuf_expect_end(r, "state file"))
+                ret = reader_error(r, err);
+        return ret;
+}
