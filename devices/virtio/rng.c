@@ -16,28 +16,40 @@ struct virtio_rng {
         struct event_loop *loop;
         struct virtio_rng_stats stats;
         struct virtq_chain chain;
+        struct iovec iov[VIRTIO_RNG_QUEUE_SIZE]; /* the pinned buffers of the chain */
 };
 
+/* Fills [0, len) of the chain's writable buffers straight from getrandom. Every buffer is
+ * checked and held (shared, on a protected VM) before the first byte lands, so a request
+ * naming any private or non-RAM byte fails with nothing written (CC-4) and none of its
+ * buffers can turn private meanwhile (CC-6). */
 static int fill(struct virtio_rng *rng, struct virtq *q, uint32_t len)
 {
-        uint8_t buf[4096];
-        uint32_t done = 0;
+        int n = virtq_chain_pin(q, &rng->chain, true, 0, len, rng->iov, (int)ARRAY_SIZE(rng->iov));
+        int r = 0;
 
-        while (done < len) {
-                uint32_t n = len - done < sizeof(buf) ? len - done : (uint32_t)sizeof(buf);
-                ssize_t got = getrandom(buf, n, 0);
+        if (n < 0)
+                return n;
+        for (int i = 0; i < n && !r; i++) {
+                uint8_t *p = rng->iov[i].iov_base;
+                size_t left = rng->iov[i].iov_len;
 
-                if (got < 0 && errno == EINTR)
-                        continue;
-                if (got <= 0) {
-                        rng->stats.host_errors++;
-                        return -EIO;
+                while (left) {
+                        ssize_t got = getrandom(p, left, 0);
+
+                        if (got < 0 && errno == EINTR)
+                                continue;
+                        if (got <= 0) {
+                                rng->stats.host_errors++;
+                                r = -EIO;
+                                break;
+                        }
+                        p += got;
+                        left -= (size_t)got;
                 }
-                if (virtq_chain_write(q, &rng->chain, done, buf, (uint32_t)got) != got)
-                        return -EFAULT;
-                done += (uint32_t)got;
         }
-        return 0;
+        virtq_chain_unpin(q, &rng->chain, true, 0, len);
+        return r;
 }
 
 /* Caller holds vd.lock. */
