@@ -122,7 +122,8 @@ static int load_elf(const struct guest_mem *mem, const uint8_t *img, size_t len,
                     struct x86_kernel *k, struct error *err)
 {
         struct load_seg segs[X86_ELF_MAX_PHDRS];
-        const Elf64_Ehdr *eh = (const Elf64_Ehdr *)img;
+        Elf64_Ehdr hdr; /* a copy: img has no alignment (the program headers are copied too) */
+        const Elf64_Ehdr *eh = &hdr;
         uint64_t pvh_entry = 0, ph_end;
         unsigned nsegs = 0;
         bool has_pvh = false;
@@ -130,6 +131,7 @@ static int load_elf(const struct guest_mem *mem, const uint8_t *img, size_t len,
 
         if (len < sizeof(Elf64_Ehdr))
                 return error_set(err, -EINVAL, "ELF image is truncated (%zu bytes)", len);
+        memcpy(&hdr, img, sizeof(hdr));
         if (eh->e_ident[EI_CLASS] != ELFCLASS64)
                 return error_set(err, -EINVAL, "ELF image is not 64-bit (class %u)",
                                  eh->e_ident[EI_CLASS]);
