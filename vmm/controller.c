@@ -1057,8 +1057,10 @@ int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_loa
                 return error_set(err, -EPERM, MSG_LOAD_CONFIGURED);
         vmm_config_init(&cfg);
         ret = snapshot_read_state(l->snapshot_path, &payload, &len, err);
-        if (ret)
+        if (ret) {
+                error_prefix(err, "Cannot load the snapshot");
                 return ret;
+        }
         snapbuf_reader_init(&r, payload, len);
         if (snapbuf_get_section(&r, SNAPSHOT_TAG_INFO, &sec, "INFO") &&
             !snapshot_info_load(&sec, &info))

@@ -122,14 +122,15 @@ def settled_fd_count(pid, timeout=5):
 class VmmProcess:
     """build/vmm with an API socket; stdout/stderr go to files in workdir."""
 
-    def __init__(self, workdir, *extra, sock=None, wrap=(), wait=True, instance_id="api-test"):
+    def __init__(self, workdir, *extra, sock=None, wrap=(), wait=True, instance_id="api-test",
+                 stdin=subprocess.DEVNULL):
         self.dir = pathlib.Path(workdir)
         self.sock = str(sock or self.dir / "api.sock")
         self.out_path = self.dir / "vmm.out"
         self.err_path = self.dir / "vmm.err"
         args = [*wrap, str(VMM), "--api-sock", self.sock, "--id", instance_id, *map(str, extra)]
         assert VMM.exists(), f"{VMM} is not built"
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(args, stdin=stdin,
                                      stdout=open(self.out_path, "w"),
                                      stderr=open(self.err_path, "w"))
         self.base = "http+unix://" + urllib.parse.quote(self.sock, safe="")

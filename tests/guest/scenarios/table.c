@@ -25,6 +25,7 @@ static const struct scenario scenarios[] = {
     {"cc-pef-attack", scenario_cc_pef_attack},
     {"cc-s390-pv-attack", scenario_cc_s390_attack},
     {"cc-secret", scenario_cc_secret},
+    {"snapshot", scenario_snapshot},
 };
 
 const struct scenario *scenario_find(const char *name)

@@ -1,0 +1,455 @@
+"""Snapshots and restore end to end, with the probe's `snapshot` scenario (tests/guest/README.md):
+a guest that keeps a counter, a block write stream, a vsock stream and entropy reads going is
+paused, snapshotted, killed, restored in a new process, resumed, and checks its memory, its
+devices and further I/O; the same after a Diff snapshot merged over a Full one. Then the
+refusals: truncated, corrupted, unknown-version and other-machine state files (the process
+stays usable and loads a good one next), the phase rules, a protected VM (CC-13), and
+`vmm --describe-snapshot`.
+
+The vsock host peer answers "tick N" lines with "tock N" on `<uds>_5678` (the guest connects
+there, and again after a restore: its connection is reset with TRANSPORT_RESET).
+"""
+import os
+import re
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import VMM
+from test_api import AFTER, BEFORE, boot_source, start
+from vmm_api import VmmProcess, check, probe_kernel
+
+pytestmark = pytest.mark.usefixtures("kvm")
+
+SECTORS = 64
+MAGIC = b"VMMSNAP\0"
+
+
+class TockPeer:
+    """Listens on every path; answers each "tick N" line with "tock N"."""
+
+    def __init__(self, paths):
+        self.listeners = []
+        self.connections = 0
+        self.ticks = 0
+        self.stop = threading.Event()
+        self.threads = []
+        for p in paths:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(p)
+            s.listen(4)
+            s.settimeout(0.1)
+            self.listeners.append(s)
+            t = threading.Thread(target=self.serve, args=(s,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def serve(self, listener):
+        while not self.stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.talk, args=(conn,), daemon=True).start()
+
+    def talk(self, conn):
+        conn.settimeout(0.2)
+        data = b""
+        while not self.stop.is_set():
+            try:
+                chunk = conn.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            while b"\n" in data:
+                line, data = data.split(b"\n", 1)
+                m = re.fullmatch(rb"tick (\d+)", line)
+                assert m, line
+                self.ticks += 1
+                try:
+                    conn.sendall(b"tock " + m.group(1) + b"\n")
+                except OSError:
+                    break
+        conn.close()
+
+    def close(self):
+        self.stop.set()
+        for s in self.listeners:
+            s.close()
+        for t in self.threads:
+            t.join(2)
+
+
+def disk(tmp_path):
+    path = tmp_path / "disk.img"
+    path.write_bytes(bytes(SECTORS * 512))
+    return path
+
+
+def guest(v, tmp_path, uds, track=False, vcpus=2, mem=128):
+    """Configures and starts the snapshot scenario; returns the counter's guest address."""
+    check(v.put("/boot-source", boot_source("snapshot")), 204)
+    check(v.put("/machine-config", {"vcpu_count": vcpus, "mem_size_mib": mem,
+                                    "track_dirty_pages": track}), 204)
+    check(v.put("/drives/data", {"drive_id": "data", "path_on_host": str(disk(tmp_path)),
+                                 "is_root_device": False, "is_read_only": False}), 204)
+    check(v.put("/vsock", {"guest_cid": 3, "uds_path": uds}), 204)
+    check(v.put("/entropy", {}), 204)
+    check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+    v.wait_output("probe: snapshot ready")
+    v.wait_output("\n", timeout=10)
+    deadline = time.monotonic() + 10
+    while not (m := re.search(r"probe: snapshot ready cid 3 counter (0x[0-9a-f]+)\n", v.out())):
+        assert time.monotonic() < deadline, v.out()
+        time.sleep(0.01)
+    return int(m.group(1), 16)
+
+
+def console(v, line):
+    v.proc.stdin.write(line.encode() + b"\n")
+    v.proc.stdin.flush()
+
+
+def status(v, what="status", timeout=60):
+    """Sends a command and returns the numbers of the answer line it causes."""
+    before = v.out().count(f"probe: snapshot {what} ")  # complete or not, it is an older one
+    console(v, what)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = v.out()
+        out = out[:out.rfind("\n") + 1]  # whole lines only
+        lines = [l for l in out.splitlines() if l.startswith(f"probe: snapshot {what} ")]
+        if len(lines) > before:
+            nums = re.findall(r"(\w+) (\d+)", lines[before])
+            return {k: int(n) for k, n in nums}
+        if v.proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    pytest.fail(f"no answer to {what!r}:\n{v.out()}\n--- stderr\n{v.err()}")
+
+
+def counter(v, addr):
+    """The guest's counter, read from guest memory through the API."""
+    page = addr & ~0xfff
+    body = check(v.get(f"/vm/memory/0x{page:x}"), 200)
+    data = bytes.fromhex(body["data"])
+    return struct.unpack_from("<Q", data, addr - page)[0]
+
+
+def new_vmm(tmp_path, name):
+    d = tmp_path / name
+    d.mkdir()
+    return VmmProcess(d, instance_id=name, stdin=subprocess.PIPE)
+
+
+def load(v, state, mem, **extra):
+    return v.put("/snapshot/load", {"snapshot_path": str(state), "mem_file_path": str(mem),
+                                    **extra})
+
+
+def finish(v):
+    """`check`, then the guest ends the VM: returns the check line's numbers."""
+    numbers = status(v, "check")
+    assert v.wait_exit(timeout=60) == 0, v.err()
+    lines = v.probe_lines()
+    assert "probe: ok snapshot" in lines, v.out()
+    assert not [l for l in lines if l.startswith("probe: fail")], v.out()
+    assert "Sanitizer" not in v.err(), v.err()
+    return numbers
+
+
+def snapshot(v, state, mem, kind="Full"):
+    check(v.put("/snapshot/create", {"snapshot_path": str(state), "mem_file_path": str(mem),
+                                     "snapshot_type": kind}), 204)
+
+
+def test_full_snapshot_restore_in_a_new_process(tmp_path):
+    uds_a, uds_b = str(tmp_path / "a.vsock"), str(tmp_path / "b.vsock")
+    peer = TockPeer([uds_a + "_5678", uds_b + "_5678"])
+    a = new_vmm(tmp_path, "a")
+    b = None
+    try:
+        addr = guest(a, tmp_path, uds_a)
+        first = status(a)
+        assert first["writes"] > 0 and first["ticks"] >= 0
+        time.sleep(0.3)
+        check(a.patch("/vm", {"state": "Paused"}), 204)
+        at_pause = counter(a, addr)
+        assert at_pause >= first["counter"]
+        snapshot(a, tmp_path / "state", tmp_path / "mem")
+        a.proc.kill()  # SIGKILL: nothing of the first process survives but the files
+        a.wait_exit()
+        mem = tmp_path / "mem"
+        assert mem.stat().st_size == 128 << 20
+        assert mem.stat().st_blocks * 512 < 32 << 20, "the memory file is not sparse"
+
+        b = new_vmm(tmp_path, "b")
+        check(load(b, tmp_path / "state", mem, vsock_override={"uds_path": uds_b}), 204)
+        info = check(b.get("/"), 200)
+        assert info["state"] == "Paused"
+        assert counter(b, addr) == at_pause  # the memory is the snapshot's, exactly
+        cfg = check(b.get("/vm/config"), 200)
+        assert cfg["vsock"]["uds_path"] == uds_b
+        assert cfg["machine-config"]["vcpu_count"] == 2
+        assert cfg["drives"][0]["drive_id"] == "data"
+        check(b.put("/actions", {"action_type": "InstanceStart"}), 400, AFTER)
+        check(b.patch("/vm", {"state": "Resumed"}), 204)
+        after = status(b)
+        assert after["counter"] >= at_pause and after["writes"] >= first["writes"]
+        done = finish(b)
+        # TRANSPORT_RESET reached the guest, it reconnected and its stream went on.
+        assert done["resets"] >= 1, done
+        assert done["ticks"] > first["ticks"], done
+        assert peer.connections >= 2
+        assert "told the guest its connections were reset" in b.err()
+        assert re.search(r"snapshot .* loaded in \d+ us", b.err())
+    finally:
+        peer.close()
+        a.kill()
+        if b:
+            b.kill()
+
+
+def test_diff_snapshot_merged_over_full(tmp_path):
+    uds_a, uds_b = str(tmp_path / "a.vsock"), str(tmp_path / "b.vsock")
+    peer = TockPeer([uds_a + "_5678", uds_b + "_5678"])
+    a = new_vmm(tmp_path, "a")
+    b = None
+    try:
+        addr = guest(a, tmp_path, uds_a, track=True)
+        status(a)
+        check(a.patch("/vm", {"state": "Paused"}), 204)
+        at_full = counter(a, addr)
+        snapshot(a, tmp_path / "full.state", tmp_path / "full.mem")
+        check(a.patch("/vm", {"state": "Resumed"}), 204)
+        # Enough rounds that devices wrote new data into guest memory since the Full one.
+        second = status(a)
+        time.sleep(0.3)
+        check(a.patch("/vm", {"state": "Paused"}), 204)
+        at_diff = counter(a, addr)
+        # Every device-written buffer of the guest was rewritten since the Full snapshot.
+        assert at_diff > at_full + 16
+        snapshot(a, tmp_path / "diff.state", tmp_path / "diff.mem", "Diff")
+        a.proc.kill()
+        a.wait_exit()
+        full, diff = tmp_path / "full.mem", tmp_path / "diff.mem"
+        assert diff.stat().st_size == full.stat().st_size
+        assert diff.stat().st_blocks < full.stat().st_blocks, "the diff holds more than the full"
+        desc = subprocess.run([str(VMM), "--describe-snapshot", str(tmp_path / "diff.state")],
+                              capture_output=True, text=True)
+        assert desc.returncode == 0 and "snapshot type: Diff" in desc.stdout, desc
+        merge = subprocess.run([str(VMM), "--base-file", str(full), "--diff-file", str(diff)],
+                               capture_output=True, text=True)
+        assert merge.returncode == 0, merge
+
+        b = new_vmm(tmp_path, "b")
+        check(load(b, tmp_path / "diff.state", full,
+                   vsock_override={"uds_path": uds_b}, resume_vm=False), 204)
+        assert counter(b, addr) == at_diff  # the Diff's pages are there, not the Full's
+        check(b.patch("/vm", {"state": "Resumed"}), 204)
+        after = status(b)
+        assert after["counter"] >= at_diff and after["writes"] >= second["writes"]
+        done = finish(b)
+        assert done["resets"] >= 1
+    finally:
+        peer.close()
+        a.kill()
+        if b:
+            b.kill()
+
+
+def test_diff_without_dirty_tracking_and_phase_rules(tmp_path):
+    v = VmmProcess(tmp_path)
+    try:
+        body = {"snapshot_path": str(tmp_path / "s"), "mem_file_path": str(tmp_path / "m")}
+        check(v.put("/snapshot/create", body), 400, BEFORE)
+        start(v)
+        check(v.put("/snapshot/create", body), 400, "the microVM is not paused")
+        check(v.put("/snapshot/load", body), 400, AFTER)
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        check(v.put("/snapshot/create", {**body, "snapshot_type": "Diff"}), 400,
+              "Diff snapshots need dirty page tracking")
+        assert not os.path.exists(body["snapshot_path"])
+        check(v.put("/snapshot/create", {**body, "mem_file_path": "/nonexistent/dir/m"}), 400,
+              "/nonexistent/dir/m")
+        check(v.put("/snapshot/create", body), 204)  # the failures changed nothing
+        check(v.patch("/vm", {"state": "Resumed"}), 204)
+        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert v.wait_exit(30) == 0
+    finally:
+        v.kill()
+
+
+def test_load_refused_after_configuring(tmp_path):
+    v = VmmProcess(tmp_path)
+    try:
+        body = {"snapshot_path": str(tmp_path / "s"), "mem_file_path": str(tmp_path / "m")}
+        check(v.put("/logger", {"level": "Info"}), 204)
+        check(v.put("/metrics", {"metrics_path": str(tmp_path / "metrics")}), 204)
+        # Logger and metrics are allowed: this load fails only because the file is missing.
+        check(v.put("/snapshot/load", body), 400, "No such file")
+        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 204)
+        check(v.put("/snapshot/load", body), 400,
+              "Loading a microVM snapshot not allowed after configuring boot-specific resources.")
+    finally:
+        v.kill()
+
+
+def crc64(data):
+    crc = 0xFFFFFFFFFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xC96C5795D7870F42 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+@pytest.fixture(scope="module")
+def idle_snapshot(tmp_path_factory):
+    """A Full snapshot of the idle probe (64 MiB), made once for the refusal tests."""
+    d = tmp_path_factory.mktemp("idle")
+    v = VmmProcess(d)
+    try:
+        start(v)
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        snapshot(v, d / "state", d / "mem")
+    finally:
+        v.kill()
+    return d / "state", d / "mem"
+
+
+def test_describe_snapshot(idle_snapshot):
+    state, _ = idle_snapshot
+    r = subprocess.run([str(VMM), "--describe-snapshot", str(state)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r
+    out = r.stdout
+    assert "format version: 1" in out and "snapshot type: Full" in out, out
+    assert "memory: 67108864 bytes in 1 region(s): 0x0+0x4000000" in out, out
+    assert "machine: 1 vCPU(s), 64 MiB" in out and "vcpu0: rip 0x" in out, out
+    r = subprocess.run([str(VMM), "--describe-snapshot", "/nonexistent"], capture_output=True,
+                       text=True)
+    assert r.returncode == 152 and "No such file" in r.stderr, r
+
+
+def bad_copies(tmp_path, state):
+    """(name, path, fault) for every way the state file can be wrong."""
+    data = state.read_bytes()
+    cases = []
+
+    def add(name, content, fault):
+        p = tmp_path / name
+        p.write_bytes(content)
+        cases.append((name, p, fault))
+
+    add("truncated", data[:len(data) // 2], "is truncated")
+    add("header-only", data[:20], "is truncated")
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x40
+    add("corrupted", bytes(flipped), "is corrupted (checksum mismatch)")
+    add("version", data[:8] + struct.pack("<I", 99) + data[12:],
+        "has format version 99; this VMM reads version 1")
+    add("magic", b"NOTASNAP" + data[8:], "is not a snapshot state file")
+    add("empty", b"", "is truncated")
+    add("longer", data + b"\0", "is corrupted")
+    # Another vendor's host, with a valid checksum: a different machine.
+    vendors = (b"AuthenticAMD", b"GenuineIntel")
+    mine = next(v for v in vendors if v in data)
+    other = vendors[1 - vendors.index(mine)]
+    payload = data[40:].replace(mine, other, 1)
+    header = data[:24] + struct.pack("<Q", crc64(payload)) + data[32:40]
+    add("vendor", header + payload, f"the snapshot was taken on a {other.decode()} host")
+    # A payload whose checksum is right but whose sections are garbage.
+    junk = b"INFO" + b"\0" * 4 + struct.pack("<Q", 1 << 40) + b"x" * 64
+    add("junk", data[:16] + struct.pack("<QQ", len(junk), crc64(junk)) + data[32:40] + junk,
+        "section longer than the file")
+    return cases
+
+
+def test_bad_state_files_refused_and_process_stays_usable(tmp_path, idle_snapshot):
+    state, mem = idle_snapshot
+    v = VmmProcess(tmp_path)
+    try:
+        for name, path, fault in bad_copies(tmp_path, state):
+            body = check(load(v, path, mem), 400, fault)
+            assert body["fault_message"].startswith("Cannot load the snapshot"), (name, body)
+            assert check(v.get("/"), 200)["state"] == "Not started", name
+        # A memory file that belongs to another machine (its size is not the snapshot's).
+        small = tmp_path / "small.mem"
+        small.write_bytes(bytes(4096))
+        check(load(v, state, small), 400, "a memory file of another snapshot?")
+        check(load(v, state, tmp_path / "missing.mem"), 400, "No such file")
+        check(load(v, state, mem, network_overrides=[{"iface_id": "eth0",
+                                                      "host_dev_name": "tap0"}]),
+              400, "the snapshot has no network interface 'eth0'")
+        check(load(v, state, mem, vsock_override={"uds_path": "/tmp/x"}), 400,
+              "the snapshot has no vsock device")
+        # The process is still usable: the good snapshot loads and runs.
+        check(load(v, state, mem, resume_vm=True), 204)
+        assert check(v.get("/"), 200)["state"] == "Running"
+        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert v.wait_exit(30) == 0
+        assert "probe: ok idle" in v.out()
+    finally:
+        v.kill()
+
+
+def test_restore_twice_from_one_snapshot(tmp_path, idle_snapshot):
+    """Two processes restore the same files (the memory file is mapped privately)."""
+    state, mem = idle_snapshot
+    before = mem.read_bytes()
+    vs = [new_vmm(tmp_path, f"r{i}") for i in range(2)]
+    try:
+        for v in vs:
+            check(load(v, state, mem, resume_vm=True), 204)
+        for v in vs:
+            check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        for v in vs:
+            assert v.wait_exit(30) == 0 and "probe: ok idle" in v.out(), v.out()
+    finally:
+        for v in vs:
+            v.kill()
+    assert mem.read_bytes() == before, "a restored guest wrote into the memory file"
+
+
+def test_cc13_snapshot_of_a_protected_vm_refused(tmp_path):
+    v = VmmProcess(tmp_path)
+    try:
+        check(v.put("/confidential", {"platform": "sev"}), 204)
+        start(v)
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        check(v.put("/snapshot/create", {"snapshot_path": str(tmp_path / "s"),
+                                         "mem_file_path": str(tmp_path / "m")}), 400,
+              "a snapshot of a protected (sev) VM is refused: the host may not read its private "
+              "memory (CC-13)")
+        assert not (tmp_path / "s").exists() and not (tmp_path / "m").exists()
+    finally:
+        v.kill()
+
+
+def test_snapshot_metrics(tmp_path):
+    metrics = tmp_path / "metrics.json"
+    v = VmmProcess(tmp_path)
+    try:
+        check(v.put("/metrics", {"metrics_path": str(metrics)}), 204)
+        start(v)
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        snapshot(v, tmp_path / "s", tmp_path / "m")
+        check(v.put("/actions", {"action_type": "FlushMetrics"}), 204)
+    finally:
+        v.kill()
+    import json
+    line = json.loads(metrics.read_text().splitlines()[-1])
+    assert line["put_api_requests"]["snapshot_create_count"] == 1
+    assert line["latencies_us"]["full_create_snapshot"] > 0
