@@ -433,8 +433,10 @@ bool virtq_restore(struct virtq *q, struct snapbuf_reader *r, uint16_t max, stru
                 return snapbuf_fail(r, "queue size", "not a power of two the device accepts");
         if (v.ready && (why = virtq_check_config(&v, max, mem)) != NULL)
                 return snapbuf_fail(r, "queue", why);
-        if (started && (!running || !v.ready))
-                return snapbuf_fail(r, "queue", "started without a running device");
+        /* A running device started every queue that was ready at DRIVER_OK, and a queue
+         * cannot become ready later. */
+        if (started != (running && v.ready))
+                return snapbuf_fail(r, "queue", "started state inconsistent with the device's");
         if (started)
                 v.mem = mem;
         *q = v;

@@ -100,8 +100,9 @@ bool virtq_should_signal(struct virtq *q);
 /* Snapshots: the driver's configuration and the device's ring position (indices,
  * interrupt suppression state; not the counters). restore checks what it reads: a size that
  * is not a power of two up to max, a ready queue whose areas are not accessible through mem
- * (virtq_check_config with mem), a started queue that is not ready or whose device is not
- * running (DRIVER_OK). Returns false with the reader's error; q is unchanged then. */
+ * (virtq_check_config with mem), a queue started when its device is not running (DRIVER_OK)
+ * or not ready, or a ready queue of a running device that is not started. Returns false with the
+ * reader's error; q is unchanged then. */
 void virtq_save(const struct virtq *q, struct snapbuf_writer *w);
 bool virtq_restore(struct virtq *q, struct snapbuf_reader *r, uint16_t max, struct hostmem *mem,
                    bool running);
