@@ -13,9 +13,16 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
+#include <pthread.h>
 
 #include "common/log.h"
 #include "router.h"
+
+/* An open client connection (MHD's socket context), so that stopping can close them. */
+struct api_conn {
+        int fd;
+        struct api_conn *prev, *next;
+};
 
 struct api_server {
         struct MHD_Daemon *daemon;
@@ -28,6 +35,10 @@ struct api_server {
          * waits for them, so the last command (SendCtrlAltDel that ends the VM, say) still
          * gets its reply. */
         atomic_int unanswered;
+        /* Open connections (the API thread adds and removes them, stopping reads them). */
+        pthread_mutex_t conns_lock;
+        struct api_conn *conns;
+        atomic_uint nr_conns;
 };
 
 enum request_state {
@@ -254,6 +265,54 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
+/* Connections open and close on the API thread; MHD reports a close before it closes the
+ * socket, so a descriptor in the list is always still the connection's. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+        struct api_server *srv = cls;
+        struct api_conn *c = *socket_context;
+        const union MHD_ConnectionInfo *ci;
+
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+                ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                c = ci ? calloc(1, sizeof(*c)) : NULL;
+                if (!c)
+                        return; /* not tracked: MHD_stop_daemon closes it */
+                c->fd = ci->connect_fd;
+                pthread_mutex_lock(&srv->conns_lock);
+                c->next = srv->conns;
+                if (c->next)
+                        c->next->prev = c;
+                srv->conns = c;
+                atomic_fetch_add(&srv->nr_conns, 1);
+                pthread_mutex_unlock(&srv->conns_lock);
+                *socket_context = c;
+        } else if (c) {
+                pthread_mutex_lock(&srv->conns_lock);
+                if (c->prev)
+                        c->prev->next = c->next;
+                else
+                        srv->conns = c->next;
+                if (c->next)
+                        c->next->prev = c->prev;
+                atomic_fetch_sub(&srv->nr_conns, 1);
+                pthread_mutex_unlock(&srv->conns_lock);
+                free(c);
+                *socket_context = NULL;
+        }
+}
+
+/* Ends every open connection: the API thread sees their sockets shut down and closes them
+ * itself. */
+static void shutdown_conns(struct api_server *srv)
+{
+        pthread_mutex_lock(&srv->conns_lock);
+        for (struct api_conn *c = srv->conns; c; c = c->next)
+                shutdown(c->fd, SHUT_RDWR);
+        pthread_mutex_unlock(&srv->conns_lock);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
         char msg[512];
@@ -347,8 +406,10 @@ int api_server_start(const char *path, struct controller *ctl, size_t max_payloa
         }
         srv->ctl = ctl;
         srv->max_payload = max_payload;
+        pthread_mutex_init(&srv->conns_lock, NULL);
         fd = api_listen_unix(path, err);
         if (fd < 0) {
+                pthread_mutex_destroy(&srv->conns_lock);
                 free(srv->path);
                 free(srv);
                 return fd;
@@ -363,11 +424,13 @@ int api_server_start(const char *path, struct controller *ctl, size_t max_payloa
                                            MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
                                        0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, fd,
                                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                                       MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
                                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
                                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0, MHD_OPTION_END);
         if (!srv->daemon) {
                 close(fd);
                 unlink(path);
+                pthread_mutex_destroy(&srv->conns_lock);
                 free(srv->path);
                 free(srv);
                 return error_set(err, -EIO, "cannot start the API server (libmicrohttpd)");
@@ -380,6 +443,7 @@ int api_server_start(const char *path, struct controller *ctl, size_t max_payloa
 void api_server_stop(struct api_server *srv)
 {
         struct stat st;
+        MHD_socket listen_fd;
 
         if (!srv)
                 return;
@@ -388,9 +452,22 @@ void api_server_stop(struct api_server *srv)
          * the VMM). */
         for (int i = 0; i < 500 && atomic_load(&srv->unanswered) > 0; i++)
                 usleep(1000);
-        MHD_stop_daemon(srv->daemon); /* also closes the listening socket */
+        /* Then the API thread closes every connection itself before MHD_stop_daemon: in
+         * libmicrohttpd 0.9.75 (Debian 12) MHD_stop_daemon crashes (a NULL response) when it
+         * has to close a connection whose request MHD refused on its own (a malformed
+         * request line) and whose client has just gone. Bounded too. */
+        listen_fd = MHD_quiesce_daemon(srv->daemon);
+        for (int i = 0; i < 1000 && atomic_load(&srv->nr_conns) > 0; i++) {
+                if (i % 10 == 0)
+                        shutdown_conns(srv); /* again: one may have arrived meanwhile */
+                usleep(1000);
+        }
+        MHD_stop_daemon(srv->daemon);
+        if (listen_fd != MHD_INVALID_SOCKET)
+                close(listen_fd);
         if (stat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
                 unlink(srv->path);
+        pthread_mutex_destroy(&srv->conns_lock);
         free(srv->path);
         free(srv);
 }
