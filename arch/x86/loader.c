@@ -268,6 +268,11 @@ static int load_bzimage(const struct guest_mem *mem, const uint8_t *img, size_t 
                                  hdr_end - X86_SETUP_HEADER_OFFSET);
 
         payload_len = len - setup_len;
+        if (payload_len <= BZ_64BIT_ENTRY)
+                return error_set(err, -EINVAL,
+                                 "bzImage payload of %llu bytes ends before its 64-bit entry point "
+                                 "(offset 0x%x)",
+                                 (unsigned long long)payload_len, BZ_64BIT_ENTRY);
         init_size = get_le32(img + HDR_INIT_SIZE);
         mem_size = init_size > payload_len ? init_size : payload_len;
         r = check_guest_range(mem, "bzImage kernel", X86_HIMEM_START, mem_size, err);

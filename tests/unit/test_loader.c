@@ -614,6 +614,12 @@ static void bad_bz_setup_is_whole_file(struct image *im)
         bz_build(im, BZ_SETUP_SECTS, BZ_SETUP_LEN, 0);
 }
 
+/* A payload that ends at or before the 64-bit entry point (offset 0x200 into it). */
+static void bad_bz_payload_before_entry(struct image *im)
+{
+        bz_build(im, BZ_SETUP_SECTS, BZ_SETUP_LEN, 0x200);
+}
+
 static void bad_bz_init_size_too_large(struct image *im)
 {
         valid_bz(im);
@@ -664,6 +670,8 @@ static const struct bad_case bad_cases[] = {
     {"bzImage without LOADED_HIGH", bad_bz_not_loaded_high, "LOADED_HIGH", NULL},
     {"bzImage setup_sects past EOF", bad_bz_no_payload, "200 setup sectors", NULL},
     {"bzImage without payload", bad_bz_setup_is_whole_file, "setup sectors", NULL},
+    {"bzImage payload before the entry", bad_bz_payload_before_entry, "64-bit entry point",
+     "0x200"},
     {"bzImage init_size > RAM", bad_bz_init_size_too_large, "bzImage kernel", "guest RAM"},
     {"bzImage truncated header", bad_bz_truncated_header, "truncated", NULL},
     {"bzImage header length", bad_bz_header_length, "setup header length", NULL},
