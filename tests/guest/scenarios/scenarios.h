@@ -35,6 +35,7 @@ void scenario_net(const struct boot_info *bi);
 void scenario_balloon(const struct boot_info *bi);
 void scenario_vsock(const struct boot_info *bi);
 void scenario_snapshot(const struct boot_info *bi); /* snapshot.c */
+void scenario_heartbeat(const struct boot_info *bi);
 /* cc.c: confidential platforms end to end */
 void scenario_cc_sev_io(const struct boot_info *bi);
 void scenario_cc_pef_io(const struct boot_info *bi);

@@ -26,6 +26,7 @@ static const struct scenario scenarios[] = {
     {"cc-s390-pv-attack", scenario_cc_s390_attack},
     {"cc-secret", scenario_cc_secret},
     {"snapshot", scenario_snapshot},
+    {"heartbeat", scenario_heartbeat},
 };
 
 const struct scenario *scenario_find(const char *name)
