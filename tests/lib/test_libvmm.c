@@ -1,0 +1,327 @@
+/*
+ * libvmm through its public header only (linked against libvmm.so), with the probe guest:
+ * error codes and messages (per thread), phase rules, life-cycle events, several VMs at
+ * once with calls from several threads, wait/exit fd, metrics, Full and Diff snapshots
+ * merged and restored, the load refused after configuring, destroying a running VM.
+ *
+ * Needs /dev/kvm: run by tests/kvm/test_libvmm.py (which skips, or fails in CI, without it).
+ * argv[1] is the probe (probe.elf), argv[2] a scratch directory.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "libvmm.h"
+
+static const char *kernel, *dir;
+
+struct guest {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char out[16384];
+        size_t len;
+        unsigned events[LIBVMM_EVENT_EXITED + 1];
+        int exit_code;
+};
+
+static void on_console(void *opaque, const char *data, size_t len)
+{
+        struct guest *g = opaque;
+
+        pthread_mutex_lock(&g->lock);
+        if (g->len + len < sizeof(g->out)) {
+                memcpy(g->out + g->len, data, len);
+                g->len += len;
+                g->out[g->len] = '\0';
+        }
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+}
+
+static void on_event(void *opaque, enum libvmm_event ev, int code)
+{
+        struct guest *g = opaque;
+
+        pthread_mutex_lock(&g->lock);
+        g->events[ev]++;
+        if (ev == LIBVMM_EVENT_EXITED)
+                g->exit_code = code;
+        pthread_mutex_unlock(&g->lock);
+}
+
+static void guest_init(struct guest *g)
+{
+        memset(g, 0, sizeof(*g));
+        pthread_mutex_init(&g->lock, NULL);
+        pthread_cond_init(&g->cond, NULL);
+        g->exit_code = -1;
+}
+
+static struct libvmm_options opts(struct guest *g, const char *id)
+{
+        struct libvmm_options o = LIBVMM_OPTIONS_INIT;
+
+        o.id = id;
+        o.console = on_console;
+        o.event = on_event;
+        o.opaque = g;
+        return o;
+}
+
+static void wait_for(struct guest *g, const char *needle)
+{
+        struct timespec deadline;
+
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 30;
+        pthread_mutex_lock(&g->lock);
+        while (!strstr(g->out, needle))
+                if (pthread_cond_timedwait(&g->cond, &g->lock, &deadline)) {
+                        pthread_mutex_unlock(&g->lock);
+                        fail_msg("no '%s' in the console output: %s", needle, g->out);
+                }
+        pthread_mutex_unlock(&g->lock);
+}
+
+static char *config(const char *scenario, bool track)
+{
+        static _Thread_local char buf[1024];
+
+        snprintf(buf, sizeof(buf),
+                 "{\"boot-source\": {\"kernel_image_path\": \"%s\", \"boot_args\": "
+                 "\"console=ttyS0 probe=%s\"}, \"machine-config\": {\"vcpu_count\": 1, "
+                 "\"mem_size_mib\": 64, \"track_dirty_pages\": %s}}",
+                 kernel, scenario, track ? "true" : "false");
+        return buf;
+}
+
+/* Boots the idle probe and waits until it is ready. */
+static struct libvmm *idle_vm(struct guest *g, const char *id, bool track)
+{
+        struct libvmm_options o = opts(g, id);
+        struct libvmm *vm;
+
+        guest_init(g);
+        if (libvmm_create(config("idle", track), &o, &vm))
+                fail_msg("create: %s", libvmm_last_error());
+        assert_int_equal(libvmm_start(vm), 0);
+        wait_for(g, "probe: idle ready");
+        return vm;
+}
+
+static void end(struct libvmm *vm, struct guest *g)
+{
+        int code = -1;
+
+        assert_int_equal(libvmm_send_ctrl_alt_del(vm), 0);
+        assert_int_equal(libvmm_wait_exit(vm, 30000, &code), 0);
+        assert_int_equal(code, 0);
+        wait_for(g, "probe: ok idle");
+        libvmm_destroy(vm);
+        assert_int_equal(g->events[LIBVMM_EVENT_EXITED], 1);
+        assert_int_equal(g->exit_code, 0);
+}
+
+static void *other_thread_error(void *arg)
+{
+        (void)arg;
+        assert_int_equal(libvmm_create("{\"machine-config\": 7}", NULL, &(struct libvmm *){0}),
+                         -EINVAL);
+        return strdup(libvmm_last_error());
+}
+
+static void test_errors(void **state)
+{
+        struct libvmm *vm;
+        struct guest g;
+        struct libvmm_options o = opts(&g, "errors");
+        pthread_t t;
+        char *theirs;
+
+        (void)state;
+        guest_init(&g);
+        assert_int_equal(libvmm_create("{not json", NULL, &vm), -EINVAL);
+        assert_true(strlen(libvmm_last_error()) > 0);
+        assert_int_equal(libvmm_create("{\"machine-config\": {\"vcpu_count\": 0, "
+                                       "\"mem_size_mib\": 64}}",
+                                       NULL, &vm),
+                         -EINVAL);
+        assert_non_null(strstr(libvmm_last_error(), "vcpu"));
+        assert_int_equal(libvmm_create("{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": "
+                                       "\"/nonexistent\", \"is_root_device\": true, "
+                                       "\"is_read_only\": true}], \"bogus\": 1}",
+                                       NULL, &vm),
+                         -EINVAL);
+        assert_non_null(strstr(libvmm_last_error(), "bogus"));
+        /* A message belongs to the thread that got it. */
+        pthread_create(&t, NULL, other_thread_error, NULL);
+        pthread_join(t, (void **)&theirs);
+        assert_non_null(strstr(theirs, "machine-config"));
+        assert_non_null(strstr(libvmm_last_error(), "bogus"));
+        free(theirs);
+        /* Phases: Firecracker's wording, -EPERM. */
+        assert_int_equal(libvmm_create("{}", &o, &vm), 0);
+        assert_int_equal(libvmm_pause(vm), -EPERM);
+        assert_string_equal(libvmm_last_error(),
+                            "The requested operation is not supported before starting the "
+                            "microVM.");
+        assert_int_equal(libvmm_start(vm), -EINVAL);
+        assert_non_null(strstr(libvmm_last_error(), "without kernel configuration"));
+        assert_int_equal(libvmm_wait_exit(vm, 10, NULL), -ETIMEDOUT);
+        libvmm_destroy(vm); /* never started */
+        assert_int_equal(g.events[LIBVMM_EVENT_STARTED], 0);
+}
+
+struct poker {
+        struct libvmm *vm;
+        unsigned calls;
+};
+
+static void *poke(void *arg)
+{
+        struct poker *p = arg;
+
+        for (unsigned i = 0; i < 50; i++) {
+                struct libvmm_info info;
+                char *json = NULL;
+
+                assert_int_equal(libvmm_info(p->vm, &info), 0);
+                assert_int_equal(info.state, LIBVMM_RUNNING);
+                assert_int_equal(libvmm_metrics(p->vm, &json), 0);
+                assert_non_null(strstr(json, "\"vcpu\""));
+                libvmm_free(json);
+                p->calls += 2;
+        }
+        return NULL;
+}
+
+static void test_several_vms_and_threads(void **state)
+{
+        struct guest g[3];
+        struct libvmm *vm[3];
+        struct poker pk[4];
+        pthread_t t[4];
+        struct libvmm_info info;
+        struct pollfd pfd;
+        char id[16];
+
+        (void)state;
+        for (int i = 0; i < 3; i++) {
+                snprintf(id, sizeof(id), "multi%d", i);
+                vm[i] = idle_vm(&g[i], id, false);
+        }
+        for (int i = 0; i < 4; i++) {
+                pk[i] = (struct poker){.vm = vm[i % 3]};
+                pthread_create(&t[i], NULL, poke, &pk[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                assert_int_equal(pk[i].calls, 100);
+        }
+        assert_int_equal(libvmm_info(vm[0], &info), 0);
+        assert_true(info.first_exit_ns > 0);
+        /* Pause and resume one: the others are not affected; events arrive. */
+        assert_int_equal(libvmm_pause(vm[1]), 0);
+        assert_int_equal(libvmm_info(vm[1], &info), 0);
+        assert_int_equal(info.state, LIBVMM_PAUSED);
+        assert_int_equal(libvmm_resume(vm[1]), 0);
+        assert_int_equal(g[1].events[LIBVMM_EVENT_PAUSED], 1);
+        assert_int_equal(g[1].events[LIBVMM_EVENT_RESUMED], 1);
+        assert_int_equal(g[1].events[LIBVMM_EVENT_STARTED], 1);
+        /* The exit fd becomes readable when the guest ends the VM. */
+        pfd = (struct pollfd){.fd = libvmm_exit_fd(vm[2]), .events = POLLIN};
+        assert_int_equal(poll(&pfd, 1, 0), 0);
+        assert_int_equal(libvmm_send_ctrl_alt_del(vm[2]), 0);
+        assert_int_equal(poll(&pfd, 1, 30000), 1);
+        assert_int_equal(libvmm_info(vm[2], &info), 0);
+        assert_int_equal(info.state, LIBVMM_EXITED);
+        libvmm_destroy(vm[2]);
+        end(vm[0], &g[0]);
+        /* Destroying a VM that still runs stops it. */
+        libvmm_destroy(vm[1]);
+}
+
+static void test_snapshots(void **state)
+{
+        struct guest g, r1, r2;
+        struct libvmm *vm, *a, *b;
+        char full_s[512], full_m[512], diff_s[512], diff_m[512], params[1400];
+        struct libvmm_options o;
+
+        (void)state;
+        snprintf(full_s, sizeof(full_s), "%s/lib-full.state", dir);
+        snprintf(full_m, sizeof(full_m), "%s/lib-full.mem", dir);
+        snprintf(diff_s, sizeof(diff_s), "%s/lib-diff.state", dir);
+        snprintf(diff_m, sizeof(diff_m), "%s/lib-diff.mem", dir);
+        vm = idle_vm(&g, "snap", true);
+        assert_int_equal(libvmm_snapshot(vm, full_s, full_m, false), -EPERM);
+        assert_non_null(strstr(libvmm_last_error(), "not paused"));
+        assert_int_equal(libvmm_pause(vm), 0);
+        assert_int_equal(libvmm_snapshot(vm, full_s, full_m, false), 0);
+        assert_int_equal(libvmm_resume(vm), 0);
+        assert_int_equal(libvmm_pause(vm), 0);
+        assert_int_equal(libvmm_snapshot(vm, diff_s, diff_m, true), 0);
+        libvmm_destroy(vm);
+        assert_int_equal(libvmm_merge_memory(full_m, "/nonexistent"), -EINVAL);
+        assert_int_equal(libvmm_merge_memory(full_m, diff_m), 0);
+
+        /* Restoring with a machine configured is refused, with the API's message. */
+        snprintf(params, sizeof(params),
+                 "{\"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\", \"resume_vm\": true}",
+                 diff_s, full_m);
+        assert_int_equal(libvmm_restore(params,
+                                        "{\"machine-config\": {\"vcpu_count\": 1, "
+                                        "\"mem_size_mib\": 64}}",
+                                        NULL, &a),
+                         -EPERM);
+        assert_non_null(strstr(libvmm_last_error(), "after configuring boot-specific"));
+        assert_int_equal(libvmm_restore("{\"snapshot_path\": \"/nonexistent\", "
+                                        "\"mem_file_path\": \"/x\"}",
+                                        NULL, NULL, &a),
+                         -EINVAL);
+        assert_non_null(strstr(libvmm_last_error(), "Cannot load the snapshot"));
+        /* Twice from the same files, both run. */
+        guest_init(&r1);
+        guest_init(&r2);
+        o = opts(&r1, "restored1");
+        assert_int_equal(libvmm_restore(params, "{\"logger\": {\"level\": \"Warning\"}}", &o, &a),
+                         0);
+        o = opts(&r2, "restored2");
+        assert_int_equal(libvmm_restore(params, NULL, &o, &b), 0);
+        assert_int_equal(r1.events[LIBVMM_EVENT_STARTED], 1);
+        end(a, &r1);
+        end(b, &r2);
+        unlink(full_s);
+        unlink(full_m);
+        unlink(diff_s);
+        unlink(diff_m);
+}
+
+int main(int argc, char **argv)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_errors),
+            cmocka_unit_test(test_several_vms_and_threads),
+            cmocka_unit_test(test_snapshots),
+        };
+
+        if (argc < 3) {
+                fprintf(stderr, "usage: %s PROBE_KERNEL DIR\n", argv[0]);
+                return 2;
+        }
+        kernel = argv[1];
+        dir = argv[2];
+        libvmm_set_log("Warning", NULL, NULL);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
