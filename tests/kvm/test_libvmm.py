@@ -59,6 +59,10 @@ def test_install_and_build_against_pkg_config(tmp_path, link):
     args = [cc, "-o", exe, SOURCE_DIR / "examples" / "embed.c"] + flags.stdout.split()
     if link == "static":
         args = [a if a != "-lvmm" else str(prefix / "lib" / "libvmm.a") for a in args]
+    # A sanitizer build's library needs the sanitizer runtimes in the program too.
+    cache = (BUILD_DIR / "CMakeCache.txt").read_text()
+    if "VMM_SANITIZE:BOOL=ON" in cache:
+        args.insert(1, "-fsanitize=address,undefined")
     r = run(args + ["-lpthread"])
     assert r.returncode == 0, r.stdout + r.stderr
     r = run([exe, PROBES["elf"], 2, tmp_path],
