@@ -21,7 +21,7 @@ import pytest
 
 from conftest import VMM
 from test_api import AFTER, BEFORE, boot_source, start
-from vmm_api import VmmProcess, check, probe_kernel
+from vmm_api import VmmProcess, check, netns_available, probe_kernel
 
 pytestmark = pytest.mark.usefixtures("kvm")
 
@@ -97,13 +97,14 @@ def disk(tmp_path):
     return path
 
 
-def guest(v, tmp_path, uds, track=False, vcpus=2, mem=128):
+def guest(v, tmp_path, uds, track=False, vcpus=2, mem=128, engine="Sync"):
     """Configures and starts the snapshot scenario; returns the counter's guest address."""
     check(v.put("/boot-source", boot_source("snapshot")), 204)
     check(v.put("/machine-config", {"vcpu_count": vcpus, "mem_size_mib": mem,
                                     "track_dirty_pages": track}), 204)
     check(v.put("/drives/data", {"drive_id": "data", "path_on_host": str(disk(tmp_path)),
-                                 "is_root_device": False, "is_read_only": False}), 204)
+                                 "is_root_device": False, "is_read_only": False,
+                                 "io_engine": engine}), 204)
     check(v.put("/vsock", {"guest_cid": 3, "uds_path": uds}), 204)
     check(v.put("/entropy", {}), 204)
     check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
@@ -174,13 +175,15 @@ def snapshot(v, state, mem, kind="Full"):
                                      "snapshot_type": kind}), 204)
 
 
-def test_full_snapshot_restore_in_a_new_process(tmp_path):
+# Async: the io_uring engine, whose requests in flight complete before the state is saved.
+@pytest.mark.parametrize("engine", ["Sync", "Async"])
+def test_full_snapshot_restore_in_a_new_process(tmp_path, engine):
     uds_a, uds_b = str(tmp_path / "a.vsock"), str(tmp_path / "b.vsock")
     peer = TockPeer([uds_a + "_5678", uds_b + "_5678"])
     a = new_vmm(tmp_path, "a")
     b = None
     try:
-        addr = guest(a, tmp_path, uds_a)
+        addr = guest(a, tmp_path, uds_a, engine=engine)
         first = status(a)
         assert first["writes"] > 0 and first["ticks"] >= 0
         time.sleep(0.3)
@@ -453,3 +456,41 @@ def test_snapshot_metrics(tmp_path):
     line = json.loads(metrics.read_text().splitlines()[-1])
     assert line["put_api_requests"]["snapshot_create_count"] == 1
     assert line["latencies_us"]["full_create_snapshot"] > 0
+
+
+def net_wrap(*taps):
+    """Runs the VMM in a private network namespace holding these TAPs."""
+    setup = " && ".join(f"ip tuntap add dev {t} mode tap && ip link set {t} up" for t in taps)
+    return ("unshare", "--net", "--", "sh", "-c", setup + ' && exec "$@"', "sh")
+
+
+def test_network_overrides(tmp_path):
+    """The snapshot's TAP is gone where it is restored: network_overrides names another."""
+    if not netns_available():
+        if os.environ.get("VMM_REQUIRE_KVM") == "1":
+            pytest.fail("a network namespace with a TAP cannot be created here")
+        pytest.skip("no network namespace with a TAP here")
+    (tmp_path / "a").mkdir()
+    a = VmmProcess(tmp_path / "a", wrap=net_wrap("vmtap0"))
+    b = None
+    try:
+        check(a.put("/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "vmtap0",
+                                                 "guest_mac": "06:00:ac:10:00:02"}), 204)
+        start(a)
+        check(a.patch("/vm", {"state": "Paused"}), 204)
+        snapshot(a, tmp_path / "state", tmp_path / "mem")
+        a.kill()
+        (tmp_path / "b").mkdir()
+        b = VmmProcess(tmp_path / "b", wrap=net_wrap("vmtap1"))
+        check(load(b, tmp_path / "state", tmp_path / "mem"), 400, "vmtap0")
+        check(load(b, tmp_path / "state", tmp_path / "mem", resume_vm=True,
+                   network_overrides=[{"iface_id": "eth0", "host_dev_name": "vmtap1"}]), 204)
+        cfg = check(b.get("/vm/config"), 200)
+        assert cfg["network-interfaces"][0]["host_dev_name"] == "vmtap1"
+        assert cfg["network-interfaces"][0]["guest_mac"] == "06:00:ac:10:00:02"
+        check(b.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert b.wait_exit(30) == 0 and "probe: ok idle" in b.out()
+    finally:
+        a.kill()
+        if b:
+            b.kill()
