@@ -213,9 +213,16 @@ int main(int argc, char **argv)
         }
         printf("%-34s %17lld KiB %17lld KiB\n", "memory file on disk", disk[0] >> 10,
                disk[1] >> 10);
-        printf("restore to running vs cold boot to 1st instr (128 MiB): %.1fx faster; target: "
-               "restore to running under 5 ms: %s\n",
-               v[0][COLD_FIRST][runs / 2] / v[0][TO_RUNNING][runs / 2],
+        for (unsigned sz = 0; sz < 2; sz++)
+                printf("%s: restore to running %.3f ms; a cold boot takes %.3f ms to its first "
+                       "instruction (%.1fx) and %.3f ms to where the snapshot was taken, ready "
+                       "(%.1fx)\n",
+                       sz ? "1 GiB" : "128 MiB", v[sz][TO_RUNNING][runs / 2],
+                       v[sz][COLD_FIRST][runs / 2],
+                       v[sz][COLD_FIRST][runs / 2] / v[sz][TO_RUNNING][runs / 2],
+                       v[sz][COLD_READY][runs / 2],
+                       v[sz][COLD_READY][runs / 2] / v[sz][TO_RUNNING][runs / 2]);
+        printf("target, 128 MiB restore to running under 5 ms (median): %s\n",
                v[0][TO_RUNNING][runs / 2] < 5.0 ? "met" : "NOT met");
         return 0;
 }
