@@ -492,7 +492,7 @@ def test_boot_in_vmm_as_far_as_this_platform_goes(image, tmp_path):
         # before the initramfs is unpacked or any ACPI device (virtio-mmio) is enumerated.
         assert "KVM_EXIT_INTERNAL_ERROR suberror 1 (emulation failure)" in err, report
         assert "x86/fpu:" in out, report
-        assert "Unpacking initramfs" not in out and "initramfs:" not in out, report
+        assert "unpack rootfs image as initramfs" not in out and "initramfs:" not in out, report
         last = [l for l in out.splitlines() if l.strip()][-1]
         print(f"the platform stopped Linux after {elapsed:.0f}s at: {last}")
         return
