@@ -13,10 +13,14 @@
 
 #include "common/log.h"
 
-/* The previous value of one counter, keyed "group.name". */
+/* The previous value of one counter, keyed "group.name": the value in the last line that
+ * was written, and the one in the line being written (kept only if it gets out, so that
+ * the increments of a line lost to a full disk are reported by the next one). */
 struct prev_value {
         char *key;
         uint64_t value;
+        uint64_t pending;
+        bool has_pending;
 };
 
 struct metrics {
@@ -31,6 +35,7 @@ struct metrics {
         struct prev_value *prev;
         size_t nr_prev, cap_prev;
         uint64_t missed;
+        bool torn; /* the last line went out only in part (a full disk): end it first */
 };
 
 struct metrics_writer {
@@ -160,6 +165,7 @@ static struct prev_value *find_prev(struct metrics *m, const char *key)
         if (!m->prev[m->nr_prev].key)
                 return NULL;
         m->prev[m->nr_prev].value = 0;
+        m->prev[m->nr_prev].has_pending = false;
         return &m->prev[m->nr_prev++];
 }
 
@@ -178,7 +184,8 @@ void metrics_counter(struct metrics_writer *w, const char *name, uint64_t value)
         if (p) {
                 /* A counter that went backwards (a device that was replaced) restarts. */
                 delta = value >= p->value ? value - p->value : value;
-                p->value = value;
+                p->pending = value;
+                p->has_pending = true;
         }
         put_value(w, name, delta);
 }
@@ -498,6 +505,16 @@ fail:
         return r;
 }
 
+/* The counters move on only with a line that was written. */
+static void commit_counters(struct metrics *m, bool written)
+{
+        for (size_t i = 0; i < m->nr_prev; i++) {
+                if (written && m->prev[i].has_pending)
+                        m->prev[i].value = m->prev[i].pending;
+                m->prev[i].has_pending = false;
+        }
+}
+
 int metrics_flush(struct metrics *m, struct error *err)
 {
         struct metrics_writer w = {.m = m};
@@ -530,12 +547,28 @@ int metrics_flush(struct metrics *m, struct error *err)
         puts_(&w, "}\n");
         if (w.oom) {
                 m->missed++;
+                commit_counters(m, false);
                 free(w.buf);
                 return error_set(err, -ENOMEM, "metrics: out of memory");
         }
-        do
-                n = write(m->fd, w.buf, w.len);
-        while (n < 0 && errno == EINTR);
+        /* A line written in part (the disk filled up in the middle of it) is ended before
+         * the next one, which would otherwise be glued to it and unreadable too. */
+        if (m->torn) {
+                do
+                        n = write(m->fd, "\n", 1);
+                while (n < 0 && errno == EINTR);
+                if (n == 1)
+                        m->torn = false;
+        }
+        if (m->torn)
+                n = -1;
+        else
+                do
+                        n = write(m->fd, w.buf, w.len);
+                while (n < 0 && errno == EINTR);
+        if (n > 0 && n < (ssize_t)w.len)
+                m->torn = true;
+        commit_counters(m, n == (ssize_t)w.len);
         if (n != (ssize_t)w.len) {
                 m->missed++;
                 r = error_set(err, n < 0 ? -errno : -EAGAIN, "metrics: cannot write to '%s': %s",
