@@ -43,6 +43,7 @@ struct controller {
         /* The logger's file output. */
         _Atomic int log_fd;
         atomic_uint_fast64_t log_missed;
+        bool log_torn; /* the last line went out only in part (the logger serialises sinks) */
 
         /* The queue. */
         pthread_mutex_t lock;
@@ -162,9 +163,22 @@ static void log_file_sink(void *opaque, enum log_level level, const char *line, 
         ssize_t n;
 
         (void)level;
+        /* A line cut short (a full disk, a full pipe) is ended before the next one. */
+        if (c->log_torn) {
+                do
+                        n = write(fd, "\n", 1);
+                while (n < 0 && errno == EINTR);
+                if (n != 1) {
+                        atomic_fetch_add(&c->log_missed, 1);
+                        return;
+                }
+                c->log_torn = false;
+        }
         do
                 n = write(fd, line, len);
         while (n < 0 && errno == EINTR);
+        if (n > 0 && n < (ssize_t)len)
+                c->log_torn = true;
         if (n != (ssize_t)len)
                 atomic_fetch_add(&c->log_missed, 1);
 }
@@ -180,6 +194,7 @@ static int apply_logger(struct controller *c, const struct vmm_logger_config *l,
                 /* Detach the sink first: log_set_sink waits for a line being written. */
                 log_set_sink(NULL, NULL);
                 old = atomic_exchange(&c->log_fd, fd);
+                c->log_torn = false; /* a new file (the sink is detached meanwhile) */
                 if (old >= 0)
                         close(old);
                 log_set_sink(log_file_sink, c);
