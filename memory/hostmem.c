@@ -41,7 +41,8 @@ void hostmem_set_ownership(struct hostmem *hm, struct ownership *own)
  * Opens an access to [gpa, gpa+len): the host span, or NULL with *err set. On a protected
  * VM the range stays pinned (shared) until end_access, so the check and the access cannot
  * be separated by a transition -- and a transition to private of a pinned range waits, so
- * a thread must not hold a pin while it performs such a transition itself.
+ * a thread must not hold a pin (or be inside a short access) while it performs such a
+ * transition itself.
  */
 static void *begin_access(struct hostmem *hm, gpa_t gpa, uint64_t len, int *err)
 {
@@ -70,59 +71,94 @@ static void end_access(struct hostmem *hm, gpa_t gpa, uint64_t len)
                 ownership_unpin(hm->own, gpa, len);
 }
 
+/* The same for a short access (a copy done before the caller returns): on a protected VM
+ * the cheaper per-thread registration of ownership_access_begin instead of a pin. */
+static inline __attribute__((always_inline)) void *
+begin_short(struct hostmem *hm, gpa_t gpa, uint64_t len, struct ownership_access *a, int *err)
+{
+        void *p = guest_mem_translate(hm->mem, gpa, len);
+        int r;
+
+        if (!p) {
+                atomic_fetch_add(&hm->faults, 1);
+                *err = -EFAULT;
+                return NULL;
+        }
+        if (hm->own) {
+                r = ownership_access_begin(hm->own, gpa, len, a);
+                if (r) {
+                        atomic_fetch_add(r == -EACCES ? &hm->violations : &hm->faults, 1);
+                        *err = r;
+                        return NULL;
+                }
+        }
+        return p;
+}
+
+static inline __attribute__((always_inline)) void end_short(struct hostmem *hm,
+                                                            struct ownership_access *a)
+{
+        if (hm->own)
+                ownership_access_end(hm->own, a);
+}
+
 int hostmem_read(struct hostmem *hm, gpa_t gpa, void *dst, size_t len)
 {
+        struct ownership_access a;
         int err = 0;
-        const void *p = begin_access(hm, gpa, len, &err);
+        const void *p = begin_short(hm, gpa, len, &a, &err);
 
         if (!p)
                 return err;
         memcpy(dst, p, len);
-        end_access(hm, gpa, len);
+        end_short(hm, &a);
         return 0;
 }
 
 int hostmem_write(struct hostmem *hm, gpa_t gpa, const void *src, size_t len)
 {
+        struct ownership_access a;
         int err = 0;
-        void *p = begin_access(hm, gpa, len, &err);
+        void *p = begin_short(hm, gpa, len, &a, &err);
 
         if (!p)
                 return err;
         memcpy(p, src, len);
         guest_mem_mark_dirty(hm->mem, gpa, len);
-        end_access(hm, gpa, len);
+        end_short(hm, &a);
         return 0;
 }
 
 int hostmem_load16(struct hostmem *hm, gpa_t gpa, uint16_t *out)
 {
+        struct ownership_access a;
         int err = 0;
         uint16_t *p;
 
         if (gpa & 1)
                 return -EINVAL;
-        p = begin_access(hm, gpa, 2, &err);
+        p = begin_short(hm, gpa, 2, &a, &err);
         if (!p)
                 return err;
         *out = __atomic_load_n(p, __ATOMIC_ACQUIRE);
-        end_access(hm, gpa, 2);
+        end_short(hm, &a);
         return 0;
 }
 
 int hostmem_store16(struct hostmem *hm, gpa_t gpa, uint16_t v)
 {
+        struct ownership_access a;
         int err = 0;
         uint16_t *p;
 
         if (gpa & 1)
                 return -EINVAL;
-        p = begin_access(hm, gpa, 2, &err);
+        p = begin_short(hm, gpa, 2, &a, &err);
         if (!p)
                 return err;
         __atomic_store_n(p, v, __ATOMIC_RELEASE);
         guest_mem_mark_dirty(hm->mem, gpa, 2);
-        end_access(hm, gpa, 2);
+        end_short(hm, &a);
         return 0;
 }
 

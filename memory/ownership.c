@@ -1,15 +1,21 @@
 #include "ownership.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 struct own_region {
         gpa_t gpa;
         uint64_t granules;
         uint64_t first; /* index of its first granule in the map */
+        uint64_t bytes; /* granules * OWNERSHIP_GRANULE */
 };
 
 struct ownership {
@@ -25,17 +31,113 @@ struct ownership {
         atomic_uint_fast64_t nr_private;
 };
 
+/* ---- short accesses: per-thread slots (ownership.h) ---- */
+
+#define ACCESS_SLOTS 256
+
+struct access_slot {
+        atomic_bool in_use;              /* owned by a thread */
+        _Atomic(struct ownership *) map; /* the map of the access under way */
+        atomic_uint_fast64_t seq;        /* odd while an access is under way */
+} __attribute__((aligned(64)));
+
+static struct access_slot slots[ACCESS_SLOTS];
+static atomic_uint slots_used; /* high-water mark: the slots a transition looks at */
+static _Thread_local struct access_slot *my_slot;
+static _Thread_local bool no_slot;
+static atomic_bool asymmetric; /* membarrier registered: short accesses need no fence */
+static pthread_key_t slot_key;
+static bool slot_key_ok;
+static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
+
+static void release_slot(void *p)
+{
+        struct access_slot *slot = p;
+
+        atomic_store(&slot->in_use, false);
+}
+
+static void slots_init(void)
+{
+        long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+        if (q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+            syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+                atomic_store(&asymmetric, true);
+        slot_key_ok = pthread_key_create(&slot_key, release_slot) == 0;
+}
+
+/* This thread's slot, taken on its first short access and given back when it exits; NULL
+ * when all are taken (the access then falls back to a pin). */
+static struct access_slot *thread_slot(void)
+{
+        if (my_slot || no_slot || !slot_key_ok)
+                return my_slot;
+        for (unsigned i = 0; i < ACCESS_SLOTS; i++) {
+                bool free_ = false;
+
+                if (atomic_load_explicit(&slots[i].in_use, memory_order_relaxed) ||
+                    !atomic_compare_exchange_strong(&slots[i].in_use, &free_, true))
+                        continue;
+                if (pthread_setspecific(slot_key, &slots[i])) {
+                        atomic_store(&slots[i].in_use, false);
+                        break;
+                }
+                for (unsigned hw = atomic_load(&slots_used); hw < i + 1;)
+                        if (atomic_compare_exchange_weak(&slots_used, &hw, i + 1))
+                                break;
+                my_slot = &slots[i];
+                return my_slot;
+        }
+        no_slot = true;
+        return NULL;
+}
+
+/* A transition to private: once the bits are flipped, every short access to o that could
+ * have missed them is waited for. The membarrier orders every thread's slot announcement
+ * and bit check against our flip (the accessor side is only a compiler barrier). */
+static void wait_short_accesses(struct ownership *o)
+{
+        unsigned n;
+
+        if (atomic_load(&asymmetric)) {
+                if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)) {
+                        /* Registered, so this cannot fail; if it did, an access could slip
+                         * past the transition: stop rather than risk it. */
+                        perror("ownership: membarrier");
+                        abort();
+                }
+        } else {
+                atomic_thread_fence(memory_order_seq_cst);
+        }
+        n = atomic_load(&slots_used);
+        for (unsigned i = 0; i < n; i++) {
+                struct access_slot *slot = &slots[i];
+                uint64_t v = atomic_load_explicit(&slot->seq, memory_order_acquire);
+
+                if (!(v & 1) || atomic_load_explicit(&slot->map, memory_order_relaxed) != o)
+                        continue;
+                /* Any change of seq ends that access (a later one saw the flipped bits). */
+                while (atomic_load_explicit(&slot->seq, memory_order_acquire) == v)
+                        sched_yield();
+        }
+}
+
 int ownership_create(const struct guest_mem *mem, bool all_private, struct ownership **out)
 {
         struct ownership *o = calloc(1, sizeof(*o));
         uint64_t words;
 
+        pthread_once(&slots_once, slots_init);
         if (!o)
                 return -ENOMEM;
         for (unsigned i = 0; i < guest_mem_region_count(mem); i++) {
                 struct guest_mem_region r = guest_mem_region_get(mem, i);
-                o->regions[i] = (struct own_region){
-                    .gpa = r.gpa, .granules = r.size / OWNERSHIP_GRANULE, .first = o->granules};
+                o->regions[i] =
+                    (struct own_region){.gpa = r.gpa,
+                                        .granules = r.size / OWNERSHIP_GRANULE,
+                                        .first = o->granules,
+                                        .bytes = r.size / OWNERSHIP_GRANULE * OWNERSHIP_GRANULE};
                 o->granules += r.size / OWNERSHIP_GRANULE;
         }
         o->nr_regions = guest_mem_region_count(mem);
@@ -90,7 +192,8 @@ static bool granule_span(const struct ownership *o, gpa_t gpa, uint64_t len, uin
 
 static bool bit(const struct ownership *o, uint64_t g)
 {
-        return (atomic_load_explicit(&o->bits[g / 64], memory_order_acquire) >> (g % 64)) & 1;
+        /* seq_cst: a pin's increment and this load need no fence between them (below). */
+        return (atomic_load_explicit(&o->bits[g / 64], memory_order_seq_cst) >> (g % 64)) & 1;
 }
 
 /* Whether any granule in [first, first+count) is private; whole words at a time. */
@@ -100,7 +203,7 @@ static bool any_set(const struct ownership *o, uint64_t first, uint64_t count)
 
         while (g < end) {
                 if (g % 64 == 0 && end - g >= 64) {
-                        if (atomic_load_explicit(&o->bits[g / 64], memory_order_acquire))
+                        if (atomic_load_explicit(&o->bits[g / 64], memory_order_seq_cst))
                                 return true;
                         g += 64;
                 } else {
@@ -140,22 +243,108 @@ static void unpin_span(struct ownership *o, uint64_t first, uint64_t count)
         }
 }
 
+static int pin_span(struct ownership *o, uint64_t first, uint64_t count)
+{
+        /* Register first, check second; a transition flips bits first, checks pins second,
+         * so one of the two always sees the other: the increments and the bit loads are
+         * sequentially consistent (the transition has a fence between its two steps). */
+        for (uint64_t g = first; g < first + count; g++)
+                atomic_fetch_add(&o->pins[g], 1);
+        if (any_set(o, first, count)) {
+                unpin_span(o, first, count);
+                return -EACCES;
+        }
+        return 0;
+}
+
 int ownership_pin(struct ownership *o, gpa_t gpa, uint64_t len)
 {
         uint64_t first, count;
 
         if (!granule_span(o, gpa, len, &first, &count))
                 return -EFAULT;
-        /* Register first, check second; a transition flips bits first, checks pins second
-         * (all sequentially consistent), so one of the two always sees the other. */
-        for (uint64_t g = first; g < first + count; g++)
-                atomic_fetch_add(&o->pins[g], 1);
-        atomic_thread_fence(memory_order_seq_cst);
-        if (any_set(o, first, count)) {
-                unpin_span(o, first, count);
+        return pin_span(o, first, count);
+}
+
+/* Announces a short access in slot, then checks [first, first+count): the transition flips
+ * bits, makes every thread pass a barrier, then looks at the slots. */
+static int announce_and_check(struct ownership *o, struct access_slot *slot, uint64_t first,
+                              uint64_t count)
+{
+        uint64_t v = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+        bool refused;
+
+        atomic_store_explicit(&slot->map, o, memory_order_relaxed);
+        atomic_store_explicit(&slot->seq, v + 1, memory_order_release);
+        if (atomic_load_explicit(&asymmetric, memory_order_relaxed))
+                atomic_signal_fence(memory_order_seq_cst);
+        else
+                atomic_thread_fence(memory_order_seq_cst);
+        refused = count == 1 ? bit(o, first) : any_set(o, first, count);
+        if (refused) {
+                atomic_store_explicit(&slot->seq, v + 2, memory_order_release);
                 return -EACCES;
         }
         return 0;
+}
+
+/* Everything but the common case: ranges over several granules or regions, non-RAM, a
+ * thread without a slot yet. Out of line, so the common case needs no stack frame. */
+static __attribute__((noinline)) int access_begin_slow(struct ownership *o, gpa_t gpa, uint64_t len,
+                                                       struct ownership_access *a)
+{
+        struct access_slot *slot;
+
+        a->pinned = false;
+        if (!granule_span(o, gpa, len, &a->first, &a->count))
+                return -EFAULT;
+        slot = thread_slot();
+        a->pinned = !slot;
+        if (!slot)
+                return pin_span(o, a->first, a->count);
+        return announce_and_check(o, slot, a->first, a->count);
+}
+
+int ownership_access_begin(struct ownership *o, gpa_t gpa, uint64_t len, struct ownership_access *a)
+{
+        const struct own_region *r = &o->regions[0];
+        struct access_slot *slot = my_slot;
+        uint64_t off = gpa - r->gpa, v, g;
+
+        /* The common case (ring entries, descriptors, headers): inside one granule of the
+         * first region, on a thread that has its slot. (A gpa below the region wraps off
+         * past r->bytes; len 0 wraps len - 1.) */
+        if (!slot || off >= r->bytes || len - 1 >= OWNERSHIP_GRANULE - off % OWNERSHIP_GRANULE)
+                return access_begin_slow(o, gpa, len, a);
+        g = r->first + off / OWNERSHIP_GRANULE;
+        a->pinned = false; /* all that ownership_access_end needs */
+        /* announce_and_check, inline. */
+        v = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+        atomic_store_explicit(&slot->map, o, memory_order_relaxed);
+        atomic_store_explicit(&slot->seq, v + 1, memory_order_release);
+        if (atomic_load_explicit(&asymmetric, memory_order_relaxed))
+                atomic_signal_fence(memory_order_seq_cst);
+        else
+                atomic_thread_fence(memory_order_seq_cst);
+        if (bit(o, g)) {
+                atomic_store_explicit(&slot->seq, v + 2, memory_order_release);
+                return -EACCES;
+        }
+        return 0;
+}
+
+void ownership_access_end(struct ownership *o, struct ownership_access *a)
+{
+        struct access_slot *slot = my_slot;
+
+        if (a->pinned) {
+                unpin_span(o, a->first, a->count);
+                return;
+        }
+        /* Release: the access happens before a waiting transition sees it ended. */
+        atomic_store_explicit(&slot->seq,
+                              atomic_load_explicit(&slot->seq, memory_order_relaxed) + 1,
+                              memory_order_release);
 }
 
 void ownership_unpin(struct ownership *o, gpa_t gpa, uint64_t len)
@@ -199,6 +388,7 @@ static int transition(struct ownership *o, uint64_t first, uint64_t count, bool 
         if (private_) {
                 atomic_fetch_add(&o->nr_private, changed);
                 /* Accesses that started before the flip finish on shared memory. */
+                wait_short_accesses(o);
                 atomic_fetch_add(&o->waiters, 1);
                 while (pinned(o, first, count)) {
                         struct timespec ts;

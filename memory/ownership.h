@@ -5,11 +5,23 @@
  * byte" (../shared/docs/confidential.md).
  *
  * Queries are lock-free (one bit per granule in atomic words). Transitions are serialised.
- * Host accesses register themselves for their duration (ownership_pin): a transition to
- * PRIVATE first flips the bits, so accesses that start afterwards are refused, then waits
- * until the accesses already under way on its range have finished. Accesses never wait, so
- * a device holding a long pin (an asynchronous disk read) cannot deadlock a transition, and
- * a transition never lands in the middle of a host access (CC-3, CC-6).
+ * Host accesses register themselves for their duration: a transition to PRIVATE first flips
+ * the bits, so accesses that start afterwards are refused, then waits until the accesses
+ * already under way have finished. Accesses never wait, so a device holding a long pin (an
+ * asynchronous disk read) cannot deadlock a transition, and a transition never lands in the
+ * middle of a host access (CC-3, CC-6).
+ *
+ * Two kinds of registration:
+ *  - pins (ownership_pin/unpin): per-granule counters, for accesses that outlive the call
+ *    (zero-copy I/O); a transition waits only for pins on its own range;
+ *  - short accesses (ownership_access_begin/end): a copy the calling thread finishes before
+ *    it does anything else; it announces itself in a per-thread slot with plain stores, no
+ *    atomic read-modify-write, and the rare transition to PRIVATE pays instead: it forces a
+ *    memory barrier on every thread of the process (membarrier(2), private expedited) before
+ *    it looks at the slots, and waits for the short accesses to its map then under way. This
+ *    is what keeps a protected VM's devices within a few percent of an ordinary VM's. Where
+ *    membarrier is unavailable each short access takes a full fence instead (a seccomp
+ *    filter must allow membarrier).
  */
 #ifndef MEMORY_OWNERSHIP_H
 #define MEMORY_OWNERSHIP_H
@@ -39,6 +51,17 @@ bool ownership_any_private(const struct ownership *o, gpa_t gpa, uint64_t len);
  * private, -EFAULT when the range is not RAM (nothing stays registered on failure). */
 int ownership_pin(struct ownership *o, gpa_t gpa, uint64_t len) MUST_CHECK;
 void ownership_unpin(struct ownership *o, gpa_t gpa, uint64_t len);
+
+/* A short access to [gpa, gpa+len): the same checks and results as ownership_pin; on 0 the
+ * caller touches the range and then calls ownership_access_end(o, a), on the same thread and
+ * before any other short access of that thread (they do not nest). */
+struct ownership_access {
+        uint64_t first, count; /* the granules, for the fallback to a pin */
+        bool pinned;           /* no per-thread slot was available: this is a pin */
+};
+int ownership_access_begin(struct ownership *o, gpa_t gpa, uint64_t len,
+                           struct ownership_access *a) MUST_CHECK;
+void ownership_access_end(struct ownership *o, struct ownership_access *a);
 
 /* Transitions of granule-aligned ranges of guest RAM (-EINVAL when misaligned or empty,
  * -EFAULT when not RAM; nothing changes on error). Making a range private returns once no

@@ -224,6 +224,134 @@ static void test_random_against_reference_model(void **state)
         }
 }
 
+/* Short accesses: the same answers as pins, for single granules (the fast path), ranges
+ * over several granules and non-RAM. */
+static void test_short_access_checks_ownership(void **state)
+{
+        struct fx *f = *state;
+        struct ownership_access a;
+
+        assert_int_equal(ownership_make_private(f->o, 8 * G, G), 0);
+        assert_int_equal(ownership_access_begin(f->o, 7 * G, G, &a), 0);
+        ownership_access_end(f->o, &a);
+        assert_int_equal(ownership_access_begin(f->o, 8 * G + 100, 2, &a), -EACCES);
+        assert_int_equal(ownership_access_begin(f->o, 7 * G + 8, G, &a), -EACCES); /* straddles */
+        assert_int_equal(ownership_access_begin(f->o, 2 * G, 6 * G, &a), 0);
+        ownership_access_end(f->o, &a);
+        assert_int_equal(ownership_access_begin(f->o, 2 * G, 7 * G, &a), -EACCES);
+        assert_int_equal(ownership_access_begin(f->o, MEM - 4, 8, &a), -EFAULT);
+        assert_int_equal(ownership_access_begin(f->o, 0xd0000000ull, 4, &a), -EFAULT);
+        assert_int_equal(ownership_access_begin(f->o, 9 * G, 0, &a), 0); /* nothing to touch */
+        ownership_access_end(f->o, &a);
+}
+
+/* A transition to private waits for a short access under way (announced before the flip). */
+struct short_holder {
+        struct ownership *o;
+        volatile int state; /* 1: inside the access, 2: told to leave, 3: left */
+};
+
+static void *hold_short_access(void *arg)
+{
+        struct short_holder *h = arg;
+        struct ownership_access a;
+
+        if (ownership_access_begin(h->o, 20 * G, 8, &a)) {
+                h->state = -1;
+                return NULL;
+        }
+        h->state = 1;
+        while (h->state != 2)
+                usleep(1000);
+        ownership_access_end(h->o, &a);
+        h->state = 3;
+        return NULL;
+}
+
+static void test_transition_waits_for_short_access(void **state)
+{
+        struct fx *f = *state;
+        struct short_holder h = {.o = f->o};
+        struct waiter w = {.o = f->o, .gpa = 30 * G, .len = G}; /* elsewhere: still waits */
+        pthread_t th, tw;
+
+        assert_int_equal(pthread_create(&th, NULL, hold_short_access, &h), 0);
+        while (h.state == 0)
+                usleep(1000);
+        assert_int_equal(h.state, 1);
+        assert_int_equal(pthread_create(&tw, NULL, make_private_thread, &w), 0);
+        usleep(50000);
+        assert_int_equal(w.done, 0);
+        h.state = 2;
+        pthread_join(tw, NULL);
+        assert_int_equal(w.done, 1);
+        assert_int_equal(h.state, 3);
+        pthread_join(th, NULL);
+}
+
+/* Writers through short accesses against transitions: once ownership_make_private returned,
+ * no write lands in the range until it is shared again (the guarantee devices rely on). */
+struct writer {
+        struct ownership *o;
+        volatile uint64_t *mem; /* stands in for the guest page, one word per granule */
+        volatile int stop;
+        unsigned long writes, refused;
+};
+
+static void *write_loop(void *arg)
+{
+        struct writer *w = arg;
+        uint64_t n = 0;
+
+        while (!w->stop) {
+                struct ownership_access a;
+                unsigned g = (unsigned)(n % 4);
+
+                if (ownership_access_begin(w->o, (40 + g) * G + 8 * (n % 7), 8, &a) == 0) {
+                        /* Two writes, some time apart: a transition that did not
+                         * wait for this access would see the second land after it. */
+                        w->mem[g] = ++n;
+                        for (int spin = 0; spin < 200; spin++)
+                                __asm__ __volatile__("" ::: "memory");
+                        w->mem[g] = ++n;
+                        ownership_access_end(w->o, &a);
+                        w->writes++;
+                } else {
+                        n++;
+                        w->refused++;
+                }
+        }
+        return NULL;
+}
+
+static void test_short_accesses_never_land_after_a_transition(void **state)
+{
+        struct fx *f = *state;
+        static volatile uint64_t page[4];
+        struct writer w[2] = {{.o = f->o, .mem = page}, {.o = f->o, .mem = page}};
+        pthread_t t[2];
+
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, write_loop, &w[i]), 0);
+        for (int round = 0; round < 300; round++) {
+                uint64_t before[4];
+
+                assert_int_equal(ownership_make_private(f->o, 40 * G, 4 * G), 0);
+                memcpy(before, (const void *)page, sizeof(before));
+                for (int spin = 0; spin < 2000; spin++)
+                        __asm__ __volatile__("" ::: "memory");
+                assert_memory_equal(before, (const void *)page, sizeof(before));
+                assert_int_equal(ownership_make_shared(f->o, 40 * G, 4 * G), 0);
+                if (round % 32 == 0)
+                        usleep(100);
+        }
+        for (int i = 0; i < 2; i++) {
+                w[i].stop = 1;
+                pthread_join(t[i], NULL);
+                assert_true(w[i].writes > 0);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -239,6 +367,11 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_transition_ignores_pins_elsewhere, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_random_against_reference_model, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_short_access_checks_ownership, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_transition_waits_for_short_access, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_short_accesses_never_land_after_a_transition,
+                                            setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
