@@ -34,6 +34,10 @@ void scenario_hostile(const struct boot_info *bi);
 void scenario_net(const struct boot_info *bi);
 void scenario_balloon(const struct boot_info *bi);
 void scenario_vsock(const struct boot_info *bi);
+void scenario_vsock_stream(const struct boot_info *bi);
+/* faults.c: guests for the fault-injection tests */
+void scenario_blk_stream(const struct boot_info *bi);
+void scenario_net_stream(const struct boot_info *bi);
 void scenario_snapshot(const struct boot_info *bi); /* snapshot.c */
 void scenario_heartbeat(const struct boot_info *bi);
 /* cc.c: confidential platforms end to end */

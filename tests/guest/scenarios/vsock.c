@@ -102,13 +102,13 @@ static void send(struct vsock *v, struct conn *c, uint16_t op, uint32_t flags, c
         c->tx_cnt += len;
 }
 
+static void take(struct vsock *v, uint16_t head, uint32_t len);
+
 /* Next packet from the device (header in v->pkt, payload in v->data). */
 static void receive(struct vsock *v)
 {
         uint16_t head;
         uint32_t len;
-        uint8_t *buf;
-        unsigned i;
 
         for (unsigned round = 0;; round++) {
                 if (virtq_wait(&v->rx, &head, &len, VIRTIO_WAIT_TSC))
@@ -116,6 +116,26 @@ static void receive(struct vsock *v)
                 if (round + 1 == WAIT_ROUNDS)
                         probe_fail("vsock: nothing received (status 0x%x)", virtio_status(v->d));
         }
+        take(v, head, len);
+}
+
+/* A packet if one is there (vsock-stream polls while it sends). */
+static bool try_receive(struct vsock *v)
+{
+        uint16_t head;
+        uint32_t len;
+
+        if (!virtq_get(&v->rx, &head, &len))
+                return false;
+        take(v, head, len);
+        return true;
+}
+
+static void take(struct vsock *v, uint16_t head, uint32_t len)
+{
+        uint8_t *buf;
+        unsigned i;
+
         i = v->buf_of[head];
         buf = v->bufs + (uint64_t)i * RX_BUF;
         if (len < sizeof(v->pkt))
@@ -225,9 +245,8 @@ static void nobody_listens(struct vsock *v)
         print("probe: vsock port %u refused with RST\n", VSOCK_DEAD_PORT);
 }
 
-void scenario_vsock(const struct boot_info *bi)
+static struct vsock *vsock_open(struct vctx *c, const char *who)
 {
-        struct vctx *c = vctx_get(bi);
         struct vsock *v = alloc_zeroed(sizeof(*v), 64);
         struct virtq qs[3];
         struct vbuf evb;
@@ -238,7 +257,7 @@ void scenario_vsock(const struct boot_info *bi)
         v->rx = qs[0];
         v->tx = qs[1];
         v->ev = qs[2];
-        vctx_print_mode("vsock", v->d);
+        vctx_print_mode(who, v->d);
         v->cid = virtio_cfg64(v->d, 0);
         v->bufs = alloc_mem((uint64_t)RX_BUFS * RX_BUF, 4096);
         v->txh = alloc_zeroed(sizeof(*v->txh), 64);
@@ -250,6 +269,87 @@ void scenario_vsock(const struct boot_info *bi)
         evb = (struct vbuf){v->event, 8, true};
         virtq_add(&v->ev, &evb, 1, false);
         virtq_kick(&v->ev);
+        return v;
+}
+
+/*
+ * `vsock-stream` (tests/kvm/test_faults.py): connects to host port 5679 and streams bytes as
+ * fast as the credit allows until the host peer goes away mid-stream (its socket closed or
+ * reset: the device answers SHUTDOWN or RST), then connects again to show the device still
+ * works:
+ *   probe: vsock-stream connected to host port 5679
+ *   probe: vsock-stream peer closed after N bytes (op RST|SHUTDOWN)
+ *   probe: vsock-stream reconnected, sent "again", closed
+ */
+#define STREAM_PORT  5679
+#define STREAM_CHUNK RX_BUF
+
+static void stream_connect(struct vsock *v, struct conn *c)
+{
+        send(v, c, OP_REQUEST, 0, NULL, 0);
+        expect(v, c, OP_RESPONSE, "connection to the host");
+}
+
+void scenario_vsock_stream(const struct boot_info *bi)
+{
+        struct vctx *c = vctx_get(bi);
+        struct vsock *v = vsock_open(c, "vsock-stream");
+        struct conn s = {.local = GUEST_PORT + 2, .peer = STREAM_PORT};
+        struct conn again = {.local = GUEST_PORT + 3, .peer = STREAM_PORT};
+        uint8_t *chunk = alloc_mem(STREAM_CHUNK, 64);
+        uint64_t sent = 0;
+        uint16_t op = 0;
+
+        for (unsigned i = 0; i < STREAM_CHUNK; i++)
+                chunk[i] = (uint8_t)('a' + i % 26);
+        stream_connect(v, &s);
+        print("probe: vsock-stream connected to host port %u\n", s.peer);
+        while (!op) {
+                uint32_t credit = s.peer_buf_alloc - (s.tx_cnt - s.peer_fwd_cnt);
+
+                if (credit >= STREAM_CHUNK) {
+                        send(v, &s, OP_RW, 0, chunk, STREAM_CHUNK);
+                        sent += STREAM_CHUNK;
+                        if (!try_receive(v))
+                                continue;
+                } else {
+                        receive(v); /* no credit: wait for an update or the end */
+                }
+                if (v->pkt.dst_port != s.local)
+                        probe_fail("vsock-stream: packet for port %u (op %u)", v->pkt.dst_port,
+                                   v->pkt.op);
+                if (v->pkt.op == OP_CREDIT_UPDATE || v->pkt.op == OP_CREDIT_REQUEST) {
+                        s.peer_buf_alloc = v->pkt.buf_alloc;
+                        s.peer_fwd_cnt = v->pkt.fwd_cnt;
+                        if (v->pkt.op == OP_CREDIT_REQUEST)
+                                send(v, &s, OP_CREDIT_UPDATE, 0, NULL, 0);
+                } else if (v->pkt.op == OP_RST || v->pkt.op == OP_SHUTDOWN) {
+                        op = v->pkt.op;
+                } else {
+                        probe_fail("vsock-stream: op %u while streaming", v->pkt.op);
+                }
+        }
+        print("probe: vsock-stream peer closed after %llu bytes (op %s)\n", U64(sent),
+              op == OP_RST ? "RST" : "SHUTDOWN");
+        if (op == OP_SHUTDOWN) {
+                /* Half closed by the host: the guest ends it. */
+                send(v, &s, OP_RST, 0, NULL, 0);
+        }
+        stream_connect(v, &again);
+        write_str(v, &again, "again\n");
+        send(v, &again, OP_SHUTDOWN, SHUTDOWN_BOTH, NULL, 0);
+        expect(v, &again, OP_RST, "close");
+        print("probe: vsock-stream reconnected, sent \"again\", closed\n");
+        virtio_reset(v->d);
+        virtio_irq_disable(v->d);
+}
+
+void scenario_vsock(const struct boot_info *bi)
+{
+        struct vctx *c = vctx_get(bi);
+        struct vsock *v;
+
+        v = vsock_open(c, "vsock");
         print("probe: vsock cid %llu ready\n", U64(v->cid));
 
         host_to_guest(v);
