@@ -496,3 +496,24 @@ def test_network_overrides(tmp_path):
         a.kill()
         if b:
             b.kill()
+
+
+def test_snapshot_of_a_restored_vm(tmp_path, idle_snapshot):
+    """A restored VM's memory is a private mapping of the memory file: its own snapshot still
+    holds every page (those never touched since the restore come from the file)."""
+    state, mem = idle_snapshot
+    v = new_vmm(tmp_path, "r")
+    w = None
+    try:
+        check(load(v, state, mem), 204)  # stays Paused: the guest changes nothing
+        snapshot(v, tmp_path / "again.state", tmp_path / "again.mem")
+        assert (tmp_path / "again.mem").read_bytes() == mem.read_bytes()
+        v.kill()
+        w = new_vmm(tmp_path, "w")
+        check(load(w, tmp_path / "again.state", tmp_path / "again.mem", resume_vm=True), 204)
+        check(w.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert w.wait_exit(30) == 0 and "probe: ok idle" in w.out(), w.out()
+    finally:
+        v.kill()
+        if w:
+            w.kill()
