@@ -18,6 +18,9 @@ struct virtio_mmio {
         uint32_t interrupt_status;
         uint32_t config_generation;
         uint8_t status;
+        /* A refused FEATURES_OK stays refused until reset (CC-2: the device is unusable
+         * until the driver starts over, not merely until it writes better features). */
+        bool features_refused;
         struct virtio_mmio_stats stats;
         struct ratelimit rl;
 };
@@ -73,6 +76,7 @@ static void device_reset(struct virtio_mmio *t)
         t->queue_sel = t->shm_sel = 0;
         t->interrupt_status = 0;
         t->status = 0;
+        t->features_refused = false;
 }
 
 void virtio_mmio_destroy(struct virtio_mmio *t)
@@ -253,8 +257,10 @@ static void write_status(struct virtio_mmio *t, uint32_t v)
                 guest_error(t, "status bits set out of order", VIRTIO_MMIO_STATUS, v);
                 return;
         }
-        if ((added & VIRTIO_STATUS_FEATURES_OK) && !features_acceptable(t)) {
+        if ((added & VIRTIO_STATUS_FEATURES_OK) &&
+            (t->features_refused || !features_acceptable(t))) {
                 /* 3.1.1: the device leaves FEATURES_OK clear; DRIVER_OK cannot follow. */
+                t->features_refused = true;
                 t->stats.features_refused++;
                 guest_error(t, "driver features refused", VIRTIO_MMIO_STATUS,
                             (uint32_t)t->driver_features);
@@ -477,7 +483,7 @@ struct virtio_device *virtio_mmio_device(struct virtio_mmio *t)
 
 /* ---- snapshots ---- */
 
-#define MMIO_STATE_VERSION 1
+#define MMIO_STATE_VERSION 2
 
 void virtio_mmio_save(struct virtio_mmio *t, struct snapbuf_writer *w)
 {
@@ -495,6 +501,7 @@ void virtio_mmio_save(struct virtio_mmio *t, struct snapbuf_writer *w)
         snapbuf_put_u32(w, vd->nr_queues);
         snapbuf_put_u64(w, t->offered);
         snapbuf_put_u8(w, t->status);
+        snapbuf_put_u8(w, t->features_refused);
         snapbuf_put_u32(w, t->device_features_sel);
         snapbuf_put_u32(w, t->driver_features_sel);
         snapbuf_put_u64(w, t->driver_features);
@@ -532,6 +539,7 @@ static bool restore_registers(struct virtio_mmio *t, struct snapbuf_reader *r)
         bool running;
 
         t->status = snapbuf_get_u8(r, "virtio status");
+        uint8_t refused = snapbuf_get_u8(r, "virtio FEATURES_OK refused");
         t->device_features_sel = snapbuf_get_u32(r, "virtio DeviceFeaturesSel");
         t->driver_features_sel = snapbuf_get_u32(r, "virtio DriverFeaturesSel");
         t->driver_features = snapbuf_get_u64(r, "virtio DriverFeatures");
@@ -550,6 +558,9 @@ static bool restore_registers(struct virtio_mmio *t, struct snapbuf_reader *r)
                 return snapbuf_fail(r, vd->name,
                                     "the device now offers other features (configured "
                                     "differently than when the snapshot was taken)");
+        if (refused > 1 || (refused && (t->status & VIRTIO_STATUS_FEATURES_OK)))
+                return snapbuf_fail(r, vd->name, "impossible transport registers");
+        t->features_refused = refused;
         if (!status_consistent(t->status) ||
             (t->interrupt_status & ~(uint32_t)(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG)))
                 return snapbuf_fail(r, vd->name, "impossible transport registers");

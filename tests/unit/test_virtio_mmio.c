@@ -387,7 +387,10 @@ static void test_driver_features_only_in_driver_stage(void **state)
         assert_int_equal(status(f), S_ACK | S_DRV);
         assert_int_equal(stats(f).features_refused, 1);
 
-        /* In DRIVER: latched. */
+        /* In DRIVER (after a reset: the refusal stays until one): latched. */
+        wr(f, VIRTIO_MMIO_STATUS, 0);
+        wr(f, VIRTIO_MMIO_STATUS, S_ACK);
+        wr(f, VIRTIO_MMIO_STATUS, S_ACK | S_DRV);
         driver_features(f, V1 | VIRTIO_BIT(0));
         wr(f, VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_FOK);
         assert_int_equal(status(f), S_ACK | S_DRV | S_FOK);
@@ -442,6 +445,25 @@ static void test_features_ok_refused_without_version_1(void **state)
         assert_int_equal(negotiate(f, FAKE_FEAT | VIRTIO_BIT(VIRTIO_F_EVENT_IDX)), S_ACK | S_DRV);
         assert_int_equal(stats(f).features_refused, 2);
         assert_int_equal(f->dev.features_ok_calls, 0);
+        assert_int_equal(negotiate(f, V1), S_ACK | S_DRV | S_FOK);
+        assert_int_equal(f->dev.features_ok_calls, 1);
+}
+
+/* CC-2: after a refused FEATURES_OK, acceptable features do not help until a reset. */
+static void test_cc2_refusal_holds_until_reset(void **state)
+{
+        struct fx *f = *state;
+
+        assert_int_equal(negotiate(f, 0), S_ACK | S_DRV);
+        driver_features(f, V1);
+        wr(f, VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_FOK);
+        assert_int_equal(status(f), S_ACK | S_DRV);
+        wr(f, VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_FOK | S_DOK);
+        assert_int_equal(status(f), S_ACK | S_DRV);
+        assert_int_equal(stats(f).features_refused, 3);
+        assert_int_equal(f->dev.features_ok_calls, 0);
+        assert_int_equal(f->dev.activates, 0);
+        /* A reset clears it. */
         assert_int_equal(negotiate(f, V1), S_ACK | S_DRV | S_FOK);
         assert_int_equal(f->dev.features_ok_calls, 1);
 }
@@ -956,6 +978,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_driver_features_only_in_driver_stage, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_features_ok_refused_unoffered, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cc2_refusal_holds_until_reset, setup, teardown),
             cmocka_unit_test_setup_teardown(test_features_ok_refused_without_version_1, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_cc2_required_feature_not_accepted, setup,
