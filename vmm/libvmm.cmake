@@ -1,6 +1,6 @@
-# The embeddable library (libvmm.h): libvmm.so and libvmm.a. It is the VMM core plus the
-# JSON configuration mapping (api/config_json.c, through vmm_api_json), without the HTTP
-# server: libvmm -> vmm_api_json -> vmm_core, so vmm_core itself stays free of api/.
+# The embeddable library (vmm/libvmm.h): libvmm.so and libvmm.a, built into build/libvmm/.
+# It is the VMM core plus the JSON configuration mapping (api/config_json.c, through
+# vmm_api_json), without the HTTP server: libvmm -> vmm_api_json -> vmm_core, so vmm_core itself stays free of api/.
 include(GNUInstallDirs)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBVMM_CJSON REQUIRED IMPORTED_TARGET libcjson)
