@@ -114,6 +114,7 @@ void fz_quiet_log(void)
 #define MAX_WRITABLE 64
 
 static char scratch[PATH_MAX];
+static char **volatile sandbox_argv; /* the rewritten argv (kept reachable: not a leak) */
 static const char *writable[MAX_WRITABLE];
 static unsigned nr_writable;
 
@@ -282,7 +283,7 @@ const char *fz_sandbox(int *argc, char ***argv)
         }
         remove_scratch_later();
         allow(scratch);
-        out = calloc((size_t)*argc + 2, sizeof(*out));
+        out = sandbox_argv = calloc((size_t)*argc + 2, sizeof(*out));
         if (!out)
                 exit(1);
         for (int i = 0; i < *argc; i++) {
