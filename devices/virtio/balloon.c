@@ -80,7 +80,7 @@ static bool stats_running(const struct virtio_balloon *b)
         const struct virtq *q = &b->vd.vqs[STATSQ];
 
         return b->active && b->timer_fd >= 0 &&
-               virtio_has_feature(&b->vd, VIRTIO_BALLOON_F_STATS_VQ) && q->ready && !q->broken;
+               virtio_has_feature(&b->vd, VIRTIO_BALLOON_F_STATS_VQ) && virtq_live(q);
 }
 
 /* Hands the held statistics buffer back so that the driver refills it. Caller holds the

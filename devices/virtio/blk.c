@@ -105,7 +105,7 @@ static void finish(struct virtio_blk *blk, struct blk_req *req)
         struct virtq *q = blk_queue(blk);
         uint32_t used_len = 0;
 
-        if (q->broken || !q->ready) {
+        if (!virtq_live(q)) {
                 release(blk, req);
                 return;
         }
@@ -308,7 +308,7 @@ static bool stalled(const struct virtio_blk *blk)
 
 static bool running(struct virtio_blk *blk)
 {
-        return blk_queue(blk)->ready && !blk_queue(blk)->broken;
+        return virtq_live(blk_queue(blk));
 }
 
 /* Caller holds vd.lock. */

@@ -109,7 +109,7 @@ static void on_limiter(void *opaque, uint32_t events)
         (void)events;
         pthread_mutex_lock(&rng->vd.lock);
         rate_limiter_timer_fired(rng->limiter);
-        if (rng->vd.vqs[0].ready && !rng->vd.vqs[0].broken)
+        if (virtq_live(&rng->vd.vqs[0]))
                 process(rng);
         pthread_mutex_unlock(&rng->vd.lock);
 }

@@ -65,6 +65,11 @@ void virtq_start(struct virtq *q, struct hostmem *mem, bool event_idx, bool indi
         q->signalled_valid = false;
 }
 
+bool virtq_live(const struct virtq *q)
+{
+        return q->ready && q->mem && !q->broken;
+}
+
 static enum virtq_pop_result broken(struct virtq *q)
 {
         q->broken = true;
@@ -164,7 +169,7 @@ enum virtq_pop_result virtq_pop(struct virtq *q, struct virtq_chain *c)
 {
         uint16_t avail_idx, head;
 
-        if (!q->ready || q->broken)
+        if (!virtq_live(q))
                 return VIRTQ_EMPTY;
         if (hostmem_load16(q->mem, AVAIL_IDX(q), &avail_idx))
                 return broken(q);
@@ -194,7 +199,7 @@ int virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 {
         uint8_t elem[8];
 
-        if (q->broken)
+        if (!virtq_live(q))
                 return -EFAULT;
         put_le32(elem, head);
         put_le32(elem + 4, len);
@@ -216,7 +221,7 @@ bool virtq_arm(struct virtq *q)
 {
         uint16_t avail_idx;
 
-        if (!q->ready || q->broken)
+        if (!virtq_live(q))
                 return false;
         if (q->event_idx && hostmem_store16(q->mem, USED_AVAIL_EVENT(q), q->last_avail)) {
                 q->broken = true;
@@ -236,7 +241,7 @@ bool virtq_should_signal(struct virtq *q)
         uint16_t flags, used_event, old = q->signalled_used, new = q->used_idx;
         bool valid = q->signalled_valid;
 
-        if (q->broken)
+        if (!virtq_live(q))
                 return false;
         /* The used index must be visible before the driver's wishes are read. */
         atomic_thread_fence(memory_order_seq_cst);

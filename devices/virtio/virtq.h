@@ -82,6 +82,11 @@ void virtq_start(struct virtq *q, struct hostmem *mem, bool event_idx, bool indi
 
 enum virtq_pop_result virtq_pop(struct virtq *q, struct virtq_chain *chain);
 
+/* A queue the device may use: ready, started by DRIVER_OK (virtq_start) and not broken.
+ * Between QueueReady and DRIVER_OK, or after a reset, a device's own events (a backend
+ * completion, a timer) find the queue not live, and every call below treats it as empty. */
+bool virtq_live(const struct virtq *q);
+
 /* Puts the last popped chain back (the device could not start it, e.g. rate limited). Only
  * valid right after that pop, before anything else is popped from or pushed to the queue. */
 void virtq_unpop(struct virtq *q);

@@ -220,6 +220,33 @@ static void test_pop_empty_and_not_ready(void **state)
         assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_EMPTY);
 }
 
+/* Ready (QueueReady = 1) but not started (no DRIVER_OK yet, or reset since): a device's own
+ * event -- an io_uring completion, a timer -- reaching the queue now must find it inert,
+ * not use a guest-memory handle it does not have yet (found by fuzz_virtio_blk). */
+static void test_ready_but_not_started_is_inert(void **state)
+{
+        struct fx *f = *state;
+
+        start(f, 8, true, false);
+        desc(f, 0, BUF, 16, R, 0);
+        post(f, 0);
+        virtq_reset(&f->q);
+        f->q.size = 8;
+        f->q.desc = DESC;
+        f->q.avail = AVAIL;
+        f->q.used = USED;
+        f->q.ready = true;
+        assert_false(virtq_live(&f->q));
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_EMPTY);
+        assert_false(virtq_arm(&f->q));
+        assert_int_equal(virtq_push(&f->q, 0, 0), -EFAULT);
+        assert_false(virtq_should_signal(&f->q));
+        assert_int_equal(r16(f, USED + 2), 0);
+        virtq_start(&f->q, f->hm, true, false);
+        assert_true(virtq_live(&f->q));
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+}
+
 static void test_pop_chain(void **state)
 {
         struct fx *f = *state;
@@ -931,6 +958,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_check_config),
             cmocka_unit_test(test_pop_empty_and_not_ready),
+            cmocka_unit_test(test_ready_but_not_started_is_inert),
             cmocka_unit_test(test_pop_chain),
             cmocka_unit_test(test_zero_length_descriptor_skipped),
             cmocka_unit_test(test_descriptor_loop),
