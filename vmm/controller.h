@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "config.h"
 #include "devices/virtio/balloon.h"
+#include "vm.h"
 
 #define VMM_APP_NAME "vmm"
 
@@ -196,6 +197,15 @@ struct controller_params {
         /* The guest ended the VM (exit code 0 reset/poweroff, 1 error); VMM thread. */
         void (*on_exit)(void *opaque, int exit_code);
         void *opaque;
+        /* Confinement of the process's threads (the executable's seccomp filters,
+         * vmm/sandbox.h; NULL: none), called on the thread to confine, with thread_opaque:
+         * at the top of the API thread (controller_thread_init) and of each vCPU thread,
+         * and on the VMM thread once the VM is built and its vCPUs wait, before the guest's
+         * first instruction. Nonzero (negative errno) fails that start. */
+        int (*thread_init)(void *opaque, enum vmm_thread_role role);
+        void *thread_opaque;
+        /* Forbidden system calls trapped so far (metrics seccomp.num_faults); NULL: 0. */
+        uint64_t (*seccomp_faults)(void);
 };
 
 struct controller;
@@ -228,6 +238,9 @@ int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_loa
 int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu_ns,
                      struct error *err) MUST_CHECK;
 enum controller_state controller_get_state(const struct controller *c);
+
+/* The calling thread, about to act as role: runs the thread_init hook (0 without one). */
+int controller_thread_init(struct controller *c, enum vmm_thread_role role) MUST_CHECK;
 
 /* Any thread: queues req; -ESHUTDOWN once the queue is closed (req untouched). */
 int controller_submit(struct controller *c, struct controller_request *req) MUST_CHECK;

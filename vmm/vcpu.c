@@ -28,8 +28,10 @@ struct vcpu {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         _Atomic int request;
-        bool parked; /* guarded by lock */
-        bool exited; /* guarded by lock */
+        bool parked;    /* guarded by lock */
+        bool exited;    /* guarded by lock */
+        bool init_done; /* env.thread_init has run; guarded by lock */
+        int init_err;
         /* The last KVM_RUN returned an exit whose completion (an I/O read's data, the rest of
          * a string I/O) KVM only performs on the next KVM_RUN: the vCPU thread's own. */
         bool needs_completion;
@@ -326,6 +328,16 @@ static void *vcpu_thread(void *arg)
         snprintf(name, sizeof(name), "vcpu%u", v->index);
         log_set_thread_name(name);
         pthread_setname_np(pthread_self(), name);
+        if (v->env.thread_init) {
+                r = v->env.thread_init(v->env.opaque, v->index);
+                pthread_mutex_lock(&v->lock);
+                v->init_err = r;
+                v->init_done = true;
+                pthread_cond_broadcast(&v->cond);
+                pthread_mutex_unlock(&v->lock);
+                if (r)
+                        goto out; /* vcpu_start reports it */
+        }
         r = set_signal_mask(v);
         if (r) {
                 LOG_ERROR("vcpu%u: KVM_SET_SIGNAL_MASK: %s", v->index, strerror(-r));
@@ -387,6 +399,18 @@ int vcpu_start(struct vcpu *v, bool paused, struct error *err)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r)
                 return error_set(err, -r, "cannot start vcpu%u thread: %s", v->index, strerror(r));
+        if (v->env.thread_init) {
+                pthread_mutex_lock(&v->lock);
+                while (!v->init_done)
+                        pthread_cond_wait(&v->cond, &v->lock);
+                r = v->init_err;
+                pthread_mutex_unlock(&v->lock);
+                if (r) {
+                        pthread_join(v->thread, NULL);
+                        return error_set(err, r, "vcpu%u: cannot confine its thread: %s", v->index,
+                                         strerror(-r));
+                }
+        }
         v->started = true;
         return 0;
 }

@@ -37,6 +37,10 @@ struct vcpu_env {
         bool (*platform_exit)(void *opaque, unsigned index, int fd, struct kvm_run *run);
         bool (*platform_fault)(void *opaque, int fd);
         void *platform_opaque;
+        /* Runs first on the vCPU thread, before it touches the guest (the executable's
+         * seccomp filter, vmm/sandbox.h); NULL: none. Nonzero ends the thread and fails
+         * vcpu_start. Gets opaque, like request_stop. */
+        int (*thread_init)(void *opaque, unsigned index);
 };
 
 /* Counters in Firecracker's naming (vcpu.exit_io_in, ...), updated by the vCPU thread. */
@@ -62,7 +66,8 @@ int vcpu_fd(const struct vcpu *v);
 unsigned vcpu_index(const struct vcpu *v);
 struct vcpu_stats *vcpu_stats(struct vcpu *v);
 
-/* paused: the thread parks before running the guest (vcpu_resume lets it go). */
+/* paused: the thread parks before running the guest (vcpu_resume lets it go). With a
+ * thread_init hook, returns once the thread has run it (its error, if any). */
 int vcpu_start(struct vcpu *v, bool paused, struct error *err) MUST_CHECK;
 /* Asks the thread to park and waits until it has. A parked vCPU has completed its last exit
  * (KVM_RUN with immediate_exit): its registers are the guest's, ready to be saved. */

@@ -456,6 +456,14 @@ static int setup_platform_exits(struct vm *vm, struct error *err)
         return r;
 }
 
+static int vcpu_thread_init(void *opaque, unsigned index)
+{
+        struct vm *vm = opaque;
+
+        (void)index;
+        return vm->params.thread_init(vm->params.opaque, VMM_THREAD_VCPU);
+}
+
 static int create_vcpus(struct vm *vm, struct error *err)
 {
         struct vcpu_env env = {
@@ -466,6 +474,7 @@ static int create_vcpus(struct vm *vm, struct error *err)
             .platform_exit = vm->cc ? platform_exit : NULL,
             .platform_fault = vm->cc ? platform_fault : NULL,
             .platform_opaque = vm->cc,
+            .thread_init = vm->params.thread_init ? vcpu_thread_init : NULL,
         };
         int r;
 
@@ -624,12 +633,24 @@ fail:
 
 int vm_start(struct vm *vm, struct error *err)
 {
+        /* Confined, the vCPUs start parked: they run the guest only once the calling thread
+         * (the VMM thread, which serves the devices) is confined too. */
+        bool hold = vm->params.thread_init != NULL;
+        int r;
+
         for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-                int r = vcpu_start(vm->vcpus[i], vm->restored, err);
+                r = vcpu_start(vm->vcpus[i], vm->restored || hold, err);
                 if (r)
                         return r;
         }
+        if (hold) {
+                r = vm->params.thread_init(vm->params.opaque, VMM_THREAD_VMM);
+                if (r)
+                        return error_set(err, r, "cannot confine the VMM thread: %s", strerror(-r));
+        }
         vm->started = true;
+        if (hold && !vm->restored)
+                vm_resume(vm);
         return 0;
 }
 

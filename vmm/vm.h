@@ -32,6 +32,14 @@ struct vm_restore {
         bool clock_realtime; /* advance the KVM clock by the time since the snapshot */
 };
 
+/* The threads of a VMM process, by what they do (each gets its own seccomp filter in the
+ * executable, vmm/sandbox.h). */
+enum vmm_thread_role {
+        VMM_THREAD_VMM,  /* the event loop: devices' I/O, the control plane */
+        VMM_THREAD_API,  /* the REST API server (api/server.c) */
+        VMM_THREAD_VCPU, /* one per vCPU: KVM_RUN and the exits it handles */
+};
+
 struct vm_params {
         const struct vmm_config *cfg;
         struct event_loop *loop; /* the VMM thread's loop: console input and stop events */
@@ -44,11 +52,17 @@ struct vm_params {
         void (*on_stop)(void *opaque, int exit_code);
         void *opaque;
         const struct vm_restore *restore; /* NULL: boot the kernel */
+        /* Confinement (NULL: none), with opaque: vm_start calls it at the top of each vCPU
+         * thread (VMM_THREAD_VCPU), then on the calling thread (VMM_THREAD_VMM) while the
+         * vCPUs wait, so every thread is confined before the guest's first instruction.
+         * Nonzero fails vm_start. */
+        int (*thread_init)(void *opaque, enum vmm_thread_role role);
 };
 
 /* Errors caused by the configuration or input files come back as ERROR_CONFIG. */
 int vm_create(const struct vm_params *params, struct error *err, struct vm **out) MUST_CHECK;
-/* Starts the vCPU threads (parked, for a restored VM, until vm_resume). */
+/* Starts the vCPU threads (parked, for a restored VM, until vm_resume); with a thread_init
+ * hook, confines them and the calling thread before any runs the guest. */
 int vm_start(struct vm *vm, struct error *err) MUST_CHECK;
 /* Stops the vCPUs (if running) and frees everything. */
 void vm_destroy(struct vm *vm);
