@@ -1,12 +1,15 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -39,6 +42,17 @@ struct api_server {
         pthread_mutex_t conns_lock;
         struct api_conn *conns;
         atomic_uint nr_conns;
+        /* The API thread: ours, so that it is confined (controller_thread_init) before it
+         * serves anything; it runs MHD's event loop (external mode, epoll). */
+        pthread_t thread;
+        int wake_fd;          /* eventfd: quiesce or stop asked */
+        atomic_bool quiesce;  /* stop accepting, serve the open connections */
+        atomic_bool stop;     /* leave the loop */
+        int listen_fd;        /* given back by MHD_quiesce_daemon (API thread), closed last */
+        pthread_mutex_t lock; /* init_done, init_err */
+        pthread_cond_t cond;
+        bool init_done;
+        int init_err;
 };
 
 enum request_state {
@@ -105,27 +119,23 @@ static enum MHD_Result send_too_big(struct api_request *r, const char *method, c
 
 /* ---- the VMM thread's side ---- */
 
+static void wake(struct api_server *srv);
+
 static void on_done(struct controller_request *creq)
 {
         struct api_request *r = creq->opaque;
         struct MHD_Connection *conn = r->conn;
+        struct api_server *srv = r->srv;
 
         /* Once resumed, the API thread may answer and free r: touch nothing after. */
         atomic_store(&r->state, ANSWERED);
         MHD_resume_connection(conn);
+        /* MHD signals a resume only to threads of its own: ours runs MHD_run again when
+         * woken. srv outlives this call (api_server_stop runs on this thread). */
+        wake(srv);
 }
 
 /* ---- the API thread ---- */
-
-static void name_thread(void)
-{
-        static _Thread_local bool named;
-
-        if (!named) {
-                log_set_thread_name("api");
-                named = true;
-        }
-}
 
 static bool append(struct api_request *r, const char *data, size_t n)
 {
@@ -176,6 +186,7 @@ static enum MHD_Result dispatch(struct api_request *r, const char *method, const
                     error_set(&r->creq.reply.err, -ESHUTDOWN, "The microVM is shutting down.");
                 atomic_store(&r->state, ANSWERED);
                 MHD_resume_connection(r->conn);
+                wake(r->srv); /* the loop runs MHD again for it */
         }
         return MHD_YES;
 }
@@ -205,7 +216,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         uint64_t declared;
 
         (void)version;
-        name_thread();
         if (!r) {
                 r = calloc(1, sizeof(*r));
                 if (!r)
@@ -391,14 +401,85 @@ fail:
         return err && err->code ? err->code : -EINVAL;
 }
 
+/* ---- the API thread ---- */
+
+static void report_init(struct api_server *srv, int r)
+{
+        pthread_mutex_lock(&srv->lock);
+        srv->init_err = r;
+        srv->init_done = true;
+        pthread_cond_broadcast(&srv->cond);
+        pthread_mutex_unlock(&srv->lock);
+}
+
+/* MHD's epoll set becomes readable when a socket is ready; wake_fd when a connection was
+ * resumed (MHD has no inter-thread channel without threads of its own) or when stopping. */
+static void *api_thread(void *arg)
+{
+        struct api_server *srv = arg;
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+        bool quiesced = false;
+        int r;
+
+        log_set_thread_name("api");
+        pthread_setname_np(pthread_self(), "api");
+        r = controller_thread_init(srv->ctl, VMM_THREAD_API);
+        if (!r && !di)
+                r = -EIO;
+        report_init(srv, r);
+        if (r)
+                return NULL;
+        while (!atomic_load(&srv->stop)) {
+                struct pollfd fds[2] = {{.fd = di->epoll_fd, .events = POLLIN},
+                                        {.fd = srv->wake_fd, .events = POLLIN}};
+                MHD_UNSIGNED_LONG_LONG to;
+                int timeout = -1;
+                uint64_t v;
+
+                if (atomic_load(&srv->quiesce) && !quiesced) {
+                        srv->listen_fd = MHD_quiesce_daemon(srv->daemon);
+                        quiesced = true;
+                }
+                if (MHD_get_timeout(srv->daemon, &to) == MHD_YES)
+                        timeout = to > INT_MAX ? INT_MAX : (int)to;
+                if (poll(fds, 2, timeout) < 0 && errno != EINTR) {
+                        LOG_ERROR("API thread: poll: %s", strerror(errno));
+                        break;
+                }
+                if (fds[1].revents && read(srv->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                        LOG_WARN("API thread: wake eventfd: %s", strerror(errno));
+                MHD_run(srv->daemon);
+        }
+        return NULL;
+}
+
+static void wake(struct api_server *srv)
+{
+        uint64_t one = 1;
+
+        if (write(srv->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                LOG_WARN("API server: wake eventfd: %s", strerror(errno));
+}
+
 /* ---- life cycle ---- */
+
+static void free_server(struct api_server *srv)
+{
+        if (srv->wake_fd >= 0)
+                close(srv->wake_fd);
+        pthread_cond_destroy(&srv->cond);
+        pthread_mutex_destroy(&srv->lock);
+        pthread_mutex_destroy(&srv->conns_lock);
+        free(srv->path);
+        free(srv);
+}
 
 int api_server_start(const char *path, struct controller *ctl, size_t max_payload,
                      struct error *err, struct api_server **out)
 {
         struct api_server *srv = calloc(1, sizeof(*srv));
         struct stat st;
-        int fd;
+        int fd, r;
 
         if (!srv || !(srv->path = strdup(path))) {
                 free(srv);
@@ -406,34 +487,59 @@ int api_server_start(const char *path, struct controller *ctl, size_t max_payloa
         }
         srv->ctl = ctl;
         srv->max_payload = max_payload;
+        srv->listen_fd = MHD_INVALID_SOCKET;
         pthread_mutex_init(&srv->conns_lock, NULL);
+        pthread_mutex_init(&srv->lock, NULL);
+        pthread_cond_init(&srv->cond, NULL);
+        srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (srv->wake_fd < 0) {
+                r = error_set(err, -errno, "API server: eventfd: %s", strerror(errno));
+                free_server(srv);
+                return r;
+        }
         fd = api_listen_unix(path, err);
         if (fd < 0) {
-                pthread_mutex_destroy(&srv->conns_lock);
-                free(srv->path);
-                free(srv);
+                free_server(srv);
                 return fd;
         }
         if (stat(path, &st) == 0) {
                 srv->dev = st.st_dev;
                 srv->ino = st.st_ino;
         }
-        /* One internal thread (epoll) for every connection; suspend/resume lets it go on
-         * serving others while the VMM thread executes a command. */
-        srv->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                                           MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-                                       0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, fd,
-                                       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                                       MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-                                       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-                                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0, MHD_OPTION_END);
+        /* Every connection on one thread (epoll), run by our API thread (MHD's "external"
+         * mode); suspend/resume lets it go on serving others while the VMM thread executes a
+         * command. */
+        srv->daemon = MHD_start_daemon(
+            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
+            srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+            srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0, MHD_OPTION_END);
         if (!srv->daemon) {
                 close(fd);
                 unlink(path);
-                pthread_mutex_destroy(&srv->conns_lock);
-                free(srv->path);
-                free(srv);
+                free_server(srv);
                 return error_set(err, -EIO, "cannot start the API server (libmicrohttpd)");
+        }
+        r = pthread_create(&srv->thread, NULL, api_thread, srv);
+        if (r) {
+                r = error_set(err, -r, "cannot start the API thread: %s", strerror(r));
+        } else {
+                /* Confined before anything else happens: the guest may start right after. */
+                pthread_mutex_lock(&srv->lock);
+                while (!srv->init_done)
+                        pthread_cond_wait(&srv->cond, &srv->lock);
+                r = srv->init_err;
+                pthread_mutex_unlock(&srv->lock);
+                if (r) {
+                        pthread_join(srv->thread, NULL);
+                        r = error_set(err, r, "API thread: cannot confine it: %s", strerror(-r));
+                }
+        }
+        if (r) {
+                MHD_stop_daemon(srv->daemon); /* closes the listening socket too */
+                unlink(path);
+                free_server(srv);
+                return r;
         }
         LOG_INFO("API server listening on %s", path);
         *out = srv;
@@ -443,7 +549,6 @@ int api_server_start(const char *path, struct controller *ctl, size_t max_payloa
 void api_server_stop(struct api_server *srv)
 {
         struct stat st;
-        MHD_socket listen_fd;
 
         if (!srv)
                 return;
@@ -452,22 +557,24 @@ void api_server_stop(struct api_server *srv)
          * the VMM). */
         for (int i = 0; i < 500 && atomic_load(&srv->unanswered) > 0; i++)
                 usleep(1000);
-        /* Then the API thread closes every connection itself before MHD_stop_daemon: in
-         * libmicrohttpd 0.9.75 (Debian 12) MHD_stop_daemon crashes (a NULL response) when it
-         * has to close a connection whose request MHD refused on its own (a malformed
-         * request line) and whose client has just gone. Bounded too. */
-        listen_fd = MHD_quiesce_daemon(srv->daemon);
+        /* Then the API thread stops accepting and closes every connection itself before
+         * MHD_stop_daemon: in libmicrohttpd 0.9.75 (Debian 12) MHD_stop_daemon crashes (a NULL
+         * response) when it has to close a connection whose request MHD refused on its own
+         * (a malformed request line) and whose client has just gone. Bounded too. */
+        atomic_store(&srv->quiesce, true);
+        wake(srv);
         for (int i = 0; i < 1000 && atomic_load(&srv->nr_conns) > 0; i++) {
                 if (i % 10 == 0)
                         shutdown_conns(srv); /* again: one may have arrived meanwhile */
                 usleep(1000);
         }
+        atomic_store(&srv->stop, true);
+        wake(srv);
+        pthread_join(srv->thread, NULL);
         MHD_stop_daemon(srv->daemon);
-        if (listen_fd != MHD_INVALID_SOCKET)
-                close(listen_fd);
+        if (srv->listen_fd != MHD_INVALID_SOCKET)
+                close(srv->listen_fd);
         if (stat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
                 unlink(srv->path);
-        pthread_mutex_destroy(&srv->conns_lock);
-        free(srv->path);
-        free(srv);
+        free_server(srv);
 }
