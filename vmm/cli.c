@@ -35,6 +35,7 @@ enum {
         OPT_METRICS_PATH,
         OPT_MAX_PAYLOAD,
         OPT_NO_SECCOMP,
+        OPT_SECCOMP_TEST_VIOLATION,
         OPT_DESCRIBE_SNAPSHOT,
         OPT_BASE_FILE,
         OPT_DIFF_FILE,
@@ -71,6 +72,7 @@ static const struct option long_opts[] = {
     {"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
     {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
     {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+    {"seccomp-test-violation", required_argument, NULL, OPT_SECCOMP_TEST_VIOLATION},
     {"describe-snapshot", required_argument, NULL, OPT_DESCRIBE_SNAPSHOT},
     {"base-file", required_argument, NULL, OPT_BASE_FILE},
     {"diff-file", required_argument, NULL, OPT_DIFF_FILE},
@@ -114,7 +116,8 @@ const char *cli_usage(void)
                "once\n"
                "  --no-api             no API socket (needs --kernel or --config-file)\n"
                "  --http-api-max-payload-size N  largest API request body (default 51200)\n"
-               "  --no-seccomp         accepted for Firecracker's clients (no filters yet)\n"
+               "  --no-seccomp         no seccomp filters (each thread role has one by default;\n"
+               "                       a forbidden system call ends the process with 148)\n"
                "  --level LEVEL        log level: Error, Warning, Info (default), Debug, Off\n"
                "  --log-path PATH      write log lines to PATH (file or named pipe)\n"
                "  --show-level         show the level in log lines (default)\n"
@@ -512,9 +515,17 @@ static int apply(int opt, const char *arg, struct cli_opts *o, struct error *err
                 o->no_api = true;
                 return 0;
         case OPT_NO_SECCOMP:
-                /* Firecracker's clients (the Go SDK, firectl) pass it; there are no seccomp
-                 * filters yet, so it changes nothing for now. */
                 o->no_seccomp = true;
+                return 0;
+        case OPT_SECCOMP_TEST_VIOLATION:
+                /* Tests only (tests/kvm/test_seccomp.py), hence not in --help: proves that a
+                 * role's filter is installed and that a violation ends the process. */
+                if (strcmp(arg, "vmm") && strcmp(arg, "api") && strcmp(arg, "vcpu"))
+                        return error_set(err, -EINVAL,
+                                         "--seccomp-test-violation: '%s' is not one of vmm, "
+                                         "api, vcpu",
+                                         arg);
+                o->seccomp_test_violation = arg;
                 return 0;
         case OPT_MAX_PAYLOAD:
                 r = parse_uint("http-api-max-payload-size", arg, 1ull << 30, &v, err);

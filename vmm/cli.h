@@ -26,8 +26,11 @@ struct cli_opts {
         const char *api_sock;    /* --api-sock: serve the REST API there */
         const char *config_file; /* --config-file: the machine from a JSON document */
         bool no_api;             /* --no-api */
-        bool no_seccomp;         /* --no-seccomp (no filters exist yet) */
-        size_t max_payload;      /* --http-api-max-payload-size (bytes) */
+        bool no_seccomp;         /* --no-seccomp: no seccomp filters (vmm/sandbox.h) */
+        /* --seccomp-test-violation ROLE (tests only, not in --help): the thread of that role
+         * ("vmm", "api", "vcpu") makes a forbidden call once confined. NULL: none. */
+        const char *seccomp_test_violation;
+        size_t max_payload; /* --http-api-max-payload-size (bytes) */
         /* An option describing the machine (--kernel, --mem, --drive, ...) was given: those
          * cannot be combined with --config-file. Names the first one. */
         const char *machine_option;

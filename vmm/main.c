@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "common/event_loop.h"
 #include "common/log.h"
 #include "controller.h"
+#include "sandbox.h"
 #include "snapshot.h"
 #include "vm.h"
 
@@ -41,6 +43,42 @@ struct run_state {
 
 /* Counted for the metrics' "signals" group. */
 static struct controller_signal_counts signal_counts;
+
+/* How the process's threads are confined (vmm/sandbox.h). */
+struct confinement {
+        struct sandbox *sandbox; /* NULL: --no-seccomp */
+        const char *violation;   /* --seccomp-test-violation: the role that misbehaves */
+};
+
+static enum sandbox_role sandbox_role_of(enum vmm_thread_role role)
+{
+        switch (role) {
+        case VMM_THREAD_API:
+                return SANDBOX_ROLE_API;
+        case VMM_THREAD_VCPU:
+                return SANDBOX_ROLE_VCPU;
+        default:
+                return SANDBOX_ROLE_VMM;
+        }
+}
+
+/* The controller's thread_init hook: the role's filter, then (tests) the forbidden call
+ * that must end the process. */
+static int confine_thread(void *opaque, enum vmm_thread_role role)
+{
+        struct confinement *conf = opaque;
+        enum sandbox_role sr = sandbox_role_of(role);
+        int r = conf->sandbox ? sandbox_apply(conf->sandbox, sr) : 0;
+
+        if (!r && conf->violation && strcmp(conf->violation, sandbox_role_name(sr)) == 0) {
+                LOG_WARN("seccomp test: thread role \"%s\" makes a forbidden system call "
+                         "(getpgid)",
+                         conf->violation);
+                syscall(SYS_getpgid, 0);
+                LOG_WARN("seccomp test: the call went through (no filter)");
+        }
+        return r;
+}
 
 static uint64_t clock_ns(clockid_t id)
 {
@@ -102,7 +140,8 @@ static int exit_code_for(const struct error *err)
         return err->kind == ERROR_CONFIG ? EXIT_BAD_CONFIG : EXIT_ERROR;
 }
 
-static int run(struct cli_opts *o, bool boot_now, uint64_t start_ns, uint64_t start_cpu_ns)
+static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint64_t start_ns,
+               uint64_t start_cpu_ns)
 {
         struct run_state st = {.sigfd = -1};
         struct event_loop *loop = NULL;
@@ -143,6 +182,9 @@ static int run(struct cli_opts *o, bool boot_now, uint64_t start_ns, uint64_t st
             .signals = &signal_counts,
             .on_exit = on_exit_request,
             .opaque = &st,
+            .thread_init = confine_thread,
+            .thread_opaque = conf,
+            .seccomp_faults = sandbox_fault_count,
         };
         r = controller_create(&params, &o->cfg, &err, &ctl);
         if (r) {
@@ -230,6 +272,7 @@ int main(int argc, char **argv)
         uint64_t start_ns = clock_ns(CLOCK_MONOTONIC);
         uint64_t start_cpu_ns = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
         struct vmm_host_limits limits;
+        struct confinement conf = {0};
         struct error err = {0};
         struct cli_opts o;
         bool boot_now;
@@ -288,7 +331,22 @@ int main(int argc, char **argv)
                 return EXIT_BAD_ARGS;
         }
         boot_now = o.cfg.boot.kernel_image_path != NULL;
-        code = run(&o, boot_now, start_ns, start_cpu_ns);
+        /* Every thread role gets its filter before the guest runs (vm_start, the API
+         * thread's start); built here, while the process may still do anything. */
+        conf.violation = o.seccomp_test_violation;
+        if (o.no_seccomp) {
+                LOG_WARN("seccomp filtering is disabled (--no-seccomp): no thread is confined");
+        } else {
+                code = sandbox_create(&conf.sandbox);
+                if (code) {
+                        LOG_ERROR("cannot build the seccomp filters: %s", strerror(-code));
+                        cli_opts_free(&o);
+                        return EXIT_ERROR;
+                }
+        }
+        code = run(&o, &conf, boot_now, start_ns, start_cpu_ns);
+        /* Every thread that could trap has been joined. */
+        sandbox_destroy(conf.sandbox);
         cli_opts_free(&o);
         return code;
 }
