@@ -345,6 +345,11 @@ static void test_short_accesses_never_land_after_a_transition(void **state)
                 if (round % 32 == 0)
                         usleep(100);
         }
+        /* The range is shared now: each writer gets through at least once (on a loaded
+         * machine a writer may not have run at all while it was shared above). */
+        for (int i = 0; i < 2; i++)
+                for (int wait = 0; wait < 10000 && !w[i].writes; wait++)
+                        usleep(1000);
         for (int i = 0; i < 2; i++) {
                 w[i].stop = 1;
                 pthread_join(t[i], NULL);
