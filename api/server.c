@@ -449,6 +449,11 @@ static void *api_thread(void *arg)
                 if (fds[1].revents && read(srv->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                         LOG_WARN("API thread: wake eventfd: %s", strerror(errno));
                 MHD_run(srv->daemon);
+                /* libmicrohttpd puts its listening socket back into its epoll set (after
+                 * it reached the connection limit and a connection has closed since) only at
+                 * the start of a run: a second run does that, or nothing would wake this
+                 * poll for the connections waiting in the backlog. */
+                MHD_run(srv->daemon);
         }
         return NULL;
 }
@@ -513,7 +518,9 @@ int api_server_start(const char *path, struct controller *ctl, size_t max_payloa
             MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
             srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
             MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-            srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0, MHD_OPTION_END);
+            srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0, MHD_OPTION_CONNECTION_LIMIT,
+            (unsigned)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            (size_t)API_CONNECTION_MEMORY, MHD_OPTION_END);
         if (!srv->daemon) {
                 close(fd);
                 unlink(path);

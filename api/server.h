@@ -20,6 +20,11 @@
 #include "vmm/controller.h"
 
 #define API_DEFAULT_MAX_PAYLOAD 51200 /* Firecracker's default body limit, in bytes */
+/* What clients can make the API thread hold: connections at once (more wait in the
+ * listen backlog) and libmicrohttpd's per-connection buffer for the request line and
+ * headers (bodies are accumulated separately, up to the payload limit). */
+#define API_MAX_CONNECTIONS   256
+#define API_CONNECTION_MEMORY (32u << 10)
 
 struct api_server;
 

@@ -467,6 +467,48 @@ def test_parallel_clients(vmm):
     vmm.stop()
 
 
+API_MAX_CONNECTIONS = 256  # api/server.h
+
+
+def test_connection_limit(vmm):
+    """More idle connections than the limit (api/server.h): the ones beyond wait in the
+    backlog; once connections close the server takes new ones again (it once stopped
+    accepting for good after reaching the limit), and nothing is leaked."""
+    check(vmm.get("/"), 200)
+    vmm.session.close()
+    before = settled_fd_count(vmm.proc.pid)
+    idle = []
+    for _ in range(API_MAX_CONNECTIONS):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(vmm.sock)
+        idle.append(s)
+    assert b"HTTP/1.1 200" in raw_request_on(idle[0], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    # One more: it waits in the backlog while the limit is reached.
+    waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    waiting.connect(vmm.sock)
+    waiting.sendall(b"GET /machine-config HTTP/1.1\r\nHost: x\r\n\r\n")
+    waiting.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        waiting.recv(4096)
+    # A single connection closing makes room for it.
+    idle.pop().close()
+    waiting.settimeout(10)
+    assert waiting.recv(4096).startswith(b"HTTP/1.1 200"), "a waiting client was never served"
+    waiting.close()
+    for s in idle:
+        s.close()
+    assert check(vmm.get("/"), 200)["state"] == "Not started"
+    vmm.session.close()
+    assert settled_fd_count(vmm.proc.pid) <= before
+    vmm.stop()
+
+
+def raw_request_on(s, data):
+    s.settimeout(10)
+    s.sendall(data)
+    return s.recv(4096)
+
+
 def test_socket_in_use_and_stale(tmp_path):
     sock = tmp_path / "api.sock"
     first = VmmProcess(tmp_path, sock=sock)
