@@ -115,8 +115,10 @@ static void tap_gone(struct virtio_net *net, int err)
                 return;
         net->tap_dead = true;
         net->stats.tap_gone++;
-        LOG_GUEST(&net->rl, "%s: TAP '%s' is gone (%s); the link is down from now on", net->name,
-                  net->tap_name, strerror(err));
+        /* Once per device (the latch above), and the host's doing: not on the guest-error
+         * channel, whose budget the failed writes before it may have used up. */
+        LOG_WARN("%s: TAP '%s' is gone (%s); the link is down from now on", net->name,
+                 net->tap_name, strerror(err));
         net->config[VIRTIO_NET_CFG_STATUS] &= (uint8_t)~VIRTIO_NET_S_LINK_UP;
         if (net->vd.tops)
                 virtio_signal_config(&net->vd);
