@@ -121,6 +121,7 @@ static const struct {
     {SCMP_SYS(unlink), VMM},
     {SCMP_SYS(unlinkat), VMM},
     {SCMP_SYS(rename), VMM},
+    {SCMP_SYS(mincore), VMM}, /* debug level: the startup line's guest RAM resident */
     {SCMP_SYS(io_uring_register), VMM},
     {SCMP_SYS(accept4), VMM | API},
     /* Devices at work: on the VMM thread (ioeventfds, back-end events), and on a vCPU

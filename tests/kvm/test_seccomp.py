@@ -95,6 +95,20 @@ def test_filters_are_on_by_default_and_count_no_fault(kvm, tmp_path):
     assert lines and all(l["seccomp"]["num_faults"] == 0 for l in lines), lines
 
 
+def test_debug_level_paths_pass_the_filters(kvm, tmp_path):
+    """--level Debug takes paths an Info run never does (the startup line reads
+    /proc/self/statm and the guest RAM's residency with mincore; bench/startup relies on
+    it): they were once refused with 148."""
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(1 << 20))
+    run = run_vmm([*probe_args("hello", "--vcpus", "2", "--drive", f"path={disk}",
+                               "--entropy"), "--level", "Debug"], timeout=60)
+    assert run.rc == 0, run
+    assert "probe: ok hello" in run.out, run
+    assert "startup: first guest exit" in run.err, run
+    assert "seccomp:" not in run.err, run
+
+
 def thread_seccomp(pid):
     """{thread name: (seccomp mode, number of filters)} of a live process."""
     out = {}
