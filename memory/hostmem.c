@@ -37,6 +37,27 @@ void hostmem_set_ownership(struct hostmem *hm, struct ownership *own)
         hm->own = own;
 }
 
+/* The host span of [gpa, gpa+len), or NULL (counted as a fault) outside guest RAM. */
+static inline __attribute__((always_inline)) void *translate(struct hostmem *hm, gpa_t gpa,
+                                                             uint64_t len, int *err)
+{
+        void *p = guest_mem_translate(hm->mem, gpa, len);
+
+        if (!p) {
+                atomic_fetch_add(&hm->faults, 1);
+                *err = -EFAULT;
+        }
+        return p;
+}
+
+/* An ownership refusal r (non-zero): counted (a private byte is a violation, CC-7). */
+static void *refused(struct hostmem *hm, int r, int *err)
+{
+        atomic_fetch_add(r == -EACCES ? &hm->violations : &hm->faults, 1);
+        *err = r;
+        return NULL;
+}
+
 /*
  * Opens an access to [gpa, gpa+len): the host span, or NULL with *err set. On a protected
  * VM the range stays pinned (shared) until end_access, so the check and the access cannot
@@ -46,22 +67,11 @@ void hostmem_set_ownership(struct hostmem *hm, struct ownership *own)
  */
 static void *begin_access(struct hostmem *hm, gpa_t gpa, uint64_t len, int *err)
 {
-        void *p = guest_mem_translate(hm->mem, gpa, len);
+        void *p = translate(hm, gpa, len, err);
         int r;
 
-        if (!p) {
-                atomic_fetch_add(&hm->faults, 1);
-                *err = -EFAULT;
-                return NULL;
-        }
-        if (hm->own) {
-                r = ownership_pin(hm->own, gpa, len);
-                if (r) {
-                        atomic_fetch_add(r == -EACCES ? &hm->violations : &hm->faults, 1);
-                        *err = r;
-                        return NULL;
-                }
-        }
+        if (p && hm->own && (r = ownership_pin(hm->own, gpa, len)) != 0)
+                return refused(hm, r, err);
         return p;
 }
 
@@ -76,22 +86,11 @@ static void end_access(struct hostmem *hm, gpa_t gpa, uint64_t len)
 static inline __attribute__((always_inline)) void *
 begin_short(struct hostmem *hm, gpa_t gpa, uint64_t len, struct ownership_access *a, int *err)
 {
-        void *p = guest_mem_translate(hm->mem, gpa, len);
+        void *p = translate(hm, gpa, len, err);
         int r;
 
-        if (!p) {
-                atomic_fetch_add(&hm->faults, 1);
-                *err = -EFAULT;
-                return NULL;
-        }
-        if (hm->own) {
-                r = ownership_access_begin(hm->own, gpa, len, a);
-                if (r) {
-                        atomic_fetch_add(r == -EACCES ? &hm->violations : &hm->faults, 1);
-                        *err = r;
-                        return NULL;
-                }
-        }
+        if (p && hm->own && (r = ownership_access_begin(hm->own, gpa, len, a)) != 0)
+                return refused(hm, r, err);
         return p;
 }
 

@@ -268,8 +268,8 @@ int ownership_pin(struct ownership *o, gpa_t gpa, uint64_t len)
 
 /* Announces a short access in slot, then checks [first, first+count): the transition flips
  * bits, makes every thread pass a barrier, then looks at the slots. */
-static int announce_and_check(struct ownership *o, struct access_slot *slot, uint64_t first,
-                              uint64_t count)
+static inline __attribute__((always_inline)) int
+announce_and_check(struct ownership *o, struct access_slot *slot, uint64_t first, uint64_t count)
 {
         uint64_t v = atomic_load_explicit(&slot->seq, memory_order_relaxed);
         bool refused;
@@ -309,7 +309,7 @@ int ownership_access_begin(struct ownership *o, gpa_t gpa, uint64_t len, struct 
 {
         const struct own_region *r = &o->regions[0];
         struct access_slot *slot = my_slot;
-        uint64_t off = gpa - r->gpa, v, g;
+        uint64_t off = gpa - r->gpa, g;
 
         /* The common case (ring entries, descriptors, headers): inside one granule of the
          * first region, on a thread that has its slot. (A gpa below the region wraps off
@@ -318,19 +318,8 @@ int ownership_access_begin(struct ownership *o, gpa_t gpa, uint64_t len, struct 
                 return access_begin_slow(o, gpa, len, a);
         g = r->first + off / OWNERSHIP_GRANULE;
         a->pinned = false; /* all that ownership_access_end needs */
-        /* announce_and_check, inline. */
-        v = atomic_load_explicit(&slot->seq, memory_order_relaxed);
-        atomic_store_explicit(&slot->map, o, memory_order_relaxed);
-        atomic_store_explicit(&slot->seq, v + 1, memory_order_release);
-        if (atomic_load_explicit(&asymmetric, memory_order_relaxed))
-                atomic_signal_fence(memory_order_seq_cst);
-        else
-                atomic_thread_fence(memory_order_seq_cst);
-        if (bit(o, g)) {
-                atomic_store_explicit(&slot->seq, v + 2, memory_order_release);
-                return -EACCES;
-        }
-        return 0;
+        /* Inlined with count 1: the check is a single bit test. */
+        return announce_and_check(o, slot, g, 1);
 }
 
 void ownership_access_end(struct ownership *o, struct ownership_access *a)
