@@ -189,14 +189,16 @@ static void check_chain(const struct virtq *q, const struct virtq_chain *c)
         CHECK(r == c->readable && w == c->writable);
 }
 
-/* What [off, off+len) of one part of the chain covers: the bytes it should move (clipped at
- * the end of the part) and whether a granule it touches is private. */
-static uint32_t range_expect(const struct model *mo, const struct virtq_chain *c, bool write,
-                             uint32_t off, uint32_t len, bool *priv)
+/* Calls piece(ctx, gpa, done, n) for each guest piece of [off, off+len) of one part of the
+ * chain (its readable or its writable buffers), clipped at the end of the part; done is
+ * the offset of the piece within the range. Stops early when piece returns false (NULL: no
+ * calls). Returns the bytes covered. */
+static uint32_t range_walk(const struct virtq_chain *c, bool write, uint32_t off, uint32_t len,
+                           bool (*piece)(void *ctx, gpa_t gpa, uint32_t done, uint32_t n),
+                           void *ctx)
 {
         uint32_t done = 0;
 
-        *priv = false;
         for (unsigned i = 0; i < c->nr_segs && done < len; i++) {
                 const struct virtq_seg *s = &c->segs[i];
                 uint32_t n;
@@ -208,73 +210,94 @@ static uint32_t range_expect(const struct model *mo, const struct virtq_chain *c
                         continue;
                 }
                 n = s->len - off < len - done ? s->len - off : len - done;
-                if (mo->own && ownership_any_private(mo->own, s->addr + off, n))
-                        *priv = true;
+                if (piece && !piece(ctx, s->addr + off, done, n))
+                        break;
                 done += n;
                 off = 0;
         }
         return done;
 }
 
+static bool private_piece(void *ctx, gpa_t gpa, uint32_t done, uint32_t n)
+{
+        const struct model *mo = ctx;
+
+        (void)done;
+        return !ownership_any_private(mo->own, gpa, n); /* the first private one answers */
+}
+
+/* What [off, off+len) of one part of the chain covers: the bytes it should move and
+ * whether a granule it touches is private. */
+static uint32_t range_expect(const struct model *mo, const struct virtq_chain *c, bool write,
+                             uint32_t off, uint32_t len, bool *priv)
+{
+        uint32_t all = range_walk(c, write, off, len, NULL, NULL);
+
+        *priv = mo->own && range_walk(c, write, off, len, private_piece, (void *)mo) < all;
+        return all;
+}
+
+struct copy_ctx {
+        uint8_t *ref;
+        bool to_guest;
+};
+
+static bool copy_piece(void *ctx, gpa_t gpa, uint32_t done, uint32_t n)
+{
+        struct copy_ctx *cc = ctx;
+
+        if (cc->to_guest)
+                CHECK(guest_mem_write(mem, gpa, cc->ref + done, n) == 0);
+        else
+                CHECK(guest_mem_read(mem, gpa, cc->ref + done, n) == 0);
+        return true;
+}
+
 /* The same range copied through guest_mem (the trusted path), to or from ref. */
 static void range_copy(const struct virtq_chain *c, bool write, uint32_t off, uint8_t *ref,
                        uint32_t len, bool to_guest)
 {
-        uint32_t done = 0;
+        struct copy_ctx cc = {ref, to_guest};
 
-        for (unsigned i = 0; i < c->nr_segs && done < len; i++) {
-                const struct virtq_seg *s = &c->segs[i];
+        range_walk(c, write, off, len, copy_piece, &cc);
+}
+
+struct overlap_ctx {
+        struct {
+                gpa_t a;
                 uint32_t n;
+        } r[64];
+        unsigned nr;
+        bool found;
+};
 
-                if (s->write != write)
-                        continue;
-                if (off >= s->len) {
-                        off -= s->len;
-                        continue;
-                }
-                n = s->len - off < len - done ? s->len - off : len - done;
-                if (to_guest)
-                        CHECK(guest_mem_write(mem, s->addr + off, ref + done, n) == 0);
-                else
-                        CHECK(guest_mem_read(mem, s->addr + off, ref + done, n) == 0);
-                done += n;
-                off = 0;
+static bool overlap_piece(void *ctx, gpa_t gpa, uint32_t done, uint32_t n)
+{
+        struct overlap_ctx *o = ctx;
+
+        (void)done;
+        if (o->nr == ARRAY_SIZE(o->r)) {
+                o->found = true; /* too many to compare: assume the worst */
+                return false;
         }
+        for (unsigned k = 0; k < o->nr; k++)
+                if (ranges_overlap(o->r[k].a, o->r[k].n, gpa, n)) {
+                        o->found = true;
+                        return false;
+                }
+        o->r[o->nr].a = gpa;
+        o->r[o->nr++].n = n;
+        return true;
 }
 
 /* Whether two buffers of the range overlap in guest memory (then the last write wins and
  * the bytes read back differ from those written: legitimate). */
 static bool range_self_overlaps(const struct virtq_chain *c, bool write, uint32_t off, uint32_t len)
 {
-        struct {
-                gpa_t a;
-                uint32_t n;
-        } r[64];
-        unsigned nr = 0;
-        uint32_t done = 0;
+        struct overlap_ctx o = {.nr = 0, .found = false};
 
-        for (unsigned i = 0; i < c->nr_segs && done < len; i++) {
-                const struct virtq_seg *s = &c->segs[i];
-                uint32_t n;
-
-                if (s->write != write)
-                        continue;
-                if (off >= s->len) {
-                        off -= s->len;
-                        continue;
-                }
-                n = s->len - off < len - done ? s->len - off : len - done;
-                if (nr == ARRAY_SIZE(r))
-                        return true; /* too many to compare: assume the worst */
-                for (unsigned k = 0; k < nr; k++)
-                        if (ranges_overlap(r[k].a, r[k].n, s->addr + off, n))
-                                return true;
-                r[nr].a = s->addr + off;
-                r[nr++].n = n;
-                done += n;
-                off = 0;
-        }
-        return false;
+        range_walk(c, write, off, len, overlap_piece, &o);
+        return o.found;
 }
 
 static void op_copy(struct model *mo, struct virtq *q, bool have_chain, struct fz *f, bool write)
