@@ -1,6 +1,7 @@
 """Shared fixtures for tests that run the vmm binary (KVM integration, CLI, API)."""
 import os
 import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -88,3 +89,28 @@ def assert_probe_ok(run, scenario, fmt=None):
     assert not [l for l in lines if l.startswith("probe: fail")], run
     assert run.rc == 0, run
     assert "guest requested a reset through the i8042" in run.err, run
+
+
+def netns_problem():
+    """Why this process cannot run the VMM in a private network namespace with a TAP, or
+    None."""
+    if os.geteuid() != 0:
+        return "needs root for a network namespace and a TAP"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "needs unshare (util-linux) and ip (iproute2)"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun"
+    r = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"unshare -n failed: {r.stderr.strip()}"
+    return None
+
+
+def require_netns(what):
+    """A skip on a developer machine that cannot (no root), a failure in CI
+    (VMM_REQUIRE_KVM=1), which requires `what`."""
+    problem = netns_problem()
+    if problem:
+        if os.environ.get("VMM_REQUIRE_KVM") == "1":
+            pytest.fail(f"{problem}, and VMM_REQUIRE_KVM=1 requires {what}")
+        pytest.skip(problem)

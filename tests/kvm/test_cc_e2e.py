@@ -19,7 +19,6 @@ import os
 import pathlib
 import re
 import secrets
-import shutil
 import socket
 import struct
 import subprocess
@@ -243,36 +242,13 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from conftest import PROBES, VMM, require_kvm, run_probe  # noqa: E402
+from conftest import PROBES, VMM, require_kvm, require_netns, run_probe  # noqa: E402
 
 PLATFORMS = ["sev", "pef", "s390-pv"]
 SLOT_BASE = 0xC0001000
 FIRST_GSI = 5
 DISK_SECTORS = 2048
 GUEST_MAC = "52:54:00:12:34:56"
-
-
-def netns_problem():
-    if os.geteuid() != 0:
-        return "needs root for a network namespace and a TAP"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "needs unshare (util-linux) and ip (iproute2)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun"
-    r = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"unshare -n failed: {r.stderr.strip()}"
-    return None
-
-
-def require_netns():
-    """The runs need a TAP in a private namespace: a skip on a developer machine without
-    root, a failure in CI (VMM_REQUIRE_KVM=1)."""
-    problem = netns_problem()
-    if problem:
-        if os.environ.get("VMM_REQUIRE_KVM") == "1":
-            pytest.fail(f"{problem}, and VMM_REQUIRE_KVM=1 requires the confidential e2e tests")
-        pytest.skip(problem)
 
 
 def disk_image(path, sectors=DISK_SECTORS):
@@ -339,7 +315,7 @@ def runs(tmp_path_factory):
         key = (platform, scenario)
         if key not in _runs:
             require_kvm()
-            require_netns()
+            require_netns("the confidential e2e tests")
             _runs[key] = Run(platform, scenario, tmp_path_factory.mktemp(
                 f"{scenario}-{platform}".replace("-", "_")))
         run = _runs[key]

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -93,7 +92,7 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from conftest import PROBES, VMM, require_kvm  # noqa: E402
+from conftest import PROBES, VMM, require_kvm, require_netns  # noqa: E402
 
 SECTOR = 512
 
@@ -266,21 +265,8 @@ def test_sigterm_during_io(kvm, tmp_path, engine):
 
 # -- network --
 
-def netns_problem():
-    if os.geteuid() != 0:
-        return "needs root for a network namespace and a TAP"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "needs unshare (util-linux) and ip (iproute2)"
-    r = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
-    return f"unshare -n failed: {r.stderr.strip()}" if r.returncode else None
-
-
 def test_tap_deleted_while_sending(kvm):
-    problem = netns_problem()
-    if problem:
-        if os.environ.get("VMM_REQUIRE_KVM") == "1":
-            pytest.fail(f"{problem}, and VMM_REQUIRE_KVM=1 requires the fault tests")
-        pytest.skip(problem)
+    require_netns("the fault tests")
     args = [str(VMM), "--kernel", str(PROBES["elf"]), "--net", "tap=tapf0", "--cmdline",
             "console=ttyS0 probe=net-stream"]
     proc = subprocess.run(["unshare", "-n", sys.executable, os.path.abspath(__file__),

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import select
-import shutil
 import socket
 import struct
 import subprocess
@@ -97,7 +96,7 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from conftest import PROBE_ENTRY, PROBES, VMM, run_probe  # noqa: E402
+from conftest import PROBE_ENTRY, PROBES, VMM, require_netns, run_probe  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("kvm")
 TIMEOUT = 30
@@ -351,26 +350,9 @@ def test_nineteen_devices_last_one_on_the_last_ioapic_pin(tmp_path):
 
 # -- virtio-net --
 
-def netns_problem():
-    if os.geteuid() != 0:
-        return "needs root for a network namespace and a TAP"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "needs unshare (util-linux) and ip (iproute2)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun"
-    r = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"unshare -n failed: {r.stderr.strip()}"
-    return None
-
-
 @pytest.fixture
 def netns():
-    problem = netns_problem()
-    if problem:
-        if os.environ.get("VMM_REQUIRE_KVM") == "1":
-            pytest.fail(f"{problem}, and VMM_REQUIRE_KVM=1 requires the virtio-net tests")
-        pytest.skip(problem)
+    require_netns("the virtio-net tests")
 
 
 def run_net(fmt, vcpus, net_opt, extra):
