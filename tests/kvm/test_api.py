@@ -702,14 +702,6 @@ def test_pause_resume(kvm, tmp_path):
         v.kill()
 
 
-def start_or_skip_unlanded(v):
-    """InstanceStart; skips while a device is still a placeholder ("not implemented yet")."""
-    r = v.put("/actions", {"action_type": "InstanceStart"})
-    if r.status_code == 400 and "not implemented yet" in r.json().get("fault_message", ""):
-        pytest.skip(f"device not landed yet: {r.json()['fault_message']}")
-    check(r, 204)
-
-
 @pytest.mark.parametrize("stats", [1, 0])
 def test_balloon_runtime(kvm, tmp_path, stats):
     v = VmmProcess(tmp_path)
@@ -718,7 +710,7 @@ def test_balloon_runtime(kvm, tmp_path, stats):
         check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 204)
         check(v.put("/balloon", {"amount_mib": 8, "deflate_on_oom": True,
                                  "stats_polling_interval_s": stats}), 204)
-        start_or_skip_unlanded(v)
+        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
         v.wait_output("probe: idle ready")
         check(v.patch("/balloon", {"amount_mib": 16}), 204)
         assert check(v.get("/balloon"), 200)["amount_mib"] == 16
