@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "vmm/cli.h"
+#include "api/cli.h"
 
 #define MAX_ARGS 64
 

@@ -19,7 +19,7 @@
 #include "api/config_json.h"
 #include "api/router.h"
 #include "common/event_loop.h"
-#include "vmm/cli.h"
+#include "api/cli.h"
 #include "vmm/controller.h"
 #include "vmm/metrics.h"
 

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "vmm/cli.h"
+#include "api/cli.h"
 #include "vmm/config.h"
 
 #define MAX_ARGS 48

@@ -25,10 +25,10 @@
 #include "cli.h"
 #include "common/event_loop.h"
 #include "common/log.h"
-#include "controller.h"
-#include "sandbox.h"
-#include "snapshot.h"
-#include "vm.h"
+#include "vmm/controller.h"
+#include "vmm/sandbox.h"
+#include "vmm/snapshot.h"
+#include "vmm/vm.h"
 
 #define EXIT_OK         0
 #define EXIT_ERROR      1

@@ -11,7 +11,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "config.h"
+#include "vmm/config.h"
 
 #define CLI_DEFAULT_MAX_PAYLOAD 51200 /* Firecracker's API body limit */
 
