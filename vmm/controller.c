@@ -12,7 +12,7 @@
 
 #include "arch/x86/cpu_state.h"
 #include "common/log.h"
-#include "devices.h"
+#include "vm_devices.h"
 #include "metrics.h"
 #include "snapshot.h"
 #include "vm.h"

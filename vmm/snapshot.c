@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "arch/x86/cpu_state.h"
-#include "devices.h"
+#include "vm_devices.h"
 
 #define INFO_VERSION 1
 #define CONF_VERSION 1
