@@ -23,6 +23,7 @@
 #include "api/config_json.h"
 #include "api/server.h"
 #include "cli.h"
+#include "common/clock.h"
 #include "common/event_loop.h"
 #include "common/log.h"
 #include "vmm/controller.h"
@@ -78,13 +79,6 @@ static int confine_thread(void *opaque, enum vmm_thread_role role)
                 LOG_WARN("seccomp test: the call went through (no filter)");
         }
         return r;
-}
-
-static uint64_t clock_ns(clockid_t id)
-{
-        struct timespec ts;
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void on_exit_request(void *opaque, int exit_code)

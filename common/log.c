@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 struct logger {
         _Atomic int level;
         atomic_bool show_level;
@@ -186,16 +188,9 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
         va_end(ap);
 }
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void log_guest(struct ratelimit *rl, const char *file, int line, const char *fmt, ...)
 {
-        uint64_t now = now_ns();
+        uint64_t now = clock_ns(CLOCK_MONOTONIC);
         va_list ap;
 
         if (!log_enabled(LOG_LEVEL_WARN))

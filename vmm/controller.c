@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "arch/x86/cpu_state.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "vm_devices.h"
 #include "metrics.h"
@@ -57,13 +58,6 @@ struct controller {
         uint64_t pause_us, resume_us, vmm_pause_us, vmm_resume_us;
         uint64_t full_snapshot_us, diff_snapshot_us, load_snapshot_us;
 };
-
-static uint64_t clock_ns(clockid_t id)
-{
-        struct timespec ts;
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 const char *controller_state_name(enum controller_state s)
 {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "common/clock.h"
 #include "common/event_loop.h"
 #include "common/log.h"
 #include "vmm/controller.h"
@@ -63,14 +64,6 @@ static int fail(int code, const char *fmt, ...)
         vsnprintf(last_error, sizeof(last_error), fmt, ap);
         va_end(ap);
         return code;
-}
-
-static uint64_t clock_ns(clockid_t id)
-{
-        struct timespec ts;
-
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void emit(struct libvmm *vm, enum libvmm_event ev, int code)
