@@ -3,8 +3,8 @@
  * option, missing or non-numeric value) are reported here; whether the values make a
  * valid machine is decided by vmm_config_validate, like for the config file and the API.
  */
-#ifndef VMM_CLI_H
-#define VMM_CLI_H
+#ifndef API_CLI_H
+#define API_CLI_H
 
 #include <stdbool.h>
 #include <stddef.h>
