@@ -37,79 +37,129 @@ void controller_request_init(struct controller_request *req, enum vmm_action act
         req->received_ns = clock_ns(CLOCK_MONOTONIC);
 }
 
-static void free_boot(struct vmm_boot_source *b)
+/* ---- what a request owns (the CLEAR column of controller_actions.def) ---- */
+
+static void clear_none(struct controller_request *req)
 {
-        free(b->kernel_image_path);
-        free(b->initrd_path);
-        free(b->boot_args);
+        (void)req;
 }
 
-void controller_request_clear(struct controller_request *req)
+static void clear_boot(struct controller_request *req)
 {
-        switch (req->action) {
-        case VMM_PUT_BOOT_SOURCE:
-                free_boot(&req->u.boot);
-                break;
-        case VMM_PUT_MACHINE_CONFIG:
-        case VMM_PATCH_MACHINE_CONFIG:
-                free(req->u.machine.cpu_hide);
-                break;
-        case VMM_PUT_DRIVE:
-                vmm_drive_free(&req->u.drive);
-                break;
-        case VMM_PATCH_DRIVE:
-                free(req->u.drive_update.drive_id);
-                free(req->u.drive_update.path_on_host);
-                break;
-        case VMM_PUT_NET:
-                vmm_net_free(&req->u.net);
-                break;
-        case VMM_PATCH_NET:
-                free(req->u.net_update.iface_id);
-                break;
-        case VMM_PUT_VSOCK:
-                free(req->u.vsock.uds_path);
-                free(req->u.vsock.vsock_id);
-                break;
-        case VMM_PUT_SERIAL:
-                free(req->u.serial_out_path);
-                break;
-        case VMM_PUT_LOGGER:
-                vmm_logger_config_free(&req->u.logger);
-                break;
-        case VMM_PUT_METRICS:
-                vmm_metrics_config_free(&req->u.metrics);
-                break;
-        case VMM_PUT_MEMORY_DUMP:
-                free(req->u.memory_dump_path);
-                break;
-        case VMM_SNAPSHOT_CREATE:
-                free(req->u.snapshot_create.snapshot_path);
-                free(req->u.snapshot_create.mem_file_path);
-                break;
-        case VMM_SNAPSHOT_LOAD:
-                vmm_snapshot_load_free(&req->u.snapshot_load);
-                break;
-        default:
-                break;
+        free(req->u.boot.kernel_image_path);
+        free(req->u.boot.initrd_path);
+        free(req->u.boot.boot_args);
+}
+
+static void clear_machine(struct controller_request *req)
+{
+        free(req->u.machine.cpu_hide);
+}
+
+static void clear_drive(struct controller_request *req)
+{
+        vmm_drive_free(&req->u.drive);
+}
+
+static void clear_drive_update(struct controller_request *req)
+{
+        free(req->u.drive_update.drive_id);
+        free(req->u.drive_update.path_on_host);
+}
+
+static void clear_net(struct controller_request *req)
+{
+        vmm_net_free(&req->u.net);
+}
+
+static void clear_net_update(struct controller_request *req)
+{
+        free(req->u.net_update.iface_id);
+}
+
+static void clear_vsock(struct controller_request *req)
+{
+        free(req->u.vsock.uds_path);
+        free(req->u.vsock.vsock_id);
+}
+
+static void clear_serial(struct controller_request *req)
+{
+        free(req->u.serial_out_path);
+}
+
+static void clear_logger(struct controller_request *req)
+{
+        vmm_logger_config_free(&req->u.logger);
+}
+
+static void clear_metrics(struct controller_request *req)
+{
+        vmm_metrics_config_free(&req->u.metrics);
+}
+
+static void clear_memory_dump(struct controller_request *req)
+{
+        free(req->u.memory_dump_path);
+}
+
+static void clear_snapshot_create(struct controller_request *req)
+{
+        free(req->u.snapshot_create.snapshot_path);
+        free(req->u.snapshot_create.mem_file_path);
+}
+
+static void clear_snapshot_load(struct controller_request *req)
+{
+        vmm_snapshot_load_free(&req->u.snapshot_load);
+}
+
+/* ---- handlers that act on the controller (RUN in controller_actions.def) ---- */
+
+static int act_get_instance_info(struct controller *c, struct controller_request *req,
+                                 struct error *err)
+{
+        struct controller_reply *rep = &req->reply;
+
+        (void)err;
+        snprintf(rep->id, sizeof(rep->id), "%s", c->instance_id);
+        rep->first_exit_ns = c->vm ? vm_first_exit_ns(c->vm) : 0;
+        return 0;
+}
+
+static int act_nothing(struct controller *c, struct controller_request *req, struct error *err)
+{
+        (void)c;
+        (void)req;
+        (void)err;
+        return 0;
+}
+
+static int act_copy_config(struct controller *c, struct controller_request *req, struct error *err)
+{
+        struct controller_reply *rep = &req->reply;
+
+        rep->config = malloc(sizeof(*rep->config));
+        if (!rep->config || vmm_config_copy(rep->config, &c->cfg)) {
+                free(rep->config);
+                rep->config = NULL;
+                return error_set(err, -ENOMEM, "out of memory");
         }
-        free(req->reply.memory);
-        req->reply.memory = NULL;
-        free(req->reply.metrics);
-        req->reply.metrics = NULL;
-        if (req->reply.config) {
-                vmm_config_free(req->reply.config);
-                free(req->reply.config);
-        }
-        memset(&req->u, 0, sizeof(req->u));
-        req->reply.config = NULL;
+        return 0;
+}
+
+static int act_get_balloon(struct controller *c, struct controller_request *req, struct error *err)
+{
+        if (!c->cfg.balloon.present)
+                return error_set(err, -ENOENT, MSG_NO_BALLOON);
+        return act_copy_config(c, req, err);
 }
 
 #define MEMORY_PAGE 4096
 
 /* A debugger's peek: the page holding the address, as the host sees it (CC-8 on a protected
  * VM: the platform's ciphertext, never the plaintext of a private granule). */
-static int get_memory(struct controller *c, struct controller_request *req, struct error *err)
+static int act_get_memory(struct controller *c, struct controller_request *req, struct error *err)
 {
         struct controller_reply *rep = &req->reply;
         uint64_t a = align_down(req->u.memory_address, MEMORY_PAGE);
@@ -277,165 +327,193 @@ int controller_pause_or_resume(struct controller *c, bool pause)
         return 0;
 }
 
+static int act_patch_drive(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return patch_drive(c, &req->u.drive_update, err);
+}
+
+static int act_patch_net(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return patch_net(c, &req->u.net_update, err);
+}
+
+static int act_patch_balloon(struct controller *c, struct controller_request *req,
+                             struct error *err)
+{
+        return patch_balloon(c, req->u.balloon_amount_mib, err);
+}
+
+static int act_patch_balloon_stats(struct controller *c, struct controller_request *req,
+                                   struct error *err)
+{
+        return patch_balloon_stats(c, req->u.balloon_stats_interval_s, err);
+}
+
+static int act_get_balloon_stats(struct controller *c, struct controller_request *req,
+                                 struct error *err)
+{
+        return get_balloon_stats(c, &req->reply, err);
+}
+
+static int act_memory_dump(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return vm_memory_dump(c->vm, req->u.memory_dump_path, err);
+}
+
+static int act_apply_logger(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return controller_log_apply(c, &req->u.logger, err);
+}
+
+static int act_apply_metrics(struct controller *c, struct controller_request *req,
+                             struct error *err)
+{
+        return metrics_configure(c->metrics, &req->u.metrics, c->instance_id, err);
+}
+
+static int act_instance_start(struct controller *c, struct controller_request *req,
+                              struct error *err)
+{
+        (void)req;
+        return controller_start(c, clock_ns(CLOCK_MONOTONIC), clock_ns(CLOCK_PROCESS_CPUTIME_ID),
+                                err);
+}
+
+static int act_flush_metrics(struct controller *c, struct controller_request *req,
+                             struct error *err)
+{
+        (void)req;
+        return metrics_flush(c->metrics, err);
+}
+
+static int act_send_ctrl_alt_del(struct controller *c, struct controller_request *req,
+                                 struct error *err)
+{
+        int r = vm_send_ctrl_alt_del(c->vm);
+
+        (void)req;
+        return r ? error_set(err, r, "the i8042 cannot take the key sequence now: %s", strerror(-r))
+                 : 0;
+}
+
+static int act_pause(struct controller *c, struct controller_request *req, struct error *err)
+{
+        (void)req;
+        (void)err;
+        return controller_pause_or_resume(c, true);
+}
+
+static int act_resume(struct controller *c, struct controller_request *req, struct error *err)
+{
+        (void)req;
+        (void)err;
+        return controller_pause_or_resume(c, false);
+}
+
+static int act_snapshot_create(struct controller *c, struct controller_request *req,
+                               struct error *err)
+{
+        return controller_snapshot_create(c, &req->u.snapshot_create, err);
+}
+
+static int act_snapshot_load(struct controller *c, struct controller_request *req,
+                             struct error *err)
+{
+        return controller_snapshot_load(c, &req->u.snapshot_load, err);
+}
+
+static int act_get_metrics(struct controller *c, struct controller_request *req, struct error *err)
+{
+        int r = metrics_read(c->metrics, &req->reply.metrics);
+
+        return r ? error_set(err, r, "metrics: %s", strerror(-r)) : 0;
+}
+
+/* ---- the table ---- */
+
+/* HANDLER is RUN(f), EDIT(f) or both: designated initializers of .run and .edit. */
+#define RUN(f)  .run = act_##f,
+#define EDIT(f) .edit = controller_edit_##f,
+#define X(NAME, PHASE, CONFIGURES, HANDLER, CLEAR, EVENT, METHOD, PATH, PARSE, METRIC)             \
+        [VMM_##NAME] = {.phase = CONTROLLER_PHASE_##PHASE,                                         \
+                        .configures = CONFIGURES,                                                  \
+                        .clear = clear_##CLEAR,                                                    \
+                        .event = CONTROLLER_EVENT_##EVENT,                                         \
+                        .method = #METHOD,                                                         \
+                        .metric = METRIC,                                                          \
+                        HANDLER},
+
+static const struct controller_action actions[VMM_ACTION_COUNT] = {
+#include "controller_actions.def"
+};
+
+#undef X
+#undef EDIT
+#undef RUN
+
+const struct controller_action *controller_action_get(enum vmm_action a)
+{
+        return (unsigned)a < VMM_ACTION_COUNT ? &actions[a] : NULL;
+}
+
+enum controller_event controller_action_event(enum vmm_action a)
+{
+        return (unsigned)a < VMM_ACTION_COUNT ? actions[a].event : CONTROLLER_EVENT_NONE;
+}
+
+void controller_request_clear(struct controller_request *req)
+{
+        if ((unsigned)req->action < VMM_ACTION_COUNT)
+                actions[req->action].clear(req);
+        free(req->reply.memory);
+        req->reply.memory = NULL;
+        free(req->reply.metrics);
+        req->reply.metrics = NULL;
+        if (req->reply.config) {
+                vmm_config_free(req->reply.config);
+                free(req->reply.config);
+        }
+        memset(&req->u, 0, sizeof(req->u));
+        req->reply.config = NULL;
+}
+
 /* ---- execution ---- */
-
-enum phase { ANY, BEFORE_START, AFTER_START };
-
-static enum phase phase_of(enum vmm_action a)
-{
-        switch (a) {
-        case VMM_GET_INSTANCE_INFO:
-        case VMM_GET_VERSION:
-        case VMM_GET_MACHINE_CONFIG:
-        case VMM_GET_VM_CONFIG:
-        case VMM_GET_BALLOON:
-                return ANY;
-        case VMM_GET_BALLOON_STATS:
-        case VMM_PATCH_DRIVE:
-        case VMM_PATCH_NET:
-        case VMM_PATCH_BALLOON:
-        case VMM_PATCH_BALLOON_STATS:
-        case VMM_FLUSH_METRICS:
-        case VMM_SEND_CTRL_ALT_DEL:
-        case VMM_PAUSE:
-        case VMM_RESUME:
-        case VMM_GET_MEMORY:
-        case VMM_PUT_MEMORY_DUMP:
-        case VMM_SNAPSHOT_CREATE:
-                return AFTER_START;
-        case VMM_GET_METRICS:
-                return ANY;
-        default:
-                return BEFORE_START;
-        }
-}
-
-static int copy_config(struct controller *c, struct controller_reply *rep, struct error *err)
-{
-        rep->config = malloc(sizeof(*rep->config));
-        if (!rep->config || vmm_config_copy(rep->config, &c->cfg)) {
-                free(rep->config);
-                rep->config = NULL;
-                return error_set(err, -ENOMEM, "out of memory");
-        }
-        return 0;
-}
 
 static int run(struct controller *c, struct controller_request *req, struct error *err)
 {
-        struct controller_reply *rep = &req->reply;
-        int r;
+        const struct controller_action *a = &actions[req->action];
+        int r = a->run ? a->run(c, req, err) : 0;
 
-        switch (req->action) {
-        case VMM_GET_INSTANCE_INFO:
-                snprintf(rep->id, sizeof(rep->id), "%s", c->instance_id);
-                rep->state = c->state;
-                rep->first_exit_ns = c->vm ? vm_first_exit_ns(c->vm) : 0;
-                return 0;
-        case VMM_GET_VERSION:
-                return 0;
-        case VMM_GET_MACHINE_CONFIG:
-        case VMM_GET_VM_CONFIG:
-                return copy_config(c, rep, err);
-        case VMM_GET_BALLOON:
-                if (!c->cfg.balloon.present)
-                        return error_set(err, -ENOENT, MSG_NO_BALLOON);
-                return copy_config(c, rep, err);
-        case VMM_GET_BALLOON_STATS:
-                return get_balloon_stats(c, rep, err);
-        case VMM_PUT_BOOT_SOURCE:
-                return controller_edit_config(c, req, controller_edit_boot, err);
-        case VMM_PUT_MACHINE_CONFIG:
-        case VMM_PATCH_MACHINE_CONFIG:
-                req->u.machine.update.cpu_hide = req->u.machine.cpu_hide;
-                return vmm_config_apply_machine(&c->cfg, &req->u.machine.update, &c->limits, err);
-        case VMM_PUT_DRIVE:
-                return controller_edit_config(c, req, controller_edit_drive, err);
-        case VMM_PUT_NET:
-                return controller_edit_config(c, req, controller_edit_net, err);
-        case VMM_PUT_VSOCK:
-                return controller_edit_config(c, req, controller_edit_vsock, err);
-        case VMM_PUT_ENTROPY:
-                return controller_edit_config(c, req, controller_edit_entropy, err);
-        case VMM_PUT_CONFIDENTIAL:
-                return controller_edit_config(c, req, controller_edit_confidential, err);
-        case VMM_GET_MEMORY:
-                return get_memory(c, req, err);
-        case VMM_PUT_MEMORY_DUMP:
-                return vm_memory_dump(c->vm, req->u.memory_dump_path, err);
-        case VMM_PUT_SERIAL:
-                return controller_edit_config(c, req, controller_edit_serial, err);
-        case VMM_PUT_BALLOON:
-                return controller_edit_config(c, req, controller_edit_balloon, err);
-        case VMM_PUT_LOGGER:
-                r = controller_log_apply(c, &req->u.logger, err);
-                return r ? r : controller_log_merge(&c->cfg.logger, &req->u.logger);
-        case VMM_PUT_METRICS:
-                r = metrics_configure(c->metrics, &req->u.metrics, c->instance_id, err);
-                if (r)
-                        return r;
-                SWAP(c->cfg.metrics, req->u.metrics);
-                c->cfg.metrics.present = true;
-                return 0;
-        case VMM_INSTANCE_START:
-                return controller_start(c, clock_ns(CLOCK_MONOTONIC),
-                                        clock_ns(CLOCK_PROCESS_CPUTIME_ID), err);
-        case VMM_PATCH_DRIVE:
-                return patch_drive(c, &req->u.drive_update, err);
-        case VMM_PATCH_NET:
-                return patch_net(c, &req->u.net_update, err);
-        case VMM_PATCH_BALLOON:
-                return patch_balloon(c, req->u.balloon_amount_mib, err);
-        case VMM_PATCH_BALLOON_STATS:
-                return patch_balloon_stats(c, req->u.balloon_stats_interval_s, err);
-        case VMM_FLUSH_METRICS:
-                return metrics_flush(c->metrics, err);
-        case VMM_SEND_CTRL_ALT_DEL:
-                r = vm_send_ctrl_alt_del(c->vm);
-                return r ? error_set(err, r, "the i8042 cannot take the key sequence now: %s",
-                                     strerror(-r))
-                         : 0;
-        case VMM_PAUSE:
-        case VMM_RESUME:
-                return controller_pause_or_resume(c, req->action == VMM_PAUSE);
-        case VMM_SNAPSHOT_CREATE:
-                return controller_snapshot_create(c, &req->u.snapshot_create, err);
-        case VMM_SNAPSHOT_LOAD:
-                return controller_snapshot_load(c, &req->u.snapshot_load, err);
-        case VMM_GET_METRICS:
-                r = metrics_read(c->metrics, &rep->metrics);
-                return r ? error_set(err, r, "metrics: %s", strerror(-r)) : 0;
-        default:
-                return error_set(err, -ENOSYS, "internal: unknown action %d", (int)req->action);
-        }
+        if (!r && a->edit)
+                r = controller_edit(&c->cfg, &c->limits, req, err);
+        return r;
 }
 
 void controller_execute(struct controller *c, struct controller_request *req)
 {
         struct controller_reply *rep = &req->reply;
-        enum phase ph;
+        const struct controller_action *a;
         int r;
 
         if ((unsigned)req->action >= VMM_ACTION_COUNT) {
                 rep->status = error_set(&rep->err, -ENOSYS, "internal: unknown action");
                 return;
         }
-        ph = phase_of(req->action);
+        a = &actions[req->action];
         atomic_fetch_add(&c->count[req->action], 1);
         error_clear(&rep->err);
-        if (ph == BEFORE_START && c->state != CONTROLLER_NOT_STARTED)
+        if (a->phase == CONTROLLER_PHASE_BEFORE_START && c->state != CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_AFTER_START);
-        else if (ph == AFTER_START && c->state == CONTROLLER_NOT_STARTED)
+        else if (a->phase == CONTROLLER_PHASE_AFTER_START && c->state == CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_BEFORE_START);
         else
                 r = run(c, req, &rep->err);
         if (r && !rep->err.code)
                 error_set(&rep->err, r, "%s", strerror(-r));
         rep->status = r;
+        rep->state = c->state;
         /* Once the machine has a resource, a snapshot can no longer be loaded into it. */
-        if (!r && ph == BEFORE_START && req->action != VMM_PUT_LOGGER &&
-            req->action != VMM_PUT_METRICS && req->action != VMM_PUT_SERIAL &&
-            req->action != VMM_SNAPSHOT_LOAD)
+        if (!r && a->configures)
                 c->configured = true;
         if (r)
                 atomic_fetch_add(&c->fails[req->action], 1);

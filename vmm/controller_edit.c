@@ -3,26 +3,35 @@
 
 #include "controller_priv.h"
 
-/* Applies fn to a copy of the configuration and keeps the copy only if the whole of it is
- * still valid. Strings move between the request and the copy by swapping, so whichever
- * side is dropped frees them. */
-int controller_edit_config(struct controller *c, struct controller_request *req, edit_fn fn,
-                           struct error *err)
+/*
+ * The one way a configuration changes before the start: the API's commands (PUT
+ * /boot-source, /machine-config, /drives/{id}, ...) and each section of a config file (the
+ * same command, parsed by the same function) alike. The command's edit function (EDIT in
+ * controller_actions.def) works on a copy, which is kept only when the whole of it is still
+ * valid; strings move between the request and the copy by swapping, so whichever side is
+ * dropped frees them.
+ */
+int controller_edit(struct vmm_config *cfg, const struct vmm_host_limits *limits,
+                    struct controller_request *req, struct error *err)
 {
+        const struct controller_action *a = controller_action_get(req->action);
         struct vmm_config next;
         int r;
 
-        if (vmm_config_copy(&next, &c->cfg))
+        if (!a || !a->edit)
+                return error_set(err, -ENOSYS, "internal: action %d is not a configuration edit",
+                                 (int)req->action);
+        if (vmm_config_copy(&next, cfg))
                 return error_set(err, -ENOMEM, "out of memory");
-        r = fn(&next, req, err);
+        r = a->edit(&next, req, err);
         if (!r)
-                r = vmm_config_validate(&next, &c->limits, err);
+                r = vmm_config_validate(&next, limits, err);
         if (r) {
                 vmm_config_free(&next);
                 return r;
         }
-        vmm_config_free(&c->cfg);
-        c->cfg = next;
+        vmm_config_free(cfg);
+        *cfg = next;
         return 0;
 }
 
@@ -39,6 +48,14 @@ int controller_edit_boot(struct vmm_config *next, struct controller_request *req
         SWAP(next->boot.initrd_path, b->initrd_path);
         SWAP(next->boot.boot_args, b->boot_args);
         return 0;
+}
+
+/* The whole configuration is validated afterwards (controller_edit), with the host's limits. */
+int controller_edit_machine(struct vmm_config *next, struct controller_request *req,
+                            struct error *err)
+{
+        req->u.machine.update.cpu_hide = req->u.machine.cpu_hide;
+        return vmm_config_apply_machine(next, &req->u.machine.update, NULL, err);
 }
 
 int controller_edit_drive(struct vmm_config *next, struct controller_request *req,
@@ -99,5 +116,23 @@ int controller_edit_balloon(struct vmm_config *next, struct controller_request *
         (void)err;
         next->balloon = req->u.balloon;
         next->balloon.present = true;
+        return 0;
+}
+
+/* The logger and the metrics act on the process first (controller.c); this records what was
+ * applied (GET /vm/config), or what a config file asks for (applied by controller_create). */
+int controller_edit_logger(struct vmm_config *next, struct controller_request *req,
+                           struct error *err)
+{
+        (void)err;
+        return controller_log_merge(&next->logger, &req->u.logger);
+}
+
+int controller_edit_metrics(struct vmm_config *next, struct controller_request *req,
+                            struct error *err)
+{
+        (void)err;
+        SWAP(next->metrics, req->u.metrics);
+        next->metrics.present = true;
         return 0;
 }

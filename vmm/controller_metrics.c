@@ -7,73 +7,43 @@
 #include "vm.h"
 #include "vm_devices.h"
 
-static const struct {
-        const char *group;
-        const char *name;
-} action_metric[VMM_ACTION_COUNT] = {
-    [VMM_GET_INSTANCE_INFO] = {"get_api_requests", "instance_info"},
-    [VMM_GET_VERSION] = {"get_api_requests", "vmm_version"},
-    [VMM_GET_MACHINE_CONFIG] = {"get_api_requests", "machine_cfg"},
-    [VMM_GET_VM_CONFIG] = {"get_api_requests", "vm_config"},
-    [VMM_GET_BALLOON] = {"get_api_requests", "balloon"},
-    [VMM_GET_BALLOON_STATS] = {"get_api_requests", "balloon_stats"},
-    [VMM_PUT_BOOT_SOURCE] = {"put_api_requests", "boot_source"},
-    [VMM_PUT_MACHINE_CONFIG] = {"put_api_requests", "machine_cfg"},
-    [VMM_PATCH_MACHINE_CONFIG] = {"patch_api_requests", "machine_cfg"},
-    [VMM_PUT_DRIVE] = {"put_api_requests", "drive"},
-    [VMM_PATCH_DRIVE] = {"patch_api_requests", "drive"},
-    [VMM_PUT_NET] = {"put_api_requests", "network"},
-    [VMM_PATCH_NET] = {"patch_api_requests", "network"},
-    [VMM_PUT_VSOCK] = {"put_api_requests", "vsock"},
-    [VMM_PUT_ENTROPY] = {"put_api_requests", "entropy"},
-    [VMM_PUT_CONFIDENTIAL] = {"put_api_requests", "confidential"},
-    [VMM_GET_MEMORY] = {"get_api_requests", "memory"},
-    [VMM_PUT_MEMORY_DUMP] = {"put_api_requests", "memory_dump"},
-    [VMM_PUT_SERIAL] = {"put_api_requests", "serial"},
-    [VMM_PUT_BALLOON] = {"put_api_requests", "balloon"},
-    [VMM_PATCH_BALLOON] = {"patch_api_requests", "balloon"},
-    [VMM_PATCH_BALLOON_STATS] = {"patch_api_requests", "balloon_stats"},
-    [VMM_PUT_LOGGER] = {"put_api_requests", "logger"},
-    [VMM_PUT_METRICS] = {"put_api_requests", "metrics"},
-    [VMM_INSTANCE_START] = {"put_api_requests", "actions"},
-    [VMM_FLUSH_METRICS] = {"put_api_requests", "actions"},
-    [VMM_SEND_CTRL_ALT_DEL] = {"put_api_requests", "actions"},
-    [VMM_PAUSE] = {"patch_api_requests", "vm"},
-    [VMM_RESUME] = {"patch_api_requests", "vm"},
-    [VMM_SNAPSHOT_CREATE] = {"put_api_requests", "snapshot_create"},
-    [VMM_SNAPSHOT_LOAD] = {"put_api_requests", "snapshot_load"},
-    [VMM_GET_METRICS] = {"get_api_requests", "metrics"},
-};
+/* Whether commands a and b count under one name (PUT /actions' three add up). */
+static bool same_counter(enum vmm_action a, enum vmm_action b)
+{
+        const struct controller_action *x = controller_action_get(a), *y = controller_action_get(b);
 
-/* One group of API request counters: "<name>_count" and "<name>_fails", several actions
- * adding up under one name (PUT /actions). */
-static void put_api_group(struct controller *c, struct metrics_writer *w, const char *group)
+        return strcmp(x->method, y->method) == 0 && strcmp(x->metric, y->metric) == 0;
+}
+
+/* One group of API request counters, "<method>_api_requests" (the METHOD and METRIC columns
+ * of controller_actions.def): "<name>_count" and "<name>_fails" per name, in table order. */
+static void put_api_group(struct controller *c, struct metrics_writer *w, const char *method,
+                          const char *group)
 {
         char name[64];
 
         metrics_group(w, "%s", group);
         for (int a = 0; a < VMM_ACTION_COUNT; a++) {
+                const struct controller_action *act = controller_action_get(a);
                 uint64_t count = 0, fails = 0;
                 bool first = true;
 
-                if (strcmp(action_metric[a].group, group) != 0)
+                if (strcmp(act->method, method) != 0)
                         continue;
                 for (int b = 0; b < a && first; b++)
-                        if (strcmp(action_metric[b].group, group) == 0 &&
-                            strcmp(action_metric[b].name, action_metric[a].name) == 0)
+                        if (same_counter(b, a))
                                 first = false;
                 if (!first)
                         continue;
                 for (int b = a; b < VMM_ACTION_COUNT; b++) {
-                        if (strcmp(action_metric[b].group, group) != 0 ||
-                            strcmp(action_metric[b].name, action_metric[a].name) != 0)
+                        if (!same_counter(b, a))
                                 continue;
                         count += atomic_load(&c->count[b]);
                         fails += atomic_load(&c->fails[b]);
                 }
-                snprintf(name, sizeof(name), "%s_count", action_metric[a].name);
+                snprintf(name, sizeof(name), "%s_count", act->metric);
                 metrics_counter(w, name, count);
-                snprintf(name, sizeof(name), "%s_fails", action_metric[a].name);
+                snprintf(name, sizeof(name), "%s_fails", act->metric);
                 metrics_counter(w, name, fails);
         }
 }
@@ -90,9 +60,9 @@ void controller_collect_metrics(void *opaque, struct metrics_writer *w)
         metrics_group(w, "api_server");
         metrics_store(w, "process_startup_time_us", c->startup_us);
         metrics_store(w, "process_startup_time_cpu_us", c->startup_cpu_us);
-        put_api_group(c, w, "get_api_requests");
-        put_api_group(c, w, "put_api_requests");
-        put_api_group(c, w, "patch_api_requests");
+        put_api_group(c, w, "GET", "get_api_requests");
+        put_api_group(c, w, "PUT", "put_api_requests");
+        put_api_group(c, w, "PATCH", "patch_api_requests");
         metrics_group(w, "latencies_us");
         metrics_store(w, "pause_vm", c->pause_us);
         metrics_store(w, "resume_vm", c->resume_us);

@@ -56,6 +56,7 @@ struct controller {
         uint64_t full_snapshot_us, diff_snapshot_us, load_snapshot_us;
 };
 
+/* Exchanges two lvalues of one type (strings move between a request and a configuration). */
 #define SWAP(a, b)                                                                                 \
         do {                                                                                       \
                 __typeof__(a) swap_tmp_ = (a);                                                     \
@@ -63,30 +64,50 @@ struct controller {
                 (b) = swap_tmp_;                                                                   \
         } while (0)
 
-/* ---- controller_edit.c ---- */
+/* ---- the table (controller.c, from controller_actions.def) ---- */
 
-typedef int (*edit_fn)(struct vmm_config *next, struct controller_request *req, struct error *err);
+enum controller_phase {
+        CONTROLLER_PHASE_ANY,
+        CONTROLLER_PHASE_BEFORE_START,
+        CONTROLLER_PHASE_AFTER_START,
+};
 
-/* Applies fn to a copy of the configuration and keeps the copy only if the whole of it is
- * still valid. */
-int controller_edit_config(struct controller *c, struct controller_request *req, edit_fn fn,
-                           struct error *err) MUST_CHECK;
-int controller_edit_boot(struct vmm_config *next, struct controller_request *req,
-                         struct error *err) MUST_CHECK;
-int controller_edit_drive(struct vmm_config *next, struct controller_request *req,
-                          struct error *err) MUST_CHECK;
-int controller_edit_net(struct vmm_config *next, struct controller_request *req,
-                        struct error *err) MUST_CHECK;
-int controller_edit_vsock(struct vmm_config *next, struct controller_request *req,
-                          struct error *err) MUST_CHECK;
-int controller_edit_entropy(struct vmm_config *next, struct controller_request *req,
-                            struct error *err) MUST_CHECK;
-int controller_edit_confidential(struct vmm_config *next, struct controller_request *req,
-                                 struct error *err) MUST_CHECK;
-int controller_edit_serial(struct vmm_config *next, struct controller_request *req,
-                           struct error *err) MUST_CHECK;
-int controller_edit_balloon(struct vmm_config *next, struct controller_request *req,
-                            struct error *err) MUST_CHECK;
+typedef int (*controller_run_fn)(struct controller *c, struct controller_request *req,
+                                 struct error *err);
+typedef int (*controller_edit_fn)(struct vmm_config *next, struct controller_request *req,
+                                  struct error *err);
+
+struct controller_action {
+        enum controller_phase phase;
+        bool configures;
+        controller_run_fn run;   /* NULL: none */
+        controller_edit_fn edit; /* NULL: none; after run when both are set */
+        void (*clear)(struct controller_request *req);
+        enum controller_event event;
+        const char *method; /* "GET", "PUT", "PATCH" */
+        const char *metric;
+};
+
+/* NULL for a value outside the enum. */
+const struct controller_action *controller_action_get(enum vmm_action a);
+
+/* ---- controller_edit.c: the EDIT functions ---- */
+
+#define CONTROLLER_EDIT(f)                                                                         \
+        int controller_edit_##f(struct vmm_config *next, struct controller_request *req,           \
+                                struct error *err) MUST_CHECK
+CONTROLLER_EDIT(boot);
+CONTROLLER_EDIT(machine);
+CONTROLLER_EDIT(drive);
+CONTROLLER_EDIT(net);
+CONTROLLER_EDIT(vsock);
+CONTROLLER_EDIT(entropy);
+CONTROLLER_EDIT(confidential);
+CONTROLLER_EDIT(serial);
+CONTROLLER_EDIT(balloon);
+CONTROLLER_EDIT(logger);
+CONTROLLER_EDIT(metrics);
+#undef CONTROLLER_EDIT
 
 /* ---- controller_log.c ---- */
 
