@@ -12,187 +12,23 @@
 
 #define MAX_SEGMENTS 4
 
-/* A body parser: fills req's payload from the JSON body (req->action is the route's command;
- * a body that picks among several commands sets it). A body that names its resource (a
- * drive, a network interface) points *body_id at that name, which must equal the path id. */
-typedef int (*parse_fn)(const cJSON *j, struct controller_request *req, const char **body_id,
-                        struct error *err);
-
 struct route {
         const char *method;
         const char *pattern; /* '/'-separated segments, "{id}" captures one; NULL: no route */
-        int action;          /* the command (or, with a parser, the one counted on refusal) */
-        parse_fn parse;      /* NULL: no body, the command is `action` */
+        int action;          /* the command (or, with a body that picks, the one counted on
+                                refusal); -1: not implemented */
         const char *not_implemented; /* the feature's name when the endpoint is not */
 };
-
-/* ---- body parsers (the PARSE column of vmm/controller_actions.def) ---- */
-
-static int parse_put_machine(const cJSON *j, struct controller_request *req, const char **body_id,
-                             struct error *err)
-{
-        (void)body_id;
-        return api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, err);
-}
-
-static int parse_patch_machine(const cJSON *j, struct controller_request *req, const char **body_id,
-                               struct error *err)
-{
-        (void)body_id;
-        return api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, err);
-}
-
-static int parse_vm(const cJSON *j, struct controller_request *req, const char **body_id,
-                    struct error *err)
-{
-        (void)body_id;
-        return api_parse_vm_state(j, &req->action, err);
-}
-
-static int parse_actions(const cJSON *j, struct controller_request *req, const char **body_id,
-                         struct error *err)
-{
-        (void)body_id;
-        return api_parse_action(j, &req->action, err);
-}
-
-static int parse_boot(const cJSON *j, struct controller_request *req, const char **body_id,
-                      struct error *err)
-{
-        (void)body_id;
-        return api_parse_boot_source(j, &req->u.boot, err);
-}
-
-static int parse_put_drive(const cJSON *j, struct controller_request *req, const char **body_id,
-                           struct error *err)
-{
-        int r = api_parse_drive(j, &req->u.drive, err);
-
-        *body_id = req->u.drive.drive_id;
-        return r;
-}
-
-static int parse_patch_drive(const cJSON *j, struct controller_request *req, const char **body_id,
-                             struct error *err)
-{
-        int r = api_parse_drive_update(j, &req->u.drive_update, err);
-
-        *body_id = req->u.drive_update.drive_id;
-        return r;
-}
-
-static int parse_put_net(const cJSON *j, struct controller_request *req, const char **body_id,
-                         struct error *err)
-{
-        int r = api_parse_net(j, &req->u.net, err);
-
-        *body_id = req->u.net.iface_id;
-        return r;
-}
-
-static int parse_patch_net(const cJSON *j, struct controller_request *req, const char **body_id,
-                           struct error *err)
-{
-        int r = api_parse_net_update(j, &req->u.net_update, err);
-
-        *body_id = req->u.net_update.iface_id;
-        return r;
-}
-
-static int parse_vsock(const cJSON *j, struct controller_request *req, const char **body_id,
-                       struct error *err)
-{
-        (void)body_id;
-        return api_parse_vsock(j, &req->u.vsock, err);
-}
-
-static int parse_entropy(const cJSON *j, struct controller_request *req, const char **body_id,
-                         struct error *err)
-{
-        (void)body_id;
-        return api_parse_entropy(j, &req->u.entropy, err);
-}
-
-static int parse_confidential(const cJSON *j, struct controller_request *req, const char **body_id,
-                              struct error *err)
-{
-        (void)body_id;
-        return api_parse_confidential(j, &req->u.confidential, err);
-}
-
-static int parse_memory_dump(const cJSON *j, struct controller_request *req, const char **body_id,
-                             struct error *err)
-{
-        (void)body_id;
-        return api_parse_memory_dump(j, &req->u.memory_dump_path, err);
-}
-
-static int parse_serial(const cJSON *j, struct controller_request *req, const char **body_id,
-                        struct error *err)
-{
-        (void)body_id;
-        return api_parse_serial(j, &req->u.serial_out_path, err);
-}
-
-static int parse_put_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
-                             struct error *err)
-{
-        (void)body_id;
-        return api_parse_balloon(j, &req->u.balloon, err);
-}
-
-static int parse_patch_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
-                               struct error *err)
-{
-        (void)body_id;
-        return api_parse_balloon_update(j, &req->u.balloon_amount_mib, err);
-}
-
-static int parse_patch_balloon_stats(const cJSON *j, struct controller_request *req,
-                                     const char **body_id, struct error *err)
-{
-        (void)body_id;
-        return api_parse_balloon_stats_update(j, &req->u.balloon_stats_interval_s, err);
-}
-
-static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
-                                 const char **body_id, struct error *err)
-{
-        (void)body_id;
-        return api_parse_snapshot_create(j, &req->u.snapshot_create, err);
-}
-
-static int parse_snapshot_load(const cJSON *j, struct controller_request *req, const char **body_id,
-                               struct error *err)
-{
-        (void)body_id;
-        return api_parse_snapshot_load(j, &req->u.snapshot_load, err);
-}
-
-static int parse_logger(const cJSON *j, struct controller_request *req, const char **body_id,
-                        struct error *err)
-{
-        (void)body_id;
-        return api_parse_logger(j, &req->u.logger, err);
-}
-
-static int parse_metrics(const cJSON *j, struct controller_request *req, const char **body_id,
-                         struct error *err)
-{
-        (void)body_id;
-        return api_parse_metrics(j, &req->u.metrics, err);
-}
 
 /* ---- the table ---- */
 
 /* Every command's route, from the table of commands; then the endpoints of the specification
  * that are not here yet (each answers that it is not implemented). */
-#define parse_none NULL
 #define X(NAME, PHASE, CONFIGURES, HANDLER, CLEAR, EVENT, METHOD, PATH, PARSE, METRIC)             \
-        {#METHOD, PATH, VMM_##NAME, parse_##PARSE, NULL},
+        {#METHOD, PATH, VMM_##NAME, NULL},
 #define NI(method, pattern, what)                                                                  \
         {                                                                                          \
-                method, pattern, -1, NULL, what                                                    \
+                method, pattern, -1, what                                                          \
         }
 
 static const struct route routes[] = {
@@ -214,7 +50,6 @@ static const struct route routes[] = {
 
 #undef NI
 #undef X
-#undef parse_none
 
 /* ---- responses ---- */
 
@@ -413,7 +248,7 @@ enum api_route_result api_route(const char *method, const char *url, const char 
                 return API_ROUTE_RESPOND;
         }
         *action = rt->action;
-        if (!rt->parse) {
+        if (!api_command_has_body(rt->action)) {
                 if (len) {
                         api_fault(resp, 400, "%s request cannot have a body.", method);
                         return API_ROUTE_RESPOND;
@@ -442,7 +277,7 @@ enum api_route_result api_route(const char *method, const char *url, const char 
         }
         req->action = (enum vmm_action)rt->action;
         j = api_json_parse(body, len, &err);
-        r = j ? rt->parse(j, req, &body_id, &err) : -EINVAL;
+        r = j ? api_parse_command(j, req, &body_id, &err) : -EINVAL;
         cJSON_Delete(j);
         if (r)
                 api_fault(resp, 400,
