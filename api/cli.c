@@ -6,81 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-        OPT_KERNEL = 256,
-        OPT_INITRD,
-        OPT_CMDLINE,
-        OPT_MEM,
-        OPT_VCPUS,
-        OPT_CPU_HIDE,
-        OPT_HUGE_PAGES,
-        OPT_SERIAL_OUT,
-        OPT_NO_SERIAL_IN,
-        OPT_BOOT_TIMER,
-        OPT_DUMP_PLATFORM,
-        OPT_LEVEL,
-        OPT_ID,
-        OPT_DRIVE,
-        OPT_NET,
-        OPT_VSOCK,
-        OPT_ENTROPY,
-        OPT_CONFIDENTIAL,
-        OPT_BALLOON,
-        OPT_API_SOCK,
-        OPT_CONFIG_FILE,
-        OPT_NO_API,
-        OPT_LOG_PATH,
-        OPT_SHOW_LEVEL,
-        OPT_SHOW_LOG_ORIGIN,
-        OPT_METRICS_PATH,
-        OPT_MAX_PAYLOAD,
-        OPT_NO_SECCOMP,
-        OPT_SECCOMP_TEST_VIOLATION,
-        OPT_DESCRIBE_SNAPSHOT,
-        OPT_BASE_FILE,
-        OPT_DIFF_FILE,
-        OPT_HELP,
-        OPT_VERSION,
-};
-
-static const struct option long_opts[] = {
-    {"kernel", required_argument, NULL, OPT_KERNEL},
-    {"initrd", required_argument, NULL, OPT_INITRD},
-    {"cmdline", required_argument, NULL, OPT_CMDLINE},
-    {"mem", required_argument, NULL, OPT_MEM},
-    {"vcpus", required_argument, NULL, OPT_VCPUS},
-    {"cpu-hide", required_argument, NULL, OPT_CPU_HIDE},
-    {"huge-pages", no_argument, NULL, OPT_HUGE_PAGES},
-    {"serial-out", required_argument, NULL, OPT_SERIAL_OUT},
-    {"no-serial-in", no_argument, NULL, OPT_NO_SERIAL_IN},
-    {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
-    {"dump-platform", required_argument, NULL, OPT_DUMP_PLATFORM},
-    {"level", required_argument, NULL, OPT_LEVEL},
-    {"id", required_argument, NULL, OPT_ID},
-    {"drive", required_argument, NULL, OPT_DRIVE},
-    {"net", required_argument, NULL, OPT_NET},
-    {"vsock", required_argument, NULL, OPT_VSOCK},
-    {"entropy", optional_argument, NULL, OPT_ENTROPY},
-    {"confidential", required_argument, NULL, OPT_CONFIDENTIAL},
-    {"balloon", required_argument, NULL, OPT_BALLOON},
-    {"api-sock", required_argument, NULL, OPT_API_SOCK},
-    {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
-    {"no-api", no_argument, NULL, OPT_NO_API},
-    {"log-path", required_argument, NULL, OPT_LOG_PATH},
-    {"show-level", no_argument, NULL, OPT_SHOW_LEVEL},
-    {"show-log-origin", no_argument, NULL, OPT_SHOW_LOG_ORIGIN},
-    {"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
-    {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
-    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
-    {"seccomp-test-violation", required_argument, NULL, OPT_SECCOMP_TEST_VIOLATION},
-    {"describe-snapshot", required_argument, NULL, OPT_DESCRIBE_SNAPSHOT},
-    {"base-file", required_argument, NULL, OPT_BASE_FILE},
-    {"diff-file", required_argument, NULL, OPT_DIFF_FILE},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
-};
-
 const char *cli_usage(void)
 {
         return "Usage: vmm --kernel FILE [options]\n"
@@ -398,209 +323,323 @@ static int add_net(struct cli_opts *o, const char *arg, struct error *err)
         return r;
 }
 
-static int set_str(char **field, const char *v, struct error *err)
+/* ---- the options ---- */
+
+struct cli_option;
+typedef int (*cli_apply_fn)(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                            struct error *err);
+
+/* What an option is for, which decides what it may be combined with. */
+enum cli_kind {
+        CLI_PROCESS,  /* how the VMM runs (API socket, logger, serial output, ...) */
+        CLI_MACHINE,  /* describes the machine: not with --config-file, which does */
+        CLI_DESCRIBE, /* --describe-snapshot: prints a state file and exits */
+        CLI_MERGE,    /* --base-file, --diff-file: merge memory files and exit */
+        CLI_INFO,     /* --help, --version: print and exit, whatever else is given */
+};
+
+struct cli_option {
+        const char *name; /* without "--" */
+        int has_arg;      /* getopt's no_argument, required_argument, optional_argument */
+        enum cli_kind kind;
+        cli_apply_fn apply;
+        size_t field; /* for the generic appliers: where the value goes in struct cli_opts */
+};
+
+#define FIELD(member) offsetof(struct cli_opts, member)
+
+/* A copy of the value into a configuration string. */
+static int opt_cfg_str(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                       struct error *err)
 {
-        return vmm_config_set_str(field, v) ? error_set(err, -ENOMEM, "out of memory") : 0;
+        char **field = (char **)((char *)o + opt->field);
+
+        return vmm_config_set_str(field, arg) ? error_set(err, -ENOMEM, "out of memory") : 0;
 }
 
-/* Options that describe the machine (they conflict with --config-file). */
-static const char *machine_option_name(int opt)
+/* The value itself (argv outlives the options). */
+static int opt_arg(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                   struct error *err)
 {
-        switch (opt) {
-        case OPT_KERNEL:
-                return "--kernel";
-        case OPT_INITRD:
-                return "--initrd";
-        case OPT_CMDLINE:
-                return "--cmdline";
-        case OPT_MEM:
-                return "--mem";
-        case OPT_VCPUS:
-                return "--vcpus";
-        case OPT_CPU_HIDE:
-                return "--cpu-hide";
-        case OPT_HUGE_PAGES:
-                return "--huge-pages";
-        case OPT_DRIVE:
-                return "--drive";
-        case OPT_NET:
-                return "--net";
-        case OPT_VSOCK:
-                return "--vsock";
-        case OPT_ENTROPY:
-                return "--entropy";
-        case OPT_BALLOON:
-                return "--balloon";
-        case OPT_CONFIDENTIAL:
-                return "--confidential";
-        default:
-                return NULL;
-        }
+        (void)err;
+        *(const char **)((char *)o + opt->field) = arg;
+        return 0;
 }
 
-static int apply(int opt, const char *arg, struct cli_opts *o, struct error *err)
+static int opt_flag(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                    struct error *err)
+{
+        (void)arg;
+        (void)err;
+        *(bool *)((char *)o + opt->field) = true;
+        return 0;
+}
+
+static int opt_mem(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                   struct error *err)
 {
         unsigned long long v;
+        int r = parse_uint(opt->name, arg, UINT64_MAX >> 20, &v, err);
+
+        if (!r)
+                o->cfg.machine.mem_size_mib = v;
+        return r;
+}
+
+static int opt_vcpus(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                     struct error *err)
+{
+        unsigned long long v;
+        int r = parse_uint(opt->name, arg, 0xffffffffull, &v, err);
+
+        if (!r)
+                o->cfg.machine.vcpu_count = (unsigned)v;
+        return r;
+}
+
+static int opt_no_serial_in(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                            struct error *err)
+{
+        (void)opt;
+        (void)arg;
+        (void)err;
+        o->cfg.serial_in = false;
+        return 0;
+}
+
+static int opt_level(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                     struct error *err)
+{
+        (void)opt;
+        if (log_level_parse(arg, &o->level))
+                return error_set(err, -EINVAL,
+                                 "--level: '%s' is not one of Error, Warning, Info, Debug, Off",
+                                 arg);
+        o->level_set = true;
+        o->cfg.logger.present = true;
+        o->cfg.logger.has_level = true;
+        o->cfg.logger.level = o->level;
+        return 0;
+}
+
+static int opt_log_path(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                        struct error *err)
+{
+        o->cfg.logger.present = true;
+        return opt_cfg_str(o, opt, arg, err);
+}
+
+static int opt_show_level(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                          struct error *err)
+{
+        (void)opt;
+        (void)arg;
+        (void)err;
+        o->cfg.logger.present = true;
+        o->cfg.logger.has_show_level = true;
+        o->cfg.logger.show_level = true;
+        return 0;
+}
+
+static int opt_show_log_origin(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                               struct error *err)
+{
+        (void)opt;
+        (void)arg;
+        (void)err;
+        o->cfg.logger.present = true;
+        o->cfg.logger.has_show_log_origin = true;
+        o->cfg.logger.show_log_origin = true;
+        return 0;
+}
+
+static int opt_metrics_path(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                            struct error *err)
+{
+        o->cfg.metrics.present = true;
+        return opt_cfg_str(o, opt, arg, err);
+}
+
+static int opt_seccomp_test_violation(struct cli_opts *o, const struct cli_option *opt,
+                                      const char *arg, struct error *err)
+{
+        (void)opt;
+        /* Tests only (tests/kvm/test_seccomp.py), hence not in --help: proves that a role's
+         * filter is installed and that a violation ends the process. */
+        if (strcmp(arg, "vmm") && strcmp(arg, "api") && strcmp(arg, "vcpu"))
+                return error_set(err, -EINVAL,
+                                 "--seccomp-test-violation: '%s' is not one of vmm, api, vcpu",
+                                 arg);
+        o->seccomp_test_violation = arg;
+        return 0;
+}
+
+static int opt_max_payload(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                           struct error *err)
+{
+        unsigned long long v;
+        int r = parse_uint(opt->name, arg, 1ull << 30, &v, err);
+
+        if (!r && v == 0)
+                r = error_set(err, -EINVAL, "--http-api-max-payload-size: must be at least 1");
+        if (!r)
+                o->max_payload = (size_t)v;
+        return r;
+}
+
+static int opt_id(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                  struct error *err)
+{
+        (void)opt;
+        if (strlen(arg) > 64)
+                return error_set(err, -EINVAL, "--id: must be 1 to 64 characters");
+        o->instance_id = arg;
+        return 0;
+}
+
+static int opt_drive(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                     struct error *err)
+{
+        (void)opt;
+        return add_drive(o, arg, err);
+}
+
+static int opt_net(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                   struct error *err)
+{
+        (void)opt;
+        return add_net(o, arg, err);
+}
+
+static int opt_vsock(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                     struct error *err)
+{
         int r;
 
-        if (!o->machine_option)
-                o->machine_option = machine_option_name(opt);
-        switch (opt) {
-        case OPT_KERNEL:
-                return set_str(&o->cfg.boot.kernel_image_path, arg, err);
-        case OPT_INITRD:
-                return set_str(&o->cfg.boot.initrd_path, arg, err);
-        case OPT_CMDLINE:
-                return set_str(&o->cfg.boot.boot_args, arg, err);
-        case OPT_MEM:
-                r = parse_uint("mem", arg, UINT64_MAX >> 20, &v, err);
-                if (!r)
-                        o->cfg.machine.mem_size_mib = v;
-                return r;
-        case OPT_VCPUS:
-                r = parse_uint("vcpus", arg, 0xffffffffull, &v, err);
-                if (!r)
-                        o->cfg.machine.vcpu_count = (unsigned)v;
-                return r;
-        case OPT_CPU_HIDE:
-                return set_str(&o->cfg.machine.cpu_hide, arg, err);
-        case OPT_HUGE_PAGES:
-                o->cfg.machine.huge_pages = true;
+        o->cfg.vsock.present = true;
+        r = for_each_item(opt->name, arg, o, NULL, vsock_item, err);
+        if (!r && (!o->cfg.vsock.uds_path || !o->cfg.vsock.guest_cid))
+                r = error_set(err, -EINVAL, "--vsock: cid=N and uds=PATH are required");
+        return r;
+}
+
+static int opt_entropy(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                       struct error *err)
+{
+        (void)opt;
+        o->cfg.entropy.present = true;
+        if (!arg)
                 return 0;
-        case OPT_SERIAL_OUT:
-                return set_str(&o->cfg.serial_out_path, arg, err);
-        case OPT_NO_SERIAL_IN:
-                o->cfg.serial_in = false;
-                return 0;
-        case OPT_BOOT_TIMER:
-                o->cfg.boot_timer = true;
-                return 0;
-        case OPT_DUMP_PLATFORM:
-                o->dump_platform_dir = arg;
-                return 0;
-        case OPT_LEVEL:
-                if (log_level_parse(arg, &o->level))
-                        return error_set(err, -EINVAL,
-                                         "--level: '%s' is not one of Error, Warning, Info, "
-                                         "Debug, Off",
-                                         arg);
-                o->level_set = true;
-                o->cfg.logger.present = true;
-                o->cfg.logger.has_level = true;
-                o->cfg.logger.level = o->level;
-                return 0;
-        case OPT_LOG_PATH:
-                o->cfg.logger.present = true;
-                return set_str(&o->cfg.logger.log_path, arg, err);
-        case OPT_SHOW_LEVEL:
-                o->cfg.logger.present = true;
-                o->cfg.logger.has_show_level = true;
-                o->cfg.logger.show_level = true;
-                return 0;
-        case OPT_SHOW_LOG_ORIGIN:
-                o->cfg.logger.present = true;
-                o->cfg.logger.has_show_log_origin = true;
-                o->cfg.logger.show_log_origin = true;
-                return 0;
-        case OPT_METRICS_PATH:
-                o->cfg.metrics.present = true;
-                return set_str(&o->cfg.metrics.metrics_path, arg, err);
-        case OPT_API_SOCK:
-                o->api_sock = arg;
-                return 0;
-        case OPT_CONFIG_FILE:
-                o->config_file = arg;
-                return 0;
-        case OPT_NO_API:
-                o->no_api = true;
-                return 0;
-        case OPT_NO_SECCOMP:
-                o->no_seccomp = true;
-                return 0;
-        case OPT_SECCOMP_TEST_VIOLATION:
-                /* Tests only (tests/kvm/test_seccomp.py), hence not in --help: proves that a
-                 * role's filter is installed and that a violation ends the process. */
-                if (strcmp(arg, "vmm") && strcmp(arg, "api") && strcmp(arg, "vcpu"))
-                        return error_set(err, -EINVAL,
-                                         "--seccomp-test-violation: '%s' is not one of vmm, "
-                                         "api, vcpu",
-                                         arg);
-                o->seccomp_test_violation = arg;
-                return 0;
-        case OPT_MAX_PAYLOAD:
-                r = parse_uint("http-api-max-payload-size", arg, 1ull << 30, &v, err);
-                if (!r && v == 0)
-                        r = error_set(err, -EINVAL,
-                                      "--http-api-max-payload-size: must be at least 1");
-                if (!r)
-                        o->max_payload = (size_t)v;
-                return r;
-        case OPT_ID:
-                if (!*arg || strlen(arg) > 64)
-                        return error_set(err, -EINVAL, "--id: must be 1 to 64 characters");
-                o->instance_id = arg;
-                return 0;
-        case OPT_DRIVE:
-                return add_drive(o, arg, err);
-        case OPT_NET:
-                return add_net(o, arg, err);
-        case OPT_VSOCK:
-                o->cfg.vsock.present = true;
-                r = for_each_item("vsock", arg, o, NULL, vsock_item, err);
-                if (!r && (!o->cfg.vsock.uds_path || !o->cfg.vsock.guest_cid))
-                        r = error_set(err, -EINVAL, "--vsock: cid=N and uds=PATH are required");
-                return r;
-        case OPT_ENTROPY:
-                o->cfg.entropy.present = true;
-                if (!arg)
-                        return 0;
-                if (strncmp(arg, "access-platform=", 16) != 0)
-                        return error_set(err, -EINVAL, "--entropy: unknown item '%s'", arg);
-                return ap_item("entropy", arg + 16, &o->cfg.entropy.access_platform, err);
-        case OPT_CONFIDENTIAL:
-                if (cc_platform_parse(arg, &o->cfg.confidential.platform) ||
-                    o->cfg.confidential.platform == CC_PLATFORM_NONE)
-                        return error_set(err, -EINVAL,
-                                         "--confidential: '%s' is not one of sev, pef, s390-pv",
-                                         arg);
-                return 0;
-        case OPT_BALLOON:
-                o->cfg.balloon.present = true;
-                return for_each_item("balloon", arg, o, NULL, balloon_item, err);
-        case OPT_DESCRIBE_SNAPSHOT:
-                o->describe_snapshot = arg;
-                return 0;
-        case OPT_BASE_FILE:
-                o->merge_base = arg;
-                return 0;
-        case OPT_DIFF_FILE:
-                o->merge_diff = arg;
-                return 0;
-        case OPT_HELP:
-                o->help = true;
-                return 0;
-        case OPT_VERSION:
-                o->version = true;
-                return 0;
-        default:
-                return error_set(err, -EINVAL, "internal: unhandled option %d", opt);
+        if (strncmp(arg, "access-platform=", 16) != 0)
+                return error_set(err, -EINVAL, "--entropy: unknown item '%s'", arg);
+        return ap_item("entropy", arg + 16, &o->cfg.entropy.access_platform, err);
+}
+
+static int opt_confidential(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                            struct error *err)
+{
+        (void)opt;
+        if (cc_platform_parse(arg, &o->cfg.confidential.platform) ||
+            o->cfg.confidential.platform == CC_PLATFORM_NONE)
+                return error_set(err, -EINVAL,
+                                 "--confidential: '%s' is not one of sev, pef, s390-pv", arg);
+        return 0;
+}
+
+static int opt_balloon(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                       struct error *err)
+{
+        o->cfg.balloon.present = true;
+        return for_each_item(opt->name, arg, o, NULL, balloon_item, err);
+}
+
+/* Every option, once: getopt's table, what each one sets and what it may be combined with
+ * all come from here. */
+static const struct cli_option options[] = {
+    {"kernel", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.kernel_image_path)},
+    {"initrd", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.initrd_path)},
+    {"cmdline", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.boot_args)},
+    {"mem", required_argument, CLI_MACHINE, opt_mem, 0},
+    {"vcpus", required_argument, CLI_MACHINE, opt_vcpus, 0},
+    {"cpu-hide", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.machine.cpu_hide)},
+    {"huge-pages", no_argument, CLI_MACHINE, opt_flag, FIELD(cfg.machine.huge_pages)},
+    {"serial-out", required_argument, CLI_PROCESS, opt_cfg_str, FIELD(cfg.serial_out_path)},
+    {"no-serial-in", no_argument, CLI_PROCESS, opt_no_serial_in, 0},
+    {"boot-timer", no_argument, CLI_PROCESS, opt_flag, FIELD(cfg.boot_timer)},
+    {"dump-platform", required_argument, CLI_PROCESS, opt_arg, FIELD(dump_platform_dir)},
+    {"level", required_argument, CLI_PROCESS, opt_level, 0},
+    {"id", required_argument, CLI_PROCESS, opt_id, 0},
+    {"drive", required_argument, CLI_MACHINE, opt_drive, 0},
+    {"net", required_argument, CLI_MACHINE, opt_net, 0},
+    {"vsock", required_argument, CLI_MACHINE, opt_vsock, 0},
+    {"entropy", optional_argument, CLI_MACHINE, opt_entropy, 0},
+    {"confidential", required_argument, CLI_MACHINE, opt_confidential, 0},
+    {"balloon", required_argument, CLI_MACHINE, opt_balloon, 0},
+    {"api-sock", required_argument, CLI_PROCESS, opt_arg, FIELD(api_sock)},
+    {"config-file", required_argument, CLI_PROCESS, opt_arg, FIELD(config_file)},
+    {"no-api", no_argument, CLI_PROCESS, opt_flag, FIELD(no_api)},
+    {"log-path", required_argument, CLI_PROCESS, opt_log_path, FIELD(cfg.logger.log_path)},
+    {"show-level", no_argument, CLI_PROCESS, opt_show_level, 0},
+    {"show-log-origin", no_argument, CLI_PROCESS, opt_show_log_origin, 0},
+    {"metrics-path", required_argument, CLI_PROCESS, opt_metrics_path,
+     FIELD(cfg.metrics.metrics_path)},
+    {"http-api-max-payload-size", required_argument, CLI_PROCESS, opt_max_payload, 0},
+    {"no-seccomp", no_argument, CLI_PROCESS, opt_flag, FIELD(no_seccomp)},
+    {"seccomp-test-violation", required_argument, CLI_PROCESS, opt_seccomp_test_violation, 0},
+    {"describe-snapshot", required_argument, CLI_DESCRIBE, opt_arg, FIELD(describe_snapshot)},
+    {"base-file", required_argument, CLI_MERGE, opt_arg, FIELD(merge_base)},
+    {"diff-file", required_argument, CLI_MERGE, opt_arg, FIELD(merge_diff)},
+    {"help", no_argument, CLI_INFO, opt_flag, FIELD(help)},
+    {"version", no_argument, CLI_INFO, opt_flag, FIELD(version)},
+};
+
+/* The options given so far, by what they are for: the first one of each kind (NULL: none). */
+struct cli_seen {
+        const struct cli_option *first[CLI_INFO + 1];
+};
+
+/* --describe-snapshot and --base-file/--diff-file do one thing and exit: any other option
+ * would be ignored, so it is refused (--help and --version excepted). */
+static int check_combination(const struct cli_seen *seen, struct error *err)
+{
+        static const char *const what[] = {[CLI_DESCRIBE] = "only prints the state file",
+                                           [CLI_MERGE] = "only merges the memory files"};
+
+        for (enum cli_kind mode = CLI_DESCRIBE; mode <= CLI_MERGE; mode++) {
+                if (!seen->first[mode])
+                        continue;
+                for (enum cli_kind k = CLI_PROCESS; k < CLI_INFO; k++)
+                        if (k != mode && seen->first[k])
+                                return error_set(
+                                    err, -EINVAL, "--%s cannot be combined with --%s (it %s)",
+                                    seen->first[mode]->name, seen->first[k]->name, what[mode]);
         }
+        return 0;
 }
 
 int cli_parse(int argc, char **argv, struct cli_opts *o, struct error *err)
 {
+        struct option long_opts[ARRAY_SIZE(options) + 1];
+        struct cli_seen seen = {{NULL}};
         int opt, r;
 
         memset(o, 0, sizeof(*o));
         vmm_config_init(&o->cfg);
         o->level = LOG_LEVEL_INFO;
         o->max_payload = CLI_DEFAULT_MAX_PAYLOAD;
+        /* getopt reports an option by its index in the table, offset past the characters. */
+        for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+                long_opts[i] =
+                    (struct option){options[i].name, options[i].has_arg, NULL, 256 + (int)i};
+        long_opts[ARRAY_SIZE(options)] = (struct option){NULL, 0, NULL, 0};
         opterr = 0;
         /* 0, not 1: glibc then also forgets its position inside a "-abc" cluster, which an
          * earlier parse that stopped on an error may have left pointing into its argv. */
         optind = 0;
         /* "+" stops at the first non-option; "-" would permute. Long options only. */
         while ((opt = getopt_long(argc, argv, "+:", long_opts, NULL)) != -1) {
+                const struct cli_option *c;
+
                 /* Inside a cluster ("-xy") optind has not moved on: name the letter. (A long
                  * option given a value it does not take sets optopt to its code, >= 256.) */
                 if (opt == '?' && optopt > 0 && optopt < 256)
@@ -610,7 +649,12 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, struct error *err)
                 if (opt == ':')
                         return error_set(err, -EINVAL, "option '%s' needs a value",
                                          argv[optind - 1]);
-                r = apply(opt, optarg, o, err);
+                c = &options[opt - 256];
+                if (c->has_arg == required_argument && !*optarg)
+                        return error_set(err, -EINVAL, "--%s: the value is empty ('')", c->name);
+                if (!seen.first[c->kind])
+                        seen.first[c->kind] = c;
+                r = c->apply(o, c, optarg, err);
                 if (r)
                         return r;
         }
@@ -618,6 +662,11 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, struct error *err)
                 return error_set(err, -EINVAL, "unexpected argument '%s'", argv[optind]);
         if (!o->merge_base != !o->merge_diff)
                 return error_set(err, -EINVAL, "--base-file and --diff-file go together");
+        r = check_combination(&seen, err);
+        if (r)
+                return r;
+        if (seen.first[CLI_MACHINE])
+                o->machine_option = seen.first[CLI_MACHINE]->name;
         return 0;
 }
 

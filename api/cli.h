@@ -32,7 +32,7 @@ struct cli_opts {
         const char *seccomp_test_violation;
         size_t max_payload; /* --http-api-max-payload-size (bytes) */
         /* An option describing the machine (--kernel, --mem, --drive, ...) was given: those
-         * cannot be combined with --config-file. Names the first one. */
+         * cannot be combined with --config-file. Names the first one, without its "--". */
         const char *machine_option;
         const char *describe_snapshot; /* --describe-snapshot FILE: print it and exit */
         const char *merge_base;        /* --base-file: merge --diff-file over it and exit */
@@ -40,7 +40,8 @@ struct cli_opts {
 };
 
 /* Fills opts (cfg is initialised with defaults first); -EINVAL with a message on a syntax
- * error. */
+ * error, an empty value, or options that exclude each other (--describe-snapshot and
+ * --base-file/--diff-file take no other option but --help and --version). */
 int cli_parse(int argc, char **argv, struct cli_opts *opts, struct error *err) MUST_CHECK;
 void cli_opts_free(struct cli_opts *opts);
 

@@ -235,7 +235,7 @@ static int load_config_file(struct cli_opts *o, struct error *err)
 
         if (o->machine_option)
                 return error_set(err, -EINVAL,
-                                 "%s cannot be combined with --config-file (the machine comes "
+                                 "--%s cannot be combined with --config-file (the machine comes "
                                  "from the file)",
                                  o->machine_option);
         r = api_config_load_file(o->config_file, &file, err);

@@ -194,25 +194,6 @@ int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *des
 }
 
 /* mkdir -p */
-static int make_dirs(const char *dir)
-{
-        char path[4096];
-        size_t n = strlen(dir);
-
-        if (n == 0 || n >= sizeof(path))
-                return -ENAMETOOLONG;
-        memcpy(path, dir, n + 1);
-        for (char *p = path + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(path, 0755) && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        return mkdir(path, 0755) && errno != EEXIST ? -errno : 0;
-}
-
 static int write_file(const char *dir, const char *name, const void *data, size_t len,
                       struct error *err)
 {
@@ -259,9 +240,10 @@ int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error
         free(desc);
         if (r)
                 return r;
-        r = make_dirs(dir);
-        if (r) {
-                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir, strerror(-r));
+        /* The directory itself, never missing parents: a mistyped path creates nothing. */
+        if (mkdir(dir, 0755) && errno != EEXIST) {
+                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir,
+                                 strerror(errno));
                 goto out;
         }
         for (unsigned i = 0; !r && i < tables.nr; i++) {

@@ -713,7 +713,7 @@ static void test_cli_options(void **state)
         char *argv2[] = {"vmm", "--config-file", "f.json", "--mem", "64", NULL};
         assert_int_equal(cli_parse(5, argv2, &o, &err), 0);
         assert_string_equal(o.config_file, "f.json");
-        assert_string_equal(o.machine_option, "--mem");
+        assert_string_equal(o.machine_option, "mem");
         cli_opts_free(&o);
         char *argv3[] = {"vmm", "--http-api-max-payload-size", "0", NULL};
         assert_int_equal(cli_parse(3, argv3, &o, &err), -EINVAL);
