@@ -6,60 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *cli_usage(void)
-{
-        return "Usage: vmm --kernel FILE [options]\n"
-               "       vmm --config-file FILE [--api-sock PATH] [options]\n"
-               "       vmm --api-sock PATH [options]\n"
-               "\n"
-               "Boot a microVM from the command line or a config file (at once), or configure it\n"
-               "through Firecracker's REST API on a Unix socket (PUT /actions InstanceStart).\n"
-               "\n"
-               "  --kernel FILE        ELF vmlinux (PVH or 64-bit boot protocol) or bzImage\n"
-               "  --initrd FILE        initial ramdisk\n"
-               "  --cmdline STR        kernel command line (default: \"" VMM_DEFAULT_CMDLINE "\")\n"
-               "  --mem MIB            guest RAM in MiB (default 128)\n"
-               "  --vcpus N            number of vCPUs (default 1)\n"
-               "  --cpu-hide LIST      hide CPUID features, e.g. cx16,xsave (Linux flag names)\n"
-               "  --huge-pages         back guest RAM with 2 MiB huge pages\n"
-               "  --serial-out FILE    write the guest's COM1 output to FILE instead of stdout\n"
-               "  --no-serial-in       do not forward stdin to the guest's COM1\n"
-               "  --boot-timer         log the guest's boot time when it writes 123 to 0xc0000000\n"
-               "  --drive path=FILE[,id=ID][,ro][,root][,partuuid=UUID][,cache=unsafe|writeback]\n"
-               "          [,engine=sync|io_uring][,bps=BYTES][,iops=N]   a virtio-blk disk\n"
-               "  --net tap=NAME[,id=ID][,mac=MAC][,mtu=N]    a virtio-net interface on a TAP\n"
-               "  --vsock cid=N,uds=PATH                      a virtio-vsock device\n"
-               "  --entropy[=access-platform=required|off]    a virtio-rng device\n"
-               "  --confidential sev|pef|s390-pv   a protected VM: the platform's "
-               "memory-ownership\n"
-               "                       model; every device uses VIRTIO_F_ACCESS_PLATFORM\n"
-               "  (--drive, --net, --vsock and --balloon take access-platform=required|off too)\n"
-               "  --balloon MIB[,deflate-on-oom][,stats=SECONDS]  a virtio-balloon device\n"
-               "  --dump-platform DIR  write the generated ACPI tables and MPTable to DIR, exit\n"
-               "  --api-sock PATH      serve the REST API on this Unix socket\n"
-               "  --config-file FILE   the machine as JSON (GET /vm/config's format); boots at "
-               "once\n"
-               "  --no-api             no API socket (needs --kernel or --config-file)\n"
-               "  --http-api-max-payload-size N  largest API request body (default 51200)\n"
-               "  --no-seccomp         no seccomp filters (each thread role has one by default;\n"
-               "                       a forbidden system call ends the process with 148)\n"
-               "  --level LEVEL        log level: Error, Warning, Info (default), Debug, Off\n"
-               "  --log-path PATH      write log lines to PATH (file or named pipe)\n"
-               "  --show-level         show the level in log lines (default)\n"
-               "  --show-log-origin    show file:line in log lines (default)\n"
-               "  --metrics-path PATH  write a JSON metrics line every 60 s to PATH\n"
-               "  --id ID              instance id shown in log lines and GET /\n"
-               "  --describe-snapshot FILE  print a snapshot state file's version and contents\n"
-               "  --base-file MEM --diff-file DIFF  merge a Diff snapshot's memory file over "
-               "the\n"
-               "                       memory file it follows (MEM is rewritten), then exit\n"
-               "  --help               show this help\n"
-               "  --version            show the version\n"
-               "\n"
-               "Exit codes: 0 guest reset or shutdown, 1 error, 152 bad configuration,\n"
-               "153 bad arguments.\n";
-}
-
 /* Decimal, no sign, no trailing characters, within max. */
 static int parse_uint(const char *opt, const char *s, unsigned long long max,
                       unsigned long long *out, struct error *err)
@@ -343,7 +289,8 @@ struct cli_option {
         int has_arg;      /* getopt's no_argument, required_argument, optional_argument */
         enum cli_kind kind;
         cli_apply_fn apply;
-        size_t field; /* for the generic appliers: where the value goes in struct cli_opts */
+        size_t field;     /* for the generic appliers: where the value goes in struct cli_opts */
+        const char *help; /* its lines in --help (the first one not indented); NULL: none */
 };
 
 #define FIELD(member) offsetof(struct cli_opts, member)
@@ -553,45 +500,115 @@ static int opt_balloon(struct cli_opts *o, const struct cli_option *opt, const c
         return for_each_item(opt->name, arg, o, NULL, balloon_item, err);
 }
 
-/* Every option, once: getopt's table, what each one sets and what it may be combined with
- * all come from here. */
+/* Every option, once, in --help's order: getopt's table, what each one sets, what it may be
+ * combined with and its help all come from here. */
 static const struct cli_option options[] = {
-    {"kernel", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.kernel_image_path)},
-    {"initrd", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.initrd_path)},
-    {"cmdline", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.boot_args)},
-    {"mem", required_argument, CLI_MACHINE, opt_mem, 0},
-    {"vcpus", required_argument, CLI_MACHINE, opt_vcpus, 0},
-    {"cpu-hide", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.machine.cpu_hide)},
-    {"huge-pages", no_argument, CLI_MACHINE, opt_flag, FIELD(cfg.machine.huge_pages)},
-    {"serial-out", required_argument, CLI_PROCESS, opt_cfg_str, FIELD(cfg.serial_out_path)},
-    {"no-serial-in", no_argument, CLI_PROCESS, opt_no_serial_in, 0},
-    {"boot-timer", no_argument, CLI_PROCESS, opt_flag, FIELD(cfg.boot_timer)},
-    {"dump-platform", required_argument, CLI_PROCESS, opt_arg, FIELD(dump_platform_dir)},
-    {"level", required_argument, CLI_PROCESS, opt_level, 0},
-    {"id", required_argument, CLI_PROCESS, opt_id, 0},
-    {"drive", required_argument, CLI_MACHINE, opt_drive, 0},
-    {"net", required_argument, CLI_MACHINE, opt_net, 0},
-    {"vsock", required_argument, CLI_MACHINE, opt_vsock, 0},
-    {"entropy", optional_argument, CLI_MACHINE, opt_entropy, 0},
-    {"confidential", required_argument, CLI_MACHINE, opt_confidential, 0},
-    {"balloon", required_argument, CLI_MACHINE, opt_balloon, 0},
-    {"api-sock", required_argument, CLI_PROCESS, opt_arg, FIELD(api_sock)},
-    {"config-file", required_argument, CLI_PROCESS, opt_arg, FIELD(config_file)},
-    {"no-api", no_argument, CLI_PROCESS, opt_flag, FIELD(no_api)},
-    {"log-path", required_argument, CLI_PROCESS, opt_log_path, FIELD(cfg.logger.log_path)},
-    {"show-level", no_argument, CLI_PROCESS, opt_show_level, 0},
-    {"show-log-origin", no_argument, CLI_PROCESS, opt_show_log_origin, 0},
+    {"kernel", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.kernel_image_path),
+     "--kernel FILE        ELF vmlinux (PVH or 64-bit boot protocol) or bzImage"},
+    {"initrd", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.initrd_path),
+     "--initrd FILE        initial ramdisk"},
+    {"cmdline", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.boot.boot_args),
+     "--cmdline STR        kernel command line (default: \"" VMM_DEFAULT_CMDLINE "\")"},
+    {"mem", required_argument, CLI_MACHINE, opt_mem, 0,
+     "--mem MIB            guest RAM in MiB (default 128)"},
+    {"vcpus", required_argument, CLI_MACHINE, opt_vcpus, 0,
+     "--vcpus N            number of vCPUs (default 1)"},
+    {"cpu-hide", required_argument, CLI_MACHINE, opt_cfg_str, FIELD(cfg.machine.cpu_hide),
+     "--cpu-hide LIST      hide CPUID features, e.g. cx16,xsave (Linux flag names)"},
+    {"huge-pages", no_argument, CLI_MACHINE, opt_flag, FIELD(cfg.machine.huge_pages),
+     "--huge-pages         back guest RAM with 2 MiB huge pages"},
+    {"serial-out", required_argument, CLI_PROCESS, opt_cfg_str, FIELD(cfg.serial_out_path),
+     "--serial-out FILE    write the guest's COM1 output to FILE instead of stdout"},
+    {"no-serial-in", no_argument, CLI_PROCESS, opt_no_serial_in, 0,
+     "--no-serial-in       do not forward stdin to the guest's COM1"},
+    {"boot-timer", no_argument, CLI_PROCESS, opt_flag, FIELD(cfg.boot_timer),
+     "--boot-timer         log the guest's boot time when it writes 123 to 0xc0000000"},
+    {"drive", required_argument, CLI_MACHINE, opt_drive, 0,
+     "--drive path=FILE[,id=ID][,ro][,root][,partuuid=UUID][,cache=unsafe|writeback]\n"
+     "          [,engine=sync|io_uring][,bps=BYTES][,iops=N]   a virtio-blk disk"},
+    {"net", required_argument, CLI_MACHINE, opt_net, 0,
+     "--net tap=NAME[,id=ID][,mac=MAC][,mtu=N]    a virtio-net interface on a TAP"},
+    {"vsock", required_argument, CLI_MACHINE, opt_vsock, 0,
+     "--vsock cid=N,uds=PATH                      a virtio-vsock device"},
+    {"entropy", optional_argument, CLI_MACHINE, opt_entropy, 0,
+     "--entropy[=access-platform=required|off]    a virtio-rng device"},
+    {"confidential", required_argument, CLI_MACHINE, opt_confidential, 0,
+     "--confidential sev|pef|s390-pv   a protected VM: the platform's memory-ownership\n"
+     "                       model; every device uses VIRTIO_F_ACCESS_PLATFORM\n"
+     "  (--drive, --net, --vsock and --balloon take access-platform=required|off too)"},
+    {"balloon", required_argument, CLI_MACHINE, opt_balloon, 0,
+     "--balloon MIB[,deflate-on-oom][,stats=SECONDS]  a virtio-balloon device"},
+    {"dump-platform", required_argument, CLI_PROCESS, opt_arg, FIELD(dump_platform_dir),
+     "--dump-platform DIR  write the generated ACPI tables and MPTable to DIR, exit"},
+    {"api-sock", required_argument, CLI_PROCESS, opt_arg, FIELD(api_sock),
+     "--api-sock PATH      serve the REST API on this Unix socket"},
+    {"config-file", required_argument, CLI_PROCESS, opt_arg, FIELD(config_file),
+     "--config-file FILE   the machine as JSON (GET /vm/config's format); boots at once"},
+    {"no-api", no_argument, CLI_PROCESS, opt_flag, FIELD(no_api),
+     "--no-api             no API socket (needs --kernel or --config-file)"},
+    {"http-api-max-payload-size", required_argument, CLI_PROCESS, opt_max_payload, 0,
+     "--http-api-max-payload-size N  largest API request body (default 51200)"},
+    {"no-seccomp", no_argument, CLI_PROCESS, opt_flag, FIELD(no_seccomp),
+     "--no-seccomp         no seccomp filters (each thread role has one by default;\n"
+     "                       a forbidden system call ends the process with 148)"},
+    /* Tests only (tests/kvm/test_seccomp.py), hence not in --help. */
+    {"seccomp-test-violation", required_argument, CLI_PROCESS, opt_seccomp_test_violation, 0, NULL},
+    {"level", required_argument, CLI_PROCESS, opt_level, 0,
+     "--level LEVEL        log level: Error, Warning, Info (default), Debug, Off"},
+    {"log-path", required_argument, CLI_PROCESS, opt_log_path, FIELD(cfg.logger.log_path),
+     "--log-path PATH      write log lines to PATH (file or named pipe)"},
+    {"show-level", no_argument, CLI_PROCESS, opt_show_level, 0,
+     "--show-level         show the level in log lines (default)"},
+    {"show-log-origin", no_argument, CLI_PROCESS, opt_show_log_origin, 0,
+     "--show-log-origin    show file:line in log lines (default)"},
     {"metrics-path", required_argument, CLI_PROCESS, opt_metrics_path,
-     FIELD(cfg.metrics.metrics_path)},
-    {"http-api-max-payload-size", required_argument, CLI_PROCESS, opt_max_payload, 0},
-    {"no-seccomp", no_argument, CLI_PROCESS, opt_flag, FIELD(no_seccomp)},
-    {"seccomp-test-violation", required_argument, CLI_PROCESS, opt_seccomp_test_violation, 0},
-    {"describe-snapshot", required_argument, CLI_DESCRIBE, opt_arg, FIELD(describe_snapshot)},
-    {"base-file", required_argument, CLI_MERGE, opt_arg, FIELD(merge_base)},
-    {"diff-file", required_argument, CLI_MERGE, opt_arg, FIELD(merge_diff)},
-    {"help", no_argument, CLI_INFO, opt_flag, FIELD(help)},
-    {"version", no_argument, CLI_INFO, opt_flag, FIELD(version)},
+     FIELD(cfg.metrics.metrics_path),
+     "--metrics-path PATH  write a JSON metrics line every 60 s to PATH"},
+    {"id", required_argument, CLI_PROCESS, opt_id, 0,
+     "--id ID              instance id shown in log lines and GET /"},
+    {"describe-snapshot", required_argument, CLI_DESCRIBE, opt_arg, FIELD(describe_snapshot),
+     "--describe-snapshot FILE  print a snapshot state file's version and contents"},
+    {"base-file", required_argument, CLI_MERGE, opt_arg, FIELD(merge_base),
+     "--base-file MEM --diff-file DIFF  merge a Diff snapshot's memory file over the\n"
+     "                       memory file it follows (MEM is rewritten), then exit"},
+    {"diff-file", required_argument, CLI_MERGE, opt_arg, FIELD(merge_diff), NULL},
+    {"help", no_argument, CLI_INFO, opt_flag, FIELD(help), "--help               show this help"},
+    {"version", no_argument, CLI_INFO, opt_flag, FIELD(version),
+     "--version            show the version"},
 };
+
+const char *cli_usage(void)
+{
+        static const char head[] =
+            "Usage: vmm --kernel FILE [options]\n"
+            "       vmm --config-file FILE [--api-sock PATH] [options]\n"
+            "       vmm --api-sock PATH [options]\n"
+            "\n"
+            "Boot a microVM from the command line or a config file (at once), or configure it\n"
+            "through Firecracker's REST API on a Unix socket (PUT /actions InstanceStart).\n"
+            "\n";
+        static const char tail[] = "\n"
+                                   "Exit codes: 0 guest reset or shutdown, 1 error, 152 bad "
+                                   "configuration,\n"
+                                   "153 bad arguments.\n";
+        static char text[4096];
+        size_t n;
+
+        /* Built once, on the calling thread (the executable's main). */
+        if (text[0])
+                return text;
+        n = (size_t)snprintf(text, sizeof(text), "%s", head);
+        for (size_t i = 0; i < ARRAY_SIZE(options) && n < sizeof(text); i++) {
+                const char *h = options[i].help;
+
+                /* Indented by two spaces (its further lines carry their own indentation). */
+                if (h && n < sizeof(text))
+                        n += (size_t)snprintf(text + n, sizeof(text) - n, "  %s\n", h);
+        }
+        if (n < sizeof(text))
+                snprintf(text + n, sizeof(text) - n, "%s", tail);
+        return text;
+}
 
 /* The options given so far, by what they are for: the first one of each kind (NULL: none). */
 struct cli_seen {
