@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fdio.h"
 
 struct logger {
         _Atomic int level;
@@ -128,17 +129,8 @@ static const char *basename_of(const char *path)
 static void default_sink(enum log_level level, const char *line, size_t len)
 {
         (void)level;
-        while (len) {
-                ssize_t n = write(STDERR_FILENO, line, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        atomic_fetch_add(&logger.lost, 1);
-                        return;
-                }
-                line += n;
-                len -= (size_t)n;
-        }
+        if (fd_write_all(STDERR_FILENO, line, len))
+                atomic_fetch_add(&logger.lost, 1);
 }
 
 static void log_vwrite(enum log_level level, const char *file, int line, const char *fmt,

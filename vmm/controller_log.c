@@ -3,33 +3,17 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
 #include "common/log.h"
 #include "controller_priv.h"
 
 static void log_file_sink(void *opaque, enum log_level level, const char *line, size_t len)
 {
         struct controller *c = opaque;
-        int fd = atomic_load(&c->log_fd);
-        ssize_t n;
 
         (void)level;
         /* A line cut short (a full disk, a full pipe) is ended before the next one. */
-        if (c->log_torn) {
-                do
-                        n = write(fd, "\n", 1);
-                while (n < 0 && errno == EINTR);
-                if (n != 1) {
-                        atomic_fetch_add(&c->log_missed, 1);
-                        return;
-                }
-                c->log_torn = false;
-        }
-        do
-                n = write(fd, line, len);
-        while (n < 0 && errno == EINTR);
-        if (n > 0 && n < (ssize_t)len)
-                c->log_torn = true;
-        if (n != (ssize_t)len)
+        if (fd_write_line(atomic_load(&c->log_fd), &c->log_torn, line, len) != (ssize_t)len)
                 atomic_fetch_add(&c->log_missed, 1);
 }
 

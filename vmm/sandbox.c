@@ -25,6 +25,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
 #include "common/util.h"
 
 /* The names the handler prints (resolved when the filters are built: libseccomp's resolver
@@ -436,17 +437,10 @@ static void put_num(struct line *l, uint64_t v, unsigned base)
                 l->buf[l->n++] = digits[--i];
 }
 
-static void write_all(const struct line *l)
+/* fd_write_all is async-signal-safe; nothing can be done about a failure here. */
+static void put_line(const struct line *l)
 {
-        size_t off = 0;
-
-        while (off < l->n) {
-                ssize_t w = write(STDERR_FILENO, l->buf + off, l->n - off);
-                if (w <= 0 && errno != EINTR)
-                        return;
-                if (w > 0)
-                        off += (size_t)w;
-        }
+        (void)fd_write_all(STDERR_FILENO, l->buf, l->n);
 }
 
 /* Async-signal-safe only: counts, writes two lines, ends the process. */
@@ -468,7 +462,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
         put_str(&l, " (");
         put_str(&l, sb && nr >= 0 && nr < NAMED_SYSCALLS && sb->names[nr] ? sb->names[nr] : "?");
         put_str(&l, "); exiting with 148\n");
-        write_all(&l);
+        put_line(&l);
         /* Which argument a filter refused (an ioctl request, an fcntl command). */
         l.n = 0;
         put_str(&l, "seccomp: arguments");
@@ -477,7 +471,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
                 put_num(&l, (uint64_t)uc->uc_mcontext.gregs[arg_regs[i]], 16);
         }
         put_str(&l, "\n");
-        write_all(&l);
+        put_line(&l);
         _exit(SANDBOX_EXIT_CODE);
 }
 

@@ -19,6 +19,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/loader.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "devices/boot_timer.h"
 #include "devices/bus.h"
@@ -778,21 +779,10 @@ int vm_memory_dump(struct vm *vm, const char *path, struct error *err)
                 return error_config(err, "memory dump '%s': %s", path, strerror(errno));
         for (unsigned i = 0; !r && i < guest_mem_region_count(vm->mem); i++) {
                 struct guest_mem_region reg = guest_mem_region_get(vm->mem, i);
-                const uint8_t *p = reg.host;
-                uint64_t left = reg.size;
 
-                while (left) {
-                        ssize_t n = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0) {
-                                r = error_set(err, -errno, "memory dump '%s': %s", path,
-                                              strerror(errno));
-                                break;
-                        }
-                        p += n;
-                        left -= (uint64_t)n;
-                }
+                r = fd_write_all(fd, reg.host, reg.size);
+                if (r)
+                        error_set(err, r, "memory dump '%s': %s", path, strerror(-r));
         }
         if (close(fd) && !r)
                 r = error_set(err, -errno, "memory dump '%s': %s", path, strerror(errno));

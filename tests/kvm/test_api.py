@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import VMM, run_vmm
+from conftest import BUILD_DIR, VMM, run_vmm
 from vmm_api import (NETNS_WRAP, VmmProcess, check, netns_available, probe_kernel, raw_request,
                      settled_fd_count)
 
@@ -594,6 +594,29 @@ def test_config_file_refuses_as_the_api(vmm, tmp_path, section, url, body):
 
 
 # ---- with a guest ----
+
+def test_memory_dump_cut_short_is_an_error(kvm, tmp_path):
+    """A memory dump whose file stops taking data (a write that returns 0, errno unset) is a
+    400 naming the file, not a 204 over a truncated dump."""
+    shim = BUILD_DIR / "tests/support/libshort_write.so"
+    assert shim.exists(), f"{shim} is not built"
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    v = VmmProcess(tmp_path, "--no-seccomp",  # the shim reads /proc/self/fd
+                   wrap=("env", f"LD_PRELOAD={shim}", "SHORT_WRITE_SUFFIX=.short",
+                         "SHORT_WRITE_LIMIT=1048576",
+                         f"ASAN_OPTIONS={asan}:verify_asan_link_order=0"))
+    try:
+        start(v, mem=32)
+        dump = tmp_path / "mem.short"
+        check(v.put("/vm/memory-dump", {"mem_file_path": str(dump)}), 400,
+              f"memory dump '{dump}': Input/output error")
+        assert dump.stat().st_size == 1 << 20
+        full = tmp_path / "mem.dump"
+        check(v.put("/vm/memory-dump", {"mem_file_path": str(full)}), 204)
+        assert full.stat().st_size == 32 << 20
+    finally:
+        v.kill()
+
 
 def test_boot_sequence_and_runtime_calls(kvm, tmp_path):
     """Firecracker's sequence (boot-source, drives, network-interfaces, machine-config,
