@@ -287,16 +287,17 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role)
                 }
         for (size_t i = 0; !r && i < ARRAY_SIZE(fcntls); i++)
                 if (fcntls[i].roles & me) {
-                        struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i].cmd);
+                        struct scmp_arg_cmp c =
+                            SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i].cmd, 0);
                         r = allow(ctx, SCMP_SYS(fcntl), 1, &c);
                 }
         for (size_t i = 0; !r && (MEMBARRIER_ROLES & me) && i < ARRAY_SIZE(membarrier_cmds); i++) {
-                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)membarrier_cmds[i]);
+                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)membarrier_cmds[i], 0);
                 r = allow(ctx, SCMP_SYS(membarrier), 1, &c);
         }
         if (!r && role != SANDBOX_ROLE_API) {
                 /* vsock's connections to the host's Unix sockets; nothing else. */
-                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0);
                 r = allow(ctx, SCMP_SYS(socket), 1, &c);
         }
         if (!r) {
