@@ -55,6 +55,13 @@ class Comparison:
     def problem(self, where, what):
         self.problems.append(f"{where}: {what}")
 
+    def ours_only(self, where, node):
+        """Something Firecracker's document lacks: it must be marked as ours."""
+        if "x-vmm-extension" in node:
+            self.notes.append(f"{where}: extension: {node['x-vmm-extension']}")
+        else:
+            self.problem(where, "not in Firecracker's document: mark it x-vmm-extension")
+
     # ---- schemas ----
 
     def schema(self, ours, theirs, where):
@@ -104,25 +111,18 @@ class Comparison:
             if name not in ours:
                 self.problem(f"{where}/properties/{name}", "Firecracker's field is missing "
                              "(describe it, with x-vmm-not-implemented if it is refused)")
-        for name, prop in ours.items():
-            at = f"{where}/properties/{name}"
+        self.named(ours, theirs, f"{where}/properties/")
+
+    def named(self, ours, theirs, prefix):
+        """Our schemas by name: compared with Firecracker's of the same name, or ours only."""
+        for name, node in ours.items():
             if name in theirs:
-                self.schema(prop, theirs[name], at)
-            elif "x-vmm-extension" not in prop:
-                self.problem(at, "not in Firecracker's document: mark it x-vmm-extension")
+                self.schema(node, theirs[name], prefix + name)
             else:
-                self.notes.append(f"{at}: extension: {prop['x-vmm-extension']}")
+                self.ours_only(prefix + name, node)
 
     def definitions(self):
-        ours, theirs = self.ours["definitions"], self.theirs["definitions"]
-        for name, d in ours.items():
-            where = f"definitions/{name}"
-            if name in theirs:
-                self.schema(d, theirs[name], where)
-            elif "x-vmm-extension" not in d:
-                self.problem(where, "not in Firecracker's document: mark it x-vmm-extension")
-            else:
-                self.notes.append(f"{where}: extension: {d['x-vmm-extension']}")
+        self.named(self.ours["definitions"], self.theirs["definitions"], "definitions/")
 
     # ---- paths ----
 
@@ -182,11 +182,7 @@ class Comparison:
                                        "operations with x-vmm-not-implemented)")
         for template, item in ours.items():
             if template not in theirs:
-                if "x-vmm-extension" not in item:
-                    self.problem(template, "not in Firecracker's document: mark it "
-                                           "x-vmm-extension")
-                else:
-                    self.notes.append(f"{template}: extension: {item['x-vmm-extension']}")
+                self.ours_only(template, item)
                 continue
             if "x-vmm-extension" in item:
                 self.problem(template, "marked x-vmm-extension, but Firecracker has it")
@@ -195,12 +191,7 @@ class Comparison:
                     self.problem(f"{method.upper()} {template}", "Firecracker's operation is "
                                  "missing (serve it or mark it x-vmm-not-implemented)")
                 elif method in item and method not in theirs[template]:
-                    if "x-vmm-extension" not in item[method]:
-                        self.problem(f"{method.upper()} {template}", "not in Firecracker's "
-                                     "document: mark it x-vmm-extension")
-                    else:
-                        self.notes.append(f"{method.upper()} {template}: extension: "
-                                          f"{item[method]['x-vmm-extension']}")
+                    self.ours_only(f"{method.upper()} {template}", item[method])
                 elif method in item:
                     self.operation(template, method)
 

@@ -52,29 +52,26 @@ def markdown_files():
     return [p for p in FILES if p.endswith(".md")]
 
 
-def test_nothing_points_outside_the_repository():
-    found = []
+def tracked_lines():
+    """(path, line number, line) of every tracked text file but the allowed ones."""
     for path in FILES:
         body = text(path)
         if body is None or path in OUTSIDE_ALLOWED:
             continue
         for n, line in enumerate(body.splitlines(), 1):
-            if OUTSIDE.search(line):
-                found.append(f"{path}:{n}: {line.strip()}")
+            yield path, n, line
+
+
+def test_nothing_points_outside_the_repository():
+    found = [f"{path}:{n}: {line.strip()}" for path, n, line in tracked_lines()
+             if OUTSIDE.search(line)]
     assert not found, "references outside the repository:\n" + "\n".join(found)
 
 
 def test_every_markdown_file_named_exists():
     names = {os.path.basename(p) for p in markdown_files()} | MD_WRITTEN
-    found = []
-    for path in FILES:
-        body = text(path)
-        if body is None or path in OUTSIDE_ALLOWED:
-            continue
-        for n, line in enumerate(body.splitlines(), 1):
-            for name in MD_NAME.findall(line):
-                if name not in names:
-                    found.append(f"{path}:{n}: {name}")
+    found = [f"{path}:{n}: {name}" for path, n, line in tracked_lines()
+             for name in MD_NAME.findall(line) if name not in names]
     assert not found, "Markdown files named but not in the repository:\n" + "\n".join(found)
 
 
