@@ -2,7 +2,7 @@
  * The ownership map of a confidential VM: for every 4 KiB granule of guest RAM, whether it
  * is SHARED (the host and its devices may touch it) or PRIVATE (only the guest and the
  * trusted platform may). It is the single source of truth for "may the host touch this
- * byte" (../shared/docs/confidential.md).
+ * byte" (docs/confidential.md, "The model").
  *
  * Queries are lock-free (one bit per granule in atomic words). Transitions are serialised.
  * Host accesses register themselves for their duration: a transition to PRIVATE first flips

@@ -40,7 +40,7 @@ enum vmm_cache_type { VMM_CACHE_UNSAFE, VMM_CACHE_WRITEBACK };
 enum vmm_io_engine { VMM_IO_SYNC, VMM_IO_ASYNC };
 
 /*
- * VIRTIO_F_ACCESS_PLATFORM per device (confidential.md, CC-1/CC-9/CC-10): by default a
+ * VIRTIO_F_ACCESS_PLATFORM per device (docs/confidential.md, CC-1/CC-9/CC-10): by default a
  * device of a protected VM requires it and others do not offer it; "required" imposes it on
  * an unprotected VM (a platform-originated restriction); "off" never offers it, which a
  * protected VM refuses at configuration time.

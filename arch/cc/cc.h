@@ -1,7 +1,7 @@
 /*
  * Confidential-guest platforms: software models of who owns guest memory under AMD SEV/SNP
  * ("sev"), IBM POWER PEF ("pef") and IBM Z Protected Virtualization ("s390-pv"), driven by
- * an x86 guest (../shared/docs/confidential.md). One backend per platform behind this
+ * an x86 guest (docs/confidential.md). One backend per platform behind this
  * interface: initialise, describe the platform to the guest, handle its exits and calls,
  * transition to secure mode, share/unshare, and show the host what it may see.
  *
@@ -66,7 +66,7 @@ enum {
 };
 enum { CC_CALL_POWER_UCALL = 1, CC_CALL_S390_UVC = 3, CC_CALL_S390_DIAG308 = 4 };
 
-/* POWER ultravisor calls and hcall return codes (confidential.md section 2). */
+/* POWER ultravisor calls and hcall return codes (docs/confidential.md, "pef"). */
 #define UV_ESM               0xf110
 #define UV_SHARE_PAGE        0xf130
 #define UV_UNSHARE_PAGE      0xf134
