@@ -25,6 +25,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
 #include "common/util.h"
 
 /* The names the handler prints (resolved when the filters are built: libseccomp's resolver
@@ -286,16 +287,17 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role)
                 }
         for (size_t i = 0; !r && i < ARRAY_SIZE(fcntls); i++)
                 if (fcntls[i].roles & me) {
-                        struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i].cmd);
+                        struct scmp_arg_cmp c =
+                            SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i].cmd, 0);
                         r = allow(ctx, SCMP_SYS(fcntl), 1, &c);
                 }
         for (size_t i = 0; !r && (MEMBARRIER_ROLES & me) && i < ARRAY_SIZE(membarrier_cmds); i++) {
-                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)membarrier_cmds[i]);
+                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)membarrier_cmds[i], 0);
                 r = allow(ctx, SCMP_SYS(membarrier), 1, &c);
         }
         if (!r && role != SANDBOX_ROLE_API) {
                 /* vsock's connections to the host's Unix sockets; nothing else. */
-                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0);
                 r = allow(ctx, SCMP_SYS(socket), 1, &c);
         }
         if (!r) {
@@ -436,17 +438,10 @@ static void put_num(struct line *l, uint64_t v, unsigned base)
                 l->buf[l->n++] = digits[--i];
 }
 
-static void write_all(const struct line *l)
+/* fd_write_all is async-signal-safe; nothing can be done about a failure here. */
+static void put_line(const struct line *l)
 {
-        size_t off = 0;
-
-        while (off < l->n) {
-                ssize_t w = write(STDERR_FILENO, l->buf + off, l->n - off);
-                if (w <= 0 && errno != EINTR)
-                        return;
-                if (w > 0)
-                        off += (size_t)w;
-        }
+        (void)fd_write_all(STDERR_FILENO, l->buf, l->n);
 }
 
 /* Async-signal-safe only: counts, writes two lines, ends the process. */
@@ -468,7 +463,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
         put_str(&l, " (");
         put_str(&l, sb && nr >= 0 && nr < NAMED_SYSCALLS && sb->names[nr] ? sb->names[nr] : "?");
         put_str(&l, "); exiting with 148\n");
-        write_all(&l);
+        put_line(&l);
         /* Which argument a filter refused (an ioctl request, an fcntl command). */
         l.n = 0;
         put_str(&l, "seccomp: arguments");
@@ -477,7 +472,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
                 put_num(&l, (uint64_t)uc->uc_mcontext.gregs[arg_regs[i]], 16);
         }
         put_str(&l, "\n");
-        write_all(&l);
+        put_line(&l);
         _exit(SANDBOX_EXIT_CODE);
 }
 

@@ -12,7 +12,7 @@
  *   seccomp: thread role "vcpu" made forbidden syscall 121 (getpgid); exiting with 148
  *
  * followed by a line with the call's arguments, and ends the process with _exit(148) (the
- * one exit() below vmm/main.c: nothing else can be done safely in the trapped thread).
+ * one exit() below api/main.c: nothing else can be done safely in the trapped thread).
  *
  * Process-wide state, by the nature of seccomp and signals: the SIGSYS handler, the fault
  * counter and the one sandbox that is armed (its syscall names, for the message). Filters

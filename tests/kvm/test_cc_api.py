@@ -105,8 +105,7 @@ def test_config_file_confidential_section(kvm, tmp_path):
 
 def test_config_file_bad_platform(tmp_path):
     cfg = tmp_path / "vm.json"
-    cfg.write_text(json.dumps({"boot-source": {"kernel_image_path": "/x"},
-                               "confidential": {"platform": "tdx"}}))
+    cfg.write_text(json.dumps({"confidential": {"platform": "tdx"}}))
     run = run_vmm(["--config-file", cfg, "--no-api"], timeout=30)
     assert run.rc == 152, run
     assert "confidential" in run.err and "platform" in run.err, run

@@ -1,4 +1,4 @@
-#include "devices.h"
+#include "vm_devices.h"
 
 #include <errno.h>
 #include <stdio.h>
