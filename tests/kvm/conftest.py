@@ -114,3 +114,9 @@ def require_netns(what):
         if os.environ.get("VMM_REQUIRE_KVM") == "1":
             pytest.fail(f"{problem}, and VMM_REQUIRE_KVM=1 requires {what}")
         pytest.skip(problem)
+
+
+def loaded_libraries(exe=VMM):
+    """The names of the shared objects the dynamic loader maps for exe (ldd, transitively)."""
+    run = subprocess.run(["ldd", str(exe)], capture_output=True, text=True, check=True)
+    return {l.split()[0].rsplit("/", 1)[-1] for l in run.stdout.splitlines() if l.strip()}

@@ -1,7 +1,7 @@
 /*
- * The seccomp filters (vmm/sandbox.h) without KVM: every role's program compiles; in a
- * forked child confined with a role, the calls and argument values that role uses go
- * through and the others end the child with 148 and the one-line report.
+ * The seccomp filters (vmm/sandbox.h) without KVM: every role has its program (compiled at
+ * build time, embedded); in a forked child confined with a role, the calls and argument values that
+ * role uses go through and the others end the child with 148 and the one-line report.
  */
 #include <errno.h>
 #include <fcntl.h>
