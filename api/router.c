@@ -360,8 +360,45 @@ static int parse_address(const char *s, uint64_t *out)
 
 /* ---- routing ---- */
 
-/* Splits "/a/b/" into at most MAX_SEGMENTS segments (a trailing '/' is ignored, as
- * Firecracker's split_terminator does); -1 when there are more. */
+static int hex_digit(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* The path of a request target (what precedes '?') into buf, percent-decoded ("%XX"; a '%'
+ * without two hex digits stays as it is). -1 when it does not fit, or when it decodes to a
+ * NUL byte: a C string would end there, so "/drives/a%00xyz" would name drive "a". */
+static int decode_path(const char *url, char *buf, size_t cap)
+{
+        size_t n = 0;
+
+        for (const char *p = url; *p && *p != '?'; p++) {
+                char c = *p;
+                int hi, lo;
+
+                if (c == '%' && (hi = hex_digit(p[1])) >= 0 && (lo = hex_digit(p[2])) >= 0) {
+                        c = (char)(hi << 4 | lo);
+                        p += 2;
+                        if (!c)
+                                return -1;
+                }
+                if (n + 1 >= cap)
+                        return -1;
+                buf[n++] = c;
+        }
+        buf[n] = '\0';
+        return 0;
+}
+
+/* Splits the path of url ("/a/b/", decoded) into at most MAX_SEGMENTS segments (a trailing
+ * '/' is ignored, as Firecracker's split_terminator does); -1 when there are more, or when
+ * the path cannot be decoded (decode_path). */
 static int split_path(const char *url, char *buf, size_t cap, char *seg[MAX_SEGMENTS])
 {
         size_t len;
@@ -370,10 +407,9 @@ static int split_path(const char *url, char *buf, size_t cap, char *seg[MAX_SEGM
 
         while (*url == '/')
                 url++;
-        len = strlen(url);
-        if (len >= cap)
+        if (decode_path(url, buf, cap))
                 return -1;
-        memcpy(buf, url, len + 1);
+        len = strlen(buf);
         if (len && buf[len - 1] == '/')
                 buf[len - 1] = '\0';
         if (!buf[0])
@@ -450,12 +486,13 @@ enum api_route_result api_route(const char *method, const char *url, const char 
         if (n >= 0)
                 rt = find_route(method, seg, n, &id);
         if (!rt) {
-                api_fault(resp, 400, "Invalid request method and/or path: %s %s.", method, url);
+                api_fault(resp, 400, "Invalid request method and/or path: %s %.*s.", method,
+                          (int)strcspn(url, "?"), url);
                 return API_ROUTE_RESPOND;
         }
         if (rt->not_implemented) {
-                api_fault(resp, 400, "%s (%s %s): not implemented yet.", rt->not_implemented,
-                          method, url);
+                api_fault(resp, 400, "%s (%s %.*s): not implemented yet.", rt->not_implemented,
+                          method, (int)strcspn(url, "?"), url);
                 return API_ROUTE_RESPOND;
         }
         *action = rt->action;
