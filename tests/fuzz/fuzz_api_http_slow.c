@@ -73,7 +73,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         return 0;
 }
 
-static void bad_stream(const struct client *c, const char *why)
+__attribute__((noreturn)) static void bad_stream(const struct client *c, const char *why)
 {
         fprintf(stderr, "fuzz_api_http_slow: %s in the answers:\n%.*s\n", why, (int)c->len,
                 c->stream);
@@ -102,7 +102,7 @@ static void check_answers(struct client *c)
         for (;;) {
                 char *end = memmem(c->stream, c->len, "\r\n\r\n", 4), *cl;
                 size_t head, body = 0, total;
-                unsigned status;
+                unsigned status = 0;
 
                 if (!end) {
                         if (c->len == STREAM_MAX)
