@@ -74,8 +74,6 @@ static const struct {
      * pagemap read), the end of the process (joining threads, removing the API socket). */
     {SCMP_SYS(epoll_wait), VMM | API},
     {SCMP_SYS(epoll_pwait), VMM | API},
-    {SCMP_SYS(poll), API},
-    {SCMP_SYS(ppoll), API},
     {SCMP_SYS(lseek), VMM},
     {SCMP_SYS(ftruncate), VMM},
     {SCMP_SYS(openat), VMM},
@@ -86,6 +84,8 @@ static const struct {
     {SCMP_SYS(rename), VMM},
     {SCMP_SYS(mincore), VMM}, /* debug level: the startup line's guest RAM resident */
     {SCMP_SYS(io_uring_register), VMM},
+    /* The API thread (api/server.c): epoll, accepting, recv and send on its connections,
+     * the eventfds; nothing else (no fcntl: accept4 makes the sockets non-blocking). */
     {SCMP_SYS(accept4), VMM | API},
     /* Devices at work: on the VMM thread (ioeventfds, back-end events), and on a vCPU
      * thread whenever a register write runs a device there: activation (DRIVER_OK looks at
@@ -95,7 +95,7 @@ static const struct {
      * guest's connection request connects), rate-limiter and balloon timers, getrandom. */
     {SCMP_SYS(epoll_ctl), VMM | API | VCPU},
     {SCMP_SYS(readv), VMM | VCPU},
-    {SCMP_SYS(writev), VMM | API | VCPU},
+    {SCMP_SYS(writev), VMM | VCPU},
     {SCMP_SYS(pread64), VMM | VCPU},
     {SCMP_SYS(pwrite64), VMM | VCPU},
     {SCMP_SYS(preadv), VMM | VCPU},
@@ -108,12 +108,12 @@ static const struct {
     {SCMP_SYS(getrandom), VMM | VCPU},
     {SCMP_SYS(io_uring_enter), VMM | VCPU},
     {SCMP_SYS(connect), VMM | VCPU},
-    {SCMP_SYS(sendmsg), VMM | API | VCPU},
+    {SCMP_SYS(sendmsg), VMM | VCPU},
     {SCMP_SYS(sendto), VMM | API | VCPU},
-    {SCMP_SYS(recvmsg), VMM | API | VCPU},
+    {SCMP_SYS(recvmsg), VMM | VCPU},
     {SCMP_SYS(recvfrom), VMM | API | VCPU},
-    {SCMP_SYS(shutdown), VMM | API | VCPU},
-    {SCMP_SYS(getsockopt), VMM | API | VCPU},
+    {SCMP_SYS(shutdown), VMM | VCPU},
+    {SCMP_SYS(getsockopt), VMM | VCPU},
 };
 
 /* ioctl requests, per role. */
@@ -161,8 +161,7 @@ static const struct {
         int cmd;
         unsigned roles;
 } fcntls[] = {
-    {F_GETFL, VMM | API}, {F_SETFL, VMM | API},   {F_GETFD, VMM | API},
-    {F_SETFD, VMM | API}, {F_DUPFD_CLOEXEC, VMM},
+    {F_GETFL, VMM}, {F_SETFL, VMM}, {F_GETFD, VMM}, {F_SETFD, VMM}, {F_DUPFD_CLOEXEC, VMM},
 };
 
 /* membarrier: the memory-ownership tracker's transitions (memory/ownership.c), made by
