@@ -5,6 +5,17 @@
 #include <strings.h>
 #include <time.h>
 
+static int hex_digit(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
 /* ---- the head ---- */
 
 /* RFC 9110 tchar. */
@@ -293,6 +304,30 @@ int http_parse_head(char *buf, size_t len, struct http_request *req, struct http
         return 0;
 }
 
+/* ---- the target ---- */
+
+int http_decode_path(const char *target, char *buf, size_t cap)
+{
+        size_t n = 0;
+
+        for (const char *p = target; *p && *p != '?'; p++) {
+                char c = *p;
+                int hi, lo;
+
+                if (c == '%' && (hi = hex_digit(p[1])) >= 0 && (lo = hex_digit(p[2])) >= 0) {
+                        c = (char)(hi << 4 | lo);
+                        p += 2;
+                        if (!c)
+                                return -1;
+                }
+                if (n + 1 >= cap)
+                        return -1;
+                buf[n++] = c;
+        }
+        buf[n] = '\0';
+        return 0;
+}
+
 /* ---- chunked bodies ---- */
 
 enum { CHUNK_SIZE, CHUNK_DATA, CHUNK_DATA_END, CHUNK_TRAILER, CHUNK_DONE };
@@ -315,21 +350,10 @@ static bool parse_chunk_size(const char *s, size_t n, uint64_t *out)
                 n--;
         if (n && s[n - 1] == '\r')
                 n--;
-        for (; i < n; i++) {
-                char c = s[i];
-                unsigned d;
-
-                if (c >= '0' && c <= '9')
-                        d = (unsigned)(c - '0');
-                else if (c >= 'a' && c <= 'f')
-                        d = (unsigned)(c - 'a' + 10);
-                else if (c >= 'A' && c <= 'F')
-                        d = (unsigned)(c - 'A' + 10);
-                else
-                        break;
+        for (int d; i < n && (d = hex_digit(s[i])) >= 0; i++) {
                 if (v >> 60)
                         return false; /* beyond 2^64 - 1 */
-                v = v << 4 | d;
+                v = v << 4 | (unsigned)d;
         }
         if (i == 0 || (i < n && s[i] != ';' && !is_ows(s[i])))
                 return false;

@@ -60,6 +60,11 @@ bool http_has_line(const char *buf, size_t len);
  * *err filled. */
 int http_parse_head(char *buf, size_t len, struct http_request *req, struct http_error *err);
 
+/* The path of a request target (what precedes '?') into buf[cap], percent-decoded ("%XX";
+ * a '%' without two hex digits stays as it is). -1 when it does not fit, or when it decodes
+ * to a NUL byte. */
+int http_decode_path(const char *target, char *buf, size_t cap);
+
 /* A chunked body's decoder: feed it what arrived; it hands back the data and says when the
  * body (and its trailer) ended. */
 struct http_chunked {

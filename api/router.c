@@ -9,6 +9,7 @@
 #include <cJSON.h>
 
 #include "config_json.h"
+#include "http.h"
 
 #define MAX_SEGMENTS 4
 
@@ -360,45 +361,9 @@ static int parse_address(const char *s, uint64_t *out)
 
 /* ---- routing ---- */
 
-static int hex_digit(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
-/* The path of a request target (what precedes '?') into buf, percent-decoded ("%XX"; a '%'
- * without two hex digits stays as it is). -1 when it does not fit, or when it decodes to a
- * NUL byte: a C string would end there, so "/drives/a%00xyz" would name drive "a". */
-static int decode_path(const char *url, char *buf, size_t cap)
-{
-        size_t n = 0;
-
-        for (const char *p = url; *p && *p != '?'; p++) {
-                char c = *p;
-                int hi, lo;
-
-                if (c == '%' && (hi = hex_digit(p[1])) >= 0 && (lo = hex_digit(p[2])) >= 0) {
-                        c = (char)(hi << 4 | lo);
-                        p += 2;
-                        if (!c)
-                                return -1;
-                }
-                if (n + 1 >= cap)
-                        return -1;
-                buf[n++] = c;
-        }
-        buf[n] = '\0';
-        return 0;
-}
-
 /* Splits the path of url ("/a/b/", decoded) into at most MAX_SEGMENTS segments (a trailing
  * '/' is ignored, as Firecracker's split_terminator does); -1 when there are more, or when
- * the path cannot be decoded (decode_path). */
+ * the path cannot be decoded (http_decode_path). */
 static int split_path(const char *url, char *buf, size_t cap, char *seg[MAX_SEGMENTS])
 {
         size_t len;
@@ -407,7 +372,9 @@ static int split_path(const char *url, char *buf, size_t cap, char *seg[MAX_SEGM
 
         while (*url == '/')
                 url++;
-        if (decode_path(url, buf, cap))
+        /* An escaped NUL is refused: a C string would end there, so "/drives/a%00xyz" would
+         * name drive "a". */
+        if (http_decode_path(url, buf, cap))
                 return -1;
         len = strlen(buf);
         if (len && buf[len - 1] == '/')

@@ -217,6 +217,22 @@ static void test_transfer_encoding(void **state)
                        400, "ambiguous");
 }
 
+/* ---- targets ---- */
+
+static void test_decode_path(void **state)
+{
+        char buf[16];
+
+        (void)state;
+        assert_int_equal(http_decode_path("/vers%69on?x=%00", buf, sizeof(buf)), 0);
+        assert_string_equal(buf, "/version");
+        assert_int_equal(http_decode_path("/a%2Fb%zz%4", buf, sizeof(buf)), 0);
+        assert_string_equal(buf, "/a/b%zz%4");
+        assert_int_equal(http_decode_path("/a%00xyz", buf, sizeof(buf)), -1);
+        assert_int_equal(http_decode_path("/0123456789abcde", buf, sizeof(buf)), -1);
+        assert_int_equal(http_decode_path("/0123456789abcd", buf, sizeof(buf)), 0);
+}
+
 /* ---- chunked bodies ---- */
 
 /* Decodes in, fed in pieces of `piece` bytes as a connection would (the unconsumed rest
@@ -322,11 +338,17 @@ static void test_answer_head(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_head_end),          cmocka_unit_test(test_head_end_byte_by_byte),
-            cmocka_unit_test(test_request_line),      cmocka_unit_test(test_keep_alive),
-            cmocka_unit_test(test_headers),           cmocka_unit_test(test_content_length),
-            cmocka_unit_test(test_transfer_encoding), cmocka_unit_test(test_chunked_in_any_pieces),
-            cmocka_unit_test(test_chunked_refusals),  cmocka_unit_test(test_answer_head),
+            cmocka_unit_test(test_head_end),
+            cmocka_unit_test(test_head_end_byte_by_byte),
+            cmocka_unit_test(test_request_line),
+            cmocka_unit_test(test_keep_alive),
+            cmocka_unit_test(test_headers),
+            cmocka_unit_test(test_content_length),
+            cmocka_unit_test(test_transfer_encoding),
+            cmocka_unit_test(test_decode_path),
+            cmocka_unit_test(test_chunked_in_any_pieces),
+            cmocka_unit_test(test_chunked_refusals),
+            cmocka_unit_test(test_answer_head),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
