@@ -9,6 +9,7 @@
 #include <cJSON.h>
 
 #include "config_json.h"
+#include "http.h"
 
 #define MAX_SEGMENTS 4
 
@@ -149,8 +150,9 @@ static int parse_address(const char *s, uint64_t *out)
 
 /* ---- routing ---- */
 
-/* Splits "/a/b/" into at most MAX_SEGMENTS segments (a trailing '/' is ignored, as
- * Firecracker's split_terminator does); -1 when there are more. */
+/* Splits the path of url ("/a/b/", decoded) into at most MAX_SEGMENTS segments (a trailing
+ * '/' is ignored, as Firecracker's split_terminator does); -1 when there are more, or when
+ * the path cannot be decoded (http_decode_path). */
 static int split_path(const char *url, char *buf, size_t cap, char *seg[MAX_SEGMENTS])
 {
         size_t len;
@@ -159,10 +161,11 @@ static int split_path(const char *url, char *buf, size_t cap, char *seg[MAX_SEGM
 
         while (*url == '/')
                 url++;
-        len = strlen(url);
-        if (len >= cap)
+        /* An escaped NUL is refused: a C string would end there, so "/drives/a%00xyz" would
+         * name drive "a". */
+        if (http_decode_path(url, buf, cap))
                 return -1;
-        memcpy(buf, url, len + 1);
+        len = strlen(buf);
         if (len && buf[len - 1] == '/')
                 buf[len - 1] = '\0';
         if (!buf[0])
@@ -239,12 +242,13 @@ enum api_route_result api_route(const char *method, const char *url, const char 
         if (n >= 0)
                 rt = find_route(method, seg, n, &id);
         if (!rt) {
-                api_fault(resp, 400, "Invalid request method and/or path: %s %s.", method, url);
+                api_fault(resp, 400, "Invalid request method and/or path: %s %.*s.", method,
+                          (int)strcspn(url, "?"), url);
                 return API_ROUTE_RESPOND;
         }
         if (rt->not_implemented) {
-                api_fault(resp, 400, "%s (%s %s): not implemented yet.", rt->not_implemented,
-                          method, url);
+                api_fault(resp, 400, "%s (%s %.*s): not implemented yet.", rt->not_implemented,
+                          method, (int)strcspn(url, "?"), url);
                 return API_ROUTE_RESPOND;
         }
         *action = rt->action;

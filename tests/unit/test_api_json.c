@@ -441,6 +441,18 @@ static void test_router(void **state)
                            "An error occurred when deserializing the json body of a request: "
                            "field `action_type`: unknown variant `Start`");
 
+        /* The target as sent: the path is percent-decoded here, a query ignored, and an
+         * escaped NUL refused (it would end the id: "a%00xyz" read as "a"). */
+        assert_int_equal(api_route("GET", "/vers%69on?x=%00", "", 0, &req, &action, &resp),
+                         API_ROUTE_SUBMIT);
+        assert_int_equal(req.action, VMM_GET_VERSION);
+        controller_request_clear(&req);
+        expect_route_error("GET", "/version%00", NULL,
+                           "Invalid request method and/or path: GET /version%00.");
+        expect_route_error("PUT", "/drives/a%00xyz?q", drive,
+                           "Invalid request method and/or path: PUT /drives/a%00xyz.");
+        expect_route_error("GET", "/version%zz", NULL, "path: GET /version%zz.");
+
         /* Replies. */
         controller_request_init(&req, VMM_GET_VERSION);
         api_reply(&req, &resp);
