@@ -69,7 +69,7 @@ struct jail {
         int null_fd;
         bool pid_claimed; /* this process created the pid file and removes it on failure */
         int uffd_minor;   /* -1: no userfaultfd device on this host */
-        char *env[4];     /* the VMM's environment (empty but in sanitizer builds) */
+        char *env[4];     /* the VMM's environment (empty but in sanitizer builds), NULL-ended */
         mode_t umask;     /* the caller's, restored for the VMM */
 };
 
@@ -92,8 +92,7 @@ static int close_inherited(struct error *err)
 }
 
 /* The VMM gets an empty environment (Firecracker clears it). A sanitizer build keeps the
- * sanitizers' options, so a test can turn off LeakSanitizer, which needs /proc (a jail has
- * none). */
+ * sanitizers' options (CI's abort_on_error and the like). */
 static void take_environment(struct jail *j)
 {
 #ifdef JAIL_SANITIZER_BUILD
@@ -110,6 +109,26 @@ static void take_environment(struct jail *j)
         (void)j;
 #endif
         clearenv();
+}
+
+/*
+ * The sanitizer runtimes read their options (/proc/self/environ), the executable's name and
+ * LeakSanitizer's thread list at exit from /proc, which a jail has not: a sanitizer build (a
+ * test build, never a release) mounts a procfs at the jail's /proc, showing the PID
+ * namespace of the process that mounts it. Release builds leave the jail without /proc, as
+ * Firecracker's jailer does.
+ */
+static int sanitizer_proc(struct error *err)
+{
+#ifdef JAIL_SANITIZER_BUILD
+        if (mkdir("/proc", 0555) != 0 && errno != EEXIST)
+                return error_set(err, -errno, "mkdir /proc: %s", strerror(errno));
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+                return error_set(err, -errno, "mounting /proc: %s", strerror(errno));
+#else
+        (void)err;
+#endif
+        return 0;
 }
 
 static int misc_minor(const char *name)
@@ -306,7 +325,7 @@ static int enter_jail(struct jail *j, struct error *err)
                 return error_set(err, -errno, "detaching the old root: %s", strerror(errno));
         if (chroot(".") != 0 || chdir("/") != 0)
                 return error_set(err, -errno, "chroot: %s", strerror(errno));
-        return 0;
+        return sanitizer_proc(err);
 }
 
 /* dfd (a directory of the jail) becomes uid:gid's, mode 0700 (Firecracker's). */
@@ -473,6 +492,8 @@ static int launch(struct jail *j, struct error *err)
                 j->pid_fd = -1;
                 if (leader && setsid() < 0)
                         return error_set(err, -errno, "setsid: %s", strerror(errno));
+                if (sanitizer_proc(err)) /* this namespace's pids, over the jailer's */
+                        return -EIO;
                 return exec_vmm(j, err);
         }
         if (write_pid(j, pid, err)) {
@@ -490,6 +511,15 @@ static int fail(struct jail *j, const struct error *err)
         return err->kind == ERROR_CONFIG ? EXIT_BAD_CONFIG : EXIT_ERROR;
 }
 
+/* What main holds when it returns (the descriptors are the process's: exit closes them). */
+static int finish(struct jail *j, int code)
+{
+        jail_args_free(&j->a);
+        for (size_t i = 0; i < sizeof(j->env) / sizeof(j->env[0]); i++)
+                free(j->env[i]);
+        return code;
+}
+
 int main(int argc, char **argv)
 {
         struct jail j = {.exec_fd = -1, .root_fd = -1, .pid_fd = -1, .null_fd = -1};
@@ -501,19 +531,18 @@ int main(int argc, char **argv)
         /* Modes below are exact; the VMM gets the caller's umask back. */
         j.umask = umask(0);
         if (r)
-                return fail(&j, &err);
+                return finish(&j, fail(&j, &err));
         if (jail_args_parse(&j.a, argc, argv, &err) != 0) {
                 fprintf(stderr, "jailer: %s\n", err.msg);
-                jail_args_free(&j.a);
-                return EXIT_BAD_ARGS;
+                return finish(&j, EXIT_BAD_ARGS);
         }
         if (j.a.help) {
                 fputs(jail_args_usage(), stdout);
-                return EXIT_OK;
+                return finish(&j, EXIT_OK);
         }
         if (j.a.version) {
                 printf("jailer v%s\n", JAILER_VERSION);
-                return EXIT_OK;
+                return finish(&j, EXIT_OK);
         }
         r = resolve_inputs(&j, &err);
         if (!r)
@@ -538,7 +567,5 @@ int main(int argc, char **argv)
                 r = daemonize(&j, &err);
         if (!r)
                 r = launch(&j, &err);
-        r = fail(&j, &err);
-        jail_args_free(&j.a);
-        return r;
+        return finish(&j, fail(&j, &err));
 }
