@@ -38,9 +38,12 @@ void jail_fs_temp_name(const char *name, char *out, size_t size)
 
 static const char *why(int e)
 {
-        return e == ELOOP ? "a symbolic link where the jail needs a real file or directory "
-                            "(refused: the jailer never follows links in a jail)"
-                          : strerror(e);
+        if (e == ELOOP)
+                return "a symbolic link where the jail needs a real file or directory (refused: "
+                       "the jailer never follows links in a jail)";
+        if (e == ENOSYS)
+                return "openat2 is not available (the jailer needs Linux 5.6 or later)";
+        return strerror(e);
 }
 
 int jail_fs_mkdirs(int dirfd, const char *rel, mode_t mode, const char *shown_base,

@@ -282,10 +282,13 @@ def test_help_and_version():
 def test_bad_files_and_namespaces_exit_152(base, tmp_path):
     require_root()
     (tmp_path / "plain").write_text("")
+    (tmp_path / "script").write_text("#!/bin/sh\n")
+    (tmp_path / "script").chmod(0o755)
     cases = [
         (dict(exec_file=tmp_path / "absent"), [], "--exec-file"),
         (dict(exec_file=tmp_path), [], "not a regular file"),
-        (dict(exec_file=tmp_path / "plain"), [], "not an ELF executable"),
+        (dict(exec_file=tmp_path / "plain"), [], "not executable (mode 0644)"),
+        (dict(exec_file=tmp_path / "script"), [], "not an ELF executable"),
         (dict(), ["--netns", tmp_path / "absent"], "No such file or directory"),
         (dict(), ["--netns", tmp_path / "plain"], "not a network namespace"),
         (dict(), ["--resource-limit", "no-file=99999999999"], "--resource-limit no-file"),
