@@ -161,8 +161,8 @@ static int resolve_inputs(struct jail *j, struct error *err)
         if (fstat(j->exec_fd, &st) != 0 || !S_ISREG(st.st_mode))
                 return error_config(err, "--exec-file %s: not a regular file", j->exec_path);
         if (!(st.st_mode & 0111)) /* the copy keeps the mode: it would not run */
-                return error_config(err, "--exec-file %s: not executable (mode %04o)",
-                                    j->exec_path, (unsigned)(st.st_mode & 07777));
+                return error_config(err, "--exec-file %s: not executable (mode %04o)", j->exec_path,
+                                    (unsigned)(st.st_mode & 07777));
         j->exec_name = strrchr(j->exec_path, '/') + 1;
         if (jail_libs_interp(j->exec_fd, j->interp, sizeof(j->interp), err)) {
                 error_prefix(err, "--exec-file %s", j->exec_path);
