@@ -5,6 +5,7 @@ include(GNUInstallDirs)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBVMM_CJSON REQUIRED IMPORTED_TARGET libcjson)
 pkg_check_modules(LIBVMM_URING REQUIRED IMPORTED_TARGET liburing)
+pkg_check_modules(LIBVMM_NETTLE REQUIRED IMPORTED_TARGET nettle)
 
 set(LIBVMM_PARTS vmm_api_json vmm_core vmm_arch vmm_devices vmm_memory vmm_common)
 
@@ -29,6 +30,7 @@ add_library(libvmm_static STATIC libvmm.c ${LIBVMM_OBJECTS})
 add_dependencies(libvmm_static ${LIBVMM_PARTS})
 target_link_libraries(libvmm_static PRIVATE vmm_api_json)
 target_link_libraries(libvmm_static INTERFACE PkgConfig::LIBVMM_CJSON PkgConfig::LIBVMM_URING
+                      PkgConfig::LIBVMM_NETTLE
                       ${FDT_LIBRARY} Threads::Threads m)
 set_target_properties(libvmm_static PROPERTIES OUTPUT_NAME vmm
   ARCHIVE_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/libvmm)
