@@ -97,7 +97,9 @@ void s390_uvc(struct cc *cc)
                 rc = UVC_RC_INV_ADDR;
         if (rc != UVC_RC_EXECUTED) {
                 cc->stats.failed_calls++;
-                LOG_GUEST(&cc->rl, "s390-pv: UVC 0x%x at 0x%llx: rc 0x%x", cmd,
+                /* Addresses and codes only: the command word came from the control block,
+                 * private memory the guest may have aimed anywhere (at its secrets). */
+                LOG_GUEST(&cc->rl, "s390-pv: UVC on the control block at 0x%llx: rc 0x%x",
                           (unsigned long long)cb, rc);
         }
         CC_RET(cc, 0) = rc == UVC_RC_EXECUTED ? 0 : 1;
