@@ -577,15 +577,13 @@ static bool complete_paged_access(struct cc *cc, struct kvm_run *run)
         uint32_t len = run->mmio.len > 8 ? 8 : run->mmio.len;
         int r;
 
-        if (!atomic_load(&cc->any_paged) || !guest_mem_contains(cc->mem, a, len))
+        /* KVM exits on RAM only when the page was not accessible: the host took it (another
+         * vCPU may have brought it back since, and a write must not be lost then either). */
+        if (!guest_mem_contains(cc->mem, a, len))
                 return false;
         pthread_mutex_lock(&cc->lock);
-        if (!find_paged(cc, a) && !find_paged(cc, a + len - 1)) {
-                pthread_mutex_unlock(&cc->lock);
-                return false;
-        }
-        /* The guest touched a page the host took: bring it back (H_SVM_PAGE_IN / import)
-         * and finish the access the emulator stopped at. */
+        /* Bring it back (H_SVM_PAGE_IN / import) and finish the access the emulator stopped
+         * at. */
         cc_page_in_range(cc, a, len);
         r = run->mmio.is_write ? guest_mem_write(cc->mem, a, run->mmio.data, len)
                                : guest_mem_read(cc->mem, a, run->mmio.data, len);

@@ -561,6 +561,32 @@ static void page_out_and_back(enum cc_platform p)
         fx_free(f);
 }
 
+/* Two vCPUs touch one paged-out granule: the first pages it back in, the second's exit
+ * (an MMIO exit on RAM, taken while the page was out) must still complete its access, not
+ * fall through to the MMIO bus as an unhandled one (its write lost). */
+static void test_stale_exit_on_a_granule_paged_back_in(void **state)
+{
+        struct fx *f = fx_new(CC_PLATFORM_S390_PV);
+        uint8_t buf[16];
+        struct kvm_run run;
+
+        (void)state;
+        assert_int_equal(guest_mem_write(f->mem, 0x200000, "IBMSecEx", 8), 0);
+        assert_int_equal(diag308(f, DIAG308_PV_IPL, 0x200000), DIAG308_RC_OK);
+        assert_int_equal(cc_host_read(f->cc, 0x3000, buf, sizeof(buf)), 0); /* paged out */
+        assert_true(cc_handle_fault(f->cc, -1));                            /* vCPU 0 */
+        memset(&run, 0, sizeof(run));                                       /* vCPU 1 */
+        run.exit_reason = KVM_EXIT_MMIO;
+        run.mmio.phys_addr = 0x3008;
+        run.mmio.len = 8;
+        run.mmio.is_write = 1;
+        memcpy(run.mmio.data, "WRITTEN!", 8);
+        assert_true(cc_handle_exit(f->cc, 1, -1, &run));
+        assert_int_equal(guest_mem_read(f->mem, 0x3008, buf, 8), 0);
+        assert_memory_equal(buf, "WRITTEN!", 8);
+        fx_free(f);
+}
+
 static void test_cc8_pef_pages_out_encrypted_and_back_in(void **state)
 {
         (void)state;
@@ -865,6 +891,7 @@ int main(void)
             cmocka_unit_test(test_cc12_s390_bad_calls_change_nothing),
             cmocka_unit_test(test_cc8_sev_host_reads_ciphertext),
             cmocka_unit_test(test_cc8_known_plaintext_recovers_nothing),
+            cmocka_unit_test(test_stale_exit_on_a_granule_paged_back_in),
             cmocka_unit_test(test_cc8_pef_pages_out_encrypted_and_back_in),
             cmocka_unit_test(test_cc8_s390_exports_and_imports),
             cmocka_unit_test(test_host_reads_never_wait_for_a_transition_sev),
