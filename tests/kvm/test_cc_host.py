@@ -301,11 +301,12 @@ def cold_disk(path, mib=32):
 def test_cc_transitions_under_io_never_hang_host_reads_or_metrics(platform, engine, tmp_path):
     """A guest unsharing a granule while a blk read into it is in flight (io_uring: its pin
     is released when the VMM thread reaps the completion), 120 rounds (pef: then 6 rounds of
-    UV_UNSHARE_ALL_PAGES), while the host reads guest memory and flushes the metrics as fast
-    as it can. The run must finish (a transition waiting for the pin while holding a lock the
-    VMM thread needs hung it), every API call must be answered, and no device write may land
-    in the granule after the unshare returned (pef: zeroed only after the I/O was waited
-    for, so nothing the host wrote is left in memory the guest owns)."""
+    UV_UNSHARE_ALL_PAGES), while the host reads guest memory, flushes the metrics and pauses
+    and resumes the VM as fast as it can. The run must finish (a transition waiting for the
+    pin while holding a lock the VMM thread needs hung it, and so did a pause waiting for a
+    vCPU that waited for the pin), every API call must be answered, and no device write may
+    land in the granule after the unshare returned (pef: zeroed only after the I/O was
+    waited for, so nothing the host wrote is left in memory the guest owns)."""
     disk = tmp_path / "disk.img"
     cold_disk(disk)
     guest = Guest(tmp_path, platform, "cc-stress", "--drive",
@@ -320,12 +321,21 @@ def test_cc_transitions_under_io_never_hang_host_reads_or_metrics(platform, engi
                       timeout=30)
             assert r.status_code == 204, (r.status_code, r.text)
 
+        def pause(s, n):
+            r = s.patch(f"{guest.base}/vm", data=json.dumps(
+                {"state": "Resumed" if n % 2 else "Paused"}), timeout=30)
+            assert r.status_code == 204, (r.status_code, r.text)
+
         flushes = Hammer(guest, flush)
+        pauses = Hammer(guest, pause)
         guest.send("go")
         done = guest.wait(r"probe: cc stress (\d+) rounds .*\n|probe: fail .*\n", timeout=120,
                           start=m.end())
         reads.end()
         flushes.end()
+        pauses.end()
+        if pauses.calls % 2:  # the last call paused it
+            pause(guest.session(), 1)
         guest.send("end")
         rc = guest.finish()
     finally:
@@ -333,8 +343,9 @@ def test_cc_transitions_under_io_never_hang_host_reads_or_metrics(platform, engi
     assert done.group(1) == "120", guest
     assert "; 0 written after the unshare, 0 not zeroed" in done.group(0), guest
     assert_ok(guest, "cc-stress", rc)
-    assert reads.error is None and flushes.error is None, (reads.error, flushes.error)
-    assert reads.calls >= 10 and flushes.calls >= 10, (reads.calls, flushes.calls)
+    assert (reads.error, flushes.error, pauses.error) == (None, None, None)
+    assert min(reads.calls, flushes.calls, pauses.calls) >= 10, \
+        (reads.calls, flushes.calls, pauses.calls)
 
 
 def test_cc8_uvc_errors_never_log_private_bytes(tmp_path_factory):
