@@ -15,6 +15,7 @@ struct mmds_stack {
         bool arp_pending;      /* the latest ARP request is not answered yet */
         uint32_t arp_requester;
         uint16_t ip_id;
+        uint8_t frame[MMDS_STACK_FRAME_MAX]; /* the guest frame being taken */
 };
 
 /* Firecracker's MMDS MAC address (locally administered). */
@@ -113,6 +114,22 @@ void mmds_stack_receive(struct mmds_stack *s, const uint8_t *frame, size_t len, 
                 receive_arp(s, frame + ETH_HDR_LEN, len - ETH_HDR_LEN);
         else if (get_be16(frame + 12) == ETH_TYPE_IPV4)
                 receive_ipv4(s, frame, frame + ETH_HDR_LEN, len - ETH_HDR_LEN);
+}
+
+bool mmds_stack_take(struct mmds_stack *s, size_t frame_len, mmds_stack_read_fn read, void *opaque)
+{
+        size_t take = frame_len < sizeof(s->frame) ? frame_len : sizeof(s->frame);
+        size_t peek = take < MMDS_STACK_PEEK ? take : MMDS_STACK_PEEK;
+
+        if (read(opaque, 0, s->frame, peek) != (long)peek || !mmds_stack_wants(s, s->frame, peek))
+                return false;
+        /* The rest is read once into the stack's copy, which alone is checked and used,
+         * whatever the guest does to its buffer meanwhile (a refused read leaves a short
+         * frame, counted as such). */
+        if (read(opaque, peek, s->frame + peek, take - peek) != (long)(take - peek))
+                take = peek;
+        mmds_stack_receive(s, s->frame, take, frame_len);
+        return true;
 }
 
 static void write_eth(const struct mmds_stack *s, uint8_t *buf, uint16_t type)

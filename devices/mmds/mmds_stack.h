@@ -5,10 +5,12 @@
  * 06:01:23:45:67:01. Every other frame is left to the device.
  *
  * The device's part (devices/virtio/net.c):
- *   transmit: mmds_stack_wants() on the first MMDS_STACK_PEEK bytes of each guest frame (a
- *     test with no false negatives: an ARP frame whose target address, or an IPv4 packet
- *     whose destination, is the service's); when true, the whole frame (at most
- *     MMDS_STACK_FRAME_MAX bytes of it) goes to mmds_stack_receive() and never to the TAP;
+ *   transmit: mmds_stack_take() with each guest frame's length and a way to read it; the
+ *     stack reads its first MMDS_STACK_PEEK bytes and tests them (mmds_stack_wants: no false
+ *     negatives, an ARP frame whose target address, or an IPv4 packet whose destination, is
+ *     the service's); when they are for it, it copies the frame (at most MMDS_STACK_FRAME_MAX
+ *     bytes of it), handles the copy (mmds_stack_receive) and says so: the frame is consumed
+ *     and must not reach the TAP;
  *   receive: before reading the TAP, mmds_stack_next_frame() may fill the guest's next frame
  *     (ARP replies first, then TCP segments).
  *
@@ -46,6 +48,13 @@ bool mmds_stack_wants(const struct mmds_stack *s, const uint8_t *frame, size_t n
 
 /* A guest frame that mmds_stack_wants: len bytes read of a frame of frame_len bytes. */
 void mmds_stack_receive(struct mmds_stack *s, const uint8_t *frame, size_t len, size_t frame_len);
+
+/* Reads n bytes of the frame at off into buf; returns n, or anything else on failure. */
+typedef long (*mmds_stack_read_fn)(void *opaque, size_t off, void *buf, size_t n);
+
+/* The device's transmit hook: whether the frame (frame_len bytes, read through read) was for
+ * the service, which has then taken it (wants, copy, receive). */
+bool mmds_stack_take(struct mmds_stack *s, size_t frame_len, mmds_stack_read_fn read, void *opaque);
 
 /* Writes the next frame for the guest into buf (cap bytes) and returns its length; 0 when
  * there is none now (the device reads the TAP then). */

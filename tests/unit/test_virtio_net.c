@@ -981,6 +981,87 @@ static void test_set_rate_limiters_at_runtime(void **state)
         assert_int_equal(stats(f).tx_packets_count, 4);
 }
 
+/* ---- the metadata service on the interface ---- */
+
+#define MMDS_IP 0xa9fea9feu
+
+static struct mmds *test_mmds;
+
+static int setup_mmds(void **state)
+{
+        struct mmds_params p = {.instance_id = "t"};
+        struct virtio_net_config c = default_cfg;
+
+        assert_int_equal(mmds_create(&p, &test_mmds), 0);
+        c.tx_limit = &one_op_per_second;
+        c.mmds = test_mmds;
+        c.mmds_ipv4 = MMDS_IP;
+        return setup_cfg(state, &c);
+}
+
+static int teardown_mmds(void **state)
+{
+        int r = teardown(state);
+
+        mmds_destroy(test_mmds);
+        return r;
+}
+
+static size_t arp_request(uint8_t *f, uint32_t target)
+{
+        static const uint8_t hdr[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0,
+                                      1,    0x08, 0x06, 0,    1,    8,    0, 6, 4, 0, 1};
+
+        memset(f, 0, 42);
+        memcpy(f, hdr, sizeof(hdr));
+        memcpy(f + 22, guest_mac, 6);
+        f[28] = 169, f[29] = 254, f[30] = 0, f[31] = 1;
+        f[38] = (uint8_t)(target >> 24), f[39] = (uint8_t)(target >> 16);
+        f[40] = (uint8_t)(target >> 8), f[41] = (uint8_t)target;
+        return 42;
+}
+
+/* ARP for the service's address is answered by the device and never reaches the TAP, nor
+ * uses the tx limiter; ARP for another address goes to the TAP as before. */
+static void test_mmds_answers_arp_off_the_tap(void **state)
+{
+        struct fx *f = *state;
+        uint8_t frame[64], got[2048];
+        uint64_t c[MMDS_COUNTER_COUNT];
+        uint16_t id, head;
+        uint32_t len;
+        int arp;
+        size_t n;
+
+        REQUIRE_TAP();
+        arp = pkt_open(f->ifindex, 0x0806, false);
+        bring_up(f, base_features);
+        post_rx(f, 4, BUF_SMALL);
+        for (int i = 0; i < 2; i++) {
+                n = arp_request(frame, MMDS_IP);
+                guest_tx(f, NULL, frame, n);
+                assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+                assert_true(wait_used(f, RXQ, &head, &len, WATCHDOG_MS));
+                assert_int_equal(len, HDR + 42);
+                vdrv_mem_read(&f->d, f->rxbuf[head], got, len);
+                assert_memory_equal(got + HDR, guest_mac, 6);
+                assert_memory_equal(got + HDR + 6, ((uint8_t[]){6, 1, 0x23, 0x45, 0x67, 1}), 6);
+                assert_int_equal(got[HDR + 21], 2); /* an ARP reply */
+        }
+        assert_int_equal(pkt_recv(arp, got, sizeof(got), 100), -1);
+        /* The tx limiter (one frame a second) has not been touched: this one leaves at once. */
+        n = arp_request(frame, 0x0a000001);
+        guest_tx(f, NULL, frame, n);
+        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        assert_int_equal(pkt_recv(arp, got, sizeof(got), WATCHDOG_MS), 42);
+        assert_memory_equal(got, frame, 42);
+        assert_int_equal(stats(f).tx_packets_count, 1);
+        mmds_get_counters(test_mmds, c);
+        assert_int_equal(c[MMDS_RX_ACCEPTED], 2);
+        assert_int_equal(c[MMDS_TX_FRAMES], 2);
+        close(arp);
+}
+
 /* ---- reset ---- */
 
 static void test_reset_and_reinitialise(void **state)
@@ -1039,6 +1120,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_rx_rate_limited, setup_limited, teardown),
             cmocka_unit_test_setup_teardown(test_set_rate_limiters_at_runtime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reset_and_reinitialise, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_mmds_answers_arp_off_the_tap, setup_mmds,
+                                            teardown_mmds),
         };
 
         /* A private network namespace: the test's TAP never meets the host's interfaces. */
