@@ -535,16 +535,94 @@ int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err
         return r;
 }
 
-int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
+int api_parse_serial(const cJSON *j, struct vmm_serial *out, struct error *err)
 {
+        const cJSON *b = NULL;
         int r = json_check_object(j, FIELDS("serial_out_path", "rate_limiter"), err);
 
-        if (!r && json_field(j, "rate_limiter"))
-                r = error_config(err, "serial output rate limiting (field `rate_limiter`) is not "
-                                      "implemented yet");
         if (!r)
-                r = json_get_string(j, "serial_out_path", false, serial_out_path, err);
+                r = json_get_string(j, "serial_out_path", false, &out->out_path, err);
+        if (!r)
+                r = json_get_object(j, "rate_limiter", false, &b, err);
+        if (!r && b) {
+                r = parse_bucket(b, &out->rate_limiter.cfg.bandwidth, err);
+                if (r)
+                        error_prefix(err, "rate_limiter");
+                out->rate_limiter.present = !r;
+        }
         return r;
+}
+
+int api_parse_ipv4(const char *s, uint32_t *out)
+{
+        uint32_t v = 0;
+
+        for (int i = 0; i < 4; i++) {
+                unsigned octet = 0, digits = 0;
+
+                if (i && *s++ != '.')
+                        return -EINVAL;
+                while (*s >= '0' && *s <= '9' && digits < 4) {
+                        octet = octet * 10 + (unsigned)(*s++ - '0');
+                        digits++;
+                }
+                /* No leading zero (Rust refuses "01"), at most 255. */
+                if (!digits || digits > 3 || octet > 255 || (digits > 1 && s[-(int)digits] == '0'))
+                        return -EINVAL;
+                v = v << 8 | octet;
+        }
+        if (*s)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+static const char *const mmds_versions[] = {"V1", "V2", NULL};
+
+int api_parse_mmds_config(const cJSON *j, struct vmm_mmds_config_request *out, struct error *err)
+{
+        const cJSON *list, *item;
+        char *addr = NULL;
+        int version = 0;
+        int r = json_check_object(
+            j, FIELDS("version", "network_interfaces", "ipv4_address", "imds_compat"), err);
+
+        out->cfg = (struct vmm_mmds_config){.ipv4 = MMDS_DEFAULT_IPV4};
+        if (!r)
+                r = json_get_enum(j, "version", false, mmds_versions, false, NULL, &version, err);
+        if (!r)
+                r = json_get_bool(j, "imds_compat", false, NULL, &out->cfg.imds_compat, err);
+        if (!r)
+                r = json_get_string(j, "ipv4_address", false, &addr, err);
+        if (!r && addr && api_parse_ipv4(addr, &out->cfg.ipv4))
+                r = error_config(err, "field `ipv4_address`: invalid IP address syntax");
+        free(addr);
+        if (r)
+                return r;
+        out->cfg.version = version == 1 ? MMDS_V2 : MMDS_V1;
+        list = json_field(j, "network_interfaces");
+        if (!list)
+                return error_config(err, "missing field `network_interfaces`");
+        if (!cJSON_IsArray(list))
+                return error_config(err,
+                                    "field `network_interfaces`: invalid type: %s, expected a "
+                                    "sequence",
+                                    json_type_name(list));
+        out->ifaces = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*out->ifaces));
+        if (!out->ifaces)
+                return error_set(err, -ENOMEM, "out of memory");
+        cJSON_ArrayForEach(item, list)
+        {
+                if (!cJSON_IsString(item))
+                        return error_config(err,
+                                            "field `network_interfaces`: invalid type: %s, "
+                                            "expected a string",
+                                            json_type_name(item));
+                if (!(out->ifaces[out->nr_ifaces] = strdup(item->valuestring)))
+                        return error_set(err, -ENOMEM, "out of memory");
+                out->nr_ifaces++;
+        }
+        return 0;
 }
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
@@ -809,7 +887,26 @@ static int parse_serial(const cJSON *j, struct controller_request *req, const ch
                         struct error *err)
 {
         (void)body_id;
-        return api_parse_serial(j, &req->u.serial_out_path, err);
+        return api_parse_serial(j, &req->u.serial, err);
+}
+
+static int parse_mmds_config(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_mmds_config(j, &req->u.mmds_config, err);
+}
+
+/* Any JSON value (Firecracker's serde Value); the router hands the body's text over as it
+ * came (api_route), so the store keeps it exactly. */
+static int parse_mmds_data(const cJSON *j, struct controller_request *req, const char **body_id,
+                           struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
 }
 
 static int parse_put_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1094,6 +1191,30 @@ static cJSON *metrics_json(const struct vmm_metrics_config *m)
         return o;
 }
 
+/* Firecracker's MmdsConfig as GET /vm/config shows it: null unless an interface answers. */
+static cJSON *mmds_config_json(const struct vmm_config *cfg)
+{
+        cJSON *o, *a;
+        char addr[16];
+
+        if (!vmm_config_mmds_active(cfg))
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        cJSON_AddStringToObject(o, "version", cfg->mmds.version == MMDS_V2 ? "V2" : "V1");
+        a = cJSON_AddArrayToObject(o, "network_interfaces");
+        for (unsigned i = 0; a && i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        cJSON_AddItemToArray(a, cJSON_CreateString(cfg->nets[i].iface_id));
+        snprintf(addr, sizeof(addr), "%u.%u.%u.%u", cfg->mmds.ipv4 >> 24,
+                 (cfg->mmds.ipv4 >> 16) & 0xff, (cfg->mmds.ipv4 >> 8) & 0xff,
+                 cfg->mmds.ipv4 & 0xff);
+        cJSON_AddStringToObject(o, "ipv4_address", addr);
+        cJSON_AddBoolToObject(o, "imds_compat", cfg->mmds.imds_compat);
+        return o;
+}
+
 cJSON *api_json_vm_config(const struct vmm_config *cfg)
 {
         cJSON *o = cJSON_CreateObject(), *a, *x;
@@ -1110,7 +1231,7 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         cJSON_AddItemToObject(o, "logger", logger_json(&cfg->logger));
         cJSON_AddItemToObject(o, "machine-config", api_json_machine(&cfg->machine));
         cJSON_AddItemToObject(o, "metrics", metrics_json(&cfg->metrics));
-        cJSON_AddNullToObject(o, "mmds-config");
+        cJSON_AddItemToObject(o, "mmds-config", mmds_config_json(cfg));
         a = cJSON_AddArrayToObject(o, "network-interfaces");
         for (unsigned i = 0; a && i < cfg->nr_nets; i++)
                 cJSON_AddItemToArray(a, net_json(&cfg->nets[i]));
@@ -1142,10 +1263,13 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
                                                 cc_platform_name(cfg->confidential.platform));
         }
         /* Not in Firecracker's document (it has PUT /serial only): ours, when set. */
-        if (cfg->serial_out_path) {
+        if (cfg->serial_out_path || cfg->serial_rate_limiter.present) {
                 x = cJSON_AddObjectToObject(o, "serial");
                 if (x)
                         add_string(x, "serial_out_path", cfg->serial_out_path);
+                if (x && cfg->serial_rate_limiter.present)
+                        cJSON_AddItemToObject(x, "rate_limiter",
+                                              bucket_json(&cfg->serial_rate_limiter.cfg.bandwidth));
         }
         return o;
 }
@@ -1216,6 +1340,7 @@ static const struct {
     {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
+    {"mmds-config", VMM_PUT_MMDS_CONFIG, false},
     {"vsock", VMM_PUT_VSOCK, false},
     {"balloon", VMM_PUT_BALLOON, false},
     {"confidential", VMM_PUT_CONFIDENTIAL, false},
@@ -1254,8 +1379,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                                          "pmem", "memory-hotplug", "confidential"),
                                   err);
 
-        if (!r)
-                r = not_implemented_section(root, "mmds-config", err);
         if (!r)
                 r = not_implemented_section(root, "cpu-config", err);
         if (!r)
@@ -1304,31 +1427,46 @@ int api_config_parse(const char *text, size_t len, struct vmm_config *cfg, struc
         return r;
 }
 
-int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err)
+int api_read_text_file(const char *what, const char *path, char **text, size_t *len,
+                       struct error *err)
 {
         struct stat st;
-        char *text;
+        char *buf;
         ssize_t n;
-        size_t len = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+        size_t got = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-        vmm_config_init(cfg);
         if (fd < 0)
-                return error_config(err, "config file '%s': %s", path, strerror(errno));
+                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
         if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
                 close(fd);
-                return error_config(err, "config file '%s': not a regular file of at most 16 MiB",
+                return error_config(err, "%s '%s': not a regular file of at most 16 MiB", what,
                                     path);
         }
-        text = malloc((size_t)st.st_size + 1);
-        if (!text) {
+        buf = malloc((size_t)st.st_size + 1);
+        if (!buf) {
                 close(fd);
                 return error_set(err, -ENOMEM, "out of memory");
         }
-        while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
-                len += (size_t)n;
+        while (got < (size_t)st.st_size && (n = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
+                got += (size_t)n;
         close(fd);
-        text[len] = '\0';
+        buf[got] = '\0';
+        *text = buf;
+        *len = got;
+        return 0;
+}
+
+int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err)
+{
+        char *text;
+        size_t len;
+        int r;
+
+        vmm_config_init(cfg);
+        r = api_read_text_file("config file", path, &text, &len, err);
+        if (r)
+                return r;
         r = api_config_parse(text, len, cfg, err);
         free(text);
         if (r)

@@ -24,8 +24,11 @@
  *           (string, e.g. "AuthenticAMD"); le64 guest RAM bytes (= the memory file's size);
  *           le32 region count, then per region le64 guest address, le64 size, le64 offset in
  *           the memory file; le32 vCPU count; le32 device count
- *   "CONF"  the machine configuration (snapshot_config_save: boot source, machine, drives,
- *           network interfaces, vsock, balloon, entropy, confidential platform, boot timer;
+ *   "CONF"  the machine configuration (snapshot_config_save: le32 version 2 (1, without the
+ *           last part, is still read), boot source, machine, drives, network interfaces,
+ *           vsock, balloon, entropy, confidential platform, boot timer, the metadata
+ *           service's settings (present, version, imds_compat, address, le32 bitmap of the
+ *           interfaces answering for it; its data store is not saved: Firecracker's rule);
  *           backends are referenced by path / TAP name, never copied)
  *   "KVM "  the in-kernel irqchip (PIC master, PIC slave, IOAPIC), the PIT, the KVM clock
  *           (vmm/kvm.c)

@@ -290,7 +290,11 @@ static const struct bus_ops *callwin_ops(void)
 
 static int create_legacy_devices(struct vm *vm, struct error *err)
 {
-        struct serial_config sc = {.out = console_out, .rx_space = console_rx_space, .opaque = vm};
+        const struct vmm_rate_limiter *limit = &vm->params.cfg->serial_rate_limiter;
+        struct serial_config sc = {.out = console_out,
+                                   .rx_space = console_rx_space,
+                                   .opaque = vm,
+                                   .out_limit = limit->present ? &limit->cfg : NULL};
         struct i8042_config kc = {.reset = on_i8042_reset, .opaque = vm};
         int r;
 
@@ -298,7 +302,10 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
         vm->kbd_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_I8042_IRQ};
         sc.irq = (struct irq_line){.set = gsi_set, .opaque = &vm->com1_line};
         kc.kbd_irq = (struct irq_line){.set = gsi_set, .opaque = &vm->kbd_line};
-        if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042))
+        r = serial_create(&sc, &vm->serial);
+        if (r)
+                return error_set(err, r, "COM1: %s", strerror(-r));
+        if (i8042_create(&kc, &vm->i8042))
                 return error_set(err, -ENOMEM, "out of memory");
         r = add_window(vm->pio, "COM1", X86_COM1_PORT, 8, serial_bus_ops(), vm->serial, err);
         if (!r)
@@ -569,8 +576,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 r = load_guest(vm, desc, err);
         free(desc);
         if (!r)
-                r = vm_devices_create(cfg, vm->mem, cc_ownership(vm->cc), params->loop, err,
-                                      &vm->devices);
+                r = vm_devices_create(cfg, vm->mem, cc_ownership(vm->cc), params->loop,
+                                      params->mmds, err, &vm->devices);
         if (r)
                 goto fail;
 

@@ -57,6 +57,8 @@ struct vm_params {
          * vCPUs wait, so every thread is confined before the guest's first instruction.
          * Nonzero fails vm_start. */
         int (*thread_init)(void *opaque, enum vmm_thread_role role);
+        /* The metadata service (the controller's) for the interfaces that answer for it. */
+        struct mmds *mmds;
 };
 
 /* Errors caused by the configuration or input files come back as ERROR_CONFIG. */

@@ -46,6 +46,7 @@ struct slot {
 
 struct vm_devices {
         struct event_loop *loop;
+        struct mmds *mmds;
         struct guest_mem *mem;
         struct ownership *own; /* a protected VM's */
         unsigned nr;
@@ -177,7 +178,8 @@ static int create_blk(struct vm_devices *d, const struct vmm_drive *drv, unsigne
         return 0;
 }
 
-static int create_net(struct vm_devices *d, const struct vmm_net *n, unsigned i, struct error *err)
+static int create_net(struct vm_devices *d, const struct vmm_net *n, uint32_t mmds_ipv4, unsigned i,
+                      struct error *err)
 {
         struct slot *s = new_slot(d, "net%u", i);
         struct virtio_net_config c = {
@@ -188,6 +190,8 @@ static int create_net(struct vm_devices *d, const struct vmm_net *n, unsigned i,
             .rx_limit = limit_of(&n->rx_rate_limiter),
             .tx_limit = limit_of(&n->tx_rate_limiter),
             .loop = d->loop,
+            .mmds = n->mmds ? d->mmds : NULL,
+            .mmds_ipv4 = mmds_ipv4,
         };
         struct virtio_net *net;
         int r;
@@ -291,7 +295,8 @@ static void reap_block_io(void *opaque)
 }
 
 int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct ownership *own,
-                      struct event_loop *loop, struct error *err, struct vm_devices **out)
+                      struct event_loop *loop, struct mmds *mmds, struct error *err,
+                      struct vm_devices **out)
 {
         struct vm_devices *d = calloc(1, sizeof(*d));
         int r = 0;
@@ -299,12 +304,13 @@ int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struc
         if (!d)
                 return error_set(err, -ENOMEM, "out of memory");
         d->loop = loop;
+        d->mmds = mmds;
         d->mem = mem;
         /* The order here is the slot order vm_devices_describe assumed. */
         for (unsigned i = 0; !r && i < cfg->nr_drives; i++)
                 r = create_blk(d, &cfg->drives[i], i, err);
         for (unsigned i = 0; !r && i < cfg->nr_nets; i++)
-                r = create_net(d, &cfg->nets[i], i, err);
+                r = create_net(d, &cfg->nets[i], cfg->mmds.ipv4, i, err);
         if (!r && cfg->vsock.present)
                 r = create_vsock(d, &cfg->vsock, err);
         if (!r && cfg->balloon.present)

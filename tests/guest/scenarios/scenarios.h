@@ -32,6 +32,7 @@ void scenario_rng(const struct boot_info *bi);
 void scenario_blk(const struct boot_info *bi);
 void scenario_hostile(const struct boot_info *bi);
 void scenario_net(const struct boot_info *bi);
+void scenario_mmds(const struct boot_info *bi); /* mmds.c */
 void scenario_balloon(const struct boot_info *bi);
 void scenario_vsock(const struct boot_info *bi);
 void scenario_vsock_stream(const struct boot_info *bi);

@@ -16,6 +16,7 @@ static const struct scenario scenarios[] = {
     {"idle", scenario_idle},
     {"hostile", scenario_hostile},
     {"net", scenario_net},
+    {"mmds", scenario_mmds},
     {"balloon", scenario_balloon},
     {"vsock", scenario_vsock},
     {"vsock-stream", scenario_vsock_stream},
