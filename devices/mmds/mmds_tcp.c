@@ -255,12 +255,14 @@ static void endpoint_step(struct mmds_tcp *t, struct conn *c)
 static bool take_ack(struct mmds_tcp *t, struct conn *c, const struct seg *s)
 {
         if (!c->established) {
-                if (s->ack != c->iss + 1) {
+                /* Only our SYN can be acknowledged, and only once it was sent (a guest that
+                 * guesses the number before the SYN-ACK left is resetting the connection). */
+                if (s->ack != c->iss + 1 || c->snd_max != c->iss + 1) {
                         reset_conn(t, c);
                         return false;
                 }
                 c->established = true;
-                c->snd_una = s->ack;
+                c->snd_una = c->snd_nxt = s->ack;
                 c->rto_count = 0;
         } else if (seq_lt(c->snd_max, s->ack)) {
                 /* It acknowledges what was never sent: answer with an ACK, ignore it. */
@@ -523,6 +525,11 @@ static size_t conn_next(struct mmds_tcp *t, struct conn *c, uint32_t local, uint
                 uint32_t wnd = seq_lt(c->snd_nxt, c->snd_wnd) ? c->snd_wnd - c->snd_nxt : 0;
                 size_t n = end - c->snd_nxt;
 
+                /* Invariant: resp_seq <= snd_una <= snd_nxt <= snd_max. */
+                if (seq_lt(c->snd_nxt, c->resp_seq)) {
+                        c->rst_now = true; /* cannot happen; never read before the answer */
+                        return conn_next(t, c, local, buf, cap);
+                }
                 if (seq_lt(c->snd_nxt, end) && wnd) {
                         const uint8_t *p =
                             (const uint8_t *)c->resp.data + (c->snd_nxt - c->resp_seq);

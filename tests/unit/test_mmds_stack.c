@@ -412,6 +412,32 @@ static void serves_a_request_and_closes(void **state)
         assert_int_equal(counter(e, MMDS_RX_ACCEPTED_ERR), 0);
 }
 
+/* The guest's SYN again (our SYN-ACK was slow), then, before the stack got to answer that
+ * one, the ACK of the first SYN-ACK and a request (one batch of the guest's transmit queue):
+ * the answer starts right after the SYN-ACK. Found by fuzz_mmds: the retransmission had set
+ * the next sequence number back to the SYN's, and the answer was read from before its start. */
+static void a_retransmitted_syn_then_a_request(void **state)
+{
+        struct env *e = *state;
+        struct tcp syn = {.sport = 40005, .seq = 1000, .flags = TCP_SYN, .mss = 1460};
+        uint8_t f[128];
+        uint32_t snd = 1001, rcv;
+        struct seg s;
+        char *ans;
+
+        assert_true(send_frame(e, f, tcp_frame(f, MMDS_IP, 6, &syn)));
+        assert_true(next(e, &s));
+        assert_int_equal(s.flags, TCP_SYN | TCP_ACK);
+        rcv = s.seq + 1;
+        assert_true(send_frame(e, f, tcp_frame(f, MMDS_IP, 6, &syn)));
+        send_ack(e, 40005, snd, rcv, 0);
+        send_data(e, 40005, &snd, rcv, "GET /latest/meta-data/ami-id HTTP/1.1\r\n\r\n");
+        ans = read_answer(e, 40005, snd, &rcv, 0);
+        assert_non_null(strstr(ans, "HTTP/1.1 200 \r\n"));
+        assert_non_null(strstr(ans, "\r\n\r\nami-12345678"));
+        free(ans);
+}
+
 static void respects_the_peer_window(void **state)
 {
         struct env *e = *state;
@@ -638,6 +664,7 @@ int main(void)
             T(takes_only_frames_for_the_service),
             T(answers_arp_requests),
             T(serves_a_request_and_closes),
+            T(a_retransmitted_syn_then_a_request),
             T(respects_the_peer_window),
             T(retransmits_after_a_time_out_then_gives_up),
             T(resets_strangers_and_bounds_connections),
