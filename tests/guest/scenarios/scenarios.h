@@ -26,6 +26,7 @@ void scenario_smp(const struct boot_info *bi);
 /* serial.c */
 void scenario_echo(const struct boot_info *bi);
 void scenario_serial_irq(const struct boot_info *bi);
+void scenario_serial_flood(const struct boot_info *bi);
 void scenario_idle(const struct boot_info *bi); /* idle.c */
 /* virtio.c, blk.c, net.c, vsock.c, balloon.c, hostile.c */
 void scenario_rng(const struct boot_info *bi);

@@ -11,6 +11,7 @@ static const struct scenario scenarios[] = {
     {"timer", scenario_timer},
     {"echo", scenario_echo},
     {"serial-irq", scenario_serial_irq},
+    {"serial-flood", scenario_serial_flood},
     {"rng", scenario_rng},
     {"blk", scenario_blk},
     {"idle", scenario_idle},
