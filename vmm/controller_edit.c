@@ -122,22 +122,21 @@ int controller_edit_mmds_config(struct vmm_config *next, struct controller_reque
         bool listed[VMM_MAX_NETS] = {false};
 
         if (!vmm_mmds_ipv4_valid(m->cfg.ipv4))
-                return error_set(err, -EINVAL,
-                                 MMDS_CONFIG_ERROR "The MMDS IPv4 address is not link local.");
+                return error_config(err,
+                                    MMDS_CONFIG_ERROR "The MMDS IPv4 address is not link local.");
         if (!m->nr_ifaces)
-                return error_set(err, -EINVAL,
-                                 MMDS_CONFIG_ERROR
-                                 "The list of network interface IDs that allow forwarding MMDS "
-                                 "requests is empty.");
+                return error_config(err, MMDS_CONFIG_ERROR
+                                    "The list of network interface IDs that allow forwarding MMDS "
+                                    "requests is empty.");
         for (unsigned i = 0; i < m->nr_ifaces; i++) {
                 int n = controller_find_net(next, m->ifaces[i]);
 
                 if (n < 0)
-                        return error_set(err, -EINVAL,
-                                         MMDS_CONFIG_ERROR
-                                         "The list of network interface IDs provided contains at "
-                                         "least one ID that does not correspond to any existing "
-                                         "network interface.");
+                        return error_config(
+                            err, MMDS_CONFIG_ERROR
+                            "The list of network interface IDs provided contains at "
+                            "least one ID that does not correspond to any existing "
+                            "network interface.");
                 listed[n] = true;
         }
         for (unsigned i = 0; i < next->nr_nets; i++)
