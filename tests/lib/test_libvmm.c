@@ -2,7 +2,8 @@
  * libvmm through its public header only (linked against libvmm.so), with the probe guest:
  * error codes and messages (per thread), phase rules, life-cycle events, several VMs at
  * once with calls from several threads, wait/exit fd, metrics, Full and Diff snapshots
- * merged and restored, the load refused after configuring, destroying a running VM.
+ * merged and restored, the load refused after configuring, destroying a running VM, the
+ * metadata service's data store.
  *
  * Needs /dev/kvm: run by tests/kvm/test_libvmm.py (which skips, or fails in CI, without it).
  * argv[1] is the probe (probe.elf), argv[2] a scratch directory.
@@ -308,12 +309,42 @@ static void test_snapshots(void **state)
         unlink(diff_m);
 }
 
+/* The metadata service's store: the API's semantics through the library. */
+static void test_mmds(void **state)
+{
+        struct guest g;
+        struct libvmm_options o = opts(&g, "mmds");
+        struct libvmm *vm;
+        char *json;
+
+        (void)state;
+        guest_init(&g);
+        if (libvmm_create(config("idle", false), &o, &vm))
+                fail_msg("create: %s", libvmm_last_error());
+        assert_int_equal(libvmm_mmds_get(vm, &json), 0);
+        assert_string_equal(json, "{}");
+        libvmm_free(json);
+        assert_int_equal(libvmm_mmds_patch(vm, "{\"a\": 1}"), -ENODATA);
+        assert_non_null(strstr(libvmm_last_error(), "not initialized"));
+        assert_int_equal(libvmm_mmds_put(vm, "{\"b\": {\"c\": 1}, \"a\": 12345678901234567890}"),
+                         0);
+        assert_int_equal(libvmm_mmds_patch(vm, "{\"b\": {\"c\": null, \"d\": \"x\"}}"), 0);
+        assert_int_equal(libvmm_mmds_put(vm, "{"), -EINVAL);
+        assert_int_equal(libvmm_start(vm), 0);
+        wait_for(&g, "probe: idle ready");
+        assert_int_equal(libvmm_mmds_get(vm, &json), 0);
+        assert_string_equal(json, "{\"a\":12345678901234567890,\"b\":{\"d\":\"x\"}}");
+        libvmm_free(json);
+        libvmm_destroy(vm);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_errors),
             cmocka_unit_test(test_several_vms_and_threads),
             cmocka_unit_test(test_snapshots),
+            cmocka_unit_test(test_mmds),
         };
 
         if (argc < 3) {
