@@ -1,5 +1,7 @@
 #include "config_json.h"
 
+#include "common/file.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -1310,15 +1312,15 @@ int api_config_load_file(const char *path, struct vmm_config *cfg, struct error 
         char *text;
         ssize_t n;
         size_t len = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+        int fd, r;
 
         vmm_config_init(cfg);
+        fd = file_open("config file", path, O_RDONLY, 0, FILE_REGULAR, err);
         if (fd < 0)
-                return error_config(err, "config file '%s': %s", path, strerror(errno));
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+                return fd;
+        if (fstat(fd, &st) || st.st_size > (16 << 20)) {
                 close(fd);
-                return error_config(err, "config file '%s': not a regular file of at most 16 MiB",
-                                    path);
+                return error_config(err, "config file '%s' is larger than 16 MiB", path);
         }
         text = malloc((size_t)st.st_size + 1);
         if (!text) {

@@ -20,6 +20,7 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/loader.h"
 #include "common/fdio.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "devices/boot_timer.h"
 #include "devices/bus.h"
@@ -326,21 +327,13 @@ static int map_input_file(const char *what, const char *path, uint8_t **data, si
 {
         struct stat st;
         void *p;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = file_open(what, path, O_RDONLY, 0, FILE_REGULAR, err);
 
         if (fd < 0)
-                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
+                return fd;
         if (fstat(fd, &st)) {
                 close(fd);
                 return error_config(err, "%s '%s': %s", what, path, strerror(errno));
-        }
-        if (S_ISDIR(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is a directory", what, path);
-        }
-        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is not a regular file", what, path);
         }
         if (st.st_size == 0) {
                 close(fd);
@@ -491,11 +484,10 @@ static int open_console(struct vm *vm, struct error *err)
         vm->console_out_fd = vm->params.console_out_fd;
         if (cfg->serial_out_path) {
                 vm->console_out_fd =
-                    open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                         0644);
+                    file_open("serial output", cfg->serial_out_path,
+                              O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644, FILE_REGULAR, err);
                 if (vm->console_out_fd < 0)
-                        return error_config(err, "serial output '%s': %s", cfg->serial_out_path,
-                                            strerror(errno));
+                        return vm->console_out_fd;
                 vm->own_console_out = true;
         }
         vm->rx_space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
