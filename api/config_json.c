@@ -1164,6 +1164,17 @@ cJSON *api_json_parse(const char *text, size_t len, struct error *err)
                 error_config(err, "the body contains a NUL byte");
                 return NULL;
         }
+        /* Nor may a string hold one: "\u0000" would end its C string early, and what is
+         * after it (".ro" of a path, the rest of an id) would be dropped unseen. */
+        for (size_t i = 0; i + 1 < len; i++) {
+                if (text[i] != '\\')
+                        continue;
+                if (text[i + 1] == 'u' && i + 6 <= len && memcmp(text + i + 2, "0000", 4) == 0) {
+                        error_config(err, "a string holds an escaped NUL (u0000) at byte %zu", i);
+                        return NULL;
+                }
+                i++; /* the escaped character: "\\u0000" is a backslash and "u0000" */
+        }
         j = cJSON_ParseWithLengthOpts(text, len, &end, false);
         if (!j) {
                 size_t at = end && end >= text ? (size_t)(end - text) : 0;

@@ -5,6 +5,7 @@ log lines, and a drive can be moved on a load.
 
 - FIFOs (and other non-regular files) named by every path the VMM opens are refused at once
   with "not a regular file"; the VMM keeps answering and SIGTERM still ends it.
+- JSON strings with an escaped NUL are refused (API 400, config file 152).
 """
 import os
 
@@ -104,3 +105,34 @@ def test_fifo_through_the_api_before_boot(tmp_path, case):
         still_serving(v)
     finally:
         v.kill()
+
+
+# ---- escaped NULs ----
+
+NUL_BODIES = [
+    ("/drives/a", {"drive_id": "a\u0000xyz", "path_on_host": "/x", "is_root_device": False,
+                   "is_read_only": True}),
+    ("/drives/a", {"drive_id": "a", "path_on_host": "/tmp/disk.img\u0000.ro",
+                   "is_root_device": False, "is_read_only": True}),
+    ("/boot-source", {"kernel_image_path": "/k", "boot_args": "console=ttyS0\u0000 init=/x"}),
+    ("/logger", {"log_path": "/tmp/l\u0000og"}),
+]
+
+
+@pytest.mark.parametrize("path,body", NUL_BODIES)
+def test_escaped_nul_in_a_json_string_is_refused(tmp_path, path, body):
+    v = VmmProcess(tmp_path)
+    try:
+        check(v.put(path, body), 400, "an escaped NUL")
+        assert check(v.get("/vm/config"), 200)["drives"] == []
+    finally:
+        v.kill()
+
+
+def test_escaped_nul_in_the_config_file(tmp_path):
+    cfg = tmp_path / "vm.json"
+    cfg.write_text('{"boot-source": {"kernel_image_path": "%s", "boot_args": "a\\u0000b"}}'
+                   % probe_kernel())
+    run = run_vmm(["--config-file", cfg], timeout=30)
+    assert run.rc == BAD_CONFIG, run
+    assert "NUL" in one_error(run), run
