@@ -28,6 +28,7 @@
 #include "devices/serial.h"
 #include "vm_devices.h"
 #include "kvm.h"
+#include "snapshot.h"
 #include "vcpu.h"
 #include "vm_priv.h"
 
@@ -542,6 +543,12 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
          * KVM is opened, so a bad configuration is reported the same way on any host. */
         r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem)
                             : guest_mem_create(&spec, err, &vm->mem);
+        if (!r && params->restore) {
+                vm->mem_base = params->restore->info->mem.id;
+                vm->mem_file = strdup(params->restore->mem_path);
+                if (!vm->mem_file)
+                        r = error_set(err, -ENOMEM, "out of memory");
+        }
         /* Diff snapshots: what the VMM writes into guest memory is recorded from now on
          * (the kernel loads too: a first Diff without a Full before it holds them). */
         if (!r && cfg->machine.track_dirty_pages && guest_mem_track_dirty(vm->mem))
@@ -718,6 +725,7 @@ void vm_destroy(struct vm *vm)
         bus_destroy(vm->mmio);
         guest_mem_destroy(vm->mem);
         kvm_close(vm->kvm);
+        free(vm->mem_file);
         free(vm);
 }
 
@@ -746,6 +754,29 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out)
                 cc_get_stats(vm->cc, &out->cc);
 }
 
+/* Whether the memory file the RAM is mapped from was truncated under the mapping (the pages
+ * past its end are gone: reading them faults); says so in err when it was. */
+static bool mem_file_truncated(struct vm *vm, struct error *err)
+{
+        int fd = guest_mem_backing_file(vm->mem);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_size >= guest_mem_size(vm->mem))
+                return false;
+        error_set(err, -EIO,
+                  "the snapshot memory file '%s' was truncated to %lld bytes while the VM ran "
+                  "from it: the guest memory past that is lost",
+                  vm->mem_file, (long long)st.st_size);
+        return true;
+}
+
+static int dump_error(struct vm *vm, const char *path, int e, struct error *err)
+{
+        if (e == EFAULT && mem_file_truncated(vm, err))
+                return -EIO;
+        return error_set(err, -e, "memory dump '%s': %s", path, strerror(e));
+}
+
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
 {
         int r =
@@ -759,25 +790,32 @@ int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *
 
 int vm_memory_dump(struct vm *vm, const char *path, struct error *err)
 {
-        int fd, r = 0;
+        struct file_replace fr;
+        char suffix[17];
+        int r = 0;
 
         if (vm->cc)
                 return error_config(err,
                                     "a memory dump of a protected (%s) VM is refused: the host "
                                     "may not read its private memory (CC-13)",
                                     cc_platform_name(cc_platform_of(vm->cc)));
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return error_config(err, "memory dump '%s': %s", path, strerror(errno));
+        /* A dump that fails leaves what was at path as it was. */
+        snprintf(suffix, sizeof(suffix), "%016llx", (unsigned long long)snapshot_new_id());
+        r = file_replace_begin(&fr, "memory dump", path, suffix, 0600, err);
+        if (r)
+                return r;
         for (unsigned i = 0; !r && i < guest_mem_region_count(vm->mem); i++) {
                 struct guest_mem_region reg = guest_mem_region_get(vm->mem, i);
 
-                r = fd_write_all(fd, reg.host, reg.size);
+                r = fd_write_all(fr.fd, reg.host, reg.size);
                 if (r)
-                        error_set(err, r, "memory dump '%s': %s", path, strerror(-r));
+                        r = dump_error(vm, path, -r, err);
         }
-        if (close(fd) && !r)
-                r = error_set(err, -errno, "memory dump '%s': %s", path, strerror(errno));
+        if (!r)
+                r = file_replace_sync(&fr, "memory dump", err);
+        if (!r)
+                r = file_replace_commit(&fr, "memory dump", err);
+        file_replace_end(&fr);
         return r;
 }
 

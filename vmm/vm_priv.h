@@ -50,6 +50,10 @@ struct vm {
         _Atomic int stop_reason; /* -1 while running */
         bool started;
         bool restored; /* built from a snapshot: the vCPUs start parked */
+        /* The memory id the dirty log counts from (a Diff's parent): the last snapshot's,
+         * or the memory file's the VM was restored from; 0: the boot. */
+        uint64_t mem_base;
+        char *mem_file; /* the memory file the RAM is mapped from (NULL: anonymous) */
 };
 
 /* vm_snapshot.c: the restore half of vm_create, once the board exists and the vCPUs are
