@@ -440,7 +440,7 @@ static int write_full(const struct guest_mem *mem, int fd)
 {
         struct page_probe pp = {.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC),
                                 .file = guest_mem_backing_file(mem)};
-        uint64_t entries[512];
+        uint64_t entries[512], page[GUEST_MEM_PAGE / 8];
         int r = 0;
 
         for (unsigned i = 0; !r && i < guest_mem_region_count(mem); i++) {
@@ -465,7 +465,14 @@ static int write_full(const struct guest_mem *mem, int fd)
                         }
                         data = pp.pagemap < 0 || (entries[k] & (3ull << 62)) ||
                                file_has_data(&pp, (off_t)(reg.offset + off));
-                        if (data && !page_zero(p)) {
+                        /* Over a memory file, a page can be gone (truncated): look at a
+                         * checked copy. */
+                        if (data && pp.file >= 0) {
+                                r = guest_mem_copy_checked(page, p, 0, GUEST_MEM_PAGE);
+                                if (r)
+                                        break;
+                        }
+                        if (data && !page_zero(pp.file >= 0 ? (const uint8_t *)page : p)) {
                                 if (!run_len)
                                         run_start = off;
                                 run_len += GUEST_MEM_PAGE;

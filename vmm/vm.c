@@ -19,6 +19,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/loader.h"
+#include "common/escape.h"
 #include "common/fdio.h"
 #include "common/file.h"
 #include "common/log.h"
@@ -40,6 +41,96 @@ static void gsi_set(void *opaque, bool level)
         int r = kvm_irq_line(l->kvm, l->gsi, level);
         if (r)
                 LOG_ERROR("KVM_IRQ_LINE gsi %u: %s", l->gsi, strerror(-r));
+}
+
+/* ---- guest memory mapped from a memory file ---- */
+
+/* The memory files guest RAM is mapped from, for the SIGBUS handler's message (a handler
+ * can take no lock: each slot is claimed, then published by its end address). */
+#define FILE_MAPS 16
+
+static struct file_map {
+        atomic_bool used;
+        _Atomic uintptr_t lo, hi; /* hi 0: not published */
+        char file[256];           /* escaped: the message is one line */
+} file_maps[FILE_MAPS];
+
+static void file_maps_add(struct vm *vm)
+{
+        for (unsigned i = 0; i < guest_mem_region_count(vm->mem); i++) {
+                struct guest_mem_region r = guest_mem_region_get(vm->mem, i);
+
+                for (unsigned k = 0; k < FILE_MAPS; k++) {
+                        struct file_map *m = &file_maps[k];
+                        bool free_slot = false;
+
+                        if (!atomic_compare_exchange_strong(&m->used, &free_slot, true))
+                                continue;
+                        escape_controls(m->file, sizeof(m->file), vm->mem_file);
+                        atomic_store(&m->lo, (uintptr_t)r.host);
+                        atomic_store(&m->hi, (uintptr_t)r.host + r.size);
+                        break;
+                }
+        }
+}
+
+static void file_maps_remove(struct vm *vm)
+{
+        for (unsigned i = 0; vm->mem_file && i < guest_mem_region_count(vm->mem); i++) {
+                uintptr_t lo = (uintptr_t)guest_mem_region_get(vm->mem, i).host;
+
+                for (unsigned k = 0; k < FILE_MAPS; k++) {
+                        struct file_map *m = &file_maps[k];
+
+                        if (atomic_load(&m->used) && atomic_load(&m->lo) == lo &&
+                            atomic_load(&m->hi)) {
+                                atomic_store(&m->hi, 0);
+                                atomic_store(&m->used, false);
+                        }
+                }
+        }
+}
+
+static size_t append(char *buf, size_t n, size_t cap, const char *s)
+{
+        while (*s && n + 1 < cap)
+                buf[n++] = *s++;
+        buf[n] = '\0';
+        return n;
+}
+
+size_t vm_sigbus_message(const void *addr, char *buf, size_t cap)
+{
+        uintptr_t a = (uintptr_t)addr;
+
+        guest_mem_sigbus_recover();
+        for (unsigned k = 0; k < FILE_MAPS; k++) {
+                struct file_map *m = &file_maps[k];
+                uintptr_t hi = atomic_load(&m->hi);
+                size_t n = 0;
+
+                if (!hi || a < atomic_load(&m->lo) || a >= hi)
+                        continue;
+                n = append(buf, n, cap, "vmm: guest memory is gone: the snapshot memory file '");
+                n = append(buf, n, cap, m->file);
+                n = append(buf, n, cap, "' was truncated while the VM ran from it; exiting\n");
+                return n;
+        }
+        return 0;
+}
+
+bool vm_mem_file_truncated(struct vm *vm, struct error *err)
+{
+        int fd = guest_mem_backing_file(vm->mem);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_size >= guest_mem_size(vm->mem))
+                return false;
+        error_set(err, -EIO,
+                  "the snapshot memory file '%s' was truncated to %lld bytes while the VM ran "
+                  "from it: the guest memory past that is lost",
+                  vm->mem_file, (long long)st.st_size);
+        return true;
 }
 
 /* ---- console ---- */
@@ -145,6 +236,8 @@ static void on_i8042_reset(void *opaque)
 static void on_stop_event(void *opaque, uint32_t events)
 {
         struct vm *vm = opaque;
+        int code = exit_code_of((enum vcpu_stop_reason)atomic_load(&vm->stop_reason));
+        struct error err = {0};
         uint64_t v;
 
         (void)events;
@@ -152,10 +245,14 @@ static void on_stop_event(void *opaque, uint32_t events)
                 return;
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
                 vcpu_stop(vm->vcpus[i]);
+        /* A guest that touched a page its truncated memory file no longer has stops however
+         * KVM reports it (EFAULT, or here an emulator's triple fault): not a reset. */
+        if (vm_mem_file_truncated(vm, &err)) {
+                LOG_ERROR("%s", err.msg);
+                code = exit_code_of(VCPU_STOP_ERROR);
+        }
         if (vm->params.on_stop)
-                vm->params.on_stop(
-                    vm->params.opaque,
-                    exit_code_of((enum vcpu_stop_reason)atomic_load(&vm->stop_reason)));
+                vm->params.on_stop(vm->params.opaque, code);
 }
 
 /* ---- board composition ---- */
@@ -548,6 +645,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 vm->mem_file = strdup(params->restore->mem_path);
                 if (!vm->mem_file)
                         r = error_set(err, -ENOMEM, "out of memory");
+                else
+                        file_maps_add(vm);
         }
         /* Diff snapshots: what the VMM writes into guest memory is recorded from now on
          * (the kernel loads too: a first Diff without a Full before it holds them). */
@@ -723,6 +822,7 @@ void vm_destroy(struct vm *vm)
         serial_destroy(vm->serial);
         bus_destroy(vm->pio);
         bus_destroy(vm->mmio);
+        file_maps_remove(vm);
         guest_mem_destroy(vm->mem);
         kvm_close(vm->kvm);
         free(vm->mem_file);
@@ -754,25 +854,9 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out)
                 cc_get_stats(vm->cc, &out->cc);
 }
 
-/* Whether the memory file the RAM is mapped from was truncated under the mapping (the pages
- * past its end are gone: reading them faults); says so in err when it was. */
-static bool mem_file_truncated(struct vm *vm, struct error *err)
-{
-        int fd = guest_mem_backing_file(vm->mem);
-        struct stat st;
-
-        if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_size >= guest_mem_size(vm->mem))
-                return false;
-        error_set(err, -EIO,
-                  "the snapshot memory file '%s' was truncated to %lld bytes while the VM ran "
-                  "from it: the guest memory past that is lost",
-                  vm->mem_file, (long long)st.st_size);
-        return true;
-}
-
 static int dump_error(struct vm *vm, const char *path, int e, struct error *err)
 {
-        if (e == EFAULT && mem_file_truncated(vm, err))
+        if (e == EFAULT && vm_mem_file_truncated(vm, err))
                 return -EIO;
         return error_set(err, -e, "memory dump '%s': %s", path, strerror(e));
 }
@@ -782,6 +866,8 @@ int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *
         int r =
             vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
 
+        if (r == -EIO && vm_mem_file_truncated(vm, err))
+                return r;
         if (r)
                 return error_config(err, "0x%llx+0x%zx is not guest RAM", (unsigned long long)gpa,
                                     len);

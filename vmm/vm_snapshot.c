@@ -135,6 +135,9 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
         if (diff && !tracking)
                 return error_config(err, "Diff snapshots need dirty page tracking: set "
                                          "track_dirty_pages in the machine configuration");
+        /* Pages a truncated memory file lost would be saved as zeros (never touched). */
+        if (vm_mem_file_truncated(vm, err))
+                return -EIO;
         describe(vm, diff, &info);
         r = snapshot_files_begin(&files, state_path, mem_path, guest_mem_backing_file(vm->mem),
                                  info.mem.id, err);
@@ -152,7 +155,9 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
         r = snapshot_write_memory(vm->mem, snapshot_files_mem_fd(&files), diff ? dirty : NULL,
                                   &info.mem);
         if (r) {
-                error_set(err, r, "snapshot memory file '%s': %s", mem_path, strerror(-r));
+                /* EIO, EFAULT: a page of the memory file this VM runs from is gone. */
+                if (!vm_mem_file_truncated(vm, err))
+                        error_set(err, r, "snapshot memory file '%s': %s", mem_path, strerror(-r));
                 goto out;
         }
         sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_INFO);

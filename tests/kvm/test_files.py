@@ -434,3 +434,40 @@ def test_memory_file_identity(tmp_path):
     finally:
         v.kill()
     loads_and_runs(subdir(tmp_path, "w"), tmp_path / "s1", tmp_path / "m1")
+
+
+# ---- a memory file truncated under a restored VM ----
+
+@pytest.fixture
+def truncated_restore(tmp_path):
+    """A VM restored (paused) from a snapshot whose memory file is then cut to nothing."""
+    snapshot_of_idle(tmp_path)
+    v = VmmProcess(subdir(tmp_path, "b"))
+    check(load(v, tmp_path / "s", tmp_path / "m"), 204)
+    os.truncate(tmp_path / "m", 0)
+    yield v, tmp_path / "m"
+    v.kill()
+
+
+def test_host_reads_of_a_truncated_memory_file_fail_cleanly(truncated_restore, tmp_path):
+    """Item 6: GET /vm/memory, a memory dump and a snapshot of the gone pages are refused,
+    naming the memory file; the VMM stays up."""
+    v, mem = truncated_restore
+    gone = f"the snapshot memory file '{mem}' was truncated"
+    check(v.get("/vm/memory/0x100000"), 400, gone)
+    check(v.put("/vm/memory-dump", {"mem_file_path": str(tmp_path / "dump")}), 400, gone)
+    check(v.put("/snapshot/create", {"snapshot_path": str(tmp_path / "s2"),
+                                     "mem_file_path": str(tmp_path / "m2")}), 400, gone)
+    assert not (tmp_path / "dump").exists() and not (tmp_path / "m2").exists()
+    assert check(v.get("/"), 200)["state"] == "Paused"
+    v.stop()
+
+
+def test_guest_touching_a_truncated_memory_file_is_an_error(truncated_restore):
+    """Item 6: the guest runs into the gone pages: vmm ends with an error naming the file,
+    not as if the guest had reset."""
+    v, mem = truncated_restore
+    check(v.patch("/vm", {"state": "Resumed"}), 204)
+    check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+    assert v.wait_exit(30) == 1, v.err()
+    assert f"the snapshot memory file '{mem}' was truncated" in v.err(), v.err()
