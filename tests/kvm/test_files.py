@@ -471,3 +471,29 @@ def test_guest_touching_a_truncated_memory_file_is_an_error(truncated_restore):
     check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
     assert v.wait_exit(30) == 1, v.err()
     assert f"the snapshot memory file '{mem}' was truncated" in v.err(), v.err()
+
+
+# ---- a drive moved on a load ----
+
+def test_drive_overrides_restore_a_snapshot_onto_other_paths(tmp_path, ro_drive_snapshot):
+    """Item 10: the snapshot's drive is elsewhere where it is restored: drive_overrides names
+    its new path (the device keeps its state and read-only flag); an unknown id is refused."""
+    state, mem, disk = ro_drive_snapshot
+    moved = tmp_path / "elsewhere.img"
+    moved.write_bytes(disk.read_bytes())
+    v = VmmProcess(subdir(tmp_path, "a"))
+    try:
+        check(load(v, state, mem, drive_overrides=[{"drive_id": "nope",
+                                                    "path_on_host": str(moved)}]),
+              400, "drive_overrides: the snapshot has no drive 'nope'")
+        check(load(v, state, mem, resume_vm=True,
+                   drive_overrides=[{"drive_id": "ro", "path_on_host": str(moved)}]), 204)
+        drive = check(v.get("/vm/config"), 200)["drives"][0]
+        assert drive["path_on_host"] == str(moved) and drive["is_read_only"] is True
+        fds = [os.readlink(f"/proc/{v.proc.pid}/fd/{fd}")
+               for fd in os.listdir(f"/proc/{v.proc.pid}/fd")]
+        assert str(moved) in fds and str(disk) not in fds, fds
+        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert v.wait_exit(30) == 0 and "probe: ok idle" in v.out(), v.err()
+    finally:
+        v.kill()

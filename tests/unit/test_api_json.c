@@ -447,6 +447,20 @@ static void test_router(void **state)
                            "network_overrides[0]: missing field `host_dev_name`");
         expect_route_error("PUT", "/snapshot/load",
                            "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": [{\"drive_id\": \"root\"}]}",
+                           "drive_overrides[0]: missing field `path_on_host`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": [{\"drive_id\": \"a\", \"path_on_host\": "
+                           "\"/x\", \"is_read_only\": true}]}",
+                           "drive_overrides[0]: unknown field `is_read_only`, expected one of "
+                           "`drive_id`, `path_on_host`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": {}}",
+                           "field `drive_overrides`: invalid type: an object, expected a sequence");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
                            "\"vsock_override\": {\"path\": \"x\"}}",
                            "vsock_override: unknown field `path`");
         expect_route_error("PUT", "/snapshot/load",
