@@ -67,4 +67,18 @@ static inline uint16_t inet_csum(const uint8_t *p, size_t n, uint32_t sum)
         return (uint16_t)~inet_sum(p, n, sum);
 }
 
+/* The TCP checksum of a segment (len bytes, its checksum field included) from src to dst:
+ * the value to store in a segment whose field is 0, or 0 when checking a received one. */
+static inline uint16_t tcp_csum(uint32_t src, uint32_t dst, const uint8_t *seg, size_t len)
+{
+        uint8_t pseudo[12];
+
+        put_be32(pseudo, src);
+        put_be32(pseudo + 4, dst);
+        pseudo[8] = 0;
+        pseudo[9] = IPV4_PROTO_TCP;
+        put_be16(pseudo + 10, (uint16_t)len);
+        return inet_csum(seg, len, inet_sum(pseudo, sizeof(pseudo), 0));
+}
+
 #endif

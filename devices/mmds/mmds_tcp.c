@@ -436,7 +436,6 @@ static size_t write_seg(uint8_t *buf, uint32_t local, uint32_t raddr, uint16_t r
                         uint32_t ack, uint8_t flags, uint16_t wnd, const uint8_t *data, size_t len)
 {
         size_t hl = TCP_HDR_MIN + ((flags & TCP_SYN) ? 4 : 0), total = hl + len;
-        uint8_t pseudo[12];
 
         put_be16(buf, MMDS_TCP_PORT);
         put_be16(buf + 2, rport);
@@ -454,12 +453,7 @@ static size_t write_seg(uint8_t *buf, uint32_t local, uint32_t raddr, uint16_t r
         }
         if (len)
                 memcpy(buf + hl, data, len);
-        put_be32(pseudo, local);
-        put_be32(pseudo + 4, raddr);
-        pseudo[8] = 0;
-        pseudo[9] = IPV4_PROTO_TCP;
-        put_be16(pseudo + 10, (uint16_t)total);
-        put_be16(buf + 16, inet_csum(buf, total, inet_sum(pseudo, sizeof(pseudo), 0)));
+        put_be16(buf + 16, tcp_csum(local, raddr, buf, total));
         return total;
 }
 

@@ -94,7 +94,6 @@ static size_t build_segment(uint8_t *f, const struct client *c, uint8_t flags, u
 {
         uint8_t *ip = f + ETH_HDR_LEN, *t = ip + IPV4_HDR_MIN;
         size_t hl = TCP_HDR_MIN + ((flags & TCP_SYN) ? 4 : 0);
-        uint8_t pseudo[12];
 
         memcpy(f, mmds_mac, 6);
         memcpy(f + 6, guest_mac, 6);
@@ -122,12 +121,7 @@ static size_t build_segment(uint8_t *f, const struct client *c, uint8_t flags, u
         }
         if (len)
                 memcpy(t + hl, data, len);
-        put_be32(pseudo, GUEST_IP);
-        put_be32(pseudo + 4, SERVICE);
-        pseudo[8] = 0;
-        pseudo[9] = IPV4_PROTO_TCP;
-        put_be16(pseudo + 10, (uint16_t)(hl + len));
-        put_be16(t + 16, inet_csum(t, hl + len, inet_sum(pseudo, sizeof(pseudo), 0)));
+        put_be16(t + 16, tcp_csum(GUEST_IP, SERVICE, t, hl + len));
         return ETH_HDR_LEN + IPV4_HDR_MIN + hl + len;
 }
 
@@ -136,7 +130,6 @@ static void check_frame(const uint8_t *f, size_t n, struct client *clients)
 {
         const uint8_t *ip = f + ETH_HDR_LEN, *t;
         size_t total, thl;
-        uint8_t pseudo[12];
 
         CHECK(n >= ETH_HDR_LEN + ARP_LEN && n <= OUT_CAP);
         CHECK(memcmp(f + 6, mmds_mac, 6) == 0);
@@ -152,12 +145,7 @@ static void check_frame(const uint8_t *f, size_t n, struct client *clients)
         CHECK(get_be32(ip + 12) == SERVICE);
         CHECK(inet_csum(ip, IPV4_HDR_MIN, 0) == 0);
         t = ip + IPV4_HDR_MIN;
-        put_be32(pseudo, SERVICE);
-        memcpy(pseudo + 4, ip + 16, 4);
-        pseudo[8] = 0;
-        pseudo[9] = IPV4_PROTO_TCP;
-        put_be16(pseudo + 10, (uint16_t)(total - IPV4_HDR_MIN));
-        CHECK(inet_csum(t, total - IPV4_HDR_MIN, inet_sum(pseudo, sizeof(pseudo), 0)) == 0);
+        CHECK(tcp_csum(SERVICE, get_be32(ip + 16), t, total - IPV4_HDR_MIN) == 0);
         thl = (size_t)(t[12] >> 4) * 4;
         CHECK(get_be16(t) == 80 && thl >= TCP_HDR_MIN && thl <= total - IPV4_HDR_MIN);
         CHECK(total - IPV4_HDR_MIN - thl <= 1460);

@@ -195,7 +195,6 @@ struct seg {
 static bool next(struct env *e, struct seg *s)
 {
         uint8_t *f = e->out, *ip = f + ETH_HDR_LEN, *tcp;
-        uint8_t pseudo[12];
         size_t hl, total, thl;
 
         e->out_len = mmds_stack_next_frame(e->s, f, sizeof(e->out));
@@ -213,12 +212,7 @@ static bool next(struct env *e, struct seg *s)
         assert_int_equal(ip[9], IPV4_PROTO_TCP);
         assert_int_equal(get_be32(ip + 12), MMDS_IP);
         tcp = ip + hl;
-        put_be32(pseudo, MMDS_IP);
-        memcpy(pseudo + 4, ip + 16, 4);
-        pseudo[8] = 0;
-        pseudo[9] = IPV4_PROTO_TCP;
-        put_be16(pseudo + 10, (uint16_t)(total - hl));
-        assert_int_equal(inet_csum(tcp, total - hl, inet_sum(pseudo, 12, 0)), 0);
+        assert_int_equal(tcp_csum(MMDS_IP, get_be32(ip + 16), tcp, total - hl), 0);
         assert_int_equal(get_be16(tcp), 80);
         thl = (size_t)(tcp[12] >> 4) * 4;
         s->dst = get_be32(ip + 16);
