@@ -320,7 +320,7 @@ def test_serial_flood_is_limited_and_counted(tmp_path):
     config.write_text(json.dumps({
         "boot-source": {"kernel_image_path": str(PROBES["elf"]),
                         "boot_args": "console=ttyS0 probe=serial-flood"},
-        "serial": {"rate_limiter": {"size": 4096, "refill_time": 60000}},
+        "serial": {"rate_limiter": {"size": 4096, "refill_time": 600000}},
         "metrics": {"metrics_path": str(metrics)}}))
     r = run_vmm(["--config-file", config, "--no-serial-in"])
     assert r.rc == 0, r
@@ -330,7 +330,8 @@ def test_serial_flood_is_limited_and_counted(tmp_path):
     # Every byte the guest wrote was either written out or dropped and counted.
     assert uart["write_count"] == len(whole), uart
     assert len(r.out) + uart["rate_limiter_dropped_bytes"] == len(whole), (uart, len(r.out))
-    # The bucket's 4096 bytes went out in order; the refill (68 bytes a second) adds a few.
+    # The bucket's 4096 bytes went out in order; the refill (7 bytes a second) adds a few,
+    # however slow the run (valgrind, a loaded machine).
     assert r.out[:4096] == whole[:4096]
     assert 4096 <= len(r.out) < len(whole) // 2, len(r.out)
 
