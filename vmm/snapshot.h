@@ -28,7 +28,7 @@
  *           network interfaces, vsock, balloon, entropy, confidential platform, boot timer;
  *           backends are referenced by path / TAP name, never copied)
  *   "KVM "  the in-kernel irqchip (PIC master, PIC slave, IOAPIC), the PIT, the KVM clock
- *           (vmm/kvm.c)
+ *           (kvm/kvm.c)
  *   "VCPU"  one per vCPU in index order: le32 index, then arch/x86/cpu_state.h's record
  *           (CPUID, MP state, registers, special registers, XSAVE or FPU, XCRs, debug
  *           registers, LAPIC, MSRs, events, TSC kHz)

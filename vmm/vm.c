@@ -26,7 +26,7 @@
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "vm_devices.h"
-#include "kvm.h"
+#include "kvm/kvm.h"
 #include "vcpu.h"
 #include "vm_priv.h"
 

@@ -21,7 +21,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
-#include "kvm.h"
+#include "kvm/kvm.h"
 #include "memory/guest_mem.h"
 #include "memory/hostmem.h"
 #include "memory/ownership.h"

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "kvm/kvm_vcpu.h"
 #include "arch/x86/layout.h"
 
 static const char *const names[] = {
@@ -467,9 +467,9 @@ bool cc_handle_fault(struct cc *cc, int vcpu_fd)
         pthread_mutex_lock(&cc->lock);
         /* An instruction fetch from a paged-out granule: page that one in. Otherwise the
          * fault does not say where it was: page everything back in. */
-        if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) == 0) {
+        if (kvm_vcpu_get_regs(vcpu_fd, &regs) == 0) {
                 tr.linear_address = regs.rip;
-                if (ioctl(vcpu_fd, KVM_TRANSLATE, &tr) == 0 && tr.valid &&
+                if (kvm_vcpu_translate(vcpu_fd, &tr) == 0 && tr.valid &&
                     find_paged(cc, tr.physical_address)) {
                         cc_page_in_range(cc, tr.physical_address, 16);
                         done = true;
