@@ -41,7 +41,8 @@
  *   Every count and length is checked against its limit before anything is allocated, and
  *   the sections must match the configuration they describe (vCPU count, device kinds and
  *   ids in slot order, each device's offered features); a mismatch is "a snapshot of a
- *   different machine".
+ *   different machine". Where the devices are (their windows and GSIs) is not saved: the
+ *   board is built again from CONF (vmm/vm_board.h), which gives the layout it gave then.
  *
  * MEMORY FILE: guest RAM, the regions back to back in address order (the INFO offsets).
  * A Full snapshot writes every page that is not zero and leaves the rest a hole (the file

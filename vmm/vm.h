@@ -71,10 +71,6 @@ void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 int vm_send_ctrl_alt_del(struct vm *vm) MUST_CHECK;
 
-/* The board as the guest will see it; needs no KVM (used by --dump-platform too). */
-int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *desc,
-                         struct error *err) MUST_CHECK;
-
 /* Writes the generated firmware tables to dir as <NAME>.dat (created if missing). */
 int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err) MUST_CHECK;
 

@@ -126,27 +126,29 @@ bool cc_has_callwin(const struct cc *cc)
         return cc && cc_platform_has_callwin(cc->platform);
 }
 
-int cc_describe_platform(enum cc_platform p, struct platform_desc *desc, struct error *err)
+bool cc_describe_callwin(enum cc_platform p, struct platform_dev *out)
 {
-        struct platform_dev win = {.name = "CCPW",
-                                   .kind = PLATFORM_DEV_ACPI_MMIO,
-                                   .base = X86_CC_CALLWIN_ADDR,
-                                   .len = X86_CC_CALLWIN_SIZE,
-                                   .hid = CC_CALLWIN_HID};
-
-        return cc_platform_has_callwin(p) ? platform_add_dev(desc, &win, err) : 0;
+        if (!cc_platform_has_callwin(p))
+                return false;
+        *out = (struct platform_dev){.name = "CCPW",
+                                     .kind = PLATFORM_DEV_ACPI_MMIO,
+                                     .base = X86_CC_CALLWIN_ADDR,
+                                     .len = X86_CC_CALLWIN_SIZE,
+                                     .hid = CC_CALLWIN_HID};
+        return true;
 }
 
-int cc_cmdline_append(enum cc_platform p, char *cmdline, size_t cap, struct error *err)
+int cc_cmdline_append(enum cc_platform p, const struct platform_dev *callwin, char *cmdline,
+                      size_t cap, struct error *err)
 {
         size_t used = strlen(cmdline);
         int n;
 
         if (p == CC_PLATFORM_NONE)
                 return 0;
-        if (cc_platform_has_callwin(p))
+        if (callwin)
                 n = snprintf(cmdline + used, cap - used, " cc.platform=%s cc.callwin=0x%llx",
-                             cc_platform_name(p), (unsigned long long)X86_CC_CALLWIN_ADDR);
+                             cc_platform_name(p), (unsigned long long)callwin->base);
         else
                 n = snprintf(cmdline + used, cap - used, " cc.platform=%s", cc_platform_name(p));
         if (n < 0 || (size_t)n >= cap - used) {
