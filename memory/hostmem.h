@@ -1,7 +1,12 @@
 /*
- * The untrusted-host view of guest memory: what every device model, the API and any dump
- * or snapshot code use to touch guest RAM. The VMM's own loaders and the platform firmware
- * models use guest_mem directly (the trusted path); nothing else does.
+ * The untrusted-host view of guest memory: what every device model and the API's reads of
+ * guest memory (vm_host_read, on an ordinary VM) use to touch guest RAM. The trusted paths
+ * use guest_mem directly, and nothing else does: the VMM's loaders and firmware tables
+ * (before the guest runs), the platform models (arch/cc: a protected VM's memory, and the
+ * host's ciphertext view of it that the API reads there, CC-8), and the whole-RAM copies
+ * of a snapshot's memory file and of a memory dump (vmm/snapshot.c, vmm/vm.c), which a
+ * protected VM refuses before anything is read (CC-13) and which must not count as guest
+ * writes for the next Diff snapshot (a pin here would).
  *
  * Every access names (address, length) and is checked at the moment it happens: the range
  * must be guest RAM (and, on a protected VM, shared with the host). Copies go through

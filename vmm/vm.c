@@ -562,6 +562,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r)
                 r = cc_create(&(struct cc_config){.platform = cfg->confidential.platform}, vm->mem,
                               err, &vm->cc);
+        if (!r && hostmem_create(vm->mem, "api", &vm->host_mem))
+                r = error_set(err, -ENOMEM, "out of memory");
         if (r)
                 goto fail;
         vm->board = malloc(sizeof(*vm->board));
@@ -728,6 +730,7 @@ void vm_destroy(struct vm *vm)
         serial_destroy(vm->serial);
         bus_destroy(vm->pio);
         bus_destroy(vm->mmio);
+        hostmem_destroy(vm->host_mem);
         guest_mem_destroy(vm->mem);
         kvm_close(vm->kvm);
         free(vm->board);
@@ -761,8 +764,8 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out)
 
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
 {
-        int r =
-            vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
+        int r = vm->cc ? cc_host_read(vm->cc, gpa, buf, len)
+                       : hostmem_read(vm->host_mem, gpa, buf, len);
 
         if (r)
                 return error_config(err, "0x%llx+0x%zx is not guest RAM", (unsigned long long)gpa,

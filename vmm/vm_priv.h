@@ -14,6 +14,7 @@
 #include "devices/bus.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
+#include "memory/hostmem.h"
 #include "vm_board.h"
 #include "vm_devices.h"
 #include "kvm/kvm.h"
@@ -30,6 +31,7 @@ struct vm {
         struct vm_params params;
         struct kvm *kvm;
         struct guest_mem *mem;
+        struct hostmem *host_mem; /* the API's reads of an ordinary VM's memory */
         struct bus *pio, *mmio;
         struct serial *serial;
         struct i8042 *i8042;
