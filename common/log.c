@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include "escape.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
@@ -61,7 +63,7 @@ void log_set_sink(log_sink_fn fn, void *opaque)
 void log_set_instance_id(const char *id)
 {
         pthread_mutex_lock(&logger.lock);
-        snprintf(logger.instance_id, sizeof(logger.instance_id), "%s", id);
+        escape_controls(logger.instance_id, sizeof(logger.instance_id), id);
         pthread_mutex_unlock(&logger.lock);
 }
 
@@ -136,7 +138,7 @@ static void default_sink(enum log_level level, const char *line, size_t len)
 static void log_vwrite(enum log_level level, const char *file, int line, const char *fmt,
                        va_list ap)
 {
-        char buf[1024];
+        char buf[1024], msg[1024];
         struct timespec ts;
         struct tm tm;
         size_t n;
@@ -156,8 +158,10 @@ static void log_vwrite(enum log_level level, const char *file, int line, const c
         if (n < sizeof(buf))
                 n += (size_t)snprintf(buf + n, sizeof(buf) - n, "] ");
         if (n < sizeof(buf)) {
-                r = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
-                n += r < 0 ? 0 : (size_t)r;
+                /* User strings in the message (paths, ids) cannot start a forged line. */
+                vsnprintf(msg, sizeof(msg), fmt, ap);
+                escape_controls(buf + n, sizeof(buf) - n, msg);
+                n += strlen(buf + n);
         }
         if (n >= sizeof(buf) - 1)
                 n = sizeof(buf) - 2; /* truncated: keep the line terminated */

@@ -178,7 +178,7 @@ static int act_get_memory(struct controller *c, struct controller_request *req, 
 
 /* ---- runtime updates (after the start) ---- */
 
-static int find_drive(const struct vmm_config *cfg, const char *id)
+int controller_find_drive(const struct vmm_config *cfg, const char *id)
 {
         for (unsigned i = 0; i < cfg->nr_drives; i++)
                 if (strcmp(cfg->drives[i].drive_id, id) == 0)
@@ -196,7 +196,7 @@ int controller_find_net(const struct vmm_config *cfg, const char *id)
 
 static int patch_drive(struct controller *c, struct vmm_drive_update *u, struct error *err)
 {
-        int i = find_drive(&c->cfg, u->drive_id);
+        int i = controller_find_drive(&c->cfg, u->drive_id);
         struct vmm_rate_limiter rl;
         int r;
 

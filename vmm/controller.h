@@ -84,6 +84,13 @@ struct vmm_snapshot_create {
         bool diff; /* snapshot_type Diff */
 };
 
+/* A load's override: the host resource (TAP name, backing file) that replaces the saved
+ * one of the device with this id. */
+struct vmm_override {
+        char *id;
+        char *value;
+};
+
 /* PUT /snapshot/load (SnapshotLoadParams). */
 struct vmm_snapshot_load {
         char *snapshot_path;
@@ -93,11 +100,10 @@ struct vmm_snapshot_load {
         bool clock_realtime;
         bool huge_pages_none; /* huge_pages "None" (default "Snapshot": as saved) */
         unsigned nr_net_overrides;
-        struct {
-                char *iface_id;
-                char *host_dev_name;
-        } net_overrides[VMM_MAX_NETS];
-        char *vsock_uds_path; /* vsock_override; NULL: as saved */
+        struct vmm_override net_overrides[VMM_MAX_NETS]; /* iface_id, host_dev_name */
+        unsigned nr_drive_overrides;
+        struct vmm_override drive_overrides[VMM_MAX_DRIVES]; /* ours: drive_id, path_on_host */
+        char *vsock_uds_path;                                /* vsock_override; NULL: as saved */
 };
 void vmm_snapshot_load_free(struct vmm_snapshot_load *l);
 
@@ -207,9 +213,9 @@ void controller_destroy(struct controller *c);
  * controller: nothing configured but the logger, the metrics and the serial output
  * ("Loading a microVM snapshot not allowed after configuring boot-specific resources.").
  * It reads and checks the state file (version, checksum, a machine this host can run),
- * applies network_overrides / vsock_override / track_dirty_pages / huge_pages None to the
- * snapshot's configuration, validates it like any configuration, builds the VM from the
- * snapshot and leaves it Paused (Running with resume_vm). A load that fails leaves the
+ * applies network_overrides / drive_overrides / vsock_override / track_dirty_pages /
+ * huge_pages None to the snapshot's configuration, validates it like any configuration, builds the
+ * VM from the snapshot and leaves it Paused (Running with resume_vm). A load that fails leaves the
  * controller Not started and usable: another load, or a normal configuration and boot.
  */
 int controller_snapshot_create(struct controller *c, const struct vmm_snapshot_create *s,

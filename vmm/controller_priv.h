@@ -134,7 +134,8 @@ void controller_on_wake(void *opaque, uint32_t events);
 int controller_build(struct controller *c, struct vmm_config *cfg, const struct vm_restore *rs,
                      uint64_t start_ns, uint64_t start_cpu_ns, struct error *err) MUST_CHECK;
 int controller_pause_or_resume(struct controller *c, bool pause);
-/* The index of the network interface with that id, or -1. */
+/* The index of the network interface (drive) with that id, or -1. */
 int controller_find_net(const struct vmm_config *cfg, const char *id);
+int controller_find_drive(const struct vmm_config *cfg, const char *id);
 
 #endif

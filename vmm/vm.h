@@ -92,11 +92,20 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out);
 /* The virtio devices (metrics, runtime updates); valid until vm_destroy. */
 struct vm_devices *vm_get_devices(struct vm *vm);
 
+/* For the executable's SIGBUS handler (async-signal-safe; install it with SA_NODEFER): when
+ * the calling thread is in one of the VMM's checked copies of guest memory, resumes it
+ * (guest_mem_sigbus_recover: the copy fails with -EIO) and does not return. Otherwise, when
+ * addr is guest RAM mapped from a snapshot's memory file, writes the one-line message naming
+ * that file (it was truncated under the mapping) to buf and returns its length; 0 for any
+ * other address. */
+size_t vm_sigbus_message(const void *addr, char *buf, size_t cap);
+
 /* The untrusted host reading guest memory (a debugger, a dump): plaintext on an ordinary VM;
- * on a protected VM the platform's view of private granules (cc_host_read, CC-8). */
+ * on a protected VM the platform's view of private granules (cc_host_read, CC-8). Over a
+ * truncated memory file: -EIO, naming the file. */
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err) MUST_CHECK;
-/* Writes guest RAM (the regions in address order, back to back) to path. Refused on a
- * protected VM (CC-13). */
+/* Writes guest RAM (the regions in address order, back to back) to path (a temporary file
+ * renamed over it: a failed dump leaves what was there). Refused on a protected VM (CC-13). */
 int vm_memory_dump(struct vm *vm, const char *path, struct error *err) MUST_CHECK;
 
 /*

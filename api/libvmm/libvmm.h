@@ -87,7 +87,8 @@ const char *libvmm_last_error(void);
 int libvmm_create(const char *config_json, const struct libvmm_options *opts, struct libvmm **out);
 /* A VM restored from a snapshot. load_params_json is Firecracker's SnapshotLoadParams:
  * {"snapshot_path": "...", "mem_file_path": "...", "resume_vm": true, "network_overrides":
- * [...], "vsock_override": {...}, "track_dirty_pages": ..., "clock_realtime": ...}. The VM
+ * [...], "vsock_override": {...}, "track_dirty_pages": ..., "clock_realtime": ...}, and ours
+ * "drive_overrides": [{"drive_id": "...", "path_on_host": "..."}]. The VM
  * is Paused, or running with resume_vm. config_json (NULL allowed) may only hold "logger",
  * "metrics" and "serial". */
 int libvmm_restore(const char *load_params_json, const char *config_json,
