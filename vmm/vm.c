@@ -660,8 +660,6 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r)
                 r = cc_create(&(struct cc_config){.platform = cfg->confidential.platform}, vm->mem,
                               err, &vm->cc);
-        if (!r && hostmem_create(vm->mem, "api", &vm->host_mem))
-                r = error_set(err, -ENOMEM, "out of memory");
         if (r)
                 goto fail;
         vm->board = malloc(sizeof(*vm->board));
@@ -828,7 +826,6 @@ void vm_destroy(struct vm *vm)
         serial_destroy(vm->serial);
         bus_destroy(vm->pio);
         bus_destroy(vm->mmio);
-        hostmem_destroy(vm->host_mem);
         file_maps_remove(vm);
         guest_mem_destroy(vm->mem);
         kvm_close(vm->kvm);
@@ -871,8 +868,8 @@ static int dump_error(struct vm *vm, const char *path, int e, struct error *err)
 
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
 {
-        int r = vm->cc ? cc_host_read(vm->cc, gpa, buf, len)
-                       : hostmem_read(vm->host_mem, gpa, buf, len);
+        int r =
+            vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
 
         if (r == -EIO && vm_mem_file_truncated(vm, err))
                 return r;

@@ -31,7 +31,6 @@ struct vm {
         struct vm_params params;
         struct kvm *kvm;
         struct guest_mem *mem;
-        struct hostmem *host_mem; /* the API's reads of an ordinary VM's memory */
         struct bus *pio, *mmio;
         struct serial *serial;
         struct i8042 *i8042;
