@@ -521,8 +521,19 @@ void controller_execute(struct controller *c, struct controller_request *req)
 
 /* ---- life cycle ---- */
 
+void controller_bind_thread(struct controller *c)
+{
+        log_bind(&c->log);
+}
+
+struct log_context *controller_log(struct controller *c)
+{
+        return &c->log;
+}
+
 int controller_thread_init(struct controller *c, enum vmm_thread_role role)
 {
+        controller_bind_thread(c);
         return c->p.thread_init ? c->p.thread_init(c->p.thread_opaque, role) : 0;
 }
 
@@ -559,6 +570,7 @@ int controller_build(struct controller *c, struct vmm_config *cfg, const struct 
             .opaque = c,
             .restore = rs,
             .thread_init = c->p.thread_init ? vm_thread_init : NULL,
+            .log = &c->log,
         };
         int r;
 
@@ -633,11 +645,11 @@ int controller_create(const struct controller_params *p, struct vmm_config *cfg,
         snprintf(c->instance_id, sizeof(c->instance_id), "%s",
                  p->instance_id ? p->instance_id : "anonymous-instance");
         c->p.instance_id = c->instance_id;
+        log_context_init(&c->log, c->instance_id);
         c->cfg = *cfg;
         vmm_config_init(cfg);
         c->configured = machine_configured(&c->cfg);
         vmm_host_limits_get(&c->limits, 0);
-        atomic_init(&c->log_fd, -1);
         pthread_mutex_init(&c->lock, NULL);
         c->startup_us = p->process_start_ns && now > p->process_start_ns
                             ? (now - p->process_start_ns) / 1000
@@ -701,6 +713,7 @@ void controller_destroy(struct controller *c)
                 close(c->wake_fd);
         }
         controller_log_close(c);
+        log_context_destroy(&c->log);
         vmm_config_free(&c->cfg);
         vmm_config_free(&c->vm_cfg);
         pthread_mutex_destroy(&c->lock);

@@ -26,6 +26,7 @@
 
 #include "common/error.h"
 #include "common/event_loop.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "config.h"
 #include "devices/virtio/balloon.h"
@@ -198,9 +199,17 @@ struct controller;
  * ERROR_CONFIG. */
 int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,
                       struct controller **out) MUST_CHECK;
-/* Stops the VM if any, writes a last metrics line, restores the logger's default sink. The
- * queue must have been closed (controller_close). */
+/* Stops the VM if any, writes a last metrics line, closes the VM's log file. The queue must
+ * have been closed (controller_close), and every thread bound to the VM's log context have
+ * ended, but the caller's. The process's logger (its sink, its level) is left as it is. */
 void controller_destroy(struct controller *c);
+
+/* The calling thread logs for this VM from now on: its lines carry the VM's instance id and
+ * follow the VM's logger settings (common/log.h), until controller_destroy. The VM's vCPU
+ * threads and controller_thread_init's callers are bound by the controller itself. */
+void controller_bind_thread(struct controller *c);
+/* The VM's log context (to log one line for the VM from another thread: log_bind). */
+struct log_context *controller_log(struct controller *c);
 
 /*
  * Snapshots, with Firecracker's phase rules. create needs a Paused VM. load needs a fresh
@@ -223,7 +232,8 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
                      struct error *err) MUST_CHECK;
 enum controller_state controller_get_state(const struct controller *c);
 
-/* The calling thread, about to act as role: runs the thread_init hook (0 without one). */
+/* The calling thread, about to act as role: binds it to the VM's log context, runs the
+ * thread_init hook (0 without one). */
 int controller_thread_init(struct controller *c, enum vmm_thread_role role) MUST_CHECK;
 
 /*
