@@ -504,8 +504,11 @@ void controller_execute(struct controller *c, struct controller_request *req)
         error_clear(&rep->err);
         if (a->phase == CONTROLLER_PHASE_BEFORE_START && c->state != CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_AFTER_START);
-        else if (a->phase == CONTROLLER_PHASE_AFTER_START && c->state == CONTROLLER_NOT_STARTED)
+        else if ((a->phase == CONTROLLER_PHASE_AFTER_START || a->phase == CONTROLLER_PHASE_LIVE) &&
+                 c->state == CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_BEFORE_START);
+        else if (a->phase == CONTROLLER_PHASE_LIVE && c->ended)
+                r = error_set(&rep->err, -EPERM, MSG_ENDED);
         else
                 r = run(c, req, &rep->err);
         if (r && !rep->err.code)
@@ -546,6 +549,7 @@ static void on_vm_stop(void *opaque, int exit_code)
 {
         struct controller *c = opaque;
 
+        c->ended = true;
         if (c->p.on_exit)
                 c->p.on_exit(c->p.opaque, exit_code);
 }

@@ -11,7 +11,9 @@
  * time in submission order, then calls each request's done callback (on the VMM thread).
  * Each command runs in the phase it is allowed in: configuration commands before
  * InstanceStart ("The requested operation is not supported after starting the microVM."),
- * runtime commands after it ("... before starting the microVM."). Before the start they edit
+ * runtime commands after it ("... before starting the microVM."), and those that act on the
+ * running guest only until the guest ended the VM ("... after the guest ended the microVM.":
+ * the library keeps an ended VM until it is destroyed). Before the start they edit
  * the configuration (validated as a whole by vmm_config_validate, the CLI's validation);
  * after it they act on the VM (pause, Ctrl-Alt-Del, drive / interface / balloon updates).
  * Each command's phase, handler, metrics name and REST route are one entry of

@@ -23,6 +23,7 @@
 #define MSG_LOAD_CONFIGURED                                                                        \
         "Loading a microVM snapshot not allowed after configuring boot-specific resources."
 #define MSG_NOT_PAUSED "Cannot create a snapshot: the microVM is not paused."
+#define MSG_ENDED      "The requested operation is not supported after the guest ended the microVM."
 
 struct controller {
         struct controller_params p;
@@ -44,6 +45,8 @@ struct controller {
         struct log_context log;
         struct controller_log_file *log_file;
         atomic_uint_fast64_t log_missed;
+        /* The guest ended the VM: operations on the running guest are refused. */
+        bool ended;
 
         /* The queue. */
         pthread_mutex_t lock;
@@ -72,6 +75,7 @@ enum controller_phase {
         CONTROLLER_PHASE_ANY,
         CONTROLLER_PHASE_BEFORE_START,
         CONTROLLER_PHASE_AFTER_START,
+        CONTROLLER_PHASE_LIVE, /* after the start, until the guest ended the VM */
 };
 
 typedef int (*controller_run_fn)(struct controller *c, struct controller_request *req,
