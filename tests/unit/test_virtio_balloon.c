@@ -1119,6 +1119,51 @@ static void test_cc14_report_discards_shared_granules_only(void **state)
         assert_true(pages_are(f, PAGES + MiB(1), 4 * PAGE, 0x44));
         assert_int_equal(bstats(f).report_fails, 7);
         assert_int_equal(bstats(f).report_freed, 13ull * PAGE);
+
+        /* Hints the same way. */
+        fill(f, PAGES + MiB(2), 4 * PAGE, 0x55);
+        assert_int_equal(ownership_make_private(f->own, PAGES + MiB(2) + PAGE, PAGE), 0);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        gpa_t a = vdrv_alloc(&f->d, 4, 4);
+        uint8_t v[4];
+        put_le32(v, 2);
+        vdrv_mem_write(&f->d, a, v, 4);
+        const struct vdrv_buf h[] = {{.addr = a, .len = 4},
+                                     {.addr = PAGES + MiB(2), .len = 4 * PAGE, .write = true}};
+        send_bufs(f, HINTQ, h, 2);
+        for (unsigned i = 0; i < 4; i++)
+                assert_true(page_is(f, PAGES + MiB(2) + i * PAGE, i == 1 ? 0x55 : 0));
+        assert_int_equal(bstats(f).hint_fails, 1);
+        assert_int_equal(bstats(f).hint_freed, 3ull * PAGE);
+}
+
+/* CC-14: the retries around private granules are bounded per request (65536 granules):
+ * past the bound a refused range fails whole; no private byte is ever touched. */
+static void test_cc14_private_retries_bounded(void **state)
+{
+        struct fx *f = *state;
+        const gpa_t a = HEAP_END;
+        const uint32_t len = (uint32_t)(HOLE_START - HEAP_END); /* 8 MiB: 2048 granules */
+        struct vdrv_buf r[40];
+
+        assert_int_equal(ownership_create(f->mem, false, &f->own), 0);
+        hostmem_set_ownership(f->hm, f->own);
+        bring_up_with(f, ~0ull);
+        fill_page(f, a + 5 * PAGE, 0x66);
+        assert_int_equal(ownership_make_private(f->own, a + 5 * PAGE, PAGE), 0);
+        /* The same range 40 times in one request: 32 x 2048 granules are retried one by
+         * one, the last 8 ranges fail whole. */
+        for (unsigned i = 0; i < 40; i++)
+                r[i] = (struct vdrv_buf){.addr = a, .len = len, .write = true};
+        send_bufs(f, REPORTQ, r, 40);
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.report_count, 40);
+        assert_int_equal(s.report_freed, 32ull * (len - PAGE));
+        assert_int_equal(s.report_fails, 40);
+        assert_true(page_is(f, a + 5 * PAGE, 0x66));
+        /* The next request has its own bound. */
+        send_bufs(f, REPORTQ, r, 1);
+        assert_int_equal(bstats(f).report_freed, 33ull * (len - PAGE));
 }
 
 /* ---- free page hinting ---- */
@@ -1517,6 +1562,8 @@ int main(void)
                                             teardown),
             cmocka_unit_test_setup_teardown(test_cc14_report_discards_shared_granules_only,
                                             setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_cc14_private_retries_bounded, setup_free,
+                                            teardown),
             cmocka_unit_test_setup_teardown(test_hint_round_acknowledged_on_stop, setup_free,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_hint_stale_command_ids, setup_free, teardown),
