@@ -211,7 +211,9 @@ void scenario_freepage_idle(const struct boot_info *bi)
         if (f.reportq)
                 send_ranges(&f, f.reportq, 8);
         print("probe: freepage-idle ready\n");
-        for (uint32_t last = virtio_cfg32(f.d, CFG_CMD_ID);;) {
+        /* The device starts at STOP: a run the host started before this loop looks is
+         * still a change. */
+        for (uint32_t last = CMD_ID_STOP;;) {
                 uint32_t cmd = virtio_cfg32(f.d, CFG_CMD_ID);
 
                 if (f.hintq && cmd != last && cmd != CMD_ID_STOP && cmd != CMD_ID_DONE) {
