@@ -176,6 +176,11 @@ int vmm_config_set_str(char **field, const char *value) MUST_CHECK;
 int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
                         struct error *err) MUST_CHECK;
 
+/* A balloon target of amount_mib for cfg's VM: inflation of a protected VM is refused
+ * (CC-13), before the start (PUT /balloon, the config file) and after it (PATCH /balloon). */
+int vmm_config_check_balloon_target(const struct vmm_config *cfg, uint32_t amount_mib,
+                                    struct error *err) MUST_CHECK;
+
 /* Adds or replaces (same drive_id / iface_id) a device entry, taking ownership of its
  * strings. Root drives go first, like Firecracker orders them. */
 int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *drive,

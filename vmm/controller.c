@@ -262,12 +262,16 @@ static struct virtio_balloon *running_balloon(struct controller *c, struct error
 static int patch_balloon(struct controller *c, uint32_t amount_mib, struct error *err)
 {
         struct virtio_balloon *b = running_balloon(c, err);
+        int r;
 
         if (!b)
                 return err->code;
         if (amount_mib > c->cfg.machine.mem_size_mib)
                 return error_config(err, "balloon size %u MiB exceeds the guest memory of %llu MiB",
                                     amount_mib, (unsigned long long)c->cfg.machine.mem_size_mib);
+        r = vmm_config_check_balloon_target(&c->cfg, amount_mib, err); /* CC-13 */
+        if (r)
+                return r;
         virtio_balloon_set_target(b, amount_mib);
         c->cfg.balloon.amount_mib = amount_mib;
         return 0;
