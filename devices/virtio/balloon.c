@@ -48,7 +48,7 @@ struct virtio_balloon {
         bool has_guest_cmd;
         uint32_t guest_cmd;    /* the last id the guest sent: the run its hints belong to */
         bool ack_on_stop;      /* write DONE when the guest sends STOP */
-        bool done_on_restore;  /* a restored run in progress: DONE at activation */
+        bool done_on_restore;  /* a restored run was ended: signal DONE at activation */
         uint64_t retries_left; /* GRANULE_RETRIES for the request being processed */
         struct virtio_balloon_stats stats;
         struct ratelimit rl;

@@ -11,7 +11,10 @@
  * them before it acknowledges the request. When the driver negotiated PAGE_POISON it
  * expects reported pages to keep poison_val: they are discarded only when poison_val is 0
  * and a discarded page reads back as zeros (anonymous memory, not a snapshot's memory
- * file); otherwise the request is acknowledged and the pages kept.
+ * file); otherwise the request is acknowledged and the pages kept. Over 2 MiB huge pages
+ * only whole huge pages can be discarded (MADV_DONTNEED on hugetlb, Linux 5.18 and later):
+ * Linux reports blocks of at least 2 MiB and hints 4 MiB ones, aligned, so its ranges are;
+ * any other range counts as a failure.
  *
  * Free page hinting (VIRTIO_BALLOON_F_FREE_PAGE_HINT): the host starts a run by writing a
  * new command id (2, 3, ...; never 0 STOP or 1 DONE) to free_page_hint_cmd_id and
