@@ -37,9 +37,12 @@ def boot_source(scenario="idle", extra=""):
             "boot_args": f"console=ttyS0 probe={scenario} {extra}".strip()}
 
 
-def start(v, scenario="idle", mem=64):
+def start(v, scenario="idle", mem=64, balloon=None):
+    """Boots the probe scenario (1 vCPU), with a balloon when given its PUT body."""
     check(v.put("/boot-source", boot_source(scenario)), 204)
     check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": mem}), 204)
+    if balloon is not None:
+        check(v.put("/balloon", balloon), 204)
     check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
     if scenario == "idle":
         v.wait_output("probe: idle ready")
@@ -926,12 +929,8 @@ def test_balloon_hinting_refusals(kvm, tmp_path, hinting):
     needs only the configuration."""
     v = VmmProcess(tmp_path)
     try:
-        check(v.put("/boot-source", boot_source("idle")), 204)
-        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 204)
-        check(v.put("/balloon", {"amount_mib": 0, "deflate_on_oom": False,
-                                 "free_page_hinting": hinting, "free_page_reporting": True}), 204)
-        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
-        v.wait_output("probe: idle ready")
+        start(v, balloon={"amount_mib": 0, "deflate_on_oom": False,
+                          "free_page_hinting": hinting, "free_page_reporting": True})
         if hinting:
             for body in ({}, None, {"acknowledge_on_stop": False}):
                 check(v.patch("/balloon/hinting/start", body), 400,

@@ -527,11 +527,8 @@ def test_free_page_state_survives_a_snapshot(tmp_path):
     v = new_vmm(tmp_path, "a")
     w = None
     try:
-        check(v.put("/boot-source", boot_source("freepage")), 204)
-        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 204)
-        check(v.put("/balloon", {"amount_mib": 0, "deflate_on_oom": False,
-                                 "free_page_reporting": True, "free_page_hinting": True}), 204)
-        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+        start(v, "freepage", balloon={"amount_mib": 0, "deflate_on_oom": False,
+                                      "free_page_reporting": True, "free_page_hinting": True})
         v.wait_output("probe: freepage touched 1024 pages\n")
         console(v, "report")
         v.wait_output("probe: freepage reported")
