@@ -412,6 +412,8 @@ static void test_describe(void **state)
         assert_non_null(strstr(text, "machine: 3 vCPU(s), 4096 MiB, 2 MiB huge pages"));
         assert_non_null(strstr(text, "drive data: /d (read-only)"));
         assert_non_null(strstr(text, "vsock: guest CID 42, /v.sock"));
+        assert_non_null(strstr(text, "balloon: 12 MiB, statistics every 5 s, free page reporting, "
+                                     "free page hinting\n"));
         free(text);
         vmm_config_free(&cfg);
         snapbuf_writer_free(&w);

@@ -125,6 +125,20 @@ static void wait_cmd(struct fp *f, uint32_t want)
         }
 }
 
+/* In interrupt mode, waits (bounded) for the configuration interrupt of the host's new
+ * command: it may still be pending, since the line that said so was read with interrupts
+ * off. */
+static void wait_config_irq(struct fp *f)
+{
+        uint64_t t0 = cpu_rdtsc();
+
+        while (f->d->irq_mode && !f->d->config_irqs) {
+                if (cpu_rdtsc() - t0 > VIRTIO_WAIT_TSC)
+                        probe_fail("freepage: no configuration interrupt for the run");
+                virtio_idle(f->d);
+        }
+}
+
 /* One hinting round under the host's command cmd: the id, the ranges, STOP, then DONE from
  * the device. Returns the number of ranges. */
 static uint32_t hint_round(struct fp *f, uint32_t cmd)
@@ -183,8 +197,7 @@ void scenario_freepage(const struct boot_info *bi)
         cmd = virtio_cfg32(f.d, CFG_CMD_ID);
         if (cmd == CMD_ID_STOP || cmd == CMD_ID_DONE)
                 probe_fail("freepage: no hinting run (free_page_hint_cmd_id %u)", cmd);
-        if (f.d->irq_mode && !f.d->config_irqs)
-                probe_fail("freepage: no configuration interrupt for the run");
+        wait_config_irq(&f);
         ranges = hint_round(&f, cmd);
         print("probe: freepage command %u, hinted %u pages in %u ranges, host answered DONE, %u "
               "read back zero\n",
