@@ -1,5 +1,7 @@
 #include "config_json.h"
 
+#include "common/file.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -423,38 +425,38 @@ static int get_mem_backend(const cJSON *j, struct vmm_snapshot_load *out, struct
         return r;
 }
 
-static int get_net_overrides(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
+/* network_overrides, drive_overrides: sequences of {id_key, value_key} objects (item names
+ * the object for messages, as serde's struct names). */
+static int get_overrides(const cJSON *j, const char *field, const char *item_name,
+                         const char *id_key, const char *value_key, unsigned max,
+                         struct vmm_override *out, unsigned *count, struct error *err)
 {
-        const cJSON *a = json_field(j, "network_overrides"), *item;
+        const cJSON *a = json_field(j, field), *item;
         unsigned i = 0;
         int r = 0;
 
         if (!a)
                 return 0;
         if (!cJSON_IsArray(a))
-                return error_config(err,
-                                    "field `network_overrides`: invalid type: %s, expected a "
-                                    "sequence",
+                return error_config(err, "field `%s`: invalid type: %s, expected a sequence", field,
                                     json_type_name(a));
         cJSON_ArrayForEach(item, a)
         {
-                if (i == VMM_MAX_NETS)
-                        return error_config(err, "field `network_overrides`: more than %u entries",
-                                            VMM_MAX_NETS);
+                if (i == max)
+                        return error_config(err, "field `%s`: more than %u entries", field, max);
                 if (!cJSON_IsObject(item))
-                        r = error_config(err, "invalid type: %s, expected struct NetworkOverride",
-                                         json_type_name(item));
+                        r = error_config(err, "invalid type: %s, expected struct %s",
+                                         json_type_name(item), item_name);
                 if (!r)
-                        r = json_check_object(item, FIELDS("iface_id", "host_dev_name"), err);
+                        r = json_check_object(item, (const char *const[]){id_key, value_key, NULL},
+                                              err);
                 if (!r)
-                        r = json_get_string(item, "iface_id", true, &out->net_overrides[i].iface_id,
-                                            err);
+                        r = json_get_string(item, id_key, true, &out[i].id, err);
                 if (!r)
-                        r = json_get_string(item, "host_dev_name", true,
-                                            &out->net_overrides[i].host_dev_name, err);
-                out->nr_net_overrides = ++i;
+                        r = json_get_string(item, value_key, true, &out[i].value, err);
+                *count = ++i;
                 if (r) {
-                        error_prefix(err, "network_overrides[%u]", i - 1);
+                        error_prefix(err, "%s[%u]", field, i - 1);
                         return r;
                 }
         }
@@ -470,8 +472,8 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struc
         int r = json_check_object(j,
                                   FIELDS("snapshot_path", "mem_file_path", "mem_backend",
                                          "enable_diff_snapshots", "track_dirty_pages", "resume_vm",
-                                         "network_overrides", "vsock_override", "clock_realtime",
-                                         "huge_pages"),
+                                         "network_overrides", "drive_overrides", "vsock_override",
+                                         "clock_realtime", "huge_pages"),
                                   err);
 
         memset(out, 0, sizeof(*out));
@@ -498,7 +500,13 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struc
         if (!r)
                 r = json_get_bool(j, "clock_realtime", false, NULL, &out->clock_realtime, err);
         if (!r)
-                r = get_net_overrides(j, out, err);
+                r = get_overrides(j, "network_overrides", "NetworkOverride", "iface_id",
+                                  "host_dev_name", VMM_MAX_NETS, out->net_overrides,
+                                  &out->nr_net_overrides, err);
+        if (!r)
+                r = get_overrides(j, "drive_overrides", "DriveOverride", "drive_id", "path_on_host",
+                                  VMM_MAX_DRIVES, out->drive_overrides, &out->nr_drive_overrides,
+                                  err);
         if (!r)
                 r = json_get_object(j, "vsock_override", false, &vsock, err);
         if (!r && vsock) {
@@ -1215,6 +1223,17 @@ cJSON *api_json_parse(const char *text, size_t len, struct error *err)
                 error_config(err, "the body contains a NUL byte");
                 return NULL;
         }
+        /* Nor may a string hold one: "\u0000" would end its C string early, and what is
+         * after it (".ro" of a path, the rest of an id) would be dropped unseen. */
+        for (size_t i = 0; i + 1 < len; i++) {
+                if (text[i] != '\\')
+                        continue;
+                if (text[i + 1] == 'u' && i + 6 <= len && memcmp(text + i + 2, "0000", 4) == 0) {
+                        error_config(err, "a string holds an escaped NUL (u0000) at byte %zu", i);
+                        return NULL;
+                }
+                i++; /* the escaped character: "\\u0000" is a backslash and "u0000" */
+        }
         j = cJSON_ParseWithLengthOpts(text, len, &end, false);
         if (!j) {
                 size_t at = end && end >= text ? (size_t)(end - text) : 0;
@@ -1363,15 +1382,15 @@ int api_config_load_file(const char *path, struct vmm_config *cfg, struct error 
         char *text;
         ssize_t n;
         size_t len = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+        int fd, r;
 
         vmm_config_init(cfg);
+        fd = file_open("config file", path, O_RDONLY, 0, FILE_REGULAR, err);
         if (fd < 0)
-                return error_config(err, "config file '%s': %s", path, strerror(errno));
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+                return fd;
+        if (fstat(fd, &st) || st.st_size > (16 << 20)) {
                 close(fd);
-                return error_config(err, "config file '%s': not a regular file of at most 16 MiB",
-                                    path);
+                return error_config(err, "config file '%s' is larger than 16 MiB", path);
         }
         text = malloc((size_t)st.st_size + 1);
         if (!text) {

@@ -48,7 +48,8 @@ int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out,
 /* PUT /snapshot/load (SnapshotLoadParams): snapshot_path, exactly one of mem_file_path and
  * mem_backend (backend_type File; Uffd is not supported), track_dirty_pages (or the
  * deprecated enable_diff_snapshots), resume_vm, network_overrides, vsock_override,
- * clock_realtime, huge_pages (Snapshot or None). */
+ * clock_realtime, huge_pages (Snapshot or None), and ours: drive_overrides
+ * ([{"drive_id", "path_on_host"}], another backing file per drive). */
 int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out,
                             struct error *err) MUST_CHECK;
 /* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */

@@ -33,6 +33,30 @@ static cJSON *parse(const char *text)
         return j;
 }
 
+/* An escaped NUL would cut a string short: refused anywhere (values and keys); an escaped
+ * backslash followed by "u0000" is text. */
+static void test_escaped_nul(void **state)
+{
+        static const char *const bad[] = {
+            "{\"drive_id\": \"a\\u0000xyz\"}",
+            "{\"a\\u0000\": 1}",
+            "[\"x\", \"\\\\\\u0000\"]",
+        };
+        struct error err = {0};
+        cJSON *j;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                error_clear(&err);
+                assert_null(api_json_parse(bad[i], strlen(bad[i]), &err));
+                assert_int_equal(err.kind, ERROR_CONFIG);
+                assert_non_null(strstr(err.msg, "an escaped NUL"));
+        }
+        j = parse("{\"p\": \"C:\\\\u0000\"}");
+        assert_string_equal(cJSON_GetObjectItem(j, "p")->valuestring, "C:\\u0000");
+        cJSON_Delete(j);
+}
+
 /* ---- bodies ---- */
 
 static void expect_machine_error(const char *text, bool put, const char *needle)
@@ -426,6 +450,20 @@ static void test_router(void **state)
                            "network_overrides[0]: missing field `host_dev_name`");
         expect_route_error("PUT", "/snapshot/load",
                            "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": [{\"drive_id\": \"root\"}]}",
+                           "drive_overrides[0]: missing field `path_on_host`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": [{\"drive_id\": \"a\", \"path_on_host\": "
+                           "\"/x\", \"is_read_only\": true}]}",
+                           "drive_overrides[0]: unknown field `is_read_only`, expected one of "
+                           "`drive_id`, `path_on_host`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": {}}",
+                           "field `drive_overrides`: invalid type: an object, expected a sequence");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
                            "\"vsock_override\": {\"path\": \"x\"}}",
                            "vsock_override: unknown field `path`");
         expect_route_error("PUT", "/snapshot/load",
@@ -791,6 +829,7 @@ static void test_cli_options(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_escaped_nul),
             cmocka_unit_test(test_machine),
             cmocka_unit_test(test_drive_and_rate_limiter),
             cmocka_unit_test(test_net_logger_metrics),
