@@ -45,6 +45,8 @@ enum vmm_thread_role {
         VMM_THREAD_VCPU, /* one per vCPU: KVM_RUN and the exits it handles */
 };
 
+struct log_context;
+
 struct vm_params {
         const struct vmm_config *cfg;
         struct event_loop *loop; /* the VMM thread's loop: console input and stop events */
@@ -62,6 +64,8 @@ struct vm_params {
          * vCPUs wait, so every thread is confined before the guest's first instruction.
          * Nonzero fails vm_start. */
         int (*thread_init)(void *opaque, enum vmm_thread_role role);
+        /* The VM's log context (common/log.h): the vCPU threads are bound to it. */
+        struct log_context *log;
 };
 
 /* Errors caused by the configuration or input files come back as ERROR_CONFIG. */
