@@ -73,7 +73,7 @@ static void expect(const struct vm_board *b, enum vm_board_role role, unsigned i
 static void expect_virtio(const struct vm_board *b, unsigned n)
 {
         for (unsigned i = 0; i < n; i++) {
-                char name[8];
+                char name[16];
 
                 snprintf(name, sizeof(name), "VR%02u", i);
                 expect(b, VM_BOARD_VIRTIO, i, name, PLATFORM_DEV_VIRTIO_MMIO,
