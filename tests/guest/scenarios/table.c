@@ -19,6 +19,8 @@ static const struct scenario scenarios[] = {
     {"net", scenario_net},
     {"mmds", scenario_mmds},
     {"balloon", scenario_balloon},
+    {"freepage", scenario_freepage},
+    {"freepage-idle", scenario_freepage_idle},
     {"vsock", scenario_vsock},
     {"vsock-stream", scenario_vsock_stream},
     {"blk-stream", scenario_blk_stream},
