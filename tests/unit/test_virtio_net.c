@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "devices/virtio/net.h"
+#include "memory/ownership.h"
 #include "fakes.h"
 #include "vdriver.h"
 
@@ -1064,6 +1065,82 @@ static void test_mmds_answers_arp_off_the_tap(void **state)
         close(arp);
 }
 
+/* The metadata service on a protected VM (docs/mmds.md, Confidential VMs; CC-3, CC-4): its
+ * frames cross the guest's buffers through the device's checked accessor like any other. A
+ * request in a private granule is never read (the service takes nothing, a violation is
+ * counted); an answer due in a private rx buffer is lost whole (the buffer comes back empty,
+ * its bytes unchanged); over shared buffers the service answers as on any VM. */
+static void test_cc3_mmds_touches_shared_granules_only(void **state)
+{
+        struct fx *f = *state;
+        struct ownership *own;
+        struct hostmem_stats hs;
+        uint8_t frame[64], got[4096], pattern[4096];
+        uint64_t c[MMDS_COUNTER_COUNT];
+        uint16_t id, head, rx_priv;
+        uint32_t len;
+        gpa_t priv, shared;
+        size_t n = arp_request(frame, MMDS_IP);
+
+        REQUIRE_TAP();
+        assert_int_equal(ownership_create(f->mem, true, &own), 0);
+        assert_int_equal(ownership_make_shared(own, 0, MEM), 0);
+        hostmem_set_ownership(f->hm, own);
+        bring_up(f, base_features);
+        memset(pattern, 0x77, sizeof(pattern));
+
+        /* The frame in a private granule (its virtio-net header in a shared one, so the
+         * device goes as far as asking the service): never read, never answered. */
+        priv = vdrv_alloc(&f->d, 4096, 4096);
+        shared = vdrv_alloc(&f->d, HDR, 8);
+        vdrv_mem_write(&f->d, shared, (uint8_t[HDR]){0}, HDR);
+        vdrv_mem_write(&f->d, priv, frame, n);
+        assert_int_equal(ownership_make_private(own, priv, 4096), 0);
+        struct vdrv_buf split[2] = {{.addr = shared, .len = HDR},
+                                    {.addr = priv, .len = (uint32_t)n}};
+        vdrv_add(&f->d, TXQ, split, 2);
+        vdrv_kick(&f->d, TXQ);
+        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        mmds_get_counters(test_mmds, c);
+        assert_int_equal(c[MMDS_RX_ACCEPTED], 0);
+        hostmem_get_stats(f->hm, &hs);
+        assert_true(hs.violations >= 1);
+
+        /* From a shared buffer, with a private rx buffer first in line: the answer is lost
+         * whole, the private bytes stay. */
+        assert_int_equal(ownership_make_shared(own, priv, 4096), 0);
+        vdrv_mem_write(&f->d, priv, pattern, sizeof(pattern));
+        assert_int_equal(ownership_make_private(own, priv, 4096), 0);
+        rx_priv =
+            vdrv_add(&f->d, RXQ, &(struct vdrv_buf){.addr = priv, .len = 4096, .write = true}, 1);
+        vdrv_kick(&f->d, RXQ);
+        guest_tx(f, NULL, frame, n);
+        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        assert_true(wait_used(f, RXQ, &head, &len, WATCHDOG_MS));
+        assert_int_equal(head, rx_priv);
+        assert_int_equal(len, 0);
+        vdrv_mem_read(&f->d, priv, got, sizeof(got));
+        assert_memory_equal(got, pattern, sizeof(pattern));
+        mmds_get_counters(test_mmds, c);
+        assert_int_equal(c[MMDS_RX_ACCEPTED], 1);
+
+        /* Shared both ways: answered. */
+        shared = vdrv_alloc(&f->d, BUF_SMALL, 8);
+        head = vdrv_add(&f->d, RXQ,
+                        &(struct vdrv_buf){.addr = shared, .len = BUF_SMALL, .write = true}, 1);
+        vdrv_kick(&f->d, RXQ);
+        guest_tx(f, NULL, frame, n);
+        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        assert_true(wait_used(f, RXQ, &id, &len, WATCHDOG_MS));
+        assert_int_equal(id, head);
+        assert_int_equal(len, HDR + 42);
+        vdrv_mem_read(&f->d, shared, got, len);
+        assert_int_equal(got[HDR + 21], 2); /* an ARP reply */
+        assert_memory_equal(got + HDR + 28, ((uint8_t[]){169, 254, 169, 254}), 4);
+        hostmem_set_ownership(f->hm, NULL);
+        ownership_destroy(own);
+}
+
 /* ---- reset ---- */
 
 static void test_reset_and_reinitialise(void **state)
@@ -1123,6 +1200,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_set_rate_limiters_at_runtime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reset_and_reinitialise, setup, teardown),
             cmocka_unit_test_setup_teardown(test_mmds_answers_arp_off_the_tap, setup_mmds,
+                                            teardown_mmds),
+            cmocka_unit_test_setup_teardown(test_cc3_mmds_touches_shared_granules_only, setup_mmds,
                                             teardown_mmds),
         };
 
