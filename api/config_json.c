@@ -917,10 +917,11 @@ static int parse_mmds_config(const cJSON *j, struct controller_request *req, con
         return api_parse_mmds_config(j, &req->u.mmds_config, err);
 }
 
-/* Any JSON value (Firecracker's serde Value); the router hands the body's text over as it
- * came (api_route), so the store keeps it exactly. */
-static int parse_mmds_data(const cJSON *j, struct controller_request *req, const char **body_id,
-                           struct error *err)
+/* A body read elsewhere or not at all: the MMDS store takes any JSON value (Firecracker's
+ * serde Value), which the router hands over as its text (api_route) so the store keeps it
+ * exactly; the hinting stop ignores its body. */
+static int parse_unread(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
 {
         (void)j;
         (void)req;
@@ -955,16 +956,6 @@ static int parse_hinting_start(const cJSON *j, struct controller_request *req, c
 {
         (void)body_id;
         return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
-}
-
-static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
-                              struct error *err)
-{
-        (void)j;
-        (void)req;
-        (void)body_id;
-        (void)err;
-        return 0;
 }
 
 static int parse_snapshot_create(const cJSON *j, struct controller_request *req,

@@ -238,10 +238,10 @@ static void test_mmds(void **state)
         libvmm_destroy(vm);
 }
 
-/* A persistent TAP, left down (the guest's frames for other addresses fail there with EIO, counted
- * by the device; nothing of the host's reaches the guest), deleted by
- * tap_delete. */
-static void tap_create(const char *name)
+/* Makes a persistent TAP, or deletes it (persist false). Left down: the guest's frames for
+ * other addresses fail there with EIO, counted by the device, and nothing of the host's
+ * reaches the guest. */
+static void tap_persist(const char *name, bool persist)
 {
         struct ifreq ifr = {0};
         int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
@@ -250,21 +250,8 @@ static void tap_create(const char *name)
                 fail_msg("/dev/net/tun: %s (the test needs root)", strerror(errno));
         snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
         ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-        if (ioctl(fd, TUNSETIFF, &ifr) || ioctl(fd, TUNSETPERSIST, 1))
+        if (ioctl(fd, TUNSETIFF, &ifr) || ioctl(fd, TUNSETPERSIST, persist ? 1 : 0))
                 fail_msg("TAP %s: %s", name, strerror(errno));
-        close(fd);
-}
-
-static void tap_delete(const char *name)
-{
-        struct ifreq ifr = {0};
-        int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-
-        assert_true(fd >= 0);
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-        assert_int_equal(ioctl(fd, TUNSETIFF, &ifr), 0);
-        assert_int_equal(ioctl(fd, TUNSETPERSIST, 0), 0);
         close(fd);
 }
 
@@ -302,7 +289,7 @@ static void test_mmds_config(void **state)
                             "mmds-config: MMMDS config error: The MMDS IPv4 address is not "
                             "link local.");
 
-        tap_create(tap);
+        tap_persist(tap, true);
         snprintf(extra, sizeof(extra),
                  "\"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"%s\"}], "
                  "\"mmds-config\": {\"network_interfaces\": [\"eth0\"], \"version\": \"V2\", "
@@ -322,7 +309,7 @@ static void test_mmds_config(void **state)
                 fail_msg("metrics: %s", json);
         libvmm_free(json);
         libvmm_destroy(vm); /* the console callbacks are over: g.out is complete */
-        tap_delete(tap);
+        tap_persist(tap, false);
         assert_non_null(strstr(g.out, "probe: mmds service 169.254.170.2\n"));
         assert_non_null(strstr(g.out, "probe: mmds GET ami-id without a token: 401 No MMDS "
                                       "token provided."));
