@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "devices/boot_timer.h"
 #include "devices/bus.h"
+#include "devices/acpi_sleep.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "devices.h"
@@ -137,6 +138,12 @@ static void on_i8042_reset(void *opaque)
 {
         LOG_INFO("guest requested a reset through the i8042");
         request_stop(opaque, 0, VCPU_STOP_RESET);
+}
+
+static void on_acpi_power_off(void *opaque)
+{
+        LOG_INFO("guest powered off through ACPI (S5)");
+        request_stop(opaque, 0, VCPU_STOP_SHUTDOWN);
 }
 
 static void on_stop_event(void *opaque, uint32_t events)
@@ -309,13 +316,20 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
 {
         struct serial_config sc = {.out = console_out, .rx_space = console_rx_space, .opaque = vm};
         struct i8042_config kc = {.reset = on_i8042_reset, .opaque = vm};
+        struct acpi_sleep_config pc = {
+            .s5_type = X86_ACPI_S5_TYPE, .power_off = on_acpi_power_off, .opaque = vm};
         int r;
+
+        _Static_assert(X86_ACPI_SLEEP_STATUS_PORT ==
+                           X86_ACPI_SLEEP_CONTROL_PORT + ACPI_SLEEP_STATUS_OFF,
+                       "the FADT's sleep registers are the device's window");
 
         vm->com1_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_COM1_IRQ};
         vm->kbd_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_I8042_IRQ};
         sc.irq = (struct irq_line){.set = gsi_set, .opaque = &vm->com1_line};
         kc.kbd_irq = (struct irq_line){.set = gsi_set, .opaque = &vm->kbd_line};
-        if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042))
+        if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042) ||
+            acpi_sleep_create(&pc, &vm->acpi_sleep))
                 return error_set(err, -ENOMEM, "out of memory");
         r = add_window(vm->pio, "COM1", X86_COM1_PORT, 8, serial_bus_ops(), vm->serial, err);
         if (!r)
@@ -324,6 +338,9 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
         if (!r)
                 r = add_window(vm->pio, "i8042 command", X86_I8042_CMD_PORT, 1, i8042_cmd_ops(),
                                vm->i8042, err);
+        if (!r)
+                r = add_window(vm->pio, "ACPI sleep registers", X86_ACPI_SLEEP_CONTROL_PORT,
+                               ACPI_SLEEP_REGS_LEN, acpi_sleep_ops(), vm->acpi_sleep, err);
         if (!r && vm->params.cfg->boot_timer) {
                 if (boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns,
                                       &vm->boot_timer))
@@ -738,6 +755,7 @@ void vm_destroy(struct vm *vm)
                 close(vm->console_out_fd);
         boot_timer_destroy(vm->boot_timer);
         i8042_destroy(vm->i8042);
+        acpi_sleep_destroy(vm->acpi_sleep);
         serial_destroy(vm->serial);
         bus_destroy(vm->pio);
         bus_destroy(vm->mmio);

@@ -24,6 +24,8 @@
 #define FADT_RESET_VALUE    128
 #define FADT_MINOR_VERSION  131
 #define FADT_X_DSDT         140
+#define FADT_SLEEP_CONTROL  244
+#define FADT_SLEEP_STATUS   256
 #define FADT_HYPERVISOR_ID  268
 
 #define FADT_BOOT_8042                 (1u << 1)
@@ -153,10 +155,20 @@ int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *l
         static const uint8_t header[ACPI_HEADER_LEN];
         unsigned uids[PLATFORM_DEV_KINDS] = {0};
         struct aml a;
-        size_t sb;
+        size_t sb, pkg;
 
         aml_init(&a);
         aml_bytes(&a, header, sizeof(header));
+        /* \_S5: the sleep type of soft off, for the sleep control register (FADT): without
+         * it Linux has no ACPI power-off and poweroff only halts. The values for the PM1a/b
+         * blocks a hardware-reduced platform does not have are zero. */
+        aml_name(&a, "\\_S5");
+        pkg = aml_package_begin(&a, 4);
+        aml_integer(&a, X86_ACPI_S5_TYPE);
+        aml_integer(&a, 0);
+        aml_integer(&a, 0);
+        aml_integer(&a, 0);
+        aml_package_end(&a, pkg);
         sb = aml_scope_begin(&a, "\\_SB");
         for (unsigned i = 0; i < desc->nr_devs; i++) {
                 const struct platform_dev *dev = &desc->devs[i];
@@ -182,10 +194,18 @@ int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *l
         return 0;
 }
 
+/* A byte-wide System I/O register (Generic Address Structure, ACPI 6.3, 5.2.3.2). */
+static void gas_io_byte(uint8_t *gas, uint16_t port)
+{
+        gas[0] = ACPI_GAS_SYSTEM_IO;
+        gas[1] = 8; /* register bit width */
+        gas[2] = 0; /* bit offset */
+        gas[3] = ACPI_GAS_ACCESS_BYTE;
+        put_le64(gas + 4, port);
+}
+
 void acpi_fadt_build(uint8_t *p, gpa_t dsdt)
 {
-        uint8_t *reset = p + FADT_RESET_REG;
-
         acpi_header_init(p, "FACP", ACPI_FADT_LEN, ACPI_FADT_REVISION);
         /* Both DSDT pointers: OSes of the ACPI 1.0 era read only the 32-bit one. */
         put_le32(p + FADT_DSDT, (uint32_t)dsdt);
@@ -200,12 +220,12 @@ void acpi_fadt_build(uint8_t *p, gpa_t dsdt)
         put_le32(p + FADT_FLAGS, FADT_FLAG_WBINVD | FADT_FLAG_RESET_REG_SUP | FADT_FLAG_HW_REDUCED);
         /* Reset through the i8042 (0xfe to port 0x64), which the VMM turns into a VM stop:
          * lets "reboot=acpi" work. */
-        reset[0] = ACPI_GAS_SYSTEM_IO;
-        reset[1] = 8; /* register bit width */
-        reset[2] = 0; /* bit offset */
-        reset[3] = ACPI_GAS_ACCESS_BYTE;
-        put_le64(reset + 4, X86_I8042_CMD_PORT);
+        gas_io_byte(p + FADT_RESET_REG, X86_I8042_CMD_PORT);
         p[FADT_RESET_VALUE] = I8042_RESET_CMD;
+        /* Power off: the sleep registers of a hardware-reduced platform (with \_S5 in the
+         * DSDT); both must be present for Linux to use them. */
+        gas_io_byte(p + FADT_SLEEP_CONTROL, X86_ACPI_SLEEP_CONTROL_PORT);
+        gas_io_byte(p + FADT_SLEEP_STATUS, X86_ACPI_SLEEP_STATUS_PORT);
         p[FADT_MINOR_VERSION] = ACPI_FADT_MINOR;
         memcpy(p + FADT_HYPERVISOR_ID, ACPI_HYPERVISOR_ID, strlen(ACPI_HYPERVISOR_ID));
         acpi_header_finish(p);

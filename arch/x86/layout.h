@@ -35,13 +35,18 @@
 #define X86_IOAPIC_ADDR       0xfec00000ull
 #define X86_LAPIC_ADDR        0xfee00000ull
 
-#define X86_COM1_PORT        0x3f8
-#define X86_COM1_IRQ         4
-#define X86_I8042_DATA_PORT  0x60
-#define X86_I8042_CMD_PORT   0x64
-#define X86_I8042_IRQ        1
-#define X86_VIRTIO_FIRST_GSI 5
-#define X86_IOAPIC_PINS      24
+#define X86_COM1_PORT       0x3f8
+#define X86_COM1_IRQ        4
+#define X86_I8042_DATA_PORT 0x60
+#define X86_I8042_CMD_PORT  0x64
+#define X86_I8042_IRQ       1
+/* The ACPI sleep control and status registers (FADT) and the sleep type \_S5 names: the
+ * power-off path of the hardware-reduced platform (devices/acpi_sleep.h). */
+#define X86_ACPI_SLEEP_CONTROL_PORT 0x600
+#define X86_ACPI_SLEEP_STATUS_PORT  0x601
+#define X86_ACPI_S5_TYPE            5
+#define X86_VIRTIO_FIRST_GSI        5
+#define X86_IOAPIC_PINS             24
 
 #define X86_E820_RAM      1
 #define X86_E820_RESERVED 2

@@ -194,6 +194,12 @@ static void check_fadt(const struct platform_tables *t)
         assert_int_equal(f[119], 1);
         assert_int_equal(get_le64(f + 120), 0x64);
         assert_int_equal(f[128], 0xfe);
+        /* Power off: sleep control and status registers, SystemIO bytes at 0x600/0x601 (the
+         * device vmm/vm.c puts there); Linux needs both besides \_S5 in the DSDT. */
+        assert_memory_equal(f + 244, "\x01\x08\x00\x01", 4);
+        assert_int_equal(get_le64(f + 248), X86_ACPI_SLEEP_CONTROL_PORT);
+        assert_memory_equal(f + 256, "\x01\x08\x00\x01", 4);
+        assert_int_equal(get_le64(f + 260), X86_ACPI_SLEEP_STATUS_PORT);
         assert_int_equal(f[131], 3); /* ACPI 6.3 */
         assert_memory_equal(f + 268, "CVMM\0\0\0\0", 8);
         /* no FACS, PM blocks or SCI in hardware-reduced mode */
@@ -356,11 +362,16 @@ static void check_dsdt(const struct platform_tables *t, const struct platform_de
         static const uint8_t pnp0303[] = {0x0c, 0x41, 0xd0, 0x03, 0x03};
         static const uint8_t com1_io[] = {0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03,
                                           0x01, 0x08, 0x22, 0x10, 0x00};
+        /* Name (\_S5, Package (4) {5, Zero, Zero, Zero}) at the root */
+        static const uint8_t s5[] = {
+            0x08, 0x5c, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, X86_ACPI_S5_TYPE,
+            0x00, 0x00, 0x00};
         static const uint8_t kbd_io[] = {0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01, 0x47, 0x01,
                                          0x64, 0x00, 0x64, 0x00, 0x01, 0x01, 0x22, 0x02, 0x00};
         unsigned nr_virtio = 0;
 
         assert_non_null(find_bytes(b->data, b->len, "\x10", 1));
+        assert_int_equal(count_bytes(b->data, b->len, s5, sizeof(s5)), 1);
         assert_non_null(find_bytes(b->data, b->len, "\\_SB_", 5));
         assert_int_equal(count_bytes(b->data, b->len, pnp0501, sizeof(pnp0501)), 1);
         assert_int_equal(count_bytes(b->data, b->len, pnp0303, sizeof(pnp0303)), 1);
