@@ -17,8 +17,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "asan: also run with the ASan/UBSan vmm (ctest: -m asan)")
 
 
-def pytest_collection_modifyitems(session, config, items):
-    for item in items:
+def pytest_collection_finish(session):
+    for item in session.items:
         s = getattr(getattr(item, "function", None), "tb_scenario", None)
         if s is not None and s.name not in [x.name for x in SELECTED]:
             SELECTED.append(s)

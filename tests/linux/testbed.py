@@ -55,7 +55,7 @@ OUTER_SMP = 2
 OUTER_MEM_MIB = 2048
 OUTER_CMDLINE = "console=ttyS0 rdinit=/init panic=-1 quiet"
 # Modules the outer loads, dependencies first (from the package's modules.dep).
-OUTER_MODULES = ["kvm_amd", "tun", "virtio_pci", "virtio_blk"]
+OUTER_MODULES = ["kvm_amd", "tun", "virtio_pci", "virtio_blk", "loop"]
 # The inner guests' default command line (the guest image's, plus quiet: every console
 # byte is a VM exit of the nested guest).
 GUEST_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd"

@@ -118,7 +118,10 @@ console_wait() {
         local name=$1 re=$2 secs=${3:-120} t=0 pid
         pid=$(vm_pid "$name")
         while [ "$t" -lt $((secs * 5)) ]; do
-                grep -Eq "$re" "$R/$name.console" 2>/dev/null && return 0
+                if grep -Eq "$re" "$R/$name.console" 2>/dev/null; then
+                        say "vm $name: /$re/ seen"
+                        return 0
+                fi
                 if [ -n "$pid" ] && ! alive "$pid"; then
                         grep -Eq "$re" "$R/$name.console" 2>/dev/null && return 0
                         say "vm $name: ended while waiting for /$re/"
