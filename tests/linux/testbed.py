@@ -461,7 +461,7 @@ class Testbed:
         (tb / "bin").mkdir(parents=True)
         shutil.copy(tbtool_path(), tb / "bin" / "tbtool")
         mke2fs = shutil.which("mke2fs") or "/sbin/mke2fs"
-        stage_binary(stage, mke2fs, "/tb/bin/mke2fs")
+        stage_binary(stage, mke2fs, "/tb/bin/mkfs.ext4")
         shutil.copy(HERE / "guest" / "lib.sh", tb / "lib.sh")
         for s in scenarios:
             d = tb / "guest" / s.name

@@ -9,7 +9,8 @@
 #                     as "dmesg.problem" lines and a "dmesg.problems N" count
 #   hb_start [SECS]   a heartbeat: "@@ hb N" every SECS (default 1) in the background
 #
-# The guest's tools: busybox, tbtool (tests/linux/guest-tools), mke2fs (ext4).
+# The guest's tools: busybox, tbtool (tests/linux/guest-tools), mkfs.ext4 (e2fsprogs' mke2fs:
+# busybox runs its own applets before PATH, and its mke2fs makes only ext2).
 export PATH=/tb/bin:/bin:/sbin
 
 put() {
