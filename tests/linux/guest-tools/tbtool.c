@@ -16,9 +16,9 @@
  *
  * Options: --bytes N (default 1 MiB; K/M/G suffixes), --seed S (default 1), --count C
  * (C connections one after the other, each with the whole stream; default 1), --retry SECS
- * (keep trying to connect for that long; default 0), --reset-after N (send: after N bytes,
- * abort the connection with a TCP/vsock reset instead of finishing), --chunk N (largest
- * write, default 64 KiB).
+ * (keep trying to connect for that long; default 0), --reset-after N (after N bytes sent or
+ * received, abort the connection: a TCP/vsock reset, where the other side has unread data or
+ * SO_LINGER 0 applies), --chunk N (largest write, default 64 KiB).
  *
  * The stream is a function of the seed and the byte offset (xorshift64*, 8 bytes a step),
  * so a receiver names the first wrong byte exactly. Every command prints one summary line
@@ -354,7 +354,16 @@ static int do_recv(int fd, const struct opts *o, const char *what)
 
         stream_init(&s, o->seed);
         for (;;) {
-                ssize_t r = read(fd, buf, sizeof(buf));
+                size_t want = sizeof(buf);
+                if (o->reset_after && o->reset_after - got < want)
+                        want = o->reset_after - got;
+                if (o->reset_after && got == o->reset_after) {
+                        struct linger l = {.l_onoff = 1, .l_linger = 0};
+                        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+                        printf("tbtool: %s bytes=%llu reset=1\n", what, (unsigned long long)got);
+                        return 0;
+                }
+                ssize_t r = read(fd, buf, want);
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r < 0) {
