@@ -61,9 +61,9 @@ def linux(request, testbed_run):
         pytest.fail(f"scenario {s.name} did not run: {testbed_run.problem}\n--- outer console\n"
                     f"{testbed.console_tail(testbed_run.console)}", pytrace=False)
     print(f"scenario {s.name}: outer rc={res.rc}, {res.secs}s")
-    if res.rc == "unfinished":
-        pytest.fail(f"scenario {s.name} did not finish: {testbed_run.problem}\n"
-                    + res.report(), pytrace=False)
+    if res.rc in ("unfinished", "timeout"):
+        why = testbed_run.problem if res.rc == "unfinished" else "its time limit killed it"
+        pytest.fail(f"scenario {s.name} did not finish: {why}\n" + res.report(), pytrace=False)
     return res
 
 

@@ -13,7 +13,7 @@ test_xsave_warning_is_tcgs shows it with QEMU's own microvm machine in the same 
 import hashlib
 import re
 
-from testbed import scenario, vmm_sanitized
+from testbed import scenario, uses, vmm_sanitized
 
 MEM_MIB = 256
 # Both formats and 1, 2 and 4 vCPUs, in as few boots as that takes (nested SMP and the
@@ -35,7 +35,7 @@ OUTER = """
             --drive path=$T/disk.img --net tap=tb0,mac=06:00:ac:10:00:02 \\
             --vsock cid=3,uds=$T/$name.vsock --entropy --balloon 0
         vmm "$@" --dump-platform $R/$name.platform >/dev/null 2>&1
-        vm_start $name "$@" --no-serial-in \\
+        vm_start $name "$@" --no-serial-in --metrics-path $R/$name.metrics \\
             --cmdline "$CMDLINE ip=172.16.0.2::172.16.0.1:255.255.255.0::eth0:off vmm.run=/tb/guest/$S/boot"
         vm_wait $name 240
     done
@@ -53,6 +53,10 @@ GUEST = """
     for dev in /sys/bus/virtio/devices/*; do
         put virtio "$(($(cat $dev/device))) $(basename "$(readlink $dev/driver)")"
     done
+    # Scenario 7, entropy: /dev/hwrng is virtio_rng's.
+    put rng.current "$(cat /sys/class/misc/hw_random/rng_current)"
+    put rng.bytes "$(dd if=/dev/hwrng bs=64 count=16 2>/dev/null | wc -c)"
+    put rng.distinct "$(dd if=/dev/hwrng bs=64 count=16 2>/dev/null | od -An -v -tx1 | tr ' ' '\\n' | sort -u | grep -c .)"
     put kernel "$(uname -r)"
     put cmdline "$(cat /proc/cmdline)"
     dmesg_problems
@@ -113,6 +117,21 @@ def test_boot(linux):
         assert unexplained_problems(problems) == [], report
         log = linux.log(name)
         assert not re.search(r":(ERROR|WARN):", log), report
+
+
+@uses(test_boot)
+def test_entropy(linux):
+    """Scenario 7: /dev/hwrng reads from virtio_rng, whose bytes vmm counted."""
+    for name, _, _ in BOOTS:
+        g = linux.guest(name)
+        assert g["rng.current"].startswith("virtio_rng"), linux.report(name)
+        assert g["rng.bytes"] == "1024", linux.report(name)
+        assert int(g["rng.distinct"]) > 200, g  # 1 KiB of random bytes has most values
+        rng = {}
+        for m in linux.metrics(name):
+            for k, v in m.get("entropy", {}).items():
+                rng[k] = rng.get(k, 0) + v
+        assert rng["entropy_bytes"] >= 2048 and rng["entropy_event_fails"] == 0, rng
 
 
 @scenario(outer="""

@@ -693,3 +693,15 @@ def scenario(outer, guest=None, timeout=300, needs=(), asan=False):
             fn = pytest.mark.asan(fn)
         return fn
     return deco
+
+
+def uses(other, asan=False):
+    """Another test on the scenario of test function `other` (one run serves both)."""
+    import pytest
+
+    def deco(fn):
+        fn.tb_scenario = other.tb_scenario
+        if asan:
+            fn = pytest.mark.asan(fn)
+        return fn
+    return deco

@@ -9,6 +9,15 @@
  *   tbtool hog MIB                   allocate and touch MIB of memory, then wait for a signal
  *   tbtool cpuid LEAF [SUBLEAF]...   "cpuid LEAF.SUBLEAF eax=.. ebx=.. ecx=.. edx=.." per pair
  *                                    given (hex or decimal), and "xcr0=.." when OSXSAVE is set
+ *   tbtool bootbench MARKER MIB CMD [ARG]...
+ *                                    runs a VMM (bench/linux-boot): its output goes on to
+ *                                    stdout; when MARKER first appears in it, the VMM's
+ *                                    resident memory is sampled; at its exit, one line
+ *                                    "tbtool: bootbench marker=S exit=S cpu=S rss_kib=N
+ *                                    beyond_kib=N rc=N": seconds from exec to MARKER and to
+ *                                    the exit, the VMM's CPU time (user + system), its RSS at
+ *                                    MARKER and that RSS without the guest RAM mapping (the
+ *                                    mapping of MIB MiB), on stderr
  *
  * ENDPOINT: tcp:HOST:PORT, tcp-listen:PORT, vsock:CID:PORT, vsock-listen:PORT, unix:PATH,
  * unix-listen:PATH, or fc:PATH:PORT (the host side of Firecracker's vsock: connect to the
@@ -42,8 +51,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -437,6 +448,100 @@ static int hog(uint64_t mib)
         return 0;
 }
 
+/* Total Rss of a process and the Rss of its mappings of exactly `size` bytes (guest RAM),
+ * from /proc/PID/smaps, in KiB. */
+static void rss_of(pid_t pid, uint64_t size, unsigned long long *total, unsigned long long *guest)
+{
+        char path[64], line[512];
+        unsigned long long start, end, kib;
+        int in_guest = 0;
+        FILE *f;
+
+        *total = *guest = 0;
+        snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+        f = fopen(path, "r");
+        if (!f)
+                return;
+        while (fgets(line, sizeof(line), f)) {
+                if (sscanf(line, "%llx-%llx ", &start, &end) == 2 &&
+                    strchr(line, '-') < strchr(line, ' '))
+                        in_guest = end - start == size;
+                else if (sscanf(line, "Rss: %llu kB", &kib) == 1) {
+                        *total += kib;
+                        if (in_guest)
+                                *guest += kib;
+                }
+        }
+        fclose(f);
+}
+
+static int bootbench(int argc, char **argv)
+{
+        const char *marker;
+        uint64_t size;
+        int pfd[2], status;
+        pid_t pid;
+        double t0, t_marker = -1;
+        unsigned long long rss = 0, guest = 0;
+        char buf[4096], window[4096 + 256] = "";
+        size_t wlen = 0;
+        struct rusage ru;
+
+        if (argc < 3)
+                die("bootbench needs MARKER MIB CMD... (%s)", "see the header");
+        marker = argv[0];
+        size = parse_size(argv[1]) << 20;
+        if (pipe(pfd))
+                die("pipe: %s", strerror(errno));
+        t0 = now();
+        pid = fork();
+        if (pid < 0)
+                die("fork: %s", strerror(errno));
+        if (pid == 0) {
+                dup2(pfd[1], 1);
+                close(pfd[0]);
+                close(pfd[1]);
+                execvp(argv[2], argv + 2);
+                _exit(127);
+        }
+        close(pfd[1]);
+        for (;;) {
+                ssize_t n = read(pfd[0], buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+                        break;
+                if (t_marker >= 0)
+                        continue;
+                /* The marker may straddle two reads: keep the tail of the previous one. */
+                if (wlen > 255) {
+                        memmove(window, window + wlen - 255, 255);
+                        wlen = 255;
+                }
+                memcpy(window + wlen, buf, (size_t)n);
+                wlen += (size_t)n;
+                window[wlen] = 0;
+                if (memmem(window, wlen, marker, strlen(marker))) {
+                        t_marker = now() - t0;
+                        rss_of(pid, size, &rss, &guest);
+                }
+        }
+        close(pfd[0]);
+        while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
+                ;
+        fflush(stdout);
+        fprintf(stderr,
+                "tbtool: bootbench marker=%.3f exit=%.3f cpu=%.3f rss_kib=%llu beyond_kib=%llu "
+                "rc=%d\n",
+                t_marker, now() - t0,
+                (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6,
+                rss, rss - guest, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        return 0;
+}
+
 static int cpuid_dump(int argc, char **argv)
 {
         unsigned a, b, c, d;
@@ -470,6 +575,8 @@ int main(int argc, char **argv)
         cmd = argv[1];
         if (!strcmp(cmd, "cpuid"))
                 return cpuid_dump(argc - 2, argv + 2);
+        if (!strcmp(cmd, "bootbench"))
+                return bootbench(argc - 2, argv + 2);
         for (int i = 2; i < argc; i++) {
                 const char *a = argv[i];
                 if (!strncmp(a, "--", 2) && i + 1 >= argc)

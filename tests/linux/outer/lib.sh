@@ -178,11 +178,12 @@ tb_run_scenario() {
         mkdir -p "/out/$name" "/tmp/tb/$name"
         echo "@@TB begin $name"
         start=$(now)
+        # The script's own exit status, or "timeout" when the limit killed it.
         S=$name R=/out/$name T=/tmp/tb/$name timeout -s KILL "$limit" \
-                sh -c '. /tb/lib.sh; cd "$T"; . "/tb/scenarios/$S/outer.sh"' \
+                sh -c '. /tb/lib.sh; cd "$T"; (. "/tb/scenarios/$S/outer.sh"); echo $? >"$T/.rc"' \
                 >"/out/$name/outer.log" 2>&1
-        rc=$?
-        [ "$rc" = 137 ] && echo "[$(now)] scenario killed after ${limit}s" >>"/out/$name/outer.log"
+        rc=$(cat "/tmp/tb/$name/.rc" 2>/dev/null || echo timeout)
+        [ "$rc" = timeout ] && echo "[$(now)] scenario killed after ${limit}s" >>"/out/$name/outer.log"
         # What the scenario left running or created.
         for pid in $(cat "/tmp/tb/$name/pids" 2>/dev/null); do
                 kill -KILL "$pid" 2>/dev/null
