@@ -34,7 +34,6 @@ Booted:
 """
 import json
 import os
-import pathlib
 import re
 import select
 import shutil

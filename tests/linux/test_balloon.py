@@ -103,8 +103,5 @@ def test_balloon(linux):
     assert g["oom-kills"] == "0", report
     after = json.loads(linux.text("stats-after-oom.json"))
     assert after["actual_mib"] < SQUEEZE and after["target_mib"] == SQUEEZE, after
-    b = {}
-    for m in linux.metrics("g"):
-        for k, val in m.get("balloon", {}).items():
-            b[k] = b.get(k, 0) + val if k not in ("target_pages", "actual_pages") else val
+    b = linux.totals("g", "balloon")
     assert b["deflate_count"] > 0 and b["inflate_count"] > 0 and b["event_fails"] == 0, b

@@ -12,7 +12,7 @@
 After vmm ends, the outer mounts vda's and vdb's images and finds exactly what the guest
 synced. Both sides: the guest's reports, the host files, vmm's per-drive metrics.
 """
-from testbed import scenario, vmm_sanitized
+from testbed import fields, scenario, vmm_sanitized
 
 MIB = 1 << 20
 BIG = 16 * MIB if vmm_sanitized() else 64 * MIB
@@ -93,16 +93,6 @@ GUEST = f"""
 """
 
 
-def fields(line):
-    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-
-
-def drive_totals(metrics, drive):
-    out = {}
-    for m in metrics:
-        for k, v in m.get(f"block_{drive}", {}).items():
-            out[k] = out.get(k, 0) + v
-    return out
 
 
 @scenario(outer=OUTER, guest={"blk": GUEST}, timeout=1500, asan=True)
@@ -110,7 +100,6 @@ def test_block(linux):
     g, v = linux.guest("g"), linux.values()
     report = linux.report("g")
     assert linux.vm_rc("g") == 0, report
-    metrics = linux.metrics("g")
 
     for d in ("a", "b"):
         assert g[f"{d}.mkfs.rc"] == "0", report
@@ -121,7 +110,7 @@ def test_block(linux):
         assert "bytes trimmed" in g[f"{d}.fstrim"] or "trimmed" in g[f"{d}.fstrim"], report
         kib_w, kib_t = int(v[f"{d}.kib.written"]), int(v[f"{d}.kib.trimmed"])
         assert kib_w - kib_t >= (BIG // 1024) * 3 // 4, (d, kib_w, kib_t)
-        m = drive_totals(metrics, d)
+        m = linux.totals("g", f"block_{d}")
         assert m["discard_count"] > 0 and m["write_bytes"] >= BIG, (d, m)
         assert m["execute_fails"] == 0 and m["invalid_reqs_count"] == 0, (d, m)
         # After vmm ended the host sees exactly the guest's synced file, and not the deleted.
@@ -133,7 +122,7 @@ def test_block(linux):
     assert g["ro.getro"] == "1" and g["ro.dd.rc"] != "0", report
     assert fields(g["ro.check"])["ok"] == "1", report
     assert linux.text("ro.before") == linux.text("ro.after") != "", linux.outer_log
-    assert drive_totals(metrics, "ro")["write_count"] == 0, metrics
+    assert linux.totals("g", "block_ro")["write_count"] == 0, linux.totals("g", "block_ro")
 
     # PATCH /drives/swap: old contents before, new after.
     assert v["patch.rc"] == "0", linux.text("g.api")
@@ -142,4 +131,4 @@ def test_block(linux):
     # The rate limiter: throughput within 20% of bps (the first second is a burst).
     measured = LIMITED / float(g["lim.secs"])
     assert 0.8 * RATE <= measured <= 1.2 * RATE, (measured, RATE, report)
-    assert drive_totals(metrics, "lim")["rate_limiter_throttled_events"] > 0, metrics
+    assert linux.totals("g", "block_lim")["rate_limiter_throttled_events"] > 0, report

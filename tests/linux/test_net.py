@@ -8,7 +8,7 @@ receivers, vmm's metrics and log.
 """
 import re
 
-from testbed import scenario, vmm_sanitized
+from testbed import fields, scenario, vmm_sanitized
 
 MIB = 1 << 20
 # The sanitizer build moves less data: it checks vmm's code paths, not the guest's TCP.
@@ -75,17 +75,6 @@ GUEST = f"""
 """
 
 
-def fields(line):
-    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-
-
-def totals(metrics, group):
-    """Counters summed over every metrics line (they are deltas since the previous line)."""
-    out = {}
-    for m in metrics:
-        for k, v in m.get(group, {}).items():
-            out[k] = out.get(k, 0) + v
-    return out
 
 
 @scenario(outer=OUTER, guest={"net": GUEST}, timeout=1200, asan=True)
@@ -119,7 +108,7 @@ def test_net(linux):
         assert int(f["bytes"]) == LIMITED and f.get("ok", "1") == "1", (name, report)
         measured = LIMITED / float(f["secs"])
         assert 0.8 * rate <= measured <= 1.2 * rate, (name, measured, rate, report)
-    net = totals(linux.metrics("g"), "net")
+    net = linux.totals("g", "net")
     assert net["tx_rate_limiter_throttled"] > 0 and net["rx_rate_limiter_throttled"] > 0, net
     assert net["tx_bytes_count"] >= BIG + LIMITED and net["rx_bytes_count"] >= BIG + LIMITED, net
 

@@ -18,7 +18,7 @@ vmm's logs, the state files described by `vmm --describe-snapshot` on the host.
 import re
 import subprocess
 
-from testbed import BUILD_DIR, scenario
+from testbed import fields, BUILD_DIR, scenario
 
 MIB = 1 << 20
 XFER = 256 * 1024
@@ -126,9 +126,6 @@ GUEST = """
 def beats(console):
     return [int(n) for n in re.findall(r"@@ hb (\d+)", console)]
 
-
-def fields(line):
-    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
 
 
 @scenario(outer=OUTER, guest={"work": GUEST}, timeout=1500, asan=True)

@@ -6,7 +6,7 @@ sees the reset) and a guest peer that resets (the host's receiver sees the strea
 one more connection to show the device carried on. Both sides: each end's byte counts and
 hashes, vmm's vsock metrics.
 """
-from testbed import scenario, vmm_sanitized
+from testbed import fields, scenario, vmm_sanitized
 
 MIB = 1 << 20
 BIG = 4 * MIB if vmm_sanitized() else 16 * MIB
@@ -36,9 +36,6 @@ GUEST = f"""
     tbtool recv vsock-listen:5005 --bytes 1M 2>/dev/null | while read -r l; do put after "$l"; done
 """
 
-
-def fields(line):
-    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
 
 
 def last(text):
@@ -74,10 +71,7 @@ def test_vsock(linux):
     # And the device carried on.
     assert fields(g.get("after", "")).get("ok") == "1", report
 
-    vs = {}
-    for m in linux.metrics("g"):
-        for k, v in m.get("vsock", {}).items():
-            vs[k] = vs.get(k, 0) + v
+    vs = linux.totals("g", "vsock")
     assert vs["conns_added"] >= CONNS + 5, vs
     assert vs["conns_removed"] + vs["conns_killed"] >= CONNS + 5, vs
     assert vs["rx_bytes_count"] >= BIG and vs["tx_bytes_count"] >= BIG, vs

@@ -33,9 +33,7 @@ import re
 import select
 import shlex
 import shutil
-import stat
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -383,6 +381,15 @@ class ScenarioResult:
                     pass
         return out
 
+    def totals(self, vm, group):
+        """The counters of one metrics group summed over every line (a line holds the
+        increments since the previous one; stores, such as target_pages, keep the last)."""
+        out = {}
+        for m in self.metrics(vm):
+            for k, v in m.get(group, {}).items():
+                out[k] = v if k in STORED_METRICS else out.get(k, 0) + v
+        return out
+
     def report(self, *vms, tail=4000):
         """What a failed assertion shows: the outer log and each VM's console and log."""
         parts = [f"scenario {self.name}: outer rc={self.rc} secs={self.secs}",
@@ -391,6 +398,15 @@ class ScenarioResult:
             parts += [f"--- {vm}.console (rc={self.vm_rc(vm)})", self.console(vm)[-tail:],
                       f"--- {vm}.log", self.log(vm)[-tail:]]
         return "\n".join(parts)
+
+
+# Metrics that are values, not counters (vmm/metrics.c: metrics_store).
+STORED_METRICS = {"target_pages", "actual_pages"}
+
+
+def fields(line):
+    """KEY=VALUE words of a line (tbtool's summaries) as a dict."""
+    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
 
 
 class Run:
