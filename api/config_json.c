@@ -1,5 +1,7 @@
 #include "config_json.h"
 
+#include "common/file.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -423,38 +425,38 @@ static int get_mem_backend(const cJSON *j, struct vmm_snapshot_load *out, struct
         return r;
 }
 
-static int get_net_overrides(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
+/* network_overrides, drive_overrides: sequences of {id_key, value_key} objects (item names
+ * the object for messages, as serde's struct names). */
+static int get_overrides(const cJSON *j, const char *field, const char *item_name,
+                         const char *id_key, const char *value_key, unsigned max,
+                         struct vmm_override *out, unsigned *count, struct error *err)
 {
-        const cJSON *a = json_field(j, "network_overrides"), *item;
+        const cJSON *a = json_field(j, field), *item;
         unsigned i = 0;
         int r = 0;
 
         if (!a)
                 return 0;
         if (!cJSON_IsArray(a))
-                return error_config(err,
-                                    "field `network_overrides`: invalid type: %s, expected a "
-                                    "sequence",
+                return error_config(err, "field `%s`: invalid type: %s, expected a sequence", field,
                                     json_type_name(a));
         cJSON_ArrayForEach(item, a)
         {
-                if (i == VMM_MAX_NETS)
-                        return error_config(err, "field `network_overrides`: more than %u entries",
-                                            VMM_MAX_NETS);
+                if (i == max)
+                        return error_config(err, "field `%s`: more than %u entries", field, max);
                 if (!cJSON_IsObject(item))
-                        r = error_config(err, "invalid type: %s, expected struct NetworkOverride",
-                                         json_type_name(item));
+                        r = error_config(err, "invalid type: %s, expected struct %s",
+                                         json_type_name(item), item_name);
                 if (!r)
-                        r = json_check_object(item, FIELDS("iface_id", "host_dev_name"), err);
+                        r = json_check_object(item, (const char *const[]){id_key, value_key, NULL},
+                                              err);
                 if (!r)
-                        r = json_get_string(item, "iface_id", true, &out->net_overrides[i].iface_id,
-                                            err);
+                        r = json_get_string(item, id_key, true, &out[i].id, err);
                 if (!r)
-                        r = json_get_string(item, "host_dev_name", true,
-                                            &out->net_overrides[i].host_dev_name, err);
-                out->nr_net_overrides = ++i;
+                        r = json_get_string(item, value_key, true, &out[i].value, err);
+                *count = ++i;
                 if (r) {
-                        error_prefix(err, "network_overrides[%u]", i - 1);
+                        error_prefix(err, "%s[%u]", field, i - 1);
                         return r;
                 }
         }
@@ -470,8 +472,8 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struc
         int r = json_check_object(j,
                                   FIELDS("snapshot_path", "mem_file_path", "mem_backend",
                                          "enable_diff_snapshots", "track_dirty_pages", "resume_vm",
-                                         "network_overrides", "vsock_override", "clock_realtime",
-                                         "huge_pages"),
+                                         "network_overrides", "drive_overrides", "vsock_override",
+                                         "clock_realtime", "huge_pages"),
                                   err);
 
         memset(out, 0, sizeof(*out));
@@ -498,7 +500,13 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struc
         if (!r)
                 r = json_get_bool(j, "clock_realtime", false, NULL, &out->clock_realtime, err);
         if (!r)
-                r = get_net_overrides(j, out, err);
+                r = get_overrides(j, "network_overrides", "NetworkOverride", "iface_id",
+                                  "host_dev_name", VMM_MAX_NETS, out->net_overrides,
+                                  &out->nr_net_overrides, err);
+        if (!r)
+                r = get_overrides(j, "drive_overrides", "DriveOverride", "drive_id", "path_on_host",
+                                  VMM_MAX_DRIVES, out->drive_overrides, &out->nr_drive_overrides,
+                                  err);
         if (!r)
                 r = json_get_object(j, "vsock_override", false, &vsock, err);
         if (!r && vsock) {
@@ -549,7 +557,7 @@ int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
 {
-        bool hinting = false, reporting = false, present;
+        bool present;
         int r =
             json_check_object(j,
                               FIELDS("amount_mib", "deflate_on_oom", "stats_polling_interval_s",
@@ -565,12 +573,11 @@ int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err
                 r = get_u32(j, "stats_polling_interval_s", false, 0, &present,
                             &out->stats_polling_interval_s, err);
         if (!r)
-                r = json_get_bool(j, "free_page_hinting", false, &present, &hinting, err);
+                r = json_get_bool(j, "free_page_hinting", false, &present, &out->free_page_hinting,
+                                  err);
         if (!r)
-                r = json_get_bool(j, "free_page_reporting", false, &present, &reporting, err);
-        if (!r && (hinting || reporting))
-                r = error_config(err, "balloon free page %s is not implemented yet",
-                                 hinting ? "hinting" : "reporting");
+                r = json_get_bool(j, "free_page_reporting", false, &present,
+                                  &out->free_page_reporting, err);
         if (!r)
                 r = get_access_platform(j, &out->access_platform, err);
         out->present = true;
@@ -589,6 +596,19 @@ int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s, struct 
         int r = json_check_object(j, FIELDS("stats_polling_interval_s"), err);
 
         return r ? r : get_u32(j, "stats_polling_interval_s", true, 0, NULL, interval_s, err);
+}
+
+/* Firecracker's BalloonStartCmd; acknowledge_on_stop defaults to true, as does the whole
+ * body. */
+int api_parse_balloon_hinting_start(const cJSON *j, bool *ack_on_stop, struct error *err)
+{
+        int r;
+
+        *ack_on_stop = true;
+        if (!j)
+                return 0;
+        r = json_check_object(j, FIELDS("acknowledge_on_stop"), err);
+        return r ? r : json_get_bool(j, "acknowledge_on_stop", false, NULL, ack_on_stop, err);
 }
 
 static const char *const level_values[] = {"Off",   "Error", "Warning", "Info",
@@ -701,6 +721,219 @@ int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err)
         return r;
 }
 
+/* ---- command bodies (the PARSE column of vmm/controller_actions.def) ---- */
+
+typedef int (*parse_fn)(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err);
+
+static int parse_put_machine(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+}
+
+static int parse_patch_machine(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+}
+
+static int parse_vm(const cJSON *j, struct controller_request *req, const char **body_id,
+                    struct error *err)
+{
+        (void)body_id;
+        return api_parse_vm_state(j, &req->action, err);
+}
+
+static int parse_actions(const cJSON *j, struct controller_request *req, const char **body_id,
+                         struct error *err)
+{
+        (void)body_id;
+        return api_parse_action(j, &req->action, err);
+}
+
+static int parse_boot(const cJSON *j, struct controller_request *req, const char **body_id,
+                      struct error *err)
+{
+        (void)body_id;
+        return api_parse_boot_source(j, &req->u.boot, err);
+}
+
+static int parse_put_drive(const cJSON *j, struct controller_request *req, const char **body_id,
+                           struct error *err)
+{
+        int r = api_parse_drive(j, &req->u.drive, err);
+
+        *body_id = req->u.drive.drive_id;
+        return r;
+}
+
+static int parse_patch_drive(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        int r = api_parse_drive_update(j, &req->u.drive_update, err);
+
+        *body_id = req->u.drive_update.drive_id;
+        return r;
+}
+
+static int parse_put_net(const cJSON *j, struct controller_request *req, const char **body_id,
+                         struct error *err)
+{
+        int r = api_parse_net(j, &req->u.net, err);
+
+        *body_id = req->u.net.iface_id;
+        return r;
+}
+
+static int parse_patch_net(const cJSON *j, struct controller_request *req, const char **body_id,
+                           struct error *err)
+{
+        int r = api_parse_net_update(j, &req->u.net_update, err);
+
+        *body_id = req->u.net_update.iface_id;
+        return r;
+}
+
+static int parse_vsock(const cJSON *j, struct controller_request *req, const char **body_id,
+                       struct error *err)
+{
+        (void)body_id;
+        return api_parse_vsock(j, &req->u.vsock, err);
+}
+
+static int parse_entropy(const cJSON *j, struct controller_request *req, const char **body_id,
+                         struct error *err)
+{
+        (void)body_id;
+        return api_parse_entropy(j, &req->u.entropy, err);
+}
+
+static int parse_confidential(const cJSON *j, struct controller_request *req, const char **body_id,
+                              struct error *err)
+{
+        (void)body_id;
+        return api_parse_confidential(j, &req->u.confidential, err);
+}
+
+static int parse_memory_dump(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_memory_dump(j, &req->u.memory_dump_path, err);
+}
+
+static int parse_serial(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
+{
+        (void)body_id;
+        return api_parse_serial(j, &req->u.serial_out_path, err);
+}
+
+static int parse_put_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon(j, &req->u.balloon, err);
+}
+
+static int parse_patch_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_update(j, &req->u.balloon_amount_mib, err);
+}
+
+static int parse_patch_balloon_stats(const cJSON *j, struct controller_request *req,
+                                     const char **body_id, struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_stats_update(j, &req->u.balloon_stats_interval_s, err);
+}
+
+static int parse_hinting_start(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
+}
+
+static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
+                              struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
+}
+
+static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
+                                 const char **body_id, struct error *err)
+{
+        (void)body_id;
+        return api_parse_snapshot_create(j, &req->u.snapshot_create, err);
+}
+
+static int parse_snapshot_load(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_snapshot_load(j, &req->u.snapshot_load, err);
+}
+
+static int parse_logger(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
+{
+        (void)body_id;
+        return api_parse_logger(j, &req->u.logger, err);
+}
+
+static int parse_metrics(const cJSON *j, struct controller_request *req, const char **body_id,
+                         struct error *err)
+{
+        (void)body_id;
+        return api_parse_metrics(j, &req->u.metrics, err);
+}
+
+#define parse_none NULL
+#define X(NAME, PHASE, CONFIGURES, HANDLER, CLEAR, EVENT, METHOD, PATH, PARSE, METRIC)             \
+        [VMM_##NAME] = parse_##PARSE,
+
+static const parse_fn command_parsers[VMM_ACTION_COUNT] = {
+#include "vmm/controller_actions.def"
+};
+
+#undef X
+#undef parse_none
+
+bool api_command_has_body(int action)
+{
+        return action >= 0 && action < VMM_ACTION_COUNT && command_parsers[action];
+}
+
+bool api_command_body_optional(int action)
+{
+        return action == VMM_START_BALLOON_HINTING || action == VMM_STOP_BALLOON_HINTING;
+}
+
+bool api_command_body_ignored(int action)
+{
+        return action == VMM_STOP_BALLOON_HINTING;
+}
+
+int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
+                      struct error *err)
+{
+        *body_id = NULL;
+        if (!api_command_has_body(req->action))
+                return error_set(err, -ENOSYS, "internal: command %d has no body",
+                                 (int)req->action);
+        return command_parsers[req->action](j, req, body_id, err);
+}
+
 /* ---- structures -> JSON ---- */
 
 static void add_string(cJSON *o, const char *name, const char *v)
@@ -766,7 +999,21 @@ cJSON *api_json_balloon(const struct vmm_balloon *b)
         json_add_uint(o, "amount_mib", b->amount_mib);
         cJSON_AddBoolToObject(o, "deflate_on_oom", b->deflate_on_oom);
         json_add_uint(o, "stats_polling_interval_s", b->stats_polling_interval_s);
+        cJSON_AddBoolToObject(o, "free_page_hinting", b->free_page_hinting);
+        cJSON_AddBoolToObject(o, "free_page_reporting", b->free_page_reporting);
         add_access_platform(o, b->access_platform);
+        return o;
+}
+
+cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "host_cmd", h->host_cmd);
+        if (h->has_guest_cmd)
+                json_add_uint(o, "guest_cmd", h->guest_cmd);
         return o;
 }
 
@@ -976,6 +1223,17 @@ cJSON *api_json_parse(const char *text, size_t len, struct error *err)
                 error_config(err, "the body contains a NUL byte");
                 return NULL;
         }
+        /* Nor may a string hold one: "\u0000" would end its C string early, and what is
+         * after it (".ro" of a path, the rest of an id) would be dropped unseen. */
+        for (size_t i = 0; i + 1 < len; i++) {
+                if (text[i] != '\\')
+                        continue;
+                if (text[i + 1] == 'u' && i + 6 <= len && memcmp(text + i + 2, "0000", 4) == 0) {
+                        error_config(err, "a string holds an escaped NUL (u0000) at byte %zu", i);
+                        return NULL;
+                }
+                i++; /* the escaped character: "\\u0000" is a backslash and "u0000" */
+        }
         j = cJSON_ParseWithLengthOpts(text, len, &end, false);
         if (!j) {
                 size_t at = end && end >= text ? (size_t)(end - text) : 0;
@@ -1019,12 +1277,48 @@ static int fail_in(struct error *err, int r, const char *fmt, ...)
         return r;
 }
 
+/* The config file's sections, in the order they are applied: each is the body of one API
+ * command (a list: one command per element), applied as the API applies it before the start. */
+static const struct {
+        const char *key;
+        enum vmm_action action;
+        bool list;
+} sections[] = {
+    {"boot-source", VMM_PUT_BOOT_SOURCE, false},
+    {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
+    {"drives", VMM_PUT_DRIVE, true},
+    {"network-interfaces", VMM_PUT_NET, true},
+    {"vsock", VMM_PUT_VSOCK, false},
+    {"balloon", VMM_PUT_BALLOON, false},
+    {"confidential", VMM_PUT_CONFIDENTIAL, false},
+    {"entropy", VMM_PUT_ENTROPY, false},
+    {"logger", VMM_PUT_LOGGER, false},
+    {"metrics", VMM_PUT_METRICS, false},
+    {"serial", VMM_PUT_SERIAL, false},
+};
+
+/* One command's body: parsed by the API's parser, then controller_edit, the path every
+ * configuration command of the API takes (files checked, the whole configuration validated
+ * against this host), so a mistake is refused here with the API's message. */
+static int apply_command(const cJSON *body, enum vmm_action action, struct vmm_config *cfg,
+                         const struct vmm_host_limits *limits, struct error *err)
+{
+        struct controller_request req;
+        const char *body_id;
+        int r;
+
+        controller_request_init(&req, action);
+        r = api_parse_command(body, &req, &body_id, err);
+        if (!r)
+                r = controller_edit(cfg, limits, &req, err);
+        controller_request_clear(&req);
+        return r;
+}
+
 static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct error *err)
 {
+        struct vmm_host_limits limits;
         const cJSON *f, *item;
-        struct vmm_machine_update mu;
-        char *hide = NULL;
-        unsigned i = 0;
         int r = json_check_object(root,
                                   FIELDS("boot-source", "machine-config", "drives",
                                          "network-interfaces", "vsock", "balloon", "entropy",
@@ -1042,96 +1336,30 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                 r = not_implemented_section(root, "memory-hotplug", err);
         if (r)
                 return r;
+        vmm_host_limits_get(&limits, 0);
+        for (size_t s = 0; s < ARRAY_SIZE(sections); s++) {
+                unsigned i = 0;
 
-        if ((f = json_field(root, "boot-source"))) {
-                r = api_parse_boot_source(f, &cfg->boot, err);
-                if (r)
-                        return fail_in(err, r, "boot-source");
-        }
-        if ((f = json_field(root, "machine-config"))) {
-                r = api_parse_machine(f, true, &mu, &hide, err);
-                mu.cpu_hide = hide;
-                if (!r)
-                        r = vmm_config_apply_machine(cfg, &mu, NULL, err);
-                free(hide);
-                if (r)
-                        return fail_in(err, r, "machine-config");
-        }
-        if ((f = json_field(root, "drives"))) {
+                if (!(f = json_field(root, sections[s].key)))
+                        continue;
+                if (!sections[s].list) {
+                        r = apply_command(f, sections[s].action, cfg, &limits, err);
+                        if (r)
+                                return fail_in(err, r, "%s", sections[s].key);
+                        continue;
+                }
                 if (!cJSON_IsArray(f))
-                        return error_config(err, "drives: invalid type: %s, expected an array",
-                                            json_type_name(f));
+                        return error_config(err, "%s: invalid type: %s, expected an array",
+                                            sections[s].key, json_type_name(f));
                 cJSON_ArrayForEach(item, f)
                 {
-                        struct vmm_drive d;
-
-                        r = api_parse_drive(item, &d, err);
-                        if (!r) {
-                                r = vmm_config_put_drive(cfg, &d, err);
-                                vmm_drive_free(&d);
-                        }
+                        r = apply_command(item, sections[s].action, cfg, &limits, err);
                         if (r)
-                                return fail_in(err, r, "drives[%u]", i);
+                                return fail_in(err, r, "%s[%u]", sections[s].key, i);
                         i++;
                 }
         }
-        i = 0;
-        if ((f = json_field(root, "network-interfaces"))) {
-                if (!cJSON_IsArray(f))
-                        return error_config(err,
-                                            "network-interfaces: invalid type: %s, expected an "
-                                            "array",
-                                            json_type_name(f));
-                cJSON_ArrayForEach(item, f)
-                {
-                        struct vmm_net n;
-
-                        r = api_parse_net(item, &n, err);
-                        if (!r) {
-                                r = vmm_config_put_net(cfg, &n, err);
-                                vmm_net_free(&n);
-                        }
-                        if (r)
-                                return fail_in(err, r, "network-interfaces[%u]", i);
-                        i++;
-                }
-        }
-        if ((f = json_field(root, "vsock"))) {
-                r = api_parse_vsock(f, &cfg->vsock, err);
-                if (r)
-                        return fail_in(err, r, "vsock");
-        }
-        if ((f = json_field(root, "balloon"))) {
-                r = api_parse_balloon(f, &cfg->balloon, err);
-                if (r)
-                        return fail_in(err, r, "balloon");
-        }
-        if ((f = json_field(root, "confidential")) && !cJSON_IsNull(f)) {
-                r = api_parse_confidential(f, &cfg->confidential, err);
-                if (r)
-                        return fail_in(err, r, "confidential");
-        }
-        if ((f = json_field(root, "entropy"))) {
-                r = api_parse_entropy(f, &cfg->entropy, err);
-                if (r)
-                        return fail_in(err, r, "entropy");
-        }
-        if ((f = json_field(root, "logger"))) {
-                r = api_parse_logger(f, &cfg->logger, err);
-                if (r)
-                        return fail_in(err, r, "logger");
-        }
-        if ((f = json_field(root, "metrics"))) {
-                r = api_parse_metrics(f, &cfg->metrics, err);
-                if (r)
-                        return fail_in(err, r, "metrics");
-        }
-        if ((f = json_field(root, "serial"))) {
-                r = api_parse_serial(f, &cfg->serial_out_path, err);
-                if (r)
-                        return fail_in(err, r, "serial");
-        }
-        return vmm_config_validate(cfg, NULL, err);
+        return 0;
 }
 
 int api_config_parse(const char *text, size_t len, struct vmm_config *cfg, struct error *err)
@@ -1154,15 +1382,15 @@ int api_config_load_file(const char *path, struct vmm_config *cfg, struct error 
         char *text;
         ssize_t n;
         size_t len = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+        int fd, r;
 
         vmm_config_init(cfg);
+        fd = file_open("config file", path, O_RDONLY, 0, FILE_REGULAR, err);
         if (fd < 0)
-                return error_config(err, "config file '%s': %s", path, strerror(errno));
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+                return fd;
+        if (fstat(fd, &st) || st.st_size > (16 << 20)) {
                 close(fd);
-                return error_config(err, "config file '%s': not a regular file of at most 16 MiB",
-                                    path);
+                return error_config(err, "config file '%s' is larger than 16 MiB", path);
         }
         text = malloc((size_t)st.st_size + 1);
         if (!text) {

@@ -48,7 +48,8 @@ int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out,
 /* PUT /snapshot/load (SnapshotLoadParams): snapshot_path, exactly one of mem_file_path and
  * mem_backend (backend_type File; Uffd is not supported), track_dirty_pages (or the
  * deprecated enable_diff_snapshots), resume_vm, network_overrides, vsock_override,
- * clock_realtime, huge_pages (Snapshot or None). */
+ * clock_realtime, huge_pages (Snapshot or None), and ours: drive_overrides
+ * ([{"drive_id", "path_on_host"}], another backing file per drive). */
 int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out,
                             struct error *err) MUST_CHECK;
 /* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */
@@ -59,6 +60,9 @@ int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err
 int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err) MUST_CHECK;
 int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s,
                                    struct error *err) MUST_CHECK;
+/* PATCH /balloon/hinting/start's body; j = NULL (no body) gives the defaults. */
+int api_parse_balloon_hinting_start(const cJSON *j, bool *ack_on_stop,
+                                    struct error *err) MUST_CHECK;
 int api_parse_logger(const cJSON *j, struct vmm_logger_config *out, struct error *err) MUST_CHECK;
 int api_parse_metrics(const cJSON *j, struct vmm_metrics_config *out, struct error *err) MUST_CHECK;
 /* PUT /actions: VMM_INSTANCE_START, VMM_FLUSH_METRICS or VMM_SEND_CTRL_ALT_DEL. */
@@ -66,17 +70,38 @@ int api_parse_action(const cJSON *j, enum vmm_action *out, struct error *err) MU
 /* PATCH /vm: VMM_PAUSE or VMM_RESUME. */
 int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err) MUST_CHECK;
 
+/* A command's JSON body (an API request's, or a config file section's) into req's payload, by
+ * the table's PARSE column (vmm/controller_actions.def). req->action names the command; a
+ * body that picks among several (PUT /actions, PATCH /vm) sets it. A body that names its
+ * resource (a drive, a network interface) points *body_id at that name, else NULL. */
+int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
+                      struct error *err) MUST_CHECK;
+/* Whether the command (an enum vmm_action; anything else is false) takes a JSON body. */
+bool api_command_has_body(int action);
+/* Of those, the ones Firecracker lets a client leave the body out of (PATCH
+ * /balloon/hinting/start: the defaults), and the ones whose body it never reads (PATCH
+ * /balloon/hinting/stop: its documentation sends "{}"). For both, api_parse_command takes
+ * j = NULL for "no body". */
+bool api_command_body_optional(int action);
+bool api_command_body_ignored(int action);
+
 /* ---- structures -> response bodies (NULL when out of memory) ---- */
 
 cJSON *api_json_machine(const struct vmm_machine_config *m);
 cJSON *api_json_balloon(const struct vmm_balloon *b);
 cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s);
+cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h);
 /* GET /vm/config: every section, absent optional ones as null (as Firecracker does). */
 cJSON *api_json_vm_config(const struct vmm_config *cfg);
 
 /* ---- the config file ---- */
 
-/* Fills cfg (initialised here) from a whole configuration document and validates it. */
+/* Fills cfg (initialised here) from a whole configuration document. Each section is the body
+ * of an API command (boot-source: PUT /boot-source, each of drives: PUT /drives/{id}, ...)
+ * and goes the way that command goes before the start (api_parse_command, then
+ * controller_edit: the files it names are checked, the whole configuration is validated
+ * against this host), so a mistake fails here with the API's message, after the section's
+ * name ("drives[1]: ..."). */
 int api_config_parse(const char *text, size_t len, struct vmm_config *cfg,
                      struct error *err) MUST_CHECK;
 int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err) MUST_CHECK;

@@ -11,9 +11,13 @@
  * time in submission order, then calls each request's done callback (on the VMM thread).
  * Each command runs in the phase it is allowed in: configuration commands before
  * InstanceStart ("The requested operation is not supported after starting the microVM."),
- * runtime commands after it ("... before starting the microVM."). Before the start they edit
+ * runtime commands after it ("... before starting the microVM."), and those that act on the
+ * running guest only until the guest ended the VM ("... after the guest ended the microVM.":
+ * the library keeps an ended VM until it is destroyed). Before the start they edit
  * the configuration (validated as a whole by vmm_config_validate, the CLI's validation);
  * after it they act on the VM (pause, Ctrl-Alt-Del, drive / interface / balloon updates).
+ * Each command's phase, handler, metrics name and REST route are one entry of
+ * controller_actions.def.
  */
 #ifndef VMM_CONTROLLER_H
 #define VMM_CONTROLLER_H
@@ -24,6 +28,7 @@
 
 #include "common/error.h"
 #include "common/event_loop.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "config.h"
 #include "devices/virtio/balloon.h"
@@ -40,41 +45,23 @@ enum controller_state {
 /* "Not started", "Running", "Paused" (InstanceInfo.state). */
 const char *controller_state_name(enum controller_state s);
 
+/* Every command, from the one table of them (controller_actions.def). */
 enum vmm_action {
-        VMM_GET_INSTANCE_INFO,
-        VMM_GET_VERSION,
-        VMM_GET_MACHINE_CONFIG,
-        VMM_GET_VM_CONFIG,
-        VMM_GET_BALLOON,
-        VMM_GET_BALLOON_STATS,
-        VMM_PUT_BOOT_SOURCE,
-        VMM_PUT_MACHINE_CONFIG,
-        VMM_PATCH_MACHINE_CONFIG,
-        VMM_PUT_DRIVE,
-        VMM_PATCH_DRIVE,
-        VMM_PUT_NET,
-        VMM_PATCH_NET,
-        VMM_PUT_VSOCK,
-        VMM_PUT_ENTROPY,
-        VMM_PUT_CONFIDENTIAL,
-        VMM_GET_MEMORY,      /* ours: a page of guest memory as the host sees it */
-        VMM_PUT_MEMORY_DUMP, /* ours: all guest RAM to a file (refused when protected) */
-        VMM_PUT_SERIAL,
-        VMM_PUT_BALLOON,
-        VMM_PATCH_BALLOON,
-        VMM_PATCH_BALLOON_STATS,
-        VMM_PUT_LOGGER,
-        VMM_PUT_METRICS,
-        VMM_INSTANCE_START,
-        VMM_FLUSH_METRICS,
-        VMM_SEND_CTRL_ALT_DEL,
-        VMM_PAUSE,
-        VMM_RESUME,
-        VMM_SNAPSHOT_CREATE, /* PUT /snapshot/create: a paused VM */
-        VMM_SNAPSHOT_LOAD,   /* PUT /snapshot/load: a fresh process */
-        VMM_GET_METRICS,     /* the library: every counter now, as one JSON object */
+#define X(name, ...) VMM_##name,
+#include "controller_actions.def"
+#undef X
         VMM_ACTION_COUNT
 };
+
+/* What a command's success does to the VM's life (the table's EVENT column). */
+enum controller_event {
+        CONTROLLER_EVENT_NONE,
+        CONTROLLER_EVENT_STARTED, /* booted or restored: the reply's state is Running, or
+                                     Paused after a restore without resume_vm */
+        CONTROLLER_EVENT_PAUSED,
+        CONTROLLER_EVENT_RESUMED,
+};
+enum controller_event controller_action_event(enum vmm_action a);
 
 /* PATCH /drives/{id}: path and/or rate limiter (Firecracker's PartialDrive). */
 struct vmm_drive_update {
@@ -100,6 +87,13 @@ struct vmm_snapshot_create {
         bool diff; /* snapshot_type Diff */
 };
 
+/* A load's override: the host resource (TAP name, backing file) that replaces the saved
+ * one of the device with this id. */
+struct vmm_override {
+        char *id;
+        char *value;
+};
+
 /* PUT /snapshot/load (SnapshotLoadParams). */
 struct vmm_snapshot_load {
         char *snapshot_path;
@@ -109,25 +103,26 @@ struct vmm_snapshot_load {
         bool clock_realtime;
         bool huge_pages_none; /* huge_pages "None" (default "Snapshot": as saved) */
         unsigned nr_net_overrides;
-        struct {
-                char *iface_id;
-                char *host_dev_name;
-        } net_overrides[VMM_MAX_NETS];
-        char *vsock_uds_path; /* vsock_override; NULL: as saved */
+        struct vmm_override net_overrides[VMM_MAX_NETS]; /* iface_id, host_dev_name */
+        unsigned nr_drive_overrides;
+        struct vmm_override drive_overrides[VMM_MAX_DRIVES]; /* ours: drive_id, path_on_host */
+        char *vsock_uds_path;                                /* vsock_override; NULL: as saved */
 };
 void vmm_snapshot_load_free(struct vmm_snapshot_load *l);
 
 struct controller_reply {
-        int status;       /* 0, or a negative errno with err set */
-        struct error err; /* the fault message */
+        int status;                  /* 0, or a negative errno with err set */
+        struct error err;            /* the fault message */
+        enum controller_state state; /* the controller's, after the command */
         /* VMM_GET_INSTANCE_INFO */
         char id[65];
-        enum controller_state state;
         /* VMM_GET_MACHINE_CONFIG, VMM_GET_VM_CONFIG, VMM_GET_BALLOON: a copy the reply owns
          * (freed by controller_request_clear). */
         struct vmm_config *config;
         /* VMM_GET_BALLOON_STATS */
         struct virtio_balloon_stats balloon_stats;
+        /* VMM_GET_BALLOON_HINTING */
+        struct virtio_balloon_hinting balloon_hinting;
         /* VMM_GET_MEMORY: the page, owned by the reply */
         uint64_t memory_address;
         uint8_t *memory;
@@ -165,6 +160,7 @@ struct controller_request {
                 struct vmm_balloon balloon;
                 uint32_t balloon_amount_mib;
                 uint32_t balloon_stats_interval_s;
+                bool balloon_ack_on_stop; /* VMM_START_BALLOON_HINTING */
                 struct vmm_logger_config logger;
                 struct vmm_metrics_config metrics;
                 struct vmm_snapshot_create snapshot_create;
@@ -214,18 +210,26 @@ struct controller;
  * ERROR_CONFIG. */
 int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,
                       struct controller **out) MUST_CHECK;
-/* Stops the VM if any, writes a last metrics line, restores the logger's default sink. The
- * queue must have been closed (controller_close). */
+/* Stops the VM if any, writes a last metrics line, closes the VM's log file. The queue must
+ * have been closed (controller_close), and every thread bound to the VM's log context have
+ * ended, but the caller's. The process's logger (its sink, its level) is left as it is. */
 void controller_destroy(struct controller *c);
+
+/* The calling thread logs for this VM from now on: its lines carry the VM's instance id and
+ * follow the VM's logger settings (common/log.h), until controller_destroy. The VM's vCPU
+ * threads and controller_thread_init's callers are bound by the controller itself. */
+void controller_bind_thread(struct controller *c);
+/* The VM's log context (to log one line for the VM from another thread: log_bind). */
+struct log_context *controller_log(struct controller *c);
 
 /*
  * Snapshots, with Firecracker's phase rules. create needs a Paused VM. load needs a fresh
  * controller: nothing configured but the logger, the metrics and the serial output
  * ("Loading a microVM snapshot not allowed after configuring boot-specific resources.").
  * It reads and checks the state file (version, checksum, a machine this host can run),
- * applies network_overrides / vsock_override / track_dirty_pages / huge_pages None to the
- * snapshot's configuration, validates it like any configuration, builds the VM from the
- * snapshot and leaves it Paused (Running with resume_vm). A load that fails leaves the
+ * applies network_overrides / drive_overrides / vsock_override / track_dirty_pages /
+ * huge_pages None to the snapshot's configuration, validates it like any configuration, builds the
+ * VM from the snapshot and leaves it Paused (Running with resume_vm). A load that fails leaves the
  * controller Not started and usable: another load, or a normal configuration and boot.
  */
 int controller_snapshot_create(struct controller *c, const struct vmm_snapshot_create *s,
@@ -239,8 +243,20 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
                      struct error *err) MUST_CHECK;
 enum controller_state controller_get_state(const struct controller *c);
 
-/* The calling thread, about to act as role: runs the thread_init hook (0 without one). */
+/* The calling thread, about to act as role: binds it to the VM's log context, runs the
+ * thread_init hook (0 without one). */
 int controller_thread_init(struct controller *c, enum vmm_thread_role role) MUST_CHECK;
+
+/*
+ * A configuration command (one whose table entry has an EDIT function: PUT /boot-source,
+ * /machine-config, /drives/{id}, ...) applied to cfg, exactly as the controller applies it
+ * before the start: the files it names are checked, and cfg changes only if the whole
+ * configuration is still valid (vmm_config_validate with limits, which may be NULL). The
+ * config file's sections go through here too. The request keeps what was not taken over
+ * (controller_request_clear it).
+ */
+int controller_edit(struct vmm_config *cfg, const struct vmm_host_limits *limits,
+                    struct controller_request *req, struct error *err) MUST_CHECK;
 
 /* Any thread: queues req; -ESHUTDOWN once the queue is closed (req untouched). */
 int controller_submit(struct controller *c, struct controller_request *req) MUST_CHECK;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
 #include "common/log.h"
 
 /* The previous value of one counter, keyed "group.name": the value in the last line that
@@ -311,6 +312,14 @@ static const struct field balloon_fields[] = {
     F(struct virtio_balloon_stats, stats_updates_count, "stats_updates_count"),
     F(struct virtio_balloon_stats, released_bytes, "released_bytes"),
     F(struct virtio_balloon_stats, bad_requests, "event_fails"),
+    F(struct virtio_balloon_stats, report_count, "free_page_report_count"),
+    F(struct virtio_balloon_stats, report_freed, "free_page_report_freed"),
+    F(struct virtio_balloon_stats, report_fails, "free_page_report_fails"),
+    F(struct virtio_balloon_stats, report_kept, "free_page_report_kept"),
+    F(struct virtio_balloon_stats, hint_count, "free_page_hint_count"),
+    F(struct virtio_balloon_stats, hint_freed, "free_page_hint_freed"),
+    F(struct virtio_balloon_stats, hint_fails, "free_page_hint_fails"),
+    F(struct virtio_balloon_stats, hint_ignored, "free_page_hint_ignored"),
     S(struct virtio_balloon_stats, target_pages, "target_pages"),
     S(struct virtio_balloon_stats, actual_pages, "actual_pages"),
 };
@@ -554,26 +563,12 @@ int metrics_flush(struct metrics *m, struct error *err)
         }
         /* A line written in part (the disk filled up in the middle of it) is ended before
          * the next one, which would otherwise be glued to it and unreadable too. */
-        if (m->torn) {
-                do
-                        n = write(m->fd, "\n", 1);
-                while (n < 0 && errno == EINTR);
-                if (n == 1)
-                        m->torn = false;
-        }
-        if (m->torn)
-                n = -1;
-        else
-                do
-                        n = write(m->fd, w.buf, w.len);
-                while (n < 0 && errno == EINTR);
-        if (n > 0 && n < (ssize_t)w.len)
-                m->torn = true;
+        n = fd_write_line(m->fd, &m->torn, w.buf, w.len);
         commit_counters(m, n == (ssize_t)w.len);
         if (n != (ssize_t)w.len) {
                 m->missed++;
-                r = error_set(err, n < 0 ? -errno : -EAGAIN, "metrics: cannot write to '%s': %s",
-                              m->cfg.metrics_path, n < 0 ? strerror(errno) : "short write");
+                r = error_set(err, n < 0 ? (int)n : -EAGAIN, "metrics: cannot write to '%s': %s",
+                              m->cfg.metrics_path, n < 0 ? strerror((int)-n) : "short write");
         }
         free(w.buf);
         return r;

@@ -19,14 +19,18 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/loader.h"
+#include "common/escape.h"
+#include "common/fdio.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "devices/boot_timer.h"
 #include "devices/bus.h"
 #include "devices/acpi_sleep.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
-#include "devices.h"
-#include "kvm.h"
+#include "vm_devices.h"
+#include "kvm/kvm.h"
+#include "snapshot.h"
 #include "vcpu.h"
 #include "vm_priv.h"
 
@@ -38,6 +42,96 @@ static void gsi_set(void *opaque, bool level)
         int r = kvm_irq_line(l->kvm, l->gsi, level);
         if (r)
                 LOG_ERROR("KVM_IRQ_LINE gsi %u: %s", l->gsi, strerror(-r));
+}
+
+/* ---- guest memory mapped from a memory file ---- */
+
+/* The memory files guest RAM is mapped from, for the SIGBUS handler's message (a handler
+ * can take no lock: each slot is claimed, then published by its end address). */
+#define FILE_MAPS 16
+
+static struct file_map {
+        atomic_bool used;
+        _Atomic uintptr_t lo, hi; /* hi 0: not published */
+        char file[256];           /* escaped: the message is one line */
+} file_maps[FILE_MAPS];
+
+static void file_maps_add(struct vm *vm)
+{
+        for (unsigned i = 0; i < guest_mem_region_count(vm->mem); i++) {
+                struct guest_mem_region r = guest_mem_region_get(vm->mem, i);
+
+                for (unsigned k = 0; k < FILE_MAPS; k++) {
+                        struct file_map *m = &file_maps[k];
+                        bool free_slot = false;
+
+                        if (!atomic_compare_exchange_strong(&m->used, &free_slot, true))
+                                continue;
+                        escape_controls(m->file, sizeof(m->file), vm->mem_file);
+                        atomic_store(&m->lo, (uintptr_t)r.host);
+                        atomic_store(&m->hi, (uintptr_t)r.host + r.size);
+                        break;
+                }
+        }
+}
+
+static void file_maps_remove(struct vm *vm)
+{
+        for (unsigned i = 0; vm->mem_file && i < guest_mem_region_count(vm->mem); i++) {
+                uintptr_t lo = (uintptr_t)guest_mem_region_get(vm->mem, i).host;
+
+                for (unsigned k = 0; k < FILE_MAPS; k++) {
+                        struct file_map *m = &file_maps[k];
+
+                        if (atomic_load(&m->used) && atomic_load(&m->lo) == lo &&
+                            atomic_load(&m->hi)) {
+                                atomic_store(&m->hi, 0);
+                                atomic_store(&m->used, false);
+                        }
+                }
+        }
+}
+
+static size_t append(char *buf, size_t n, size_t cap, const char *s)
+{
+        while (*s && n + 1 < cap)
+                buf[n++] = *s++;
+        buf[n] = '\0';
+        return n;
+}
+
+size_t vm_sigbus_message(const void *addr, char *buf, size_t cap)
+{
+        uintptr_t a = (uintptr_t)addr;
+
+        guest_mem_sigbus_recover();
+        for (unsigned k = 0; k < FILE_MAPS; k++) {
+                struct file_map *m = &file_maps[k];
+                uintptr_t hi = atomic_load(&m->hi);
+                size_t n = 0;
+
+                if (!hi || a < atomic_load(&m->lo) || a >= hi)
+                        continue;
+                n = append(buf, n, cap, "vmm: guest memory is gone: the snapshot memory file '");
+                n = append(buf, n, cap, m->file);
+                n = append(buf, n, cap, "' was truncated while the VM ran from it; exiting\n");
+                return n;
+        }
+        return 0;
+}
+
+bool vm_mem_file_truncated(struct vm *vm, struct error *err)
+{
+        int fd = guest_mem_backing_file(vm->mem);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_size >= guest_mem_size(vm->mem))
+                return false;
+        error_set(err, -EIO,
+                  "the snapshot memory file '%s' was truncated to %lld bytes while the VM ran "
+                  "from it: the guest memory past that is lost",
+                  vm->mem_file, (long long)st.st_size);
+        return true;
 }
 
 /* ---- console ---- */
@@ -149,6 +243,8 @@ static void on_acpi_power_off(void *opaque)
 static void on_stop_event(void *opaque, uint32_t events)
 {
         struct vm *vm = opaque;
+        int code = exit_code_of((enum vcpu_stop_reason)atomic_load(&vm->stop_reason));
+        struct error err = {0};
         uint64_t v;
 
         (void)events;
@@ -156,70 +252,19 @@ static void on_stop_event(void *opaque, uint32_t events)
                 return;
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
                 vcpu_stop(vm->vcpus[i]);
+        /* A guest that touched a page its truncated memory file no longer has stops however
+         * KVM reports it (EFAULT, or here an emulator's triple fault): not a reset. */
+        if (vm_mem_file_truncated(vm, &err)) {
+                LOG_ERROR("%s", err.msg);
+                code = exit_code_of(VCPU_STOP_ERROR);
+        }
         if (vm->params.on_stop)
-                vm->params.on_stop(
-                    vm->params.opaque,
-                    exit_code_of((enum vcpu_stop_reason)atomic_load(&vm->stop_reason)));
+                vm->params.on_stop(vm->params.opaque, code);
 }
 
 /* ---- board composition ---- */
 
-static const struct platform_dev board_legacy[] = {
-    {.name = "COM1",
-     .kind = PLATFORM_DEV_SERIAL,
-     .base = X86_COM1_PORT,
-     .len = 8,
-     .gsi = X86_COM1_IRQ},
-    {.name = "PS2K",
-     .kind = PLATFORM_DEV_I8042,
-     .base = X86_I8042_DATA_PORT,
-     .len = 5,
-     .gsi = X86_I8042_IRQ},
-};
-
-static const struct platform_dev board_boot_timer = {.name = "BTMR",
-                                                     .kind = PLATFORM_DEV_MMIO_OTHER,
-                                                     .base = X86_BOOT_TIMER_ADDR,
-                                                     .len = X86_BOOT_TIMER_LEN};
-
-int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *desc,
-                         struct error *err)
-{
-        int r = 0;
-
-        memset(desc, 0, sizeof(*desc));
-        desc->nr_vcpus = cfg->machine.vcpu_count;
-        for (size_t i = 0; !r && i < ARRAY_SIZE(board_legacy); i++)
-                r = platform_add_dev(desc, &board_legacy[i], err);
-        if (!r && cfg->boot_timer)
-                r = platform_add_dev(desc, &board_boot_timer, err);
-        if (!r)
-                r = cc_describe_platform(cfg->confidential.platform, desc, err);
-        if (!r)
-                r = vm_devices_describe(cfg, desc, err);
-        return r;
-}
-
 /* mkdir -p */
-static int make_dirs(const char *dir)
-{
-        char path[4096];
-        size_t n = strlen(dir);
-
-        if (n == 0 || n >= sizeof(path))
-                return -ENAMETOOLONG;
-        memcpy(path, dir, n + 1);
-        for (char *p = path + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(path, 0755) && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        return mkdir(path, 0755) && errno != EEXIST ? -errno : 0;
-}
-
 static int write_file(const char *dir, const char *name, const void *data, size_t len,
                       struct error *err)
 {
@@ -243,32 +288,33 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 
 int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err)
 {
-        struct platform_desc *desc = malloc(sizeof(*desc));
+        struct vm_board *board = malloc(sizeof(*board));
         struct platform_tables tables;
         char name[32];
         void *fdt = NULL;
         size_t fdt_len = 0;
         int r;
 
-        if (!desc)
+        if (!board)
                 return error_set(err, -ENOMEM, "out of memory");
-        r = vm_describe_platform(cfg, desc, err);
+        r = vm_board_build(cfg, board, err);
         if (!r)
-                r = platform_tables_build(desc, &tables, err);
+                r = platform_tables_build(&board->desc, &tables, err);
         /* A POWER guest of a pef machine would get a device tree instead of ACPI. */
         if (!r && cfg->confidential.platform == CC_PLATFORM_PEF) {
-                r = cc_pef_fdt(desc, cfg->machine.mem_size_mib << 20,
+                r = cc_pef_fdt(&board->desc, cfg->machine.mem_size_mib << 20,
                                cfg->boot.boot_args ? cfg->boot.boot_args : VMM_DEFAULT_CMDLINE,
                                &fdt, &fdt_len, err);
                 if (r)
                         platform_tables_free(&tables);
         }
-        free(desc);
+        free(board);
         if (r)
                 return r;
-        r = make_dirs(dir);
-        if (r) {
-                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir, strerror(-r));
+        /* The directory itself, never missing parents: a mistyped path creates nothing. */
+        if (mkdir(dir, 0755) && errno != EEXIST) {
+                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir,
+                                 strerror(errno));
                 goto out;
         }
         for (unsigned i = 0; !r && i < tables.nr; i++) {
@@ -284,14 +330,6 @@ out:
         free(fdt);
         platform_tables_free(&tables);
         return r;
-}
-
-static int add_window(struct bus *bus, const char *name, uint64_t base, uint64_t len,
-                      const struct bus_ops *ops, void *opaque, struct error *err)
-{
-        struct bus_window w = {
-            .name = name, .base = base, .len = len, .ops = ops, .opaque = opaque};
-        return bus_register(bus, &w, err);
 }
 
 /* The platform-call window is part of the trusted platform model, not a device: the bus
@@ -318,39 +356,89 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
         struct i8042_config kc = {.reset = on_i8042_reset, .opaque = vm};
         struct acpi_sleep_config pc = {
             .s5_type = X86_ACPI_S5_TYPE, .power_off = on_acpi_power_off, .opaque = vm};
-        int r;
 
-        _Static_assert(X86_ACPI_SLEEP_STATUS_PORT ==
-                           X86_ACPI_SLEEP_CONTROL_PORT + ACPI_SLEEP_STATUS_OFF,
-                       "the FADT's sleep registers are the device's window");
-
-        vm->com1_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_COM1_IRQ};
-        vm->kbd_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_I8042_IRQ};
+        /* Their lines' GSIs come from the board (attach_board). */
         sc.irq = (struct irq_line){.set = gsi_set, .opaque = &vm->com1_line};
         kc.kbd_irq = (struct irq_line){.set = gsi_set, .opaque = &vm->kbd_line};
         if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042) ||
             acpi_sleep_create(&pc, &vm->acpi_sleep))
                 return error_set(err, -ENOMEM, "out of memory");
-        r = add_window(vm->pio, "COM1", X86_COM1_PORT, 8, serial_bus_ops(), vm->serial, err);
-        if (!r)
-                r = add_window(vm->pio, "i8042 data", X86_I8042_DATA_PORT, 1, i8042_data_ops(),
-                               vm->i8042, err);
-        if (!r)
-                r = add_window(vm->pio, "i8042 command", X86_I8042_CMD_PORT, 1, i8042_cmd_ops(),
-                               vm->i8042, err);
-        if (!r)
-                r = add_window(vm->pio, "ACPI sleep registers", X86_ACPI_SLEEP_CONTROL_PORT,
-                               ACPI_SLEEP_REGS_LEN, acpi_sleep_ops(), vm->acpi_sleep, err);
-        if (!r && vm->params.cfg->boot_timer) {
-                if (boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns,
-                                      &vm->boot_timer))
-                        return error_set(err, -ENOMEM, "out of memory");
-                r = add_window(vm->mmio, "boot timer", X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_LEN,
-                               boot_timer_bus_ops(), vm->boot_timer, err);
+        if (vm->params.cfg->boot_timer &&
+            boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns, &vm->boot_timer))
+                return error_set(err, -ENOMEM, "out of memory");
+        return 0;
+}
+
+/* Registers every window of board entry dev on its bus: window i goes to ops[i] (a device
+ * with fewer handlers than windows is a board mistake, refused). */
+static int add_windows(struct vm *vm, const struct platform_dev *dev,
+                       const struct bus_ops *const ops[PLATFORM_MAX_WINDOWS], void *opaque,
+                       struct error *err)
+{
+        struct platform_window w[PLATFORM_MAX_WINDOWS];
+        unsigned n = platform_dev_windows(dev, w);
+        int r = 0;
+
+        for (unsigned i = 0; !r && i < n; i++) {
+                struct bus_window bw = {.name = dev->name,
+                                        .base = w[i].base,
+                                        .len = w[i].len,
+                                        .ops = ops[i],
+                                        .opaque = opaque};
+                r = ops[i]
+                        ? bus_register(w[i].space == PLATFORM_PIO ? vm->pio : vm->mmio, &bw, err)
+                        : error_set(err, -EINVAL, "%s: no handler for its window %u", dev->name, i);
         }
-        if (!r && cc_has_callwin(vm->cc))
-                r = add_window(vm->mmio, "platform-call window", X86_CC_CALLWIN_ADDR,
-                               X86_CC_CALLWIN_SIZE, callwin_ops(), vm->cc, err);
+        return r;
+}
+
+/* Wires every device where the board placed it: its windows on the buses, its interrupt. */
+static int attach_board(struct vm *vm, struct error *err)
+{
+        const struct vm_board *b = vm->board;
+        int r = 0;
+
+        for (unsigned i = 0; !r && i < b->desc.nr_devs; i++) {
+                const struct platform_dev *dev = &b->desc.devs[i];
+                const struct bus_ops *ops[PLATFORM_MAX_WINDOWS] = {NULL};
+                void *opaque = NULL;
+
+                switch (b->roles[i].role) {
+                case VM_BOARD_SERIAL:
+                        vm->com1_line = (struct gsi_line){.kvm = vm->kvm, .gsi = dev->gsi};
+                        ops[0] = serial_bus_ops();
+                        opaque = vm->serial;
+                        break;
+                case VM_BOARD_I8042:
+                        vm->kbd_line = (struct gsi_line){.kvm = vm->kvm, .gsi = dev->gsi};
+                        ops[0] = i8042_data_ops();
+                        ops[1] = i8042_cmd_ops();
+                        opaque = vm->i8042;
+                        break;
+                case VM_BOARD_ACPI_SLEEP:
+                        /* The FADT names its control register at dev->base, its status at
+                         * +1, and the board's check holds it to 2 ports. */
+                        _Static_assert(ACPI_SLEEP_CONTROL_OFF == 0 && ACPI_SLEEP_STATUS_OFF == 1 &&
+                                           ACPI_SLEEP_REGS_LEN == 2,
+                                       "the FADT's sleep registers are the device's window");
+                        ops[0] = acpi_sleep_ops();
+                        opaque = vm->acpi_sleep;
+                        break;
+                case VM_BOARD_BOOT_TIMER:
+                        ops[0] = boot_timer_bus_ops();
+                        opaque = vm->boot_timer;
+                        break;
+                case VM_BOARD_CALLWIN:
+                        ops[0] = callwin_ops();
+                        opaque = vm->cc;
+                        break;
+                case VM_BOARD_VIRTIO:
+                        r = vm_devices_attach(vm->devices, b->roles[i].index, dev, vm->kvm,
+                                              vm->mmio, err);
+                        continue;
+                }
+                r = add_windows(vm, dev, ops, opaque, err);
+        }
         return r;
 }
 
@@ -360,21 +448,13 @@ static int map_input_file(const char *what, const char *path, uint8_t **data, si
 {
         struct stat st;
         void *p;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = file_open(what, path, O_RDONLY, 0, FILE_REGULAR, err);
 
         if (fd < 0)
-                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
+                return fd;
         if (fstat(fd, &st)) {
                 close(fd);
                 return error_config(err, "%s '%s': %s", what, path, strerror(errno));
-        }
-        if (S_ISDIR(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is a directory", what, path);
-        }
-        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is not a regular file", what, path);
         }
         if (st.st_size == 0) {
                 close(fd);
@@ -389,7 +469,7 @@ static int map_input_file(const char *what, const char *path, uint8_t **data, si
         return 0;
 }
 
-static int load_guest(struct vm *vm, const struct platform_desc *desc, struct error *err)
+static int load_guest(struct vm *vm, struct error *err)
 {
         const struct vmm_config *cfg = vm->params.cfg;
         struct platform_tables tables;
@@ -429,9 +509,11 @@ static int load_guest(struct vm *vm, const struct platform_desc *desc, struct er
                  cfg->boot.boot_args ? cfg->boot.boot_args : VMM_DEFAULT_CMDLINE);
         r = vm_devices_cmdline(cfg, cmdline, sizeof(cmdline), err);
         if (!r)
-                r = cc_cmdline_append(cfg->confidential.platform, cmdline, sizeof(cmdline), err);
+                r = cc_cmdline_append(cfg->confidential.platform,
+                                      vm_board_find(vm->board, VM_BOARD_CALLWIN, 0), cmdline,
+                                      sizeof(cmdline), err);
         if (!r)
-                r = platform_cmdline_append(desc, cmdline, sizeof(cmdline), err);
+                r = platform_cmdline_append(&vm->board->desc, cmdline, sizeof(cmdline), err);
         if (!r)
                 r = x86_cmdline_check(&vm->kernel, cmdline, err);
         if (r) {
@@ -440,7 +522,7 @@ static int load_guest(struct vm *vm, const struct platform_desc *desc, struct er
         }
         args.cmdline = cmdline;
 
-        r = platform_tables_build(desc, &tables, err);
+        r = platform_tables_build(&vm->board->desc, &tables, err);
         if (r)
                 return r;
         r = platform_tables_write(&tables, vm->mem, err);
@@ -473,12 +555,15 @@ static int setup_platform_exits(struct vm *vm, struct error *err)
         return r;
 }
 
+/* At the top of each vCPU thread: its lines are the VM's, then its confinement. */
 static int vcpu_thread_init(void *opaque, unsigned index)
 {
         struct vm *vm = opaque;
 
         (void)index;
-        return vm->params.thread_init(vm->params.opaque, VMM_THREAD_VCPU);
+        log_bind(vm->params.log);
+        return vm->params.thread_init ? vm->params.thread_init(vm->params.opaque, VMM_THREAD_VCPU)
+                                      : 0;
 }
 
 static int create_vcpus(struct vm *vm, struct error *err)
@@ -491,7 +576,7 @@ static int create_vcpus(struct vm *vm, struct error *err)
             .platform_exit = vm->cc ? platform_exit : NULL,
             .platform_fault = vm->cc ? platform_fault : NULL,
             .platform_opaque = vm->cc,
-            .thread_init = vm->params.thread_init ? vcpu_thread_init : NULL,
+            .thread_init = vcpu_thread_init,
         };
         int r;
 
@@ -525,11 +610,10 @@ static int open_console(struct vm *vm, struct error *err)
         vm->console_out_fd = vm->params.console_out_fd;
         if (cfg->serial_out_path) {
                 vm->console_out_fd =
-                    open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                         0644);
+                    file_open("serial output", cfg->serial_out_path,
+                              O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644, FILE_REGULAR, err);
                 if (vm->console_out_fd < 0)
-                        return error_config(err, "serial output '%s': %s", cfg->serial_out_path,
-                                            strerror(errno));
+                        return vm->console_out_fd;
                 vm->own_console_out = true;
         }
         vm->rx_space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -561,7 +645,6 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
             .hole_end = X86_MMIO_HOLE_END,
             .flags = cfg->machine.huge_pages ? GUEST_MEM_HUGEPAGES : 0,
         };
-        struct platform_desc *desc = NULL;
         struct vm *vm;
         int r;
 
@@ -584,6 +667,14 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
          * KVM is opened, so a bad configuration is reported the same way on any host. */
         r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem)
                             : guest_mem_create(&spec, err, &vm->mem);
+        if (!r && params->restore) {
+                vm->mem_base = params->restore->info->mem.id;
+                vm->mem_file = strdup(params->restore->mem_path);
+                if (!vm->mem_file)
+                        r = error_set(err, -ENOMEM, "out of memory");
+                else
+                        file_maps_add(vm);
+        }
         /* Diff snapshots: what the VMM writes into guest memory is recorded from now on
          * (the kernel loads too: a first Diff without a Full before it holds them). */
         if (!r && cfg->machine.track_dirty_pages && guest_mem_track_dirty(vm->mem))
@@ -593,15 +684,14 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                               err, &vm->cc);
         if (r)
                 goto fail;
-        desc = malloc(sizeof(*desc));
-        if (!desc) {
+        vm->board = malloc(sizeof(*vm->board));
+        if (!vm->board) {
                 r = error_set(err, -ENOMEM, "out of memory");
                 goto fail;
         }
-        r = vm_describe_platform(cfg, desc, err);
+        r = vm_board_build(cfg, vm->board, err);
         if (!r && !params->restore)
-                r = load_guest(vm, desc, err);
-        free(desc);
+                r = load_guest(vm, err);
         if (!r)
                 r = vm_devices_create(cfg, vm->mem, cc_ownership(vm->cc), params->loop, err,
                                       &vm->devices);
@@ -632,7 +722,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r)
                 r = create_legacy_devices(vm, err);
         if (!r)
-                r = vm_devices_attach(vm->devices, vm->kvm, vm->mmio, err);
+                r = attach_board(vm, err);
         if (!r)
                 r = create_vcpus(vm, err);
         if (!r && params->restore)
@@ -759,8 +849,11 @@ void vm_destroy(struct vm *vm)
         serial_destroy(vm->serial);
         bus_destroy(vm->pio);
         bus_destroy(vm->mmio);
+        file_maps_remove(vm);
         guest_mem_destroy(vm->mem);
         kvm_close(vm->kvm);
+        free(vm->mem_file);
+        free(vm->board);
         free(vm);
 }
 
@@ -789,11 +882,20 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out)
                 cc_get_stats(vm->cc, &out->cc);
 }
 
+static int dump_error(struct vm *vm, const char *path, int e, struct error *err)
+{
+        if (e == EFAULT && vm_mem_file_truncated(vm, err))
+                return -EIO;
+        return error_set(err, -e, "memory dump '%s': %s", path, strerror(e));
+}
+
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
 {
         int r =
             vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
 
+        if (r == -EIO && vm_mem_file_truncated(vm, err))
+                return r;
         if (r)
                 return error_config(err, "0x%llx+0x%zx is not guest RAM", (unsigned long long)gpa,
                                     len);
@@ -802,36 +904,32 @@ int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *
 
 int vm_memory_dump(struct vm *vm, const char *path, struct error *err)
 {
-        int fd, r = 0;
+        struct file_replace fr;
+        char suffix[17];
+        int r = 0;
 
         if (vm->cc)
                 return error_config(err,
                                     "a memory dump of a protected (%s) VM is refused: the host "
                                     "may not read its private memory (CC-13)",
                                     cc_platform_name(cc_platform_of(vm->cc)));
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return error_config(err, "memory dump '%s': %s", path, strerror(errno));
+        /* A dump that fails leaves what was at path as it was. */
+        snprintf(suffix, sizeof(suffix), "%016llx", (unsigned long long)snapshot_new_id());
+        r = file_replace_begin(&fr, "memory dump", path, suffix, 0600, err);
+        if (r)
+                return r;
         for (unsigned i = 0; !r && i < guest_mem_region_count(vm->mem); i++) {
                 struct guest_mem_region reg = guest_mem_region_get(vm->mem, i);
-                const uint8_t *p = reg.host;
-                uint64_t left = reg.size;
 
-                while (left) {
-                        ssize_t n = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0) {
-                                r = error_set(err, -errno, "memory dump '%s': %s", path,
-                                              strerror(errno));
-                                break;
-                        }
-                        p += n;
-                        left -= (uint64_t)n;
-                }
+                r = fd_write_all(fr.fd, reg.host, reg.size);
+                if (r)
+                        r = dump_error(vm, path, -r, err);
         }
-        if (close(fd) && !r)
-                r = error_set(err, -errno, "memory dump '%s': %s", path, strerror(errno));
+        if (!r)
+                r = file_replace_sync(&fr, "memory dump", err);
+        if (!r)
+                r = file_replace_commit(&fr, "memory dump", err);
+        file_replace_end(&fr);
         return r;
 }
 

@@ -1,8 +1,13 @@
 /*
  * A virtual machine: owns guest memory, the KVM VM, the buses, the devices and the vCPUs.
- * vm_create composes the board from the configuration in one fixed order (memory, irqchip,
- * devices, firmware tables, kernel, vCPUs); vm_destroy tears it down in reverse. Several
- * VMs can live in one process: nothing here is global.
+ * vm_create builds it from the configuration in one fixed order, everything that depends
+ * only on the user's input first, so a bad configuration fails the same way on any host:
+ * guest memory (or the snapshot's), the confidential platform, the board (vm_board.h:
+ * every device's place), the kernel, initrd, command line and firmware tables (a boot
+ * only), the virtio device models; then KVM: memory slots, irqchip and PIT, the platform's
+ * exits, the buses, the console, the legacy devices, every device wired where the board
+ * put it, the vCPUs, and for a restore the saved state. vm_destroy stops the vCPUs first,
+ * then frees the rest. Several VMs can live in one process: nothing here is global.
  */
 #ifndef VMM_VM_H
 #define VMM_VM_H
@@ -40,6 +45,8 @@ enum vmm_thread_role {
         VMM_THREAD_VCPU, /* one per vCPU: KVM_RUN and the exits it handles */
 };
 
+struct log_context;
+
 struct vm_params {
         const struct vmm_config *cfg;
         struct event_loop *loop; /* the VMM thread's loop: console input and stop events */
@@ -57,6 +64,8 @@ struct vm_params {
          * vCPUs wait, so every thread is confined before the guest's first instruction.
          * Nonzero fails vm_start. */
         int (*thread_init)(void *opaque, enum vmm_thread_role role);
+        /* The VM's log context (common/log.h): the vCPU threads are bound to it. */
+        struct log_context *log;
 };
 
 /* Errors caused by the configuration or input files come back as ERROR_CONFIG. */
@@ -70,10 +79,6 @@ void vm_destroy(struct vm *vm);
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 int vm_send_ctrl_alt_del(struct vm *vm) MUST_CHECK;
-
-/* The board as the guest will see it; needs no KVM (used by --dump-platform too). */
-int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *desc,
-                         struct error *err) MUST_CHECK;
 
 /* Writes the generated firmware tables to dir as <NAME>.dat (created if missing). */
 int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err) MUST_CHECK;
@@ -91,11 +96,20 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out);
 /* The virtio devices (metrics, runtime updates); valid until vm_destroy. */
 struct vm_devices *vm_get_devices(struct vm *vm);
 
+/* For the executable's SIGBUS handler (async-signal-safe; install it with SA_NODEFER): when
+ * the calling thread is in one of the VMM's checked copies of guest memory, resumes it
+ * (guest_mem_sigbus_recover: the copy fails with -EIO) and does not return. Otherwise, when
+ * addr is guest RAM mapped from a snapshot's memory file, writes the one-line message naming
+ * that file (it was truncated under the mapping) to buf and returns its length; 0 for any
+ * other address. */
+size_t vm_sigbus_message(const void *addr, char *buf, size_t cap);
+
 /* The untrusted host reading guest memory (a debugger, a dump): plaintext on an ordinary VM;
- * on a protected VM the platform's view of private granules (cc_host_read, CC-8). */
+ * on a protected VM the platform's view of private granules (cc_host_read, CC-8). Over a
+ * truncated memory file: -EIO, naming the file. */
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err) MUST_CHECK;
-/* Writes guest RAM (the regions in address order, back to back) to path. Refused on a
- * protected VM (CC-13). */
+/* Writes guest RAM (the regions in address order, back to back) to path (a temporary file
+ * renamed over it: a failed dump leaves what was there). Refused on a protected VM (CC-13). */
 int vm_memory_dump(struct vm *vm, const char *path, struct error *err) MUST_CHECK;
 
 /*

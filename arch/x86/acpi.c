@@ -144,9 +144,20 @@ static void acpi_dsdt_dev(struct aml *a, const struct platform_dev *dev, unsigne
                 aml_device_end(a, d);
                 break;
         case PLATFORM_DEV_MMIO_OTHER:
+        case PLATFORM_DEV_ACPI_SLEEP: /* FADT fields and \_S5, not a device */
         case PLATFORM_DEV_KINDS:
                 break;
         }
+}
+
+/* The board's first device of kind, or NULL. */
+static const struct platform_dev *acpi_find_kind(const struct platform_desc *desc,
+                                                 enum platform_dev_kind kind)
+{
+        for (unsigned i = 0; i < desc->nr_devs; i++)
+                if (desc->devs[i].kind == kind)
+                        return &desc->devs[i];
+        return NULL;
 }
 
 int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *len,
@@ -161,14 +172,17 @@ int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *l
         aml_bytes(&a, header, sizeof(header));
         /* \_S5: the sleep type of soft off, for the sleep control register (FADT): without
          * it Linux has no ACPI power-off and poweroff only halts. The values for the PM1a/b
-         * blocks a hardware-reduced platform does not have are zero. */
-        aml_name(&a, "\\_S5");
-        pkg = aml_package_begin(&a, 4);
-        aml_integer(&a, X86_ACPI_S5_TYPE);
-        aml_integer(&a, 0);
-        aml_integer(&a, 0);
-        aml_integer(&a, 0);
-        aml_package_end(&a, pkg);
+         * blocks a hardware-reduced platform does not have are zero. Only with the board's
+         * sleep registers. */
+        if (acpi_find_kind(desc, PLATFORM_DEV_ACPI_SLEEP)) {
+                aml_name(&a, "\\_S5");
+                pkg = aml_package_begin(&a, 4);
+                aml_integer(&a, X86_ACPI_S5_TYPE);
+                aml_integer(&a, 0);
+                aml_integer(&a, 0);
+                aml_integer(&a, 0);
+                aml_package_end(&a, pkg);
+        }
         sb = aml_scope_begin(&a, "\\_SB");
         for (unsigned i = 0; i < desc->nr_devs; i++) {
                 const struct platform_dev *dev = &desc->devs[i];
@@ -204,28 +218,41 @@ static void gas_io_byte(uint8_t *gas, uint16_t port)
         put_le64(gas + 4, port);
 }
 
-void acpi_fadt_build(uint8_t *p, gpa_t dsdt)
+void acpi_fadt_build(uint8_t *p, const struct platform_desc *desc, gpa_t dsdt)
 {
+        const struct platform_dev *kbd = acpi_find_kind(desc, PLATFORM_DEV_I8042);
+        const struct platform_dev *sleep = acpi_find_kind(desc, PLATFORM_DEV_ACPI_SLEEP);
+        uint16_t boot = FADT_BOOT_VGA_NOT_PRESENT | FADT_BOOT_MSI_NOT_SUPPORTED |
+                        FADT_BOOT_CMOS_RTC_NOT_PRESENT;
+        uint32_t flags = FADT_FLAG_WBINVD | FADT_FLAG_HW_REDUCED;
+
         acpi_header_init(p, "FACP", ACPI_FADT_LEN, ACPI_FADT_REVISION);
         /* Both DSDT pointers: OSes of the ACPI 1.0 era read only the 32-bit one. */
         put_le32(p + FADT_DSDT, (uint32_t)dsdt);
         put_le64(p + FADT_X_DSDT, dsdt);
         /* Linux skips probing the i8042 when a FADT exists without the 8042 flag, and
-         * registers a CMOS RTC unless told there is none (this machine has none). */
-        put_le16(p + FADT_IAPC_BOOT_ARCH, FADT_BOOT_8042 | FADT_BOOT_VGA_NOT_PRESENT |
-                                              FADT_BOOT_MSI_NOT_SUPPORTED |
-                                              FADT_BOOT_CMOS_RTC_NOT_PRESENT);
+         * registers a CMOS RTC unless told there is none (this machine has none). Reset
+         * through the i8042 (0xfe to its command port), which the VMM turns into a VM stop:
+         * lets "reboot=acpi" work. */
+        if (kbd) {
+                struct platform_window w[PLATFORM_MAX_WINDOWS];
+
+                platform_dev_windows(kbd, w);
+                boot |= FADT_BOOT_8042;
+                flags |= FADT_FLAG_RESET_REG_SUP;
+                gas_io_byte(p + FADT_RESET_REG, (uint16_t)w[1].base);
+                p[FADT_RESET_VALUE] = I8042_RESET_CMD;
+        }
+        put_le16(p + FADT_IAPC_BOOT_ARCH, boot);
         /* Hardware-reduced: no PM1/GPE blocks, SCI or FACS to emulate. WBINVD is required
          * of every new system by the spec. */
-        put_le32(p + FADT_FLAGS, FADT_FLAG_WBINVD | FADT_FLAG_RESET_REG_SUP | FADT_FLAG_HW_REDUCED);
-        /* Reset through the i8042 (0xfe to port 0x64), which the VMM turns into a VM stop:
-         * lets "reboot=acpi" work. */
-        gas_io_byte(p + FADT_RESET_REG, X86_I8042_CMD_PORT);
-        p[FADT_RESET_VALUE] = I8042_RESET_CMD;
+        put_le32(p + FADT_FLAGS, flags);
         /* Power off: the sleep registers of a hardware-reduced platform (with \_S5 in the
          * DSDT); both must be present for Linux to use them. */
-        gas_io_byte(p + FADT_SLEEP_CONTROL, X86_ACPI_SLEEP_CONTROL_PORT);
-        gas_io_byte(p + FADT_SLEEP_STATUS, X86_ACPI_SLEEP_STATUS_PORT);
+        if (sleep) {
+                gas_io_byte(p + FADT_SLEEP_CONTROL, (uint16_t)sleep->base);
+                gas_io_byte(p + FADT_SLEEP_STATUS, (uint16_t)(sleep->base + 1));
+        }
         p[FADT_MINOR_VERSION] = ACPI_FADT_MINOR;
         memcpy(p + FADT_HYPERVISOR_ID, ACPI_HYPERVISOR_ID, strlen(ACPI_HYPERVISOR_ID));
         acpi_header_finish(p);

@@ -19,7 +19,7 @@
 #include "api/config_json.h"
 #include "api/router.h"
 #include "common/event_loop.h"
-#include "vmm/cli.h"
+#include "api/cli.h"
 #include "vmm/controller.h"
 #include "vmm/metrics.h"
 
@@ -31,6 +31,30 @@ static cJSON *parse(const char *text)
         if (!j)
                 fail_msg("'%s': %s", text, err.msg);
         return j;
+}
+
+/* An escaped NUL would cut a string short: refused anywhere (values and keys); an escaped
+ * backslash followed by "u0000" is text. */
+static void test_escaped_nul(void **state)
+{
+        static const char *const bad[] = {
+            "{\"drive_id\": \"a\\u0000xyz\"}",
+            "{\"a\\u0000\": 1}",
+            "[\"x\", \"\\\\\\u0000\"]",
+        };
+        struct error err = {0};
+        cJSON *j;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                error_clear(&err);
+                assert_null(api_json_parse(bad[i], strlen(bad[i]), &err));
+                assert_int_equal(err.kind, ERROR_CONFIG);
+                assert_non_null(strstr(err.msg, "an escaped NUL"));
+        }
+        j = parse("{\"p\": \"C:\\\\u0000\"}");
+        assert_string_equal(cJSON_GetObjectItem(j, "p")->valuestring, "C:\\u0000");
+        cJSON_Delete(j);
 }
 
 /* ---- bodies ---- */
@@ -211,17 +235,46 @@ static void test_net_logger_metrics(void **state)
 
 /* ---- the config file and GET /vm/config ---- */
 
+/* The files the documents below name (a kernel, drives), relative to a scratch directory the
+ * tests run in: a configuration command checks that they exist, from the API and from a
+ * config file alike. */
+static char scratch[] = "/tmp/test_api_json.XXXXXX";
+static const char *const scratch_files[] = {"k", "data", "root", "x", "y"};
+
+static int scratch_setup(void **state)
+{
+        (void)state;
+        if (!mkdtemp(scratch) || chdir(scratch))
+                return -1;
+        for (size_t i = 0; i < sizeof(scratch_files) / sizeof(scratch_files[0]); i++) {
+                FILE *f = fopen(scratch_files[i], "w");
+
+                if (!f || fputs("x", f) == EOF || fclose(f))
+                        return -1;
+        }
+        return 0;
+}
+
+static int scratch_teardown(void **state)
+{
+        (void)state;
+        for (size_t i = 0; i < sizeof(scratch_files) / sizeof(scratch_files[0]); i++)
+                unlink(scratch_files[i]);
+        return chdir("/") || rmdir(scratch) ? -1 : 0;
+}
+
 static const char full_doc[] =
-    "{\"boot-source\": {\"kernel_image_path\": \"/k\", \"boot_args\": \"console=ttyS0\"},"
+    "{\"boot-source\": {\"kernel_image_path\": \"k\", \"boot_args\": \"console=ttyS0\"},"
     " \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256, \"track_dirty_pages\": true},"
-    " \"drives\": [{\"drive_id\": \"data\", \"path_on_host\": \"/data\", \"is_root_device\": "
+    " \"drives\": [{\"drive_id\": \"data\", \"path_on_host\": \"data\", \"is_root_device\": "
     "false},"
-    "              {\"drive_id\": \"root\", \"path_on_host\": \"/root\", \"is_root_device\": true,"
+    "              {\"drive_id\": \"root\", \"path_on_host\": \"root\", \"is_root_device\": true,"
     "               \"is_read_only\": true}],"
     " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\","
     "   \"tx_rate_limiter\": {\"bandwidth\": {\"size\": 100, \"refill_time\": 10}}}],"
     " \"vsock\": {\"guest_cid\": 5, \"uds_path\": \"/v.sock\"},"
-    " \"balloon\": {\"amount_mib\": 10, \"deflate_on_oom\": true},"
+    " \"balloon\": {\"amount_mib\": 10, \"deflate_on_oom\": true, \"free_page_reporting\": true,"
+    "  \"free_page_hinting\": true},"
     " \"entropy\": {},"
     " \"logger\": {\"level\": \"Warning\", \"show_log_origin\": false},"
     " \"metrics\": {\"metrics_path\": \"/m.json\"},"
@@ -252,6 +305,7 @@ static void test_config_file_round_trip(void **state)
         assert_string_equal(cfg.drives[0].drive_id, "root");
         assert_int_equal(cfg.nr_nets, 1);
         assert_true(cfg.vsock.present && cfg.balloon.present && cfg.entropy.present);
+        assert_true(cfg.balloon.free_page_reporting && cfg.balloon.free_page_hinting);
         assert_true(cfg.logger.present && cfg.logger.has_level);
         assert_int_equal(cfg.logger.level, LOG_LEVEL_WARN);
         assert_string_equal(cfg.metrics.metrics_path, "/m.json");
@@ -263,7 +317,8 @@ static void test_config_file_round_trip(void **state)
         second = export_json(&again);
         assert_string_equal(first, second);
         assert_non_null(strstr(first, "\"mmds-config\":null"));
-        assert_non_null(strstr(first, "\"boot-source\":{\"kernel_image_path\":\"/k\""));
+        assert_non_null(strstr(first, "\"free_page_hinting\":true,\"free_page_reporting\":true"));
+        assert_non_null(strstr(first, "\"boot-source\":{\"kernel_image_path\":\"k\""));
         free(first);
         free(second);
         vmm_config_free(&cfg);
@@ -305,12 +360,12 @@ static void test_config_file_errors(void **state)
         expect_config_error("{} {}", "trailing characters");
         expect_config_error("{\"drive\": []}", "unknown field `drive`");
         expect_config_error("{\"drives\": {}}", "drives: invalid type: an object");
-        expect_config_error("{\"drives\": [{\"drive_id\": \"a b\", \"path_on_host\": \"/x\", "
+        expect_config_error("{\"drives\": [{\"drive_id\": \"a b\", \"path_on_host\": \"x\", "
                             "\"is_root_device\": false}]}",
                             "drives[0]: drive id 'a b' is invalid");
-        expect_config_error("{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/x\", "
+        expect_config_error("{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"x\", "
                             "\"is_root_device\": true}, {\"drive_id\": \"b\", \"path_on_host\": "
-                            "\"/y\", \"is_root_device\": true}]}",
+                            "\"y\", \"is_root_device\": true}]}",
                             "drives[1]: drive 'b' cannot be the root device");
         expect_config_error("{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64}, "
                             "\"balloon\": {\"amount_mib\": 65, \"deflate_on_oom\": false}}",
@@ -395,6 +450,20 @@ static void test_router(void **state)
                            "network_overrides[0]: missing field `host_dev_name`");
         expect_route_error("PUT", "/snapshot/load",
                            "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": [{\"drive_id\": \"root\"}]}",
+                           "drive_overrides[0]: missing field `path_on_host`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": [{\"drive_id\": \"a\", \"path_on_host\": "
+                           "\"/x\", \"is_read_only\": true}]}",
+                           "drive_overrides[0]: unknown field `is_read_only`, expected one of "
+                           "`drive_id`, `path_on_host`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": {}}",
+                           "field `drive_overrides`: invalid type: an object, expected a sequence");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
                            "\"vsock_override\": {\"path\": \"x\"}}",
                            "vsock_override: unknown field `path`");
         expect_route_error("PUT", "/snapshot/load",
@@ -413,6 +482,55 @@ static void test_router(void **state)
                            "An error occurred when deserializing the json body of a request: "
                            "field `action_type`: unknown variant `Start`");
 
+        /* Free page hinting: start's body is optional (acknowledge_on_stop defaults to
+         * true), stop's is never read (Firecracker's documentation sends "{}"). */
+        static const struct {
+                const char *method, *url, *body;
+                enum vmm_action action;
+                bool ack;
+        } hinting[] = {
+            {"PATCH", "/balloon/hinting/start", NULL, VMM_START_BALLOON_HINTING, true},
+            {"PATCH", "/balloon/hinting/start", "{}", VMM_START_BALLOON_HINTING, true},
+            {"PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": false}",
+             VMM_START_BALLOON_HINTING, false},
+            {"PATCH", "/balloon/hinting/stop", NULL, VMM_STOP_BALLOON_HINTING, false},
+            {"PATCH", "/balloon/hinting/stop", "{}", VMM_STOP_BALLOON_HINTING, false},
+            {"PATCH", "/balloon/hinting/stop", "not json", VMM_STOP_BALLOON_HINTING, false},
+            {"GET", "/balloon/hinting/status", NULL, VMM_GET_BALLOON_HINTING, false},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(hinting); i++) {
+                const char *b = hinting[i].body;
+
+                assert_int_equal(api_route(hinting[i].method, hinting[i].url, b ? b : "",
+                                           b ? strlen(b) : 0, &req, &action, &resp),
+                                 API_ROUTE_SUBMIT);
+                assert_int_equal(req.action, hinting[i].action);
+                if (hinting[i].action == VMM_START_BALLOON_HINTING)
+                        assert_int_equal(req.u.balloon_ack_on_stop, hinting[i].ack);
+                controller_request_clear(&req);
+        }
+        expect_route_error("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": 1}",
+                           "An error occurred when deserializing the json body of a request: "
+                           "field `acknowledge_on_stop`");
+        expect_route_error("PATCH", "/balloon/hinting/start", "{\"ack\": true}",
+                           "unknown field `ack`");
+        expect_route_error("GET", "/balloon/hinting/status", "{}",
+                           "GET request cannot have a body.");
+        expect_route_error("PUT", "/balloon/hinting/start", "{}", "Invalid request method");
+        expect_route_error("GET", "/balloon/hinting", NULL, "Invalid request method");
+
+        /* The target as sent: the path is percent-decoded here, a query ignored, and an
+         * escaped NUL refused (it would end the id: "a%00xyz" read as "a"). */
+        assert_int_equal(api_route("GET", "/vers%69on?x=%00", "", 0, &req, &action, &resp),
+                         API_ROUTE_SUBMIT);
+        assert_int_equal(req.action, VMM_GET_VERSION);
+        controller_request_clear(&req);
+        expect_route_error("GET", "/version%00", NULL,
+                           "Invalid request method and/or path: GET /version%00.");
+        expect_route_error("PUT", "/drives/a%00xyz?q", drive,
+                           "Invalid request method and/or path: PUT /drives/a%00xyz.");
+        expect_route_error("GET", "/version%zz", NULL, "path: GET /version%zz.");
+
         /* Replies. */
         controller_request_init(&req, VMM_GET_VERSION);
         api_reply(&req, &resp);
@@ -423,6 +541,19 @@ static void test_router(void **state)
         api_reply(&req, &resp);
         assert_int_equal(resp.status, 204);
         assert_null(resp.body);
+        /* Firecracker's BalloonHintingStatus: guest_cmd only once the guest sent one. */
+        req.action = VMM_GET_BALLOON_HINTING;
+        req.reply.balloon_hinting = (struct virtio_balloon_hinting){.host_cmd = 2};
+        api_reply(&req, &resp);
+        assert_int_equal(resp.status, 200);
+        assert_string_equal(resp.body, "{\"host_cmd\":2}");
+        api_response_free(&resp);
+        req.reply.balloon_hinting =
+            (struct virtio_balloon_hinting){.host_cmd = 1, .has_guest_cmd = true, .guest_cmd = 0};
+        api_reply(&req, &resp);
+        assert_string_equal(resp.body, "{\"host_cmd\":1,\"guest_cmd\":0}");
+        api_response_free(&resp);
+        req.action = VMM_PUT_LOGGER;
         req.reply.status = error_set(&req.reply.err, -EINVAL, "a \"quoted\" message");
         api_reply(&req, &resp);
         assert_int_equal(resp.status, 400);
@@ -508,6 +639,9 @@ static void test_controller_pre_boot(void **state)
             VMM_PATCH_BALLOON,
             VMM_PATCH_BALLOON_STATS,
             VMM_GET_BALLOON_STATS,
+            VMM_START_BALLOON_HINTING,
+            VMM_GET_BALLOON_HINTING,
+            VMM_STOP_BALLOON_HINTING,
         };
         for (size_t i = 0; i < sizeof(runtime) / sizeof(runtime[0]); i++) {
                 controller_request_init(&req, runtime[i]);
@@ -525,6 +659,75 @@ static void test_controller_pre_boot(void **state)
         assert_int_equal(controller_submit(c, &req), -ESHUTDOWN);
         controller_destroy(c);
         event_loop_destroy(loop);
+}
+
+/*
+ * One configuration path: a config file section is refused exactly as the API command with
+ * the same body is, at load time (before anything boots), with the API's message after the
+ * section's name. Files are checked (a missing kernel or drive used to pass the config file
+ * and fail only when the VM was built, with another message), and so is the whole
+ * configuration against this host.
+ */
+static void expect_same_refusal(const char *doc, const char *section, const char *url,
+                                const char *first_body, const char *body)
+{
+        struct controller_params p = {.console_in_fd = -1, .console_out_fd = -1};
+        struct controller_request req;
+        struct api_response resp;
+        struct vmm_config cfg;
+        struct controller *c;
+        struct error file_err = {0}, err = {0};
+        char expect[sizeof(err.msg) + 64];
+        int action;
+
+        assert_int_not_equal(api_config_parse(doc, strlen(doc), &cfg, &file_err), 0);
+        vmm_config_free(&cfg);
+
+        assert_int_equal(event_loop_create(&loop), 0);
+        p.loop = loop;
+        vmm_config_init(&cfg);
+        assert_int_equal(controller_create(&p, &cfg, &err, &c), 0);
+        if (first_body) { /* what the document configured before the refused section */
+                assert_int_equal(api_route("PUT", "/machine-config", first_body, strlen(first_body),
+                                           &req, &action, &resp),
+                                 API_ROUTE_SUBMIT);
+                run(c, &req, 0, NULL);
+                controller_request_clear(&req);
+        }
+        assert_int_equal(api_route("PUT", url, body, strlen(body), &req, &action, &resp),
+                         API_ROUTE_SUBMIT);
+        controller_execute(c, &req);
+        assert_int_not_equal(req.reply.status, 0);
+        assert_int_equal(req.reply.err.kind, ERROR_CONFIG);
+        assert_int_equal(file_err.kind, ERROR_CONFIG);
+        snprintf(expect, sizeof(expect), "%s: %s", section, req.reply.err.msg);
+        assert_string_equal(file_err.msg, expect);
+        controller_request_clear(&req);
+        controller_close(c);
+        controller_destroy(c);
+        event_loop_destroy(loop);
+}
+
+static void test_config_file_and_api_agree(void **state)
+{
+        static const char kernel[] = "{\"kernel_image_path\": \"/nonexistent/vmlinux\"}";
+        static const char initrd[] = "{\"kernel_image_path\": \"k\", \"initrd_path\": "
+                                     "\"/nonexistent/initrd\"}";
+        static const char drive[] = "{\"drive_id\": \"d0\", \"path_on_host\": "
+                                    "\"/nonexistent/disk\", \"is_root_device\": false}";
+        static const char machine[] = "{\"vcpu_count\": 1, \"mem_size_mib\": 64}";
+        static const char balloon[] = "{\"amount_mib\": 65, \"deflate_on_oom\": false}";
+        char doc[512];
+
+        (void)state;
+        snprintf(doc, sizeof(doc), "{\"boot-source\": %s}", kernel);
+        expect_same_refusal(doc, "boot-source", "/boot-source", NULL, kernel);
+        snprintf(doc, sizeof(doc), "{\"boot-source\": %s}", initrd);
+        expect_same_refusal(doc, "boot-source", "/boot-source", NULL, initrd);
+        snprintf(doc, sizeof(doc), "{\"drives\": [%s]}", drive);
+        expect_same_refusal(doc, "drives[0]", "/drives/d0", NULL, drive);
+        snprintf(doc, sizeof(doc), "{\"machine-config\": %s, \"balloon\": %s}", machine, balloon);
+        expect_same_refusal(doc, "balloon", "/balloon", machine, balloon);
 }
 
 /* ---- metrics ---- */
@@ -616,7 +819,7 @@ static void test_cli_options(void **state)
         char *argv2[] = {"vmm", "--config-file", "f.json", "--mem", "64", NULL};
         assert_int_equal(cli_parse(5, argv2, &o, &err), 0);
         assert_string_equal(o.config_file, "f.json");
-        assert_string_equal(o.machine_option, "--mem");
+        assert_string_equal(o.machine_option, "mem");
         cli_opts_free(&o);
         char *argv3[] = {"vmm", "--http-api-max-payload-size", "0", NULL};
         assert_int_equal(cli_parse(3, argv3, &o, &err), -EINVAL);
@@ -626,6 +829,7 @@ static void test_cli_options(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_escaped_nul),
             cmocka_unit_test(test_machine),
             cmocka_unit_test(test_drive_and_rate_limiter),
             cmocka_unit_test(test_net_logger_metrics),
@@ -633,8 +837,9 @@ int main(void)
             cmocka_unit_test(test_config_file_errors),
             cmocka_unit_test(test_router),
             cmocka_unit_test(test_controller_pre_boot),
+            cmocka_unit_test(test_config_file_and_api_agree),
             cmocka_unit_test(test_metrics_lines),
             cmocka_unit_test(test_cli_options),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

@@ -46,7 +46,8 @@ static void virtio_name(char name[8], unsigned i)
         snprintf(name, 8, "V%03u", i % 1000);
 }
 
-/* The board of the conventions: COM1, the i8042, the boot timer, virtio slots from GSI 5
+/* The board of the conventions: COM1, the i8042, the ACPI sleep registers, the boot timer,
+ * virtio slots from GSI 5
  * (wrapping within 5..23 beyond 19 slots, so large tables can be built). */
 static void board_init(struct platform_desc *desc, unsigned nr_vcpus, unsigned nr_virtio)
 {
@@ -54,6 +55,7 @@ static void board_init(struct platform_desc *desc, unsigned nr_vcpus, unsigned n
         desc->nr_vcpus = nr_vcpus;
         add(desc, "COM1", PLATFORM_DEV_SERIAL, X86_COM1_PORT, 8, X86_COM1_IRQ);
         add(desc, "PS2K", PLATFORM_DEV_I8042, X86_I8042_DATA_PORT, 1, X86_I8042_IRQ);
+        add(desc, "SLPR", PLATFORM_DEV_ACPI_SLEEP, X86_ACPI_SLEEP_PORT, 2, 0);
         add(desc, "boot-timer", PLATFORM_DEV_MMIO_OTHER, X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_LEN,
             0);
         for (unsigned i = 0; i < nr_virtio; i++) {
@@ -195,11 +197,11 @@ static void check_fadt(const struct platform_tables *t)
         assert_int_equal(get_le64(f + 120), 0x64);
         assert_int_equal(f[128], 0xfe);
         /* Power off: sleep control and status registers, SystemIO bytes at 0x600/0x601 (the
-         * device vmm/vm.c puts there); Linux needs both besides \_S5 in the DSDT. */
+         * board's sleep registers); Linux needs both besides \_S5 in the DSDT. */
         assert_memory_equal(f + 244, "\x01\x08\x00\x01", 4);
-        assert_int_equal(get_le64(f + 248), X86_ACPI_SLEEP_CONTROL_PORT);
+        assert_int_equal(get_le64(f + 248), X86_ACPI_SLEEP_PORT);
         assert_memory_equal(f + 256, "\x01\x08\x00\x01", 4);
-        assert_int_equal(get_le64(f + 260), X86_ACPI_SLEEP_STATUS_PORT);
+        assert_int_equal(get_le64(f + 260), X86_ACPI_SLEEP_PORT + 1);
         assert_int_equal(f[131], 3); /* ACPI 6.3 */
         assert_memory_equal(f + 268, "CVMM\0\0\0\0", 8);
         /* no FACS, PM blocks or SCI in hardware-reduced mode */
@@ -456,7 +458,7 @@ static void test_build_max_vcpus(void **state)
 static void test_build_max_everything(void **state)
 {
         (void)state;
-        build_and_check(PLATFORM_MAX_VCPUS, PLATFORM_MAX_DEVS - 3);
+        build_and_check(PLATFORM_MAX_VCPUS, PLATFORM_MAX_DEVS - 4);
 }
 
 /* A small board keeps the ACPI tables at their fixed address; a large one moves them past
@@ -587,12 +589,125 @@ static void test_add_dev_full(void **state)
         struct error err;
 
         (void)state;
-        board_init(desc, 1, PLATFORM_MAX_DEVS - 3);
+        board_init(desc, 1, PLATFORM_MAX_DEVS - 4);
         assert_int_equal(desc->nr_devs, PLATFORM_MAX_DEVS);
         assert_int_equal(
             try_add(desc, "LAST", PLATFORM_DEV_VIRTIO_MMIO, 0xd0000000, 0x1000, 5, &err), -EINVAL);
         assert_non_null(strstr(err.msg, "80 devices"));
         assert_int_equal(desc->nr_devs, PLATFORM_MAX_DEVS);
+        free(desc);
+}
+
+/* The FADT's 8042 flag and reset register are the board's i8042: its command port where the
+ * board put it, and neither without one; its sleep registers (and the DSDT's \_S5) likewise
+ * follow the board's ACPI sleep device. */
+static void test_fadt_follows_the_i8042(void **state)
+{
+        struct board *bd = calloc(1, sizeof(*bd));
+        struct error err = {0};
+        const uint8_t *f;
+
+        (void)state;
+        bd->desc.nr_vcpus = 1;
+        add(&bd->desc, "PS2K", PLATFORM_DEV_I8042, 0x160, 1, X86_I8042_IRQ);
+        add(&bd->desc, "SLPR", PLATFORM_DEV_ACPI_SLEEP, 0x700, 2, 0);
+        assert_int_equal(platform_tables_build(&bd->desc, &bd->t, &err), 0);
+        f = blob(&bd->t, "FACP")->data;
+        assert_true(get_le16(f + 109) & (1u << 1));
+        assert_true(get_le32(f + 112) & (1u << 10));
+        assert_int_equal(get_le64(f + 120), 0x164);
+        assert_int_equal(get_le64(f + 248), 0x700);
+        assert_int_equal(get_le64(f + 260), 0x701);
+        assert_non_null(
+            find_bytes(blob(&bd->t, "DSDT")->data, blob(&bd->t, "DSDT")->len, "\\_S5_", 5));
+        platform_tables_free(&bd->t);
+
+        memset(&bd->desc, 0, sizeof(bd->desc));
+        bd->desc.nr_vcpus = 1;
+        add(&bd->desc, "COM1", PLATFORM_DEV_SERIAL, X86_COM1_PORT, 8, X86_COM1_IRQ);
+        assert_int_equal(platform_tables_build(&bd->desc, &bd->t, &err), 0);
+        f = blob(&bd->t, "FACP")->data;
+        assert_false(get_le16(f + 109) & (1u << 1));
+        assert_false(get_le32(f + 112) & (1u << 10));
+        assert_int_equal(get_le64(f + 120), 0);
+        assert_int_equal(f[128], 0);
+        /* No sleep registers: no power-off path offered (neither the FADT's nor \_S5). */
+        assert_memory_equal(f + 244, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24);
+        assert_null(find_bytes(blob(&bd->t, "DSDT")->data, blob(&bd->t, "DSDT")->len, "\\_S5_", 5));
+        platform_tables_free(&bd->t);
+        free(bd);
+}
+
+static int alloc(struct platform_desc *desc, const char *name, enum platform_dev_kind kind,
+                 uint64_t len, struct platform_dev *out, struct error *err)
+{
+        *out = (struct platform_dev){.kind = kind, .len = len};
+        snprintf(out->name, sizeof(out->name), "%s", name);
+        if (kind == PLATFORM_DEV_ACPI_MMIO)
+                snprintf(out->hid, sizeof(out->hid), "CVMM0009");
+        return platform_alloc_dev(desc, out, err);
+}
+
+/* Allocation takes the lowest window and GSI nothing in the table uses: around a slot
+ * placed by hand, and from each kind's own range. */
+static void test_alloc_dev(void **state)
+{
+        struct platform_desc *desc = calloc(1, sizeof(*desc));
+        struct platform_dev d;
+        struct error err = {0};
+
+        (void)state;
+        desc->nr_vcpus = 1;
+        add(desc, "COM1", PLATFORM_DEV_SERIAL, X86_COM1_PORT, 8, X86_COM1_IRQ);
+        add(desc, "VRX1", PLATFORM_DEV_VIRTIO_MMIO, X86_VIRTIO_MMIO_BASE + 0x1000, 0x1000, 6);
+        assert_int_equal(alloc(desc, "VRA", PLATFORM_DEV_VIRTIO_MMIO, 0x1000, &d, &err), 0);
+        assert_int_equal(d.base, X86_VIRTIO_MMIO_BASE);
+        assert_int_equal(d.gsi, 5);
+        assert_int_equal(alloc(desc, "VRB", PLATFORM_DEV_VIRTIO_MMIO, 0x1000, &d, &err), 0);
+        assert_int_equal(d.base, X86_VIRTIO_MMIO_BASE + 0x2000);
+        assert_int_equal(d.gsi, 7);
+        assert_int_equal(desc->nr_devs, 4);
+        assert_int_equal(desc->devs[3].base, d.base);
+        /* Other MMIO devices come from their own range, page-aligned, without a GSI. */
+        assert_int_equal(alloc(desc, "ACPA", PLATFORM_DEV_ACPI_MMIO, 0x1800, &d, &err), 0);
+        assert_int_equal(d.base, X86_MMIO_DEVICES_START);
+        assert_int_equal(alloc(desc, "ACPB", PLATFORM_DEV_ACPI_MMIO, 0x1000, &d, &err), 0);
+        assert_int_equal(d.base, X86_MMIO_DEVICES_START + 0x2000);
+        /* ISA devices have their conventional places only. */
+        assert_int_equal(alloc(desc, "COM2", PLATFORM_DEV_SERIAL, 8, &d, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "placed by convention"));
+        /* A range used up: what is left of it, then nothing. */
+        assert_int_equal(alloc(desc, "BIG", PLATFORM_DEV_MMIO_OTHER,
+                               X86_MMIO_DEVICES_END - X86_MMIO_DEVICES_START + 1, &d, &err),
+                         -EINVAL);
+        assert_int_equal(alloc(desc, "REST", PLATFORM_DEV_MMIO_OTHER,
+                               X86_MMIO_DEVICES_END - X86_MMIO_DEVICES_START - 0x3000, &d, &err),
+                         0);
+        assert_int_equal(d.base + d.len, X86_MMIO_DEVICES_END);
+        err = (struct error){0};
+        assert_int_equal(alloc(desc, "MORE", PLATFORM_DEV_MMIO_OTHER, 0x1000, &d, &err), -ENOSPC);
+        assert_non_null(strstr(err.msg, "no free window"));
+        assert_int_equal(desc->nr_devs, 7);
+        free(desc);
+}
+
+/* The 19 GSIs from 5 run out before the 64 virtio-mmio slots. */
+static void test_alloc_gsis_run_out(void **state)
+{
+        struct platform_desc *desc = calloc(1, sizeof(*desc));
+        struct platform_dev d;
+        struct error err = {0};
+        char name[8];
+
+        (void)state;
+        desc->nr_vcpus = 1;
+        for (unsigned i = 0; i < X86_IOAPIC_PINS - X86_VIRTIO_FIRST_GSI; i++) {
+                snprintf(name, sizeof(name), "V%u", i);
+                assert_int_equal(alloc(desc, name, PLATFORM_DEV_VIRTIO_MMIO, 0x1000, &d, &err), 0);
+                assert_int_equal(d.gsi, X86_VIRTIO_FIRST_GSI + i);
+        }
+        assert_int_equal(alloc(desc, "VX", PLATFORM_DEV_VIRTIO_MMIO, 0x1000, &d, &err), -ENOSPC);
+        assert_int_equal(desc->nr_devs, X86_IOAPIC_PINS - X86_VIRTIO_FIRST_GSI);
         free(desc);
 }
 
@@ -819,6 +934,9 @@ int main(void)
             cmocka_unit_test(test_build_rejects_bad_desc),
             cmocka_unit_test(test_add_dev_rejects),
             cmocka_unit_test(test_add_dev_full),
+            cmocka_unit_test(test_fadt_follows_the_i8042),
+            cmocka_unit_test(test_alloc_dev),
+            cmocka_unit_test(test_alloc_gsis_run_out),
             cmocka_unit_test(test_cmdline_append),
             cmocka_unit_test(test_write_and_read_back),
             cmocka_unit_test(test_write_to_small_memory_fails),

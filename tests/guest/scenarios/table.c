@@ -17,6 +17,8 @@ static const struct scenario scenarios[] = {
     {"hostile", scenario_hostile},
     {"net", scenario_net},
     {"balloon", scenario_balloon},
+    {"freepage", scenario_freepage},
+    {"freepage-idle", scenario_freepage_idle},
     {"vsock", scenario_vsock},
     {"vsock-stream", scenario_vsock_stream},
     {"blk-stream", scenario_blk_stream},
@@ -28,6 +30,9 @@ static const struct scenario scenarios[] = {
     {"cc-pef-attack", scenario_cc_pef_attack},
     {"cc-s390-pv-attack", scenario_cc_s390_attack},
     {"cc-secret", scenario_cc_secret},
+    {"cc-peek", scenario_cc_peek},
+    {"cc-hammer", scenario_cc_hammer},
+    {"cc-stress", scenario_cc_stress},
     {"snapshot", scenario_snapshot},
     {"heartbeat", scenario_heartbeat},
 };

@@ -1,0 +1,73 @@
+/*
+ * The KVM layer (with kvm_vcpu.h, a vCPU's ioctls): nothing above it calls ioctl on KVM.
+ * A thin wrapper over /dev/kvm and one VM file descriptor: opens KVM, checks the API
+ * version and every capability this VMM relies on (naming the missing one), and creates
+ * the in-kernel irqchip, PIT, memory slots and vCPU file descriptors.
+ */
+#ifndef KVM_KVM_H
+#define KVM_KVM_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/snapbuf.h"
+#include "common/util.h"
+#include "memory/guest_mem.h"
+
+struct kvm {
+        int sys_fd;
+        int vm_fd;
+        int run_size;       /* mmap size of struct kvm_run */
+        unsigned max_vcpus; /* KVM_CAP_MAX_VCPUS */
+        struct kvm_cpuid2 *supported_cpuid;
+        struct kvm_msr_list *msr_list;
+};
+
+/* KVM_CHECK_EXTENSION on /dev/kvm: > 0 when KVM has the capability (some answer a value: a
+ * count, a size), 0 when it has not, -errno when the question fails. */
+int kvm_check_extension(int sys_fd, int cap);
+
+/* path is normally "/dev/kvm". */
+int kvm_open(const char *path, struct error *err, struct kvm **out) MUST_CHECK;
+void kvm_close(struct kvm *kvm);
+
+/* TSS and identity-map pages, in-kernel PIC/IOAPIC/LAPIC and the PIT. */
+int kvm_create_platform(struct kvm *kvm, struct error *err) MUST_CHECK;
+/* Registers every RAM region of `mem` as a memory slot (slot i = region i); log_dirty turns
+ * on KVM's dirty page log for them (KVM_MEM_LOG_DIRTY_PAGES). */
+int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty,
+                   struct error *err) MUST_CHECK;
+/* ORs the pages vCPUs wrote since the last call into bitmap (guest_mem's layout: bit n =
+ * backing offset n * 4 KiB) and clears KVM's log. */
+int kvm_take_dirty_log(struct kvm *kvm, const struct guest_mem *mem, uint64_t *bitmap,
+                       struct error *err) MUST_CHECK;
+
+/* Snapshots of the VM-wide state: the in-kernel irqchip (both PICs and the IOAPIC), the PIT
+ * and the KVM clock. Restore sets the irqchip and the PIT and returns the clock, which the
+ * caller sets once the vCPUs are restored (kvm_set_clock). */
+int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *err) MUST_CHECK;
+int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_clock_data *clock,
+                         struct error *err) MUST_CHECK;
+/* realtime: advance the clock by the wall-clock time since it was saved (KVM_CLOCK_REALTIME,
+ * when KVM supports it); otherwise it resumes where it was saved. */
+int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, bool realtime,
+                  struct error *err) MUST_CHECK;
+/* Drives an interrupt line of the in-kernel irqchip (PIC and IOAPIC pin `gsi`). */
+int kvm_irq_line(struct kvm *kvm, uint32_t gsi, bool level);
+/* Routes writes to the eventfd into edges on `gsi`. */
+int kvm_irqfd(struct kvm *kvm, int fd, uint32_t gsi, struct error *err) MUST_CHECK;
+/* Turns guest writes of `datamatch` (len bytes) at MMIO `addr` into eventfd signals. */
+int kvm_ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t len, uint64_t datamatch,
+                  struct error *err) MUST_CHECK;
+/* Sends guest accesses to these MSRs to user space (KVM_EXIT_X86_RDMSR/WRMSR). */
+int kvm_intercept_msrs(struct kvm *kvm, const uint32_t *msrs, unsigned n,
+                       struct error *err) MUST_CHECK;
+/* Forwards these hypercalls (bit n = hypercall n) as KVM_EXIT_HYPERCALL. */
+int kvm_exit_on_hypercalls(struct kvm *kvm, uint64_t mask, struct error *err) MUST_CHECK;
+/* Creates vCPU `id` and maps its kvm_run page. */
+int kvm_create_vcpu(struct kvm *kvm, unsigned id, int *fd_out, struct kvm_run **run_out,
+                    struct error *err) MUST_CHECK;
+
+#endif
