@@ -4,7 +4,7 @@ scripts/guest-image builds, from Debian packages only, Debian's cloud kernel (bz
 PVH vmlinux inside it), an initramfs (busybox-static and the kernel's virtio modules), a
 debootstrap root filesystem (only as root: CI runs as root) and a config file plus the
 equivalent curl sequence. The module fixture runs it once into out/guest-image (the source
-tree's out/, like test_linux's out/linux) and reuses that image while the script's own files
+tree's out/) and reuses that image while the script's own files
 are unchanged, so the plain and the sanitizer build of CI build it once.
 
 Checked without booting: the manifest and hashes, the vmlinux's PVH note, the initramfs's

@@ -59,6 +59,11 @@ GUEST = """
     put rng.distinct "$(dd if=/dev/hwrng bs=64 count=16 2>/dev/null | od -An -v -tx1 | tr ' ' '\\n' | sort -u | grep -c .)"
     put kernel "$(uname -r)"
     put cmdline "$(cat /proc/cmdline)"
+    # What the early boot log says of the firmware tables vmm placed (RSDP, XSDT: not in
+    # /sys/firmware/acpi/tables) and of the platform.
+    dmesg | grep -oE 'ACPI: (RSDP|XSDT) .*' | while read -r l; do put acpi.line "$l"; done
+    put pv "$(dmesg | grep -c 'Booting paravirtualized kernel on KVM')"
+    put ioapic "$(dmesg | grep -o 'IOAPIC\\[0\\]: apic_id .*')"
     dmesg_problems
 """
 
@@ -108,6 +113,21 @@ def test_boot(linux):
             built = linux.read(f"{name}.platform/{table}.dat")
             assert built, f"{table}.dat missing\n{linux.outer_log}"
             assert g.get(f"acpi.{table}") == hashlib.sha256(built).hexdigest(), (table, report)
+
+        # The RSDP where the boot protocol said, the XSDT with vmm's OEM ids, the IOAPIC of
+        # the MADT, a KVM guest, and the command line as given plus one virtio_mmio.device=
+        # per device (what the retired kvm.linux test read from a half-booted kernel).
+        acpi = [" ".join(v.split()) for k, v in allg if k == "acpi.line"]
+        assert "ACPI: RSDP 0x00000000000E0000 000024 (v02 CVMM )" in acpi, report
+        assert any(re.fullmatch(r"ACPI: XSDT 0x[0-9A-F]{16} [0-9A-F]{6} "
+                                r"\(v01 CVMM CVMMXSDT 00000001 CVMM 00000001\)", l)
+                   for l in acpi), report
+        assert g["ioapic"] == "IOAPIC[0]: apic_id %d, version 17, address 0xfec00000, GSI 0-23" \
+            % vcpus, report
+        assert g["pv"] == "1", report
+        assert "ip=172.16.0.2::172.16.0.1:255.255.255.0::eth0:off vmm.run=/tb/guest/" \
+            in g["cmdline"], report
+        assert g["cmdline"].count("virtio_mmio.device=4K@0x") == 5, report
 
         drivers = sorted(v for k, v in allg if k == "virtio")
         assert drivers == ["1 virtio_net", "19 vmw_vsock_virtio_transport", "2 virtio_blk",
