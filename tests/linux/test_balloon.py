@@ -83,10 +83,13 @@ def test_balloon(linux):
               "squeezed.rc"):
         assert v.get(k) == "0", (k, v, linux.text("g.api")[-3000:])
 
-    # Inflating took INFLATE MiB from the guest's free memory and gave vmm's RSS back.
+    # Inflating took INFLATE MiB from the guest's free memory and gave vmm's RSS back. The
+    # RSS drop is looser: the guest may hand the balloon free pages it never touched (not
+    # resident, nothing to give back), and vmm's RSS moves meanwhile (one run after the
+    # merge of main measured 55.8 MiB). Without the balloon's discard it drops by nothing.
     mib = 1024
     assert int(g["free.touched"]) - int(g["free.inflated"]) >= (INFLATE - 8) * mib, g
-    assert int(v["rss.touched"]) - int(v["rss.inflated"]) >= (INFLATE - 8) * mib, v
+    assert int(v["rss.touched"]) - int(v["rss.inflated"]) >= (INFLATE - 16) * mib, v
     # ... and deflating gave the guest its memory again.
     assert int(g["free.deflated"]) - int(g["free.inflated"]) >= (INFLATE - 8) * mib, g
 
@@ -105,3 +108,5 @@ def test_balloon(linux):
     assert after["actual_mib"] < SQUEEZE and after["target_mib"] == SQUEEZE, after
     b = linux.totals("g", "balloon")
     assert b["deflate_count"] > 0 and b["inflate_count"] > 0 and b["event_fails"] == 0, b
+    # vmm discarded every page of both inflations (the RSS check above is the looser one).
+    assert b["released_bytes"] >= (INFLATE + SQUEEZE) << 20, b
