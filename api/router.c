@@ -39,8 +39,6 @@ static const struct route routes[] = {
     NI("PATCH", "mmds", "The microVM metadata service (MMDS)"),
     NI("PUT", "mmds/config", "The microVM metadata service (MMDS)"),
     NI("PUT", "cpu-config", "Custom CPU templates"),
-    NI("PUT", "pmem/{id}", "virtio-pmem devices"),
-    NI("PATCH", "pmem/{id}", "virtio-pmem devices"),
     NI("GET", "hotplug/memory", "Memory hotplug"),
     NI("PUT", "hotplug/memory", "Memory hotplug"),
     NI("PATCH", "hotplug/memory", "Memory hotplug"),

@@ -61,6 +61,16 @@ static void clear_drive(struct controller_request *req)
         vmm_drive_free(&req->u.drive);
 }
 
+static void clear_pmem(struct controller_request *req)
+{
+        vmm_pmem_free(&req->u.pmem);
+}
+
+static void clear_pmem_update(struct controller_request *req)
+{
+        free(req->u.pmem_update.id);
+}
+
 static void clear_drive_update(struct controller_request *req)
 {
         free(req->u.drive_update.drive_id);
@@ -245,6 +255,30 @@ static int patch_net(struct controller *c, struct vmm_net_update *u, struct erro
         return 0;
 }
 
+static int patch_pmem(struct controller *c, struct vmm_pmem_update *u, struct error *err)
+{
+        struct vmm_rate_limiter rl;
+        int i;
+
+        for (i = 0; i < (int)c->cfg.nr_pmems; i++)
+                if (strcmp(c->cfg.pmems[i].id, u->id) == 0)
+                        break;
+        if (i == (int)c->cfg.nr_pmems)
+                return error_set(err, -ENOENT,
+                                 "Unable to patch the pmem device: pmem '%s' does not exist.",
+                                 u->id);
+        rl = c->cfg.pmems[i].rate_limiter;
+        if (u->has_rate_limiter)
+                vmm_rate_limiter_merge(&rl, &u->rate_limiter);
+        if (vm_devices_update_pmem(vm_get_devices(c->vm), u->id, &rl) < 0)
+                return error_set(err, -ENOENT,
+                                 "Unable to patch the pmem device: '%s' is not "
+                                 "attached.",
+                                 u->id);
+        c->cfg.pmems[i].rate_limiter = rl;
+        return 0;
+}
+
 static struct virtio_balloon *running_balloon(struct controller *c, struct error *err)
 {
         struct virtio_balloon *b;
@@ -397,6 +431,11 @@ int controller_pause_or_resume(struct controller *c, bool pause)
 static int act_patch_drive(struct controller *c, struct controller_request *req, struct error *err)
 {
         return patch_drive(c, &req->u.drive_update, err);
+}
+
+static int act_patch_pmem(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return patch_pmem(c, &req->u.pmem_update, err);
 }
 
 static int act_patch_net(struct controller *c, struct controller_request *req, struct error *err)

@@ -71,6 +71,13 @@ struct vmm_drive_update {
         struct vmm_rate_limiter_update rate_limiter;
 };
 
+/* PATCH /pmem/{id}: the rate limiter (Firecracker's PartialPmem). */
+struct vmm_pmem_update {
+        char *id;
+        bool has_rate_limiter;
+        struct vmm_rate_limiter_update rate_limiter;
+};
+
 /* PATCH /network-interfaces/{id} (PartialNetworkInterface). */
 struct vmm_net_update {
         char *iface_id;
@@ -151,6 +158,8 @@ struct controller_request {
                 struct vmm_drive_update drive_update;
                 struct vmm_net net;
                 struct vmm_net_update net_update;
+                struct vmm_pmem pmem;
+                struct vmm_pmem_update pmem_update;
                 struct vmm_vsock vsock;
                 struct vmm_entropy entropy;
                 struct vmm_confidential confidential;

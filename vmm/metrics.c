@@ -331,6 +331,15 @@ static const struct field rng_fields[] = {
     F(struct virtio_rng_stats, host_errors, "host_rng_fails"),
 };
 
+/* Firecracker's pmem group (event_fails, queue_event_count), then ours. */
+static const struct field pmem_fields[] = {
+    F(struct virtio_pmem_stats, bad_requests, "event_fails"),
+    F(struct virtio_pmem_stats, requests, "queue_event_count"),
+    F(struct virtio_pmem_stats, flushes, "flush_count"),
+    F(struct virtio_pmem_stats, flush_errors, "flush_fails"),
+    F(struct virtio_pmem_stats, rate_limited, "rate_limiter_throttled_events"),
+};
+
 #undef F
 #undef S
 
@@ -345,6 +354,7 @@ static const struct {
     {VM_DEVICE_VSOCK, "vsock", vsock_fields, ARRAY_SIZE(vsock_fields)},
     {VM_DEVICE_BALLOON, "balloon", balloon_fields, ARRAY_SIZE(balloon_fields)},
     {VM_DEVICE_ENTROPY, "entropy", rng_fields, ARRAY_SIZE(rng_fields)},
+    {VM_DEVICE_PMEM, "pmem", pmem_fields, ARRAY_SIZE(pmem_fields)},
 };
 
 static uint64_t field_value(const void *base, const struct field *f)

@@ -41,6 +41,8 @@ enum platform_dev_kind {
         PLATFORM_DEV_MMIO_OTHER,  /* described nowhere (e.g. the boot timer); occupies space */
         PLATFORM_DEV_ACPI_MMIO,   /* a DSDT device: _HID `hid` and Memory32Fixed, no interrupt
                                    * (the confidential platform-call window) */
+        PLATFORM_DEV_MEMORY,      /* guest-physical memory past RAM that is no RAM (a virtio-pmem
+                                   * window): described by its device, not by the firmware */
         PLATFORM_DEV_KINDS,
 };
 
@@ -55,6 +57,7 @@ struct platform_dev {
 
 struct platform_desc {
         unsigned nr_vcpus; /* APIC ids are 0..nr_vcpus-1 */
+        uint64_t ram_end;  /* the first address past guest RAM: memory windows start here */
         unsigned nr_devs;
         struct platform_dev devs[PLATFORM_MAX_DEVS];
 };

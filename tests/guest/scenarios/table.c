@@ -19,6 +19,8 @@ static const struct scenario scenarios[] = {
     {"balloon", scenario_balloon},
     {"freepage", scenario_freepage},
     {"freepage-idle", scenario_freepage_idle},
+    {"pmem", scenario_pmem},
+    {"pmem-idle", scenario_pmem_idle},
     {"vsock", scenario_vsock},
     {"vsock-stream", scenario_vsock_stream},
     {"blk-stream", scenario_blk_stream},

@@ -1,0 +1,159 @@
+/*
+ * virtio-pmem, driven the way Linux's virtio_pmem driver does it: the configuration gives
+ * the window (start, size) past RAM, which the guest maps and uses with plain loads and
+ * stores; the one queue carries FLUSH requests (a 4-byte type the device reads, a 4-byte
+ * status it writes).
+ *
+ * `pmem`: for every virtio-pmem device N (in discovery order):
+ *
+ *   probe: pmem N start 0x... size 0x...
+ *   probe: pmem N reads "TEXT"          (the window's first bytes, up to 32, to a NUL)
+ *   probe: pmem N wrote "probe pmem N" at 0x1000: reads "..."   (what the window holds
+ *                                        after the write: the text, or the file's old
+ *                                        bytes on a read-only device)
+ *   probe: pmem N flush status S
+ *
+ * `pmem-idle` (bench/density): reads one word of every 4 KiB page of every window, prints
+ * `probe: pmem-idle ready P pages`, then halts; it never ends by itself.
+ *
+ * The probe maps 0-4 GiB only (boot/entry.S); a window's GiBs get page directories of
+ * 2 MiB pages here, under the same page-directory-pointer table.
+ */
+#include "alloc.h"
+#include "cpu.h"
+#include "io.h"
+#include "probe.h"
+#include "scenarios.h"
+#include "str.h"
+#include "vctx.h"
+
+#define VID_PMEM    27
+#define PAGE        4096ull
+#define WRITE_AT    0x1000ull
+#define PTE_P       1ull
+#define PTE_RW      2ull
+#define PTE_PS      0x80ull
+#define PTE_ADDR    0x000ffffffffff000ull
+#define GIB         (1ull << 30)
+#define PDPT_COVERS (512 * GIB) /* the one PML4 entry the probe uses */
+
+struct window {
+        uint64_t start, size;
+};
+
+static struct window read_window(struct virtio_dev *d)
+{
+        struct window w = {
+            .start = virtio_cfg32(d, 0) | (uint64_t)virtio_cfg32(d, 4) << 32,
+            .size = virtio_cfg32(d, 8) | (uint64_t)virtio_cfg32(d, 12) << 32,
+        };
+
+        if (!w.size || w.start + w.size < w.start || w.start + w.size > PDPT_COVERS)
+                probe_fail("pmem: window 0x%llx+0x%llx cannot be mapped", U64(w.start),
+                           U64(w.size));
+        return w;
+}
+
+/* Identity-maps the window with 2 MiB pages (a page directory per GiB it touches). */
+static void map_window(struct window w)
+{
+        uint64_t cr3;
+        uint64_t *pml4, *pdpt;
+
+        __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+        pml4 = (uint64_t *)(uintptr_t)(cr3 & PTE_ADDR);
+        pdpt = (uint64_t *)(uintptr_t)(pml4[0] & PTE_ADDR);
+        for (uint64_t g = w.start / GIB; g <= (w.start + w.size - 1) / GIB; g++) {
+                uint64_t *pd;
+
+                if (pdpt[g] & PTE_P)
+                        continue;
+                pd = alloc_zeroed(PAGE, PAGE);
+                for (uint64_t i = 0; i < 512; i++)
+                        pd[i] = (g * GIB + (i << 21)) | PTE_P | PTE_RW | PTE_PS;
+                pdpt[g] = (uint64_t)(uintptr_t)pd | PTE_P | PTE_RW;
+        }
+        __asm__ volatile("mov %0, %%cr3" : : "r"(cr3) : "memory");
+}
+
+/* The bytes at p up to a NUL or max, for a quoted print. */
+static void text_at(const volatile uint8_t *p, char *out, unsigned max)
+{
+        unsigned i;
+
+        for (i = 0; i + 1 < max && p[i]; i++)
+                out[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+        out[i] = '\0';
+}
+
+static uint32_t flush(struct virtq *q)
+{
+        uint32_t *req = alloc_zeroed(8, 8);
+        uint32_t *status = req + 1;
+        struct vbuf b[2] = {{req, 4, false}, {status, 4, true}};
+        uint32_t len;
+
+        *req = 0; /* VIRTIO_PMEM_REQ_TYPE_FLUSH */
+        *status = 0xffffffffu;
+        len = virtq_call(q, b, 2, false);
+        if (len != 4)
+                probe_fail("pmem: flush answered with %u bytes", len);
+        return *status;
+}
+
+void scenario_pmem(const struct boot_info *bi)
+{
+        struct vctx *c = vctx_get(bi);
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < c->count; i++) {
+                struct virtio_dev *d = &c->devs[i];
+                struct virtq q;
+                struct window w;
+                volatile uint8_t *p;
+                char text[33], msg[24];
+
+                if (d->id != VID_PMEM)
+                        continue;
+                vctx_mode(c, d, false);
+                virtio_bring_up(d, vctx_ring_features(c), &q, 1, 16);
+                w = read_window(d);
+                print("probe: pmem %u start 0x%llx size 0x%llx\n", n, U64(w.start), U64(w.size));
+                map_window(w);
+                p = (volatile uint8_t *)(uintptr_t)w.start;
+                text_at(p, text, sizeof(text));
+                print("probe: pmem %u reads \"%s\"\n", n, text);
+                vctx_fmt(msg, sizeof(msg), "probe pmem %u", n);
+                for (unsigned k = 0; k <= str_len(msg); k++)
+                        p[WRITE_AT + k] = (uint8_t)msg[k];
+                text_at(p + WRITE_AT, text, sizeof(text));
+                print("probe: pmem %u wrote \"%s\" at 0x%llx: reads \"%s\"\n", n, msg,
+                      U64(WRITE_AT), text);
+                print("probe: pmem %u flush status %u\n", n, flush(&q));
+                virtio_reset(d);
+                n++;
+        }
+        if (!n)
+                probe_fail("no virtio-pmem device");
+}
+
+void scenario_pmem_idle(const struct boot_info *bi)
+{
+        struct vctx *c = vctx_get(bi);
+        uint64_t pages = 0, sum = 0;
+
+        for (unsigned i = 0; i < c->count; i++) {
+                struct virtio_dev *d = &c->devs[i];
+                struct window w;
+
+                if (d->id != VID_PMEM)
+                        continue;
+                w = read_window(d);
+                map_window(w);
+                for (uint64_t off = 0; off < w.size; off += PAGE, pages++)
+                        sum += *(volatile uint64_t *)(uintptr_t)(w.start + off);
+        }
+        print("probe: pmem-idle ready %llu pages (sum %llx)\n", U64(pages), U64(sum));
+        for (;;)
+                cpu_sti_hlt();
+}
