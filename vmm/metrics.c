@@ -415,14 +415,17 @@ void metrics_put_devices(struct metrics_writer *w, const struct vm_device_stats 
                 violations += devs[i].mem.violations;
         metrics_group(w, "confidential_devices");
         metrics_counter(w, "access_violations", violations);
+        /* Per-device groups, "<group>_<id>", for the kinds that have ids (Firecracker's). */
         for (unsigned i = 0; i < n; i++) {
-                if (devs[i].kind == VM_DEVICE_BLOCK)
-                        metrics_group(w, "block_%s", devs[i].id);
-                else if (devs[i].kind == VM_DEVICE_NET)
-                        metrics_group(w, "net_%s", devs[i].id);
-                else
+                if (devs[i].kind != VM_DEVICE_BLOCK && devs[i].kind != VM_DEVICE_NET &&
+                    devs[i].kind != VM_DEVICE_PMEM)
                         continue;
-                put_fields(w, &devs[i], 1, devs[i].kind == VM_DEVICE_BLOCK ? 0 : 1);
+                for (size_t k = 0; k < ARRAY_SIZE(device_kinds); k++) {
+                        if (device_kinds[k].kind != devs[i].kind)
+                                continue;
+                        metrics_group(w, "%s_%s", device_kinds[k].group, devs[i].id);
+                        put_fields(w, &devs[i], 1, k);
+                }
         }
 }
 

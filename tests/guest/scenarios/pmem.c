@@ -13,6 +13,12 @@
  *                                        bytes on a read-only device)
  *   probe: pmem N flush status S
  *
+ * With `probe.pmem_wait` on the command line, each device waits for a line on COM1 before
+ * its flush (the host snapshots and restores the VM meanwhile), then reads the window again:
+ *
+ *   probe: pmem N waiting
+ *   probe: pmem N reads "..." at 0x1000 again
+ *
  * `pmem-idle` (bench/density): reads one word of every 4 KiB page of every window, prints
  * `probe: pmem-idle ready P pages`, then halts; it never ends by itself.
  *
@@ -20,6 +26,7 @@
  * 2 MiB pages here, under the same page-directory-pointer table.
  */
 #include "alloc.h"
+#include "cmdline.h"
 #include "cpu.h"
 #include "io.h"
 #include "probe.h"
@@ -104,6 +111,8 @@ static uint32_t flush(struct virtq *q)
 void scenario_pmem(const struct boot_info *bi)
 {
         struct vctx *c = vctx_get(bi);
+        size_t len;
+        bool wait = cmdline_find(bi->cmdline, "probe.pmem_wait", &len) != NULL;
         unsigned n = 0;
 
         for (unsigned i = 0; i < c->count; i++) {
@@ -129,6 +138,15 @@ void scenario_pmem(const struct boot_info *bi)
                 text_at(p + WRITE_AT, text, sizeof(text));
                 print("probe: pmem %u wrote \"%s\" at 0x%llx: reads \"%s\"\n", n, msg,
                       U64(WRITE_AT), text);
+                if (wait) {
+                        char line[16];
+
+                        print("probe: pmem %u waiting\n", n);
+                        vctx_wait_line(c, line, sizeof(line));
+                        text_at(p + WRITE_AT, text, sizeof(text));
+                        print("probe: pmem %u reads \"%s\" at 0x%llx again\n", n, text,
+                              U64(WRITE_AT));
+                }
                 print("probe: pmem %u flush status %u\n", n, flush(&q));
                 virtio_reset(d);
                 n++;
