@@ -1246,9 +1246,6 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         } else {
                 cJSON_AddNullToObject(o, "vsock");
         }
-        a = cJSON_AddArrayToObject(o, "pmem");
-        for (unsigned i = 0; a && i < cfg->nr_pmems; i++)
-                cJSON_AddItemToArray(a, pmem_json(&cfg->pmems[i]));
         if (cfg->entropy.present) {
                 x = cJSON_AddObjectToObject(o, "entropy");
                 if (x) {
@@ -1258,6 +1255,10 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         } else {
                 cJSON_AddNullToObject(o, "entropy");
         }
+        /* Firecracker's: always, after entropy. */
+        a = cJSON_AddArrayToObject(o, "pmem");
+        for (unsigned i = 0; a && i < cfg->nr_pmems; i++)
+                cJSON_AddItemToArray(a, pmem_json(&cfg->pmems[i]));
         /* Ours, when set (an ordinary VM answers exactly as Firecracker): the platform. */
         if (cfg->confidential.platform != CC_PLATFORM_NONE) {
                 x = cJSON_AddObjectToObject(o, "confidential");
