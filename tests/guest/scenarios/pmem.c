@@ -20,7 +20,11 @@
  *   probe: pmem N reads "..." at 0x1000 again
  *
  * `pmem-idle` (bench/density): reads one word of every 4 KiB page of every window, prints
- * `probe: pmem-idle ready P pages`, then halts; it never ends by itself.
+ * `probe: pmem-idle ready P pages (sum X)`, then halts; it never ends by itself.
+ *
+ * `blk-cache` (bench/density, pmem's counterpart): reads the whole first virtio-blk drive
+ * into guest RAM, 64 KiB per request (what a guest's page cache holds after reading an image
+ * through a block device), prints `probe: blk-cache ready P pages`, then halts.
  *
  * The probe maps 0-4 GiB only (boot/entry.S); a window's GiBs get page directories of
  * 2 MiB pages here, under the same page-directory-pointer table.
@@ -155,6 +159,45 @@ void scenario_pmem(const struct boot_info *bi)
                 probe_fail("no virtio-pmem device");
 }
 
+#define SECTOR    512u
+#define BLK_T_IN  0
+#define BLK_CHUNK (64u << 10)
+
+void scenario_blk_cache(const struct boot_info *bi)
+{
+        struct vctx *c = vctx_get(bi);
+        struct virtio_dev *d = vctx_need(c, VID_BLOCK, 0, "virtio-blk");
+        struct {
+                uint32_t type, reserved;
+                uint64_t sector;
+        } *hdr = alloc_zeroed(16, 16);
+        uint8_t *status = alloc_zeroed(1, 1);
+        uint64_t capacity, bytes;
+        uint8_t *cache;
+        struct virtq q;
+
+        vctx_mode(c, d, false);
+        virtio_bring_up(d, vctx_ring_features(c), &q, 1, 16);
+        capacity = virtio_cfg32(d, 0) | (uint64_t)virtio_cfg32(d, 4) << 32;
+        bytes = capacity * SECTOR;
+        if (bytes > alloc_left() / 2)
+                probe_fail("blk-cache: a %llu-byte drive does not fit the probe's memory",
+                           U64(bytes));
+        cache = alloc_mem(bytes, PAGE);
+        for (uint64_t off = 0; off < bytes; off += BLK_CHUNK) {
+                uint32_t len = bytes - off < BLK_CHUNK ? (uint32_t)(bytes - off) : BLK_CHUNK;
+                struct vbuf v[3] = {{hdr, 16, false}, {cache + off, len, true}, {status, 1, true}};
+
+                *hdr = (__typeof__(*hdr)){.type = BLK_T_IN, .sector = off / SECTOR};
+                *status = 0xff;
+                virtq_call(&q, v, 3, false);
+                if (*status != 0)
+                        probe_fail("blk-cache: read at %llu: status %u", U64(off), *status);
+        }
+        print("probe: blk-cache ready %llu pages\n", U64(bytes / PAGE));
+        cpu_park(); /* interrupts off: a device's interrupt has no handler here */
+}
+
 void scenario_pmem_idle(const struct boot_info *bi)
 {
         struct vctx *c = vctx_get(bi);
@@ -172,6 +215,5 @@ void scenario_pmem_idle(const struct boot_info *bi)
                         sum += *(volatile uint64_t *)(uintptr_t)(w.start + off);
         }
         print("probe: pmem-idle ready %llu pages (sum %llx)\n", U64(pages), U64(sum));
-        for (;;)
-                cpu_sti_hlt();
+        cpu_park(); /* interrupts off: a device's interrupt has no handler here */
 }

@@ -21,6 +21,7 @@ static const struct scenario scenarios[] = {
     {"freepage-idle", scenario_freepage_idle},
     {"pmem", scenario_pmem},
     {"pmem-idle", scenario_pmem_idle},
+    {"blk-cache", scenario_blk_cache},
     {"vsock", scenario_vsock},
     {"vsock-stream", scenario_vsock_stream},
     {"blk-stream", scenario_blk_stream},
