@@ -986,6 +986,8 @@ static const char *kind_name(uint32_t kind)
                 return "balloon";
         case VM_DEVICE_ENTROPY:
                 return "entropy";
+        case VM_DEVICE_PMEM:
+                return "pmem";
         default:
                 return "?";
         }
@@ -1016,6 +1018,11 @@ static void describe_config(FILE *out, const struct vmm_config *c)
                      c->balloon.free_page_hinting ? ", free page hinting" : "");
         if (c->entropy.present)
                 outf(out, "entropy: yes\n");
+        for (unsigned i = 0; i < c->nr_pmems; i++)
+                outf(out, "pmem %s: %s, a window of %llu MiB%s%s\n", c->pmems[i].id,
+                     c->pmems[i].path_on_host, (unsigned long long)(c->pmems[i].window_size >> 20),
+                     c->pmems[i].read_only ? " (read-only)" : "",
+                     c->pmems[i].root_device ? " (root)" : "");
 }
 
 static void describe_device(FILE *out, struct snapbuf_reader *dev)

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import PROBE_ENTRY, run_probe
+from conftest import PROBE_ENTRY, VMM, run_probe
 from test_api import BEFORE, DESERIALIZE, MISMATCH, boot_source
 from vmm_api import VmmProcess, check
 
@@ -199,6 +199,9 @@ def test_snapshot_restores_the_window_from_the_file(tmp_path):
         v.kill()
         # RAM and the file's identity trailer (vmm/snapshot.h), no window.
         assert os.path.getsize(mem) == (64 << 20) + 4096
+        described = subprocess.run([str(VMM), "--describe-snapshot", str(state)],
+                                   capture_output=True, text=True, check=True).stdout
+        assert f"pmem disk: {a}, a window of 4 MiB\n" in described, described
         w = VmmProcess(tmp_path / "b", instance_id="b", stdin=subprocess.PIPE)
         check(w.put("/snapshot/load", {"snapshot_path": str(state), "mem_file_path": str(mem),
                                        "resume_vm": True}), 204)
