@@ -209,6 +209,23 @@ def seeds_rng():
     write('virtio_rng', 'protected', h.data())
 
 
+def seeds_pmem():
+    flush = u32(0)
+    h = Harness(1, u8(0) + u8(0))
+    h.chain(0, [(4, False, flush), (4, True, None)])
+    h.chain(0, [(4, False, u32(7)), (4, True, None)])             # unknown type
+    h.chain(0, [(2, False, flush[:2]), (4, True, None)])          # short request
+    h.chain(0, [(4, False, flush), (1, True, None)])              # short status
+    h.chain(0, [(4, False, flush), (4, True, None)], indirect=True)
+    h.loop().used()
+    write('virtio_pmem', 'flush', h.data())
+    h = Harness(1, u8(1 | 2) + u8(1))
+    for n in range(6):
+        h.chain(0, [(4, False, flush), (4, True, None)])
+    h.dev_op(u8(0x81)).loop().dev_op(u8(0xc0)).loop().used()
+    write('virtio_pmem', 'read_only_rate_limited', h.data())
+
+
 def seeds_balloon():
     def pfns(*ps):
         return b''.join(u32(p) for p in ps)
@@ -573,6 +590,7 @@ def main():
     seeds_api_http_slow()
     seeds_blk()
     seeds_rng()
+    seeds_pmem()
     seeds_balloon()
     seeds_net()
     seeds_vsock()
