@@ -825,6 +825,41 @@ static int parse_patch_pmem(const cJSON *j, struct controller_request *req, cons
         return r;
 }
 
+static int parse_put_memory_hotplug(const cJSON *j, struct controller_request *req,
+                                    const char **body_id, struct error *err)
+{
+        struct vmm_memory_hotplug *h = &req->u.hotplug;
+        int r =
+            json_check_object(j, FIELDS("total_size_mib", "slot_size_mib", "block_size_mib"), err);
+
+        (void)body_id;
+        memset(h, 0, sizeof(*h));
+        h->slot_size_mib = 128; /* Firecracker's defaults */
+        h->block_size_mib = 2;
+        if (!r)
+                r = json_get_uint(j, "total_size_mib", true, 0, UINT32_MAX, NULL,
+                                  &h->total_size_mib, err);
+        if (!r)
+                r = json_get_uint(j, "slot_size_mib", false, 128, UINT32_MAX, NULL,
+                                  &h->slot_size_mib, err);
+        if (!r)
+                r = json_get_uint(j, "block_size_mib", false, 2, UINT32_MAX, NULL,
+                                  &h->block_size_mib, err);
+        return r;
+}
+
+static int parse_patch_memory_hotplug(const cJSON *j, struct controller_request *req,
+                                      const char **body_id, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("requested_size_mib"), err);
+
+        (void)body_id;
+        if (!r)
+                r = json_get_uint(j, "requested_size_mib", true, 0, UINT32_MAX, NULL,
+                                  &req->u.hotplug_requested_mib, err);
+        return r;
+}
+
 static int parse_put_net(const cJSON *j, struct controller_request *req, const char **body_id,
                          struct error *err)
 {
@@ -1137,6 +1172,22 @@ static cJSON *pmem_json(const struct vmm_pmem *p)
         return o;
 }
 
+cJSON *api_json_memory_hotplug(const struct vmm_memory_hotplug *h, uint64_t plugged_mib)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "total_size_mib", h->total_size_mib);
+        json_add_uint(o, "slot_size_mib", h->slot_size_mib);
+        json_add_uint(o, "block_size_mib", h->block_size_mib);
+        if (plugged_mib != UINT64_MAX) {
+                json_add_uint(o, "plugged_size_mib", plugged_mib);
+                json_add_uint(o, "requested_size_mib", h->requested_size_mib);
+        }
+        return o;
+}
+
 static cJSON *net_json(const struct vmm_net *n)
 {
         cJSON *o = cJSON_CreateObject();
@@ -1259,6 +1310,10 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         a = cJSON_AddArrayToObject(o, "pmem");
         for (unsigned i = 0; a && i < cfg->nr_pmems; i++)
                 cJSON_AddItemToArray(a, pmem_json(&cfg->pmems[i]));
+        cJSON_AddItemToObject(o, "memory-hotplug",
+                              cfg->hotplug.present
+                                  ? api_json_memory_hotplug(&cfg->hotplug, UINT64_MAX)
+                                  : cJSON_CreateNull());
         /* Ours, when set (an ordinary VM answers exactly as Firecracker): the platform. */
         if (cfg->confidential.platform != CC_PLATFORM_NONE) {
                 x = cJSON_AddObjectToObject(o, "confidential");
@@ -1353,6 +1408,7 @@ static const struct {
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
     {"pmem", VMM_PUT_PMEM, true},
+    {"memory-hotplug", VMM_PUT_MEMORY_HOTPLUG, false},
     {"vsock", VMM_PUT_VSOCK, false},
     {"balloon", VMM_PUT_BALLOON, false},
     {"confidential", VMM_PUT_CONFIDENTIAL, false},
@@ -1395,8 +1451,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                 r = not_implemented_section(root, "mmds-config", err);
         if (!r)
                 r = not_implemented_section(root, "cpu-config", err);
-        if (!r)
-                r = not_implemented_section(root, "memory-hotplug", err);
         if (r)
                 return r;
         vmm_host_limits_get(&limits, 0);

@@ -290,7 +290,7 @@ int vmm_parse_mac(const char *s, uint8_t mac[6])
 unsigned vmm_config_virtio_count(const struct vmm_config *cfg)
 {
         return cfg->nr_drives + cfg->nr_nets + cfg->vsock.present + cfg->balloon.present +
-               cfg->entropy.present + cfg->nr_pmems;
+               cfg->entropy.present + cfg->nr_pmems + cfg->hotplug.present;
 }
 
 int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *d, struct error *err)
@@ -389,6 +389,29 @@ int vmm_pmem_measure(struct vmm_pmem *p, struct error *err)
         if (!align_up_checked((uint64_t)st.st_size, VIRTIO_PMEM_ALIGN, &p->window_size))
                 return error_config(err, "pmem '%s': '%s' is too large", p->id ? p->id : "",
                                     p->path_on_host);
+        return 0;
+}
+
+int vmm_check_memory_hotplug(const struct vmm_memory_hotplug *h, struct error *err)
+{
+        uint64_t b = h->block_size_mib, s = h->slot_size_mib, t = h->total_size_mib;
+
+        if (b < 2 || (b & (b - 1)))
+                return error_config(err,
+                                    "memory hotplug: block_size_mib %llu is not a power of "
+                                    "two of at least 2",
+                                    (unsigned long long)b);
+        if (s < 128 || s % b)
+                return error_config(err,
+                                    "memory hotplug: slot_size_mib %llu is not a multiple of "
+                                    "block_size_mib %llu of at least 128",
+                                    (unsigned long long)s, (unsigned long long)b);
+        if (t == 0 || t % s || t > VMM_HOTPLUG_MAX_MIB)
+                return error_config(err,
+                                    "memory hotplug: total_size_mib %llu is not a multiple "
+                                    "of slot_size_mib %llu from %llu to %llu",
+                                    (unsigned long long)t, (unsigned long long)s,
+                                    (unsigned long long)s, VMM_HOTPLUG_MAX_MIB);
         return 0;
 }
 
@@ -492,6 +515,15 @@ static int validate_confidential(const struct vmm_config *cfg, struct error *err
          * garbage to the guest and to every other VM sharing the file; shared, the host could
          * change a DAX filesystem under the guest at any moment; secure memory (pef,
          * s390-pv) is the ultravisor's, never a host file's page cache. */
+        /* CC-16: hotplugged memory would join guest RAM outside the ownership map, which is
+         * sized to RAM at creation; a protected guest's memory is accepted (validated) by the
+         * platform once, at launch. */
+        if (cfg->hotplug.present)
+                return error_config(err,
+                                    "memory hotplug (virtio-mem) cannot be used on a protected "
+                                    "(%s) VM: its ownership map covers the RAM it was launched "
+                                    "with (CC-16)",
+                                    p);
         if (cfg->nr_pmems)
                 return error_config(err,
                                     "pmem '%s' cannot be attached to a protected (%s) VM: its "

@@ -103,6 +103,17 @@ struct vmm_pmem {
         uint64_t window_size;
 };
 
+/* Firecracker's MemoryHotplugConfig ("memory-hotplug" in the config file, PUT
+ * /hotplug/memory): a virtio-mem device and its region past RAM. */
+struct vmm_memory_hotplug {
+        bool present;
+        uint64_t total_size_mib;     /* the region: a multiple of slot_size_mib */
+        uint64_t slot_size_mib;      /* at least 128, a multiple of block_size_mib */
+        uint64_t block_size_mib;     /* a power of two, at least 2 */
+        uint64_t requested_size_mib; /* PATCH /hotplug/memory: what the guest should plug */
+};
+#define VMM_HOTPLUG_MAX_MIB (1ull << 20) /* 1 TiB */
+
 struct vmm_balloon {
         bool present;
         uint32_t amount_mib;
@@ -161,6 +172,7 @@ struct vmm_config {
         struct vmm_net nets[VMM_MAX_NETS];
         unsigned nr_pmems;
         struct vmm_pmem pmems[VMM_MAX_PMEMS]; /* in the order they were first configured */
+        struct vmm_memory_hotplug hotplug;
         struct vmm_vsock vsock;
         struct vmm_balloon balloon;
         struct vmm_entropy entropy;
@@ -215,6 +227,9 @@ void vmm_pmem_free(struct vmm_pmem *p);
 /* Checks p's file as the device will open it (vmm_check_file) and records its window size
  * (window_size): the API's PUT, the config file and --pmem all go through it. */
 int vmm_pmem_measure(struct vmm_pmem *p, struct error *err) MUST_CHECK;
+
+/* Checks a PUT /hotplug/memory (ERROR_CONFIG). */
+int vmm_check_memory_hotplug(const struct vmm_memory_hotplug *h, struct error *err) MUST_CHECK;
 
 /* Number of virtio-mmio devices the configuration attaches. */
 unsigned vmm_config_virtio_count(const struct vmm_config *cfg);

@@ -455,6 +455,45 @@ static int act_patch_balloon_stats(struct controller *c, struct controller_reque
         return patch_balloon_stats(c, req->u.balloon_stats_interval_s, err);
 }
 
+#define MSG_NO_HOTPLUG "Memory hotplug is not configured: PUT /hotplug/memory before the start."
+
+static int act_patch_memory_hotplug(struct controller *c, struct controller_request *req,
+                                    struct error *err)
+{
+        const struct vmm_memory_hotplug *h = &c->cfg.hotplug;
+        uint64_t mib = req->u.hotplug_requested_mib;
+        struct virtio_mem *m = vm_devices_mem(vm_get_devices(c->vm));
+
+        if (!h->present || !m)
+                return error_set(err, -ENOENT, MSG_NO_HOTPLUG);
+        if (mib > h->total_size_mib || mib % h->block_size_mib)
+                return error_set(err, -EINVAL,
+                                 "requested_size_mib %llu is not a multiple of block_size_mib "
+                                 "%llu up to total_size_mib %llu",
+                                 (unsigned long long)mib, (unsigned long long)h->block_size_mib,
+                                 (unsigned long long)h->total_size_mib);
+        virtio_mem_set_requested(m, mib << 20);
+        c->cfg.hotplug.requested_size_mib = mib;
+        return 0;
+}
+
+static int act_get_memory_hotplug(struct controller *c, struct controller_request *req,
+                                  struct error *err)
+{
+        struct virtio_mem *m = c->vm ? vm_devices_mem(vm_get_devices(c->vm)) : NULL;
+        struct virtio_mem_stats st;
+
+        if (!c->cfg.hotplug.present)
+                return error_set(err, -ENOENT, MSG_NO_HOTPLUG);
+        req->reply.hotplug = c->cfg.hotplug;
+        req->reply.hotplug_plugged_mib = 0;
+        if (m) {
+                virtio_mem_get_stats(m, &st);
+                req->reply.hotplug_plugged_mib = st.plugged_size >> 20;
+        }
+        return 0;
+}
+
 static int act_get_balloon_stats(struct controller *c, struct controller_request *req,
                                  struct error *err)
 {

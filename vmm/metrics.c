@@ -340,6 +340,19 @@ static const struct field pmem_fields[] = {
     F(struct virtio_pmem_stats, rate_limited, "rate_limiter_throttled_events"),
 };
 
+/* Ours (Firecracker's virtio-mem metrics are not in its document). */
+static const struct field hotplug_fields[] = {
+    F(struct virtio_mem_stats, plugs, "plug_count"),
+    F(struct virtio_mem_stats, unplugs, "unplug_count"),
+    F(struct virtio_mem_stats, unplug_alls, "unplug_all_count"),
+    F(struct virtio_mem_stats, states, "state_count"),
+    F(struct virtio_mem_stats, nacks, "nack_count"),
+    F(struct virtio_mem_stats, errors, "error_count"),
+    F(struct virtio_mem_stats, bad_requests, "event_fails"),
+    S(struct virtio_mem_stats, plugged_size, "plugged_bytes"),
+    S(struct virtio_mem_stats, requested_size, "requested_bytes"),
+};
+
 #undef F
 #undef S
 
@@ -355,6 +368,7 @@ static const struct {
     {VM_DEVICE_BALLOON, "balloon", balloon_fields, ARRAY_SIZE(balloon_fields)},
     {VM_DEVICE_ENTROPY, "entropy", rng_fields, ARRAY_SIZE(rng_fields)},
     {VM_DEVICE_PMEM, "pmem", pmem_fields, ARRAY_SIZE(pmem_fields)},
+    {VM_DEVICE_MEM, "memory_hotplug", hotplug_fields, ARRAY_SIZE(hotplug_fields)},
 };
 
 static uint64_t field_value(const void *base, const struct field *f)

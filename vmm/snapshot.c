@@ -309,6 +309,11 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
                 put_limiter(w, &p->rate_limiter);
                 snapbuf_put_u64(w, p->window_size);
         }
+        snapbuf_put_bool(w, cfg->hotplug.present);
+        snapbuf_put_u64(w, cfg->hotplug.total_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.slot_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.block_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.requested_size_mib);
 }
 
 static enum vmm_access_platform get_ap(struct snapbuf_reader *r)
@@ -407,6 +412,19 @@ bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
                 if (snapbuf_ok(r) && (!p->id || !p->path_on_host || !p->window_size ||
                                       p->window_size % VIRTIO_PMEM_ALIGN))
                         snapbuf_fail(r, "pmem", "without an id, a path or a window");
+        }
+        if (version >= 3) {
+                struct error err = {0};
+
+                cfg->hotplug.present = snapbuf_get_bool(r, "memory hotplug");
+                cfg->hotplug.total_size_mib = snapbuf_get_u64(r, "total_size_mib");
+                cfg->hotplug.slot_size_mib = snapbuf_get_u64(r, "slot_size_mib");
+                cfg->hotplug.block_size_mib = snapbuf_get_u64(r, "block_size_mib");
+                cfg->hotplug.requested_size_mib = snapbuf_get_u64(r, "requested_size_mib");
+                if (snapbuf_ok(r) && cfg->hotplug.present &&
+                    (vmm_check_memory_hotplug(&cfg->hotplug, &err) ||
+                     cfg->hotplug.requested_size_mib > cfg->hotplug.total_size_mib))
+                        snapbuf_fail(r, "memory hotplug", "an impossible configuration");
         }
         if (snapbuf_ok(r) && cfg->vsock.present && !cfg->vsock.uds_path)
                 snapbuf_fail(r, "vsock", "without a uds_path");

@@ -62,7 +62,7 @@ struct vdev_ref {
         unsigned i;
 };
 
-#define MAX_CONFIGURED (VMM_MAX_DRIVES + VMM_MAX_NETS + VMM_MAX_PMEMS + 3)
+#define MAX_CONFIGURED (VMM_MAX_DRIVES + VMM_MAX_NETS + VMM_MAX_PMEMS + 4)
 
 /* The configured virtio devices in slot order, the only place that order is written (see
  * vm_devices.h). Returns how many. */
@@ -82,6 +82,8 @@ static unsigned configured(const struct vmm_config *cfg, struct vdev_ref out[MAX
                 out[n++] = (struct vdev_ref){VM_DEVICE_ENTROPY, 0};
         for (unsigned i = 0; i < cfg->nr_pmems; i++)
                 out[n++] = (struct vdev_ref){VM_DEVICE_PMEM, i};
+        if (cfg->hotplug.present)
+                out[n++] = (struct vdev_ref){VM_DEVICE_MEM, 0};
         return n;
 }
 
@@ -109,6 +111,16 @@ int vm_devices_describe(const struct vmm_config *cfg, struct vm_board *b, struct
                 r = vm_board_add(b, VM_BOARD_PMEM, i, &dev, true, err);
                 if (r)
                         return error_prefix(err, "pmem '%s'", cfg->pmems[i].id), r;
+        }
+        if (cfg->hotplug.present) {
+                struct platform_dev dev = {.name = "HPMM",
+                                           .kind = PLATFORM_DEV_MEMORY,
+                                           .len = cfg->hotplug.total_size_mib << 20,
+                                           .align = cfg->hotplug.slot_size_mib << 20};
+                int r = vm_board_add(b, VM_BOARD_HOTPLUG, 0, &dev, true, err);
+
+                if (r)
+                        return error_prefix(err, "memory hotplug"), r;
         }
         return 0;
 }
@@ -170,6 +182,11 @@ static void destroy_balloon(void *m)
 static void destroy_pmem(void *m)
 {
         virtio_pmem_destroy(m);
+}
+
+static void destroy_mem(void *m)
+{
+        virtio_mem_destroy(m);
 }
 
 static void destroy_rng(void *m)
@@ -346,6 +363,28 @@ static int create_pmem(struct vm_devices *d, const struct vmm_pmem *p, unsigned 
         return 0;
 }
 
+static int create_mem(struct vm_devices *d, const struct vmm_memory_hotplug *h, struct error *err)
+{
+        struct slot *s = new_slot(d, "mem%u", 0);
+        struct virtio_mem_config c = {
+            .name = s->name,
+            .region_size = h->total_size_mib << 20,
+            .block_size = h->block_size_mib << 20,
+        };
+        struct virtio_mem *m;
+        int r = virtio_mem_create(&c, err, &m);
+
+        if (r)
+                return r;
+        s->model = m;
+        s->kind = VM_DEVICE_MEM;
+        s->destroy_model = destroy_mem;
+        s->vd = virtio_mem_device(m);
+        /* A snapshot restores the requested size the guest was asked for. */
+        virtio_mem_set_requested(m, h->requested_size_mib << 20);
+        return 0;
+}
+
 /* A configured device's access_platform setting. */
 static enum vmm_access_platform ref_ap(const struct vmm_config *cfg, struct vdev_ref ref)
 {
@@ -360,6 +399,8 @@ static enum vmm_access_platform ref_ap(const struct vmm_config *cfg, struct vdev
                 return cfg->balloon.access_platform;
         case VM_DEVICE_PMEM:
                 return VMM_AP_DEFAULT; /* never on a protected VM (CC-15) */
+        case VM_DEVICE_MEM:
+                return VMM_AP_DEFAULT; /* never on a protected VM (CC-16) */
         case VM_DEVICE_ENTROPY:
                 break;
         }
@@ -380,6 +421,8 @@ static int create_model(struct vm_devices *d, const struct vmm_config *cfg, stru
                 return create_balloon(d, &cfg->balloon, err);
         case VM_DEVICE_PMEM:
                 return create_pmem(d, &cfg->pmems[ref.i], ref.i, err);
+        case VM_DEVICE_MEM:
+                return create_mem(d, &cfg->hotplug, err);
         case VM_DEVICE_ENTROPY:
                 break;
         }
@@ -522,6 +565,8 @@ int vm_devices_attach(struct vm_devices *d, unsigned index, const struct platfor
         return attach_slot(s, kvm, mmio, err);
 }
 
+static struct slot *find_slot(struct vm_devices *d, enum vm_device_kind kind, const char *id);
+
 /* The pmem device `index` (configuration order). */
 static struct slot *pmem_slot(struct vm_devices *d, unsigned index)
 {
@@ -531,14 +576,27 @@ static struct slot *pmem_slot(struct vm_devices *d, unsigned index)
         return NULL;
 }
 
-int vm_devices_map_pmem(struct vm_devices *d, const struct vm_board *b, struct kvm *kvm,
-                        struct error *err)
+int vm_devices_map_windows(struct vm_devices *d, const struct vm_board *b, struct kvm *kvm,
+                           struct error *err)
 {
         for (unsigned i = 0; i < b->desc.nr_devs; i++) {
                 const struct platform_dev *dev = &b->desc.devs[i];
                 struct slot *s;
                 int r;
 
+                if (b->roles[i].role == VM_BOARD_HOTPLUG) {
+                        s = find_slot(d, VM_DEVICE_MEM, NULL);
+                        if (!s)
+                                return error_set(err, -EINVAL,
+                                                 "the board has a hotplug region, "
+                                                 "the VM no virtio-mem");
+                        r = kvm_map_window(kvm, dev->base, dev->len, virtio_mem_host(s->model),
+                                           false, err);
+                        if (r)
+                                return error_prefix(err, "memory hotplug"), r;
+                        virtio_mem_set_addr(s->model, dev->base);
+                        continue;
+                }
                 if (b->roles[i].role != VM_BOARD_PMEM)
                         continue;
                 s = pmem_slot(d, b->roles[i].index);
@@ -663,6 +721,9 @@ void vm_devices_get_stats(struct vm_devices *d, unsigned i, struct vm_device_sta
         case VM_DEVICE_PMEM:
                 virtio_pmem_get_stats(s->model, &out->u.pmem);
                 break;
+        case VM_DEVICE_MEM:
+                virtio_mem_get_stats(s->model, &out->u.mem);
+                break;
         }
 }
 
@@ -714,6 +775,13 @@ int vm_devices_update_pmem(struct vm_devices *d, const char *id,
                 return -ENOENT;
         virtio_pmem_set_rate_limiter(s->model, limit_of(limit));
         return 0;
+}
+
+struct virtio_mem *vm_devices_mem(struct vm_devices *d)
+{
+        struct slot *s = find_slot(d, VM_DEVICE_MEM, NULL);
+
+        return s ? s->model : NULL;
 }
 
 struct virtio_balloon *vm_devices_balloon(struct vm_devices *d)

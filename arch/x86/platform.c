@@ -271,6 +271,9 @@ static int platform_alloc_window(const struct platform_desc *desc, struct platfo
 
         if (dev->kind == PLATFORM_DEV_MEMORY && desc->ram_end > at)
                 at = desc->ram_end;
+        /* A device's own alignment (a power of two) only ever raises the kind's. */
+        if (align && dev->align > align && !(dev->align & (dev->align - 1)))
+                align = dev->align;
 
         if (!align)
                 return error_set(err, -EINVAL, "%s %s is placed by convention, not allocated",

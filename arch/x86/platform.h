@@ -52,7 +52,8 @@ struct platform_dev {
         uint64_t base;
         uint64_t len;
         uint32_t gsi;
-        char hid[9]; /* PLATFORM_DEV_ACPI_MMIO: ACPI _HID, e.g. "CVMM0001" */
+        char hid[9];    /* PLATFORM_DEV_ACPI_MMIO: ACPI _HID, e.g. "CVMM0001" */
+        uint64_t align; /* platform_alloc_dev: a larger alignment than the kind's (0: none) */
 };
 
 struct platform_desc {

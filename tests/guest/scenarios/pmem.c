@@ -26,6 +26,19 @@
  * into guest RAM, 64 KiB per request (what a guest's page cache holds after reading an image
  * through a block device), prints `probe: blk-cache ready P pages`, then halts.
  *
+ * `virtio-mem` (interrupt mode): reads the device's configuration,
+ *
+ *   probe: mem block 0x... addr 0x... region 0x... requested R
+ *
+ * then for each line the host sends (`sync`, or `end` to finish) plugs or unplugs blocks to
+ * reach the requested size (the lowest unplugged blocks first, the highest plugged ones
+ * first), writes one word into every 4 KiB page it plugged, and reports
+ *
+ *   probe: mem requested R plugged P (+N blocks, -M blocks, K nacked) state S
+ *
+ * S being the STATE of the whole region (0 plugged, 1 unplugged, 2 mixed). `end` sends
+ * UNPLUG_ALL (`probe: mem unplugged all: plugged 0`) and ends.
+ *
  * The probe maps 0-4 GiB only (boot/entry.S); a window's GiBs get page directories of
  * 2 MiB pages here, under the same page-directory-pointer table.
  */
@@ -157,6 +170,114 @@ void scenario_pmem(const struct boot_info *bi)
         }
         if (!n)
                 probe_fail("no virtio-pmem device");
+}
+
+#define VID_MEM        24
+#define MEM_PLUG       0
+#define MEM_UNPLUG     1
+#define MEM_UNPLUG_ALL 2
+#define MEM_STATE      3
+#define MEM_MAX_BLOCKS 4096
+
+struct mem_req {
+        uint16_t type, pad[3];
+        uint64_t addr;
+        uint16_t nb_blocks, pad2[3];
+};
+
+struct mem_resp {
+        uint16_t type, pad[3];
+        uint16_t state;
+};
+
+/* One request: the response type (and *state for STATE). */
+static uint16_t mem_call(struct virtq *q, uint16_t type, uint64_t addr, uint16_t n, uint16_t *state)
+{
+        static struct mem_req *req;
+        static struct mem_resp *resp;
+        struct vbuf b[2];
+        uint32_t len;
+
+        if (!req) {
+                req = alloc_zeroed(sizeof(*req), 8);
+                resp = alloc_zeroed(sizeof(*resp), 8);
+        }
+        *req = (struct mem_req){.type = type, .addr = addr, .nb_blocks = n};
+        resp->type = 0xffff;
+        b[0] = (struct vbuf){req, sizeof(*req), false};
+        b[1] = (struct vbuf){resp, sizeof(*resp), true};
+        len = virtq_call(q, b, 2, false);
+        if (len != 10)
+                probe_fail("mem: request %u answered with %u bytes", type, len);
+        if (state)
+                *state = resp->state;
+        return resp->type;
+}
+
+void scenario_virtio_mem(const struct boot_info *bi)
+{
+        struct vctx *c = vctx_get(bi);
+        struct virtio_dev *d = vctx_need(c, VID_MEM, 0, "virtio-mem");
+        static uint8_t plugged[MEM_MAX_BLOCKS];
+        uint64_t bs, addr, region, nblocks, have = 0;
+        struct virtq q;
+        char line[16];
+
+        vctx_mode(c, d, true);
+        virtio_bring_up(d, vctx_ring_features(c), &q, 1, 16);
+        bs = virtio_cfg64(d, 0);
+        addr = virtio_cfg64(d, 16);
+        region = virtio_cfg64(d, 24);
+        if (!bs || region % bs || region / bs > MEM_MAX_BLOCKS)
+                probe_fail("mem: block 0x%llx region 0x%llx", U64(bs), U64(region));
+        nblocks = region / bs;
+        print("probe: mem block 0x%llx addr 0x%llx region 0x%llx requested %llu\n", U64(bs),
+              U64(addr), U64(region), U64(virtio_cfg64(d, 48)));
+        map_window((struct window){addr, region});
+        for (;;) {
+                uint64_t want, added = 0, removed = 0, nacked = 0;
+                uint16_t state = 0xffff;
+
+                vctx_wait_line(c, line, sizeof(line));
+                if (str_eq(line, "end"))
+                        break;
+                want = virtio_cfg64(d, 48);
+                for (uint64_t b = 0; b < nblocks && have + bs <= want; b++) {
+                        if (plugged[b])
+                                continue;
+                        if (mem_call(&q, MEM_PLUG, addr + b * bs, 1, NULL) != 0) {
+                                nacked++;
+                                break;
+                        }
+                        plugged[b] = 1;
+                        have += bs;
+                        added++;
+                        for (uint64_t off = 0; off < bs; off += PAGE)
+                                *(volatile uint64_t *)(uintptr_t)(addr + b * bs + off) = off | 1;
+                }
+                for (uint64_t b = nblocks; b-- > 0 && have >= want + bs;) {
+                        if (!plugged[b])
+                                continue;
+                        if (mem_call(&q, MEM_UNPLUG, addr + b * bs, 1, NULL) != 0) {
+                                nacked++;
+                                break;
+                        }
+                        plugged[b] = 0;
+                        have -= bs;
+                        removed++;
+                }
+                if (mem_call(&q, MEM_STATE, addr, (uint16_t)nblocks, &state) != 0)
+                        probe_fail("mem: STATE of the region refused");
+                print("probe: mem requested %llu plugged %llu (+%llu blocks, -%llu blocks, %llu "
+                      "nacked) state %u\n",
+                      U64(want), U64(have), U64(added), U64(removed), U64(nacked), state);
+        }
+        if (mem_call(&q, MEM_UNPLUG_ALL, 0, 0, NULL) != 0)
+                probe_fail("mem: UNPLUG_ALL refused");
+        print("probe: mem unplugged all: plugged %llu\n", U64(virtio_cfg64(d, 40)));
+        vctx_check_irqs(d);
+        virtio_reset(d);
+        virtio_irq_disable(d);
 }
 
 #define SECTOR    512u

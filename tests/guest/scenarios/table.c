@@ -22,6 +22,7 @@ static const struct scenario scenarios[] = {
     {"pmem", scenario_pmem},
     {"pmem-idle", scenario_pmem_idle},
     {"blk-cache", scenario_blk_cache},
+    {"virtio-mem", scenario_virtio_mem},
     {"vsock", scenario_vsock},
     {"vsock-stream", scenario_vsock_stream},
     {"blk-stream", scenario_blk_stream},
