@@ -169,6 +169,28 @@ static void test_pmem_windows_past_ram(void **state)
         free(b);
 }
 
+/* The virtio-mem region: its slot after the pmem devices', its window after their windows,
+ * aligned to its slot size. */
+static void test_hotplug_region_after_pmem(void **state)
+{
+        struct vm_board *b = malloc(sizeof(*b));
+        struct error err = {0};
+        struct vmm_config c;
+
+        (void)state;
+        every_kind(&c);
+        add_pmem(&c, "rootfs", 6ull << 20);
+        c.hotplug = (struct vmm_memory_hotplug){
+            .present = true, .total_size_mib = 512, .slot_size_mib = 256, .block_size_mib = 2};
+        assert_int_equal(vm_board_build(&c, b, &err), 0);
+        expect_virtio(b, 9);
+        expect(b, VM_BOARD_PMEM, 0, "PM00", PLATFORM_DEV_MEMORY, 0x100000000ull, 6ull << 20, 0);
+        expect(b, VM_BOARD_HOTPLUG, 0, "HPMM", PLATFORM_DEV_MEMORY, 0x110000000ull, 512ull << 20,
+               0);
+        vmm_config_free(&c);
+        free(b);
+}
+
 /* The i8042's two windows are its data and command ports, in that order (vm.c gives them
  * their handlers in this order). */
 static void test_i8042_windows(void **state)
@@ -225,6 +247,7 @@ int main(void)
             cmocka_unit_test(test_layout_without_boot_timer),
             cmocka_unit_test(test_i8042_windows),
             cmocka_unit_test(test_pmem_windows_past_ram),
+            cmocka_unit_test(test_hotplug_region_after_pmem),
             cmocka_unit_test(test_gsis_run_out),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
