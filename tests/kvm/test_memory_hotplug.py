@@ -127,3 +127,28 @@ def test_plug_and_unplug_with_the_probe(tmp_path):
     m = json.loads(metrics.read_text().splitlines()[-2])["memory_hotplug"]
     assert (m["plug_count"], m["unplug_count"], m["plugged_bytes"], m["event_fails"]) == \
         (32, 24, 16 << 20, 0), m
+
+
+@pytest.mark.usefixtures("kvm")
+def test_a_request_the_guest_cannot_satisfy_is_reported(tmp_path):
+    """The guest plugs at most 8 blocks (probe.mem_limit): a request of 64 MiB ends with 16
+    plugged, which GET shows beside the request; nothing waits for the guest."""
+    v = VmmProcess(tmp_path, stdin=subprocess.PIPE)
+    try:
+        check(v.put("/boot-source", boot_source("virtio-mem", "probe.mem_limit=8")), 204)
+        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 204)
+        check(v.put("/hotplug/memory", {"total_size_mib": 128}), 204)
+        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+        v.wait_output("probe: mem block")
+        check(v.patch("/hotplug/memory", {"requested_size_mib": 64}), 204)
+        sync(v, 64)
+        assert check(v.get("/hotplug/memory"), 200) == {
+            "total_size_mib": 128, "slot_size_mib": 128, "block_size_mib": 2,
+            "plugged_size_mib": 16, "requested_size_mib": 64}
+        v.proc.stdin.write(b"end\n")
+        v.proc.stdin.flush()
+        assert v.wait_exit(30) == 0, v.err()
+        assert "probe: mem requested 67108864 plugged 16777216 (+8 blocks, -0 blocks, 0 nacked) " \
+            "state 2" in v.probe_lines(), v.out()
+    finally:
+        v.kill()

@@ -36,8 +36,9 @@
  *
  *   probe: mem requested R plugged P (+N blocks, -M blocks, K nacked) state S
  *
- * S being the STATE of the whole region (0 plugged, 1 unplugged, 2 mixed). `end` sends
- * UNPLUG_ALL (`probe: mem unplugged all: plugged 0`) and ends.
+ * S being the STATE of the whole region (0 plugged, 1 unplugged, 2 mixed). With
+ * `probe.mem_limit=N` it plugs at most N blocks (a guest that cannot satisfy the request). `end`
+ * sends UNPLUG_ALL (`probe: mem unplugged all: plugged 0`) and ends.
  *
  * The probe maps 0-4 GiB only (boot/entry.S); a window's GiBs get page directories of
  * 2 MiB pages here, under the same page-directory-pointer table.
@@ -219,10 +220,14 @@ void scenario_virtio_mem(const struct boot_info *bi)
         struct vctx *c = vctx_get(bi);
         struct virtio_dev *d = vctx_need(c, VID_MEM, 0, "virtio-mem");
         static uint8_t plugged[MEM_MAX_BLOCKS];
-        uint64_t bs, addr, region, nblocks, have = 0;
+        uint64_t bs, addr, region, nblocks, have = 0, limit = MEM_MAX_BLOCKS;
+        size_t len;
+        const char *v = cmdline_find(bi->cmdline, "probe.mem_limit", &len);
         struct virtq q;
         char line[16];
 
+        if (v && !str_parse_u64(v, len, 10, &limit))
+                probe_fail("mem: bad probe.mem_limit");
         vctx_mode(c, d, true);
         virtio_bring_up(d, vctx_ring_features(c), &q, 1, 16);
         bs = virtio_cfg64(d, 0);
@@ -242,7 +247,7 @@ void scenario_virtio_mem(const struct boot_info *bi)
                 if (str_eq(line, "end"))
                         break;
                 want = virtio_cfg64(d, 48);
-                for (uint64_t b = 0; b < nblocks && have + bs <= want; b++) {
+                for (uint64_t b = 0; b < nblocks && have + bs <= want && have / bs < limit; b++) {
                         if (plugged[b])
                                 continue;
                         if (mem_call(&q, MEM_PLUG, addr + b * bs, 1, NULL) != 0) {
