@@ -23,6 +23,9 @@ static const struct {
       .base = X86_I8042_DATA_PORT,
       .len = 5,
       .gsi = X86_I8042_IRQ}},
+    /* Linux's poweroff: the FADT's sleep registers and the DSDT's \_S5 come from this entry. */
+    {VM_BOARD_ACPI_SLEEP,
+     {.name = "SLPR", .kind = PLATFORM_DEV_ACPI_SLEEP, .base = X86_ACPI_SLEEP_PORT, .len = 2}},
 };
 
 int vm_board_add(struct vm_board *b, enum vm_board_role role, unsigned index,
@@ -39,10 +42,9 @@ int vm_board_add(struct vm_board *b, enum vm_board_role role, unsigned index,
 
 int vm_board_build(const struct vmm_config *cfg, struct vm_board *b, struct error *err)
 {
+        uint64_t ram = cfg->machine.mem_size_mib << 20;
         struct platform_dev dev;
         int r = 0;
-
-        uint64_t ram = cfg->machine.mem_size_mib << 20;
 
         memset(b, 0, sizeof(*b));
         b->desc.nr_vcpus = cfg->machine.vcpu_count;

@@ -43,6 +43,9 @@ enum platform_dev_kind {
                                    * (the confidential platform-call window) */
         PLATFORM_DEV_MEMORY,      /* guest-physical memory past RAM that is no RAM (a virtio-pmem
                                    * window): described by its device, not by the firmware */
+        PLATFORM_DEV_ACPI_SLEEP,  /* the hardware-reduced sleep registers: base = I/O port of
+                                   * SLEEP_CONTROL, base + 1 SLEEP_STATUS, len 2; the FADT
+                                   * points at them and the DSDT gains \_S5 (power-off) */
         PLATFORM_DEV_KINDS,
 };
 
