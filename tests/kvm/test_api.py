@@ -708,7 +708,6 @@ def test_cli_modes(tmp_path, args, code, expect):
     ('{"foo": 1}', "unknown field `foo`"),
     ('{"mmds-config": {"network_interfaces": []}}',
      "mmds-config: MMMDS config error: The list of network interface IDs that allow forwarding"),
-    ('{"pmem": [{}]}', "\"pmem\" is not implemented yet"),
     ('{"machine-config": {"vcpu_count": 300, "mem_size_mib": 64}}', "vcpu count 300"),
     ('{"network-interfaces": [{"iface_id": "a", "host_dev_name": "t", "mtu": 5}]}',
      "network-interfaces[0]: field `mtu`"),
