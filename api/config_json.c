@@ -1325,29 +1325,14 @@ int api_config_parse(const char *text, size_t len, struct vmm_config *cfg, struc
 
 int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err)
 {
-        struct stat st;
         char *text;
-        ssize_t n;
-        size_t len = 0;
-        int fd, r;
+        size_t len;
+        int r;
 
         vmm_config_init(cfg);
-        fd = file_open("config file", path, O_RDONLY, 0, FILE_REGULAR, err);
-        if (fd < 0)
-                return fd;
-        if (fstat(fd, &st) || st.st_size > (16 << 20)) {
-                close(fd);
-                return error_config(err, "config file '%s' is larger than 16 MiB", path);
-        }
-        text = malloc((size_t)st.st_size + 1);
-        if (!text) {
-                close(fd);
-                return error_set(err, -ENOMEM, "out of memory");
-        }
-        while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
-                len += (size_t)n;
-        close(fd);
-        text[len] = '\0';
+        r = file_read_all("config file", path, 16u << 20, &text, &len, err);
+        if (r)
+                return r;
         r = api_config_parse(text, len, cfg, err);
         free(text);
         if (r)
