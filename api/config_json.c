@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "json_read.h"
+#include "cpu_template_json.h"
 
 #define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
@@ -804,6 +805,17 @@ static int parse_confidential(const cJSON *j, struct controller_request *req, co
 {
         (void)body_id;
         return api_parse_confidential(j, &req->u.confidential, err);
+}
+
+/* PUT /cpu-config: Firecracker's custom CPU template (api/cpu_template_json.h). */
+static int parse_cpu_config(const cJSON *j, struct controller_request *req, const char **body_id,
+                            struct error *err)
+{
+        (void)body_id;
+        req->u.cpu_config = malloc(sizeof(*req->u.cpu_config));
+        if (!req->u.cpu_config)
+                return error_set(err, -ENOMEM, "out of memory");
+        return api_parse_cpu_template(j, req->u.cpu_config, err);
 }
 
 static int parse_memory_dump(const cJSON *j, struct controller_request *req, const char **body_id,
