@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "common/escape.h"
+#include "kvm/kvm_vcpu.h"
 
 /* ---- the language's strings ---- */
 
@@ -446,7 +446,7 @@ int x86_cpu_record_read(struct x86_cpu_record *rec, int vcpu_fd, struct error *e
 
         memset(&cpuid, 0, sizeof(cpuid));
         cpuid.hdr.nent = X86_TEMPLATE_MAX_LEAVES;
-        if (ioctl(vcpu_fd, KVM_GET_CPUID2, &cpuid))
+        if (kvm_vcpu_get_cpuid2(vcpu_fd, &cpuid.hdr) < 0)
                 return error_set(err, -errno, "CPU configuration: KVM_GET_CPUID2: %s",
                                  strerror(errno));
         rec->nr_cpuid = cpuid.hdr.nent;
@@ -456,7 +456,7 @@ int x86_cpu_record_read(struct x86_cpu_record *rec, int vcpu_fd, struct error *e
                 memset(&msr, 0, sizeof(msr));
                 msr.hdr.nmsrs = 1;
                 msr.e[0].index = rec->tmpl.msrs[i].index;
-                if (ioctl(vcpu_fd, KVM_GET_MSRS, &msr) != 1)
+                if (kvm_vcpu_get_msrs(vcpu_fd, &msr.hdr) != 1)
                         return error_set(err, -EIO, "CPU configuration: KVM cannot read MSR 0x%x",
                                          rec->tmpl.msrs[i].index);
                 rec->msrs[rec->nr_msrs++] = (struct x86_msr_value){msr.e[0].index, msr.e[0].data};
