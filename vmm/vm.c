@@ -589,7 +589,7 @@ static int create_vcpus(struct vm *vm, struct error *err)
 /* ---- the guest CPU (docs/cpu-templates.md) ---- */
 
 /* The CPU configuration, before anything is built: a boot's template (a static one only on
- * the CPU models it is for, as Firecracker requires), or the snapshot's. */
+ * its vendor's CPUs, as Firecracker requires), or the snapshot's. */
 static int prepare_cpu(struct vm *vm, struct error *err)
 {
         const struct vmm_config *cfg = vm->params.cfg;
@@ -612,8 +612,7 @@ static int prepare_cpu(struct vm *vm, struct error *err)
         if (!cfg->cpu.static_template[0])
                 return 0;
         x86_host_cpu_vendor(vendor);
-        r = x86_static_template_check(cfg->cpu.static_template, vendor, x86_host_cpu_signature(),
-                                      err);
+        r = x86_static_template_check(cfg->cpu.static_template, vendor, err);
         if (r)
                 error_prefix(err, "Failed to get CPU template");
         return r;

@@ -1,6 +1,5 @@
 #include "cpu_template.h"
 
-#include <cpuid.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,34 +345,14 @@ int x86_cpu_template_check_hide(const struct x86_cpu_template *t, const struct x
 
 /* ---- static templates ---- */
 
-/* Family, model and stepping as Firecracker compares them: extended family, extended model,
- * family, model, stepping (CPUID leaf 1 EAX, processor type and reserved bits ignored). */
-#define FMS(xf, xm, f, m, s)                                                                       \
-        ((uint32_t)(xf) << 20 | (uint32_t)(xm) << 16 | (uint32_t)(f) << 8 | (uint32_t)(m) << 4 |   \
-         (uint32_t)(s))
-#define FMS_MASK         0x0fff0fffu
-#define FMS_SKYLAKE      FMS(0x0, 0x5, 0x6, 0x5, 0x4)
-#define FMS_CASCADE_LAKE FMS(0x0, 0x5, 0x6, 0x5, 0x7)
-#define FMS_ICE_LAKE     FMS(0x0, 0x6, 0x6, 0xa, 0x6)
-#define FMS_MILAN        FMS(0xa, 0x0, 0xf, 0x1, 0x1)
-
+/* Firecracker checks the vendor only: a template's bits that the host lacks are refused when
+ * the template is applied (x86_cpu_template_apply_cpuid), whatever the model. */
 static const struct {
         const char *name;
         const char *vendor;
-        const char *models; /* for messages */
-        uint32_t fms[3];    /* 0 ends */
 } static_templates[] = {
-    {"C3",
-     "GenuineIntel",
-     "Intel Skylake, Cascade Lake or Ice Lake",
-     {FMS_SKYLAKE, FMS_CASCADE_LAKE, FMS_ICE_LAKE}},
-    {"T2",
-     "GenuineIntel",
-     "Intel Skylake, Cascade Lake or Ice Lake",
-     {FMS_SKYLAKE, FMS_CASCADE_LAKE, FMS_ICE_LAKE}},
-    {"T2S", "GenuineIntel", "Intel Skylake or Cascade Lake", {FMS_SKYLAKE, FMS_CASCADE_LAKE, 0}},
-    {"T2CL", "GenuineIntel", "Intel Cascade Lake or Ice Lake", {FMS_CASCADE_LAKE, FMS_ICE_LAKE, 0}},
-    {"T2A", "AuthenticAMD", "AMD Milan", {FMS_MILAN, 0, 0}},
+    {"C3", "GenuineIntel"},   {"T2", "GenuineIntel"},  {"T2S", "GenuineIntel"},
+    {"T2CL", "GenuineIntel"}, {"T2A", "AuthenticAMD"},
 };
 
 bool x86_static_template_known(const char *name)
@@ -384,49 +363,17 @@ bool x86_static_template_known(const char *name)
         return false;
 }
 
-/* "family 0x19 model 0x11 stepping 1" (the displayed values: base + extended). */
-static void describe_signature(uint32_t eax, char *buf, size_t cap)
+int x86_static_template_check(const char *name, const char *vendor, struct error *err)
 {
-        unsigned family = (eax >> 8) & 0xf, model = (eax >> 4) & 0xf;
-
-        if (family == 0xf)
-                family += (eax >> 20) & 0xff;
-        if (family == 0x6 || family >= 0xf)
-                model |= ((eax >> 16) & 0xf) << 4;
-        snprintf(buf, cap, "family 0x%x model 0x%x stepping %u", family, model, eax & 0xf);
-}
-
-int x86_static_template_check(const char *name, const char *vendor, uint32_t signature,
-                              struct error *err)
-{
-        char host[64];
-
         for (size_t i = 0; i < ARRAY_SIZE(static_templates); i++) {
                 if (strcmp(static_templates[i].name, name) != 0)
                         continue;
                 if (strcmp(static_templates[i].vendor, vendor) != 0)
-                        return error_config(err,
-                                            "CPU vendor mismatched between actual CPU and CPU "
-                                            "template. (%s is for %s; this host is %s)",
-                                            name, static_templates[i].vendor, vendor);
-                for (unsigned k = 0; k < 3 && static_templates[i].fms[k]; k++)
-                        if ((signature & FMS_MASK) == static_templates[i].fms[k])
-                                return 0;
-                describe_signature(signature, host, sizeof(host));
-                return error_config(err,
-                                    "The current CPU model is not permitted to apply the CPU "
-                                    "template. (%s is for %s; this host is %s)",
-                                    name, static_templates[i].models, host);
+                        return error_config(err, "CPU vendor mismatched between actual CPU and CPU "
+                                                 "template.");
+                return 0;
         }
         return error_config(err, "Invalid static CPU template: %s", name);
-}
-
-uint32_t x86_host_cpu_signature(void)
-{
-        unsigned a = 0, b, c, d;
-
-        __get_cpuid(1, &a, &b, &c, &d);
-        return a;
 }
 
 /* ---- the snapshot's record ---- */

@@ -125,14 +125,10 @@ int x86_cpu_template_check_hide(const struct x86_cpu_template *t, const struct x
 
 /* "C3", "T2", "T2S", "T2CL", "T2A": true for a name of an x86_64 static template. */
 bool x86_static_template_known(const char *name);
-/* The host CPU must be of the template's vendor and one of its models (Firecracker's rule:
- * "CPU vendor mismatched between actual CPU and CPU template.", "The current CPU model is not
- * permitted to apply the CPU template.", each followed by what was expected and found).
- * vendor is the host's leaf 0 string, signature its leaf 1 EAX. */
-int x86_static_template_check(const char *name, const char *vendor, uint32_t signature,
-                              struct error *err) MUST_CHECK;
-/* The host's leaf 1 EAX (family, model, stepping). */
-uint32_t x86_host_cpu_signature(void);
+/* The host CPU must be of the template's vendor (Firecracker's rule and message: "CPU vendor
+ * mismatched between actual CPU and CPU template."); vendor is the host's leaf 0 string. Any
+ * other name: "Invalid static CPU template: NAME". */
+int x86_static_template_check(const char *name, const char *vendor, struct error *err) MUST_CHECK;
 
 /* Whether KVM_GET_MSR_INDEX_LIST (l, may be NULL) has index. */
 bool x86_msr_listed(const struct kvm_msr_list *l, uint32_t index);
