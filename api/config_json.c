@@ -193,7 +193,6 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
 {
         uint64_t v;
         int huge = 0, tmpl = 0;
-        bool has_tmpl = false;
         int r = json_check_object(j,
                                   FIELDS("vcpu_count", "mem_size_mib", "smt", "track_dirty_pages",
                                          "huge_pages", "cpu_template", "cpu_hide"),
@@ -220,11 +219,14 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
                                       "\"None\" or \"2M\"");
         u->huge_pages = huge == 1;
         if (!r)
-                r = json_get_enum(j, "cpu_template", false, cpu_template_values, false, &has_tmpl,
-                                  &tmpl, err);
-        if (!r && tmpl != 0)
-                r = error_config(err, "CPU templates are not implemented yet: cpu_template must be "
-                                      "\"None\" (hide features with cpu_hide)");
+                r = json_get_enum(j, "cpu_template", false, cpu_template_values, false,
+                                  &u->has_cpu_template, &tmpl, err);
+        /* V1N1 is aarch64's: Firecracker refuses it on x86_64 with this message. */
+        if (!r && u->has_cpu_template && !x86_static_template_known(cpu_template_values[tmpl]) &&
+            tmpl != 0)
+                r = error_config(err, "Invalid static CPU template: %s", cpu_template_values[tmpl]);
+        if (!r && u->has_cpu_template)
+                u->cpu_template = cpu_template_values[tmpl];
         if (!r && json_field(j, "cpu_hide")) {
                 r = json_get_string(j, "cpu_hide", false, cpu_hide, err);
                 u->has_cpu_hide = true;
@@ -727,18 +729,36 @@ int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err)
 typedef int (*parse_fn)(const cJSON *j, struct controller_request *req, const char **body_id,
                         struct error *err);
 
+/* machine-config's cpu_template: a static template's content is read here, from the
+ * built-in data, so the controller gets it whole ("None": no data, the template dropped). */
+static int machine_template(struct controller_request *req, struct error *err)
+{
+        const char *name = req->u.machine.update.cpu_template;
+        int r;
+
+        if (!req->u.machine.update.has_cpu_template || strcmp(name, "None") == 0)
+                return 0;
+        snprintf(req->u.machine.cpu_template, sizeof(req->u.machine.cpu_template), "%s", name);
+        r = api_static_cpu_template(name, &req->u.machine.cpu_template_data, err);
+        return r == -ENOENT ? error_config(err, "Invalid static CPU template: %s", name) : r;
+}
+
 static int parse_put_machine(const cJSON *j, struct controller_request *req, const char **body_id,
                              struct error *err)
 {
+        int r = api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+
         (void)body_id;
-        return api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+        return r ? r : machine_template(req, err);
 }
 
 static int parse_patch_machine(const cJSON *j, struct controller_request *req, const char **body_id,
                                struct error *err)
 {
+        int r = api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+
         (void)body_id;
-        return api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+        return r ? r : machine_template(req, err);
 }
 
 static int parse_vm(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1002,6 +1022,16 @@ cJSON *api_json_machine(const struct vmm_machine_config *m)
         return o;
 }
 
+cJSON *api_json_machine_config(const struct vmm_config *cfg)
+{
+        cJSON *o = api_json_machine(&cfg->machine);
+
+        /* A custom template shows in GET /vm/config's "cpu-config", not here. */
+        if (o && cfg->cpu.static_template[0])
+                cJSON_AddStringToObject(o, "cpu_template", cfg->cpu.static_template);
+        return o;
+}
+
 cJSON *api_json_balloon(const struct vmm_balloon *b)
 {
         cJSON *o = cJSON_CreateObject();
@@ -1181,7 +1211,10 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
                 cJSON_AddItemToArray(a, drive_json(&cfg->drives[i]));
         cJSON_AddItemToObject(o, "boot-source", boot_json(&cfg->boot));
         cJSON_AddItemToObject(o, "logger", logger_json(&cfg->logger));
-        cJSON_AddItemToObject(o, "machine-config", api_json_machine(&cfg->machine));
+        cJSON_AddItemToObject(o, "machine-config", api_json_machine_config(cfg));
+        /* A custom template (PUT /cpu-config); a static one is machine-config's cpu_template. */
+        if (cfg->cpu.tmpl && !cfg->cpu.static_template[0])
+                cJSON_AddItemToObject(o, "cpu-config", api_json_cpu_template(cfg->cpu.tmpl));
         cJSON_AddItemToObject(o, "metrics", metrics_json(&cfg->metrics));
         cJSON_AddNullToObject(o, "mmds-config");
         a = cJSON_AddArrayToObject(o, "network-interfaces");
@@ -1296,17 +1329,12 @@ static const struct {
         enum vmm_action action;
         bool list;
 } sections[] = {
-    {"boot-source", VMM_PUT_BOOT_SOURCE, false},
-    {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
-    {"drives", VMM_PUT_DRIVE, true},
-    {"network-interfaces", VMM_PUT_NET, true},
-    {"vsock", VMM_PUT_VSOCK, false},
-    {"balloon", VMM_PUT_BALLOON, false},
-    {"confidential", VMM_PUT_CONFIDENTIAL, false},
-    {"entropy", VMM_PUT_ENTROPY, false},
-    {"logger", VMM_PUT_LOGGER, false},
-    {"metrics", VMM_PUT_METRICS, false},
-    {"serial", VMM_PUT_SERIAL, false},
+    {"boot-source", VMM_PUT_BOOT_SOURCE, false}, {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
+    {"cpu-config", VMM_PUT_CPU_CONFIG, false},   {"drives", VMM_PUT_DRIVE, true},
+    {"network-interfaces", VMM_PUT_NET, true},   {"vsock", VMM_PUT_VSOCK, false},
+    {"balloon", VMM_PUT_BALLOON, false},         {"confidential", VMM_PUT_CONFIDENTIAL, false},
+    {"entropy", VMM_PUT_ENTROPY, false},         {"logger", VMM_PUT_LOGGER, false},
+    {"metrics", VMM_PUT_METRICS, false},         {"serial", VMM_PUT_SERIAL, false},
 };
 
 /* One command's body: parsed by the API's parser, then controller_edit, the path every
@@ -1327,6 +1355,24 @@ static int apply_command(const cJSON *body, enum vmm_action action, struct vmm_c
         return r;
 }
 
+/* The config file's "cpu-config" as Firecracker has it: the path of a file holding the
+ * custom template (an object in its place is taken as the template itself). */
+static int apply_template_file(const char *path, struct vmm_config *cfg,
+                               const struct vmm_host_limits *limits, struct error *err)
+{
+        struct controller_request req;
+        int r;
+
+        controller_request_init(&req, VMM_PUT_CPU_CONFIG);
+        req.u.cpu_config = malloc(sizeof(*req.u.cpu_config));
+        r = req.u.cpu_config ? api_load_cpu_template(path, req.u.cpu_config, err)
+                             : error_set(err, -ENOMEM, "out of memory");
+        if (!r)
+                r = controller_edit(cfg, limits, &req, err);
+        controller_request_clear(&req);
+        return r;
+}
+
 static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct error *err)
 {
         struct vmm_host_limits limits;
@@ -1341,8 +1387,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
         if (!r)
                 r = not_implemented_section(root, "mmds-config", err);
         if (!r)
-                r = not_implemented_section(root, "cpu-config", err);
-        if (!r)
                 r = not_implemented_section(root, "pmem", err);
         if (!r)
                 r = not_implemented_section(root, "memory-hotplug", err);
@@ -1354,6 +1398,14 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
 
                 if (!(f = json_field(root, sections[s].key)))
                         continue;
+                if (sections[s].action == VMM_PUT_CPU_CONFIG && cJSON_IsNull(f))
+                        continue;
+                if (sections[s].action == VMM_PUT_CPU_CONFIG && cJSON_IsString(f)) {
+                        r = apply_template_file(f->valuestring, cfg, &limits, err);
+                        if (r)
+                                return fail_in(err, r, "%s", sections[s].key);
+                        continue;
+                }
                 if (!sections[s].list) {
                         r = apply_command(f, sections[s].action, cfg, &limits, err);
                         if (r)

@@ -109,18 +109,22 @@ static int parse_leaf(const cJSON *m, struct x86_cpu_template *t, unsigned i, st
 
 int api_parse_cpu_template(const cJSON *j, struct x86_cpu_template *t, struct error *err)
 {
-        const cJSON *caps, *leaves, *msrs, *item;
+        const cJSON *caps = NULL, *leaves = NULL, *msrs = NULL, *item;
         unsigned i;
         int r = json_check_object(j, FIELDS("kvm_capabilities", "cpuid_modifiers", "msr_modifiers"),
                                   err);
 
         x86_cpu_template_init(t);
+        if (r)
+                return r;
         if (!r)
                 r = get_list(j, "kvm_capabilities", &caps, err);
         if (!r)
                 r = get_list(j, "cpuid_modifiers", &leaves, err);
         if (!r)
                 r = get_list(j, "msr_modifiers", &msrs, err);
+        if (r)
+                return r;
         i = 0;
         cJSON_ArrayForEach(item, caps)
         {
