@@ -648,18 +648,19 @@ static int setup_cpuid(struct vm *vm, struct error *err)
         if (!vm->cpuid)
                 return error_set(err, -ENOMEM, "out of memory");
         memcpy(vm->cpuid, sup, size);
-        if (!vm->cpu->has_template)
-                return 0;
-        r = x86_cpu_template_apply_cpuid(vm->cpuid, &vm->cpu->tmpl, sup, err);
+        if (vm->cpu->has_template)
+                r = x86_cpu_template_apply_cpuid(vm->cpuid, &vm->cpu->tmpl, sup, err);
         for (unsigned i = 0; !r && i < vm->cpu->tmpl.nr_msrs; i++)
                 if (!x86_msr_listed(vm->kvm->msr_list, vm->cpu->tmpl.msrs[i].index))
                         r = error_config(err,
                                          "Template changes an MSR entry not supported by KVM: "
                                          "Register Address: %x",
                                          vm->cpu->tmpl.msrs[i].index);
-        if (r)
+        if (r) {
                 error_prefix(err, "Failed to create guest config");
-        return r;
+                return r;
+        }
+        return x86_cpu_record_set_cpuid(vm->cpu, vm->cpuid, vm->nr_vcpus, &vm->cpuid_hide, err);
 }
 
 static int open_console(struct vm *vm, struct error *err)

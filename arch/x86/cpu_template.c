@@ -380,24 +380,34 @@ int x86_static_template_check(const char *name, const char *vendor, struct error
 
 #define RECORD_VERSION 1
 
+int x86_cpu_record_set_cpuid(struct x86_cpu_record *rec, const struct kvm_cpuid2 *cpuid,
+                             unsigned nr_vcpus, const struct x86_cpuid_mask *hide,
+                             struct error *err)
+{
+        size_t size = sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0]);
+        struct kvm_cpuid2 *c;
+
+        if (cpuid->nent > X86_TEMPLATE_MAX_LEAVES)
+                return error_set(err, -E2BIG, "CPU configuration: %u CPUID entries (at most %u)",
+                                 cpuid->nent, X86_TEMPLATE_MAX_LEAVES);
+        c = malloc(size);
+        if (!c)
+                return error_set(err, -ENOMEM, "out of memory");
+        memcpy(c, cpuid, size);
+        x86_cpuid_apply(c, 0, nr_vcpus, hide);
+        rec->nr_cpuid = c->nent;
+        memcpy(rec->cpuid, c->entries, c->nent * sizeof(c->entries[0]));
+        free(c);
+        return 0;
+}
+
 int x86_cpu_record_read(struct x86_cpu_record *rec, int vcpu_fd, struct error *err)
 {
-        struct {
-                struct kvm_cpuid2 hdr;
-                struct kvm_cpuid_entry2 e[X86_TEMPLATE_MAX_LEAVES];
-        } cpuid;
         struct {
                 struct kvm_msrs hdr;
                 struct kvm_msr_entry e[1];
         } msr;
 
-        memset(&cpuid, 0, sizeof(cpuid));
-        cpuid.hdr.nent = X86_TEMPLATE_MAX_LEAVES;
-        if (kvm_vcpu_get_cpuid2(vcpu_fd, &cpuid.hdr) < 0)
-                return error_set(err, -errno, "CPU configuration: KVM_GET_CPUID2: %s",
-                                 strerror(errno));
-        rec->nr_cpuid = cpuid.hdr.nent;
-        memcpy(rec->cpuid, cpuid.e, cpuid.hdr.nent * sizeof(cpuid.e[0]));
         rec->nr_msrs = 0;
         for (unsigned i = 0; rec->has_template && i < rec->tmpl.nr_msrs; i++) {
                 memset(&msr, 0, sizeof(msr));

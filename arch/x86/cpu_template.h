@@ -156,8 +156,13 @@ struct x86_cpu_record {
         struct x86_msr_value msrs[X86_TEMPLATE_MAX_MSRS];
 };
 
-/* Reads vCPU 0's CPUID and the template's MSRs from vcpu_fd into rec (its template and
- * static name already set). */
+/* Records vCPU 0's CPUID: the VM's table (cpuid, template applied) as x86_cpuid_apply gives
+ * it to vCPU 0. What the VMM gave KVM_SET_CPUID2, not KVM_GET_CPUID2's answer: the PVM KVM
+ * of the project's test machines answers the latter from the host CPU. */
+int x86_cpu_record_set_cpuid(struct x86_cpu_record *rec, const struct kvm_cpuid2 *cpuid,
+                             unsigned nr_vcpus, const struct x86_cpuid_mask *hide,
+                             struct error *err) MUST_CHECK;
+/* Reads the values of the template's MSRs from vcpu_fd into rec (at a snapshot). */
 int x86_cpu_record_read(struct x86_cpu_record *rec, int vcpu_fd, struct error *err) MUST_CHECK;
 void x86_cpu_record_save(struct snapbuf_writer *w, const struct x86_cpu_record *rec);
 /* Fills rec (every count bounded); false with the reader's error on a bad record. */
