@@ -5,9 +5,11 @@ snapshot's record of what KVM gave the vCPU), and a restore refused on a host th
 recorded CPUID bit.
 """
 import struct
+import subprocess
 
 import pytest
 
+from conftest import VMM
 from test_api import boot_source
 from test_snapshot import crc64
 from vmm_api import VmmProcess, check
@@ -92,6 +94,27 @@ def test_static_template_of_the_other_vendor_refused(vmm):
     check(vmm.put("/actions", {"action_type": "InstanceStart"}), 400,
           "CPU vendor mismatched between actual CPU and CPU template.")
     assert check(vmm.get("/"), 200)["state"] == "Not started"
+
+
+@pytest.mark.usefixtures("kvm")
+def test_static_template_of_this_vendor_boots_and_is_recorded(tmp_path):
+    mine = "T2S" if host_vendor() == "GenuineIntel" else "T2A"
+    v = VmmProcess(tmp_path)
+    try:
+        check(v.put("/boot-source", boot_source("idle")), 204)
+        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
+                                        "cpu_template": mine}), 204)
+        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+        v.wait_output("probe: idle ready")
+        assert check(v.get("/vm/config"), 200)["machine-config"]["cpu_template"] == mine
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        check(v.put("/snapshot/create", {"snapshot_path": str(tmp_path / "state"),
+                                         "mem_file_path": str(tmp_path / "mem")}), 204)
+    finally:
+        v.kill()
+    r = subprocess.run([str(VMM), "--describe-snapshot", str(tmp_path / "state")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and f"CPU template: {mine} (static)" in r.stdout, r
 
 
 @pytest.mark.usefixtures("kvm")
