@@ -164,6 +164,11 @@ int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_loa
                 ret = error_config(err, "snapshot state file '%s': %s", l->snapshot_path, r.err);
         if (!ret)
                 ret = check_info(&info, err);
+        /* The restored VM's configuration shows the template its vCPUs have (GET /vm/config). */
+        if (!ret &&
+            vmm_config_set_cpu_template(&cfg, cpu->static_template[0] ? cpu->static_template : NULL,
+                                        cpu->has_template ? &cpu->tmpl : NULL))
+                ret = error_set(err, -ENOMEM, "out of memory");
         if (!ret)
                 ret = load_config(c, l, &cfg, err);
         if (!ret) {

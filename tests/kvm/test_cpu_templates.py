@@ -236,5 +236,7 @@ def test_restore_refused_when_the_host_lacks_a_recorded_bit(tmp_path):
                 assert check(r.get("/"), 200)["state"] == "Not started"
             else:
                 check(resp, 204)
+                # The restored VM's configuration shows its template.
+                assert check(r.get("/vm/config"), 200)["cpu-config"] == FOLDED
         finally:
             r.kill()
