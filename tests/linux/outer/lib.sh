@@ -22,6 +22,9 @@
 #   vm_kill NAME [SIG]            signals the VM (default KILL)
 #   vm_send NAME TEXT             a line on the guest's console input
 #   console_wait NAME ERE [SECS]  until the console matches (1: timeout or the VM ended)
+#   vm_until NAME SECS CMD...     runs CMD every second until it succeeds (0); 1 as soon as
+#                                 the VM has ended (a dead VM's API never answers), 124
+#                                 after SECS
 #   api NAME METHOD PATH [BODY]   a request on $T/NAME.sock; the body is printed, the status
 #                                 and body are logged in $R/NAME.api; fails unless 2xx
 #   tap_add TAP ADDR/PREFIX       a TAP in the outer with that address (removed afterwards)
@@ -132,6 +135,23 @@ console_wait() {
         done
         say "vm $name: /$re/ not seen within ${secs}s"
         return 1
+}
+
+vm_until() {
+        local name=$1 secs=$2 pid t=0
+        shift 2
+        pid=$(vm_pid "$name")
+        while [ "$t" -lt "$secs" ]; do
+                "$@" && return 0
+                if ! alive "$pid"; then
+                        say "vm $name: ended while waiting for: $*"
+                        return 1
+                fi
+                sleep 1
+                t=$((t + 1))
+        done
+        say "vm $name: not true within ${secs}s: $*"
+        return 124
 }
 
 api() {
