@@ -196,6 +196,7 @@ tb_run_scenario() {
         local name=$1 limit start rc secs pid
         limit=$(cat "/tb/scenarios/$name/timeout")
         mkdir -p "/out/$name" "/tmp/tb/$name"
+        dmesg -c >/dev/null 2>&1 # the outer's boot messages are not the scenario's
         echo "@@TB begin $name"
         start=$(now)
         # The script's own exit status, or "timeout" when the limit killed it.
@@ -212,6 +213,9 @@ tb_run_scenario() {
                 tunctl -d "$tap" >/dev/null 2>&1
         done
         rm -rf "/tmp/tb/$name"
+        # The outer kernel's messages during the scenario (kvm's complaints about a nested
+        # guest that died), cleared for the next one.
+        dmesg -c >"/out/$name/outer.dmesg" 2>&1
         secs=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
         sync
         echo "@@TB end $name rc=$rc secs=$secs"
