@@ -99,6 +99,8 @@ bool api_command_body_ignored(int action);
 /* ---- structures -> response bodies (NULL when out of memory) ---- */
 
 cJSON *api_json_machine(const struct vmm_machine_config *m);
+/* GET /machine-config: the above with the static CPU template's name, when one is set. */
+cJSON *api_json_machine_config(const struct vmm_config *cfg);
 cJSON *api_json_balloon(const struct vmm_balloon *b);
 cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s);
 cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h);
@@ -116,11 +118,6 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg);
 int api_config_parse(const char *text, size_t len, struct vmm_config *cfg,
                      struct error *err) MUST_CHECK;
 int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err) MUST_CHECK;
-/* A regular file of at most 16 MiB, NUL-terminated in *text (malloc'd); ERROR_CONFIG naming
- * it as what ("config file"). */
-int api_read_text_file(const char *what, const char *path, char **text, size_t *len,
-                       struct error *err) MUST_CHECK;
-
 /* Parses a JSON text (exactly one value, nothing after it but whitespace). */
 cJSON *api_json_parse(const char *text, size_t len, struct error *err);
 

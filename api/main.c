@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "common/clock.h"
 #include "common/event_loop.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "vmm/controller.h"
 #include "vmm/sandbox.h"
@@ -207,8 +208,8 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
         char *metadata = NULL;
 
         if (o->metadata) {
-                r = api_read_text_file("--metadata", o->metadata, &metadata, &params.metadata_len,
-                                       &err);
+                r = file_read_all("--metadata", o->metadata, 16u << 20, &metadata,
+                                  &params.metadata_len, &err);
                 if (r) {
                         LOG_ERROR("%s", err.msg);
                         st.exit_code = exit_code_for(&err);

@@ -34,7 +34,6 @@ struct route {
 
 static const struct route routes[] = {
 #include "vmm/controller_actions.def"
-    NI("PUT", "cpu-config", "Custom CPU templates"),
 };
 
 #undef NI
@@ -105,7 +104,7 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
                 set_json(resp, 200, j);
                 return;
         case VMM_GET_MACHINE_CONFIG:
-                set_json(resp, 200, rep->config ? api_json_machine(&rep->config->machine) : NULL);
+                set_json(resp, 200, rep->config ? api_json_machine_config(rep->config) : NULL);
                 return;
         case VMM_GET_VM_CONFIG:
                 set_json(resp, 200, rep->config ? api_json_vm_config(rep->config) : NULL);
