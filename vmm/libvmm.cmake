@@ -13,7 +13,13 @@ set(LIBVMM_PARTS vmm_api_json vmm_core vmm_arch vmm_devices vmm_memory vmm_commo
 add_library(libvmm_shared SHARED libvmm.c)
 target_link_libraries(libvmm_shared PRIVATE vmm_api_json)
 target_link_options(libvmm_shared PRIVATE -Wl,--exclude-libs,ALL
-                    -Wl,--version-script=${CMAKE_CURRENT_SOURCE_DIR}/libvmm.map -Wl,--no-undefined)
+                    -Wl,--version-script=${CMAKE_CURRENT_SOURCE_DIR}/libvmm.map)
+# Every symbol resolved at link time, except in clang's sanitizer builds: clang links its
+# sanitizer runtimes statically into executables only, so a shared library leaves their
+# symbols (__asan_*, __tsan_*) to the program that loads it.
+if(NOT (VMM_SANITIZE AND CMAKE_C_COMPILER_ID MATCHES "Clang"))
+  target_link_options(libvmm_shared PRIVATE -Wl,--no-undefined)
+endif()
 set_target_properties(libvmm_shared PROPERTIES
   OUTPUT_NAME vmm VERSION ${PROJECT_VERSION} SOVERSION 0
   LINK_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/libvmm.map
