@@ -215,15 +215,31 @@ static const int membarrier_cmds[] = {
 /* Sanitizer runtimes make calls of their own on any thread: a thread's alternate signal
  * stack set up and torn down, the leak check at exit (a tracer cloned from the exiting
  * thread stops the world with ptrace, reading /proc/self/task), reports (the symbolizer
- * is spawned, /proc/self/maps read). Test builds only: a release build never has them. */
+ * is spawned, /proc/self/maps read, the time taken with the gettimeofday system call,
+ * isatty(2) for colours). Test builds only: a release build never has them. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZER_BUILD 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+/* clang 14 defines no __SANITIZE_THREAD__. */
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer) ||             \
+    __has_feature(thread_sanitizer)
 #define SANITIZER_BUILD 1
 #endif
 #endif
 #ifdef SANITIZER_BUILD
+#include <sanitizer/common_interface_defs.h>
+
+/* clang's runtimes symbolize reports with an llvm-symbolizer child process, started at the
+ * first report: forked from a confined thread, it would inherit the filter and die at its
+ * first system call. Symbolizing once now (a function name and line: an address alone is
+ * not looked up) starts it while nothing is confined. */
+static void sanitizer_prepare(void)
+{
+        char buf[128];
+
+        __sanitizer_symbolize_pc(__builtin_return_address(0), "%F %L", buf, sizeof(buf));
+}
+
 static const int sanitizer_calls[] = {
     SCMP_SYS(sigaltstack),
     SCMP_SYS(rt_sigaction),
@@ -261,6 +277,7 @@ static const int sanitizer_calls[] = {
     SCMP_SYS(set_robust_list),
     SCMP_SYS(rseq),
     SCMP_SYS(uname),
+    SCMP_SYS(gettimeofday),
 };
 #endif
 
@@ -269,6 +286,8 @@ static int allow(scmp_filter_ctx ctx, int nr, unsigned n, const struct scmp_arg_
         return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, n, cmp);
 }
 
+/* The comparisons spell out datum_b (unused by SCMP_CMP_EQ) for clang's
+ * -Wmissing-field-initializers. */
 static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role)
 {
         unsigned me = ROLE(role);
@@ -286,16 +305,17 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role)
                 }
         for (size_t i = 0; !r && i < ARRAY_SIZE(fcntls); i++)
                 if (fcntls[i].roles & me) {
-                        struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i].cmd);
+                        struct scmp_arg_cmp c =
+                            SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntls[i].cmd, 0);
                         r = allow(ctx, SCMP_SYS(fcntl), 1, &c);
                 }
         for (size_t i = 0; !r && (MEMBARRIER_ROLES & me) && i < ARRAY_SIZE(membarrier_cmds); i++) {
-                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)membarrier_cmds[i]);
+                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)membarrier_cmds[i], 0);
                 r = allow(ctx, SCMP_SYS(membarrier), 1, &c);
         }
         if (!r && role != SANDBOX_ROLE_API) {
                 /* vsock's connections to the host's Unix sockets; nothing else. */
-                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0);
                 r = allow(ctx, SCMP_SYS(socket), 1, &c);
         }
         if (!r) {
@@ -309,6 +329,10 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role)
 #ifdef SANITIZER_BUILD
         for (size_t i = 0; !r && i < ARRAY_SIZE(sanitizer_calls); i++)
                 r = allow(ctx, sanitizer_calls[i], 0, NULL);
+        if (!r) {
+                struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TCGETS);
+                r = allow(ctx, SCMP_SYS(ioctl), 1, &c);
+        }
 #endif
         return r;
 }
@@ -369,6 +393,9 @@ int sandbox_create(struct sandbox **out)
          * now: the time zone (read from /etc/localtime by the first gmtime_r, which may be a
          * log line on a confined thread). */
         tzset();
+#ifdef SANITIZER_BUILD
+        sanitizer_prepare();
+#endif
         /* One malloc arena: another thread's arena shrinking its heap reads
          * /proc/sys/vm/overcommit_memory the first time (and creating one may read
          * /sys/devices/system/cpu/online); the main arena grows and shrinks with brk alone.
