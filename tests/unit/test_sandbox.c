@@ -291,6 +291,8 @@ static void sanitizer_stack_trace(void)
 {
         struct termios t;
 
+        /* To the captured stderr even when *SAN_OPTIONS has a log_path. */
+        __sanitizer_set_report_fd((void *)(uintptr_t)STDERR_FILENO);
         __sanitizer_print_stack_trace();
         if (syscall(SYS_gettimeofday, &(struct timeval){0}, NULL))
                 _exit(2);
