@@ -701,6 +701,192 @@ int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err)
         return r;
 }
 
+/* ---- command bodies (the PARSE column of vmm/controller_actions.def) ---- */
+
+typedef int (*parse_fn)(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err);
+
+static int parse_put_machine(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+}
+
+static int parse_patch_machine(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+}
+
+static int parse_vm(const cJSON *j, struct controller_request *req, const char **body_id,
+                    struct error *err)
+{
+        (void)body_id;
+        return api_parse_vm_state(j, &req->action, err);
+}
+
+static int parse_actions(const cJSON *j, struct controller_request *req, const char **body_id,
+                         struct error *err)
+{
+        (void)body_id;
+        return api_parse_action(j, &req->action, err);
+}
+
+static int parse_boot(const cJSON *j, struct controller_request *req, const char **body_id,
+                      struct error *err)
+{
+        (void)body_id;
+        return api_parse_boot_source(j, &req->u.boot, err);
+}
+
+static int parse_put_drive(const cJSON *j, struct controller_request *req, const char **body_id,
+                           struct error *err)
+{
+        int r = api_parse_drive(j, &req->u.drive, err);
+
+        *body_id = req->u.drive.drive_id;
+        return r;
+}
+
+static int parse_patch_drive(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        int r = api_parse_drive_update(j, &req->u.drive_update, err);
+
+        *body_id = req->u.drive_update.drive_id;
+        return r;
+}
+
+static int parse_put_net(const cJSON *j, struct controller_request *req, const char **body_id,
+                         struct error *err)
+{
+        int r = api_parse_net(j, &req->u.net, err);
+
+        *body_id = req->u.net.iface_id;
+        return r;
+}
+
+static int parse_patch_net(const cJSON *j, struct controller_request *req, const char **body_id,
+                           struct error *err)
+{
+        int r = api_parse_net_update(j, &req->u.net_update, err);
+
+        *body_id = req->u.net_update.iface_id;
+        return r;
+}
+
+static int parse_vsock(const cJSON *j, struct controller_request *req, const char **body_id,
+                       struct error *err)
+{
+        (void)body_id;
+        return api_parse_vsock(j, &req->u.vsock, err);
+}
+
+static int parse_entropy(const cJSON *j, struct controller_request *req, const char **body_id,
+                         struct error *err)
+{
+        (void)body_id;
+        return api_parse_entropy(j, &req->u.entropy, err);
+}
+
+static int parse_confidential(const cJSON *j, struct controller_request *req, const char **body_id,
+                              struct error *err)
+{
+        (void)body_id;
+        return api_parse_confidential(j, &req->u.confidential, err);
+}
+
+static int parse_memory_dump(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_memory_dump(j, &req->u.memory_dump_path, err);
+}
+
+static int parse_serial(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
+{
+        (void)body_id;
+        return api_parse_serial(j, &req->u.serial_out_path, err);
+}
+
+static int parse_put_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon(j, &req->u.balloon, err);
+}
+
+static int parse_patch_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_update(j, &req->u.balloon_amount_mib, err);
+}
+
+static int parse_patch_balloon_stats(const cJSON *j, struct controller_request *req,
+                                     const char **body_id, struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_stats_update(j, &req->u.balloon_stats_interval_s, err);
+}
+
+static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
+                                 const char **body_id, struct error *err)
+{
+        (void)body_id;
+        return api_parse_snapshot_create(j, &req->u.snapshot_create, err);
+}
+
+static int parse_snapshot_load(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_snapshot_load(j, &req->u.snapshot_load, err);
+}
+
+static int parse_logger(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
+{
+        (void)body_id;
+        return api_parse_logger(j, &req->u.logger, err);
+}
+
+static int parse_metrics(const cJSON *j, struct controller_request *req, const char **body_id,
+                         struct error *err)
+{
+        (void)body_id;
+        return api_parse_metrics(j, &req->u.metrics, err);
+}
+
+#define parse_none NULL
+#define X(NAME, PHASE, CONFIGURES, HANDLER, CLEAR, EVENT, METHOD, PATH, PARSE, METRIC)             \
+        [VMM_##NAME] = parse_##PARSE,
+
+static const parse_fn command_parsers[VMM_ACTION_COUNT] = {
+#include "vmm/controller_actions.def"
+};
+
+#undef X
+#undef parse_none
+
+bool api_command_has_body(int action)
+{
+        return action >= 0 && action < VMM_ACTION_COUNT && command_parsers[action];
+}
+
+int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
+                      struct error *err)
+{
+        *body_id = NULL;
+        if (!api_command_has_body(req->action))
+                return error_set(err, -ENOSYS, "internal: command %d has no body",
+                                 (int)req->action);
+        return command_parsers[req->action](j, req, body_id, err);
+}
+
 /* ---- structures -> JSON ---- */
 
 static void add_string(cJSON *o, const char *name, const char *v)
@@ -1019,12 +1205,48 @@ static int fail_in(struct error *err, int r, const char *fmt, ...)
         return r;
 }
 
+/* The config file's sections, in the order they are applied: each is the body of one API
+ * command (a list: one command per element), applied as the API applies it before the start. */
+static const struct {
+        const char *key;
+        enum vmm_action action;
+        bool list;
+} sections[] = {
+    {"boot-source", VMM_PUT_BOOT_SOURCE, false},
+    {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
+    {"drives", VMM_PUT_DRIVE, true},
+    {"network-interfaces", VMM_PUT_NET, true},
+    {"vsock", VMM_PUT_VSOCK, false},
+    {"balloon", VMM_PUT_BALLOON, false},
+    {"confidential", VMM_PUT_CONFIDENTIAL, false},
+    {"entropy", VMM_PUT_ENTROPY, false},
+    {"logger", VMM_PUT_LOGGER, false},
+    {"metrics", VMM_PUT_METRICS, false},
+    {"serial", VMM_PUT_SERIAL, false},
+};
+
+/* One command's body: parsed by the API's parser, then controller_edit, the path every
+ * configuration command of the API takes (files checked, the whole configuration validated
+ * against this host), so a mistake is refused here with the API's message. */
+static int apply_command(const cJSON *body, enum vmm_action action, struct vmm_config *cfg,
+                         const struct vmm_host_limits *limits, struct error *err)
+{
+        struct controller_request req;
+        const char *body_id;
+        int r;
+
+        controller_request_init(&req, action);
+        r = api_parse_command(body, &req, &body_id, err);
+        if (!r)
+                r = controller_edit(cfg, limits, &req, err);
+        controller_request_clear(&req);
+        return r;
+}
+
 static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct error *err)
 {
+        struct vmm_host_limits limits;
         const cJSON *f, *item;
-        struct vmm_machine_update mu;
-        char *hide = NULL;
-        unsigned i = 0;
         int r = json_check_object(root,
                                   FIELDS("boot-source", "machine-config", "drives",
                                          "network-interfaces", "vsock", "balloon", "entropy",
@@ -1042,96 +1264,30 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                 r = not_implemented_section(root, "memory-hotplug", err);
         if (r)
                 return r;
+        vmm_host_limits_get(&limits, 0);
+        for (size_t s = 0; s < ARRAY_SIZE(sections); s++) {
+                unsigned i = 0;
 
-        if ((f = json_field(root, "boot-source"))) {
-                r = api_parse_boot_source(f, &cfg->boot, err);
-                if (r)
-                        return fail_in(err, r, "boot-source");
-        }
-        if ((f = json_field(root, "machine-config"))) {
-                r = api_parse_machine(f, true, &mu, &hide, err);
-                mu.cpu_hide = hide;
-                if (!r)
-                        r = vmm_config_apply_machine(cfg, &mu, NULL, err);
-                free(hide);
-                if (r)
-                        return fail_in(err, r, "machine-config");
-        }
-        if ((f = json_field(root, "drives"))) {
+                if (!(f = json_field(root, sections[s].key)))
+                        continue;
+                if (!sections[s].list) {
+                        r = apply_command(f, sections[s].action, cfg, &limits, err);
+                        if (r)
+                                return fail_in(err, r, "%s", sections[s].key);
+                        continue;
+                }
                 if (!cJSON_IsArray(f))
-                        return error_config(err, "drives: invalid type: %s, expected an array",
-                                            json_type_name(f));
+                        return error_config(err, "%s: invalid type: %s, expected an array",
+                                            sections[s].key, json_type_name(f));
                 cJSON_ArrayForEach(item, f)
                 {
-                        struct vmm_drive d;
-
-                        r = api_parse_drive(item, &d, err);
-                        if (!r) {
-                                r = vmm_config_put_drive(cfg, &d, err);
-                                vmm_drive_free(&d);
-                        }
+                        r = apply_command(item, sections[s].action, cfg, &limits, err);
                         if (r)
-                                return fail_in(err, r, "drives[%u]", i);
+                                return fail_in(err, r, "%s[%u]", sections[s].key, i);
                         i++;
                 }
         }
-        i = 0;
-        if ((f = json_field(root, "network-interfaces"))) {
-                if (!cJSON_IsArray(f))
-                        return error_config(err,
-                                            "network-interfaces: invalid type: %s, expected an "
-                                            "array",
-                                            json_type_name(f));
-                cJSON_ArrayForEach(item, f)
-                {
-                        struct vmm_net n;
-
-                        r = api_parse_net(item, &n, err);
-                        if (!r) {
-                                r = vmm_config_put_net(cfg, &n, err);
-                                vmm_net_free(&n);
-                        }
-                        if (r)
-                                return fail_in(err, r, "network-interfaces[%u]", i);
-                        i++;
-                }
-        }
-        if ((f = json_field(root, "vsock"))) {
-                r = api_parse_vsock(f, &cfg->vsock, err);
-                if (r)
-                        return fail_in(err, r, "vsock");
-        }
-        if ((f = json_field(root, "balloon"))) {
-                r = api_parse_balloon(f, &cfg->balloon, err);
-                if (r)
-                        return fail_in(err, r, "balloon");
-        }
-        if ((f = json_field(root, "confidential")) && !cJSON_IsNull(f)) {
-                r = api_parse_confidential(f, &cfg->confidential, err);
-                if (r)
-                        return fail_in(err, r, "confidential");
-        }
-        if ((f = json_field(root, "entropy"))) {
-                r = api_parse_entropy(f, &cfg->entropy, err);
-                if (r)
-                        return fail_in(err, r, "entropy");
-        }
-        if ((f = json_field(root, "logger"))) {
-                r = api_parse_logger(f, &cfg->logger, err);
-                if (r)
-                        return fail_in(err, r, "logger");
-        }
-        if ((f = json_field(root, "metrics"))) {
-                r = api_parse_metrics(f, &cfg->metrics, err);
-                if (r)
-                        return fail_in(err, r, "metrics");
-        }
-        if ((f = json_field(root, "serial"))) {
-                r = api_parse_serial(f, &cfg->serial_out_path, err);
-                if (r)
-                        return fail_in(err, r, "serial");
-        }
-        return vmm_config_validate(cfg, NULL, err);
+        return 0;
 }
 
 int api_config_parse(const char *text, size_t len, struct vmm_config *cfg, struct error *err)

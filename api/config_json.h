@@ -66,6 +66,15 @@ int api_parse_action(const cJSON *j, enum vmm_action *out, struct error *err) MU
 /* PATCH /vm: VMM_PAUSE or VMM_RESUME. */
 int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err) MUST_CHECK;
 
+/* A command's JSON body (an API request's, or a config file section's) into req's payload, by
+ * the table's PARSE column (vmm/controller_actions.def). req->action names the command; a
+ * body that picks among several (PUT /actions, PATCH /vm) sets it. A body that names its
+ * resource (a drive, a network interface) points *body_id at that name, else NULL. */
+int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
+                      struct error *err) MUST_CHECK;
+/* Whether the command (an enum vmm_action; anything else is false) takes a JSON body. */
+bool api_command_has_body(int action);
+
 /* ---- structures -> response bodies (NULL when out of memory) ---- */
 
 cJSON *api_json_machine(const struct vmm_machine_config *m);
@@ -76,7 +85,12 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg);
 
 /* ---- the config file ---- */
 
-/* Fills cfg (initialised here) from a whole configuration document and validates it. */
+/* Fills cfg (initialised here) from a whole configuration document. Each section is the body
+ * of an API command (boot-source: PUT /boot-source, each of drives: PUT /drives/{id}, ...)
+ * and goes the way that command goes before the start (api_parse_command, then
+ * controller_edit: the files it names are checked, the whole configuration is validated
+ * against this host), so a mistake fails here with the API's message, after the section's
+ * name ("drives[1]: ..."). */
 int api_config_parse(const char *text, size_t len, struct vmm_config *cfg,
                      struct error *err) MUST_CHECK;
 int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err) MUST_CHECK;

@@ -2,11 +2,13 @@
  * HTTP requests to typed commands and replies to HTTP responses, independent of the HTTP
  * server (testable with plain strings).
  *
- * api_route checks, in this order: that the method and path name an endpoint ("Invalid
- * request method and/or path: ..."), that the endpoint is implemented ("... is not
- * implemented yet"), that a GET has no body and a PUT/PATCH has one, that a path id is
- * valid (letters, digits, '_'), that the body is one JSON value of the endpoint's shape,
- * and that a body id equals the path id. Every error is a 400 with
+ * api_route takes the request target as the client sent it (a path with percent escapes,
+ * maybe a "?query", which is ignored) and decodes the path itself. It checks, in this order:
+ * that the method and path name an endpoint ("Invalid request method and/or path: ...";
+ * also for a path with an escaped NUL, "%00", which no endpoint or id contains), that the
+ * endpoint is implemented ("... is not implemented yet"), that a GET has no body and a PUT/PATCH
+ * has one, that a path id is valid (letters, digits, '_'), that the body is one JSON value of the
+ * endpoint's shape, and that a body id equals the path id. Every error is a 400 with
  * {"fault_message": "..."}, worded as Firecracker words it where it has a wording.
  */
 #ifndef API_ROUTER_H

@@ -24,15 +24,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/fdio.h"
+
 #define WARMUP 1000
 
 static const char body[] = "{\"vcpu_count\": 2, \"mem_size_mib\": 256}";
 
 static double now_us(void)
 {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+        return (double)clock_ns(CLOCK_MONOTONIC) / 1e3;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -61,20 +62,6 @@ static int connect_unix(const char *path)
         if (fd >= 0)
                 close(fd);
         return -1;
-}
-
-static bool write_all(int fd, const char *p, size_t n)
-{
-        while (n) {
-                ssize_t w = write(fd, p, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return false;
-                p += w;
-                n -= (size_t)w;
-        }
-        return true;
 }
 
 /* Reads one HTTP answer (headers, then Content-Length bytes); returns its status or -1. */
@@ -121,7 +108,7 @@ static void *echo_thread(void *arg)
         ssize_t n;
 
         while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
-                if (!write_all(fd, buf, (size_t)n))
+                if (fd_write_all(fd, buf, (size_t)n))
                         break;
         if (fd >= 0)
                 close(fd);
@@ -158,7 +145,7 @@ static int bench_echo(const char *dir, const char *msg, size_t len, double *lat,
                 return -1;
         for (int i = -WARMUP; i < n; i++) {
                 double t0 = now_us();
-                if (!write_all(fd, msg, len) || !read_exact(fd, buf, len))
+                if (fd_write_all(fd, msg, len) || !read_exact(fd, buf, len))
                         return -1;
                 if (i >= 0)
                         lat[i] = now_us() - t0;
@@ -206,7 +193,7 @@ static int bench_api(const char *sock, const char *req, size_t len, double *lat,
                 double t0 = now_us();
                 int status;
 
-                if (!write_all(fd, req, len))
+                if (fd_write_all(fd, req, len))
                         return -1;
                 status = read_answer(fd);
                 if (status != 204) {

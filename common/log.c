@@ -11,6 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "fdio.h"
+
 struct logger {
         _Atomic int level;
         atomic_bool show_level;
@@ -126,17 +129,8 @@ static const char *basename_of(const char *path)
 static void default_sink(enum log_level level, const char *line, size_t len)
 {
         (void)level;
-        while (len) {
-                ssize_t n = write(STDERR_FILENO, line, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        atomic_fetch_add(&logger.lost, 1);
-                        return;
-                }
-                line += n;
-                len -= (size_t)n;
-        }
+        if (fd_write_all(STDERR_FILENO, line, len))
+                atomic_fetch_add(&logger.lost, 1);
 }
 
 static void log_vwrite(enum log_level level, const char *file, int line, const char *fmt,
@@ -186,16 +180,9 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
         va_end(ap);
 }
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void log_guest(struct ratelimit *rl, const char *file, int line, const char *fmt, ...)
 {
-        uint64_t now = now_ns();
+        uint64_t now = clock_ns(CLOCK_MONOTONIC);
         va_list ap;
 
         if (!log_enabled(LOG_LEVEL_WARN))

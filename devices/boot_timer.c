@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 struct boot_timer {
@@ -29,13 +30,6 @@ int boot_timer_create(uint64_t start_ns, uint64_t start_cpu_ns, struct boot_time
 void boot_timer_destroy(struct boot_timer *t)
 {
         free(t);
-}
-
-static uint64_t clock_ns(clockid_t id)
-{
-        struct timespec ts;
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void timer_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t len)

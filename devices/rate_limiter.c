@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
 struct bucket {
         struct token_bucket_config cfg;
         int64_t budget; /* may go negative after an oversized request */
@@ -24,11 +26,8 @@ struct rate_limiter {
 
 static uint64_t real_clock(void *opaque)
 {
-        struct timespec ts;
-
         (void)opaque;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        return clock_ns(CLOCK_MONOTONIC);
 }
 
 static bool bucket_limits(const struct bucket *b)

@@ -2,7 +2,7 @@
  * The ownership map of a confidential VM: for every 4 KiB granule of guest RAM, whether it
  * is SHARED (the host and its devices may touch it) or PRIVATE (only the guest and the
  * trusted platform may). It is the single source of truth for "may the host touch this
- * byte" (../shared/docs/confidential.md).
+ * byte" (docs/confidential.md, "The model").
  *
  * Queries are lock-free (one bit per granule in atomic words). Transitions are serialised.
  * Host accesses register themselves for their duration: a transition to PRIVATE first flips
@@ -69,6 +69,13 @@ void ownership_access_end(struct ownership *o, struct ownership_access *a);
 int ownership_make_private(struct ownership *o, gpa_t gpa, uint64_t len) MUST_CHECK;
 int ownership_make_shared(struct ownership *o, gpa_t gpa, uint64_t len) MUST_CHECK;
 int ownership_set_all(struct ownership *o, bool private_) MUST_CHECK;
+
+/* What a transition to private calls while it waits for pins (about every millisecond,
+ * holding no lock of the map): it lets the waiting thread complete the I/O that holds them
+ * itself, so the transition never depends on a thread that may be waiting for it (the VMM
+ * thread reaps io_uring completions, and may be pausing or stopping this very vCPU). NULL:
+ * just wait. Set before any transition can run and cleared after the last. */
+void ownership_set_progress(struct ownership *o, void (*progress)(void *opaque), void *opaque);
 
 /* Counters: transitions so far (bumps on every change), private granules now. */
 uint64_t ownership_generation(const struct ownership *o);

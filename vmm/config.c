@@ -412,6 +412,17 @@ struct ap_dev {
         bool present;
 };
 
+int vmm_config_check_balloon_target(const struct vmm_config *cfg, uint32_t amount_mib,
+                                    struct error *err)
+{
+        if (cfg->confidential.platform == CC_PLATFORM_NONE || !amount_mib)
+                return 0;
+        return error_config(err,
+                            "balloon inflation (amount_mib %u) is refused on a protected (%s) "
+                            "VM: the host may not take its memory (CC-13)",
+                            amount_mib, cc_platform_name(cfg->confidential.platform));
+}
+
 /* Combinations a protected VM cannot have, refused before anything is built (CC-10,
  * CC-13): nothing is silently overridden. */
 static int validate_confidential(const struct vmm_config *cfg, struct error *err)
@@ -419,6 +430,7 @@ static int validate_confidential(const struct vmm_config *cfg, struct error *err
         const char *p = cc_platform_name(cfg->confidential.platform);
         struct ap_dev devs[VMM_MAX_VIRTIO_DEVICES + 4];
         unsigned n = 0;
+        int r;
 
         if (cfg->confidential.platform == CC_PLATFORM_NONE)
                 return 0;
@@ -441,11 +453,11 @@ static int validate_confidential(const struct vmm_config *cfg, struct error *err
                                             "(%s) VM's devices must use "
                                             "VIRTIO_F_ACCESS_PLATFORM (CC-10)",
                                             devs[i].kind, devs[i].id, p);
-        if (cfg->balloon.present && cfg->balloon.amount_mib)
-                return error_config(err,
-                                    "balloon inflation (amount_mib %u) is refused on a protected "
-                                    "(%s) VM: the host may not take its memory (CC-13)",
-                                    cfg->balloon.amount_mib, p);
+        r = cfg->balloon.present
+                ? vmm_config_check_balloon_target(cfg, cfg->balloon.amount_mib, err)
+                : 0;
+        if (r)
+                return r;
         if (cfg->machine.huge_pages && cfg->confidential.platform != CC_PLATFORM_SEV)
                 return error_config(
                     err,

@@ -40,7 +40,7 @@ enum vmm_cache_type { VMM_CACHE_UNSAFE, VMM_CACHE_WRITEBACK };
 enum vmm_io_engine { VMM_IO_SYNC, VMM_IO_ASYNC };
 
 /*
- * VIRTIO_F_ACCESS_PLATFORM per device (confidential.md, CC-1/CC-9/CC-10): by default a
+ * VIRTIO_F_ACCESS_PLATFORM per device (docs/confidential.md, CC-1/CC-9/CC-10): by default a
  * device of a protected VM requires it and others do not offer it; "required" imposes it on
  * an unprotected VM (a platform-originated restriction); "off" never offers it, which a
  * protected VM refuses at configuration time.
@@ -173,6 +173,11 @@ int vmm_config_set_str(char **field, const char *value) MUST_CHECK;
  * feature list). Errors are ERROR_CONFIG with one precise message. limits may be NULL. */
 int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
                         struct error *err) MUST_CHECK;
+
+/* A balloon target of amount_mib for cfg's VM: inflation of a protected VM is refused
+ * (CC-13), before the start (PUT /balloon, the config file) and after it (PATCH /balloon). */
+int vmm_config_check_balloon_target(const struct vmm_config *cfg, uint32_t amount_mib,
+                                    struct error *err) MUST_CHECK;
 
 /* Adds or replaces (same drive_id / iface_id) a device entry, taking ownership of its
  * strings. Root drives go first, like Firecracker orders them. */

@@ -14,6 +14,8 @@
  * runtime commands after it ("... before starting the microVM."). Before the start they edit
  * the configuration (validated as a whole by vmm_config_validate, the CLI's validation);
  * after it they act on the VM (pause, Ctrl-Alt-Del, drive / interface / balloon updates).
+ * Each command's phase, handler, metrics name and REST route are one entry of
+ * controller_actions.def.
  */
 #ifndef VMM_CONTROLLER_H
 #define VMM_CONTROLLER_H
@@ -40,41 +42,23 @@ enum controller_state {
 /* "Not started", "Running", "Paused" (InstanceInfo.state). */
 const char *controller_state_name(enum controller_state s);
 
+/* Every command, from the one table of them (controller_actions.def). */
 enum vmm_action {
-        VMM_GET_INSTANCE_INFO,
-        VMM_GET_VERSION,
-        VMM_GET_MACHINE_CONFIG,
-        VMM_GET_VM_CONFIG,
-        VMM_GET_BALLOON,
-        VMM_GET_BALLOON_STATS,
-        VMM_PUT_BOOT_SOURCE,
-        VMM_PUT_MACHINE_CONFIG,
-        VMM_PATCH_MACHINE_CONFIG,
-        VMM_PUT_DRIVE,
-        VMM_PATCH_DRIVE,
-        VMM_PUT_NET,
-        VMM_PATCH_NET,
-        VMM_PUT_VSOCK,
-        VMM_PUT_ENTROPY,
-        VMM_PUT_CONFIDENTIAL,
-        VMM_GET_MEMORY,      /* ours: a page of guest memory as the host sees it */
-        VMM_PUT_MEMORY_DUMP, /* ours: all guest RAM to a file (refused when protected) */
-        VMM_PUT_SERIAL,
-        VMM_PUT_BALLOON,
-        VMM_PATCH_BALLOON,
-        VMM_PATCH_BALLOON_STATS,
-        VMM_PUT_LOGGER,
-        VMM_PUT_METRICS,
-        VMM_INSTANCE_START,
-        VMM_FLUSH_METRICS,
-        VMM_SEND_CTRL_ALT_DEL,
-        VMM_PAUSE,
-        VMM_RESUME,
-        VMM_SNAPSHOT_CREATE, /* PUT /snapshot/create: a paused VM */
-        VMM_SNAPSHOT_LOAD,   /* PUT /snapshot/load: a fresh process */
-        VMM_GET_METRICS,     /* the library: every counter now, as one JSON object */
+#define X(name, ...) VMM_##name,
+#include "controller_actions.def"
+#undef X
         VMM_ACTION_COUNT
 };
+
+/* What a command's success does to the VM's life (the table's EVENT column). */
+enum controller_event {
+        CONTROLLER_EVENT_NONE,
+        CONTROLLER_EVENT_STARTED, /* booted or restored: the reply's state is Running, or
+                                     Paused after a restore without resume_vm */
+        CONTROLLER_EVENT_PAUSED,
+        CONTROLLER_EVENT_RESUMED,
+};
+enum controller_event controller_action_event(enum vmm_action a);
 
 /* PATCH /drives/{id}: path and/or rate limiter (Firecracker's PartialDrive). */
 struct vmm_drive_update {
@@ -118,11 +102,11 @@ struct vmm_snapshot_load {
 void vmm_snapshot_load_free(struct vmm_snapshot_load *l);
 
 struct controller_reply {
-        int status;       /* 0, or a negative errno with err set */
-        struct error err; /* the fault message */
+        int status;                  /* 0, or a negative errno with err set */
+        struct error err;            /* the fault message */
+        enum controller_state state; /* the controller's, after the command */
         /* VMM_GET_INSTANCE_INFO */
         char id[65];
-        enum controller_state state;
         /* VMM_GET_MACHINE_CONFIG, VMM_GET_VM_CONFIG, VMM_GET_BALLOON: a copy the reply owns
          * (freed by controller_request_clear). */
         struct vmm_config *config;
@@ -241,6 +225,17 @@ enum controller_state controller_get_state(const struct controller *c);
 
 /* The calling thread, about to act as role: runs the thread_init hook (0 without one). */
 int controller_thread_init(struct controller *c, enum vmm_thread_role role) MUST_CHECK;
+
+/*
+ * A configuration command (one whose table entry has an EDIT function: PUT /boot-source,
+ * /machine-config, /drives/{id}, ...) applied to cfg, exactly as the controller applies it
+ * before the start: the files it names are checked, and cfg changes only if the whole
+ * configuration is still valid (vmm_config_validate with limits, which may be NULL). The
+ * config file's sections go through here too. The request keeps what was not taken over
+ * (controller_request_clear it).
+ */
+int controller_edit(struct vmm_config *cfg, const struct vmm_host_limits *limits,
+                    struct controller_request *req, struct error *err) MUST_CHECK;
 
 /* Any thread: queues req; -ESHUTDOWN once the queue is closed (req untouched). */
 int controller_submit(struct controller *c, struct controller_request *req) MUST_CHECK;

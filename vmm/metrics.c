@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
 #include "common/log.h"
 
 /* The previous value of one counter, keyed "group.name": the value in the last line that
@@ -553,26 +554,12 @@ int metrics_flush(struct metrics *m, struct error *err)
         }
         /* A line written in part (the disk filled up in the middle of it) is ended before
          * the next one, which would otherwise be glued to it and unreadable too. */
-        if (m->torn) {
-                do
-                        n = write(m->fd, "\n", 1);
-                while (n < 0 && errno == EINTR);
-                if (n == 1)
-                        m->torn = false;
-        }
-        if (m->torn)
-                n = -1;
-        else
-                do
-                        n = write(m->fd, w.buf, w.len);
-                while (n < 0 && errno == EINTR);
-        if (n > 0 && n < (ssize_t)w.len)
-                m->torn = true;
+        n = fd_write_line(m->fd, &m->torn, w.buf, w.len);
         commit_counters(m, n == (ssize_t)w.len);
         if (n != (ssize_t)w.len) {
                 m->missed++;
-                r = error_set(err, n < 0 ? -errno : -EAGAIN, "metrics: cannot write to '%s': %s",
-                              m->cfg.metrics_path, n < 0 ? strerror(errno) : "short write");
+                r = error_set(err, n < 0 ? (int)n : -EAGAIN, "metrics: cannot write to '%s': %s",
+                              m->cfg.metrics_path, n < 0 ? strerror((int)-n) : "short write");
         }
         free(w.buf);
         return r;

@@ -21,7 +21,7 @@
 #include "common/event_loop.h"
 #include "common/util.h"
 #include "config.h"
-#include "devices.h"
+#include "vm_devices.h"
 #include "vm.h"
 
 #define METRICS_PERIOD_S 60

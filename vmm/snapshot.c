@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 #include "arch/x86/cpu_state.h"
-#include "devices.h"
+#include "common/fdio.h"
+#include "vm_devices.h"
 
 #define INFO_VERSION 1
 #define CONF_VERSION 1
@@ -22,23 +23,6 @@ const char *snapshot_type_name(enum snapshot_type t)
 }
 
 /* ---- the container ---- */
-
-static int write_all(int fd, const void *p, size_t n, off_t off)
-{
-        const uint8_t *b = p;
-
-        while (n) {
-                ssize_t w = pwrite(fd, b, n, off);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return w < 0 ? -errno : -EIO;
-                b += w;
-                n -= (size_t)w;
-                off += w;
-        }
-        return 0;
-}
 
 int snapshot_write_state(const char *path, const struct snapbuf_writer *payload, struct error *err)
 {
@@ -58,9 +42,9 @@ int snapshot_write_state(const char *path, const struct snapbuf_writer *payload,
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
                 return error_config(err, "snapshot state file '%s': %s", path, strerror(errno));
-        r = write_all(fd, hdr, sizeof(hdr), 0);
+        r = fd_pwrite_all(fd, hdr, sizeof(hdr), 0);
         if (!r)
-                r = write_all(fd, payload->data, payload->len, sizeof(hdr));
+                r = fd_pwrite_all(fd, payload->data, payload->len, sizeof(hdr));
         if (close(fd) && !r)
                 r = -errno;
         if (!r && rename(tmp, path))
@@ -413,7 +397,7 @@ static int write_run(int fd, const uint8_t *p, uint64_t len, uint64_t off)
 {
         while (len) {
                 size_t n = len > (1u << 30) ? (1u << 30) : (size_t)len;
-                int r = write_all(fd, p, n, (off_t)off);
+                int r = fd_pwrite_all(fd, p, n, (off_t)off);
                 if (r)
                         return r;
                 p += n;
@@ -565,7 +549,7 @@ int snapshot_merge_memory(const char *base, const char *diff, struct error *err)
                                               diff, strerror(got < 0 ? errno : EIO));
                                 break;
                         }
-                        if (write_all(bfd, buf, (size_t)got, off)) {
+                        if (fd_pwrite_all(bfd, buf, (size_t)got, off)) {
                                 r = error_set(err, -errno, "writing '%s': %s", base,
                                               strerror(errno));
                                 break;

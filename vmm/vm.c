@@ -19,12 +19,13 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/loader.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "devices/boot_timer.h"
 #include "devices/bus.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
-#include "devices.h"
+#include "vm_devices.h"
 #include "kvm.h"
 #include "vcpu.h"
 #include "vm_priv.h"
@@ -194,25 +195,6 @@ int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *des
 }
 
 /* mkdir -p */
-static int make_dirs(const char *dir)
-{
-        char path[4096];
-        size_t n = strlen(dir);
-
-        if (n == 0 || n >= sizeof(path))
-                return -ENAMETOOLONG;
-        memcpy(path, dir, n + 1);
-        for (char *p = path + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(path, 0755) && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        return mkdir(path, 0755) && errno != EEXIST ? -errno : 0;
-}
-
 static int write_file(const char *dir, const char *name, const void *data, size_t len,
                       struct error *err)
 {
@@ -259,9 +241,10 @@ int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error
         free(desc);
         if (r)
                 return r;
-        r = make_dirs(dir);
-        if (r) {
-                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir, strerror(-r));
+        /* The directory itself, never missing parents: a mistyped path creates nothing. */
+        if (mkdir(dir, 0755) && errno != EEXIST) {
+                r = error_config(err, "--dump-platform: cannot create '%s': %s", dir,
+                                 strerror(errno));
                 goto out;
         }
         for (unsigned i = 0; !r && i < tables.nr; i++) {
@@ -796,21 +779,10 @@ int vm_memory_dump(struct vm *vm, const char *path, struct error *err)
                 return error_config(err, "memory dump '%s': %s", path, strerror(errno));
         for (unsigned i = 0; !r && i < guest_mem_region_count(vm->mem); i++) {
                 struct guest_mem_region reg = guest_mem_region_get(vm->mem, i);
-                const uint8_t *p = reg.host;
-                uint64_t left = reg.size;
 
-                while (left) {
-                        ssize_t n = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0) {
-                                r = error_set(err, -errno, "memory dump '%s': %s", path,
-                                              strerror(errno));
-                                break;
-                        }
-                        p += n;
-                        left -= (uint64_t)n;
-                }
+                r = fd_write_all(fd, reg.host, reg.size);
+                if (r)
+                        error_set(err, r, "memory dump '%s': %s", path, strerror(-r));
         }
         if (close(fd) && !r)
                 r = error_set(err, -errno, "memory dump '%s': %s", path, strerror(errno));

@@ -14,7 +14,7 @@
 #include "devices/bus.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
-#include "devices.h"
+#include "vm_devices.h"
 #include "kvm.h"
 #include "vcpu.h"
 #include "vm.h"

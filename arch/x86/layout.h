@@ -1,5 +1,5 @@
 /*
- * The x86_64 guest physical layout (docs: ../shared/docs/microvm-conventions.md). One place
+ * The x86_64 guest physical layout (docs/running.md, "Guest platform"). One place
  * for every fixed address, so loaders, table builders, the probe guest and tests agree.
  * This header is also included by the probe guest (freestanding), so it holds only macros.
  */

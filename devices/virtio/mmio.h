@@ -1,7 +1,7 @@
 /*
  * The virtio-mmio transport, version 2 only (legacy registers are never exposed): the
- * register map of confidential.md section 3 / virtio 1.2 section 4.2.2, the device status
- * state machine, feature negotiation, queue setup rules and interrupt status.
+ * register map of virtio 1.2 section 4.2.2, the device status state machine, feature
+ * negotiation, queue setup rules and interrupt status.
  *
  * The window is bus-relative (offset 0 .. 0xfff). Queue notifications normally arrive
  * through an ioeventfd the VMM registers for QueueNotify (virtio_mmio_notify); a plain MMIO

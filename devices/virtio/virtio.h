@@ -21,7 +21,7 @@
 #include "memory/hostmem.h"
 #include "virtq.h"
 
-/* Feature bits (virtio 1.2, section 6; confidential.md section 3). */
+/* Feature bits (virtio 1.2, section 6; docs/confidential.md, "virtio facts"). */
 #define VIRTIO_F_INDIRECT_DESC   28
 #define VIRTIO_F_EVENT_IDX       29
 #define VIRTIO_F_VERSION_1       32

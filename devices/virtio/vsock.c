@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 #define CONN_BUCKETS 1024
@@ -166,14 +167,6 @@ static void pkt_build(uint8_t *b, const struct pkt *p)
         put_le32(b + 32, p->flags);
         put_le32(b + 36, p->buf_alloc);
         put_le32(b + 40, p->fwd_cnt);
-}
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static uint32_t min32(uint32_t a, uint32_t b)
@@ -329,7 +322,7 @@ static void timer_arm(struct virtio_vsock *vs, uint64_t when)
 
 static void conn_set_deadline(struct virtio_vsock *vs, struct conn *c)
 {
-        c->deadline_ns = now_ns() + VIRTIO_VSOCK_TIMEOUT_MS * 1000000ull;
+        c->deadline_ns = clock_ns(CLOCK_MONOTONIC) + VIRTIO_VSOCK_TIMEOUT_MS * 1000000ull;
         timer_arm(vs, c->deadline_ns);
 }
 
@@ -1088,7 +1081,7 @@ static void on_timer(void *opaque, uint32_t events)
                 /* EAGAIN: re-armed meanwhile; the scan below is right either way */
         }
         pthread_mutex_lock(&vs->vd.lock);
-        now = now_ns();
+        now = clock_ns(CLOCK_MONOTONIC);
         vs->timer_ns = 0;
         for (struct conn *c = vs->all, *n; c; c = n) {
                 n = c->next;

@@ -1,5 +1,5 @@
 /*
- * Command-line parsing (vmm/cli.c) into the configuration, then the validation every
+ * Command-line parsing (api/cli.c) into the configuration, then the validation every
  * configuration goes through (vmm_config_validate) and the config-file override of the
  * process options. Input: the arguments, separated by NUL bytes (at most 64).
  */
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "vmm/cli.h"
+#include "api/cli.h"
 
 #define MAX_ARGS 64
 

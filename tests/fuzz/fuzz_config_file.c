@@ -3,8 +3,11 @@
  * configuration, as `vmm --config-file` reads it, then back to JSON (GET /vm/config) and
  * through the parser again: what the VMM writes it must read back.
  *
- * Input: the document. Drive and vsock paths are checked against the host (files opened
- * read-only or read-write, never created), so the target runs in the fuzz sandbox.
+ * Input: the document. Each section goes the way its API command goes, so the kernel,
+ * initrd and drive paths are checked against the host (opened read-only or read-write, never
+ * created): the target runs in the fuzz sandbox, whose scratch directory (the working
+ * directory) holds the files the seeds name ("vmlinux", "initrd", "k", "disk"), so a seed
+ * gets past its boot source to the sections after it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +18,18 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+        static const char *const files[] = {"vmlinux", "initrd", "k", "disk"};
+
         fz_sandbox(argc, argv);
         fz_quiet_log();
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                FILE *f = fopen(files[i], "w");
+
+                if (!f || fclose(f)) {
+                        perror(files[i]);
+                        exit(1);
+                }
+        }
         return 0;
 }
 

@@ -427,8 +427,38 @@ def seeds_cc():
     write('cc', 'sev', b)
 
 
+def seeds_api_http_slow():
+    """fuzz_api_http_slow: 4 connections, a 40 ms request time-out, a 60 ms idle one."""
+    def connect(): return u8(0)
+    def send(c, b): return u8(1) + u8(c) + fz_bytes(b, 255)
+    def template(c, t, n=255): return u8(2) + u8(c) + u8(t) + u8(n)
+    def sleep(ms): return u8(3) + u8(ms)
+    def read(c): return u8(4) + u8(c)
+    def shut(c): return u8(5) + u8(c)
+    def close(c, reset=False): return u8(6) + u8(c) + u8(reset)
+    half = b'PUT /machine-config HTTP/1.1\r\nContent-Le'
+    # Every slot taken by a half-sent request, one more client waiting: eviction.
+    b = u8(0) + b''.join(connect() + send(i, half) for i in range(5)) + sleep(5) + read(4)
+    write('api_http_slow', 'half_sent_at_the_limit', b)
+    # Idle connections fill the limit; time passes: idle time-outs.
+    b = u8(0) + connect() * 6 + sleep(31) + sleep(31) + sleep(10) + read(0) + read(5)
+    write('api_http_slow', 'idle_at_the_limit', b)
+    # A request in pieces, slower than the time-out: a 408.
+    b = u8(0) + connect() + template(0, 1, 40) + sleep(31) + sleep(20) + read(0)
+    write('api_http_slow', 'too_slow', b)
+    # Pipelined requests whose answers are never read; a half-close; a reset.
+    b = u8(0) + connect() + connect() + b''.join(template(0, i % 8) for i in range(40))
+    b += template(1, 2) + shut(1) + sleep(10) + read(1) + close(0, True)
+    write('api_http_slow', 'pipelined_unread', b)
+    # Chunked with 100-continue, HTTP/1.0 keep-alive, an oversized Content-Length, HEAD.
+    b = u8(1) + connect() + template(0, 2, 90) + sleep(2) + read(0) + template(0, 2) + read(0)
+    b += connect() + template(1, 3) + template(1, 7) + template(1, 6) + sleep(2) + read(1)
+    write('api_http_slow', 'mixed', b)
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '..', '..', 'build')
+    seeds_api_http_slow()
     seeds_blk()
     seeds_rng()
     seeds_balloon()

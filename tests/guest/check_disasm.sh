@@ -1,7 +1,7 @@
 #!/bin/sh
 # Fails when the probe uses an instruction this project's test platform cannot run: its KVM
 # emulates guest code and rejects SSE/AVX arithmetic, popcnt, cmpxchg16b, xsave/xrstor and
-# int3 (docs/platform.md). Any x87/MMX/SSE/AVX instruction or register, and the common
+# int3 (docs/platform-notes.md). Any x87/MMX/SSE/AVX instruction or register, and the common
 # post-x86-64 extensions (BMI, LZCNT/TZCNT, MOVBE, CRC32, RDRAND), count as forbidden: the
 # probe is meant to be base x86-64 general-register code only.
 #

@@ -19,16 +19,25 @@ fail() {
         exit 1
 }
 
-# api METHOD PATH BODY EXPECTED_STATUS: one request; the answer lands in $DIR/body.
+# api METHOD PATH BODY EXPECTED_STATUS: one request; the answer lands in $DIR/body, and is
+# kept as $DIR/answer.N with a line "METHOD PATH STATUS CONTENT-TYPE" in $DIR/answers for
+# the caller to check against api/openapi.yaml.
+n=0
 api() {
         if [ -n "$3" ]; then
-                code=$(curl -sS -o "$DIR/body" -w '%{http_code}' --unix-socket "$SOCK" \
-                        -X "$1" "http://localhost$2" -H 'Accept: application/json' \
-                        -H 'Content-Type: application/json' -d "$3")
+                out=$(curl -sS -o "$DIR/body" -w '%{http_code} %{content_type}' \
+                        --unix-socket "$SOCK" -X "$1" "http://localhost$2" \
+                        -H 'Accept: application/json' -H 'Content-Type: application/json' \
+                        -d "$3")
         else
-                code=$(curl -sS -o "$DIR/body" -w '%{http_code}' --unix-socket "$SOCK" \
-                        -X "$1" "http://localhost$2" -H 'Accept: application/json')
+                out=$(curl -sS -o "$DIR/body" -w '%{http_code} %{content_type}' \
+                        --unix-socket "$SOCK" -X "$1" "http://localhost$2" \
+                        -H 'Accept: application/json')
         fi
+        code=${out%% *}
+        n=$((n + 1))
+        cp "$DIR/body" "$DIR/answer.$n"
+        echo "$1 $2 $out" >>"$DIR/answers"
         [ "$code" = "$4" ] || fail "$1 $2 answered $code, expected $4: $(cat "$DIR/body")"
 }
 

@@ -2,7 +2,7 @@
 MSR page-state changes, pef's ultravisor calls, s390-pv's UVC and PV IPL) against the VMM's
 models and drives blk, net and vsock with VIRTIO_F_ACCESS_PLATFORM through a shared pool
 (bounce buffers), then attacks the devices and the platform with everything the rules say
-must be refused. Each test is named after the rule of ../shared/docs/confidential.md it
+must be refused. Each test is named after the rule of docs/confidential.md it
 proves (tests/guest/README.md documents the scenarios' lines).
 
 One VMM run per platform and scenario (cached for the module): the whole host side of a run

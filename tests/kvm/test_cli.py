@@ -166,6 +166,33 @@ def test_bad_arguments(args, expect):
     assert expect in run.err, run
 
 
+@pytest.mark.parametrize("args,expect", [
+    (["--balloon", ""], "--balloon: the value is empty"),
+    (["--kernel", ""], "--kernel: the value is empty"),
+    (["--describe-snapshot", "s", "--kernel", "k"],
+     "--describe-snapshot cannot be combined with --kernel"),
+    (["--base-file", "m", "--diff-file", "d", "--kernel", "k"],
+     "--base-file cannot be combined with --kernel"),
+])
+def test_refused_combinations_and_empty_values(args, expect):
+    """An option that would be ignored, or an empty value (--balloon '' was 0 MiB), is
+    refused with one message."""
+    run = run_vmm(args, timeout=30)
+    assert run.rc == BAD_ARGS, run
+    assert expect in run.err, run
+
+
+def test_dump_platform_creates_no_missing_parent(tmp_path):
+    """--dump-platform DIR creates DIR, never the folders above it."""
+    run = run_vmm(["--dump-platform", tmp_path / "x" / "y"], timeout=30)
+    assert run.rc == BAD_CONFIG, run
+    assert "cannot create" in run.err and "No such file or directory" in run.err, run
+    assert not (tmp_path / "x").exists()
+    run = run_vmm(["--dump-platform", tmp_path / "x"], timeout=30)
+    assert run.rc == 0, run
+    assert (tmp_path / "x" / "DSDT.dat").is_file()
+
+
 def test_help_and_version():
     run = run_vmm(["--help"], timeout=30)
     assert run.rc == 0 and "--kernel FILE" in run.out

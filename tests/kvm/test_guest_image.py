@@ -18,7 +18,7 @@ device) and the curl sequence against `vmm --api-sock` (GET /vm/config equals th
 Booted:
   * in vmm, on this platform: the PVH vmlinux with the initramfs and every device of the
     config file (a TAP in a private network namespace when one can be made). This KVM
-    emulates guest code and cannot execute some instructions (../shared/docs/platform.md):
+    emulates guest code and cannot execute some instructions (docs/platform-notes.md):
     the kernel gets through its early boot -- it prints our command line, the e820 map,
     where the VMM put the initramfs, and the ACPI tables, the DSDT being exactly the one
     --dump-platform writes for this config (the one that lists the virtio-mmio devices) --
@@ -52,7 +52,7 @@ IMAGE_DIR = pathlib.Path(os.environ.get("VMM_GUEST_IMAGE_DIR", SOURCE_DIR / "out
 SCRIPT = SOURCE_DIR / "scripts" / "guest-image"
 SCRIPT_FILES = [SCRIPT, SOURCE_DIR / "scripts" / "guest-image-tool",
                 *sorted((SOURCE_DIR / "scripts" / "guest-files").iterdir())]
-# The platform's quirks (platform.md): CX16 hidden, no XSAVE, no KASLR.
+# The platform's quirks (docs/platform-notes.md): CX16 hidden, no XSAVE, no KASLR.
 PLATFORM_ARGS = " earlyprintk=ttyS0 noxsave nokaslr"
 REQUIRED_MODULES = {"virtio", "virtio_ring", "virtio_mmio", "virtio_blk", "virtio_net", "vsock",
                     "vmw_vsock_virtio_transport", "virtio_rng", "virtio_balloon"}
@@ -488,7 +488,7 @@ def test_boot_in_vmm_as_far_as_this_platform_goes(image, tmp_path):
     assert "Booting paravirtualized kernel on KVM" in out, report
 
     if rc == 1:
-        # This platform (platform.md): the known stop, reported by the VMM, in the FPU setup,
+        # This platform (docs/platform-notes.md): the known stop, reported by the VMM, in the FPU setup,
         # before the initramfs is unpacked or any ACPI device (virtio-mmio) is enumerated.
         assert "KVM_EXIT_INTERNAL_ERROR suberror 1 (emulation failure)" in err, report
         assert "x86/fpu:" in out, report

@@ -1,7 +1,7 @@
 """SLOW: boots Debian's real cloud kernel in the VMM.
 
 This platform's KVM emulates guest code (about 1.6 M instructions/s) and cannot execute
-every instruction (see ../shared/docs/platform.md), so Linux cannot reach user space here.
+every instruction (see docs/platform-notes.md), so Linux cannot reach user space here.
 What it can show, and this test asserts:
   * ELF vmlinux through PVH: the kernel prints exactly the e820 map the VMM built, finds our
     ACPI tables (RSDP, XSDT, FACP, DSDT, APIC with the VMM's OEM ids), the command line and
@@ -69,7 +69,7 @@ def test_vmlinux_pvh_e820_and_acpi(kernel):
     assert "Booting paravirtualized kernel on KVM" in out, report
 
     if proc.returncode == 1:
-        # The known stop on this platform (platform.md): reported, not crashed.
+        # The known stop on this platform (docs/platform-notes.md): reported, not crashed.
         assert "KVM_EXIT_INTERNAL_ERROR suberror 1 (emulation failure)" in err, report
         print("Linux stopped at the known emulation failure after:", out.splitlines()[-1])
     else:

@@ -1,13 +1,16 @@
-"""A REST API client for build/vmm, and response validation against Firecracker's spec.
+"""A REST API client for build/vmm, and the check of every answer against api/openapi.yaml.
 
 `VmmProcess` starts `vmm --api-sock PATH ...`, waits for the socket and talks to it with
-requests-unixsocket (the client Firecracker's Python users use). `validate()` checks a
-response body against the definitions of ../shared/reference/firecracker-api.yaml with
-python3-jsonschema.
+requests-unixsocket (the client Firecracker's Python users use). `check()` asserts an
+answer's status and validates it against the project's own description of its API
+(api/openapi.yaml, python3-jsonschema): the status must be one the operation declares and
+the body must match its schema, with every object closed (a field the document does not
+name fails).
 """
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -21,84 +24,154 @@ import yaml
 
 from conftest import BUILD_DIR, SOURCE_DIR, VMM
 
-SPEC = pathlib.Path(os.environ.get(
-    "VMM_API_SPEC", SOURCE_DIR.parent / "shared" / "reference" / "firecracker-api.yaml"))
+SPEC_PATH = SOURCE_DIR / "api" / "openapi.yaml"
+METHODS = ("get", "put", "patch", "post", "delete")
 
 
-def load_spec():
-    if not SPEC.exists():
-        raise RuntimeError(f"Firecracker's API spec is not at {SPEC}: check out ../shared next to "
-                           "the repository or set VMM_API_SPEC to the yaml")
-    with open(SPEC) as f:
-        spec = yaml.safe_load(f)
-    defs = spec["definitions"]
-    # Firecracker serialises the absent optional sections of GET /vm/config as null (its
-    # Option fields); Swagger 2.0 cannot say "nullable", so the objects there may be null.
-    full = defs["FullVmConfiguration"]["properties"]
-    for name, prop in list(full.items()):
-        if "$ref" in prop:
-            full[name] = {"anyOf": [prop, {"type": "null"}]}
-    return spec, defs
+class SpecLoader(yaml.SafeLoader):
+    """YAML with only true/false as booleans (YAML 1.2): an enum value Off or None stays a
+    string, as in the JSON on the wire."""
 
 
-SPEC_DOC, DEFINITIONS = load_spec()
+SpecLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()}
+for _first in "tTfF":
+    SpecLoader.yaml_implicit_resolvers.setdefault(_first, []).append(
+        ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")))
 
 
-def validate(body, definition):
-    """Validates a decoded body against #/definitions/<definition> of the spec."""
-    schema = {"definitions": DEFINITIONS, "$ref": f"#/definitions/{definition}"}
-    jsonschema.Draft4Validator(schema).validate(body)
+def load_spec(path):
+    """An OpenAPI 2.0 document, with the responses' status codes as strings."""
+    with open(path) as f:
+        spec = yaml.load(f, Loader=SpecLoader)
+    for item in spec.get("paths", {}).values():
+        for method in METHODS:
+            if method in item:
+                item[method]["responses"] = {str(k): v for k, v in
+                                             item[method]["responses"].items()}
+    return spec
 
 
-# The 200 responses of the spec: (method, path) -> definition.
-RESPONSE_SCHEMA = {
-    ("GET", "/"): "InstanceInfo",
-    ("GET", "/version"): "FirecrackerVersion",
-    ("GET", "/machine-config"): "MachineConfiguration",
-    ("GET", "/vm/config"): "FullVmConfiguration",
-    ("GET", "/balloon"): "Balloon",
-    ("GET", "/balloon/statistics"): "BalloonStats",
-}
+SPEC = load_spec(SPEC_PATH)
+
+# A schema's shape keywords, as opposed to its annotations (description, x-...).
+SHAPE = ("type", "$ref", "enum", "properties", "items", "additionalProperties", "format",
+         "minimum", "maximum", "pattern", "required", "default")
 
 
-# Our extensions' 200 responses (not in Firecracker's document): (method, path prefix) ->
-# JSON schema.
-EXTENSION_SCHEMA = {
-    ("GET", "/vm/memory/"): {
-        "type": "object",
-        "required": ["address", "length", "data"],
-        "additionalProperties": False,
-        "properties": {"address": {"type": "integer", "minimum": 0},
-                       "length": {"type": "integer", "minimum": 1},
-                       "data": {"type": "string", "pattern": "^([0-9a-f]{2})*$"}},
-    },
-}
+def has_shape(schema):
+    return any(k in schema for k in SHAPE)
+
+
+def json_schema(node):
+    """Our schema as the JSON schema the answers are validated with: x-nullable admits
+    null, a not-implemented field without a shape admits only null, and an object with
+    named properties is closed unless it says otherwise."""
+    if isinstance(node, list):
+        return [json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "x-vmm-not-implemented" in node and not has_shape(node):
+        return {"type": "null"}
+    out = {k: json_schema(v) for k, v in node.items()
+           if not k.startswith("x-") and k != "properties"}
+    if "properties" in node:
+        out["properties"] = {name: json_schema(p) for name, p in node["properties"].items()}
+        out.setdefault("additionalProperties", False)
+    if node.get("x-nullable"):
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+DEFINITIONS = {name: json_schema(d) for name, d in SPEC["definitions"].items()}
+
+
+def validate(body, schema):
+    """Validates a decoded body against a schema of api/openapi.yaml (often a $ref)."""
+    full = dict(json_schema(schema), definitions=DEFINITIONS)
+    jsonschema.Draft4Validator(full).validate(body)
+
+
+def deref(spec, node):
+    """Follows a local $ref (#/responses/..., #/parameters/...)."""
+    while isinstance(node, dict) and "$ref" in node and node["$ref"].startswith("#/"):
+        target = spec
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        if target is node:
+            break
+        node = target
+    return node
+
+
+def operations(spec=SPEC):
+    """(template, method, operation) of every operation of the document."""
+    for template, item in spec["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield template, method, item[method]
+
+
+def find_operation(method, path, spec=SPEC):
+    """(template, operation) of the document that serves METHOD path, or None. A template's
+    {name} matches one non-empty segment; a trailing '/' is ignored, as the router does."""
+    segs = path.rstrip("/").split("/")[1:] if path != "/" else []
+    matches = []
+    for template, m, op in operations(spec):
+        if m != method.lower():
+            continue
+        tsegs = template.rstrip("/").split("/")[1:] if template != "/" else []
+        if len(tsegs) == len(segs) and all(
+                t == s or (t.startswith("{") and t.endswith("}") and s)
+                for t, s in zip(tsegs, segs)):
+            matches.append((template.count("{"), template, op))
+    if not matches:
+        return None
+    _, template, op = min(matches)
+    return template, op
+
+
+def validate_answer(method, path, status, body, content_type):
+    """Holds one answer (raw body bytes) to api/openapi.yaml; returns the decoded body.
+
+    A 2xx status must be declared by the operation; an error status may fall to `default`.
+    A path or method the document does not have may only be refused (400 with an Error)."""
+    found = find_operation(method, path)
+    if found is None:
+        assert status == 400, (f"{method} {path} answered {status}, but api/openapi.yaml "
+                               "has no such operation")
+        response = deref(SPEC, SPEC["responses"]["Refused"])
+    else:
+        template, op = found
+        response = op["responses"].get(str(status))
+        if response is None and status >= 400:
+            response = op["responses"].get("default")
+        assert response is not None, (f"{method} {template} answered {status}, which "
+                                      "api/openapi.yaml does not declare for it")
+        response = deref(SPEC, response)
+    if "schema" not in response:
+        assert body == b"", (method, path, status, body)
+        return None
+    assert content_type == "application/json", (method, path, status, content_type)
+    decoded = json.loads(body)
+    validate(decoded, response["schema"])
+    return decoded
 
 
 def check(resp, status, fault=None):
-    """Asserts the status, validates the body against the spec, returns the decoded body.
+    """Asserts the status, validates the answer against api/openapi.yaml, returns the
+    decoded body.
 
     fault: a substring the fault message must contain (400 answers)."""
     assert resp.status_code == status, (resp.status_code, resp.text)
-    if status == 204:
-        assert resp.content == b"", resp.content
-        return None
-    body = resp.json()
+    path = urllib.parse.urlparse(resp.request.url).path
+    body = validate_answer(resp.request.method, path, status, resp.content,
+                           resp.headers.get("Content-Type"))
     if status >= 400:
-        validate(body, "Error")
         assert isinstance(body.get("fault_message"), str) and body["fault_message"], body
         if fault is not None:
             assert fault in body["fault_message"], body
-        return body
-    assert resp.headers.get("Content-Type") == "application/json", resp.headers
-    path = urllib.parse.urlparse(resp.request.url).path
-    for (method, prefix), schema in EXTENSION_SCHEMA.items():
-        if resp.request.method == method and path.startswith(prefix):
-            jsonschema.Draft4Validator(schema).validate(body)
-            return body
-    definition = RESPONSE_SCHEMA.get((resp.request.method, path))
-    assert definition, f"no schema for {resp.request.method} {path}"
-    validate(body, definition)
     return body
 
 

@@ -2,8 +2,8 @@
  * Test doubles shared by the unit tests: an interrupt line that records every level it is
  * given, an output sink that captures bytes, and a log sink that captures lines.
  *
- * fakes.c depends on vmm_memory (and on devices/irq.h, which is header-only), so any
- * unit test can link it.
+ * The library vmm_test_fakes (tests/unit/CMakeLists.txt): it links vmm_devices for
+ * devices/irq.h (header-only), so any unit test can link it.
  */
 #ifndef TESTS_UNIT_FAKES_H
 #define TESTS_UNIT_FAKES_H

@@ -19,7 +19,7 @@
 #include "api/config_json.h"
 #include "api/router.h"
 #include "common/event_loop.h"
-#include "vmm/cli.h"
+#include "api/cli.h"
 #include "vmm/controller.h"
 #include "vmm/metrics.h"
 
@@ -211,12 +211,40 @@ static void test_net_logger_metrics(void **state)
 
 /* ---- the config file and GET /vm/config ---- */
 
+/* The files the documents below name (a kernel, drives), relative to a scratch directory the
+ * tests run in: a configuration command checks that they exist, from the API and from a
+ * config file alike. */
+static char scratch[] = "/tmp/test_api_json.XXXXXX";
+static const char *const scratch_files[] = {"k", "data", "root", "x", "y"};
+
+static int scratch_setup(void **state)
+{
+        (void)state;
+        if (!mkdtemp(scratch) || chdir(scratch))
+                return -1;
+        for (size_t i = 0; i < sizeof(scratch_files) / sizeof(scratch_files[0]); i++) {
+                FILE *f = fopen(scratch_files[i], "w");
+
+                if (!f || fputs("x", f) == EOF || fclose(f))
+                        return -1;
+        }
+        return 0;
+}
+
+static int scratch_teardown(void **state)
+{
+        (void)state;
+        for (size_t i = 0; i < sizeof(scratch_files) / sizeof(scratch_files[0]); i++)
+                unlink(scratch_files[i]);
+        return chdir("/") || rmdir(scratch) ? -1 : 0;
+}
+
 static const char full_doc[] =
-    "{\"boot-source\": {\"kernel_image_path\": \"/k\", \"boot_args\": \"console=ttyS0\"},"
+    "{\"boot-source\": {\"kernel_image_path\": \"k\", \"boot_args\": \"console=ttyS0\"},"
     " \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256, \"track_dirty_pages\": true},"
-    " \"drives\": [{\"drive_id\": \"data\", \"path_on_host\": \"/data\", \"is_root_device\": "
+    " \"drives\": [{\"drive_id\": \"data\", \"path_on_host\": \"data\", \"is_root_device\": "
     "false},"
-    "              {\"drive_id\": \"root\", \"path_on_host\": \"/root\", \"is_root_device\": true,"
+    "              {\"drive_id\": \"root\", \"path_on_host\": \"root\", \"is_root_device\": true,"
     "               \"is_read_only\": true}],"
     " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\","
     "   \"tx_rate_limiter\": {\"bandwidth\": {\"size\": 100, \"refill_time\": 10}}}],"
@@ -263,7 +291,7 @@ static void test_config_file_round_trip(void **state)
         second = export_json(&again);
         assert_string_equal(first, second);
         assert_non_null(strstr(first, "\"mmds-config\":null"));
-        assert_non_null(strstr(first, "\"boot-source\":{\"kernel_image_path\":\"/k\""));
+        assert_non_null(strstr(first, "\"boot-source\":{\"kernel_image_path\":\"k\""));
         free(first);
         free(second);
         vmm_config_free(&cfg);
@@ -305,12 +333,12 @@ static void test_config_file_errors(void **state)
         expect_config_error("{} {}", "trailing characters");
         expect_config_error("{\"drive\": []}", "unknown field `drive`");
         expect_config_error("{\"drives\": {}}", "drives: invalid type: an object");
-        expect_config_error("{\"drives\": [{\"drive_id\": \"a b\", \"path_on_host\": \"/x\", "
+        expect_config_error("{\"drives\": [{\"drive_id\": \"a b\", \"path_on_host\": \"x\", "
                             "\"is_root_device\": false}]}",
                             "drives[0]: drive id 'a b' is invalid");
-        expect_config_error("{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/x\", "
+        expect_config_error("{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"x\", "
                             "\"is_root_device\": true}, {\"drive_id\": \"b\", \"path_on_host\": "
-                            "\"/y\", \"is_root_device\": true}]}",
+                            "\"y\", \"is_root_device\": true}]}",
                             "drives[1]: drive 'b' cannot be the root device");
         expect_config_error("{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64}, "
                             "\"balloon\": {\"amount_mib\": 65, \"deflate_on_oom\": false}}",
@@ -412,6 +440,18 @@ static void test_router(void **state)
         expect_route_error("PUT", "/actions", "{\"action_type\": \"Start\"}",
                            "An error occurred when deserializing the json body of a request: "
                            "field `action_type`: unknown variant `Start`");
+
+        /* The target as sent: the path is percent-decoded here, a query ignored, and an
+         * escaped NUL refused (it would end the id: "a%00xyz" read as "a"). */
+        assert_int_equal(api_route("GET", "/vers%69on?x=%00", "", 0, &req, &action, &resp),
+                         API_ROUTE_SUBMIT);
+        assert_int_equal(req.action, VMM_GET_VERSION);
+        controller_request_clear(&req);
+        expect_route_error("GET", "/version%00", NULL,
+                           "Invalid request method and/or path: GET /version%00.");
+        expect_route_error("PUT", "/drives/a%00xyz?q", drive,
+                           "Invalid request method and/or path: PUT /drives/a%00xyz.");
+        expect_route_error("GET", "/version%zz", NULL, "path: GET /version%zz.");
 
         /* Replies. */
         controller_request_init(&req, VMM_GET_VERSION);
@@ -527,6 +567,75 @@ static void test_controller_pre_boot(void **state)
         event_loop_destroy(loop);
 }
 
+/*
+ * One configuration path: a config file section is refused exactly as the API command with
+ * the same body is, at load time (before anything boots), with the API's message after the
+ * section's name. Files are checked (a missing kernel or drive used to pass the config file
+ * and fail only when the VM was built, with another message), and so is the whole
+ * configuration against this host.
+ */
+static void expect_same_refusal(const char *doc, const char *section, const char *url,
+                                const char *first_body, const char *body)
+{
+        struct controller_params p = {.console_in_fd = -1, .console_out_fd = -1};
+        struct controller_request req;
+        struct api_response resp;
+        struct vmm_config cfg;
+        struct controller *c;
+        struct error file_err = {0}, err = {0};
+        char expect[sizeof(err.msg) + 64];
+        int action;
+
+        assert_int_not_equal(api_config_parse(doc, strlen(doc), &cfg, &file_err), 0);
+        vmm_config_free(&cfg);
+
+        assert_int_equal(event_loop_create(&loop), 0);
+        p.loop = loop;
+        vmm_config_init(&cfg);
+        assert_int_equal(controller_create(&p, &cfg, &err, &c), 0);
+        if (first_body) { /* what the document configured before the refused section */
+                assert_int_equal(api_route("PUT", "/machine-config", first_body, strlen(first_body),
+                                           &req, &action, &resp),
+                                 API_ROUTE_SUBMIT);
+                run(c, &req, 0, NULL);
+                controller_request_clear(&req);
+        }
+        assert_int_equal(api_route("PUT", url, body, strlen(body), &req, &action, &resp),
+                         API_ROUTE_SUBMIT);
+        controller_execute(c, &req);
+        assert_int_not_equal(req.reply.status, 0);
+        assert_int_equal(req.reply.err.kind, ERROR_CONFIG);
+        assert_int_equal(file_err.kind, ERROR_CONFIG);
+        snprintf(expect, sizeof(expect), "%s: %s", section, req.reply.err.msg);
+        assert_string_equal(file_err.msg, expect);
+        controller_request_clear(&req);
+        controller_close(c);
+        controller_destroy(c);
+        event_loop_destroy(loop);
+}
+
+static void test_config_file_and_api_agree(void **state)
+{
+        static const char kernel[] = "{\"kernel_image_path\": \"/nonexistent/vmlinux\"}";
+        static const char initrd[] = "{\"kernel_image_path\": \"k\", \"initrd_path\": "
+                                     "\"/nonexistent/initrd\"}";
+        static const char drive[] = "{\"drive_id\": \"d0\", \"path_on_host\": "
+                                    "\"/nonexistent/disk\", \"is_root_device\": false}";
+        static const char machine[] = "{\"vcpu_count\": 1, \"mem_size_mib\": 64}";
+        static const char balloon[] = "{\"amount_mib\": 65, \"deflate_on_oom\": false}";
+        char doc[512];
+
+        (void)state;
+        snprintf(doc, sizeof(doc), "{\"boot-source\": %s}", kernel);
+        expect_same_refusal(doc, "boot-source", "/boot-source", NULL, kernel);
+        snprintf(doc, sizeof(doc), "{\"boot-source\": %s}", initrd);
+        expect_same_refusal(doc, "boot-source", "/boot-source", NULL, initrd);
+        snprintf(doc, sizeof(doc), "{\"drives\": [%s]}", drive);
+        expect_same_refusal(doc, "drives[0]", "/drives/d0", NULL, drive);
+        snprintf(doc, sizeof(doc), "{\"machine-config\": %s, \"balloon\": %s}", machine, balloon);
+        expect_same_refusal(doc, "balloon", "/balloon", machine, balloon);
+}
+
 /* ---- metrics ---- */
 
 static uint64_t counter_value, store_value;
@@ -616,7 +725,7 @@ static void test_cli_options(void **state)
         char *argv2[] = {"vmm", "--config-file", "f.json", "--mem", "64", NULL};
         assert_int_equal(cli_parse(5, argv2, &o, &err), 0);
         assert_string_equal(o.config_file, "f.json");
-        assert_string_equal(o.machine_option, "--mem");
+        assert_string_equal(o.machine_option, "mem");
         cli_opts_free(&o);
         char *argv3[] = {"vmm", "--http-api-max-payload-size", "0", NULL};
         assert_int_equal(cli_parse(3, argv3, &o, &err), -EINVAL);
@@ -633,8 +742,9 @@ int main(void)
             cmocka_unit_test(test_config_file_errors),
             cmocka_unit_test(test_router),
             cmocka_unit_test(test_controller_pre_boot),
+            cmocka_unit_test(test_config_file_and_api_agree),
             cmocka_unit_test(test_metrics_lines),
             cmocka_unit_test(test_cli_options),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

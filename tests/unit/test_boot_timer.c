@@ -14,26 +14,19 @@
 
 #include <cmocka.h>
 
+#include "common/clock.h"
 #include "devices/boot_timer.h"
 #include "fakes.h"
 
 static struct log_capture cap;
-
-static uint64_t now_ns(clockid_t id)
-{
-        struct timespec ts;
-
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int setup(void **state)
 {
         struct boot_timer *t = NULL;
 
         /* Started 5 ms ago, so the reported time is clearly positive. */
-        if (boot_timer_create(now_ns(CLOCK_MONOTONIC) - 5000000ull,
-                              now_ns(CLOCK_PROCESS_CPUTIME_ID), &t))
+        if (boot_timer_create(clock_ns(CLOCK_MONOTONIC) - 5000000ull,
+                              clock_ns(CLOCK_PROCESS_CPUTIME_ID), &t))
                 return -1;
         log_set_level(LOG_LEVEL_INFO);
         log_capture_start(&cap);

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "vmm/cli.h"
+#include "api/cli.h"
 #include "vmm/config.h"
 
 #define MAX_ARGS 48
@@ -205,7 +205,7 @@ static void test_cli_parse_after_error_inside_cluster(void **state)
 }
 
 struct cli_bad {
-        const char *args[6];
+        const char *args[8];
         const char *needle1, *needle2;
 };
 
@@ -234,7 +234,28 @@ static const struct cli_bad cli_bad_cases[] = {
     {{"vmlinux"}, "unexpected argument", "'vmlinux'"},
     {{"--kernel", "k", "extra"}, "unexpected argument", "'extra'"},
     {{"--level", "loud"}, "--level", "'loud'"},
-    {{"--id", ""}, "--id", "64"},
+    {{"--id", ""}, "--id", "empty"},
+    /* An empty value is refused (issue 12: --balloon '' was taken as 0 MiB). */
+    {{"--balloon", ""}, "--balloon", "empty"},
+    {{"--kernel", ""}, "--kernel", "empty"},
+    {{"--drive", ""}, "--drive", "empty"},
+    {{"--api-sock", ""}, "--api-sock", "empty"},
+    /* A mode that prints or merges and exits takes no other option (it was ignored). */
+    {{"--describe-snapshot", "s", "--kernel", "k"},
+     "--describe-snapshot cannot be combined",
+     "--kernel"},
+    {{"--kernel", "k", "--describe-snapshot", "s"},
+     "--describe-snapshot cannot be combined",
+     "--kernel"},
+    {{"--base-file", "m", "--diff-file", "d", "--kernel", "k"},
+     "--base-file cannot be combined",
+     "--kernel"},
+    {{"--diff-file", "d", "--api-sock", "a", "--base-file", "m"},
+     "--diff-file cannot be combined",
+     "--api-sock"},
+    {{"--describe-snapshot", "s", "--base-file", "m", "--diff-file", "d"},
+     "--describe-snapshot cannot be combined",
+     "--base-file"},
     {{"--id", "0123456789012345678901234567890123456789012345678901234567890123X"}, "--id", "64"},
 };
 
@@ -257,6 +278,23 @@ static void test_cli_errors(void **state)
                                  c->args[1] ? c->args[1] : "", err.msg, c->needle1, c->needle2);
                 cli_opts_free(&o);
         }
+}
+
+/* --help and --version go with anything; a mode's own options go together. */
+static void test_cli_modes_accepted(void **state)
+{
+        (void)state;
+        struct cli_opts o;
+        struct error err = {0};
+
+        assert_int_equal(parse(ARGS("--describe-snapshot", "s", "--help"), &o, &err), 0);
+        /* (the strings point into the freed argv copy) */
+        assert_non_null(o.describe_snapshot);
+        assert_true(o.help);
+        cli_opts_free(&o);
+        assert_int_equal(parse(ARGS("--base-file", "m", "--diff-file", "d"), &o, &err), 0);
+        assert_true(o.merge_base && o.merge_diff);
+        cli_opts_free(&o);
 }
 
 static void test_cli_id_of_64_accepted(void **state)
@@ -462,6 +500,7 @@ int main(void)
             cmocka_unit_test(test_cli_parse_twice),
             cmocka_unit_test(test_cli_parse_after_error_inside_cluster),
             cmocka_unit_test(test_cli_errors),
+            cmocka_unit_test(test_cli_modes_accepted),
             cmocka_unit_test(test_cli_id_of_64_accepted),
             cmocka_unit_test(test_cli_usage_lists_options),
             cmocka_unit_test(test_config_defaults_valid),

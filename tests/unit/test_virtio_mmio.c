@@ -367,7 +367,7 @@ static void test_device_features_words(void **state)
         create_transport(f, &mc);
         feat = vdrv_device_features(&f->d);
         assert_int_equal(feat, FAKE_FEAT | V1 | VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM));
-        /* ACCESS_PLATFORM is bit 1 of the second word (confidential.md section 3). */
+        /* ACCESS_PLATFORM is bit 1 of the second word (docs/confidential.md, "virtio facts"). */
         wr(f, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
         assert_int_equal(rd(f, VIRTIO_MMIO_DEVICE_FEATURES), 3);
 }

@@ -1,5 +1,5 @@
 /*
- * The guest side of the VMM's confidential platforms (../shared/docs/confidential.md; the
+ * The guest side of the VMM's confidential platforms (docs/confidential.md; the
  * VMM documents the interfaces in arch/cc/cc.h). Only x86 KVM runs here, so the probe
  * drives all three models from x86:
  *

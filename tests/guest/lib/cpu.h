@@ -1,6 +1,6 @@
 /*
  * CPU control, atomics and a spinlock, all from the base x86-64 instruction set (the test
- * platform's emulator rejects most extensions; see docs/platform.md).
+ * platform's emulator rejects most extensions; see docs/platform-notes.md).
  */
 #ifndef PROBE_CPU_H
 #define PROBE_CPU_H

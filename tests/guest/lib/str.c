@@ -1,7 +1,7 @@
 #include "str.h"
 
 /* `rep movsb` / `rep stosb`: one instruction for the whole copy, which matters when every
- * guest instruction is emulated (docs/platform.md); a byte loop costs four per byte. */
+ * guest instruction is emulated (docs/platform-notes.md); a byte loop costs four per byte. */
 void *memcpy(void *dst, const void *src, size_t n)
 {
         void *d = dst;

@@ -48,6 +48,9 @@ void scenario_cc_sev_attack(const struct boot_info *bi);
 void scenario_cc_pef_attack(const struct boot_info *bi);
 void scenario_cc_s390_attack(const struct boot_info *bi);
 void scenario_cc_secret(const struct boot_info *bi);
+void scenario_cc_peek(const struct boot_info *bi);
+void scenario_cc_hammer(const struct boot_info *bi);
+void scenario_cc_stress(const struct boot_info *bi);
 
 /* Helpers shared by scenarios (common.c): ACPI access that fails the scenario with a reason
  * instead of returning an error. */

@@ -28,6 +28,9 @@ static const struct scenario scenarios[] = {
     {"cc-pef-attack", scenario_cc_pef_attack},
     {"cc-s390-pv-attack", scenario_cc_s390_attack},
     {"cc-secret", scenario_cc_secret},
+    {"cc-peek", scenario_cc_peek},
+    {"cc-hammer", scenario_cc_hammer},
+    {"cc-stress", scenario_cc_stress},
     {"snapshot", scenario_snapshot},
     {"heartbeat", scenario_heartbeat},
 };

@@ -7,8 +7,8 @@
  * Models are created first (they need no KVM: a bad drive path or TAP name is reported like
  * any other configuration error), then attached: MMIO window, irqfd, one ioeventfd per queue.
  */
-#ifndef VMM_DEVICES_H
-#define VMM_DEVICES_H
+#ifndef VMM_VM_DEVICES_H
+#define VMM_VM_DEVICES_H
 
 #include "arch/x86/platform.h"
 #include "common/error.h"

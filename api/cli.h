@@ -3,15 +3,15 @@
  * option, missing or non-numeric value) are reported here; whether the values make a
  * valid machine is decided by vmm_config_validate, like for the config file and the API.
  */
-#ifndef VMM_CLI_H
-#define VMM_CLI_H
+#ifndef API_CLI_H
+#define API_CLI_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "common/error.h"
 #include "common/log.h"
-#include "config.h"
+#include "vmm/config.h"
 
 #define CLI_DEFAULT_MAX_PAYLOAD 51200 /* Firecracker's API body limit */
 
@@ -32,7 +32,7 @@ struct cli_opts {
         const char *seccomp_test_violation;
         size_t max_payload; /* --http-api-max-payload-size (bytes) */
         /* An option describing the machine (--kernel, --mem, --drive, ...) was given: those
-         * cannot be combined with --config-file. Names the first one. */
+         * cannot be combined with --config-file. Names the first one, without its "--". */
         const char *machine_option;
         const char *describe_snapshot; /* --describe-snapshot FILE: print it and exit */
         const char *merge_base;        /* --base-file: merge --diff-file over it and exit */
@@ -40,7 +40,8 @@ struct cli_opts {
 };
 
 /* Fills opts (cfg is initialised with defaults first); -EINVAL with a message on a syntax
- * error. */
+ * error, an empty value, or options that exclude each other (--describe-snapshot and
+ * --base-file/--diff-file take no other option but --help and --version). */
 int cli_parse(int argc, char **argv, struct cli_opts *opts, struct error *err) MUST_CHECK;
 void cli_opts_free(struct cli_opts *opts);
 

@@ -23,12 +23,13 @@
 #include "api/config_json.h"
 #include "api/server.h"
 #include "cli.h"
+#include "common/clock.h"
 #include "common/event_loop.h"
 #include "common/log.h"
-#include "controller.h"
-#include "sandbox.h"
-#include "snapshot.h"
-#include "vm.h"
+#include "vmm/controller.h"
+#include "vmm/sandbox.h"
+#include "vmm/snapshot.h"
+#include "vmm/vm.h"
 
 #define EXIT_OK         0
 #define EXIT_ERROR      1
@@ -78,13 +79,6 @@ static int confine_thread(void *opaque, enum vmm_thread_role role)
                 LOG_WARN("seccomp test: the call went through (no filter)");
         }
         return r;
-}
-
-static uint64_t clock_ns(clockid_t id)
-{
-        struct timespec ts;
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void on_exit_request(void *opaque, int exit_code)
@@ -249,7 +243,7 @@ static int load_config_file(struct cli_opts *o, struct error *err)
 
         if (o->machine_option)
                 return error_set(err, -EINVAL,
-                                 "%s cannot be combined with --config-file (the machine comes "
+                                 "--%s cannot be combined with --config-file (the machine comes "
                                  "from the file)",
                                  o->machine_option);
         r = api_config_load_file(o->config_file, &file, err);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "common/clock.h"
 #include "common/event_loop.h"
 #include "common/log.h"
 #include "vmm/controller.h"
@@ -63,14 +64,6 @@ static int fail(int code, const char *fmt, ...)
         vsnprintf(last_error, sizeof(last_error), fmt, ap);
         va_end(ap);
         return code;
-}
-
-static uint64_t clock_ns(clockid_t id)
-{
-        struct timespec ts;
-
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void emit(struct libvmm *vm, enum libvmm_event ev, int code)
@@ -153,21 +146,18 @@ static void call_done(struct controller_request *req)
         struct libvmm *vm = c->vm;
 
         if (!req->reply.status) {
-                switch (req->action) {
-                case VMM_INSTANCE_START:
-                        emit(vm, LIBVMM_EVENT_STARTED, 0);
+                switch (controller_action_event(req->action)) {
+                case CONTROLLER_EVENT_STARTED:
+                        emit(vm,
+                             req->reply.state == CONTROLLER_PAUSED ? LIBVMM_EVENT_PAUSED
+                                                                   : LIBVMM_EVENT_STARTED,
+                             0);
                         break;
-                case VMM_PAUSE:
+                case CONTROLLER_EVENT_PAUSED:
                         emit(vm, LIBVMM_EVENT_PAUSED, 0);
                         break;
-                case VMM_RESUME:
+                case CONTROLLER_EVENT_RESUMED:
                         emit(vm, LIBVMM_EVENT_RESUMED, 0);
-                        break;
-                case VMM_SNAPSHOT_LOAD:
-                        emit(vm,
-                             req->u.snapshot_load.resume_vm ? LIBVMM_EVENT_STARTED
-                                                            : LIBVMM_EVENT_PAUSED,
-                             0);
                         break;
                 default:
                         break;
