@@ -756,8 +756,8 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out)
 
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
 {
-        int r =
-            vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
+        int r = vm->cc ? cc_host_read(vm->cc, gpa, buf, len)
+                       : guest_mem_read_snapshot(vm->mem, gpa, buf, len);
 
         if (r)
                 return error_config(err, "0x%llx+0x%zx is not guest RAM", (unsigned long long)gpa,
