@@ -1,5 +1,7 @@
 #include "config_json.h"
 
+#include "common/file.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -423,38 +425,38 @@ static int get_mem_backend(const cJSON *j, struct vmm_snapshot_load *out, struct
         return r;
 }
 
-static int get_net_overrides(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
+/* network_overrides, drive_overrides: sequences of {id_key, value_key} objects (item names
+ * the object for messages, as serde's struct names). */
+static int get_overrides(const cJSON *j, const char *field, const char *item_name,
+                         const char *id_key, const char *value_key, unsigned max,
+                         struct vmm_override *out, unsigned *count, struct error *err)
 {
-        const cJSON *a = json_field(j, "network_overrides"), *item;
+        const cJSON *a = json_field(j, field), *item;
         unsigned i = 0;
         int r = 0;
 
         if (!a)
                 return 0;
         if (!cJSON_IsArray(a))
-                return error_config(err,
-                                    "field `network_overrides`: invalid type: %s, expected a "
-                                    "sequence",
+                return error_config(err, "field `%s`: invalid type: %s, expected a sequence", field,
                                     json_type_name(a));
         cJSON_ArrayForEach(item, a)
         {
-                if (i == VMM_MAX_NETS)
-                        return error_config(err, "field `network_overrides`: more than %u entries",
-                                            VMM_MAX_NETS);
+                if (i == max)
+                        return error_config(err, "field `%s`: more than %u entries", field, max);
                 if (!cJSON_IsObject(item))
-                        r = error_config(err, "invalid type: %s, expected struct NetworkOverride",
-                                         json_type_name(item));
+                        r = error_config(err, "invalid type: %s, expected struct %s",
+                                         json_type_name(item), item_name);
                 if (!r)
-                        r = json_check_object(item, FIELDS("iface_id", "host_dev_name"), err);
+                        r = json_check_object(item, (const char *const[]){id_key, value_key, NULL},
+                                              err);
                 if (!r)
-                        r = json_get_string(item, "iface_id", true, &out->net_overrides[i].iface_id,
-                                            err);
+                        r = json_get_string(item, id_key, true, &out[i].id, err);
                 if (!r)
-                        r = json_get_string(item, "host_dev_name", true,
-                                            &out->net_overrides[i].host_dev_name, err);
-                out->nr_net_overrides = ++i;
+                        r = json_get_string(item, value_key, true, &out[i].value, err);
+                *count = ++i;
                 if (r) {
-                        error_prefix(err, "network_overrides[%u]", i - 1);
+                        error_prefix(err, "%s[%u]", field, i - 1);
                         return r;
                 }
         }
@@ -470,8 +472,8 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struc
         int r = json_check_object(j,
                                   FIELDS("snapshot_path", "mem_file_path", "mem_backend",
                                          "enable_diff_snapshots", "track_dirty_pages", "resume_vm",
-                                         "network_overrides", "vsock_override", "clock_realtime",
-                                         "huge_pages"),
+                                         "network_overrides", "drive_overrides", "vsock_override",
+                                         "clock_realtime", "huge_pages"),
                                   err);
 
         memset(out, 0, sizeof(*out));
@@ -498,7 +500,13 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struc
         if (!r)
                 r = json_get_bool(j, "clock_realtime", false, NULL, &out->clock_realtime, err);
         if (!r)
-                r = get_net_overrides(j, out, err);
+                r = get_overrides(j, "network_overrides", "NetworkOverride", "iface_id",
+                                  "host_dev_name", VMM_MAX_NETS, out->net_overrides,
+                                  &out->nr_net_overrides, err);
+        if (!r)
+                r = get_overrides(j, "drive_overrides", "DriveOverride", "drive_id", "path_on_host",
+                                  VMM_MAX_DRIVES, out->drive_overrides, &out->nr_drive_overrides,
+                                  err);
         if (!r)
                 r = json_get_object(j, "vsock_override", false, &vsock, err);
         if (!r && vsock) {
@@ -549,7 +557,7 @@ int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
 {
-        bool hinting = false, reporting = false, present;
+        bool present;
         int r =
             json_check_object(j,
                               FIELDS("amount_mib", "deflate_on_oom", "stats_polling_interval_s",
@@ -565,12 +573,11 @@ int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err
                 r = get_u32(j, "stats_polling_interval_s", false, 0, &present,
                             &out->stats_polling_interval_s, err);
         if (!r)
-                r = json_get_bool(j, "free_page_hinting", false, &present, &hinting, err);
+                r = json_get_bool(j, "free_page_hinting", false, &present, &out->free_page_hinting,
+                                  err);
         if (!r)
-                r = json_get_bool(j, "free_page_reporting", false, &present, &reporting, err);
-        if (!r && (hinting || reporting))
-                r = error_config(err, "balloon free page %s is not implemented yet",
-                                 hinting ? "hinting" : "reporting");
+                r = json_get_bool(j, "free_page_reporting", false, &present,
+                                  &out->free_page_reporting, err);
         if (!r)
                 r = get_access_platform(j, &out->access_platform, err);
         out->present = true;
@@ -589,6 +596,19 @@ int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s, struct 
         int r = json_check_object(j, FIELDS("stats_polling_interval_s"), err);
 
         return r ? r : get_u32(j, "stats_polling_interval_s", true, 0, NULL, interval_s, err);
+}
+
+/* Firecracker's BalloonStartCmd; acknowledge_on_stop defaults to true, as does the whole
+ * body. */
+int api_parse_balloon_hinting_start(const cJSON *j, bool *ack_on_stop, struct error *err)
+{
+        int r;
+
+        *ack_on_stop = true;
+        if (!j)
+                return 0;
+        r = json_check_object(j, FIELDS("acknowledge_on_stop"), err);
+        return r ? r : json_get_bool(j, "acknowledge_on_stop", false, NULL, ack_on_stop, err);
 }
 
 static const char *const level_values[] = {"Off",   "Error", "Warning", "Info",
@@ -833,6 +853,23 @@ static int parse_patch_balloon_stats(const cJSON *j, struct controller_request *
         return api_parse_balloon_stats_update(j, &req->u.balloon_stats_interval_s, err);
 }
 
+static int parse_hinting_start(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
+}
+
+static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
+                              struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
+}
+
 static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
                                  const char **body_id, struct error *err)
 {
@@ -875,6 +912,16 @@ static const parse_fn command_parsers[VMM_ACTION_COUNT] = {
 bool api_command_has_body(int action)
 {
         return action >= 0 && action < VMM_ACTION_COUNT && command_parsers[action];
+}
+
+bool api_command_body_optional(int action)
+{
+        return action == VMM_START_BALLOON_HINTING || action == VMM_STOP_BALLOON_HINTING;
+}
+
+bool api_command_body_ignored(int action)
+{
+        return action == VMM_STOP_BALLOON_HINTING;
 }
 
 int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -952,7 +999,21 @@ cJSON *api_json_balloon(const struct vmm_balloon *b)
         json_add_uint(o, "amount_mib", b->amount_mib);
         cJSON_AddBoolToObject(o, "deflate_on_oom", b->deflate_on_oom);
         json_add_uint(o, "stats_polling_interval_s", b->stats_polling_interval_s);
+        cJSON_AddBoolToObject(o, "free_page_hinting", b->free_page_hinting);
+        cJSON_AddBoolToObject(o, "free_page_reporting", b->free_page_reporting);
         add_access_platform(o, b->access_platform);
+        return o;
+}
+
+cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "host_cmd", h->host_cmd);
+        if (h->has_guest_cmd)
+                json_add_uint(o, "guest_cmd", h->guest_cmd);
         return o;
 }
 
@@ -1162,6 +1223,17 @@ cJSON *api_json_parse(const char *text, size_t len, struct error *err)
                 error_config(err, "the body contains a NUL byte");
                 return NULL;
         }
+        /* Nor may a string hold one: "\u0000" would end its C string early, and what is
+         * after it (".ro" of a path, the rest of an id) would be dropped unseen. */
+        for (size_t i = 0; i + 1 < len; i++) {
+                if (text[i] != '\\')
+                        continue;
+                if (text[i + 1] == 'u' && i + 6 <= len && memcmp(text + i + 2, "0000", 4) == 0) {
+                        error_config(err, "a string holds an escaped NUL (u0000) at byte %zu", i);
+                        return NULL;
+                }
+                i++; /* the escaped character: "\\u0000" is a backslash and "u0000" */
+        }
         j = cJSON_ParseWithLengthOpts(text, len, &end, false);
         if (!j) {
                 size_t at = end && end >= text ? (size_t)(end - text) : 0;
@@ -1310,15 +1382,15 @@ int api_config_load_file(const char *path, struct vmm_config *cfg, struct error 
         char *text;
         ssize_t n;
         size_t len = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+        int fd, r;
 
         vmm_config_init(cfg);
+        fd = file_open("config file", path, O_RDONLY, 0, FILE_REGULAR, err);
         if (fd < 0)
-                return error_config(err, "config file '%s': %s", path, strerror(errno));
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+                return fd;
+        if (fstat(fd, &st) || st.st_size > (16 << 20)) {
                 close(fd);
-                return error_config(err, "config file '%s': not a regular file of at most 16 MiB",
-                                    path);
+                return error_config(err, "config file '%s' is larger than 16 MiB", path);
         }
         text = malloc((size_t)st.st_size + 1);
         if (!text) {

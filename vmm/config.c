@@ -216,38 +216,17 @@ void vmm_rate_limiter_merge(struct vmm_rate_limiter *dst, const struct vmm_rate_
 
 int vmm_open_output(const char *what, const char *path, struct error *err)
 {
-        struct stat st;
-        int fd;
-
-        if (!path || !*path)
-                return error_config(err, "%s: the path is empty", what);
-        if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
-                fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-        else
-                fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644);
-        if (fd < 0)
-                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
-        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is a directory", what, path);
-        }
-        return fd;
+        return file_open(what, path, O_WRONLY | O_APPEND | O_CREAT, 0644,
+                         FILE_REGULAR | FILE_FIFO | FILE_CHAR, err);
 }
 
-int vmm_check_file(const char *what, const char *path, bool write, struct error *err)
+int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds,
+                   struct error *err)
 {
-        struct stat st;
-        int fd;
+        int fd = file_open(what, path, write ? O_RDWR : O_RDONLY, 0, kinds, err);
 
-        if (!path || !*path)
-                return error_config(err, "%s: the path is empty", what);
-        fd = open(path, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0)
-                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
-        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is a directory", what, path);
-        }
+                return fd;
         close(fd);
         return 0;
 }

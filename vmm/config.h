@@ -10,6 +10,7 @@
 
 #include "arch/cc/cc.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "devices/rate_limiter.h"
@@ -92,6 +93,8 @@ struct vmm_balloon {
         uint32_t amount_mib;
         bool deflate_on_oom;
         uint32_t stats_polling_interval_s; /* 0: no statistics queue */
+        bool free_page_reporting;
+        bool free_page_hinting;
         enum vmm_access_platform access_platform;
 };
 
@@ -232,12 +235,15 @@ void vmm_rate_limiter_from_update(struct vmm_rate_limiter *dst,
 void vmm_rate_limiter_merge(struct vmm_rate_limiter *dst, const struct vmm_rate_limiter_update *u);
 
 /* Checks that a file the VM will open at start can be opened now (read-only, or read-write
- * when write is set), so an API PUT reports a bad path at once. ERROR_CONFIG. */
-int vmm_check_file(const char *what, const char *path, bool write, struct error *err) MUST_CHECK;
+ * when write is set) and is one of kinds (common/file.h), so an API PUT reports a bad path
+ * at once. ERROR_CONFIG. */
+int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds,
+                   struct error *err) MUST_CHECK;
 
-/* Opens a log or metrics destination for writing: a named pipe read-write and non-blocking
- * (the open neither waits for nor needs a reader), anything else appended to and created
- * when missing. Returns the fd or a negative errno (ERROR_CONFIG). */
+/* Opens a log or metrics destination for writing (file_open): a regular file appended to and
+ * created when missing, a named pipe read-write and non-blocking (the open neither waits for
+ * nor needs a reader), or a character device. Returns the fd or a negative errno
+ * (ERROR_CONFIG). */
 int vmm_open_output(const char *what, const char *path, struct error *err) MUST_CHECK;
 
 void vmm_logger_config_free(struct vmm_logger_config *l);

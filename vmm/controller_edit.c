@@ -38,10 +38,10 @@ int controller_edit(struct vmm_config *cfg, const struct vmm_host_limits *limits
 int controller_edit_boot(struct vmm_config *next, struct controller_request *req, struct error *err)
 {
         struct vmm_boot_source *b = &req->u.boot;
-        int r = vmm_check_file("kernel image", b->kernel_image_path, false, err);
+        int r = vmm_check_file("kernel image", b->kernel_image_path, false, FILE_REGULAR, err);
 
         if (!r && b->initrd_path)
-                r = vmm_check_file("initrd", b->initrd_path, false, err);
+                r = vmm_check_file("initrd", b->initrd_path, false, FILE_REGULAR, err);
         if (r)
                 return r;
         SWAP(next->boot.kernel_image_path, b->kernel_image_path);
@@ -62,7 +62,8 @@ int controller_edit_drive(struct vmm_config *next, struct controller_request *re
                           struct error *err)
 {
         struct vmm_drive *d = &req->u.drive;
-        int r = vmm_check_file("drive", d->path_on_host, !d->is_read_only, err);
+        int r = vmm_check_file("drive", d->path_on_host, !d->is_read_only,
+                               FILE_REGULAR | FILE_BLOCK, err);
 
         if (r) {
                 error_prefix(err, "drive '%s'", d->drive_id);

@@ -82,6 +82,10 @@ static const struct {
     {SCMP_SYS(unlink), VMM},
     {SCMP_SYS(unlinkat), VMM},
     {SCMP_SYS(rename), VMM},
+    {SCMP_SYS(link), VMM}, /* a snapshot keeps the old memory file while it replaces it */
+    {SCMP_SYS(linkat), VMM},
+    {SCMP_SYS(readlink), VMM}, /* a snapshot's target named by a symbolic link */
+    {SCMP_SYS(readlinkat), VMM},
     {SCMP_SYS(mincore), VMM}, /* debug level: the startup line's guest RAM resident */
     {SCMP_SYS(io_uring_register), VMM},
     /* The API thread (api/server.c): epoll, accepting, recv and send on its connections,

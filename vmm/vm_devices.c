@@ -231,6 +231,8 @@ static int create_balloon(struct vm_devices *d, const struct vmm_balloon *b, str
             .amount_mib = b->amount_mib,
             .deflate_on_oom = b->deflate_on_oom,
             .stats_polling_interval_s = b->stats_polling_interval_s,
+            .free_page_reporting = b->free_page_reporting,
+            .free_page_hinting = b->free_page_hinting,
             .loop = d->loop,
         };
         struct virtio_balloon *bl;

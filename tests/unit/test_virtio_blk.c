@@ -493,7 +493,8 @@ static void test_create_errors(void **state)
         assert_non_null(mkdtemp(dir));
         assert_config_error(dir, false, "directory");
         assert_config_error(dir, true, "directory");
-        assert_config_error("/dev/null", false, "neither a regular file nor a block device");
+        assert_config_error("/dev/null", false,
+                            "is not a regular file or a block device: it is a character device");
         rmdir(dir);
 
         assert_int_equal(chmod(f->path, 0444), 0);
