@@ -415,15 +415,17 @@ static int attach_board(struct vm *vm, struct error *err)
                         ops[1] = i8042_cmd_ops();
                         opaque = vm->i8042;
                         break;
-                case VM_BOARD_ACPI_SLEEP:
+                case VM_BOARD_ACPI_SLEEP: {
                         /* The FADT names its control register at dev->base, its status at
-                         * +1, and the board's check holds it to 2 ports. */
+                         * +1, and the board's check holds it to 2 ports. (A block: C11 puts
+                         * no declaration right after a label, and clang refuses it.) */
                         _Static_assert(ACPI_SLEEP_CONTROL_OFF == 0 && ACPI_SLEEP_STATUS_OFF == 1 &&
                                            ACPI_SLEEP_REGS_LEN == 2,
                                        "the FADT's sleep registers are the device's window");
                         ops[0] = acpi_sleep_ops();
                         opaque = vm->acpi_sleep;
                         break;
+                }
                 case VM_BOARD_BOOT_TIMER:
                         ops[0] = boot_timer_bus_ops();
                         opaque = vm->boot_timer;
