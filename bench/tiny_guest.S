@@ -1,0 +1,35 @@
+/*
+ * The tiny guest: a PVH ELF whose first instruction asks the i8042 to pulse the CPU reset
+ * line (`out 0x64` of 0xfe), which ends `vmm` (exit 0) and is the exit bench/bare-kvm runs
+ * to. What follows ends QEMU's microvm machine, which has no i8042: a triple fault (an
+ * empty IDT, then an invalid opcode), which `-no-reboot` turns into an exit.
+ *
+ * Entered in 32-bit protected mode with paging off (PVH), at tiny_entry.
+ */
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+
+        .section .note.Xen, "a", @note
+        .p2align 2
+        .long 2f - 1f  /* namesz */
+        .long 4f - 3f  /* descsz */
+        .long XEN_ELFNOTE_PHYS32_ENTRY
+1:      .asciz "Xen"
+2:      .p2align 2
+3:      .quad tiny_entry
+4:      .p2align 2
+
+        .text
+        .code32
+        .globl tiny_entry
+tiny_entry:
+        movb $0xfe, %al
+        outb %al, $0x64
+        lidt empty_idt
+        ud2
+
+        .p2align 3
+empty_idt:
+        .word 0
+        .long 0
+
+        .section .note.GNU-stack, "", @progbits
