@@ -6,11 +6,12 @@
  * guest makes at its first instruction; then it exits without closing anything, as a
  * process that is done would (the kernel tears the VM down as the process exits).
  *
- *   bench/bare-kvm [plain|irqchip|split] [-v]
+ *   bench/bare-kvm [plain|irqchip|irqchip-nopit|split] [-v]
  *
  *   plain    nothing else (the issue's "bare KVM program")
  *   irqchip  plus KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 (what a VMM with the in-kernel
  *            PIC, IOAPIC, LAPIC and PIT does)
+ *   irqchip-nopit  KVM_CREATE_IRQCHIP alone (vmm's default since the PIT became optional)
  *   split    plus KVM_CAP_SPLIT_IRQCHIP with 24 routes (LAPIC in the kernel, IOAPIC and PIC
  *            in user space)
  *   -v       times each phase (monotonic clock) on stderr, the VM fd's close included
@@ -79,7 +80,8 @@ int main(int argc, char **argv)
                          strcmp(argv[i], "irqchip-nopit") == 0 || strcmp(argv[i], "split") == 0)
                         mode = argv[i];
                 else {
-                        fprintf(stderr, "usage: bare-kvm [plain|irqchip|split] [-v]\n");
+                        fprintf(stderr,
+                                "usage: bare-kvm [plain|irqchip|irqchip-nopit|split] [-v]\n");
                         return 2;
                 }
         }

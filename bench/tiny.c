@@ -5,8 +5,9 @@
  *   - `vmm --kernel tiny.elf --mem 128` of each BUILD_DIR given (two builds compare side by
  *     side: before and after a change), the tiny guest (bench/tiny_guest.S) ending it at its
  *     first instruction;
- *   - bench/bare-kvm in its three variants (no irqchip; KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2;
- *     KVM_CAP_SPLIT_IRQCHIP), the least a process must do to run that instruction;
+ *   - bench/bare-kvm in its four variants (no irqchip; KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2;
+ *     KVM_CREATE_IRQCHIP alone; KVM_CAP_SPLIT_IRQCHIP), the least a process must do to run
+ *     that instruction;
  *   - QEMU's microvm machine booting the same guest (if qemu-system-x86_64 is installed).
  *
  * It prints each one's median wall time (fork to reaped, as the parent sees it) and CPU time
@@ -24,7 +25,7 @@
 #include "bench.h"
 
 #define MAX_BUILDS 4
-#define MAX_ROWS   (MAX_BUILDS + 4)
+#define MAX_ROWS   (MAX_BUILDS + 5)
 #define MAX_RUNS   1000
 #define QEMU       "/usr/bin/qemu-system-x86_64"
 
@@ -81,10 +82,10 @@ int main(int argc, char **argv)
                 memcpy(r->argv, v, sizeof(v));
         }
         bare_row = nr;
-        static const char *modes[] = {"plain", "irqchip", "split"};
+        static const char *modes[] = {"plain", "irqchip", "irqchip-nopit", "split"};
         static const char *mode_labels[] = {"bare KVM program", "bare + IRQCHIP + PIT2",
-                                            "bare + SPLIT_IRQCHIP"};
-        for (int m = 0; m < 3; m++) {
+                                            "bare + IRQCHIP (no PIT)", "bare + SPLIT_IRQCHIP"};
+        for (int m = 0; m < 4; m++) {
                 struct row *r = &rows[nr++];
 
                 snprintf(r->label, sizeof(r->label), "%s", mode_labels[m]);
