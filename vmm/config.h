@@ -34,6 +34,7 @@ struct vmm_machine_config {
         char *cpu_hide;         /* comma-separated CPUID feature names; NULL: none */
         bool smt;               /* Firecracker's field; only false is supported */
         bool track_dirty_pages; /* accepted and reported; used by snapshots (later) */
+        bool pit;               /* the in-kernel i8254 PIT; off by default (docs/running.md) */
 };
 
 /* Firecracker's drive object ("drives" in the config file, PUT /drives/{id}). */
@@ -216,6 +217,8 @@ struct vmm_machine_update {
         bool huge_pages;
         bool has_cpu_hide;
         const char *cpu_hide; /* NULL or "": none */
+        bool has_pit;
+        bool pit;
 };
 
 /* Applies the update and validates the whole configuration (vmm_config_validate); on an

@@ -27,8 +27,9 @@
  *   "CONF"  the machine configuration (snapshot_config_save: boot source, machine, drives,
  *           network interfaces, vsock, balloon, entropy, confidential platform, boot timer;
  *           backends are referenced by path / TAP name, never copied)
- *   "KVM "  the in-kernel irqchip (PIC master, PIC slave, IOAPIC), the PIT, the KVM clock
- *           (kvm/kvm.c)
+ *   "KVM "  le32 version (2); the in-kernel irqchip (PIC master, PIC slave, IOAPIC); le32 1
+ *           and the PIT if the VM has one, else le32 0 (version 1: the PIT, always); the
+ *           KVM clock (kvm/kvm.c)
  *   "VCPU"  one per vCPU in index order: le32 index, then arch/x86/cpu_state.h's record
  *           (CPUID, MP state, registers, special registers, XSAVE or FPU, XCRs, debug
  *           registers, LAPIC, MSRs, events, TSC kHz)

@@ -691,7 +691,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
          * page), each slot change waits for an SRCU grace period (7 ms measured here). */
         r = kvm_map_memory(vm->kvm, vm->mem, cfg->machine.track_dirty_pages, err);
         if (!r)
-                r = kvm_create_platform(vm->kvm, err);
+                r = kvm_create_platform(vm->kvm, cfg->machine.pit, err);
         if (!r)
                 r = setup_platform_exits(vm, err);
         if (!r)
