@@ -4,24 +4,13 @@
  * to. What follows ends QEMU's microvm machine, which has no i8042: a triple fault (an
  * empty IDT, then an invalid opcode), which `-no-reboot` turns into an exit.
  *
- * Entered in 32-bit protected mode with paging off (PVH), at tiny_entry.
+ * Entered in 32-bit protected mode with paging off (PVH), at pvh_entry: the probe's PVH note
+ * (tests/guest/boot/pvh_note.S) is linked in.
  */
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
-
-        .section .note.Xen, "a", @note
-        .p2align 2
-        .long 2f - 1f  /* namesz */
-        .long 4f - 3f  /* descsz */
-        .long XEN_ELFNOTE_PHYS32_ENTRY
-1:      .asciz "Xen"
-2:      .p2align 2
-3:      .quad tiny_entry
-4:      .p2align 2
-
         .text
         .code32
-        .globl tiny_entry
-tiny_entry:
+        .globl pvh_entry
+pvh_entry:
         movb $0xfe, %al
         outb %al, $0x64
         lidt empty_idt
