@@ -171,6 +171,12 @@ def finish(v):
     return numbers
 
 
+def ctrl_alt_del_ends_idle(v):
+    """The running idle probe ends its VM on Ctrl+Alt+Del."""
+    check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+    assert v.wait_exit(30) == 0 and "probe: ok idle" in v.out(), v.out()
+
+
 def snapshot(v, state, mem, kind="Full"):
     check(v.put("/snapshot/create", {"snapshot_path": str(state), "mem_file_path": str(mem),
                                      "snapshot_type": kind}), 204)
@@ -411,8 +417,7 @@ def test_pit_survives_a_snapshot(tmp_path, idle_snapshot):
         snapshot(w, tmp_path / "again.state", tmp_path / "again.mem")
         assert "irqchip, PIT and clock" in describe(tmp_path / "again.state")
         check(w.patch("/vm", {"state": "Resumed"}), 204)
-        check(w.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
-        assert w.wait_exit(30) == 0 and "probe: ok idle" in w.out(), w.out()
+        ctrl_alt_del_ends_idle(w)
     finally:
         v.kill()
         if w:
@@ -549,8 +554,7 @@ def test_snapshot_of_a_restored_vm(tmp_path, idle_snapshot):
         v.kill()
         w = new_vmm(tmp_path, "w")
         check(load(w, tmp_path / "again.state", tmp_path / "again.mem", resume_vm=True), 204)
-        check(w.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
-        assert w.wait_exit(30) == 0 and "probe: ok idle" in w.out(), w.out()
+        ctrl_alt_del_ends_idle(w)
     finally:
         v.kill()
         if w:
