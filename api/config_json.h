@@ -32,6 +32,10 @@ int api_parse_boot_source(const cJSON *j, struct vmm_boot_source *out,
 int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, char **cpu_hide,
                       struct error *err) MUST_CHECK;
 int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err) MUST_CHECK;
+/* GET /hotplug/memory: Firecracker's MemoryHotplugStatus. */
+cJSON *api_json_memory_hotplug(const struct vmm_memory_hotplug *h, uint64_t plugged_mib);
+/* Firecracker's Pmem object (PUT /pmem/{id}, the config file's "pmem" items). */
+int api_parse_pmem(const cJSON *j, struct vmm_pmem *out, struct error *err) MUST_CHECK;
 int api_parse_drive_update(const cJSON *j, struct vmm_drive_update *out,
                            struct error *err) MUST_CHECK;
 int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err) MUST_CHECK;
@@ -88,6 +92,8 @@ bool api_command_body_ignored(int action);
 /* ---- structures -> response bodies (NULL when out of memory) ---- */
 
 cJSON *api_json_machine(const struct vmm_machine_config *m);
+/* GET /machine-config: the above with the static CPU template's name, when one is set. */
+cJSON *api_json_machine_config(const struct vmm_config *cfg);
 cJSON *api_json_balloon(const struct vmm_balloon *b);
 cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s);
 cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h);

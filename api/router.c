@@ -38,12 +38,6 @@ static const struct route routes[] = {
     NI("PUT", "mmds", "The microVM metadata service (MMDS)"),
     NI("PATCH", "mmds", "The microVM metadata service (MMDS)"),
     NI("PUT", "mmds/config", "The microVM metadata service (MMDS)"),
-    NI("PUT", "cpu-config", "Custom CPU templates"),
-    NI("PUT", "pmem/{id}", "virtio-pmem devices"),
-    NI("PATCH", "pmem/{id}", "virtio-pmem devices"),
-    NI("GET", "hotplug/memory", "Memory hotplug"),
-    NI("PUT", "hotplug/memory", "Memory hotplug"),
-    NI("PATCH", "hotplug/memory", "Memory hotplug"),
 };
 
 #undef NI
@@ -113,7 +107,7 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
                 set_json(resp, 200, j);
                 return;
         case VMM_GET_MACHINE_CONFIG:
-                set_json(resp, 200, rep->config ? api_json_machine(&rep->config->machine) : NULL);
+                set_json(resp, 200, rep->config ? api_json_machine_config(rep->config) : NULL);
                 return;
         case VMM_GET_VM_CONFIG:
                 set_json(resp, 200, rep->config ? api_json_vm_config(rep->config) : NULL);
@@ -123,6 +117,10 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
                 return;
         case VMM_GET_BALLOON_STATS:
                 set_json(resp, 200, api_json_balloon_stats(&rep->balloon_stats));
+                return;
+        case VMM_GET_MEMORY_HOTPLUG:
+                set_json(resp, 200,
+                         api_json_memory_hotplug(&rep->hotplug, rep->hotplug_plugged_mib));
                 return;
         case VMM_GET_BALLOON_HINTING:
                 set_json(resp, 200, api_json_balloon_hinting(&rep->balloon_hinting));

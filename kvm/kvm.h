@@ -24,14 +24,26 @@ struct kvm {
         bool has_pit;       /* the in-kernel PIT exists (KVM_CREATE_PIT2) */
         struct kvm_cpuid2 *supported_cpuid;
         struct kvm_msr_list *msr_list;
+        unsigned nr_slots; /* memory slots in use: RAM's, then windows' */
 };
 
 /* KVM_CHECK_EXTENSION on /dev/kvm: > 0 when KVM has the capability (some answer a value: a
  * count, a size), 0 when it has not, -errno when the question fails. */
 int kvm_check_extension(int sys_fd, int cap);
 
-/* path is normally "/dev/kvm". */
-int kvm_open(const char *path, struct error *err, struct kvm **out) MUST_CHECK;
+/* Capabilities checked beyond this VMM's own list, or left out of it: a CPU template's
+ * kvm_capabilities ("171": also required; "!56": not checked, as Firecracker's templates
+ * remove a check). */
+#define KVM_MAX_CAP_CHECKS 64
+struct kvm_cap_checks {
+        unsigned nr_require, nr_skip;
+        uint32_t require[KVM_MAX_CAP_CHECKS];
+        uint32_t skip[KVM_MAX_CAP_CHECKS];
+};
+
+/* path is normally "/dev/kvm"; checks may be NULL. */
+int kvm_open(const char *path, const struct kvm_cap_checks *checks, struct error *err,
+             struct kvm **out) MUST_CHECK;
 void kvm_close(struct kvm *kvm);
 
 /* TSS and identity-map pages, in-kernel PIC/IOAPIC/LAPIC, and the PIT if asked (pit). */
@@ -39,6 +51,10 @@ int kvm_create_platform(struct kvm *kvm, bool pit, struct error *err) MUST_CHECK
 /* Registers every RAM region of `mem` as a memory slot (slot i = region i); log_dirty turns
  * on KVM's dirty page log for them (KVM_MEM_LOG_DIRTY_PAGES). */
 int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty,
+                   struct error *err) MUST_CHECK;
+/* Adds a memory slot (the next free one) mapping size bytes at host to gpa: a window that is
+ * no RAM (a virtio-pmem file). read_only: KVM_MEM_READONLY, guest writes exit as MMIO. */
+int kvm_map_window(struct kvm *kvm, uint64_t gpa, uint64_t size, void *host, bool read_only,
                    struct error *err) MUST_CHECK;
 /* ORs the pages vCPUs wrote since the last call into bitmap (guest_mem's layout: bit n =
  * backing offset n * 4 KiB) and clears KVM's log. */

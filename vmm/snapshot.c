@@ -19,7 +19,7 @@
 #include "vm_devices.h"
 
 #define INFO_VERSION 1
-#define CONF_VERSION 2    /* 2: the balloon's free page reporting and hinting */
+#define CONF_VERSION 3    /* 2: the balloon's free page reporting and hinting; 3: pmem */
 #define MAX_STR      4096 /* paths, ids, command lines */
 
 const char *snapshot_type_name(enum snapshot_type t)
@@ -103,11 +103,17 @@ int snapshot_read_state(const char *path, uint8_t **payload, size_t *len, struct
                                     (long long)st.st_size);
         }
         if (get_le32(hdr + 8) != SNAPSHOT_VERSION) {
+                uint32_t v = get_le32(hdr + 8);
+
                 close(fd);
+                /* Version 3 added the CPU configuration (CPUC), which a load checks. */
                 return error_config(err,
                                     "snapshot state file '%s' has format version %u; this VMM "
-                                    "reads version %u",
-                                    path, get_le32(hdr + 8), SNAPSHOT_VERSION);
+                                    "reads version %u (%s)",
+                                    path, v, SNAPSHOT_VERSION,
+                                    v < SNAPSHOT_VERSION ? "an older vmm wrote it: take the "
+                                                           "snapshot again with this one"
+                                                         : "a newer vmm wrote it");
         }
         plen = get_le64(hdr + 16);
         if (get_le32(hdr + 12) != SNAPSHOT_HEADER_LEN || get_le64(hdr + 32) != 0 ||
@@ -299,6 +305,22 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
         snapbuf_put_u8(w, (uint8_t)cfg->entropy.access_platform);
         snapbuf_put_u8(w, (uint8_t)cfg->confidential.platform);
         snapbuf_put_bool(w, cfg->boot_timer);
+        snapbuf_put_u32(w, cfg->nr_pmems);
+        for (unsigned i = 0; i < cfg->nr_pmems; i++) {
+                const struct vmm_pmem *p = &cfg->pmems[i];
+
+                snapbuf_put_str(w, p->id);
+                snapbuf_put_str(w, p->path_on_host);
+                snapbuf_put_bool(w, p->root_device);
+                snapbuf_put_bool(w, p->read_only);
+                put_limiter(w, &p->rate_limiter);
+                snapbuf_put_u64(w, p->window_size);
+        }
+        snapbuf_put_bool(w, cfg->hotplug.present);
+        snapbuf_put_u64(w, cfg->hotplug.total_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.slot_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.block_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.requested_size_mib);
 }
 
 static enum vmm_access_platform get_ap(struct snapbuf_reader *r)
@@ -324,7 +346,8 @@ bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
         uint32_t version = snapbuf_get_u32(r, "CONF version");
 
         vmm_config_init(cfg);
-        if (snapbuf_ok(r) && version != CONF_VERSION)
+        /* Version 2 is version 3 without pmem devices. */
+        if (snapbuf_ok(r) && version != CONF_VERSION && version != 2)
                 return snapbuf_fail(r, "CONF", "unknown version");
         snapbuf_get_str(r, MAX_STR, &cfg->boot.kernel_image_path, "kernel path");
         snapbuf_get_str(r, MAX_STR, &cfg->boot.initrd_path, "initrd path");
@@ -383,6 +406,33 @@ bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
         cfg->entropy.access_platform = get_ap(r);
         cfg->confidential.platform = get_enum(r, CC_PLATFORM_S390_PV, "confidential platform");
         cfg->boot_timer = snapbuf_get_bool(r, "boot timer");
+        cfg->nr_pmems = version >= 3 ? snapbuf_get_count(r, VMM_MAX_PMEMS, "pmem count") : 0;
+        for (unsigned i = 0; i < cfg->nr_pmems; i++) {
+                struct vmm_pmem *p = &cfg->pmems[i];
+
+                snapbuf_get_str(r, 64, &p->id, "pmem id");
+                snapbuf_get_str(r, MAX_STR, &p->path_on_host, "pmem path_on_host");
+                p->root_device = snapbuf_get_bool(r, "root_device");
+                p->read_only = snapbuf_get_bool(r, "read_only");
+                get_limiter(r, &p->rate_limiter);
+                p->window_size = snapbuf_get_u64(r, "pmem window size");
+                if (snapbuf_ok(r) && (!p->id || !p->path_on_host || !p->window_size ||
+                                      p->window_size % VIRTIO_PMEM_ALIGN))
+                        snapbuf_fail(r, "pmem", "without an id, a path or a window");
+        }
+        if (version >= 3) {
+                struct error err = {0};
+
+                cfg->hotplug.present = snapbuf_get_bool(r, "memory hotplug");
+                cfg->hotplug.total_size_mib = snapbuf_get_u64(r, "total_size_mib");
+                cfg->hotplug.slot_size_mib = snapbuf_get_u64(r, "slot_size_mib");
+                cfg->hotplug.block_size_mib = snapbuf_get_u64(r, "block_size_mib");
+                cfg->hotplug.requested_size_mib = snapbuf_get_u64(r, "requested_size_mib");
+                if (snapbuf_ok(r) && cfg->hotplug.present &&
+                    (vmm_check_memory_hotplug(&cfg->hotplug, &err) ||
+                     cfg->hotplug.requested_size_mib > cfg->hotplug.total_size_mib))
+                        snapbuf_fail(r, "memory hotplug", "an impossible configuration");
+        }
         if (snapbuf_ok(r) && cfg->vsock.present && !cfg->vsock.uds_path)
                 snapbuf_fail(r, "vsock", "without a uds_path");
         return snapbuf_expect_end(r, "CONF");
@@ -961,6 +1011,8 @@ static const char *kind_name(uint32_t kind)
                 return "balloon";
         case VM_DEVICE_ENTROPY:
                 return "entropy";
+        case VM_DEVICE_PMEM:
+                return "pmem";
         default:
                 return "?";
         }
@@ -991,6 +1043,27 @@ static void describe_config(FILE *out, const struct vmm_config *c)
                      c->balloon.free_page_hinting ? ", free page hinting" : "");
         if (c->entropy.present)
                 outf(out, "entropy: yes\n");
+        for (unsigned i = 0; i < c->nr_pmems; i++)
+                outf(out, "pmem %s: %s, a window of %llu MiB%s%s\n", c->pmems[i].id,
+                     c->pmems[i].path_on_host, (unsigned long long)(c->pmems[i].window_size >> 20),
+                     c->pmems[i].read_only ? " (read-only)" : "",
+                     c->pmems[i].root_device ? " (root)" : "");
+}
+
+static void describe_cpu(FILE *out, const struct x86_cpu_record *c)
+{
+        if (c->static_template[0])
+                outf(out, "CPU template: %s (static)", c->static_template);
+        else if (c->has_template)
+                outf(out, "CPU template: custom (%u CPUID leaves, %u MSRs, %u KVM capabilities)",
+                     c->tmpl.nr_cpuid, c->tmpl.nr_msrs, c->tmpl.nr_caps);
+        else
+                outf(out, "CPU template: none");
+        outf(out, "; vCPU 0's CPUID: %u entries", c->nr_cpuid);
+        for (unsigned i = 0; i < c->nr_msrs; i++)
+                outf(out, "%s 0x%x = 0x%llx", i ? "," : "; MSRs:", c->msrs[i].index,
+                     (unsigned long long)c->msrs[i].value);
+        outf(out, "\n");
 }
 
 static void describe_device(FILE *out, struct snapbuf_reader *dev)
@@ -1060,6 +1133,18 @@ int snapshot_describe(const char *path, FILE *out, struct error *err)
                         describe_config(out, &cfg);
                 snapbuf_merge(&r, &sec);
                 vmm_config_free(&cfg);
+        }
+        if (snapbuf_ok(&r) && snapbuf_get_section(&r, SNAPSHOT_TAG_CPUC, &sec, "CPUC")) {
+                struct x86_cpu_record *cpu = calloc(1, sizeof(*cpu));
+
+                if (!cpu) {
+                        ret = error_set(err, -ENOMEM, "out of memory");
+                        goto out;
+                }
+                if (x86_cpu_record_load(&sec, cpu))
+                        describe_cpu(out, cpu);
+                snapbuf_merge(&r, &sec);
+                free(cpu);
         }
         snapbuf_get_section(&r, SNAPSHOT_TAG_KVM, &sec, "KVM");
         outf(out, "%s: %zu bytes\n",

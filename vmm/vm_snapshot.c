@@ -132,6 +132,10 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
                                     "a snapshot of a protected (%s) VM is refused: the host may "
                                     "not read its private memory (CC-13)",
                                     cc_platform_name(cc_platform_of(vm->cc)));
+        /* The region is not guest RAM: the memory file would lose the plugged memory. */
+        if (vm_devices_mem(vm->devices))
+                return error_config(err, "snapshots of a VM with hotpluggable memory (virtio-mem) "
+                                         "are not implemented yet");
         if (diff && !tracking)
                 return error_config(err, "Diff snapshots need dirty page tracking: set "
                                          "track_dirty_pages in the machine configuration");
@@ -165,6 +169,13 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
         snapbuf_end_section(&w, sec);
         sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_CONF);
         snapshot_config_save(&w, cfg);
+        snapbuf_end_section(&w, sec);
+        /* The CPU configuration: the template and what the vCPUs have (vCPU 0's). */
+        r = x86_cpu_record_read(vm->cpu, vcpu_fd(vm->vcpus[0]), err);
+        if (r)
+                goto out;
+        sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_CPUC);
+        x86_cpu_record_save(&w, vm->cpu);
         snapbuf_end_section(&w, sec);
         r = save_machine(vm, &w, err);
         if (!r) {
