@@ -805,7 +805,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r)
                 r = vm_devices_map_windows(vm->devices, vm->board, vm->kvm, err);
         if (!r)
-                r = kvm_create_platform(vm->kvm, err);
+                r = kvm_create_platform(vm->kvm, cfg->machine.pit, err);
         if (!r)
                 r = setup_platform_exits(vm, err);
         if (!r)
