@@ -195,7 +195,7 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
         int huge = 0, tmpl = 0;
         int r = json_check_object(j,
                                   FIELDS("vcpu_count", "mem_size_mib", "smt", "track_dirty_pages",
-                                         "huge_pages", "cpu_template", "cpu_hide"),
+                                         "huge_pages", "cpu_template", "cpu_hide", "pit"),
                                   err);
 
         memset(u, 0, sizeof(*u));
@@ -227,6 +227,8 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
                 r = error_config(err, "Invalid static CPU template: %s", cpu_template_values[tmpl]);
         if (!r && u->has_cpu_template)
                 u->cpu_template = cpu_template_values[tmpl];
+        if (!r)
+                r = json_get_bool(j, "pit", false, &u->has_pit, &u->pit, err);
         if (!r && json_field(j, "cpu_hide")) {
                 r = json_get_string(j, "cpu_hide", false, cpu_hide, err);
                 u->has_cpu_hide = true;
@@ -234,7 +236,7 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
         if (!r && put) {
                 /* PUT: every optional field not given goes back to its default. */
                 u->has_smt = u->has_track_dirty_pages = u->has_huge_pages = true;
-                u->has_cpu_hide = true;
+                u->has_cpu_hide = u->has_pit = true;
         }
         return r;
 }
@@ -1188,6 +1190,8 @@ cJSON *api_json_machine(const struct vmm_machine_config *m)
         cJSON_AddStringToObject(o, "huge_pages", m->huge_pages ? "2M" : "None");
         if (m->cpu_hide && *m->cpu_hide)
                 cJSON_AddStringToObject(o, "cpu_hide", m->cpu_hide);
+        if (m->pit) /* our extension, shown only when on (Firecracker's answer otherwise) */
+                cJSON_AddBoolToObject(o, "pit", true);
         return o;
 }
 

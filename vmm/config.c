@@ -227,6 +227,8 @@ int vmm_config_apply_machine(struct vmm_config *cfg, const struct vmm_machine_up
                 m.track_dirty_pages = u->track_dirty_pages;
         if (u->has_huge_pages)
                 m.huge_pages = u->huge_pages;
+        if (u->has_pit)
+                m.pit = u->pit;
         if (u->has_cpu_hide) {
                 if (u->cpu_hide && *u->cpu_hide) {
                         hide = strdup(u->cpu_hide);

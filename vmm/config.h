@@ -36,6 +36,7 @@ struct vmm_machine_config {
         char *cpu_hide;         /* comma-separated CPUID feature names; NULL: none */
         bool smt;               /* Firecracker's field; only false is supported */
         bool track_dirty_pages; /* accepted and reported; used by snapshots (later) */
+        bool pit;               /* the in-kernel i8254 PIT; off by default (docs/running.md) */
 };
 
 /*
@@ -297,6 +298,8 @@ struct vmm_machine_update {
         bool has_cpu_template;
         const char *cpu_template;
         const struct x86_cpu_template *cpu_template_data; /* copied */
+        bool has_pit;
+        bool pit;
 };
 
 /* Makes tmpl (copied; NULL: none) the configuration's template: a static one named

@@ -864,7 +864,7 @@ static bool machine_configured(const struct vmm_config *cfg)
                cfg->vsock.present || cfg->balloon.present || cfg->entropy.present ||
                cfg->confidential.platform != CC_PLATFORM_NONE ||
                m->vcpu_count != VMM_DEFAULT_VCPUS || m->mem_size_mib != VMM_DEFAULT_MEM_MIB ||
-               m->huge_pages || m->cpu_hide || m->track_dirty_pages || cfg->cpu.tmpl;
+               m->huge_pages || m->cpu_hide || m->track_dirty_pages || m->pit || cfg->cpu.tmpl;
 }
 
 /* The store, with --metadata's contents when given. */

@@ -15,6 +15,7 @@
 #include "common/escape.h"
 #include "common/fdio.h"
 #include "common/log.h"
+#include "kvm/kvm.h"
 #include "vm_devices.h"
 
 #define INFO_VERSION 1
@@ -1182,7 +1183,9 @@ int snapshot_describe(const char *path, FILE *out, struct error *err)
                 free(cpu);
         }
         snapbuf_get_section(&r, SNAPSHOT_TAG_KVM, &sec, "KVM");
-        outf(out, "irqchip, PIT and clock: %zu bytes\n", sec.len);
+        outf(out, "%s: %zu bytes\n",
+             kvm_vm_state_has_pit(&sec) ? "irqchip, PIT and clock" : "irqchip and clock (no PIT)",
+             sec.len);
         for (unsigned i = 0; snapbuf_ok(&r) && i < info.nr_vcpus; i++) {
                 struct x86_cpu_state_summary s = {0};
 

@@ -40,8 +40,9 @@
  *           MSRs the template changed (le32 count; le32 index, le64 value). A load refuses a
  *           host whose KVM lacks a capability bit of that CPUID, one of those MSRs or one of
  *           the template's capabilities (docs/cpu-templates.md)
- *   "KVM "  the in-kernel irqchip (PIC master, PIC slave, IOAPIC), the PIT, the KVM clock
- *           (kvm/kvm.c)
+ *   "KVM "  le32 version (2); the in-kernel irqchip (PIC master, PIC slave, IOAPIC); le32 1
+ *           and the PIT if the VM has one, else le32 0 (version 1: the PIT, always); the
+ *           KVM clock (kvm/kvm.c)
  *   "VCPU"  one per vCPU in index order: le32 index, then arch/x86/cpu_state.h's record
  *           (CPUID, MP state, registers, special registers, XSAVE or FPU, XCRs, debug
  *           registers, LAPIC, MSRs, events, TSC kHz)

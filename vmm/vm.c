@@ -424,15 +424,17 @@ static int attach_board(struct vm *vm, struct error *err)
                         ops[1] = i8042_cmd_ops();
                         opaque = vm->i8042;
                         break;
-                case VM_BOARD_ACPI_SLEEP:
+                case VM_BOARD_ACPI_SLEEP: {
                         /* The FADT names its control register at dev->base, its status at
-                         * +1, and the board's check holds it to 2 ports. */
+                         * +1, and the board's check holds it to 2 ports. (A block: C11 puts
+                         * no declaration right after a label, and clang refuses it.) */
                         _Static_assert(ACPI_SLEEP_CONTROL_OFF == 0 && ACPI_SLEEP_STATUS_OFF == 1 &&
                                            ACPI_SLEEP_REGS_LEN == 2,
                                        "the FADT's sleep registers are the device's window");
                         ops[0] = acpi_sleep_ops();
                         opaque = vm->acpi_sleep;
                         break;
+                }
                 case VM_BOARD_BOOT_TIMER:
                         ops[0] = boot_timer_bus_ops();
                         opaque = vm->boot_timer;
@@ -810,7 +812,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r)
                 r = vm_devices_map_windows(vm->devices, vm->board, vm->kvm, err);
         if (!r)
-                r = kvm_create_platform(vm->kvm, err);
+                r = kvm_create_platform(vm->kvm, cfg->machine.pit, err);
         if (!r)
                 r = setup_platform_exits(vm, err);
         if (!r)
@@ -993,8 +995,8 @@ static int dump_error(struct vm *vm, const char *path, int e, struct error *err)
 
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
 {
-        int r =
-            vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
+        int r = vm->cc ? cc_host_read(vm->cc, gpa, buf, len)
+                       : guest_mem_read_snapshot(vm->mem, gpa, buf, len);
 
         if (r == -EIO && vm_mem_file_truncated(vm, err))
                 return r;

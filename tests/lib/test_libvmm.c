@@ -344,12 +344,49 @@ static void test_balloon_free_page_reporting(void **state)
         libvmm_destroy(vm);
 }
 
+/* A guest that ends its own VM while it has two vCPUs: the vCPU that ends it stops the
+ * other, whose thread libvmm started while the first already ran the guest (no confinement
+ * holds them). Under ThreadSanitizer this was a data race on the second vCPU's `started`
+ * (issue 20 item 6), reported in every run of these rounds before the fix. */
+static void test_guest_ends_two_vcpu_vm(void **state)
+{
+        char config[1024];
+
+        (void)state;
+        snprintf(config, sizeof(config),
+                 "{\"boot-source\": {\"kernel_image_path\": \"%s\", \"boot_args\": "
+                 "\"console=ttyS0 probe=hello\"}, \"machine-config\": {\"vcpu_count\": 2, "
+                 "\"mem_size_mib\": 64}}",
+                 probe_kernel);
+        probe_vm_watchdog("test_guest_ends_two_vcpu_vm", 120);
+        for (int i = 0; i < 10; i++) {
+                struct guest g;
+                struct libvmm_options o = guest_options(&g, "smp-end");
+                struct libvmm *vm;
+                int code = -1;
+
+                guest_init(&g);
+                if (libvmm_create(config, &o, &vm))
+                        fail_msg("create: %s", libvmm_last_error());
+                assert_int_equal(libvmm_start(vm), 0);
+                assert_int_equal(libvmm_wait_exit(vm, -1, &code), 0);
+                assert_int_equal(code, 0);
+                guest_wait_for(&g, "probe: ok hello");
+                libvmm_destroy(vm);
+        }
+        probe_vm_watchdog("", 0);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_errors),      cmocka_unit_test(test_several_vms_and_threads),
-            cmocka_unit_test(test_snapshots),   cmocka_unit_test(test_mmds),
-            cmocka_unit_test(test_mmds_config), cmocka_unit_test(test_balloon_free_page_reporting),
+            cmocka_unit_test(test_errors),
+            cmocka_unit_test(test_several_vms_and_threads),
+            cmocka_unit_test(test_snapshots),
+            cmocka_unit_test(test_mmds),
+            cmocka_unit_test(test_mmds_config),
+            cmocka_unit_test(test_balloon_free_page_reporting),
+            cmocka_unit_test(test_guest_ends_two_vcpu_vm),
         };
 
         if (probe_vm_args(argc, argv, &dir))
