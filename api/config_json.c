@@ -569,16 +569,94 @@ int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err
         return r;
 }
 
-int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
+int api_parse_serial(const cJSON *j, struct vmm_serial *out, struct error *err)
 {
+        const cJSON *b = NULL;
         int r = json_check_object(j, FIELDS("serial_out_path", "rate_limiter"), err);
 
-        if (!r && json_field(j, "rate_limiter"))
-                r = error_config(err, "serial output rate limiting (field `rate_limiter`) is not "
-                                      "implemented yet");
         if (!r)
-                r = json_get_string(j, "serial_out_path", false, serial_out_path, err);
+                r = json_get_string(j, "serial_out_path", false, &out->out_path, err);
+        if (!r)
+                r = json_get_object(j, "rate_limiter", false, &b, err);
+        if (!r && b) {
+                r = parse_bucket(b, &out->rate_limiter.cfg.bandwidth, err);
+                if (r)
+                        error_prefix(err, "rate_limiter");
+                out->rate_limiter.present = !r;
+        }
         return r;
+}
+
+int api_parse_ipv4(const char *s, uint32_t *out)
+{
+        uint32_t v = 0;
+
+        for (int i = 0; i < 4; i++) {
+                unsigned octet = 0, digits = 0;
+
+                if (i && *s++ != '.')
+                        return -EINVAL;
+                while (*s >= '0' && *s <= '9' && digits < 4) {
+                        octet = octet * 10 + (unsigned)(*s++ - '0');
+                        digits++;
+                }
+                /* No leading zero (Rust refuses "01"), at most 255. */
+                if (!digits || digits > 3 || octet > 255 || (digits > 1 && s[-(int)digits] == '0'))
+                        return -EINVAL;
+                v = v << 8 | octet;
+        }
+        if (*s)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+static const char *const mmds_versions[] = {"V1", "V2", NULL};
+
+int api_parse_mmds_config(const cJSON *j, struct vmm_mmds_config_request *out, struct error *err)
+{
+        const cJSON *list, *item;
+        char *addr = NULL;
+        int version = 0;
+        int r = json_check_object(
+            j, FIELDS("version", "network_interfaces", "ipv4_address", "imds_compat"), err);
+
+        out->cfg = (struct vmm_mmds_config){.ipv4 = MMDS_DEFAULT_IPV4};
+        if (!r)
+                r = json_get_enum(j, "version", false, mmds_versions, false, NULL, &version, err);
+        if (!r)
+                r = json_get_bool(j, "imds_compat", false, NULL, &out->cfg.imds_compat, err);
+        if (!r)
+                r = json_get_string(j, "ipv4_address", false, &addr, err);
+        if (!r && addr && api_parse_ipv4(addr, &out->cfg.ipv4))
+                r = error_config(err, "field `ipv4_address`: invalid IP address syntax");
+        free(addr);
+        if (r)
+                return r;
+        out->cfg.version = version == 1 ? MMDS_V2 : MMDS_V1;
+        list = json_field(j, "network_interfaces");
+        if (!list)
+                return error_config(err, "missing field `network_interfaces`");
+        if (!cJSON_IsArray(list))
+                return error_config(err,
+                                    "field `network_interfaces`: invalid type: %s, expected a "
+                                    "sequence",
+                                    json_type_name(list));
+        out->ifaces = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*out->ifaces));
+        if (!out->ifaces)
+                return error_set(err, -ENOMEM, "out of memory");
+        cJSON_ArrayForEach(item, list)
+        {
+                if (!cJSON_IsString(item))
+                        return error_config(err,
+                                            "field `network_interfaces`: invalid type: %s, "
+                                            "expected a string",
+                                            json_type_name(item));
+                if (!(out->ifaces[out->nr_ifaces] = strdup(item->valuestring)))
+                        return error_set(err, -ENOMEM, "out of memory");
+                out->nr_ifaces++;
+        }
+        return 0;
 }
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
@@ -944,7 +1022,27 @@ static int parse_serial(const cJSON *j, struct controller_request *req, const ch
                         struct error *err)
 {
         (void)body_id;
-        return api_parse_serial(j, &req->u.serial_out_path, err);
+        return api_parse_serial(j, &req->u.serial, err);
+}
+
+static int parse_mmds_config(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_mmds_config(j, &req->u.mmds_config, err);
+}
+
+/* A body read elsewhere or not at all: the MMDS store takes any JSON value (Firecracker's
+ * serde Value), which the router hands over as its text (api_route) so the store keeps it
+ * exactly; the hinting stop ignores its body. */
+static int parse_unread(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
 }
 
 static int parse_put_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -973,16 +1071,6 @@ static int parse_hinting_start(const cJSON *j, struct controller_request *req, c
 {
         (void)body_id;
         return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
-}
-
-static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
-                              struct error *err)
-{
-        (void)j;
-        (void)req;
-        (void)body_id;
-        (void)err;
-        return 0;
 }
 
 static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
@@ -1312,6 +1400,30 @@ static cJSON *metrics_json(const struct vmm_metrics_config *m)
         return o;
 }
 
+/* Firecracker's MmdsConfig as GET /vm/config shows it: null unless an interface answers. */
+static cJSON *mmds_config_json(const struct vmm_config *cfg)
+{
+        cJSON *o, *a;
+        char addr[16];
+
+        if (!vmm_config_mmds_active(cfg))
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        cJSON_AddStringToObject(o, "version", cfg->mmds.version == MMDS_V2 ? "V2" : "V1");
+        a = cJSON_AddArrayToObject(o, "network_interfaces");
+        for (unsigned i = 0; a && i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        cJSON_AddItemToArray(a, cJSON_CreateString(cfg->nets[i].iface_id));
+        snprintf(addr, sizeof(addr), "%u.%u.%u.%u", cfg->mmds.ipv4 >> 24,
+                 (cfg->mmds.ipv4 >> 16) & 0xff, (cfg->mmds.ipv4 >> 8) & 0xff,
+                 cfg->mmds.ipv4 & 0xff);
+        cJSON_AddStringToObject(o, "ipv4_address", addr);
+        cJSON_AddBoolToObject(o, "imds_compat", cfg->mmds.imds_compat);
+        return o;
+}
+
 cJSON *api_json_vm_config(const struct vmm_config *cfg)
 {
         cJSON *o = cJSON_CreateObject(), *a, *x;
@@ -1331,7 +1443,7 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         if (cfg->cpu.tmpl && !cfg->cpu.static_template[0])
                 cJSON_AddItemToObject(o, "cpu-config", api_json_cpu_template(cfg->cpu.tmpl));
         cJSON_AddItemToObject(o, "metrics", metrics_json(&cfg->metrics));
-        cJSON_AddNullToObject(o, "mmds-config");
+        cJSON_AddItemToObject(o, "mmds-config", mmds_config_json(cfg));
         a = cJSON_AddArrayToObject(o, "network-interfaces");
         for (unsigned i = 0; a && i < cfg->nr_nets; i++)
                 cJSON_AddItemToArray(a, net_json(&cfg->nets[i]));
@@ -1371,10 +1483,13 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
                                                 cc_platform_name(cfg->confidential.platform));
         }
         /* Not in Firecracker's document (it has PUT /serial only): ours, when set. */
-        if (cfg->serial_out_path) {
+        if (cfg->serial_out_path || cfg->serial_rate_limiter.present) {
                 x = cJSON_AddObjectToObject(o, "serial");
                 if (x)
                         add_string(x, "serial_out_path", cfg->serial_out_path);
+                if (x && cfg->serial_rate_limiter.present)
+                        cJSON_AddItemToObject(x, "rate_limiter",
+                                              bucket_json(&cfg->serial_rate_limiter.cfg.bandwidth));
         }
         return o;
 }
@@ -1419,16 +1534,6 @@ cJSON *api_json_parse(const char *text, size_t len, struct error *err)
         return j;
 }
 
-/* A section that may be absent or null; anything else is not implemented yet. */
-static int not_implemented_section(const cJSON *root, const char *key, struct error *err)
-{
-        const cJSON *f = json_field(root, key);
-
-        if (!f || (cJSON_IsArray(f) && !f->child))
-                return 0;
-        return error_config(err, "\"%s\" is not implemented yet", key);
-}
-
 /* Names the section an error came from; returns r. */
 static int fail_in(struct error *err, int r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1457,6 +1562,7 @@ static const struct {
     {"cpu-config", VMM_PUT_CPU_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
+    {"mmds-config", VMM_PUT_MMDS_CONFIG, false},
     {"pmem", VMM_PUT_PMEM, true},
     {"memory-hotplug", VMM_PUT_MEMORY_HOTPLUG, false},
     {"vsock", VMM_PUT_VSOCK, false},
@@ -1515,8 +1621,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                                          "pmem", "memory-hotplug", "confidential"),
                                   err);
 
-        if (!r)
-                r = not_implemented_section(root, "mmds-config", err);
         if (r)
                 return r;
         vmm_host_limits_get(&limits, 0);

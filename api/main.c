@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "common/clock.h"
 #include "common/event_loop.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "vmm/controller.h"
 #include "vmm/sandbox.h"
@@ -209,8 +210,23 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
             .thread_init = confine_thread,
             .thread_opaque = conf,
             .seccomp_faults = sandbox_fault_count,
+            /* Firecracker's default store limit is the API's body limit. */
+            .mmds_size_limit = o->mmds_size_limit ? o->mmds_size_limit : o->max_payload,
         };
+        char *metadata = NULL;
+
+        if (o->metadata) {
+                r = file_read_all("--metadata", o->metadata, 16u << 20, &metadata,
+                                  &params.metadata_len, &err);
+                if (r) {
+                        LOG_ERROR("%s", err.msg);
+                        st.exit_code = exit_code_for(&err);
+                        goto out;
+                }
+                params.metadata = metadata;
+        }
         r = controller_create(&params, &o->cfg, &err, &ctl);
+        free(metadata);
         if (r) {
                 LOG_ERROR("%s", err.msg);
                 st.exit_code = exit_code_for(&err);
