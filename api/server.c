@@ -99,6 +99,11 @@ static enum MHD_Result send_response(struct api_request *r, const char *method, 
                 MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         if (close)
                 MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+        /* Firecracker: a deprecated field is logged as a warning and the answer says so. */
+        if (resp->deprecation) {
+                LOG_WARN("%s", resp->deprecation);
+                MHD_add_response_header(mr, "Deprecation", "true");
+        }
         ret = MHD_queue_response(r->conn, resp->status, mr);
         MHD_destroy_response(mr);
         return ret;

@@ -20,8 +20,11 @@
 #define MSG_SHUTDOWN     "The microVM is shutting down."
 #define MSG_NO_BALLOON   "No balloon device is configured."
 #define MSG_LOAD_CONFIGURED                                                                        \
-        "Loading a microVM snapshot not allowed after configuring boot-specific resources."
+        "Load snapshot error: Loading a microVM snapshot not allowed after configuring "           \
+        "boot-specific resources."
 #define MSG_NOT_PAUSED "Cannot create a snapshot: the microVM is not paused."
+/* Firecracker's answer to a device PUT after the start without PCI (a hot-plug). */
+#define MSG_NO_PCI "PCI is not enabled"
 
 struct controller {
         struct controller_params p;
@@ -70,6 +73,7 @@ enum controller_phase {
         CONTROLLER_PHASE_ANY,
         CONTROLLER_PHASE_BEFORE_START,
         CONTROLLER_PHASE_AFTER_START,
+        CONTROLLER_PHASE_BEFORE_START_HOTPLUG, /* after the start: MSG_NO_PCI */
 };
 
 typedef int (*controller_run_fn)(struct controller *c, struct controller_request *req,
@@ -85,6 +89,7 @@ struct controller_action {
         void (*clear)(struct controller_request *req);
         enum controller_event event;
         const char *method; /* "GET", "PUT", "PATCH" */
+        const char *path;   /* the REST route ("pmem/{id}"); NULL: none */
         const char *metric;
 };
 
@@ -92,6 +97,9 @@ struct controller_action {
 const struct controller_action *controller_action_get(enum vmm_action a);
 
 /* ---- controller_edit.c: the EDIT functions ---- */
+
+/* An edit that failed (err set) after a change that stands (controller_edit keeps it). */
+#define EDIT_FAILED_KEEP 1
 
 #define CONTROLLER_EDIT(f)                                                                         \
         int controller_edit_##f(struct vmm_config *next, struct controller_request *req,           \

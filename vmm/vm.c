@@ -468,6 +468,7 @@ static int create_vcpus(struct vm *vm, struct error *err)
                 struct x86_cpu_init init = {
                     .index = i,
                     .nr_vcpus = vm->nr_vcpus,
+                    .smt = vm->params.cfg->machine.smt,
                     .supported_cpuid = vm->kvm->supported_cpuid,
                     .msr_list = vm->kvm->msr_list,
                     .hide = &vm->cpuid_hide,

@@ -45,7 +45,7 @@ static int set_cpuid(int fd, const struct x86_cpu_init *in, struct error *err)
         if (!c)
                 return error_set(err, -ENOMEM, "out of memory");
         memcpy(c, in->supported_cpuid, size);
-        x86_cpuid_apply(c, in->index, in->nr_vcpus, in->hide);
+        x86_cpuid_apply(c, in->index, in->nr_vcpus, in->smt, in->hide);
         r = ioctl(fd, KVM_SET_CPUID2, c);
         free(c);
         return r ? error_set(err, -errno, "KVM_SET_CPUID2: %s", strerror(errno)) : 0;

@@ -16,6 +16,7 @@
 struct x86_cpu_init {
         unsigned index; /* vCPU index = APIC id */
         unsigned nr_vcpus;
+        bool smt; /* two threads per core (machine-config smt) */
         const struct kvm_cpuid2 *supported_cpuid;
         const struct kvm_msr_list *msr_list; /* KVM_GET_MSR_INDEX_LIST */
         const struct x86_cpuid_mask *hide;

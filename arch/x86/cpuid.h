@@ -38,8 +38,9 @@ struct x86_cpuid_mask {
 int x86_cpuid_parse_hide(const char *list, struct x86_cpuid_mask *out,
                          struct error *err) MUST_CHECK;
 
-/* Rewrites `cpuid` (a copy of the supported table) for vCPU `index` of `nr_vcpus`. */
-void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus,
+/* Rewrites `cpuid` (a copy of the supported table) for vCPU `index` of `nr_vcpus`, with two
+ * threads per core when smt is set (and there are several vCPUs), else one. */
+void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus, bool smt,
                      const struct x86_cpuid_mask *hide);
 
 /* Looks an entry up; NULL when absent. */
