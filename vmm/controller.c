@@ -204,6 +204,7 @@ static int patch_drive(struct controller *c, struct vmm_drive_update *u, struct 
 {
         int i = find_drive(&c->cfg, u->drive_id);
         struct vmm_rate_limiter rl;
+        char e[128];
         int r;
 
         if (i < 0)
@@ -219,8 +220,8 @@ static int patch_drive(struct controller *c, struct vmm_drive_update *u, struct 
                         return error_config(err,
                                             PATCH_DRIVE_FAIL "Block: Virtio backend error: Error "
                                                              "manipulating the backing file: %s "
-                                                             "(os error %d) %s" PATCH_DRIVE_HINT,
-                                            strerror(-r), -r, u->path_on_host);
+                                                             "%s" PATCH_DRIVE_HINT,
+                                            controller_os_error(-r, e, sizeof(e)), u->path_on_host);
         }
         rl = c->cfg.drives[i].rate_limiter;
         if (u->has_rate_limiter)
@@ -668,11 +669,11 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
         /* Firecracker takes any memory size and fails to map one this host cannot hold:
          * answered in its words (the size was accepted when it was set). */
         if (!r && vmm_config_check_memory(&c->cfg, &c->limits, err)) {
+                char e[64];
+
                 error_clear(err);
-                r = error_config(err,
-                                 "Invalid Memory Configuration: Cannot create mmap region: %s "
-                                 "(os error %d)",
-                                 strerror(ENOMEM), ENOMEM);
+                r = error_config(err, "Invalid Memory Configuration: Cannot create mmap region: %s",
+                                 controller_os_error(ENOMEM, e, sizeof(e)));
         }
         if (!r)
                 r = controller_build(c, NULL, NULL, start_ns, start_cpu_ns, err);

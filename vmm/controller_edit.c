@@ -55,12 +55,33 @@ int controller_edit(struct vmm_config *cfg, const struct vmm_host_limits *limits
         return 0;
 }
 
-/* Rust's io::Error for an errno, as Firecracker's messages show it. */
-static const char *os_error(int errnum, char *buf, size_t cap)
+/* Rust's io::Error for an errno as Firecracker's messages show it: Firecracker is built
+ * against musl, whose strerror words a few errors its own way (the rest read as glibc's). */
+const char *controller_os_error(int errnum, char *buf, size_t cap)
 {
-        snprintf(buf, cap, "%s (os error %d)", strerror(errnum), errnum);
+        static const struct {
+                int errnum;
+                const char *text;
+        } musl[] = {
+            {ENOMEM, "Out of memory"},
+            {EAGAIN, "Operation would block"},
+            {ENAMETOOLONG, "Filename too long"},
+            {EBADF, "Bad file number"},
+            {ENFILE, "File table overflow"},
+            {EIO, "I/O error"},
+            {ENOTTY, "Not a tty"},
+            {ENOSYS, "Function not supported"},
+        };
+        const char *text = strerror(errnum);
+
+        for (size_t i = 0; i < ARRAY_SIZE(musl); i++)
+                if (musl[i].errnum == errnum)
+                        text = musl[i].text;
+        snprintf(buf, cap, "%s (os error %d)", text, errnum);
         return buf;
 }
+
+#define os_error controller_os_error
 
 int controller_edit_boot(struct vmm_config *next, struct controller_request *req, struct error *err)
 {

@@ -101,6 +101,9 @@ const struct controller_action *controller_action_get(enum vmm_action a);
 /* An edit that failed (err set) after a change that stands (controller_edit keeps it). */
 #define EDIT_FAILED_KEEP 1
 
+/* "<description> (os error <errnum>)", the way Firecracker's messages show an OS error. */
+const char *controller_os_error(int errnum, char *buf, size_t cap);
+
 #define CONTROLLER_EDIT(f)                                                                         \
         int controller_edit_##f(struct vmm_config *next, struct controller_request *req,           \
                                 struct error *err) MUST_CHECK

@@ -253,11 +253,28 @@ static bool is_intel(struct kvm_cpuid2 *cpuid)
  * cores of two threads each, as Firecracker lays them out: the APIC id is the vCPU index,
  * its low bit the thread with SMT. Every topology leaf must agree or Linux warns and
  * miscounts CPUs. */
-static void set_topology(struct kvm_cpuid2 *cpuid, unsigned index, unsigned n, unsigned threads)
+/* KVM (since Linux 6.2, backported) no longer lists subleaf 1 of the extended topology leaves:
+ * without it the guest reads zeros for the core level. Firecracker adds it; so do we, when the
+ * leaf is there and the table has room. */
+static void add_core_level(struct kvm_cpuid2 *cpuid, unsigned capacity, uint32_t leaf)
+{
+        struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, leaf, 0);
+
+        if (!e || x86_cpuid_find(cpuid, leaf, 1) || cpuid->nent >= capacity)
+                return;
+        cpuid->entries[cpuid->nent++] = (struct kvm_cpuid_entry2){
+            .function = leaf, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX};
+}
+
+static void set_topology(struct kvm_cpuid2 *cpuid, unsigned capacity, unsigned index, unsigned n,
+                         unsigned threads)
 {
         unsigned core_shift = order_of(n), thread_shift = order_of(threads);
         unsigned cores = n / threads;
         struct kvm_cpuid_entry2 *e;
+
+        add_core_level(cpuid, capacity, 0xb);
+        add_core_level(cpuid, capacity, 0x1f);
 
         e = x86_cpuid_find(cpuid, 1, 0);
         if (e) {
@@ -323,10 +340,10 @@ static void set_kvm_signature(struct kvm_cpuid2 *cpuid)
         e->edx = 0x0000004d;
 }
 
-void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus, bool smt,
-                     const struct x86_cpuid_mask *hide)
+void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned capacity, unsigned index, unsigned nr_vcpus,
+                     bool smt, const struct x86_cpuid_mask *hide)
 {
-        set_topology(cpuid, index, nr_vcpus, smt && nr_vcpus > 1 ? 2 : 1);
+        set_topology(cpuid, capacity, index, nr_vcpus, smt && nr_vcpus > 1 ? 2 : 1);
         set_kvm_signature(cpuid);
         for (unsigned i = 0; hide && i < hide->nr; i++) {
                 const struct x86_cpuid_bit *b = &hide->bits[i];

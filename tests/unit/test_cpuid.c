@@ -268,7 +268,7 @@ static void check_vcpu_smt(bool intel, unsigned index, unsigned n, bool smt)
         struct kvm_cpuid_entry2 *e;
         unsigned threads = smt && n > 1 ? 2 : 1;
 
-        x86_cpuid_apply(c, index, n, smt, NULL);
+        x86_cpuid_apply(c, MAX_ENTRIES, index, n, smt, NULL);
 
         e = find(c, 1, 0);
         assert_int_equal(e->ebx >> 24, index);      /* initial APIC id */
@@ -335,6 +335,36 @@ static void check_vcpu(bool intel, unsigned index, unsigned n)
         check_vcpu_smt(intel, index, n, false);
 }
 
+/* KVM no longer lists subleaf 1 of leaves 0xB/0x1F (Linux 6.2): it is added, as Firecracker
+ * adds it, so the guest sees the core level; a table without room is left as it is. */
+static void test_apply_adds_the_core_level(void **state)
+{
+        struct kvm_cpuid2 *c = cpuid_alloc();
+        struct kvm_cpuid_entry2 *e;
+
+        (void)state;
+        add(c, 0, 0, 0, 0x10, 0x68747541, 0x444d4163, 0x69746e65);
+        add(c, 1, 0, 0, 0, L1_EBX_HOST, 0, 0);
+        add(c, 0xb, 0, SIG, 0, 0, 0, 0);
+        x86_cpuid_apply(c, MAX_ENTRIES, 1, 4, true, NULL);
+        assert_int_equal(c->nent, 4); /* no 0x1F: none added */
+        e = find(c, 0xb, 1);
+        assert_int_equal(e->flags, SIG);
+        assert_int_equal(e->eax & 0x1f, 2);
+        assert_int_equal(e->ebx & 0xffff, 4);
+        assert_int_equal(e->ecx & 0xffff, 0x201);
+        assert_int_equal(e->edx, 1);
+        e = find(c, 0xb, 0);
+        assert_int_equal(e->ebx & 0xffff, 2);
+        free(c);
+
+        c = cpuid_alloc();
+        add(c, 0xb, 0, SIG, 0, 0, 0, 0);
+        x86_cpuid_apply(c, 1, 0, 2, false, NULL);
+        assert_int_equal(c->nent, 1);
+        free(c);
+}
+
 /* machine-config smt: two threads per core (x86); one vCPU stays one thread. */
 static void test_apply_topology_smt(void **state)
 {
@@ -378,7 +408,7 @@ static void test_apply_hides_bits(void **state)
         struct x86_cpuid_mask m;
 
         parse_ok("cx16,nx,avx2", &m);
-        x86_cpuid_apply(c, 0, 1, false, &m);
+        x86_cpuid_apply(c, MAX_ENTRIES, 0, 1, false, &m);
         assert_int_equal(find(c, 1, 0)->ecx, HYPERVISOR | (0x7fffffffu & ~(1u << 13)));
         assert_int_equal(find(c, 0x80000001, 0)->edx, ~(1u << 20));
         assert_int_equal(find(c, 7, 0)->ebx, ~(1u << 5));
@@ -396,7 +426,7 @@ static void test_apply_hides_xsave_and_leaf_d(void **state)
         struct kvm_cpuid_entry2 *e;
 
         parse_ok("xsave", &m);
-        x86_cpuid_apply(c, 1, 2, false, &m);
+        x86_cpuid_apply(c, MAX_ENTRIES, 1, 2, false, &m);
         e = find(c, 1, 0);
         assert_int_equal(e->ecx & ((1u << 26) | (1u << 27) | (1u << 28) | (1u << 12) | (1u << 29)),
                          0);
@@ -420,7 +450,7 @@ static void test_apply_without_optional_leaves(void **state)
         /* Only leaf 1: nothing else is invented, hidden bits of absent leaves ignored. */
         add(c, 1, 0, 0, 0, 0, 0xffffffff, 0);
         parse_ok("nx,avx2,xsave", &m);
-        x86_cpuid_apply(c, 3, 4, false, &m);
+        x86_cpuid_apply(c, MAX_ENTRIES, 3, 4, false, &m);
         assert_int_equal(c->nent, 1);
         assert_int_equal(c->entries[0].ebx >> 24, 3);
         assert_int_equal(c->entries[0].ecx & (1u << 26), 0);
@@ -441,6 +471,7 @@ int main(void)
             cmocka_unit_test(test_apply_topology_intel),
             cmocka_unit_test(test_apply_topology_amd),
             cmocka_unit_test(test_apply_topology_smt),
+            cmocka_unit_test(test_apply_adds_the_core_level),
             cmocka_unit_test(test_apply_hides_bits),
             cmocka_unit_test(test_apply_hides_xsave_and_leaf_d),
             cmocka_unit_test(test_apply_without_optional_leaves),

@@ -30,6 +30,7 @@ static const struct scenario scenarios[] = {
     {"cc-secret", scenario_cc_secret},
     {"snapshot", scenario_snapshot},
     {"heartbeat", scenario_heartbeat},
+    {"topology", scenario_topology},
 };
 
 const struct scenario *scenario_find(const char *name)
