@@ -925,12 +925,13 @@ static int parse_key(struct parser *p, char **key)
         return r;
 }
 
+static int parse_seq(struct parser *p, const struct json_shape *sh, cJSON **out);
+static int parse_map(struct parser *p, const struct json_shape *value, cJSON **out);
+
 /* serde_json::Value (deserialize_any). */
 static int parse_any(struct parser *p, cJSON **out)
 {
         struct number n;
-        cJSON *v = NULL;
-        bool first = true;
         int c = skip_ws(p), r;
 
         *out = NULL;
@@ -962,52 +963,17 @@ static int parse_any(struct parser *p, cJSON **out)
                 free(s);
                 return *out ? 0 : no_memory(p);
         }
-        case '[':
-        case '{':
-                r = enter(p);
-                if (r)
-                        return r;
-                p->i++;
-                v = c == '[' ? cJSON_CreateArray() : cJSON_CreateObject();
-                if (!v)
-                        return no_memory(p);
-                for (;;) {
-                        char *key = NULL;
-                        cJSON *item;
+        case '[': {
+                static const struct json_shape any = {.kind = JSON_VALUE};
+                static const struct json_shape seq = {.kind = JSON_SEQ, .item = &any};
 
-                        r = c == '[' ? next_element(p, &first) : next_key(p, &first);
-                        if (r <= 0)
-                                break;
-                        r = 0;
-                        if (c == '{') {
-                                r = parse_key(p, &key);
-                                if (!r)
-                                        r = parse_colon(p);
-                        }
-                        if (!r)
-                                r = parse_any(p, &item);
-                        if (r) {
-                                free(key);
-                                break;
-                        }
-                        if (c == '[') {
-                                cJSON_AddItemToArray(v, item);
-                        } else {
-                                /* serde_json's Map: a repeated key keeps its last value. */
-                                cJSON_DeleteItemFromObjectCaseSensitive(v, key);
-                                cJSON_AddItemToObject(v, key, item);
-                        }
-                        free(key);
-                }
-                if (!r)
-                        r = c == '[' ? end_seq(p) : (p->i++, 0);
-                p->depth_left++;
-                if (r) {
-                        cJSON_Delete(v);
-                        return r;
-                }
-                *out = v;
-                return 0;
+                return parse_seq(p, &seq, out);
+        }
+        case '{': {
+                static const struct json_shape any = {.kind = JSON_VALUE};
+
+                return parse_map(p, &any, out);
+        }
         default:
                 if (c == '-' || (c >= '0' && c <= '9')) {
                         size_t start = p->i;
@@ -1325,52 +1291,65 @@ static int parse_struct_seq(struct parser *p, const struct json_shape *sh, cJSON
         return end_seq(p);
 }
 
-static int parse_struct(struct parser *p, const struct json_shape *sh, cJSON **out)
+/* The opening bracket of a container serde_json's deserialize_seq/map/struct wants (one of
+ * accept): 0 with it consumed and the depth counted (*c: which one), or the error. */
+static int open_container(struct parser *p, const char *accept, const char *expected, int *c)
 {
-        char expected[96];
-        cJSON *obj;
-        int c = skip_ws(p), r;
+        int r;
 
-        if (c < 0)
+        *c = skip_ws(p);
+        if (*c < 0)
                 return fail_peek(p, "EOF while parsing a value");
-        if (c != '{' && c != '[') {
-                snprintf(expected, sizeof(expected), "struct %s", sh->name);
+        if (!memchr(accept, *c, strlen(accept)))
                 return invalid_type(p, expected);
-        }
         r = enter(p);
         if (r)
                 return r;
         p->i++;
+        return 0;
+}
+
+/* Its end: a deferred error positioned where its closing bracket (close) is, the depth given
+ * back, and the value kept or dropped. */
+static int close_container(struct parser *p, int r, char close, cJSON *v, cJSON **out)
+{
+        if (r == DEFERRED)
+                r = deferred_position(p, close);
+        p->depth_left++;
+        if (r) {
+                cJSON_Delete(v);
+                return r;
+        }
+        *out = v;
+        return 0;
+}
+
+static int parse_struct(struct parser *p, const struct json_shape *sh, cJSON **out)
+{
+        char expected[96];
+        cJSON *obj;
+        int c, r;
+
+        snprintf(expected, sizeof(expected), "struct %s", sh->name);
+        r = open_container(p, "{[", expected, &c);
+        if (r)
+                return r;
         obj = cJSON_CreateObject();
         if (!obj)
                 r = no_memory(p);
         else
                 r = c == '{' ? parse_struct_map(p, sh, obj) : parse_struct_seq(p, sh, obj);
-        if (r == DEFERRED)
-                r = deferred_position(p, c == '{' ? '}' : ']');
-        p->depth_left++;
-        if (r) {
-                cJSON_Delete(obj);
-                return r;
-        }
-        *out = obj;
-        return 0;
+        return close_container(p, r, c == '{' ? '}' : ']', obj, out);
 }
 
 static int parse_seq(struct parser *p, const struct json_shape *sh, cJSON **out)
 {
         bool first = true;
         cJSON *arr;
-        int c = skip_ws(p), r;
+        int c, r = open_container(p, "[", "a sequence", &c);
 
-        if (c < 0)
-                return fail_peek(p, "EOF while parsing a value");
-        if (c != '[')
-                return invalid_type(p, "a sequence");
-        r = enter(p);
         if (r)
                 return r;
-        p->i++;
         arr = cJSON_CreateArray();
         if (!arr)
                 r = no_memory(p);
@@ -1389,32 +1368,19 @@ static int parse_seq(struct parser *p, const struct json_shape *sh, cJSON **out)
         }
         if (!r)
                 r = end_seq(p);
-        if (r == DEFERRED)
-                r = deferred_position(p, ']');
-        p->depth_left++;
-        if (r) {
-                cJSON_Delete(arr);
-                return r;
-        }
-        *out = arr;
-        return 0;
+        return close_container(p, r, ']', arr, out);
 }
 
-static int parse_string_map(struct parser *p, cJSON **out)
+/* A map of string keys to values of one shape (serde_json's Map, a BTreeMap): a repeated key
+ * keeps its last value. */
+static int parse_map(struct parser *p, const struct json_shape *value, cJSON **out)
 {
-        static const struct json_shape string = {.kind = JSON_STRING};
         bool first = true;
         cJSON *obj;
-        int c = skip_ws(p), r;
+        int c, r = open_container(p, "{", "a map", &c);
 
-        if (c < 0)
-                return fail_peek(p, "EOF while parsing a value");
-        if (c != '{')
-                return invalid_type(p, "a map");
-        r = enter(p);
         if (r)
                 return r;
-        p->i++;
         obj = cJSON_CreateObject();
         if (!obj)
                 r = no_memory(p);
@@ -1428,8 +1394,12 @@ static int parse_string_map(struct parser *p, cJSON **out)
                 r = parse_key(p, &key);
                 if (!r)
                         r = parse_colon(p);
-                if (!r)
-                        r = parse_value(p, &string, &item);
+                if (!r) {
+                        size_t mark = path_push(p, NULL, key, 0);
+
+                        r = parse_value(p, value, &item);
+                        path_pop(p, mark);
+                }
                 if (!r) {
                         cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
                         cJSON_AddItemToObject(obj, key, item);
@@ -1438,13 +1408,7 @@ static int parse_string_map(struct parser *p, cJSON **out)
         }
         if (!r)
                 p->i++; /* the closing brace */
-        p->depth_left++;
-        if (r) {
-                cJSON_Delete(obj);
-                return r;
-        }
-        *out = obj;
-        return 0;
+        return close_container(p, r, '}', obj, out);
 }
 
 static int parse_value(struct parser *p, const struct json_shape *sh, cJSON **out)
@@ -1484,8 +1448,11 @@ static int parse_value(struct parser *p, const struct json_shape *sh, cJSON **ou
                 return parse_struct(p, sh, out);
         case JSON_SEQ:
                 return parse_seq(p, sh, out);
-        case JSON_STRING_MAP:
-                return parse_string_map(p, out);
+        case JSON_STRING_MAP: {
+                static const struct json_shape string = {.kind = JSON_STRING};
+
+                return parse_map(p, &string, out);
+        }
         }
         return error_set(p->err, -EINVAL, "internal: unknown JSON shape %d", (int)sh->kind);
 }

@@ -244,21 +244,11 @@ def test_08_device_refusals_in_firecrackers_words(kvm, tmp_path):
         v.stop()
     finally:
         v.kill()
-    (tmp_path / "started").mkdir()
-    v = VmmProcess(tmp_path / "started")
-    try:
-        check(v.put("/drives/scratch", {"drive_id": "scratch", "path_on_host": str(disk),
-                                        "is_root_device": False}), 204)
-        start(v)
-        assert fault(v.patch("/drives/scratch", {"drive_id": "scratch",
-                                                 "path_on_host": "foo.bar"})) == (
-            "Drive config error: Unable to patch the block device: Block: Virtio backend error: "
-            "Error manipulating the backing file: No such file or directory (os error 2) foo.bar "
-            "Please verify the request arguments.")
-        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
-        assert v.wait_exit(30) == 0
-    finally:
-        v.kill()
+    patch_scratch_drive(tmp_path / "started", disk, {"drive_id": "scratch",
+                                                     "path_on_host": "foo.bar"},
+                        "Drive config error: Unable to patch the block device: Block: Virtio "
+                        "backend error: Error manipulating the backing file: No such file or "
+                        "directory (os error 2) foo.bar Please verify the request arguments.")
 
 
 # ---- 9. integers are exact; any memory size until the start ----
@@ -292,21 +282,27 @@ def test_09_memory_size_exact_and_checked_at_start(kvm, tmp_path):
 
 # ---- 10. PATCH /drives with only drive_id ----
 
-def test_10_drive_patch_without_an_update(kvm, tmp_path):
-    disk = tmp_path / "disk.img"
-    disk.write_bytes(bytes(1 << 20))
-    v = VmmProcess(tmp_path)
+def patch_scratch_drive(where, disk, body, expect):
+    """PATCH /drives/scratch on a running probe with that drive: the whole fault message."""
+    where.mkdir()
+    v = VmmProcess(where)
     try:
         check(v.put("/drives/scratch", {"drive_id": "scratch", "path_on_host": str(disk),
                                         "is_root_device": False}), 204)
         start(v)
-        assert fault(v.patch("/drives/scratch", {"drive_id": "scratch"})) == (
-            "Drive config error: Unable to patch the block device: Block: Running method "
-            "expected different backend. Please verify the request arguments.")
+        assert fault(v.patch("/drives/scratch", body)) == expect
         check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
         assert v.wait_exit(30) == 0
     finally:
         v.kill()
+
+
+def test_10_drive_patch_without_an_update(kvm, tmp_path):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(1 << 20))
+    patch_scratch_drive(tmp_path / "vm", disk, {"drive_id": "scratch"},
+                        "Drive config error: Unable to patch the block device: Block: Running "
+                        "method expected different backend. Please verify the request arguments.")
 
 
 # ---- 11. smt: two threads per core ----
