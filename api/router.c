@@ -254,11 +254,14 @@ enum api_route_result api_route(const char *method, const char *url, const char 
         if (n >= 0)
                 rt = find_route(method, seg, n, &id);
         if (!rt) {
-                if (n >= 0)
-                        refuse_route(method, seg, n, len, resp);
-                else
-                        api_fault(resp, 400, "Invalid request method and/or path: %s %s.", method,
-                                  url);
+                if (n < 0) { /* too many segments: named by the first, as Firecracker does */
+                        const char *first = url + strspn(url, "/");
+
+                        snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(first, "/"), first);
+                        seg[0] = buf;
+                        n = 1;
+                }
+                refuse_route(method, seg, n, len, resp);
                 return API_ROUTE_RESPOND;
         }
         *action = rt->action;

@@ -181,7 +181,8 @@ int controller_edit_net(struct vmm_config *next, struct controller_request *req,
                                             n->guest_mac[0], n->guest_mac[1], n->guest_mac[2],
                                             n->guest_mac[3], n->guest_mac[4], n->guest_mac[5]);
         for (unsigned j = 0; j < next->nr_nets; j++) {
-                if (strcmp(next->nets[j].iface_id, n->iface_id) == 0 ||
+                if (strcmp(next->nets[j].iface_id, n->iface_id) == 0 || !n->host_dev_name ||
+                    !next->nets[j].host_dev_name ||
                     strcmp(next->nets[j].host_dev_name, n->host_dev_name) != 0)
                         continue;
                 self = controller_find_net(next, n->iface_id);
