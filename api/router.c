@@ -34,8 +34,10 @@ static const struct route routes[] = {
 
 /* ---- responses ---- */
 
+/* The whole answer: status and body (a response may be on the caller's stack, unset). */
 static void set_json(struct api_response *resp, unsigned status, cJSON *j)
 {
+        memset(resp, 0, sizeof(*resp));
         resp->status = status;
         resp->body = j ? cJSON_PrintUnformatted(j) : NULL;
         cJSON_Delete(j);
@@ -68,7 +70,7 @@ void api_response_free(struct api_response *resp)
         memset(resp, 0, sizeof(*resp));
 }
 
-void api_reply(const struct controller_request *req, struct api_response *resp)
+static void reply(const struct controller_request *req, struct api_response *resp)
 {
         const struct controller_reply *rep = &req->reply;
         cJSON *j;
@@ -76,10 +78,8 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
         memset(resp, 0, sizeof(*resp));
         if (rep->status) {
                 api_fault(resp, 400, "%s", rep->err.msg);
-                resp->deprecation = req->deprecation;
                 return;
         }
-        resp->deprecation = req->deprecation;
         switch (req->action) {
         case VMM_GET_INSTANCE_INFO:
                 j = cJSON_CreateObject();
@@ -117,6 +117,13 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
                 resp->status = 204;
                 return;
         }
+}
+
+void api_reply(const struct controller_request *req, struct api_response *resp)
+{
+        reply(req, resp);
+        /* Whatever the outcome (Firecracker sets the header on every answer). */
+        resp->deprecation = req->deprecation;
 }
 
 static int parse_address(const char *s, uint64_t *out)
