@@ -1345,6 +1345,7 @@ static int parse_struct(struct parser *p, const struct json_shape *sh, cJSON **o
 static int parse_seq(struct parser *p, const struct json_shape *sh, cJSON **out)
 {
         bool first = true;
+        unsigned count = 0;
         cJSON *arr;
         int c, r = open_container(p, "[", "a sequence", &c);
 
@@ -1360,11 +1361,13 @@ static int parse_seq(struct parser *p, const struct json_shape *sh, cJSON **out)
                 r = next_element(p, &first);
                 if (r <= 0)
                         break;
-                mark = path_push(p, "[%u]", NULL, (unsigned)cJSON_GetArraySize(arr));
+                mark = path_push(p, "[%u]", NULL, count);
                 r = parse_value(p, sh->item, &item);
                 path_pop(p, mark);
-                if (!r)
+                if (!r) {
                         cJSON_AddItemToArray(arr, item);
+                        count++;
+                }
         }
         if (!r)
                 r = end_seq(p);
@@ -1373,9 +1376,43 @@ static int parse_seq(struct parser *p, const struct json_shape *sh, cJSON **out)
 
 /* A map of string keys to values of one shape (serde_json's Map, a BTreeMap): a repeated key
  * keeps its last value. */
+struct keyed {
+        const char *key;
+        size_t order;
+        cJSON *item;
+};
+
+static int by_key_then_order(const void *a, const void *b)
+{
+        const struct keyed *x = a, *y = b;
+        int c = strcmp(x->key, y->key);
+
+        return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* A repeated key keeps its last value (serde_json's Map and BTreeMap), in O(n log n): a body
+ * of many keys must not cost their square. */
+static int keep_last_of_each_key(struct parser *p, cJSON *obj, size_t n)
+{
+        struct keyed *k = calloc(n, sizeof(*k));
+        size_t i = 0;
+
+        if (!k)
+                return no_memory(p);
+        for (cJSON *it = obj->child; it && i < n; it = it->next, i++)
+                k[i] = (struct keyed){it->string, i, it};
+        qsort(k, i, sizeof(*k), by_key_then_order);
+        for (size_t j = 0; j + 1 < i; j++)
+                if (strcmp(k[j].key, k[j + 1].key) == 0)
+                        cJSON_Delete(cJSON_DetachItemViaPointer(obj, k[j].item));
+        free(k);
+        return 0;
+}
+
 static int parse_map(struct parser *p, const struct json_shape *value, cJSON **out)
 {
         bool first = true;
+        size_t n = 0;
         cJSON *obj;
         int c, r = open_container(p, "{", "a map", &c);
 
@@ -1401,13 +1438,15 @@ static int parse_map(struct parser *p, const struct json_shape *value, cJSON **o
                         path_pop(p, mark);
                 }
                 if (!r) {
-                        cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
                         cJSON_AddItemToObject(obj, key, item);
+                        n++;
                 }
                 free(key);
         }
         if (!r)
                 p->i++; /* the closing brace */
+        if (!r && n > 1)
+                r = keep_last_of_each_key(p, obj, n);
         return close_container(p, r, '}', obj, out);
 }
 
