@@ -1,5 +1,7 @@
 #include "config_json.h"
 
+#include "common/file.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -239,6 +241,15 @@ static const struct json_field patch_balloon_stats_fields[] = {
 static const struct json_shape shape_patch_balloon_stats =
     STRUCT("BalloonUpdateStatsConfig", patch_balloon_stats_fields);
 
+/* Firecracker's StartHintingCmd (no deny_unknown_fields): acknowledge_on_stop defaults to
+ * true, as does a missing body. */
+static const struct json_field hinting_start_fields[] = {
+    FIELD("acknowledge_on_stop", t_bool, DEF),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_hinting_start =
+    OPEN_STRUCT("StartHintingCmd", hinting_start_fields);
+
 /* Firecracker's LevelFilter: a string read case-insensitively ("warn" and "warning"). */
 static const char *check_level(const char *s)
 {
@@ -312,6 +323,15 @@ static const struct json_field net_override_fields[] = {
 };
 static const struct json_shape t_net_override = OPEN_STRUCT("NetworkOverride", net_override_fields);
 static const struct json_shape t_net_overrides = {.kind = JSON_SEQ, .item = &t_net_override};
+/* Ours: another backing file per drive on a load. Unknown fields are refused (a misspelt
+ * "path" would otherwise leave the drive on its saved file). */
+static const struct json_field drive_override_fields[] = {
+    FIELD("drive_id", t_string, 0),
+    FIELD("path_on_host", t_string, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape t_drive_override = STRUCT("DriveOverride", drive_override_fields);
+static const struct json_shape t_drive_overrides = {.kind = JSON_SEQ, .item = &t_drive_override};
 static const struct json_field vsock_override_fields[] = {
     FIELD("uds_path", t_string, 0),
     END_OF_FIELDS,
@@ -334,6 +354,7 @@ static const struct json_field snapshot_load_fields[] = {
     FIELD("vsock_override", t_vsock_override, OPT),
     FIELD("clock_realtime", t_bool, DEF),
     FIELD("huge_pages", t_load_huge, DEF),
+    FIELD("drive_overrides", t_drive_overrides, DEF), /* ours */
     END_OF_FIELDS,
 };
 static const struct json_shape shape_snapshot_load =
@@ -632,27 +653,27 @@ int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out, s
         return r;
 }
 
-static int get_net_overrides(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
+/* network_overrides, drive_overrides: sequences of {id_key, value_key} objects. */
+static int get_overrides(const cJSON *j, const char *field, const char *id_key,
+                         const char *value_key, unsigned max, struct vmm_override *out,
+                         unsigned *count, struct error *err)
 {
-        const cJSON *a = json_field(j, "network_overrides"), *item;
+        const cJSON *a = json_field(j, field), *item;
         int r = 0;
 
         if (!a)
                 return 0;
         cJSON_ArrayForEach(item, a)
         {
-                unsigned i = out->nr_net_overrides;
+                unsigned i = *count;
 
-                if (i == VMM_MAX_NETS)
-                        return refuse(err,
-                                      "network_overrides: more than %u entries (this VMM's most "
-                                      "network interfaces)",
-                                      VMM_MAX_NETS);
-                out->nr_net_overrides++;
-                r = json_get_string(item, "iface_id", &out->net_overrides[i].iface_id, err);
+                if (i == max)
+                        return refuse(err, "%s: more than %u entries (this VMM's most)", field,
+                                      max);
+                (*count)++;
+                r = json_get_string(item, id_key, &out[i].id, err);
                 if (!r)
-                        r = json_get_string(item, "host_dev_name",
-                                            &out->net_overrides[i].host_dev_name, err);
+                        r = json_get_string(item, value_key, &out[i].value, err);
                 if (r)
                         return r;
         }
@@ -690,7 +711,11 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, bool 
         json_get_bool(j, "resume_vm", &out->resume_vm);
         json_get_bool(j, "clock_realtime", &out->clock_realtime);
         if (!r)
-                r = get_net_overrides(j, out, err);
+                r = get_overrides(j, "network_overrides", "iface_id", "host_dev_name", VMM_MAX_NETS,
+                                  out->net_overrides, &out->nr_net_overrides, err);
+        if (!r)
+                r = get_overrides(j, "drive_overrides", "drive_id", "path_on_host", VMM_MAX_DRIVES,
+                                  out->drive_overrides, &out->nr_drive_overrides, err);
         vsock = json_field(j, "vsock_override");
         if (!r && vsock)
                 r = json_get_string(vsock, "uds_path", &out->vsock_uds_path, err);
@@ -729,9 +754,9 @@ int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
 {
-        bool hinting = false, reporting = false;
         uint64_t v = 0;
 
+        (void)err;
         memset(out, 0, sizeof(*out));
         json_get_uint(j, "amount_mib", &v);
         out->amount_mib = (uint32_t)v;
@@ -739,13 +764,10 @@ int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err
         v = 0;
         json_get_uint(j, "stats_polling_interval_s", &v);
         out->stats_polling_interval_s = (uint32_t)v;
-        json_get_bool(j, "free_page_hinting", &hinting);
-        json_get_bool(j, "free_page_reporting", &reporting);
+        json_get_bool(j, "free_page_hinting", &out->free_page_hinting);
+        json_get_bool(j, "free_page_reporting", &out->free_page_reporting);
         out->access_platform = get_access_platform(j);
         out->present = true;
-        if (hinting || reporting)
-                return refuse(err, "balloon free page %s is not implemented yet",
-                              hinting ? "hinting" : "reporting");
         return 0;
 }
 
@@ -766,6 +788,15 @@ int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s, struct 
         (void)err;
         json_get_uint(j, "stats_polling_interval_s", &v);
         *interval_s = (uint32_t)v;
+        return 0;
+}
+
+int api_parse_balloon_hinting_start(const cJSON *j, bool *ack_on_stop, struct error *err)
+{
+        (void)err;
+        *ack_on_stop = true;
+        if (j)
+                json_get_bool(j, "acknowledge_on_stop", ack_on_stop);
         return 0;
 }
 
@@ -1025,10 +1056,29 @@ static int parse_metrics(const cJSON *j, struct controller_request *req, const c
         return api_parse_metrics(j, &req->u.metrics, err);
 }
 
+static int parse_hinting_start(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
+}
+
+/* PATCH /balloon/hinting/stop: Firecracker never reads its body. */
+static const struct json_shape shape_hinting_stop = {.kind = JSON_IGNORED};
+
+static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
+                              struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
+}
+
 /* An endpoint not built yet: its body is read (a malformed one is refused as such) and
  * dropped; the command answers that it is not implemented. */
 static const struct json_shape shape_any = {.kind = JSON_IGNORED};
-#define shape_optional shape_any
 
 static int parse_any(const cJSON *j, struct controller_request *req, const char **body_id,
                      struct error *err)
@@ -1038,13 +1088,6 @@ static int parse_any(const cJSON *j, struct controller_request *req, const char 
         (void)body_id;
         (void)err;
         return 0;
-}
-
-/* The same, where Firecracker also takes no body at all (PATCH /balloon/hinting/...). */
-static int parse_optional(const cJSON *j, struct controller_request *req, const char **body_id,
-                          struct error *err)
-{
-        return parse_any(j, req, body_id, err);
 }
 
 #define parse_none NULL
@@ -1070,7 +1113,14 @@ bool api_command_has_body(int action)
 
 bool api_command_body_optional(int action)
 {
-        return api_command_has_body(action) && command_bodies[action].parse == parse_optional;
+        return api_command_has_body(action) &&
+               (command_bodies[action].parse == parse_hinting_start ||
+                command_bodies[action].parse == parse_hinting_stop);
+}
+
+bool api_command_body_ignored(int action)
+{
+        return api_command_has_body(action) && command_bodies[action].parse == parse_hinting_stop;
 }
 
 int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1177,10 +1227,24 @@ cJSON *api_json_balloon(const struct vmm_balloon *b)
         json_add_uint(o, "amount_mib", b->amount_mib);
         cJSON_AddBoolToObject(o, "deflate_on_oom", b->deflate_on_oom);
         json_add_uint(o, "stats_polling_interval_s", b->stats_polling_interval_s);
-        /* Refused when asked for (not implemented yet): always off. */
-        cJSON_AddFalseToObject(o, "free_page_hinting");
-        cJSON_AddFalseToObject(o, "free_page_reporting");
+        cJSON_AddBoolToObject(o, "free_page_hinting", b->free_page_hinting);
+        cJSON_AddBoolToObject(o, "free_page_reporting", b->free_page_reporting);
         add_access_platform(o, b->access_platform);
+        return o;
+}
+
+cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "host_cmd", h->host_cmd);
+        /* Firecracker's HintingStatus: an Option, null until the guest sent a command. */
+        if (h->has_guest_cmd)
+                json_add_uint(o, "guest_cmd", h->guest_cmd);
+        else
+                cJSON_AddNullToObject(o, "guest_cmd");
         return o;
 }
 
@@ -1507,15 +1571,15 @@ int api_config_load_file(const char *path, struct vmm_config *cfg, struct error 
         char *text;
         ssize_t n;
         size_t len = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+        int fd, r;
 
         vmm_config_init(cfg);
+        fd = file_open("config file", path, O_RDONLY, 0, FILE_REGULAR, err);
         if (fd < 0)
-                return error_config(err, "config file '%s': %s", path, strerror(errno));
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+                return fd;
+        if (fstat(fd, &st) || st.st_size > (16 << 20)) {
                 close(fd);
-                return error_config(err, "config file '%s': not a regular file of at most 16 MiB",
-                                    path);
+                return error_config(err, "config file '%s' is larger than 16 MiB", path);
         }
         text = malloc((size_t)st.st_size + 1);
         if (!text) {

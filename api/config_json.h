@@ -56,8 +56,9 @@ int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out,
 /* PUT /snapshot/load (SnapshotLoadParams): snapshot_path, exactly one of mem_file_path and
  * mem_backend (backend_type File; Uffd is not supported), track_dirty_pages (or the
  * deprecated enable_diff_snapshots), resume_vm, network_overrides, vsock_override,
- * clock_realtime, huge_pages (Snapshot or None). *deprecated: mem_file_path or
- * enable_diff_snapshots was used. */
+ * clock_realtime, huge_pages (Snapshot or None), and ours: drive_overrides
+ * ([{"drive_id", "path_on_host"}], another backing file per drive). *deprecated:
+ * mem_file_path or enable_diff_snapshots was used. */
 int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, bool *deprecated,
                             struct error *err) MUST_CHECK;
 /* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */
@@ -68,6 +69,9 @@ int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err
 int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err) MUST_CHECK;
 int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s,
                                    struct error *err) MUST_CHECK;
+/* PATCH /balloon/hinting/start's body; j = NULL (no body) gives the defaults. */
+int api_parse_balloon_hinting_start(const cJSON *j, bool *ack_on_stop,
+                                    struct error *err) MUST_CHECK;
 int api_parse_logger(const cJSON *j, struct vmm_logger_config *out, struct error *err) MUST_CHECK;
 int api_parse_metrics(const cJSON *j, struct vmm_metrics_config *out, struct error *err) MUST_CHECK;
 /* PUT /actions: VMM_INSTANCE_START, VMM_FLUSH_METRICS or VMM_SEND_CTRL_ALT_DEL. */
@@ -89,14 +93,19 @@ int api_parse_command_text(const char *text, size_t len, struct controller_reque
                            const char **body_id, struct error *err) MUST_CHECK;
 /* Whether the command (an enum vmm_action; anything else is false) takes a JSON body. */
 bool api_command_has_body(int action);
-/* Whether that body may also be absent. */
+/* Of those, the ones Firecracker lets a client leave the body out of (PATCH
+ * /balloon/hinting/start: the defaults), and the ones whose body it never reads (PATCH
+ * /balloon/hinting/stop: its documentation sends "{}"). For both, api_parse_command takes
+ * j = NULL for "no body". */
 bool api_command_body_optional(int action);
+bool api_command_body_ignored(int action);
 
 /* ---- structures -> response bodies (NULL when out of memory) ---- */
 
 cJSON *api_json_machine(const struct vmm_machine_config *m);
 cJSON *api_json_balloon(const struct vmm_balloon *b);
 cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s);
+cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h);
 /* GET /vm/config: Firecracker's VmmConfig, key for key (every Option null when unset). */
 cJSON *api_json_vm_config(const struct vmm_config *cfg);
 

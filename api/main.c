@@ -113,6 +113,25 @@ static void on_sigpipe(int sig)
         atomic_fetch_add(&signal_counts.sigpipe, 1);
 }
 
+/* Guest memory mapped from a snapshot's memory file that was truncated under it: a copy the
+ * VMM checked resumes with an error (guest_mem_copy_checked); a device touching the page for
+ * the guest ends the process, naming the file, as the guest touching it does. Any other
+ * SIGBUS too ends it with a line. */
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+        static const char other[] = "vmm: SIGBUS outside guest memory; exiting\n";
+        char msg[512];
+        size_t n;
+
+        (void)sig;
+        (void)uc;
+        n = vm_sigbus_message(si->si_addr, msg, sizeof(msg)); /* or resumes a checked copy */
+        atomic_fetch_add(&signal_counts.sigbus, 1);
+        if (write(STDERR_FILENO, n ? msg : other, n ? n : sizeof(other) - 1) < 0)
+                n = 0;
+        _exit(EXIT_ERROR);
+}
+
 /* Interactive consoles get keys as typed (no line editing, no local echo); Ctrl-C still
  * stops the VMM. */
 static bool terminal_raw(struct termios *saved)
@@ -143,6 +162,7 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
         struct api_server *api = NULL;
         struct error err = {0};
         struct sigaction sa = {.sa_handler = on_sigpipe};
+        struct sigaction bus = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER};
         struct termios saved;
         bool raw = false;
         sigset_t sigs;
@@ -150,6 +170,8 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
 
         sigemptyset(&sa.sa_mask);
         sigaction(SIGPIPE, &sa, NULL);
+        sigemptyset(&bus.sa_mask);
+        sigaction(SIGBUS, &bus, NULL);
         sigemptyset(&sigs);
         sigaddset(&sigs, SIGTERM);
         sigaddset(&sigs, SIGINT);
@@ -186,6 +208,8 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
                 st.exit_code = exit_code_for(&err);
                 goto out;
         }
+        /* This thread runs the VM: its lines follow the VM's logger settings. */
+        controller_bind_thread(ctl);
         if (o->api_sock) {
                 r = api_server_start(o->api_sock, ctl, o->max_payload, &err, &api);
                 if (r) {

@@ -9,6 +9,7 @@
 #include <cJSON.h>
 
 #include "config_json.h"
+#include "http.h"
 
 #define MAX_SEGMENTS 4
 
@@ -109,6 +110,9 @@ static void reply(const struct controller_request *req, struct api_response *res
         case VMM_GET_BALLOON_STATS:
                 set_json(resp, 200, api_json_balloon_stats(&rep->balloon_stats));
                 return;
+        case VMM_GET_BALLOON_HINTING:
+                set_json(resp, 200, api_json_balloon_hinting(&rep->balloon_hinting));
+                return;
         case VMM_GET_MEMORY:
                 set_json(resp, 200,
                          api_json_memory(rep->memory_address, rep->memory, rep->memory_len));
@@ -139,8 +143,9 @@ static int parse_address(const char *s, uint64_t *out)
 
 /* ---- routing ---- */
 
-/* Splits "/a/b/" into at most MAX_SEGMENTS segments (a trailing '/' is ignored, as
- * Firecracker's split_terminator does); -1 when there are more. */
+/* Splits the path of url ("/a/b/", decoded) into at most MAX_SEGMENTS segments (a trailing
+ * '/' is ignored, as Firecracker's split_terminator does); -1 when there are more, or when
+ * the path cannot be decoded (http_decode_path). */
 static int split_path(const char *url, char *buf, size_t cap, char *seg[MAX_SEGMENTS])
 {
         size_t len;
@@ -149,10 +154,11 @@ static int split_path(const char *url, char *buf, size_t cap, char *seg[MAX_SEGM
 
         while (*url == '/')
                 url++;
-        len = strlen(url);
-        if (len >= cap)
+        /* An escaped NUL is refused: a C string would end there, so "/drives/a%00xyz" would
+         * name drive "a". */
+        if (http_decode_path(url, buf, cap))
                 return -1;
-        memcpy(buf, url, len + 1);
+        len = strlen(buf);
         if (len && buf[len - 1] == '/')
                 buf[len - 1] = '\0';
         if (!buf[0])
@@ -261,10 +267,10 @@ enum api_route_result api_route(const char *method, const char *url, const char 
         if (n >= 0)
                 rt = find_route(method, seg, n, &id);
         if (!rt) {
-                if (n < 0) { /* too many segments: named by the first, as Firecracker does */
+                if (n < 0) { /* too many segments, or undecodable: named by the first */
                         const char *first = url + strspn(url, "/");
 
-                        snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(first, "/"), first);
+                        snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(first, "/?"), first);
                         seg[0] = buf;
                         n = 1;
                 }
@@ -285,8 +291,18 @@ enum api_route_result api_route(const char *method, const char *url, const char 
                 }
                 return API_ROUTE_SUBMIT;
         }
-        if (!len && !api_command_body_optional(rt->action)) {
-                api_fault(resp, 400, "Empty %s request.", method);
+        if (!len || api_command_body_ignored(rt->action)) {
+                if (!api_command_body_optional(rt->action)) {
+                        api_fault(resp, 400, "Empty %s request.", method);
+                        return API_ROUTE_RESPOND;
+                }
+                /* No body (or one never read): the command's defaults. */
+                req->action = (enum vmm_action)rt->action;
+                r = api_parse_command(NULL, req, &body_id, &err);
+                if (!r)
+                        return API_ROUTE_SUBMIT;
+                api_fault(resp, 400, "%s", err.msg);
+                controller_request_clear(req);
                 return API_ROUTE_RESPOND;
         }
         if (id && !*id) {

@@ -2,14 +2,17 @@
  * HTTP requests to typed commands and replies to HTTP responses, independent of the HTTP
  * server (testable with plain strings).
  *
- * api_route checks what Firecracker's router checks, in its order: that the method and path
- * name an endpoint (else, as Firecracker: a GET with a body, a PUT or PATCH without one, then
- * "Invalid request method and/or path: ..."), that a GET has no body and a PUT/PATCH has
- * one, that a path id is valid (letters, digits, '_'), that the body deserialises into the
- * endpoint's struct (serde's message and position, api/json_serde.h), and that a body id
- * equals the path id. Whether the command may run now (before or after the start) and what
- * it does is the controller's. Every error is a 400 with {"fault_message": "..."}, worded as
- * Firecracker words it where it has a wording.
+ * api_route takes the request target as the client sent it (a path with percent escapes,
+ * maybe a "?query", which is ignored) and decodes the path itself. It checks what
+ * Firecracker's router checks, in its order: that the method and path name an endpoint
+ * (else, as Firecracker: a GET with a body, a PUT or PATCH without one, then "Invalid request
+ * method and/or path: ..."; also for a path with an escaped NUL, "%00", which no endpoint or
+ * id contains), that a GET has no body and a PUT/PATCH has one, that a path id is valid
+ * (letters, digits, '_'), that the body deserialises into the endpoint's struct (serde's
+ * message and position, api/json_serde.h), and that a body id equals the path id. Whether
+ * the command may run now (before or after the start) and what it does is the controller's.
+ * Every error is a 400 with {"fault_message": "..."}, worded as Firecracker words it where it
+ * has a wording.
  */
 #ifndef API_ROUTER_H
 #define API_ROUTER_H

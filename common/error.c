@@ -6,12 +6,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "escape.h"
+
 int error_setv(struct error *err, int code, const char *fmt, va_list ap)
 {
+        char raw[sizeof(err->msg)];
+
         if (!err || err->code)
                 return code;
         err->code = code;
-        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        vsnprintf(raw, sizeof(raw), fmt, ap);
+        /* One line: a user's path or id with a newline in it cannot start another. */
+        escape_controls(err->msg, sizeof(err->msg), raw);
         return code;
 }
 
@@ -40,6 +46,7 @@ int error_config(struct error *err, const char *fmt, ...)
 
 void error_prefix(struct error *err, const char *fmt, ...)
 {
+        char raw[sizeof(err->msg)];
         char prefix[sizeof(err->msg)];
         char old[sizeof(err->msg)];
         va_list ap;
@@ -47,8 +54,9 @@ void error_prefix(struct error *err, const char *fmt, ...)
         if (!err || !err->code)
                 return;
         va_start(ap, fmt);
-        vsnprintf(prefix, sizeof(prefix), fmt, ap);
+        vsnprintf(raw, sizeof(raw), fmt, ap);
         va_end(ap);
+        escape_controls(prefix, sizeof(prefix), raw);
         memcpy(old, err->msg, sizeof(old));
         size_t n = strnlen(prefix, sizeof(err->msg) - 3);
         memcpy(err->msg, prefix, n);

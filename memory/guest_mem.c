@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -153,13 +155,57 @@ void *guest_mem_translate(const struct guest_mem *mem, gpa_t gpa, uint64_t len)
         return r ? r->host + (gpa - r->gpa) : NULL;
 }
 
+/* The checked copy this thread is in, if any (guest_mem_sigbus_recover resumes it). */
+static _Thread_local sigjmp_buf *volatile sigbus_resume;
+
+int guest_mem_copy_checked(void *dst, const void *src, int byte, size_t len)
+{
+        sigjmp_buf resume;
+
+        /* No signal mask saved (that would be a system call per copy): the handler runs with
+         * SA_NODEFER, so SIGBUS is not left blocked when it jumps back here. */
+        if (sigsetjmp(resume, 0)) {
+                sigbus_resume = NULL;
+                return -EIO;
+        }
+        sigbus_resume = &resume;
+        atomic_signal_fence(memory_order_seq_cst);
+        if (src)
+                memcpy(dst, src, len);
+        else
+                memset(dst, byte, len);
+        atomic_signal_fence(memory_order_seq_cst);
+        sigbus_resume = NULL;
+        return 0;
+}
+
+void guest_mem_sigbus_recover(void)
+{
+        sigjmp_buf *resume = sigbus_resume;
+
+        if (resume)
+                siglongjmp(*resume, 1);
+}
+
+/* A copy in or out of guest RAM (src NULL: a fill); checked over a memory file, whose pages
+ * can vanish. */
+static int copy(const struct guest_mem *mem, void *dst, const void *src, int byte, size_t len)
+{
+        if (mem->file >= 0)
+                return guest_mem_copy_checked(dst, src, byte, len);
+        if (src)
+                memcpy(dst, src, len);
+        else
+                memset(dst, byte, len);
+        return 0;
+}
+
 int guest_mem_read(const struct guest_mem *mem, gpa_t gpa, void *dst, size_t len)
 {
         const void *src = guest_mem_translate(mem, gpa, len);
         if (!src)
                 return -EFAULT;
-        memcpy(dst, src, len);
-        return 0;
+        return copy(mem, dst, src, 0, len);
 }
 
 int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, size_t len)
@@ -167,9 +213,8 @@ int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, siz
         void *dst = guest_mem_translate(mem, gpa, len);
         if (!dst)
                 return -EFAULT;
-        memcpy(dst, src, len);
         guest_mem_mark_dirty(mem, gpa, len);
-        return 0;
+        return copy(mem, dst, src, 0, len);
 }
 
 int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len)
@@ -177,9 +222,8 @@ int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len)
         void *dst = guest_mem_translate(mem, gpa, len);
         if (!dst)
                 return -EFAULT;
-        memset(dst, byte, len);
         guest_mem_mark_dirty(mem, gpa, len);
-        return 0;
+        return copy(mem, dst, NULL, byte, len);
 }
 
 uint64_t guest_mem_resident_bytes(const struct guest_mem *mem)

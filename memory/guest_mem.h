@@ -67,10 +67,24 @@ bool guest_mem_contains(const struct guest_mem *mem, gpa_t gpa, uint64_t len);
 /* Host view of [gpa, gpa+len), or NULL when the range is not entirely guest RAM. */
 void *guest_mem_translate(const struct guest_mem *mem, gpa_t gpa, uint64_t len);
 
-/* Copy in/out of guest RAM; -EFAULT (nothing copied) when the range is not RAM. */
+/* Copy in/out of guest RAM; -EFAULT (nothing copied) when the range is not RAM; over a
+ * memory file, -EIO when a page of it is gone (guest_mem_copy_checked). */
 int guest_mem_read(const struct guest_mem *mem, gpa_t gpa, void *dst, size_t len) MUST_CHECK;
 int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, size_t len) MUST_CHECK;
 int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len) MUST_CHECK;
+
+/*
+ * A memory file truncated under its private mapping takes its pages past the new end with
+ * it: touching one raises SIGBUS. The VMM's own copies out of (and into) such memory are
+ * checked: memcpy(dst, src, len), or memset(dst, byte, len) when src is NULL, that ends
+ * with -EIO (part of it done) instead of the process when the process's SIGBUS handler
+ * calls guest_mem_sigbus_recover. Without such a handler a SIGBUS ends the process as
+ * before.
+ */
+int guest_mem_copy_checked(void *dst, const void *src, int byte, size_t len) MUST_CHECK;
+/* For a SIGBUS handler (async-signal-safe): when the calling thread is inside a checked
+ * copy, resumes it (the copy returns -EIO) and does not return; otherwise returns. */
+void guest_mem_sigbus_recover(void);
 
 /* Bytes of guest RAM currently resident on the host (mincore), for memory accounting. */
 uint64_t guest_mem_resident_bytes(const struct guest_mem *mem);

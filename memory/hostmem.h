@@ -63,6 +63,10 @@ void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len);
  * a clean page the kernel can drop again). Page-aligned ranges only (-EINVAL), guest RAM
  * only (-EFAULT). */
 int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len) MUST_CHECK;
+/* Whether a discarded page reads back as zeros: anonymous RAM does; a private mapping of a
+ * memory file shows the file's bytes again. (Guest RAM is always a private mapping, where
+ * MADV_DONTNEED frees the page; MADV_REMOVE, the call for a shared one, is refused there.) */
+bool hostmem_discard_reads_zero(const struct hostmem *hm);
 
 /* True when the whole range is accessible right now (RAM, and shared on a protected VM):
  * for validating ring areas (CC-5) and other memory a device is asked to use before it

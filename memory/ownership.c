@@ -29,6 +29,8 @@ struct ownership {
         atomic_uint waiters; /* transitions waiting for pins to drain */
         atomic_uint_fast64_t generation;
         atomic_uint_fast64_t nr_private;
+        void (*progress)(void *opaque); /* ownership_set_progress */
+        void *progress_opaque;
 };
 
 /* ---- short accesses: per-thread slots (ownership.h) ---- */
@@ -381,6 +383,14 @@ static int transition(struct ownership *o, uint64_t first, uint64_t count, bool 
                 atomic_fetch_add(&o->waiters, 1);
                 while (pinned(o, first, count)) {
                         struct timespec ts;
+
+                        if (o->progress) {
+                                pthread_mutex_unlock(&o->lock);
+                                o->progress(o->progress_opaque);
+                                pthread_mutex_lock(&o->lock);
+                                if (!pinned(o, first, count))
+                                        break;
+                        }
                         clock_gettime(CLOCK_REALTIME, &ts);
                         ts.tv_nsec += 1000000;
                         if (ts.tv_nsec >= 1000000000) {
@@ -430,6 +440,12 @@ int ownership_set_all(struct ownership *o, bool private_)
                         return r;
         }
         return 0;
+}
+
+void ownership_set_progress(struct ownership *o, void (*progress)(void *opaque), void *opaque)
+{
+        o->progress = progress;
+        o->progress_opaque = opaque;
 }
 
 uint64_t ownership_generation(const struct ownership *o)

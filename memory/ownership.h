@@ -70,6 +70,13 @@ int ownership_make_private(struct ownership *o, gpa_t gpa, uint64_t len) MUST_CH
 int ownership_make_shared(struct ownership *o, gpa_t gpa, uint64_t len) MUST_CHECK;
 int ownership_set_all(struct ownership *o, bool private_) MUST_CHECK;
 
+/* What a transition to private calls while it waits for pins (about every millisecond,
+ * holding no lock of the map): it lets the waiting thread complete the I/O that holds them
+ * itself, so the transition never depends on a thread that may be waiting for it (the VMM
+ * thread reaps io_uring completions, and may be pausing or stopping this very vCPU). NULL:
+ * just wait. Set before any transition can run and cleared after the last. */
+void ownership_set_progress(struct ownership *o, void (*progress)(void *opaque), void *opaque);
+
 /* Counters: transitions so far (bumps on every change), private granules now. */
 uint64_t ownership_generation(const struct ownership *o);
 uint64_t ownership_private_granules(const struct ownership *o);

@@ -216,49 +216,18 @@ void vmm_rate_limiter_merge(struct vmm_rate_limiter *dst, const struct vmm_rate_
 
 int vmm_open_output(const char *what, const char *path, struct error *err)
 {
-        struct stat st;
-        int fd;
-
-        if (!path || !*path)
-                return error_config(err, "%s: the path is empty", what);
-        if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
-                fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-        else
-                fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644);
-        if (fd < 0)
-                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
-        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is a directory", what, path);
-        }
-        return fd;
+        return file_open(what, path, O_WRONLY | O_APPEND | O_CREAT, 0644,
+                         FILE_REGULAR | FILE_FIFO | FILE_CHAR, err);
 }
 
-int vmm_file_open_errno(const char *path, bool write)
+int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds, int *os_errno,
+                   struct error *err)
 {
-        struct stat st;
-        int fd = open(path ? path : "", (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK),
-            r = 0;
+        int fd = file_open_os(what, path, write ? O_RDWR : O_RDONLY, 0, kinds, os_errno, err);
 
         if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
-                r = -EISDIR;
+                return fd;
         close(fd);
-        return r;
-}
-
-int vmm_check_file(const char *what, const char *path, bool write, struct error *err)
-{
-        int r;
-
-        if (!path || !*path)
-                return error_config(err, "%s: the path is empty", what);
-        r = vmm_file_open_errno(path, write);
-        if (r == -EISDIR)
-                return error_config(err, "%s '%s' is a directory", what, path);
-        if (r)
-                return error_config(err, "%s '%s': %s", what, path, strerror(-r));
         return 0;
 }
 
@@ -420,6 +389,17 @@ struct ap_dev {
         bool present;
 };
 
+int vmm_config_check_balloon_target(const struct vmm_config *cfg, uint32_t amount_mib,
+                                    struct error *err)
+{
+        if (cfg->confidential.platform == CC_PLATFORM_NONE || !amount_mib)
+                return 0;
+        return error_config(err,
+                            "balloon inflation (amount_mib %u) is refused on a protected (%s) "
+                            "VM: the host may not take its memory (CC-13)",
+                            amount_mib, cc_platform_name(cfg->confidential.platform));
+}
+
 /* Combinations a protected VM cannot have, refused before anything is built (CC-10,
  * CC-13): nothing is silently overridden. */
 static int validate_confidential(const struct vmm_config *cfg, struct error *err)
@@ -427,6 +407,7 @@ static int validate_confidential(const struct vmm_config *cfg, struct error *err
         const char *p = cc_platform_name(cfg->confidential.platform);
         struct ap_dev devs[VMM_MAX_VIRTIO_DEVICES + 4];
         unsigned n = 0;
+        int r;
 
         if (cfg->confidential.platform == CC_PLATFORM_NONE)
                 return 0;
@@ -449,11 +430,11 @@ static int validate_confidential(const struct vmm_config *cfg, struct error *err
                                             "(%s) VM's devices must use "
                                             "VIRTIO_F_ACCESS_PLATFORM (CC-10)",
                                             devs[i].kind, devs[i].id, p);
-        if (cfg->balloon.present && cfg->balloon.amount_mib)
-                return error_config(err,
-                                    "balloon inflation (amount_mib %u) is refused on a protected "
-                                    "(%s) VM: the host may not take its memory (CC-13)",
-                                    cfg->balloon.amount_mib, p);
+        r = cfg->balloon.present
+                ? vmm_config_check_balloon_target(cfg, cfg->balloon.amount_mib, err)
+                : 0;
+        if (r)
+                return r;
         if (cfg->machine.huge_pages && cfg->confidential.platform != CC_PLATFORM_SEV)
                 return error_config(
                     err,

@@ -10,6 +10,7 @@
 
 #include "arch/cc/cc.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "devices/rate_limiter.h"
@@ -92,6 +93,8 @@ struct vmm_balloon {
         uint32_t amount_mib;
         bool deflate_on_oom;
         uint32_t stats_polling_interval_s; /* 0: no statistics queue */
+        bool free_page_reporting;
+        bool free_page_hinting;
         enum vmm_access_platform access_platform;
 };
 
@@ -183,6 +186,11 @@ int vmm_config_check_memory(const struct vmm_config *cfg, const struct vmm_host_
 /* Whether the balloon (if any) is no larger than the guest memory. */
 bool vmm_balloon_fits(const struct vmm_config *cfg);
 
+/* A balloon target of amount_mib for cfg's VM: inflation of a protected VM is refused
+ * (CC-13), before the start (PUT /balloon, the config file) and after it (PATCH /balloon). */
+int vmm_config_check_balloon_target(const struct vmm_config *cfg, uint32_t amount_mib,
+                                    struct error *err) MUST_CHECK;
+
 /* Adds or replaces (same drive_id / iface_id) a device entry, taking ownership of its
  * strings. Root drives go first, like Firecracker orders them. */
 int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *drive,
@@ -235,16 +243,16 @@ void vmm_rate_limiter_from_update(struct vmm_rate_limiter *dst,
                                   const struct vmm_rate_limiter_update *u);
 void vmm_rate_limiter_merge(struct vmm_rate_limiter *dst, const struct vmm_rate_limiter_update *u);
 
-/* Opens the file as the VM will (read-only, or read-write when write is set) and closes it:
- * 0, or the negative errno (-EISDIR for a directory). */
-int vmm_file_open_errno(const char *path, bool write);
 /* Checks that a file the VM will open at start can be opened now (read-only, or read-write
- * when write is set), so an API PUT reports a bad path at once. ERROR_CONFIG. */
-int vmm_check_file(const char *what, const char *path, bool write, struct error *err) MUST_CHECK;
+ * when write is set) and is one of kinds (common/file.h), so an API PUT reports a bad path
+ * at once. ERROR_CONFIG; *os_errno as file_open_os. */
+int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds, int *os_errno,
+                   struct error *err) MUST_CHECK;
 
-/* Opens a log or metrics destination for writing: a named pipe read-write and non-blocking
- * (the open neither waits for nor needs a reader), anything else appended to and created
- * when missing. Returns the fd or a negative errno (ERROR_CONFIG). */
+/* Opens a log or metrics destination for writing (file_open): a regular file appended to and
+ * created when missing, a named pipe read-write and non-blocking (the open neither waits for
+ * nor needs a reader), or a character device. Returns the fd or a negative errno
+ * (ERROR_CONFIG). */
 int vmm_open_output(const char *what, const char *path, struct error *err) MUST_CHECK;
 
 void vmm_logger_config_free(struct vmm_logger_config *l);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "vm_devices.h"
 #include "metrics.h"
@@ -178,7 +179,7 @@ static int act_get_memory(struct controller *c, struct controller_request *req, 
 
 /* ---- runtime updates (after the start) ---- */
 
-static int find_drive(const struct vmm_config *cfg, const char *id)
+int controller_find_drive(const struct vmm_config *cfg, const char *id)
 {
         for (unsigned i = 0; i < cfg->nr_drives; i++)
                 if (strcmp(cfg->drives[i].drive_id, id) == 0)
@@ -202,9 +203,9 @@ int controller_find_net(const struct vmm_config *cfg, const char *id)
 
 static int patch_drive(struct controller *c, struct vmm_drive_update *u, struct error *err)
 {
-        int i = find_drive(&c->cfg, u->drive_id);
+        int i = controller_find_drive(&c->cfg, u->drive_id);
         struct vmm_rate_limiter rl;
-        char e[128];
+        char why[512];
         int r;
 
         if (i < 0)
@@ -215,13 +216,14 @@ static int patch_drive(struct controller *c, struct vmm_drive_update *u, struct 
                 return error_config(err, PATCH_DRIVE_FAIL "Block: Running method expected "
                                                           "different backend." PATCH_DRIVE_HINT);
         if (u->path_on_host) {
-                r = vmm_file_open_errno(u->path_on_host, !c->cfg.drives[i].is_read_only);
+                r = controller_check_file("drive", u->path_on_host, !c->cfg.drives[i].is_read_only,
+                                          FILE_REGULAR | FILE_BLOCK, why, sizeof(why));
                 if (r)
                         return error_config(err,
                                             PATCH_DRIVE_FAIL "Block: Virtio backend error: Error "
                                                              "manipulating the backing file: %s "
                                                              "%s" PATCH_DRIVE_HINT,
-                                            controller_os_error(-r, e, sizeof(e)), u->path_on_host);
+                                            why, u->path_on_host);
         }
         rl = c->cfg.drives[i].rate_limiter;
         if (u->has_rate_limiter)
@@ -279,12 +281,16 @@ static struct virtio_balloon *running_balloon(struct controller *c, struct error
 static int patch_balloon(struct controller *c, uint32_t amount_mib, struct error *err)
 {
         struct virtio_balloon *b = running_balloon(c, err);
+        int r;
 
         if (!b)
                 return err->code;
         if (amount_mib > c->cfg.machine.mem_size_mib)
                 return error_config(err, "balloon size %u MiB exceeds the guest memory of %llu MiB",
                                     amount_mib, (unsigned long long)c->cfg.machine.mem_size_mib);
+        r = vmm_config_check_balloon_target(&c->cfg, amount_mib, err); /* CC-13 */
+        if (r)
+                return r;
         virtio_balloon_set_target(b, amount_mib);
         c->cfg.balloon.amount_mib = amount_mib;
         return 0;
@@ -324,6 +330,69 @@ static int get_balloon_stats(struct controller *c, struct controller_reply *rep,
                 return err->code;
         virtio_balloon_get_stats(b, &rep->balloon_stats);
         return 0;
+}
+
+/* Free page hinting, with Firecracker's messages: its "Balloon update error" wraps a
+ * missing device ("Failed perform action on device: Device not found") and the device's
+ * refusals ("Balloon: ..."). */
+#define MSG_HINTING "Balloon update error: "
+
+static struct virtio_balloon *hinting_balloon(struct controller *c, struct error *err)
+{
+        struct virtio_balloon *b = NULL;
+
+        if (c->cfg.balloon.present)
+                b = vm_devices_balloon(vm_get_devices(c->vm));
+        if (!b)
+                error_set(err, -ENOENT,
+                          MSG_HINTING "Failed perform action on device: Device not found");
+        return b;
+}
+
+static int hinting_error(int r, struct error *err)
+{
+        switch (r) {
+        case 0:
+                return 0;
+        case -EOPNOTSUPP:
+                return error_set(err, r,
+                                 MSG_HINTING "Balloon: Attempting to use hinting when not enabled");
+        case -ENODEV:
+                return error_set(err, r, MSG_HINTING "Balloon: Device not activated yet.");
+        case -EPROTO:
+                return error_set(err, r,
+                                 MSG_HINTING "Balloon: the guest's driver did not accept free page "
+                                             "hinting.");
+        default:
+                return error_set(err, r, MSG_HINTING "Balloon: %s", strerror(-r));
+        }
+}
+
+static int act_start_balloon_hinting(struct controller *c, struct controller_request *req,
+                                     struct error *err)
+{
+        struct virtio_balloon *b = hinting_balloon(c, err);
+
+        return b ? hinting_error(virtio_balloon_hinting_start(b, req->u.balloon_ack_on_stop), err)
+                 : err->code;
+}
+
+static int act_stop_balloon_hinting(struct controller *c, struct controller_request *req,
+                                    struct error *err)
+{
+        struct virtio_balloon *b = hinting_balloon(c, err);
+
+        (void)req;
+        return b ? hinting_error(virtio_balloon_hinting_stop(b), err) : err->code;
+}
+
+static int act_get_balloon_hinting(struct controller *c, struct controller_request *req,
+                                   struct error *err)
+{
+        struct virtio_balloon *b = hinting_balloon(c, err);
+
+        return b ? hinting_error(virtio_balloon_hinting_status(b, &req->reply.balloon_hinting), err)
+                 : err->code;
 }
 
 int controller_pause_or_resume(struct controller *c, bool pause)
@@ -574,8 +643,11 @@ void controller_execute(struct controller *c, struct controller_request *req)
         else if (a->phase == CONTROLLER_PHASE_BEFORE_START_HOTPLUG &&
                  c->state != CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_NO_PCI);
-        else if (a->phase == CONTROLLER_PHASE_AFTER_START && c->state == CONTROLLER_NOT_STARTED)
+        else if ((a->phase == CONTROLLER_PHASE_AFTER_START || a->phase == CONTROLLER_PHASE_LIVE) &&
+                 c->state == CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_BEFORE_START);
+        else if (a->phase == CONTROLLER_PHASE_LIVE && c->ended)
+                r = error_set(&rep->err, -EPERM, MSG_ENDED);
         else
                 r = run(c, req, &rep->err);
         if (r && !rep->err.code)
@@ -591,8 +663,19 @@ void controller_execute(struct controller *c, struct controller_request *req)
 
 /* ---- life cycle ---- */
 
+void controller_bind_thread(struct controller *c)
+{
+        log_bind(&c->log);
+}
+
+struct log_context *controller_log(struct controller *c)
+{
+        return &c->log;
+}
+
 int controller_thread_init(struct controller *c, enum vmm_thread_role role)
 {
+        controller_bind_thread(c);
         return c->p.thread_init ? c->p.thread_init(c->p.thread_opaque, role) : 0;
 }
 
@@ -605,6 +688,7 @@ static void on_vm_stop(void *opaque, int exit_code)
 {
         struct controller *c = opaque;
 
+        c->ended = true;
         if (c->p.on_exit)
                 c->p.on_exit(c->p.opaque, exit_code);
 }
@@ -629,6 +713,7 @@ int controller_build(struct controller *c, struct vmm_config *cfg, const struct 
             .opaque = c,
             .restore = rs,
             .thread_init = c->p.thread_init ? vm_thread_init : NULL,
+            .log = &c->log,
         };
         int r;
 
@@ -716,11 +801,11 @@ int controller_create(const struct controller_params *p, struct vmm_config *cfg,
         snprintf(c->instance_id, sizeof(c->instance_id), "%s",
                  p->instance_id ? p->instance_id : "anonymous-instance");
         c->p.instance_id = c->instance_id;
+        log_context_init(&c->log, c->instance_id);
         c->cfg = *cfg;
         vmm_config_init(cfg);
         c->configured = machine_configured(&c->cfg);
         vmm_host_limits_get(&c->limits, 0);
-        atomic_init(&c->log_fd, -1);
         pthread_mutex_init(&c->lock, NULL);
         c->startup_us = p->process_start_ns && now > p->process_start_ns
                             ? (now - p->process_start_ns) / 1000
@@ -784,6 +869,7 @@ void controller_destroy(struct controller *c)
                 close(c->wake_fd);
         }
         controller_log_close(c);
+        log_context_destroy(&c->log);
         vmm_config_free(&c->cfg);
         vmm_config_free(&c->vm_cfg);
         pthread_mutex_destroy(&c->lock);

@@ -11,7 +11,9 @@
  * time in submission order, then calls each request's done callback (on the VMM thread).
  * Each command runs in the phase it is allowed in: configuration commands before
  * InstanceStart ("The requested operation is not supported after starting the microVM."),
- * runtime commands after it ("... before starting the microVM."). Before the start they edit
+ * runtime commands after it ("... before starting the microVM."), and those that act on the
+ * running guest only until the guest ended the VM ("... after the guest ended the microVM.":
+ * the library keeps an ended VM until it is destroyed). Before the start they edit
  * the configuration (validated as a whole by vmm_config_validate, the CLI's validation);
  * after it they act on the VM (pause, Ctrl-Alt-Del, drive / interface / balloon updates).
  * Each command's phase, handler, metrics name and REST route are one entry of
@@ -26,6 +28,7 @@
 
 #include "common/error.h"
 #include "common/event_loop.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "config.h"
 #include "devices/virtio/balloon.h"
@@ -84,6 +87,13 @@ struct vmm_snapshot_create {
         bool diff; /* snapshot_type Diff */
 };
 
+/* A load's override: the host resource (TAP name, backing file) that replaces the saved
+ * one of the device with this id. */
+struct vmm_override {
+        char *id;
+        char *value;
+};
+
 /* PUT /snapshot/load (SnapshotLoadParams). */
 struct vmm_snapshot_load {
         char *snapshot_path;
@@ -93,11 +103,10 @@ struct vmm_snapshot_load {
         bool clock_realtime;
         bool huge_pages_none; /* huge_pages "None" (default "Snapshot": as saved) */
         unsigned nr_net_overrides;
-        struct {
-                char *iface_id;
-                char *host_dev_name;
-        } net_overrides[VMM_MAX_NETS];
-        char *vsock_uds_path; /* vsock_override; NULL: as saved */
+        struct vmm_override net_overrides[VMM_MAX_NETS]; /* iface_id, host_dev_name */
+        unsigned nr_drive_overrides;
+        struct vmm_override drive_overrides[VMM_MAX_DRIVES]; /* ours: drive_id, path_on_host */
+        char *vsock_uds_path;                                /* vsock_override; NULL: as saved */
 };
 void vmm_snapshot_load_free(struct vmm_snapshot_load *l);
 
@@ -112,6 +121,8 @@ struct controller_reply {
         struct vmm_config *config;
         /* VMM_GET_BALLOON_STATS */
         struct virtio_balloon_stats balloon_stats;
+        /* VMM_GET_BALLOON_HINTING */
+        struct virtio_balloon_hinting balloon_hinting;
         /* VMM_GET_MEMORY: the page, owned by the reply */
         uint64_t memory_address;
         uint8_t *memory;
@@ -149,6 +160,7 @@ struct controller_request {
                 struct vmm_balloon balloon;
                 uint32_t balloon_amount_mib;
                 uint32_t balloon_stats_interval_s;
+                bool balloon_ack_on_stop; /* VMM_START_BALLOON_HINTING */
                 struct vmm_logger_config logger;
                 struct vmm_metrics_config metrics;
                 struct vmm_snapshot_create snapshot_create;
@@ -202,18 +214,26 @@ struct controller;
  * ERROR_CONFIG. */
 int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,
                       struct controller **out) MUST_CHECK;
-/* Stops the VM if any, writes a last metrics line, restores the logger's default sink. The
- * queue must have been closed (controller_close). */
+/* Stops the VM if any, writes a last metrics line, closes the VM's log file. The queue must
+ * have been closed (controller_close), and every thread bound to the VM's log context have
+ * ended, but the caller's. The process's logger (its sink, its level) is left as it is. */
 void controller_destroy(struct controller *c);
+
+/* The calling thread logs for this VM from now on: its lines carry the VM's instance id and
+ * follow the VM's logger settings (common/log.h), until controller_destroy. The VM's vCPU
+ * threads and controller_thread_init's callers are bound by the controller itself. */
+void controller_bind_thread(struct controller *c);
+/* The VM's log context (to log one line for the VM from another thread: log_bind). */
+struct log_context *controller_log(struct controller *c);
 
 /*
  * Snapshots, with Firecracker's phase rules. create needs a Paused VM. load needs a fresh
  * controller: nothing configured but the logger, the metrics and the serial output
  * ("Loading a microVM snapshot not allowed after configuring boot-specific resources.").
  * It reads and checks the state file (version, checksum, a machine this host can run),
- * applies network_overrides / vsock_override / track_dirty_pages / huge_pages None to the
- * snapshot's configuration, validates it like any configuration, builds the VM from the
- * snapshot and leaves it Paused (Running with resume_vm). A load that fails leaves the
+ * applies network_overrides / drive_overrides / vsock_override / track_dirty_pages /
+ * huge_pages None to the snapshot's configuration, validates it like any configuration, builds the
+ * VM from the snapshot and leaves it Paused (Running with resume_vm). A load that fails leaves the
  * controller Not started and usable: another load, or a normal configuration and boot.
  */
 int controller_snapshot_create(struct controller *c, const struct vmm_snapshot_create *s,
@@ -227,7 +247,8 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
                      struct error *err) MUST_CHECK;
 enum controller_state controller_get_state(const struct controller *c);
 
-/* The calling thread, about to act as role: runs the thread_init hook (0 without one). */
+/* The calling thread, about to act as role: binds it to the VM's log context, runs the
+ * thread_init hook (0 without one). */
 int controller_thread_init(struct controller *c, enum vmm_thread_role role) MUST_CHECK;
 
 /*

@@ -6,6 +6,8 @@
 
 #include "controller_priv.h"
 
+#include "common/file.h"
+
 /*
  * The one way a configuration changes before the start: the API's commands (PUT
  * /boot-source, /machine-config, /drives/{id}, ...) and each section of a config file (the
@@ -83,21 +85,42 @@ const char *controller_os_error(int errnum, char *buf, size_t cap)
 
 #define os_error controller_os_error
 
+int controller_check_file(const char *what, const char *path, bool write, unsigned kinds, char *why,
+                          size_t cap)
+{
+        struct error ferr = {0};
+        int os_errno;
+        int r = vmm_check_file(what, path, write, kinds, &os_errno, &ferr);
+
+        if (!r)
+                return 0;
+        if (!path || !*path)
+                os_errno = ENOENT; /* what Firecracker's open of "" fails with */
+        if (os_errno)
+                os_error(os_errno, why, cap);
+        else
+                snprintf(why, cap, "%s", ferr.msg);
+        return r;
+}
+
 int controller_edit_boot(struct vmm_config *next, struct controller_request *req, struct error *err)
 {
         struct vmm_boot_source *b = &req->u.boot;
-        char e[128];
-        int r = vmm_file_open_errno(b->kernel_image_path, false);
+        char why[512];
+        int r = controller_check_file("kernel image", b->kernel_image_path, false, FILE_REGULAR,
+                                      why, sizeof(why));
 
         if (r)
                 return error_config(err, "Boot source error: The kernel file cannot be opened: %s",
-                                    os_error(-r, e, sizeof(e)));
-        r = b->initrd_path ? vmm_file_open_errno(b->initrd_path, false) : 0;
+                                    why);
+        r = b->initrd_path ? controller_check_file("initrd", b->initrd_path, false, FILE_REGULAR,
+                                                   why, sizeof(why))
+                           : 0;
         if (r)
                 return error_config(err,
                                     "Boot source error: The initrd file cannot be opened due to "
                                     "invalid path or invalid permissions. %s",
-                                    os_error(-r, e, sizeof(e)));
+                                    why);
         SWAP(next->boot.kernel_image_path, b->kernel_image_path);
         SWAP(next->boot.initrd_path, b->initrd_path);
         SWAP(next->boot.boot_args, b->boot_args);
@@ -135,7 +158,7 @@ int controller_edit_drive(struct vmm_config *next, struct controller_request *re
 {
         struct vmm_drive *d = &req->u.drive;
         bool write = !d->is_read_only;
-        char *path = NULL, e[128];
+        char *path = NULL, why[512];
         int r;
 
         if (d->path_on_host && !(path = strdup(d->path_on_host)))
@@ -149,12 +172,13 @@ int controller_edit_drive(struct vmm_config *next, struct controller_request *re
         if (!path)
                 return error_config(err, "Drive config error: Unable to create the virtio block "
                                          "device: Invalid block config.");
-        r = vmm_file_open_errno(path, write);
+        r = controller_check_file("drive", path, write, FILE_REGULAR | FILE_BLOCK, why,
+                                  sizeof(why));
         if (r)
                 r = error_config(err,
                                  "Drive config error: Unable to create the virtio block device: "
                                  "Virtio backend error: Error manipulating the backing file: %s %s",
-                                 os_error(-r, e, sizeof(e)), path);
+                                 why, path);
         free(path);
         return r;
 }

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "common/log.h"
 #include "controller.h"
 #include "metrics.h"
 
@@ -25,6 +26,7 @@
 #define MSG_NOT_PAUSED "Cannot create a snapshot: the microVM is not paused."
 /* Firecracker's answer to a device PUT after the start without PCI (a hot-plug). */
 #define MSG_NO_PCI "PCI is not enabled"
+#define MSG_ENDED  "The requested operation is not supported after the guest ended the microVM."
 
 struct controller {
         struct controller_params p;
@@ -41,10 +43,13 @@ struct controller {
         struct metrics *metrics;
         uint64_t startup_us, startup_cpu_us;
 
-        /* The logger's file output. */
-        _Atomic int log_fd;
+        /* This VM's logging context (common/log.h): its instance id and the settings of its
+         * logger configuration; its file output, if any (controller_log.c). */
+        struct log_context log;
+        struct controller_log_file *log_file;
         atomic_uint_fast64_t log_missed;
-        bool log_torn; /* the last line went out only in part (the logger serialises sinks) */
+        /* The guest ended the VM: operations on the running guest are refused. */
+        bool ended;
 
         /* The queue. */
         pthread_mutex_t lock;
@@ -74,6 +79,7 @@ enum controller_phase {
         CONTROLLER_PHASE_BEFORE_START,
         CONTROLLER_PHASE_AFTER_START,
         CONTROLLER_PHASE_BEFORE_START_HOTPLUG, /* after the start: MSG_NO_PCI */
+        CONTROLLER_PHASE_LIVE,                 /* after the start, until the guest ended the VM */
 };
 
 typedef int (*controller_run_fn)(struct controller *c, struct controller_request *req,
@@ -103,6 +109,12 @@ const struct controller_action *controller_action_get(enum vmm_action a);
 
 /* "<description> (os error <errnum>)", the way Firecracker's messages show an OS error. */
 const char *controller_os_error(int errnum, char *buf, size_t cap);
+/* Opens a file a command names as its device will (vmm_check_file) and closes it: 0, or a
+ * negative errno with why set to the reason as Firecracker words it, "No such file or
+ * directory (os error 2)" (an empty path included), or, for a kind refused without opening
+ * it (a directory, a FIFO, ...), file_open's message. */
+int controller_check_file(const char *what, const char *path, bool write, unsigned kinds, char *why,
+                          size_t cap);
 
 #define CONTROLLER_EDIT(f)                                                                         \
         int controller_edit_##f(struct vmm_config *next, struct controller_request *req,           \
@@ -122,12 +134,13 @@ CONTROLLER_EDIT(metrics);
 
 /* ---- controller_log.c ---- */
 
-/* Applies a logger setting (the file output, level, what lines show). */
+/* Applies a logger setting (the file output, level, what lines show) to this VM's context;
+ * the process's settings and other VMs' stay as they are. */
 int controller_log_apply(struct controller *c, const struct vmm_logger_config *l,
                          struct error *err) MUST_CHECK;
 /* Records the applied settings in the configuration (GET /vm/config). */
 int controller_log_merge(struct vmm_logger_config *dst, struct vmm_logger_config *src);
-/* Detaches and closes the file output, if any. */
+/* Detaches and closes the file output, if any (this VM's lines go to the process's sink). */
 void controller_log_close(struct controller *c);
 
 /* ---- controller_metrics.c ---- */
@@ -145,7 +158,8 @@ void controller_on_wake(void *opaque, uint32_t events);
 int controller_build(struct controller *c, struct vmm_config *cfg, const struct vm_restore *rs,
                      uint64_t start_ns, uint64_t start_cpu_ns, struct error *err) MUST_CHECK;
 int controller_pause_or_resume(struct controller *c, bool pause);
-/* The index of the network interface with that id, or -1. */
+/* The index of the network interface (drive) with that id, or -1. */
 int controller_find_net(const struct vmm_config *cfg, const char *id);
+int controller_find_drive(const struct vmm_config *cfg, const char *id);
 
 #endif

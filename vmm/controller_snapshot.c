@@ -15,8 +15,12 @@ void vmm_snapshot_load_free(struct vmm_snapshot_load *l)
         free(l->snapshot_path);
         free(l->mem_file_path);
         for (unsigned i = 0; i < l->nr_net_overrides; i++) {
-                free(l->net_overrides[i].iface_id);
-                free(l->net_overrides[i].host_dev_name);
+                free(l->net_overrides[i].id);
+                free(l->net_overrides[i].value);
+        }
+        for (unsigned i = 0; i < l->nr_drive_overrides; i++) {
+                free(l->drive_overrides[i].id);
+                free(l->drive_overrides[i].value);
         }
         free(l->vsock_uds_path);
         memset(l, 0, sizeof(*l));
@@ -48,15 +52,25 @@ static int load_config(struct controller *c, const struct vmm_snapshot_load *l,
                        struct vmm_config *cfg, struct error *err)
 {
         for (unsigned i = 0; i < l->nr_net_overrides; i++) {
-                int n = controller_find_net(cfg, l->net_overrides[i].iface_id);
+                int n = controller_find_net(cfg, l->net_overrides[i].id);
 
                 if (n < 0)
                         return error_config(err,
                                             "network_overrides: the snapshot has no network "
                                             "interface '%s'",
-                                            l->net_overrides[i].iface_id);
-                if (vmm_config_set_str(&cfg->nets[n].host_dev_name,
-                                       l->net_overrides[i].host_dev_name))
+                                            l->net_overrides[i].id);
+                if (vmm_config_set_str(&cfg->nets[n].host_dev_name, l->net_overrides[i].value))
+                        return error_set(err, -ENOMEM, "out of memory");
+        }
+        /* The same disk in another place (a platform restoring a snapshot made elsewhere):
+         * the device keeps its saved state, read-only flag and features. */
+        for (unsigned i = 0; i < l->nr_drive_overrides; i++) {
+                int d = controller_find_drive(cfg, l->drive_overrides[i].id);
+
+                if (d < 0)
+                        return error_config(err, "drive_overrides: the snapshot has no drive '%s'",
+                                            l->drive_overrides[i].id);
+                if (vmm_config_set_str(&cfg->drives[d].path_on_host, l->drive_overrides[i].value))
                         return error_set(err, -ENOMEM, "out of memory");
         }
         if (l->vsock_uds_path) {

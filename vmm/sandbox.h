@@ -1,11 +1,13 @@
 /*
- * Seccomp filters per thread role (libseccomp), Firecracker's model: the VMM thread (the
- * event loop and the control plane), the API thread and each vCPU thread get a filter of
- * their own that allows only the system calls that role makes, and for ioctl, fcntl,
- * socket, mmap, mprotect and membarrier only the argument values it uses.
+ * Seccomp filters per thread role, Firecracker's model: the VMM thread (the event loop and
+ * the control plane), the API thread and each vCPU thread get a filter of their own that
+ * allows only the system calls that role makes, and for ioctl, fcntl, socket, mmap,
+ * mprotect and membarrier only the argument values it uses.
  *
- * sandbox_create compiles every role's filter to BPF at once, so confining a thread later
- * (sandbox_apply) is two system calls and allocates nothing. A forbidden call traps
+ * The rules live in vmm/sandbox_gen.c, a build tool that compiles them with libseccomp into
+ * one BPF program per role; the executable embeds the programs (and the system calls'
+ * names), so it neither links libseccomp nor compiles anything at start, and confining a
+ * thread (sandbox_apply) is two system calls that allocate nothing. A forbidden call traps
  * (SECCOMP_RET_TRAP): the SIGSYS handler counts it (sandbox_fault_count), writes one line
  * to stderr with async-signal-safe write(2),
  *
@@ -46,17 +48,16 @@ int sandbox_role_parse(const char *name, enum sandbox_role *out) MUST_CHECK;
 
 struct sandbox;
 
-/* Builds and compiles every role's filter. Negative errno (libseccomp's) on failure. Also
- * makes the C library do now what it would do lazily on a confined thread (read the time
- * zone; one malloc arena, whose growing and shrinking needs no file). */
+/* The handle of the embedded filters: always 0 (the programs are constants). Makes the C library do
+ * now what it would do lazily on a confined thread (read the time zone; one malloc arena, whose
+ * growing and shrinking needs no file). */
 int sandbox_create(struct sandbox **out) MUST_CHECK;
-/* Frees the compiled filters (the kernel keeps its own copy of the installed ones). Call it
- * only once no confined thread can trap any more (they have all ended): the handler uses
- * the armed sandbox's names. */
+/* Releases the handle (nothing is allocated; the kernel keeps its own copy of installed
+ * filters). */
 void sandbox_destroy(struct sandbox *sb);
 
 /* Confines the calling thread with role's filter (after installing the SIGSYS handler and
- * setting no_new_privs), irrevocably; arms sb for the handler's messages. 0 or -errno. */
+ * setting no_new_privs), irrevocably. 0 or -errno. */
 int sandbox_apply(struct sandbox *sb, enum sandbox_role role) MUST_CHECK;
 
 /* The role's compiled filter: its BPF instructions (struct sock_filter, 8 bytes each). */

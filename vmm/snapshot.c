@@ -3,18 +3,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/cpu_state.h"
+#include "common/escape.h"
 #include "common/fdio.h"
+#include "common/log.h"
 #include "vm_devices.h"
 
 #define INFO_VERSION 1
-#define CONF_VERSION 1
+#define CONF_VERSION 2    /* 2: the balloon's free page reporting and hinting */
 #define MAX_STR      4096 /* paths, ids, command lines */
 
 const char *snapshot_type_name(enum snapshot_type t)
@@ -24,36 +28,48 @@ const char *snapshot_type_name(enum snapshot_type t)
 
 /* ---- the container ---- */
 
-int snapshot_write_state(const char *path, const struct snapbuf_writer *payload, struct error *err)
+static int write_state_fd(int fd, const struct snapbuf_writer *payload)
 {
         uint8_t hdr[SNAPSHOT_HEADER_LEN] = {0};
-        char tmp[4096];
-        int fd, r;
+        int r;
 
         if (payload->failed)
-                return error_set(err, -ENOMEM, "out of memory while saving the VM state");
-        if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-                return error_config(err, "snapshot path '%s' is too long", path);
+                return -ENOMEM;
         memcpy(hdr, SNAPSHOT_MAGIC, 8);
         put_le32(hdr + 8, SNAPSHOT_VERSION);
         put_le32(hdr + 12, SNAPSHOT_HEADER_LEN);
         put_le64(hdr + 16, payload->len);
         put_le64(hdr + 24, snapbuf_crc64(0, payload->data, payload->len));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return error_config(err, "snapshot state file '%s': %s", path, strerror(errno));
         r = fd_pwrite_all(fd, hdr, sizeof(hdr), 0);
         if (!r)
                 r = fd_pwrite_all(fd, payload->data, payload->len, sizeof(hdr));
-        if (close(fd) && !r)
-                r = -errno;
-        if (!r && rename(tmp, path))
-                r = -errno;
-        if (r) {
-                unlink(tmp);
-                return error_set(err, r, "snapshot state file '%s': %s", path, strerror(-r));
-        }
-        return 0;
+        return r;
+}
+
+static void id_hex(uint64_t id, char buf[17])
+{
+        snprintf(buf, 17, "%016llx", (unsigned long long)id);
+}
+
+int snapshot_write_state(const char *path, const struct snapbuf_writer *payload, struct error *err)
+{
+        struct file_replace fr;
+        char suffix[17];
+        int r;
+
+        id_hex(snapshot_new_id(), suffix);
+        r = file_replace_begin(&fr, "snapshot state file", path, suffix, 0600, err);
+        if (r)
+                return r;
+        r = write_state_fd(fr.fd, payload);
+        if (r)
+                r = error_set(err, r, "snapshot state file '%s': %s", path, strerror(-r));
+        if (!r)
+                r = file_replace_sync(&fr, "snapshot state file", err);
+        if (!r)
+                r = file_replace_commit(&fr, "snapshot state file", err);
+        file_replace_end(&fr);
+        return r;
 }
 
 int snapshot_read_state(const char *path, uint8_t **payload, size_t *len, struct error *err)
@@ -67,12 +83,13 @@ int snapshot_read_state(const char *path, uint8_t **payload, size_t *len, struct
 
         *payload = NULL;
         *len = 0;
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        fd = file_open("snapshot state file", path, O_RDONLY, 0, FILE_REGULAR, err);
         if (fd < 0)
-                return error_config(err, "snapshot state file '%s': %s", path, strerror(errno));
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+                return fd;
+        if (fstat(fd, &st)) {
                 close(fd);
-                return error_config(err, "snapshot state file '%s' is not a regular file", path);
+                return error_set(err, -errno, "snapshot state file '%s': %s", path,
+                                 strerror(errno));
         }
         n = pread(fd, hdr, sizeof(hdr), 0);
         if (n >= 8 && memcmp(hdr, SNAPSHOT_MAGIC, 8) != 0) {
@@ -139,6 +156,9 @@ void snapshot_info_save(struct snapbuf_writer *w, const struct snapshot_info *in
         snapbuf_put_u64(w, info->created_ns);
         snapbuf_put_str(w, info->cpu_vendor);
         snapbuf_put_u64(w, info->mem_bytes);
+        snapbuf_put_u8(w, (uint8_t)info->mem.kind);
+        snapbuf_put_u64(w, info->mem.id);
+        snapbuf_put_u64(w, info->mem.parent);
         snapbuf_put_u32(w, info->nr_regions);
         for (unsigned i = 0; i < info->nr_regions; i++) {
                 snapbuf_put_u64(w, info->regions[i].gpa);
@@ -162,7 +182,7 @@ static void get_fixed_str(struct snapbuf_reader *r, char *dst, size_t cap, const
 bool snapshot_info_load(struct snapbuf_reader *r, struct snapshot_info *info)
 {
         uint32_t version = snapbuf_get_u32(r, "INFO version");
-        uint8_t type;
+        uint8_t type, mem_kind;
 
         memset(info, 0, sizeof(*info));
         if (snapbuf_ok(r) && version != INFO_VERSION)
@@ -173,6 +193,10 @@ bool snapshot_info_load(struct snapbuf_reader *r, struct snapshot_info *info)
         info->created_ns = snapbuf_get_u64(r, "creation time");
         get_fixed_str(r, info->cpu_vendor, sizeof(info->cpu_vendor), "CPU vendor");
         info->mem_bytes = snapbuf_get_u64(r, "memory size");
+        mem_kind = snapbuf_get_u8(r, "memory file kind");
+        info->mem.id = snapbuf_get_u64(r, "memory file id");
+        info->mem.parent = snapbuf_get_u64(r, "memory file parent");
+        info->mem.ram_bytes = info->mem_bytes;
         info->nr_regions = snapbuf_get_count(r, GUEST_MEM_MAX_REGIONS, "memory regions");
         for (unsigned i = 0; i < info->nr_regions; i++) {
                 info->regions[i].gpa = snapbuf_get_u64(r, "region address");
@@ -183,7 +207,12 @@ bool snapshot_info_load(struct snapbuf_reader *r, struct snapshot_info *info)
         info->nr_devices = snapbuf_get_count(r, VMM_MAX_VIRTIO_DEVICES, "device count");
         if (snapbuf_ok(r) && type > SNAPSHOT_DIFF)
                 return snapbuf_fail(r, "snapshot type", "unknown");
+        if (snapbuf_ok(r) && mem_kind > SNAPSHOT_DIFF)
+                return snapbuf_fail(r, "memory file kind", "unknown");
+        if (snapbuf_ok(r) && !info->mem.id)
+                return snapbuf_fail(r, "memory file id", "0");
         info->type = (enum snapshot_type)type;
+        info->mem.kind = (enum snapshot_type)mem_kind;
         return snapbuf_expect_end(r, "INFO");
 }
 
@@ -261,6 +290,8 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
         snapbuf_put_u32(w, cfg->balloon.amount_mib);
         snapbuf_put_bool(w, cfg->balloon.deflate_on_oom);
         snapbuf_put_u32(w, cfg->balloon.stats_polling_interval_s);
+        snapbuf_put_bool(w, cfg->balloon.free_page_reporting);
+        snapbuf_put_bool(w, cfg->balloon.free_page_hinting);
         snapbuf_put_u8(w, (uint8_t)cfg->balloon.access_platform);
         snapbuf_put_bool(w, cfg->entropy.present);
         put_limiter(w, &cfg->entropy.rate_limiter);
@@ -343,6 +374,8 @@ bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
         cfg->balloon.amount_mib = snapbuf_get_u32(r, "amount_mib");
         cfg->balloon.deflate_on_oom = snapbuf_get_bool(r, "deflate_on_oom");
         cfg->balloon.stats_polling_interval_s = snapbuf_get_u32(r, "stats_polling_interval_s");
+        cfg->balloon.free_page_reporting = snapbuf_get_bool(r, "free_page_reporting");
+        cfg->balloon.free_page_hinting = snapbuf_get_bool(r, "free_page_hinting");
         cfg->balloon.access_platform = get_ap(r);
         cfg->entropy.present = snapbuf_get_bool(r, "entropy");
         get_limiter(r, &cfg->entropy.rate_limiter);
@@ -411,7 +444,7 @@ static int write_full(const struct guest_mem *mem, int fd)
 {
         struct page_probe pp = {.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC),
                                 .file = guest_mem_backing_file(mem)};
-        uint64_t entries[512];
+        uint64_t entries[512], page[GUEST_MEM_PAGE / 8];
         int r = 0;
 
         for (unsigned i = 0; !r && i < guest_mem_region_count(mem); i++) {
@@ -436,7 +469,14 @@ static int write_full(const struct guest_mem *mem, int fd)
                         }
                         data = pp.pagemap < 0 || (entries[k] & (3ull << 62)) ||
                                file_has_data(&pp, (off_t)(reg.offset + off));
-                        if (data && !page_zero(p)) {
+                        /* Over a memory file, a page can be gone (truncated): look at a
+                         * checked copy. */
+                        if (data && pp.file >= 0) {
+                                r = guest_mem_copy_checked(page, p, 0, GUEST_MEM_PAGE);
+                                if (r)
+                                        break;
+                        }
+                        if (data && !page_zero(pp.file >= 0 ? (const uint8_t *)page : p)) {
                                 if (!run_len)
                                         run_start = off;
                                 run_len += GUEST_MEM_PAGE;
@@ -485,88 +525,427 @@ static int write_diff(const struct guest_mem *mem, int fd, const uint64_t *dirty
         return 0;
 }
 
-int snapshot_write_memory(const struct guest_mem *mem, const char *path, const uint64_t *dirty,
-                          struct error *err)
+uint64_t snapshot_new_id(void)
 {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int r;
+        uint64_t id = 0;
 
-        if (fd < 0)
-                return error_config(err, "snapshot memory file '%s': %s", path, strerror(errno));
-        r = ftruncate(fd, (off_t)guest_mem_size(mem)) ? -errno : 0;
+        while (!id) {
+                if (getrandom(&id, sizeof(id), 0) != sizeof(id)) {
+                        struct timespec ts;
+
+                        /* No entropy yet (early boot): unique enough for a fingerprint. */
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        id = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^
+                             ((uint64_t)getpid() << 48);
+                }
+        }
+        return id;
+}
+
+static void trailer_encode(const struct snapshot_mem_id *id, uint8_t t[SNAPSHOT_MEM_TRAILER_LEN])
+{
+        memset(t, 0, SNAPSHOT_MEM_TRAILER_LEN);
+        memcpy(t, SNAPSHOT_MEM_MAGIC, 8);
+        put_le32(t + 8, 1);
+        put_le32(t + 12, (uint32_t)id->kind);
+        put_le64(t + 16, id->ram_bytes);
+        put_le64(t + 24, id->id);
+        put_le64(t + 32, id->parent);
+}
+
+static int write_trailer(int fd, const struct snapshot_mem_id *id)
+{
+        uint8_t t[SNAPSHOT_MEM_TRAILER_LEN];
+
+        trailer_encode(id, t);
+        return fd_pwrite_all(fd, t, sizeof(t), (off_t)id->ram_bytes);
+}
+
+int snapshot_write_memory(const struct guest_mem *mem, int fd, const uint64_t *dirty,
+                          const struct snapshot_mem_id *id)
+{
+        int r = ftruncate(fd, (off_t)(guest_mem_size(mem) + SNAPSHOT_MEM_TRAILER_LEN)) ? -errno : 0;
+
         if (!r)
                 r = dirty ? write_diff(mem, fd, dirty) : write_full(mem, fd);
-        if (close(fd) && !r)
-                r = -errno;
-        if (r) {
-                unlink(path);
-                return error_set(err, r, "snapshot memory file '%s': %s", path, strerror(-r));
+        if (!r)
+                r = write_trailer(fd, id);
+        return r;
+}
+
+int snapshot_read_mem_id(int fd, struct snapshot_mem_id *out)
+{
+        uint8_t t[48];
+        struct stat st;
+        ssize_t n;
+
+        memset(out, 0, sizeof(*out));
+        if (fstat(fd, &st))
+                return -errno;
+        if (st.st_size < (off_t)SNAPSHOT_MEM_TRAILER_LEN)
+                return -EINVAL;
+        n = pread(fd, t, sizeof(t), st.st_size - SNAPSHOT_MEM_TRAILER_LEN);
+        if (n < 0)
+                return -errno;
+        if ((size_t)n < sizeof(t) || memcmp(t, SNAPSHOT_MEM_MAGIC, 8) != 0 ||
+            get_le32(t + 8) != 1 || get_le32(t + 12) > SNAPSHOT_DIFF || !get_le64(t + 24) ||
+            get_le64(t + 16) != (uint64_t)st.st_size - SNAPSHOT_MEM_TRAILER_LEN)
+                return -EINVAL;
+        out->kind = (enum snapshot_type)get_le32(t + 12);
+        out->ram_bytes = get_le64(t + 16);
+        out->id = get_le64(t + 24);
+        out->parent = get_le64(t + 32);
+        return 0;
+}
+
+/* "PATH.ID.keep": where a create keeps the memory file of id while it replaces PATH. */
+static char *keep_name(const char *path, uint64_t id)
+{
+        size_t n = strlen(path) + 32;
+        char *k = malloc(n);
+
+        if (k)
+                snprintf(k, n, "%s.%016llx.keep", path, (unsigned long long)id);
+        return k;
+}
+
+static void describe_mem_id(const struct snapshot_mem_id *m, char *buf, size_t cap)
+{
+        if (m->kind == SNAPSHOT_DIFF)
+                snprintf(buf, cap, "Diff %016llx over %016llx", (unsigned long long)m->id,
+                         (unsigned long long)m->parent);
+        else
+                snprintf(buf, cap, "%016llx", (unsigned long long)m->id);
+}
+
+/* Whether fd is the memory file info needs; the refusal's message otherwise. */
+static int check_memory(int fd, const char *path, const struct snapshot_info *info,
+                        struct snapshot_mem_id *got, struct error *err)
+{
+        struct stat st;
+        char have[64], want[64];
+        int r = snapshot_read_mem_id(fd, got);
+
+        if (r == -EINVAL) {
+                fstat(fd, &st);
+                if (st.st_size == 0)
+                        return error_config(err,
+                                            "snapshot memory file '%s' is empty: not a snapshot "
+                                            "memory file",
+                                            path);
+                return error_config(err,
+                                    "snapshot memory file '%s' (%lld bytes) is not a snapshot "
+                                    "memory file, or it was truncated (it has no trailer)",
+                                    path, (long long)st.st_size);
+        }
+        if (r)
+                return error_config(err, "snapshot memory file '%s': %s", path, strerror(-r));
+        if (got->ram_bytes != info->mem_bytes)
+                return error_config(err,
+                                    "snapshot memory file '%s' holds %llu bytes of guest memory; "
+                                    "this snapshot's is %llu bytes: the memory file of another "
+                                    "snapshot",
+                                    path, (unsigned long long)got->ram_bytes,
+                                    (unsigned long long)info->mem_bytes);
+        if (got->kind == SNAPSHOT_DIFF && got->id == info->mem.id)
+                return error_config(err,
+                                    "snapshot memory file '%s' is a Diff that was not merged: "
+                                    "merge it over the memory file of the snapshot it follows "
+                                    "(vmm --base-file BASE --diff-file '%s') and load BASE",
+                                    path, path);
+        if (got->id != info->mem.id || got->kind != SNAPSHOT_FULL) {
+                describe_mem_id(got, have, sizeof(have));
+                describe_mem_id(&info->mem, want, sizeof(want));
+                return error_config(err,
+                                    "snapshot memory file '%s' belongs to another snapshot (its "
+                                    "memory is %s; this state file's is %s)",
+                                    path, have, want);
         }
         return 0;
 }
 
+int snapshot_open_memory(const char *path, const struct snapshot_info *info, struct error *err)
+{
+        const char *what = "snapshot memory file";
+        struct snapshot_mem_id got;
+        struct error kerr = {0};
+        char *target, *keep;
+        int fd, kfd, r, e;
+
+        fd = file_open(what, path, O_RDONLY, 0, FILE_REGULAR, err);
+        if (fd < 0)
+                return fd;
+        r = check_memory(fd, path, info, &got, err);
+        if (!r)
+                return fd;
+        close(fd);
+        /* A create killed between its two renames left the old state file with the new
+         * memory file, and kept the old memory file beside it. */
+        if (got.id == info->mem.id || !got.id)
+                return r;
+        target = file_resolve(path, &e);
+        keep = target ? keep_name(target, info->mem.id) : NULL;
+        free(target);
+        if (!keep)
+                return r;
+        kfd = file_open(what, keep, O_RDONLY, 0, FILE_REGULAR, &kerr);
+        if (kfd >= 0 && check_memory(kfd, keep, info, &got, &kerr) == 0) {
+                LOG_WARN("snapshot memory file '%s' belongs to a newer snapshot; this snapshot's "
+                         "is '%s', kept by a snapshot create that did not finish",
+                         path, keep);
+                free(keep);
+                error_clear(err);
+                return kfd;
+        }
+        if (kfd >= 0)
+                close(kfd);
+        free(keep);
+        return r;
+}
+
+/* Copies the data ranges of dfd in [0, end) to bfd. */
+static int copy_data(int dfd, int bfd, off_t end, const char *diff, const char *base,
+                     struct error *err)
+{
+        uint8_t *buf = malloc(1u << 20);
+        off_t off = 0, stop;
+        int r = 0;
+
+        if (!buf)
+                return error_set(err, -ENOMEM, "out of memory");
+        while (!r && off < end) {
+                off = lseek(dfd, off, SEEK_DATA);
+                if (off < 0 || off >= end)
+                        break; /* ENXIO: no more data */
+                stop = lseek(dfd, off, SEEK_HOLE);
+                if (stop < 0 || stop > end)
+                        stop = end;
+                while (!r && off < stop) {
+                        size_t n =
+                            stop - off > (off_t)(1u << 20) ? (1u << 20) : (size_t)(stop - off);
+                        ssize_t got = pread(dfd, buf, n, off);
+
+                        if (got <= 0) {
+                                r = got < 0 ? -errno : -EIO;
+                                error_set(err, r, "reading '%s': %s", diff, strerror(-r));
+                                break;
+                        }
+                        r = fd_pwrite_all(bfd, buf, (size_t)got, off);
+                        if (r)
+                                error_set(err, r, "writing '%s': %s", base, strerror(-r));
+                        off += got;
+                }
+        }
+        free(buf);
+        return r;
+}
+
 int snapshot_merge_memory(const char *base, const char *diff, struct error *err)
 {
-        struct stat sb, sd;
-        uint8_t *buf = NULL;
-        off_t off = 0, end;
-        int bfd, dfd, r = 0;
+        struct snapshot_mem_id b, d;
+        int bfd, dfd, r;
 
-        bfd = open(base, O_WRONLY | O_CLOEXEC);
+        bfd = file_open("base memory file", base, O_RDWR, 0, FILE_REGULAR, err);
         if (bfd < 0)
-                return error_config(err, "base memory file '%s': %s", base, strerror(errno));
-        dfd = open(diff, O_RDONLY | O_CLOEXEC);
+                return bfd;
+        dfd = file_open("diff memory file", diff, O_RDONLY, 0, FILE_REGULAR, err);
         if (dfd < 0) {
-                r = error_config(err, "diff memory file '%s': %s", diff, strerror(errno));
                 close(bfd);
-                return r;
+                return dfd;
         }
-        if (fstat(bfd, &sb) || fstat(dfd, &sd) || sb.st_size != sd.st_size) {
+        r = snapshot_read_mem_id(bfd, &b);
+        if (r)
+                r = error_config(err, "base memory file '%s' is not a snapshot memory file%s%s",
+                                 base, r == -EINVAL ? "" : ": ", r == -EINVAL ? "" : strerror(-r));
+        if (!r && (r = snapshot_read_mem_id(dfd, &d)) != 0)
+                r = error_config(err, "diff memory file '%s' is not a snapshot memory file%s%s",
+                                 diff, r == -EINVAL ? "" : ": ", r == -EINVAL ? "" : strerror(-r));
+        if (!r && d.kind != SNAPSHOT_DIFF)
+                r = error_config(err, "diff memory file '%s' is a complete memory file, not a Diff",
+                                 diff);
+        if (!r && b.kind != SNAPSHOT_FULL)
+                r = error_config(err,
+                                 "base memory file '%s' is itself a Diff that was not merged: "
+                                 "merge it over its own base first",
+                                 base);
+        if (!r && b.ram_bytes != d.ram_bytes)
                 r = error_config(err,
                                  "the diff memory file '%s' and the base '%s' differ in size: not "
                                  "snapshots of the same VM",
                                  diff, base);
-                goto out;
-        }
-        buf = malloc(1u << 20);
-        if (!buf) {
-                r = error_set(err, -ENOMEM, "out of memory");
-                goto out;
-        }
-        while (!r && off < sd.st_size) {
-                off = lseek(dfd, off, SEEK_DATA);
-                if (off < 0)
-                        break; /* ENXIO: no more data */
-                end = lseek(dfd, off, SEEK_HOLE);
-                if (end < 0)
-                        end = sd.st_size;
-                while (!r && off < end) {
-                        size_t n = end - off > (off_t)(1u << 20) ? (1u << 20) : (size_t)(end - off);
-                        ssize_t got = pread(dfd, buf, n, off);
-
-                        if (got <= 0) {
-                                r = error_set(err, got < 0 ? -errno : -EIO, "reading '%s': %s",
-                                              diff, strerror(got < 0 ? errno : EIO));
-                                break;
-                        }
-                        if (fd_pwrite_all(bfd, buf, (size_t)got, off)) {
-                                r = error_set(err, -errno, "writing '%s': %s", base,
-                                              strerror(errno));
-                                break;
-                        }
-                        off += got;
-                }
-        }
+        if (!r && d.parent != b.id)
+                r = error_config(err,
+                                 "the diff memory file '%s' goes over memory %016llx; the base "
+                                 "'%s' is %016llx: merge each Diff over the memory file of the "
+                                 "snapshot it follows, in the order they were taken",
+                                 diff, (unsigned long long)d.parent, base,
+                                 (unsigned long long)b.id);
+        if (!r)
+                r = copy_data(dfd, bfd, (off_t)d.ram_bytes, diff, base, err);
+        /* base now holds the Diff snapshot's whole memory. */
+        d.kind = SNAPSHOT_FULL;
+        if (!r && (r = write_trailer(bfd, &d)) != 0)
+                error_set(err, r, "writing '%s': %s", base, strerror(-r));
         if (!r && fsync(bfd))
                 r = error_set(err, -errno, "writing '%s': %s", base, strerror(errno));
-out:
-        free(buf);
         close(bfd);
         close(dfd);
         return r;
 }
 
+/* ---- writing a snapshot's files ---- */
+
+int snapshot_files_begin(struct snapshot_files *f, const char *state_path, const char *mem_path,
+                         int restored_from, uint64_t id, struct error *err)
+{
+        struct stat st;
+        char suffix[24];
+        int r;
+
+        memset(f, 0, sizeof(*f));
+        f->state.fd = f->mem.fd = -1;
+        f->id = id;
+        id_hex(id, suffix);
+        r = file_replace_begin(&f->mem, "snapshot memory file", mem_path, suffix, 0600, err);
+        if (r)
+                return r;
+        /* Another suffix: the two may be one path (refused below, once both are known). */
+        strcat(suffix, ".s");
+        r = file_replace_begin(&f->state, "snapshot state file", state_path, suffix, 0600, err);
+        if (!r && file_replace_same_target(&f->state, &f->mem))
+                r = error_config(err,
+                                 "snapshot_path and mem_file_path name the same file '%s': a "
+                                 "snapshot needs two files",
+                                 mem_path);
+        if (!r && restored_from >= 0 && f->mem.target_exists && fstat(restored_from, &st) == 0 &&
+            st.st_dev == f->mem.target_dev && st.st_ino == f->mem.target_ino)
+                r = error_config(err,
+                                 "mem_file_path '%s' is the memory file this VM was restored "
+                                 "from, which still backs its memory: write the snapshot to "
+                                 "another file",
+                                 mem_path);
+        if (r)
+                snapshot_files_end(f);
+        return r;
+}
+
+static void step(struct snapshot_files *f, unsigned n)
+{
+        if (f->step_hook)
+                f->step_hook(n);
+}
+
+/* Keeps the memory file now at the target under a second name, so it can be put back (and
+ * found by its state file's load) until the new state file is in place. */
+static int keep_old_memory(struct snapshot_files *f, struct error *err)
+{
+        struct snapshot_mem_id old;
+        struct stat a, b;
+        int fd;
+
+        if (!f->mem.target_exists)
+                return 0;
+        fd = file_open("snapshot memory file", f->mem.target, O_RDONLY, 0, FILE_REGULAR, err);
+        if (fd < 0)
+                return fd;
+        /* Named after its own id (a state file's load looks there), or ours when it is no
+         * memory file at all (then no state file can want it, but a failure puts it back). */
+        if (snapshot_read_mem_id(fd, &old))
+                old.id = f->id;
+        close(fd);
+        f->keep = keep_name(f->mem.target, old.id);
+        if (!f->keep)
+                return error_set(err, -ENOMEM, "out of memory");
+        if (link(f->mem.target, f->keep) == 0)
+                return 0;
+        /* Left by an earlier create killed at this point: the same file, ours to reuse. */
+        if (errno == EEXIST && stat(f->mem.target, &a) == 0 && stat(f->keep, &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+                return 0;
+        if (errno == EEXIST)
+                return error_config(err,
+                                    "'%s' is in the way (the copy an interrupted snapshot create "
+                                    "kept of an old memory file): move it away",
+                                    f->keep);
+        /* A file system without hard links: no copy to fall back on. */
+        LOG_WARN("snapshot memory file '%s': cannot keep the old file while the new one goes "
+                 "in (%s); a failure now loses it",
+                 f->mem.target, strerror(errno));
+        free(f->keep);
+        f->keep = NULL;
+        return 0;
+}
+
+int snapshot_files_commit(struct snapshot_files *f, const struct snapbuf_writer *payload,
+                          struct error *err)
+{
+        int r = write_state_fd(f->state.fd, payload);
+
+        if (r)
+                return error_set(err, r, "snapshot state file '%s': %s", f->state.target,
+                                 strerror(-r));
+        r = file_replace_sync(&f->mem, "snapshot memory file", err);
+        if (!r)
+                r = file_replace_sync(&f->state, "snapshot state file", err);
+        step(f, 1);
+        if (!r)
+                r = keep_old_memory(f, err);
+        step(f, 2);
+        if (!r)
+                r = file_replace_commit(&f->mem, "snapshot memory file", err);
+        step(f, 3);
+        if (!r)
+                r = file_replace_commit(&f->state, "snapshot state file", err);
+        step(f, 4);
+        /* The new memory file went in but the old state file is still in place (tmp is
+         * cleared by the rename): the old memory file goes back. */
+        if (r && !f->mem.tmp && f->state.tmp && f->keep && rename(f->keep, f->mem.target) == 0) {
+                free(f->keep);
+                f->keep = NULL;
+        }
+        return r;
+}
+
+void snapshot_files_end(struct snapshot_files *f)
+{
+        if (f->keep)
+                unlink(f->keep);
+        free(f->keep);
+        f->keep = NULL;
+        file_replace_end(&f->state);
+        file_replace_end(&f->mem);
+}
+
 /* ---- --describe-snapshot ---- */
+
+/* fprintf for the description: the state file's strings (paths, ids, versions) are anyone's,
+ * so every control character in them is escaped; only a line's own final newline stays. */
+static void outf(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(FILE *out, const char *fmt, ...)
+{
+        char *raw = NULL, *safe;
+        bool nl;
+        size_t n;
+        va_list ap;
+        int len;
+
+        va_start(ap, fmt);
+        len = vasprintf(&raw, fmt, ap);
+        va_end(ap);
+        if (len < 0)
+                return;
+        nl = len > 0 && raw[len - 1] == '\n';
+        if (nl)
+                raw[len - 1] = '\0';
+        n = escape_controls(NULL, 0, raw) + 1;
+        safe = malloc(n);
+        if (safe) {
+                escape_controls(safe, n, raw);
+                fprintf(out, "%s%s", safe, nl ? "\n" : "");
+        }
+        free(safe);
+        free(raw);
+}
 
 static const char *kind_name(uint32_t kind)
 {
@@ -588,28 +967,29 @@ static const char *kind_name(uint32_t kind)
 
 static void describe_config(FILE *out, const struct vmm_config *c)
 {
-        fprintf(out, "machine: %u vCPU(s), %llu MiB%s%s%s, track_dirty_pages %s\n",
-                c->machine.vcpu_count, (unsigned long long)c->machine.mem_size_mib,
-                c->machine.huge_pages ? ", 2 MiB huge pages" : "",
-                c->machine.cpu_hide ? ", cpu_hide " : "",
-                c->machine.cpu_hide ? c->machine.cpu_hide : "",
-                c->machine.track_dirty_pages ? "on" : "off");
-        fprintf(out, "kernel: %s\n",
-                c->boot.kernel_image_path ? c->boot.kernel_image_path : "(none)");
+        outf(out, "machine: %u vCPU(s), %llu MiB%s%s%s, track_dirty_pages %s\n",
+             c->machine.vcpu_count, (unsigned long long)c->machine.mem_size_mib,
+             c->machine.huge_pages ? ", 2 MiB huge pages" : "",
+             c->machine.cpu_hide ? ", cpu_hide " : "",
+             c->machine.cpu_hide ? c->machine.cpu_hide : "",
+             c->machine.track_dirty_pages ? "on" : "off");
+        outf(out, "kernel: %s\n", c->boot.kernel_image_path ? c->boot.kernel_image_path : "(none)");
         for (unsigned i = 0; i < c->nr_drives; i++)
-                fprintf(out, "drive %s: %s%s%s\n", c->drives[i].drive_id, c->drives[i].path_on_host,
-                        c->drives[i].is_read_only ? " (read-only)" : "",
-                        c->drives[i].is_root_device ? " (root)" : "");
+                outf(out, "drive %s: %s%s%s\n", c->drives[i].drive_id, c->drives[i].path_on_host,
+                     c->drives[i].is_read_only ? " (read-only)" : "",
+                     c->drives[i].is_root_device ? " (root)" : "");
         for (unsigned i = 0; i < c->nr_nets; i++)
-                fprintf(out, "network interface %s: TAP %s\n", c->nets[i].iface_id,
-                        c->nets[i].host_dev_name);
+                outf(out, "network interface %s: TAP %s\n", c->nets[i].iface_id,
+                     c->nets[i].host_dev_name);
         if (c->vsock.present)
-                fprintf(out, "vsock: guest CID %u, %s\n", c->vsock.guest_cid, c->vsock.uds_path);
+                outf(out, "vsock: guest CID %u, %s\n", c->vsock.guest_cid, c->vsock.uds_path);
         if (c->balloon.present)
-                fprintf(out, "balloon: %u MiB, statistics every %u s\n", c->balloon.amount_mib,
-                        c->balloon.stats_polling_interval_s);
+                outf(out, "balloon: %u MiB, statistics every %u s%s%s\n", c->balloon.amount_mib,
+                     c->balloon.stats_polling_interval_s,
+                     c->balloon.free_page_reporting ? ", free page reporting" : "",
+                     c->balloon.free_page_hinting ? ", free page hinting" : "");
         if (c->entropy.present)
-                fprintf(out, "entropy: yes\n");
+                outf(out, "entropy: yes\n");
 }
 
 static void describe_device(FILE *out, struct snapbuf_reader *dev)
@@ -627,9 +1007,9 @@ static void describe_device(FILE *out, struct snapbuf_reader *dev)
         snapbuf_get_u64(dev, "offered features");
         status = snapbuf_get_u8(dev, "status");
         if (snapbuf_ok(dev))
-                fprintf(out, "device %s%s%s: status 0x%02x%s, %zu bytes of device state\n",
-                        kind_name(kind), id && *id ? " " : "", id ? id : "", status,
-                        (status & 4) ? " (driver running)" : "", model.len);
+                outf(out, "device %s%s%s: status 0x%02x%s, %zu bytes of device state\n",
+                     kind_name(kind), id && *id ? " " : "", id ? id : "", status,
+                     (status & 4) ? " (driver running)" : "", model.len);
         free(id);
 }
 
@@ -642,7 +1022,7 @@ int snapshot_describe(const char *path, FILE *out, struct error *err)
         size_t len;
         time_t secs;
         struct tm tm;
-        char when[64];
+        char when[64], mem_id[64];
         int ret;
 
         ret = snapshot_read_state(path, &payload, &len, err);
@@ -659,16 +1039,21 @@ int snapshot_describe(const char *path, FILE *out, struct error *err)
         secs = (time_t)(info.created_ns / 1000000000ull);
         gmtime_r(&secs, &tm);
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
-        fprintf(out, "state file: %s\nformat version: %u\n", path, SNAPSHOT_VERSION);
-        fprintf(out, "snapshot type: %s\ncreated: %s by vmm %s (%s, %s host)\n",
-                snapshot_type_name(info.type), when, info.vmm_version, info.arch, info.cpu_vendor);
-        fprintf(out, "memory: %llu bytes in %u region(s)", (unsigned long long)info.mem_bytes,
-                info.nr_regions);
+        outf(out, "state file: %s\n", path);
+        outf(out, "format version: %u\n", SNAPSHOT_VERSION);
+        outf(out, "snapshot type: %s\n", snapshot_type_name(info.type));
+        outf(out, "created: %s by vmm %s (%s, %s host)\n", when, info.vmm_version, info.arch,
+             info.cpu_vendor);
+        describe_mem_id(&info.mem, mem_id, sizeof(mem_id));
+        outf(out, "memory file: %s%s\n", mem_id,
+             info.mem.kind == SNAPSHOT_DIFF ? " (merge it over its base before a load)" : "");
+        outf(out, "memory: %llu bytes in %u region(s)", (unsigned long long)info.mem_bytes,
+             info.nr_regions);
         for (unsigned i = 0; i < info.nr_regions; i++)
-                fprintf(out, "%s 0x%llx+0x%llx", i ? "," : ":",
-                        (unsigned long long)info.regions[i].gpa,
-                        (unsigned long long)info.regions[i].size);
-        fprintf(out, "\n");
+                outf(out, "%s 0x%llx+0x%llx", i ? "," : ":",
+                     (unsigned long long)info.regions[i].gpa,
+                     (unsigned long long)info.regions[i].size);
+        outf(out, "\n");
         if (snapbuf_get_section(&r, SNAPSHOT_TAG_CONF, &sec, "CONF")) {
                 if (snapshot_config_load(&sec, &cfg))
                         describe_config(out, &cfg);
@@ -676,7 +1061,7 @@ int snapshot_describe(const char *path, FILE *out, struct error *err)
                 vmm_config_free(&cfg);
         }
         snapbuf_get_section(&r, SNAPSHOT_TAG_KVM, &sec, "KVM");
-        fprintf(out, "irqchip, PIT and clock: %zu bytes\n", sec.len);
+        outf(out, "irqchip, PIT and clock: %zu bytes\n", sec.len);
         for (unsigned i = 0; snapbuf_ok(&r) && i < info.nr_vcpus; i++) {
                 struct x86_cpu_state_summary s = {0};
 

@@ -4,11 +4,11 @@
  * state file. What goes into the sections is each component's business (vm_snapshot.c
  * calls them); this module knows the envelope.
  *
- * STATE FILE, format version 1. All integers little-endian.
+ * STATE FILE, format version 2. All integers little-endian.
  *
  *   offset  size  field
  *        0     8  magic "VMMSNAP\0"
- *        8     4  format version (1); any other is refused ("unknown version")
+ *        8     4  format version (2); any other is refused ("unknown version")
  *       12     4  header length (40)
  *       16     8  payload length: the file is exactly header + payload long
  *       24     8  CRC-64/XZ (ECMA-182, reflected) of the payload
@@ -21,9 +21,9 @@
  *
  *   "INFO"  le32 version; vmm version (string); architecture ("x86_64"); u8 snapshot type
  *           (0 Full, 1 Diff); le64 creation time (CLOCK_REALTIME ns); host CPU vendor
- *           (string, e.g. "AuthenticAMD"); le64 guest RAM bytes (= the memory file's size);
- *           le32 region count, then per region le64 guest address, le64 size, le64 offset in
- *           the memory file; le32 vCPU count; le32 device count
+ *           (string, e.g. "AuthenticAMD"); le64 guest RAM bytes; the memory file's identity
+ *           (u8 kind, le64 id, le64 parent: see MEMORY FILE); le32 region count, then per region
+ * le64 guest address, le64 size, le64 offset in the memory file; le32 vCPU count; le32 device count
  *   "CONF"  the machine configuration (snapshot_config_save: boot source, machine, drives,
  *           network interfaces, vsock, balloon, entropy, confidential platform, boot timer;
  *           backends are referenced by path / TAP name, never copied)
@@ -43,7 +43,21 @@
  *   ids in slot order, each device's offered features); a mismatch is "a snapshot of a
  *   different machine".
  *
- * MEMORY FILE: guest RAM, the regions back to back in address order (the INFO offsets).
+ * MEMORY FILE: guest RAM, the regions back to back in address order (the INFO offsets),
+ * then a 4 KiB trailer that says which snapshot the file belongs to:
+ *
+ *   offset  size  field (from the end of the RAM)
+ *        0     8  magic "VMMMEM\0\0"
+ *        8     4  trailer version (1)
+ *       12     4  kind: 0 Full (the whole RAM), 1 Diff (only the pages written since the
+ *                 memory `parent`: it must be merged over that memory file before a load)
+ *       16     8  guest RAM bytes
+ *       24     8  id: random, new for every snapshot; the state file names it (INFO)
+ *       32     8  parent: the id of the memory a Diff goes over (0: none)
+ *       40  4056  zero
+ *
+ * A load refuses a memory file whose id is not its state file's (another snapshot's memory
+ * file, even of the same size), and a Diff that was not merged.
  * A Full snapshot writes every page that is not zero and leaves the rest a hole (the file
  * is sparse). A Diff snapshot writes only the pages written since the previous snapshot
  * (KVM's dirty log for vCPU writes, guest_mem's record for the VMM's own), holes elsewhere:
@@ -60,13 +74,14 @@
 #include <stdio.h>
 
 #include "common/error.h"
+#include "common/file.h"
 #include "common/snapbuf.h"
 #include "common/util.h"
 #include "config.h"
 #include "memory/guest_mem.h"
 
 #define SNAPSHOT_MAGIC       "VMMSNAP"
-#define SNAPSHOT_VERSION     1
+#define SNAPSHOT_VERSION     2
 #define SNAPSHOT_HEADER_LEN  40
 #define SNAPSHOT_MAX_PAYLOAD (256u << 20) /* far beyond any real state file */
 
@@ -80,6 +95,17 @@
 
 enum snapshot_type { SNAPSHOT_FULL = 0, SNAPSHOT_DIFF = 1 };
 
+#define SNAPSHOT_MEM_MAGIC       "VMMMEM\0"
+#define SNAPSHOT_MEM_TRAILER_LEN 4096u
+
+/* Which memory a memory file holds (its trailer; the state file's INFO names it too). */
+struct snapshot_mem_id {
+        enum snapshot_type kind; /* Full: complete; Diff: only what changed since parent */
+        uint64_t ram_bytes;
+        uint64_t id;
+        uint64_t parent;
+};
+
 struct snapshot_info {
         char vmm_version[32];
         char arch[16];
@@ -87,6 +113,7 @@ struct snapshot_info {
         uint64_t created_ns;
         char cpu_vendor[16];
         uint64_t mem_bytes;
+        struct snapshot_mem_id mem; /* the memory file it needs (mem.ram_bytes = mem_bytes) */
         unsigned nr_regions;
         struct {
                 uint64_t gpa, size, offset;
@@ -104,9 +131,51 @@ int snapshot_write_state(const char *path, const struct snapbuf_writer *payload,
 /* Reads path and checks magic, version, lengths and checksum; *payload (malloc'd, the
  * caller frees it) is the payload. Errors are ERROR_CONFIG and say what is wrong:
  * "... is not a snapshot state file", "... is truncated", "... is corrupted (checksum
- * mismatch)", "... has format version N; this VMM reads version 1". */
+ * mismatch)", "... has format version N; this VMM reads version 2", "... is not a regular
+ * file: it is a FIFO" (never opened: a FIFO would block). */
 int snapshot_read_state(const char *path, uint8_t **payload, size_t *len,
                         struct error *err) MUST_CHECK;
+
+/*
+ * Writing a snapshot's two files so that, whatever fails and wherever the process is killed,
+ * the snapshot that was at those paths before still loads:
+ *
+ *   begin   both paths resolved; refused when they are the same file, when the memory path
+ *           is the file the VM's memory is mapped from (restored_from: its pages are still
+ *           read from it), or when either names something that is not a regular file (a
+ *           device node or a FIFO is never written, nor removed); a temporary file created
+ *           next to each target ("PATH.tmp-ID")
+ *   (the caller writes the memory to mem_fd)
+ *   commit  the state file written; both synced to the disk; the memory file that was at
+ *           the path kept under a second name ("PATH.OLDID.keep", a hard link); the new
+ *           memory file renamed into place, then the state file (the commit point); the
+ *           kept name removed. A failure before the state file's rename puts the old memory
+ *           file back.
+ *
+ * A kill between the two renames leaves the old state file with the new memory file: its
+ * load finds its own memory file under the kept name (snapshot_open_memory). Only the
+ * temporary files and the kept name, all created here, are ever removed.
+ */
+struct snapshot_files {
+        struct file_replace state, mem;
+        uint64_t id;
+        char *keep; /* the old memory file's second name while the new one goes in */
+        /* Tests: called after each step of the commit (a kill there is simulated). */
+        void (*step_hook)(unsigned step);
+};
+int snapshot_files_begin(struct snapshot_files *f, const char *state_path, const char *mem_path,
+                         int restored_from, uint64_t id, struct error *err) MUST_CHECK;
+static inline int snapshot_files_mem_fd(const struct snapshot_files *f)
+{
+        return f->mem.fd;
+}
+int snapshot_files_commit(struct snapshot_files *f, const struct snapbuf_writer *payload,
+                          struct error *err) MUST_CHECK;
+/* Removes what a failed or abandoned create made; frees f. */
+void snapshot_files_end(struct snapshot_files *f);
+
+/* A new memory file id: random, never 0. */
+uint64_t snapshot_new_id(void);
 
 void snapshot_info_save(struct snapbuf_writer *w, const struct snapshot_info *info);
 bool snapshot_info_load(struct snapbuf_reader *r, struct snapshot_info *info);
@@ -116,11 +185,22 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
  * the shape is checked here; vmm_config_validate decides whether it is a valid machine. */
 bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg);
 
-/* Writes guest RAM to path: every non-zero page (dirty NULL: Full), or only the pages set in
- * dirty (guest_mem's bitmap layout: Diff). The file is sparse, guest_mem_size bytes long. */
-int snapshot_write_memory(const struct guest_mem *mem, const char *path, const uint64_t *dirty,
-                          struct error *err) MUST_CHECK;
-/* Copies the data of diff (its non-hole ranges) over base, which must have the same size. */
+/* Writes guest RAM to fd: every non-zero page (dirty NULL), or only the pages set in dirty
+ * (guest_mem's bitmap layout: a Diff), then the trailer of id. The file is sparse,
+ * guest_mem_size + SNAPSHOT_MEM_TRAILER_LEN bytes long. 0 or a negative errno. */
+int snapshot_write_memory(const struct guest_mem *mem, int fd, const uint64_t *dirty,
+                          const struct snapshot_mem_id *id) MUST_CHECK;
+/* Reads the trailer of the memory file fd: 0, -EINVAL when it has none (not a memory file),
+ * or a negative errno. */
+int snapshot_read_mem_id(int fd, struct snapshot_mem_id *out) MUST_CHECK;
+/* Opens the memory file of the snapshot info describes (read-only): path, or, when path
+ * holds another snapshot's memory, the copy an interrupted create kept of this one
+ * ("PATH.ID.keep"). Refused (ERROR_CONFIG, naming the file and what it is): not a regular
+ * file, not a memory file, another snapshot's, an unmerged Diff, truncated. */
+int snapshot_open_memory(const char *path, const struct snapshot_info *info,
+                         struct error *err) MUST_CHECK;
+/* Copies the pages of diff (its data ranges) over base, which must be the memory file the
+ * Diff follows; base then is the Diff snapshot's complete memory file. */
 int snapshot_merge_memory(const char *base, const char *diff, struct error *err) MUST_CHECK;
 
 /* --describe-snapshot: the format version and a summary of every section. */

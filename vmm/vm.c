@@ -19,7 +19,9 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/loader.h"
+#include "common/escape.h"
 #include "common/fdio.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "devices/boot_timer.h"
 #include "devices/bus.h"
@@ -27,6 +29,7 @@
 #include "devices/serial.h"
 #include "vm_devices.h"
 #include "kvm.h"
+#include "snapshot.h"
 #include "vcpu.h"
 #include "vm_priv.h"
 
@@ -38,6 +41,96 @@ static void gsi_set(void *opaque, bool level)
         int r = kvm_irq_line(l->kvm, l->gsi, level);
         if (r)
                 LOG_ERROR("KVM_IRQ_LINE gsi %u: %s", l->gsi, strerror(-r));
+}
+
+/* ---- guest memory mapped from a memory file ---- */
+
+/* The memory files guest RAM is mapped from, for the SIGBUS handler's message (a handler
+ * can take no lock: each slot is claimed, then published by its end address). */
+#define FILE_MAPS 16
+
+static struct file_map {
+        atomic_bool used;
+        _Atomic uintptr_t lo, hi; /* hi 0: not published */
+        char file[256];           /* escaped: the message is one line */
+} file_maps[FILE_MAPS];
+
+static void file_maps_add(struct vm *vm)
+{
+        for (unsigned i = 0; i < guest_mem_region_count(vm->mem); i++) {
+                struct guest_mem_region r = guest_mem_region_get(vm->mem, i);
+
+                for (unsigned k = 0; k < FILE_MAPS; k++) {
+                        struct file_map *m = &file_maps[k];
+                        bool free_slot = false;
+
+                        if (!atomic_compare_exchange_strong(&m->used, &free_slot, true))
+                                continue;
+                        escape_controls(m->file, sizeof(m->file), vm->mem_file);
+                        atomic_store(&m->lo, (uintptr_t)r.host);
+                        atomic_store(&m->hi, (uintptr_t)r.host + r.size);
+                        break;
+                }
+        }
+}
+
+static void file_maps_remove(struct vm *vm)
+{
+        for (unsigned i = 0; vm->mem_file && i < guest_mem_region_count(vm->mem); i++) {
+                uintptr_t lo = (uintptr_t)guest_mem_region_get(vm->mem, i).host;
+
+                for (unsigned k = 0; k < FILE_MAPS; k++) {
+                        struct file_map *m = &file_maps[k];
+
+                        if (atomic_load(&m->used) && atomic_load(&m->lo) == lo &&
+                            atomic_load(&m->hi)) {
+                                atomic_store(&m->hi, 0);
+                                atomic_store(&m->used, false);
+                        }
+                }
+        }
+}
+
+static size_t append(char *buf, size_t n, size_t cap, const char *s)
+{
+        while (*s && n + 1 < cap)
+                buf[n++] = *s++;
+        buf[n] = '\0';
+        return n;
+}
+
+size_t vm_sigbus_message(const void *addr, char *buf, size_t cap)
+{
+        uintptr_t a = (uintptr_t)addr;
+
+        guest_mem_sigbus_recover();
+        for (unsigned k = 0; k < FILE_MAPS; k++) {
+                struct file_map *m = &file_maps[k];
+                uintptr_t hi = atomic_load(&m->hi);
+                size_t n = 0;
+
+                if (!hi || a < atomic_load(&m->lo) || a >= hi)
+                        continue;
+                n = append(buf, n, cap, "vmm: guest memory is gone: the snapshot memory file '");
+                n = append(buf, n, cap, m->file);
+                n = append(buf, n, cap, "' was truncated while the VM ran from it; exiting\n");
+                return n;
+        }
+        return 0;
+}
+
+bool vm_mem_file_truncated(struct vm *vm, struct error *err)
+{
+        int fd = guest_mem_backing_file(vm->mem);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_size >= guest_mem_size(vm->mem))
+                return false;
+        error_set(err, -EIO,
+                  "the snapshot memory file '%s' was truncated to %lld bytes while the VM ran "
+                  "from it: the guest memory past that is lost",
+                  vm->mem_file, (long long)st.st_size);
+        return true;
 }
 
 /* ---- console ---- */
@@ -143,6 +236,8 @@ static void on_i8042_reset(void *opaque)
 static void on_stop_event(void *opaque, uint32_t events)
 {
         struct vm *vm = opaque;
+        int code = exit_code_of((enum vcpu_stop_reason)atomic_load(&vm->stop_reason));
+        struct error err = {0};
         uint64_t v;
 
         (void)events;
@@ -150,10 +245,14 @@ static void on_stop_event(void *opaque, uint32_t events)
                 return;
         for (unsigned i = 0; i < vm->nr_vcpus; i++)
                 vcpu_stop(vm->vcpus[i]);
+        /* A guest that touched a page its truncated memory file no longer has stops however
+         * KVM reports it (EFAULT, or here an emulator's triple fault): not a reset. */
+        if (vm_mem_file_truncated(vm, &err)) {
+                LOG_ERROR("%s", err.msg);
+                code = exit_code_of(VCPU_STOP_ERROR);
+        }
         if (vm->params.on_stop)
-                vm->params.on_stop(
-                    vm->params.opaque,
-                    exit_code_of((enum vcpu_stop_reason)atomic_load(&vm->stop_reason)));
+                vm->params.on_stop(vm->params.opaque, code);
 }
 
 /* ---- board composition ---- */
@@ -326,21 +425,13 @@ static int map_input_file(const char *what, const char *path, uint8_t **data, si
 {
         struct stat st;
         void *p;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = file_open(what, path, O_RDONLY, 0, FILE_REGULAR, err);
 
         if (fd < 0)
-                return error_config(err, "%s '%s': %s", what, path, strerror(errno));
+                return fd;
         if (fstat(fd, &st)) {
                 close(fd);
                 return error_config(err, "%s '%s': %s", what, path, strerror(errno));
-        }
-        if (S_ISDIR(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is a directory", what, path);
-        }
-        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-                close(fd);
-                return error_config(err, "%s '%s' is not a regular file", what, path);
         }
         if (st.st_size == 0) {
                 close(fd);
@@ -439,12 +530,15 @@ static int setup_platform_exits(struct vm *vm, struct error *err)
         return r;
 }
 
+/* At the top of each vCPU thread: its lines are the VM's, then its confinement. */
 static int vcpu_thread_init(void *opaque, unsigned index)
 {
         struct vm *vm = opaque;
 
         (void)index;
-        return vm->params.thread_init(vm->params.opaque, VMM_THREAD_VCPU);
+        log_bind(vm->params.log);
+        return vm->params.thread_init ? vm->params.thread_init(vm->params.opaque, VMM_THREAD_VCPU)
+                                      : 0;
 }
 
 static int create_vcpus(struct vm *vm, struct error *err)
@@ -457,7 +551,7 @@ static int create_vcpus(struct vm *vm, struct error *err)
             .platform_exit = vm->cc ? platform_exit : NULL,
             .platform_fault = vm->cc ? platform_fault : NULL,
             .platform_opaque = vm->cc,
-            .thread_init = vm->params.thread_init ? vcpu_thread_init : NULL,
+            .thread_init = vcpu_thread_init,
         };
         int r;
 
@@ -492,11 +586,10 @@ static int open_console(struct vm *vm, struct error *err)
         vm->console_out_fd = vm->params.console_out_fd;
         if (cfg->serial_out_path) {
                 vm->console_out_fd =
-                    open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                         0644);
+                    file_open("serial output", cfg->serial_out_path,
+                              O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644, FILE_REGULAR, err);
                 if (vm->console_out_fd < 0)
-                        return error_config(err, "serial output '%s': %s", cfg->serial_out_path,
-                                            strerror(errno));
+                        return vm->console_out_fd;
                 vm->own_console_out = true;
         }
         vm->rx_space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -551,6 +644,14 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
          * KVM is opened, so a bad configuration is reported the same way on any host. */
         r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem)
                             : guest_mem_create(&spec, err, &vm->mem);
+        if (!r && params->restore) {
+                vm->mem_base = params->restore->info->mem.id;
+                vm->mem_file = strdup(params->restore->mem_path);
+                if (!vm->mem_file)
+                        r = error_set(err, -ENOMEM, "out of memory");
+                else
+                        file_maps_add(vm);
+        }
         /* Diff snapshots: what the VMM writes into guest memory is recorded from now on
          * (the kernel loads too: a first Diff without a Full before it holds them). */
         if (!r && cfg->machine.track_dirty_pages && guest_mem_track_dirty(vm->mem))
@@ -725,8 +826,10 @@ void vm_destroy(struct vm *vm)
         serial_destroy(vm->serial);
         bus_destroy(vm->pio);
         bus_destroy(vm->mmio);
+        file_maps_remove(vm);
         guest_mem_destroy(vm->mem);
         kvm_close(vm->kvm);
+        free(vm->mem_file);
         free(vm);
 }
 
@@ -755,11 +858,20 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out)
                 cc_get_stats(vm->cc, &out->cc);
 }
 
+static int dump_error(struct vm *vm, const char *path, int e, struct error *err)
+{
+        if (e == EFAULT && vm_mem_file_truncated(vm, err))
+                return -EIO;
+        return error_set(err, -e, "memory dump '%s': %s", path, strerror(e));
+}
+
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
 {
         int r =
             vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
 
+        if (r == -EIO && vm_mem_file_truncated(vm, err))
+                return r;
         if (r)
                 return error_config(err, "0x%llx+0x%zx is not guest RAM", (unsigned long long)gpa,
                                     len);
@@ -768,25 +880,32 @@ int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *
 
 int vm_memory_dump(struct vm *vm, const char *path, struct error *err)
 {
-        int fd, r = 0;
+        struct file_replace fr;
+        char suffix[17];
+        int r = 0;
 
         if (vm->cc)
                 return error_config(err,
                                     "a memory dump of a protected (%s) VM is refused: the host "
                                     "may not read its private memory (CC-13)",
                                     cc_platform_name(cc_platform_of(vm->cc)));
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return error_config(err, "memory dump '%s': %s", path, strerror(errno));
+        /* A dump that fails leaves what was at path as it was. */
+        snprintf(suffix, sizeof(suffix), "%016llx", (unsigned long long)snapshot_new_id());
+        r = file_replace_begin(&fr, "memory dump", path, suffix, 0600, err);
+        if (r)
+                return r;
         for (unsigned i = 0; !r && i < guest_mem_region_count(vm->mem); i++) {
                 struct guest_mem_region reg = guest_mem_region_get(vm->mem, i);
 
-                r = fd_write_all(fd, reg.host, reg.size);
+                r = fd_write_all(fr.fd, reg.host, reg.size);
                 if (r)
-                        error_set(err, r, "memory dump '%s': %s", path, strerror(-r));
+                        r = dump_error(vm, path, -r, err);
         }
-        if (close(fd) && !r)
-                r = error_set(err, -errno, "memory dump '%s': %s", path, strerror(errno));
+        if (!r)
+                r = file_replace_sync(&fr, "memory dump", err);
+        if (!r)
+                r = file_replace_commit(&fr, "memory dump", err);
+        file_replace_end(&fr);
         return r;
 }
 

@@ -40,6 +40,8 @@ enum vmm_thread_role {
         VMM_THREAD_VCPU, /* one per vCPU: KVM_RUN and the exits it handles */
 };
 
+struct log_context;
+
 struct vm_params {
         const struct vmm_config *cfg;
         struct event_loop *loop; /* the VMM thread's loop: console input and stop events */
@@ -57,6 +59,8 @@ struct vm_params {
          * vCPUs wait, so every thread is confined before the guest's first instruction.
          * Nonzero fails vm_start. */
         int (*thread_init)(void *opaque, enum vmm_thread_role role);
+        /* The VM's log context (common/log.h): the vCPU threads are bound to it. */
+        struct log_context *log;
 };
 
 /* Errors caused by the configuration or input files come back as ERROR_CONFIG. */
@@ -91,11 +95,20 @@ void vm_get_stats(struct vm *vm, struct vm_stats *out);
 /* The virtio devices (metrics, runtime updates); valid until vm_destroy. */
 struct vm_devices *vm_get_devices(struct vm *vm);
 
+/* For the executable's SIGBUS handler (async-signal-safe; install it with SA_NODEFER): when
+ * the calling thread is in one of the VMM's checked copies of guest memory, resumes it
+ * (guest_mem_sigbus_recover: the copy fails with -EIO) and does not return. Otherwise, when
+ * addr is guest RAM mapped from a snapshot's memory file, writes the one-line message naming
+ * that file (it was truncated under the mapping) to buf and returns its length; 0 for any
+ * other address. */
+size_t vm_sigbus_message(const void *addr, char *buf, size_t cap);
+
 /* The untrusted host reading guest memory (a debugger, a dump): plaintext on an ordinary VM;
- * on a protected VM the platform's view of private granules (cc_host_read, CC-8). */
+ * on a protected VM the platform's view of private granules (cc_host_read, CC-8). Over a
+ * truncated memory file: -EIO, naming the file. */
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err) MUST_CHECK;
-/* Writes guest RAM (the regions in address order, back to back) to path. Refused on a
- * protected VM (CC-13). */
+/* Writes guest RAM (the regions in address order, back to back) to path (a temporary file
+ * renamed over it: a failed dump leaves what was there). Refused on a protected VM (CC-13). */
 int vm_memory_dump(struct vm *vm, const char *path, struct error *err) MUST_CHECK;
 
 /*

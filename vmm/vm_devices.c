@@ -47,6 +47,7 @@ struct slot {
 struct vm_devices {
         struct event_loop *loop;
         struct guest_mem *mem;
+        struct ownership *own; /* a protected VM's */
         unsigned nr;
         struct slot slots[VMM_MAX_VIRTIO_DEVICES];
 };
@@ -230,6 +231,8 @@ static int create_balloon(struct vm_devices *d, const struct vmm_balloon *b, str
             .amount_mib = b->amount_mib,
             .deflate_on_oom = b->deflate_on_oom,
             .stats_polling_interval_s = b->stats_polling_interval_s,
+            .free_page_reporting = b->free_page_reporting,
+            .free_page_hinting = b->free_page_hinting,
             .loop = d->loop,
         };
         struct virtio_balloon *bl;
@@ -277,6 +280,18 @@ static enum vmm_access_platform slot_ap(const struct vmm_config *cfg, unsigned i
         return cfg->entropy.access_platform;
 }
 
+/* A transition to private waiting for block I/O to let go of guest memory completes that
+ * I/O itself (ownership_set_progress): the VMM thread, which reaps io_uring completions, may
+ * be waiting for the very vCPU that waits (a pause, the VM's end). */
+static void reap_block_io(void *opaque)
+{
+        struct vm_devices *d = opaque;
+
+        for (unsigned i = 0; i < d->nr; i++)
+                if (d->slots[i].kind == VM_DEVICE_BLOCK)
+                        virtio_blk_reap(d->slots[i].model);
+}
+
 int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct ownership *own,
                       struct event_loop *loop, struct error *err, struct vm_devices **out)
 {
@@ -313,6 +328,10 @@ int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struc
         if (r) {
                 vm_devices_destroy(d);
                 return r;
+        }
+        if (own) {
+                d->own = own;
+                ownership_set_progress(own, reap_block_io, d);
         }
         *out = d;
         return 0;
@@ -403,6 +422,8 @@ void vm_devices_destroy(struct vm_devices *d)
 {
         if (!d)
                 return;
+        if (d->own)
+                ownership_set_progress(d->own, NULL, NULL);
         for (unsigned i = 0; i < d->nr; i++) {
                 struct slot *s = &d->slots[i];
 

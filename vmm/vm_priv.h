@@ -50,7 +50,16 @@ struct vm {
         _Atomic int stop_reason; /* -1 while running */
         bool started;
         bool restored; /* built from a snapshot: the vCPUs start parked */
+        /* The memory id the dirty log counts from (a Diff's parent): the last snapshot's,
+         * or the memory file's the VM was restored from; 0: the boot. */
+        uint64_t mem_base;
+        char *mem_file; /* the memory file the RAM is mapped from (NULL: anonymous) */
 };
+
+/* vm.c: whether the memory file the RAM is mapped from was truncated under the mapping (the
+ * pages past its end are gone: touching them faults); says so in err (naming the file) when
+ * it was. */
+bool vm_mem_file_truncated(struct vm *vm, struct error *err);
 
 /* vm_snapshot.c: the restore half of vm_create, once the board exists and the vCPUs are
  * created: the irqchip and PIT, every vCPU, the clock, the legacy devices, then the virtio

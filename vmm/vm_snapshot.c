@@ -2,11 +2,12 @@
  * Saving a paused VM to a state file and a memory file, and the restore half of
  * vm_create (vm.h, snapshot.h). The order matters both ways:
  *
- * save: the virtio devices first (finishing their in-flight work writes guest memory and
+ * save: the two files' places first (snapshot_files_begin: refusals before anything
+ * changes), the virtio devices (finishing their in-flight work writes guest memory and
  * raises interrupts), then the dirty pages are collected and the memory file written, then
- * the irqchip, the vCPUs and the legacy devices, which no longer change; the state file
- * is written last, under a temporary name, so it never describes a memory file that is not
- * complete.
+ * the irqchip, the vCPUs and the legacy devices, which no longer change; both files go into
+ * place last (snapshot_files_commit), the state file after the memory file, so a state file
+ * never describes a memory file that is not complete and a failure keeps the old snapshot.
  *
  * restore: the irqchip and PIT before the vCPUs (their LAPICs route through it), the
  * vCPUs, the clock, the UART and i8042, and the virtio devices last: a running device
@@ -47,6 +48,14 @@ static void describe(struct vm *vm, bool diff, struct snapshot_info *info)
         info->created_ns = realtime_ns();
         x86_host_cpu_vendor(info->cpu_vendor);
         info->mem_bytes = guest_mem_size(vm->mem);
+        /* A Diff holds what changed since the memory of the last snapshot (or the restore).
+         * Without one, since the boot: memory that was all zeros then, whose every page
+         * written since (by the guest, the VMM or the kernel loader) the Diff holds, so it is
+         * complete as it stands. */
+        info->mem.kind = diff && vm->mem_base ? SNAPSHOT_DIFF : SNAPSHOT_FULL;
+        info->mem.ram_bytes = info->mem_bytes;
+        info->mem.id = snapshot_new_id();
+        info->mem.parent = diff ? vm->mem_base : 0;
         info->nr_regions = guest_mem_region_count(vm->mem);
         for (unsigned i = 0; i < info->nr_regions; i++) {
                 struct guest_mem_region r = guest_mem_region_get(vm->mem, i);
@@ -113,6 +122,7 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
         bool tracking = guest_mem_tracking_dirty(vm->mem);
         struct snapbuf_writer w, devs;
         struct snapshot_info info;
+        struct snapshot_files files;
         uint64_t *dirty = NULL;
         size_t sec;
         int r;
@@ -125,6 +135,14 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
         if (diff && !tracking)
                 return error_config(err, "Diff snapshots need dirty page tracking: set "
                                          "track_dirty_pages in the machine configuration");
+        /* Pages a truncated memory file lost would be saved as zeros (never touched). */
+        if (vm_mem_file_truncated(vm, err))
+                return -EIO;
+        describe(vm, diff, &info);
+        r = snapshot_files_begin(&files, state_path, mem_path, guest_mem_backing_file(vm->mem),
+                                 info.mem.id, err);
+        if (r)
+                return r;
         snapbuf_writer_init(&w);
         snapbuf_writer_init(&devs);
         /* Devices first: completing their in-flight work changes memory and interrupts. */
@@ -134,10 +152,14 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
                 if (r)
                         goto out;
         }
-        r = snapshot_write_memory(vm->mem, mem_path, diff ? dirty : NULL, err);
-        if (r)
+        r = snapshot_write_memory(vm->mem, snapshot_files_mem_fd(&files), diff ? dirty : NULL,
+                                  &info.mem);
+        if (r) {
+                /* EIO, EFAULT: a page of the memory file this VM runs from is gone. */
+                if (!vm_mem_file_truncated(vm, err))
+                        error_set(err, r, "snapshot memory file '%s': %s", mem_path, strerror(-r));
                 goto out;
-        describe(vm, diff, &info);
+        }
         sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_INFO);
         snapshot_info_save(&w, &info);
         snapbuf_end_section(&w, sec);
@@ -148,14 +170,15 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
         if (!r) {
                 snapbuf_put_bytes(&w, devs.data, devs.len);
                 w.failed |= devs.failed;
-                r = snapshot_write_state(state_path, &w, err);
+                r = snapshot_files_commit(&files, &w, err);
         }
-        if (r)
-                unlink(mem_path);
 out:
+        snapshot_files_end(&files);
         /* A snapshot that was not written cannot be the base of the next Diff. */
         if (r && dirty)
                 guest_mem_restore_dirty(vm->mem, dirty);
+        if (!r)
+                vm->mem_base = info.mem.id;
         free(dirty);
         snapbuf_writer_free(&w);
         snapbuf_writer_free(&devs);
@@ -173,7 +196,6 @@ int vm_restore_memory(const struct vm_restore *rs, const struct guest_mem_spec *
         const struct snapshot_info *info = rs->info;
         struct guest_mem_spec s = *spec;
         struct guest_mem *mem;
-        struct stat st;
         int fd, r;
 
         if (spec->flags & GUEST_MEM_HUGEPAGES)
@@ -185,19 +207,9 @@ int vm_restore_memory(const struct vm_restore *rs, const struct guest_mem_spec *
                                     "configuration (%llu MiB)",
                                     (unsigned long long)info->mem_bytes,
                                     (unsigned long long)(spec->size >> 20));
-        fd = open(rs->mem_path, O_RDONLY | O_CLOEXEC);
+        fd = snapshot_open_memory(rs->mem_path, info, err);
         if (fd < 0)
-                return error_config(err, "snapshot memory file '%s': %s", rs->mem_path,
-                                    strerror(errno));
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != info->mem_bytes) {
-                r = error_config(err,
-                                 "snapshot memory file '%s' is %lld bytes; the snapshot's guest "
-                                 "memory is %llu bytes (a memory file of another snapshot?)",
-                                 rs->mem_path, (long long)st.st_size,
-                                 (unsigned long long)info->mem_bytes);
-                close(fd);
-                return r;
-        }
+                return fd;
         s.flags |= GUEST_MEM_FILE;
         s.file = fd;
         r = guest_mem_create(&s, err, &mem);

@@ -7,7 +7,8 @@
  *
  * The platform owns the VM's ownership map (memory/ownership.h); every device accessor is
  * bound to it. The platform itself is the trusted side: it reads control blocks in private
- * memory and zeroes pages through guest_mem directly.
+ * memory and zeroes pages through guest_mem directly. Its statistics are read without a
+ * lock (a metrics flush never waits for a guest's call).
  *
  * Guest interfaces:
  *  - sev: the SNP GHCB MSR protocol on MSR 0xC0010130 (page-state change request 0x014:
@@ -134,7 +135,7 @@ struct cc_stats {
         uint64_t secure_transitions; /* UV_ESM / PV IPL / SEV launch */
         uint64_t page_outs;          /* pef UV_PAGE_OUT, s390 export */
         uint64_t page_ins;           /* pef H_SVM_PAGE_IN, s390 import */
-        uint64_t host_private_reads; /* private granules a host reader saw as ciphertext */
+        uint64_t host_private_reads; /* private 4 KiB pages a host reader saw as ciphertext */
 };
 
 struct cc;
@@ -176,10 +177,12 @@ unsigned cc_intercepted_msrs(const struct cc *cc, uint32_t *msrs, unsigned max);
 bool cc_wants_map_gpa_range(const struct cc *cc);
 
 /* The untrusted host reading guest memory, as a dump or a debugger would (CC-8): shared
- * granules in the clear, private ones as the platform shows them to the host -- sev: a
- * per-VM keyed ciphertext stand-in; pef: UV_PAGE_OUT (encrypted, and unmapped from the
- * guest until it touches the granule again); s390-pv: export (encrypted; imported back on
- * the guest's next access). Never the plaintext of a private granule. */
+ * granules in the clear, private ones as the platform shows them to the host -- sev: the
+ * XTS-AES ciphertext under the VM's key, the address as tweak; pef: UV_PAGE_OUT (encrypted,
+ * and unmapped from the guest until it touches the granule again); s390-pv: export (the
+ * same; imported back on the guest's next access). Never the plaintext of a private granule,
+ * nothing two reads combine into one, no change to what the guest reads. Called from the VMM
+ * thread: it never waits for a guest's platform call. */
 int cc_host_read(struct cc *cc, gpa_t gpa, void *buf, size_t len) MUST_CHECK;
 
 void cc_get_stats(struct cc *cc, struct cc_stats *out);

@@ -3,8 +3,10 @@
  * (H_SVM_INIT_START, every page made secure, H_SVM_INIT_DONE; on a bad ESM blob
  * H_SVM_INIT_ABORT pages everything back out and the guest gets H_PARAMETER). Afterwards the
  * guest shares and unshares 64 KiB pages; both zero them (the ultravisor never lets data
- * cross the boundary). Calls arrive through the platform-call window with r3 = call number
- * and r4.. = arguments (see cc.h).
+ * cross the boundary): a share before the host may see the pages, an unshare once the
+ * host's I/O on them has been waited for (a completion landing later would otherwise leave
+ * host data in memory the guest owns). Calls arrive through the platform-call window with
+ * r3 = call number and r4.. = arguments (see cc.h).
  */
 #include "cc_priv.h"
 
@@ -23,7 +25,7 @@ static int64_t esm(struct cc *cc)
                 return H_PARAMETER;
         }
         /* The ultravisor reads the blob from now-secure memory: the trusted path. */
-        if (guest_mem_read(cc->mem, a, blob, sizeof(blob)) ||
+        if (cc_trusted_read(cc, a, blob, sizeof(blob)) ||
             memcmp(blob, PEF_ESM_MAGIC, sizeof(PEF_ESM_MAGIC)) != 0 || get_le32(blob + 8) != 1) {
                 /* H_SVM_INIT_ABORT: back to a normal VM, nothing left secure. */
                 if (cc_set_all(cc, false))
@@ -34,8 +36,8 @@ static int64_t esm(struct cc *cc)
                 return H_PARAMETER;
         }
         cc->pef_state = PEF_SECURE; /* H_SVM_INIT_DONE */
-        cc->secure = true;
-        cc->stats.secure_transitions++;
+        atomic_store(&cc->secure, true);
+        CC_COUNT(cc, secure_transitions, 1);
         return U_SUCCESS;
 }
 
@@ -57,16 +59,22 @@ static int64_t share(struct cc *cc, bool to_shared)
         len = count * PEF_GRANULE;
         if (!range_end(gpa, len, &end) || !guest_mem_contains(cc->mem, gpa, len))
                 return H_P2;
-        r = cc_zero(cc, gpa, len);
-        if (!r)
-                r = to_shared ? cc_make_shared(cc, gpa, len) : cc_make_private(cc, gpa, len);
+        r = to_shared ? cc_make_shared(cc, gpa, len, CC_ZERO)
+                      : cc_make_private(cc, gpa, len, CC_ZERO);
         if (r)
                 return H_PARAMETER;
         if (to_shared)
-                cc->stats.shared += len / OWNERSHIP_GRANULE;
+                CC_COUNT(cc, shared, len / OWNERSHIP_GRANULE);
         else
-                cc->stats.unshared += len / OWNERSHIP_GRANULE;
+                CC_COUNT(cc, unshared, len / OWNERSHIP_GRANULE);
         return U_SUCCESS;
+}
+
+/* Zeroes a run of shared granules once it is private (cc_make_private waits first). */
+static int unshare_run(struct cc *cc, gpa_t gpa, uint64_t len, void *opaque)
+{
+        (void)opaque;
+        return cc_make_private(cc, gpa, len, CC_ZERO);
 }
 
 static int64_t unshare_all(struct cc *cc)
@@ -75,17 +83,14 @@ static int64_t unshare_all(struct cc *cc)
 
         if (cc->pef_state != PEF_SECURE)
                 return H_STATE;
-        /* Every shared page is zeroed before it goes private again. */
+        /* Every shared page goes private, then is zeroed, run by run. */
         for (unsigned i = 0; i < guest_mem_region_count(cc->mem); i++) {
                 struct guest_mem_region reg = guest_mem_region_get(cc->mem, i);
-                for (gpa_t g = reg.gpa; g < reg.gpa + reg.size; g += PEF_GRANULE)
-                        if (ownership_is_shared(cc->own, g, PEF_GRANULE) &&
-                            cc_zero(cc, g, PEF_GRANULE))
-                                return H_PARAMETER;
+                uint64_t len = align_down(reg.size, PEF_GRANULE);
+                if (cc_for_each_run(cc, reg.gpa, len, false, unshare_run, NULL))
+                        return H_PARAMETER;
         }
-        if (cc_set_all(cc, true))
-                return H_PARAMETER;
-        cc->stats.unshared += ownership_private_granules(cc->own) - before;
+        CC_COUNT(cc, unshared, ownership_private_granules(cc->own) - before);
         return U_SUCCESS;
 }
 
@@ -111,7 +116,7 @@ void pef_ucall(struct cc *cc)
                 break;
         }
         if (r != U_SUCCESS) {
-                cc->stats.failed_calls++;
+                CC_COUNT(cc, failed_calls, 1);
                 LOG_GUEST(&cc->rl, "pef: ucall 0x%llx (r4 0x%llx, r5 0x%llx) failed with %lld",
                           (unsigned long long)CC_ARG(cc, 0), (unsigned long long)CC_ARG(cc, 1),
                           (unsigned long long)CC_ARG(cc, 2), (long long)r);

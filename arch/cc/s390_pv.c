@@ -26,22 +26,23 @@ static uint16_t share(struct cc *cc, gpa_t cb, uint16_t len, bool to_shared)
 
         if (len != UV_CB_SHARE_LEN)
                 return UVC_RC_INV_LEN;
-        if (!cc->secure)
+        if (!atomic_load(&cc->secure))
                 return UVC_RC_INV_STATE;
-        if (guest_mem_read(cc->mem, cb + CB_PADDR, raw, sizeof(raw)))
+        if (cc_trusted_read(cc, cb + CB_PADDR, raw, sizeof(raw)))
                 return UVC_RC_INV_ADDR;
         paddr = get_le64(raw);
         if (!is_aligned(paddr, OWNERSHIP_GRANULE) ||
             !guest_mem_contains(cc->mem, paddr, OWNERSHIP_GRANULE))
                 return UVC_RC_INV_ADDR;
-        r = to_shared ? cc_make_shared(cc, paddr, OWNERSHIP_GRANULE)
-                      : cc_make_private(cc, paddr, OWNERSHIP_GRANULE);
+        /* Protection by access control: the bytes stay as they are both ways. */
+        r = to_shared ? cc_make_shared(cc, paddr, OWNERSHIP_GRANULE, CC_KEEP)
+                      : cc_make_private(cc, paddr, OWNERSHIP_GRANULE, CC_KEEP);
         if (r)
                 return UVC_RC_INV_ADDR;
         if (to_shared)
-                cc->stats.shared++;
+                CC_COUNT(cc, shared, 1);
         else
-                cc->stats.unshared++;
+                CC_COUNT(cc, unshared, 1);
         return UVC_RC_EXECUTED;
 }
 
@@ -54,7 +55,7 @@ static uint16_t query(struct cc *cc, gpa_t cb, uint16_t len)
                 return UVC_RC_INV_LEN;
         list[0] = 0x80 | 0x00;
         list[1] = 0x80 | 0x40;
-        if (guest_mem_write(cc->mem, cb + CB_QUI_CALLS, list, sizeof(list)))
+        if (cc_trusted_write(cc, cb + CB_QUI_CALLS, list, sizeof(list)))
                 return UVC_RC_INV_ADDR;
         return UVC_RC_EXECUTED;
 }
@@ -67,9 +68,8 @@ void s390_uvc(struct cc *cc)
 
         /* A control block the ultravisor cannot even read: program check, modelled as
          * condition code 3 with nothing changed. */
-        if (!is_aligned(cb, 8) || cc_page_in_range(cc, cb, UV_CB_QUI_LEN) ||
-            guest_mem_read(cc->mem, cb, hdr, sizeof(hdr))) {
-                cc->stats.failed_calls++;
+        if (!is_aligned(cb, 8) || cc_trusted_read(cc, cb, hdr, sizeof(hdr))) {
+                CC_COUNT(cc, failed_calls, 1);
                 LOG_GUEST(&cc->rl, "s390-pv: UVC control block at 0x%llx is not usable",
                           (unsigned long long)cb);
                 CC_RET(cc, 0) = 3;
@@ -93,11 +93,13 @@ void s390_uvc(struct cc *cc)
         }
         put_le16(hdr + CB_RC, rc);
         put_le16(hdr + CB_RRC, 0);
-        if (guest_mem_write(cc->mem, cb + CB_RC, hdr + CB_RC, 4))
+        if (cc_trusted_write(cc, cb + CB_RC, hdr + CB_RC, 4))
                 rc = UVC_RC_INV_ADDR;
         if (rc != UVC_RC_EXECUTED) {
-                cc->stats.failed_calls++;
-                LOG_GUEST(&cc->rl, "s390-pv: UVC 0x%x at 0x%llx: rc 0x%x", cmd,
+                CC_COUNT(cc, failed_calls, 1);
+                /* Addresses and codes only: the command word came from the control block,
+                 * private memory the guest may have aimed anywhere (at its secrets). */
+                LOG_GUEST(&cc->rl, "s390-pv: UVC on the control block at 0x%llx: rc 0x%x",
                           (unsigned long long)cb, rc);
         }
         CC_RET(cc, 0) = rc == UVC_RC_EXECUTED ? 0 : 1;
@@ -111,19 +113,19 @@ void s390_diag308(struct cc *cc)
 
         if (CC_ARG(cc, 0) != DIAG308_PV_IPL) {
                 rc = DIAG308_RC_INV_SUBCODE;
-        } else if (cc->secure) {
+        } else if (atomic_load(&cc->secure)) {
                 rc = DIAG308_RC_NOCONFIG;
-        } else if (guest_mem_read(cc->mem, CC_ARG(cc, 1), magic, sizeof(magic)) ||
+        } else if (cc_trusted_read(cc, CC_ARG(cc, 1), magic, sizeof(magic)) ||
                    memcmp(magic, S390_SE_MAGIC, 8) != 0) {
                 rc = DIAG308_RC_NOCONFIG; /* verify failed: stays a normal VM */
         } else if (cc_set_all(cc, true)) {
                 rc = DIAG308_RC_NOCONFIG;
         } else {
-                cc->secure = true;
-                cc->stats.secure_transitions++;
+                atomic_store(&cc->secure, true);
+                CC_COUNT(cc, secure_transitions, 1);
         }
         if (rc != DIAG308_RC_OK) {
-                cc->stats.failed_calls++;
+                CC_COUNT(cc, failed_calls, 1);
                 LOG_GUEST(&cc->rl, "s390-pv: DIAG 0x308 subcode %llu refused (rc 0x%llx)",
                           (unsigned long long)CC_ARG(cc, 0), (unsigned long long)rc);
         }

@@ -3,6 +3,11 @@
  * the SNP GHCB MSR page-state-change protocol (served from user-space MSR exits on
  * 0xC0010130) or with the KVM_HC_MAP_GPA_RANGE hypercall that KVM forwards to user space.
  * On hardware the guest follows its MSR write with VMGEXIT; this model acts on the write.
+ *
+ * Memory holds what the guest wrote; the host's view of a private page is its encryption
+ * under the VM's key (cc.c). A page made shared holds the ciphertext of its old contents until
+ * the guest writes it, as SNP's C-bit-clear view of the same memory does; a page made private
+ * keeps its bytes (on hardware, their decryption: guests initialise such pages anyway).
  */
 #include "cc_priv.h"
 
@@ -21,17 +26,18 @@ static uint64_t psc(struct cc *cc, uint64_t req)
         if (op != GHCB_PSC_OP_PRIVATE && op != GHCB_PSC_OP_SHARED) {
                 err = GHCB_PSC_ERR_OP;
         } else {
-                r = op == GHCB_PSC_OP_PRIVATE ? cc_make_private(cc, gfn << 12, OWNERSHIP_GRANULE)
-                                              : cc_make_shared(cc, gfn << 12, OWNERSHIP_GRANULE);
+                r = op == GHCB_PSC_OP_PRIVATE
+                        ? cc_make_private(cc, gfn << 12, OWNERSHIP_GRANULE, CC_KEEP)
+                        : cc_make_shared(cc, gfn << 12, OWNERSHIP_GRANULE, CC_CRYPT);
                 if (r)
                         err = GHCB_PSC_ERR_GFN;
                 else if (op == GHCB_PSC_OP_PRIVATE)
-                        cc->stats.unshared++;
+                        CC_COUNT(cc, unshared, 1);
                 else
-                        cc->stats.shared++;
+                        CC_COUNT(cc, shared, 1);
         }
         if (err) {
-                cc->stats.failed_calls++;
+                CC_COUNT(cc, failed_calls, 1);
                 LOG_GUEST(&cc->rl, "sev: page-state change of gfn 0x%llx (op %u) refused",
                           (unsigned long long)gfn, op);
         }
@@ -50,7 +56,7 @@ bool sev_handle_msr(struct cc *cc, unsigned vcpu, struct kvm_run *run)
                 run->msr.data = *msr;
                 return true;
         }
-        cc->stats.calls++;
+        CC_COUNT(cc, calls, 1);
         switch (run->msr.data & GHCB_MSR_INFO_MASK) {
         case GHCB_MSR_PSC_REQ:
                 *msr = psc(cc, run->msr.data);
@@ -61,7 +67,7 @@ bool sev_handle_msr(struct cc *cc, unsigned vcpu, struct kvm_run *run)
                 break;
         default:
                 /* Unknown requests are answered with an empty response the guest rejects. */
-                cc->stats.failed_calls++;
+                CC_COUNT(cc, failed_calls, 1);
                 LOG_GUEST(&cc->rl, "sev: unknown GHCB MSR request 0x%llx",
                           (unsigned long long)(run->msr.data & GHCB_MSR_INFO_MASK));
                 *msr = 0;
@@ -89,14 +95,14 @@ static int64_t map_gpa_range(struct cc *cc, uint64_t gpa, uint64_t npages, uint6
                 return -KVM_EINVAL;
         if (!guest_mem_contains(cc->mem, gpa, bytes))
                 return -KVM_EINVAL;
-        r = (attrs & MAP_GPA_RANGE_ENCRYPTED) ? cc_make_private(cc, gpa, bytes)
-                                              : cc_make_shared(cc, gpa, bytes);
+        r = (attrs & MAP_GPA_RANGE_ENCRYPTED) ? cc_make_private(cc, gpa, bytes, CC_KEEP)
+                                              : cc_make_shared(cc, gpa, bytes, CC_CRYPT);
         if (r)
                 return -KVM_EINVAL;
         if (attrs & MAP_GPA_RANGE_ENCRYPTED)
-                cc->stats.unshared += npages;
+                CC_COUNT(cc, unshared, npages);
         else
-                cc->stats.shared += npages;
+                CC_COUNT(cc, shared, npages);
         return 0;
 }
 
@@ -106,11 +112,11 @@ bool sev_handle_hypercall(struct cc *cc, struct kvm_run *run)
 
         if (run->hypercall.nr != KVM_HC_MAP_GPA_RANGE)
                 return false;
-        cc->stats.calls++;
+        CC_COUNT(cc, calls, 1);
         ret = map_gpa_range(cc, run->hypercall.args[0], run->hypercall.args[1],
                             run->hypercall.args[2]);
         if (ret) {
-                cc->stats.failed_calls++;
+                CC_COUNT(cc, failed_calls, 1);
                 LOG_GUEST(&cc->rl, "sev: MAP_GPA_RANGE 0x%llx x%llu attrs 0x%llx refused",
                           (unsigned long long)run->hypercall.args[0],
                           (unsigned long long)run->hypercall.args[1],

@@ -541,6 +541,14 @@ void virtio_blk_get_stats(struct virtio_blk *blk, struct virtio_blk_stats *out)
         pthread_mutex_unlock(&blk->vd.lock);
 }
 
+void virtio_blk_reap(struct virtio_blk *blk)
+{
+        pthread_mutex_lock(&blk->vd.lock);
+        if (blk->in_flight)
+                run(blk);
+        pthread_mutex_unlock(&blk->vd.lock);
+}
+
 int virtio_blk_set_path(struct virtio_blk *blk, const char *path, struct error *err)
 {
         uint64_t size;

@@ -99,6 +99,9 @@ int virtio_blk_create(const struct virtio_blk_config *cfg, struct error *err,
 void virtio_blk_destroy(struct virtio_blk *blk);
 struct virtio_device *virtio_blk_device(struct virtio_blk *blk);
 void virtio_blk_get_stats(struct virtio_blk *blk, struct virtio_blk_stats *out);
+/* Completes what io_uring has finished, from any thread (the event loop does it too): for a
+ * thread that waits for this device's requests to let go of guest memory. */
+void virtio_blk_reap(struct virtio_blk *blk);
 
 /* PATCH /drives/{id} after boot: switch the backing file (the capacity in the configuration
  * space follows, with a configuration change interrupt) and/or replace the rate limiter

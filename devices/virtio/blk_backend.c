@@ -9,19 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SECTOR 512u
+#include "common/file.h"
 
-static int open_error(const char *name, const char *path, bool read_only, int e, struct error *err)
-{
-        if (e == EISDIR)
-                return error_config(err, "%s: '%s' is a directory, not a disk image", name, path);
-        if (!read_only && (e == EACCES || e == EPERM || e == EROFS))
-                return error_config(err,
-                                    "%s: cannot open '%s' for writing: %s (make the drive "
-                                    "read-only or give the VMM write access)",
-                                    name, path, strerror(e));
-        return error_config(err, "%s: cannot open '%s': %s", name, path, strerror(e));
-}
+#define SECTOR 512u
 
 int blk_file_open(const char *name, const char *path, bool read_only, struct error *err, int *fdp,
                   uint64_t *size)
@@ -32,9 +22,10 @@ int blk_file_open(const char *name, const char *path, bool read_only, struct err
 
         if (!path || !*path)
                 return error_config(err, "%s: no backing file given", name);
-        fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        fd =
+            file_open(name, path, read_only ? O_RDONLY : O_RDWR, 0, FILE_REGULAR | FILE_BLOCK, err);
         if (fd < 0)
-                return open_error(name, path, read_only, errno, err);
+                return fd;
         if (fstat(fd, &st)) {
                 int e = errno;
                 close(fd);
@@ -42,20 +33,11 @@ int blk_file_open(const char *name, const char *path, bool read_only, struct err
         }
         if (S_ISREG(st.st_mode)) {
                 bytes = (uint64_t)st.st_size;
-        } else if (S_ISBLK(st.st_mode)) {
-                if (ioctl(fd, BLKGETSIZE64, &bytes)) {
-                        int e = errno;
-                        close(fd);
-                        return error_config(err, "%s: cannot get the size of '%s': %s", name, path,
-                                            strerror(e));
-                }
-        } else {
+        } else if (ioctl(fd, BLKGETSIZE64, &bytes)) {
+                int e = errno;
                 close(fd);
-                if (S_ISDIR(st.st_mode))
-                        return error_config(err, "%s: '%s' is a directory, not a disk image", name,
-                                            path);
-                return error_config(err, "%s: '%s' is neither a regular file nor a block device",
-                                    name, path);
+                return error_config(err, "%s: cannot get the size of '%s': %s", name, path,
+                                    strerror(e));
         }
         *fdp = fd;
         *size = bytes / SECTOR * SECTOR;

@@ -1,6 +1,6 @@
 /*
- * The REST API from raw bytes on the socket: the real server (libmicrohttpd's API thread,
- * api/server.c) and the real controller on a VMM thread, as `vmm --api-sock` runs them. Each
+ * The REST API from raw bytes on the socket: the real server (its API thread, api/server.c)
+ * and the real controller on a VMM thread, as `vmm --api-sock` runs them (api_harness.h). Each
  * input gets a fresh server and controller (reproducible), one to three client connections
  * that send its bytes in chunks, then either read every answer until the server closes, or
  * vanish (close, possibly with a reset) mid-request.
@@ -15,22 +15,15 @@
  * that does not exist.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "api/server.h"
-#include "common/event_loop.h"
+#include "api_harness.h"
 #include "fuzz_common.h"
-#include "vmm/controller.h"
 
 #define MAX_CONNS 3
 /* After the client's end of stream, a server that answered everything closes at once; one
@@ -41,30 +34,6 @@
 #define SMALL_LIMIT 64
 
 static char sock_path[256];
-static int null_fd = -1;
-
-struct vmm_thread {
-        struct event_loop *loop;
-        int stop_fd; /* an eventfd: written to stop the loop */
-        bool stop;
-};
-
-static void on_stop(void *opaque, uint32_t events)
-{
-        struct vmm_thread *t = opaque;
-
-        (void)events;
-        t->stop = true;
-}
-
-static void *vmm_main(void *opaque)
-{
-        struct vmm_thread *t = opaque;
-
-        while (!t->stop)
-                event_loop_run_once(t->loop, -1);
-        return NULL;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -72,21 +41,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
         fz_quiet_log();
         snprintf(sock_path, sizeof(sock_path), "%s/%s", dir, SOCK_NAME);
-        null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
         return 0;
-}
-
-static int client(void)
-{
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-                perror("fuzz_api_http: connect");
-                abort();
-        }
-        return fd;
 }
 
 static void send_all(int fd, const uint8_t *p, size_t n)
@@ -137,42 +92,20 @@ static void vanish(int fd, bool reset)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-        struct controller_params p = {
-            .instance_id = "fuzz",
-            .kvm_path = "/nonexistent/kvm",
-            .console_in_fd = -1,
-            .console_out_fd = null_fd,
-        };
-        struct vmm_thread vt = {0};
-        struct api_server *srv = NULL;
-        struct controller *ctl = NULL;
-        struct vmm_config cfg;
-        struct error err = {0};
+        struct api_server_limits lim = {0};
+        struct api_harness h;
         int conns[MAX_CONNS];
         unsigned nconns;
-        pthread_t th;
         struct fz f;
         uint8_t flags;
 
         fz_init(&f, data, size);
         flags = fz_u8(&f);
         nconns = (flags & 3) % MAX_CONNS + 1;
-        vt.stop_fd = eventfd(0, EFD_CLOEXEC);
-        if (vt.stop_fd < 0 || event_loop_create(&vt.loop) ||
-            event_loop_add(vt.loop, vt.stop_fd, EPOLLIN, on_stop, &vt))
-                abort();
-        p.loop = vt.loop;
-        vmm_config_init(&cfg);
-        if (controller_create(&p, &cfg, &err, &ctl) ||
-            api_server_start(sock_path, ctl, (flags & 0x40) ? SMALL_LIMIT : API_DEFAULT_MAX_PAYLOAD,
-                             &err, &srv)) {
-                fprintf(stderr, "fuzz_api_http: %s\n", err.msg);
-                abort();
-        }
-        if (pthread_create(&th, NULL, vmm_main, &vt))
-                abort();
+        lim.max_payload = (flags & 0x40) ? SMALL_LIMIT : API_DEFAULT_MAX_PAYLOAD;
+        api_harness_start(&h, sock_path, &lim);
         for (unsigned i = 0; i < nconns; i++)
-                conns[i] = client();
+                conns[i] = api_harness_connect(sock_path);
         while (!fz_empty(&f)) {
                 unsigned c = fz_u8(&f) % nconns;
                 size_t len;
@@ -191,17 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         close(conns[i]);
         if (getenv("VMM_FUZZ_LINGER_MS"))
                 usleep((useconds_t)atoi(getenv("VMM_FUZZ_LINGER_MS")) * 1000);
-        /* main.c's order: stop the VMM thread's loop, answer what is queued, stop the API
-         * thread, then the controller. */
-        if (eventfd_write(vt.stop_fd, 1))
-                abort();
-        pthread_join(th, NULL);
-        controller_close(ctl);
-        api_server_stop(srv);
-        controller_destroy(ctl);
-        event_loop_remove(vt.loop, vt.stop_fd);
-        event_loop_destroy(vt.loop);
-        close(vt.stop_fd);
+        api_harness_stop(&h);
         fz_quiet_log();
         fz_scratch_clean();
         return 0;

@@ -5,7 +5,8 @@ The binary targets (virtq, virtio_*, loader, cc) read inputs with their own smal
 (fuzz_common.c, virtio_harness.c); the encoders here mirror them so that the seeds are
 well-formed requests a fuzzer can start mutating from: a block write read back, a network
 frame both ways, a vsock connection each way, balloon inflation, platform calls of each
-confidential platform, the probe guest's kernel images. Run it after changing a decoder:
+confidential platform, the probe guest's kernel images, real snapshots' state files (with
+/dev/kvm). Run it after changing a decoder:
 
     tests/fuzz/make_seeds.py [BUILD_DIR]   # BUILD_DIR: where tests/guest/probe*.elf are
 
@@ -64,8 +65,12 @@ class Harness:
     def chain(self, q, segs, indirect=False, kick=True):
         """segs: (length, writable, content) tuples; buffers come from the harness's heap."""
         self.b += u8(3) + u8(q) + u8(len(segs) - 1) + u8((1 if indirect else 0) | (0 if kick else 2))
-        for length, writable, content in segs:
-            self.b += u8(1 if writable else 0) + self.dec_len(length) + u8(0) + u32(0)
+        for seg in segs:
+            length, writable, content = seg[:3]
+            # A fourth element places the buffer at an offset of the buffer area (page
+            # aligned ranges for the balloon's reports); otherwise it comes from the heap.
+            where = u8(170) + u32(seg[3]) if len(seg) > 3 else u8(0) + u32(0)
+            self.b += u8(1 if writable else 0) + self.dec_len(length) + where
             if not writable:
                 self.b += fz_bytes(content or b'')
         return self
@@ -207,7 +212,7 @@ def seeds_rng():
 def seeds_balloon():
     def pfns(*ps):
         return b''.join(u32(p) for p in ps)
-    h = Harness(3, u8(4) + u8(3))
+    h = Harness(5, u8(4) + u8(3))
     h.chain(0, [(12, False, pfns(0x100, 0x101, 0x102))])
     h.chain(1, [(8, False, pfns(0x100, 0x101))])
     h.chain(2, [(30, False, u16(0) + u64(1) + u16(4) + u64(1 << 20) + u16(99) + u64(3))])
@@ -215,11 +220,32 @@ def seeds_balloon():
     h.b += u8(0) + u16(0x104) + u8(192) + u64(5)  # config write of `actual`
     h.loop().used()
     write('virtio_balloon', 'inflate_deflate_stats', h.data())
-    h = Harness(3, u8(1) + u8(0), mode=1 | 2)
+    h = Harness(5, u8(1) + u8(0), mode=1 | 2)
     h.convert(0x100, 8, True)
     h.chain(0, [(16, False, pfns(0x100, 0x104, 0xfffff, 0x2ff))])
     h.used()
     write('virtio_balloon', 'protected', h.data())
+    # Reporting and hinting (no statistics): queue 2 free page hints, 3 reports. A report
+    # of two ranges; a round: start (acknowledge_on_stop), the id, a hint, STOP; a stale id
+    # and its hint; the host's stop.
+    h = Harness(5, u8(0) + u8(4 | 8))
+    h.chain(3, [(8192, True, None, 0x1000), (4096, True, None, 0x4000)])
+    h.dev_op(u8(3) + u8(1)).dev_op(u8(5))
+    h.chain(2, [(4, False, u32(2))]).chain(2, [(4096, True, None, 0x6000)])
+    h.chain(2, [(4, False, u32(0))])
+    h.chain(2, [(4, False, u32(7))]).chain(2, [(4096, True, None, 0x8000)])
+    h.dev_op(u8(4)).dev_op(u8(5))
+    h.b += u8(0) + u16(0x10c) + u8(192) + u64(0xaa)  # poison_val after DRIVER_OK: refused
+    h.loop().used()
+    write('virtio_balloon', 'free_pages', h.data())
+    # The same on a protected VM with statistics (queues 3 and 4), part of a report private.
+    h = Harness(5, u8(0) + u8(2 | 4 | 8), mode=1 | 2)
+    h.convert(0x100 + 2, 2, True)
+    h.chain(4, [(16384, True, None, 0)])
+    h.dev_op(u8(3) + u8(0))
+    h.chain(3, [(4, False, u32(2)), (8192, True, None, 0x8000)])
+    h.used()
+    write('virtio_balloon', 'free_pages_protected', h.data())
 
 
 VNET_HDR = 12
@@ -427,8 +453,124 @@ def seeds_cc():
     write('cc', 'sev', b)
 
 
+def seeds_api_http_slow():
+    """fuzz_api_http_slow: 4 connections, a 40 ms request time-out, a 60 ms idle one."""
+    def connect(): return u8(0)
+    def send(c, b): return u8(1) + u8(c) + fz_bytes(b, 255)
+    def template(c, t, n=255): return u8(2) + u8(c) + u8(t) + u8(n)
+    def sleep(ms): return u8(3) + u8(ms)
+    def read(c): return u8(4) + u8(c)
+    def shut(c): return u8(5) + u8(c)
+    def close(c, reset=False): return u8(6) + u8(c) + u8(reset)
+    half = b'PUT /machine-config HTTP/1.1\r\nContent-Le'
+    # Every slot taken by a half-sent request, one more client waiting: eviction.
+    b = u8(0) + b''.join(connect() + send(i, half) for i in range(5)) + sleep(5) + read(4)
+    write('api_http_slow', 'half_sent_at_the_limit', b)
+    # Idle connections fill the limit; time passes: idle time-outs.
+    b = u8(0) + connect() * 6 + sleep(31) + sleep(31) + sleep(10) + read(0) + read(5)
+    write('api_http_slow', 'idle_at_the_limit', b)
+    # A request in pieces, slower than the time-out: a 408.
+    b = u8(0) + connect() + template(0, 1, 40) + sleep(31) + sleep(20) + read(0)
+    write('api_http_slow', 'too_slow', b)
+    # Pipelined requests whose answers are never read; a half-close; a reset.
+    b = u8(0) + connect() + connect() + b''.join(template(0, i % 8) for i in range(40))
+    b += template(1, 2) + shut(1) + sleep(10) + read(1) + close(0, True)
+    write('api_http_slow', 'pipelined_unread', b)
+    # Chunked with 100-continue, HTTP/1.0 keep-alive, an oversized Content-Length, HEAD.
+    b = u8(1) + connect() + template(0, 2, 90) + sleep(2) + read(0) + template(0, 2) + read(0)
+    b += connect() + template(1, 3) + template(1, 7) + template(1, 6) + sleep(2) + read(1)
+    write('api_http_slow', 'mixed', b)
+
+
+# ---- fuzz_snapshot.c: state files of real snapshots (needs /dev/kvm) ----
+
+class Api:
+    """PUT/PATCH requests on vmm's API socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def call(self, method, path, body):
+        import http.client
+        import json
+        import socket
+
+        class Conn(http.client.HTTPConnection):
+            def connect(conn):
+                conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.sock.connect(self.sock)
+
+        c = Conn('localhost', timeout=30)
+        c.request(method, path, json.dumps(body), {'Content-Type': 'application/json'})
+        r = c.getresponse()
+        text = r.read()
+        c.close()
+        if r.status != 204:
+            raise RuntimeError(f'{method} {path}: {r.status} {text}')
+
+
+def seeds_snapshot(build_dir):
+    """Mode 0 (the payload, the harness writes the header): an idle probe's Full snapshot;
+    mode 2 (with overrides): a Diff of a machine with every device but a network interface;
+    mode 1: a whole file, header included."""
+    import time
+    vmm = os.path.join(build_dir, 'vmm')
+    kernel = os.path.join(build_dir, 'tests', 'guest', 'probe.elf')
+    if not os.access('/dev/kvm', os.R_OK | os.W_OK) or not os.path.exists(kernel):
+        print('snapshot seeds skipped: no /dev/kvm or no probe kernel in', build_dir)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        def machine(name, devices, snapshots):
+            sock = os.path.join(d, name + '.sock')
+            p = subprocess.Popen([vmm, '--api-sock', sock, '--no-seccomp'],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(500):
+                    if os.path.exists(sock):
+                        break
+                    time.sleep(0.01)
+                api = Api(sock)
+                api.call('PUT', '/boot-source', {'kernel_image_path': kernel,
+                                                 'boot_args': 'console=ttyS0 probe=idle'})
+                for method, path, body in devices:
+                    api.call(method, path, body)
+                api.call('PUT', '/actions', {'action_type': 'InstanceStart'})
+                time.sleep(1)
+                api.call('PATCH', '/vm', {'state': 'Paused'})
+                for kind in snapshots:
+                    api.call('PUT', '/snapshot/create', {
+                        'snapshot_path': os.path.join(d, name + kind + '.state'),
+                        'mem_file_path': os.path.join(d, name + kind + '.mem'),
+                        'snapshot_type': kind})
+            finally:
+                p.kill()
+                p.wait()
+            return [open(os.path.join(d, name + k + '.state'), 'rb').read() for k in snapshots]
+
+        disk = os.path.join(d, 'disk')
+        with open(disk, 'wb') as f:
+            f.write(bytes(1 << 20))
+        idle, = machine('idle', [('PUT', '/machine-config', {'vcpu_count': 1,
+                                                              'mem_size_mib': 32})], ['Full'])
+        _, diff = machine('dev', [
+            ('PUT', '/machine-config', {'vcpu_count': 2, 'mem_size_mib': 64,
+                                        'track_dirty_pages': True}),
+            ('PUT', '/drives/rootfs', {'drive_id': 'rootfs', 'path_on_host': disk,
+                                       'is_root_device': True, 'is_read_only': True}),
+            ('PUT', '/drives/data', {'drive_id': 'data', 'path_on_host': disk,
+                                     'is_root_device': False, 'is_read_only': False}),
+            ('PUT', '/vsock', {'guest_cid': 3, 'uds_path': os.path.join(d, 'v.sock')}),
+            ('PUT', '/entropy', {}),
+            ('PUT', '/balloon', {'amount_mib': 4, 'deflate_on_oom': True,
+                                 'stats_polling_interval_s': 1})], ['Full', 'Diff'])
+    write('snapshot', 'idle', u8(0) + idle[40:])
+    write('snapshot', 'devices_diff', u8(2) + diff[40:])
+    write('snapshot', 'whole_file', u8(1) + idle)
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '..', '..', 'build')
+    seeds_api_http_slow()
     seeds_blk()
     seeds_rng()
     seeds_balloon()
@@ -437,6 +579,7 @@ def main():
     seeds_virtq()
     seeds_loader(build)
     seeds_cc()
+    seeds_snapshot(build)
 
 
 if __name__ == '__main__':

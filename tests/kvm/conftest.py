@@ -114,3 +114,14 @@ def require_netns(what):
         if os.environ.get("VMM_REQUIRE_KVM") == "1":
             pytest.fail(f"{problem}, and VMM_REQUIRE_KVM=1 requires {what}")
         pytest.skip(problem)
+
+
+def loaded_libraries(exe=VMM):
+    """The names of the shared objects the dynamic loader maps for exe (ldd, transitively)."""
+    with open(exe, "rb") as f:
+        if f.read(2) == b"#!":
+            # scripts/leak-check's valgrind wrapper: the binary it runs.
+            words = [w.strip('"') for w in pathlib.Path(exe).read_text().split()]
+            exe = next(w for w in words if w.endswith("/vmm"))
+    run = subprocess.run(["ldd", str(exe)], capture_output=True, text=True, check=True)
+    return {l.split()[0].rsplit("/", 1)[-1] for l in run.stdout.splitlines() if l.strip()}

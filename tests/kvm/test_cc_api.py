@@ -74,6 +74,33 @@ def test_cc13_balloon_inflation_refused_on_a_protected_vm(vmm):
     check(vmm.put("/balloon", {"amount_mib": 0, "deflate_on_oom": True}), 204)
 
 
+@pytest.mark.parametrize("platform", ["sev", "pef", "s390-pv"])
+def test_cc13_balloon_inflation_refused_on_a_running_protected_vm(kvm, tmp_path, platform):
+    """CC-13 after the start: PATCH /balloon asking a running protected VM to inflate is refused
+    like the pre-boot PUT; the device's target (what the guest reads, shown in the balloon
+    statistics) stays 0. Deflating to 0 stays allowed."""
+    v = VmmProcess(tmp_path)
+    try:
+        check(v.put("/confidential", {"platform": platform}), 204)
+        check(v.put("/boot-source", boot_source("idle")), 204)
+        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 204)
+        check(v.put("/balloon", {"amount_mib": 0, "deflate_on_oom": True,
+                                 "stats_polling_interval_s": 1}), 204)
+        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+        v.wait_output("probe: idle ready")
+        check(v.patch("/balloon", {"amount_mib": 16}), 400,
+              f"balloon inflation (amount_mib 16) is refused on a protected ({platform}) VM: the "
+              "host may not take its memory (CC-13)")
+        assert check(v.get("/balloon"), 200)["amount_mib"] == 0
+        st = check(v.get("/balloon/statistics"), 200)
+        assert st["target_mib"] == 0 and st["target_pages"] == 0, st
+        check(v.patch("/balloon", {"amount_mib": 0}), 204)
+        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert v.wait_exit() == 0
+    finally:
+        v.kill()
+
+
 def test_confidential_is_pre_boot_only_and_boots(kvm, tmp_path):
     v = VmmProcess(tmp_path)
     try:

@@ -419,7 +419,7 @@ def test_api_clients_vanish_mid_request(tmp_path):
 
 def test_api_malformed_request_racing_the_stop(tmp_path):
     """A client sends a malformed request line and vanishes just as the VMM stops: the stop
-    must not crash (libmicrohttpd 0.9.75's MHD_stop_daemon did, see api/server.c)."""
+    must not crash (libmicrohttpd 0.9.75's MHD_stop_daemon did, when it served the API)."""
     for i in range(20):
         sock = str(tmp_path / f"api{i}.sock")
         proc = subprocess.Popen([str(VMM), "--api-sock", sock], stdout=subprocess.PIPE,

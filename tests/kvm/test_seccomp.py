@@ -13,7 +13,7 @@ import pathlib
 import pytest
 import requests
 
-from conftest import PROBES, run_vmm
+from conftest import PROBES, loaded_libraries, run_vmm
 from vmm_api import VmmProcess, check
 
 ROLES = ["vmm", "api", "vcpu"]
@@ -160,3 +160,10 @@ def test_help_describes_no_seccomp():
     assert run.rc == 0
     assert "--no-seccomp" in run.out
     assert "--seccomp-test-violation" not in run.out
+
+
+def test_filters_are_compiled_at_build_time():
+    """The filters are BPF programs embedded in the executable (vmm/sandbox_gen.c compiles
+    them with libseccomp while building): no exec loads libseccomp, and no start compiles."""
+    libs = loaded_libraries()
+    assert not [l for l in libs if l.startswith("libseccomp")], libs

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.usefixtures("kvm")
 
 SECTORS = 64
 MAGIC = b"VMMSNAP\0"
+TRAILER = 4096  # the memory file's identity after the RAM (vmm/snapshot.h)
 
 
 class TockPeer:
@@ -194,7 +195,7 @@ def test_full_snapshot_restore_in_a_new_process(tmp_path, engine):
         a.proc.kill()  # SIGKILL: nothing of the first process survives but the files
         a.wait_exit()
         mem = tmp_path / "mem"
-        assert mem.stat().st_size == 128 << 20
+        assert mem.stat().st_size == (128 << 20) + TRAILER
         assert mem.stat().st_blocks * 512 < 32 << 20, "the memory file is not sparse"
 
         b = new_vmm(tmp_path, "b")
@@ -360,7 +361,7 @@ def test_describe_snapshot(idle_snapshot):
                        text=True)
     assert r.returncode == 0, r
     out = r.stdout
-    assert "format version: 1" in out and "snapshot type: Full" in out, out
+    assert "format version: 2" in out and "snapshot type: Full" in out, out
     assert "memory: 67108864 bytes in 1 region(s): 0x0+0x4000000" in out, out
     assert "machine: 1 vCPU(s), 64 MiB" in out and "vcpu0: rip 0x" in out, out
     r = subprocess.run([str(VMM), "--describe-snapshot", "/nonexistent"], capture_output=True,
@@ -384,7 +385,7 @@ def bad_copies(tmp_path, state):
     flipped[len(data) // 2] ^= 0x40
     add("corrupted", bytes(flipped), "is corrupted (checksum mismatch)")
     add("version", data[:8] + struct.pack("<I", 99) + data[12:],
-        "has format version 99; this VMM reads version 1")
+        "has format version 99; this VMM reads version 2")
     add("magic", b"NOTASNAP" + data[8:], "is not a snapshot state file")
     add("empty", b"", "is truncated")
     add("longer", data + b"\0", "is corrupted")
@@ -409,9 +410,9 @@ def test_bad_state_files_refused_then_the_process_exits(tmp_path, idle_snapshot)
     refusals = [(name, {"snapshot_path": str(path), "mem_file_path": str(mem)}, fault)
                 for name, path, fault in bad_copies(tmp_path, state)]
     refusals += [
-        # A memory file that belongs to another machine (its size is not the snapshot's).
+        # A file that is no memory file at all.
         ("small-mem", {"snapshot_path": str(state), "mem_file_path": str(small)},
-         "a memory file of another snapshot?"),
+         "is not a snapshot memory file"),
         ("missing-mem", {"snapshot_path": str(state), "mem_file_path": str(tmp_path / "no.mem")},
          "No such file"),
         ("net-override", {"snapshot_path": str(state), "mem_file_path": str(mem),
@@ -542,12 +543,54 @@ def test_snapshot_of_a_restored_vm(tmp_path, idle_snapshot):
     try:
         check(load(v, state, mem), 204)  # stays Paused: the guest changes nothing
         snapshot(v, tmp_path / "again.state", tmp_path / "again.mem")
-        assert (tmp_path / "again.mem").read_bytes() == mem.read_bytes()
+        # The same memory; the trailer names another snapshot.
+        assert (tmp_path / "again.mem").read_bytes()[:-TRAILER] == mem.read_bytes()[:-TRAILER]
         v.kill()
         w = new_vmm(tmp_path, "w")
         check(load(w, tmp_path / "again.state", tmp_path / "again.mem", resume_vm=True), 204)
         check(w.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
         assert w.wait_exit(30) == 0 and "probe: ok idle" in w.out(), w.out()
+    finally:
+        v.kill()
+        if w:
+            w.kill()
+
+
+def test_free_page_state_survives_a_snapshot(tmp_path):
+    """The balloon's free page features and its hinting state (versioned device section)
+    across a snapshot: after a completed hinting run (the probe's `freepage` scenario), the
+    restored VM shows the same configuration and status, its next run takes the next id,
+    and the guest carries on."""
+    v = new_vmm(tmp_path, "a")
+    w = None
+    try:
+        start(v, "freepage", balloon={"amount_mib": 0, "deflate_on_oom": False,
+                                      "free_page_reporting": True, "free_page_hinting": True})
+        v.wait_output("probe: freepage touched 1024 pages\n")
+        console(v, "report")
+        v.wait_output("probe: freepage reported")
+        console(v, "touch")
+        v.wait_output("probe: freepage touched 1024 pages again\n")
+        check(v.patch("/balloon/hinting/start", {"acknowledge_on_stop": True}), 204)
+        console(v, "hint")
+        v.wait_output("host answered DONE")
+        status = check(v.get("/balloon/hinting/status"), 200)
+        assert status == {"host_cmd": 1, "guest_cmd": 0}, status
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        snapshot(v, tmp_path / "state", tmp_path / "mem")
+        v.kill()
+
+        w = new_vmm(tmp_path, "b")
+        check(load(w, tmp_path / "state", tmp_path / "mem", resume_vm=True), 204)
+        balloon = check(w.get("/balloon"), 200)
+        assert balloon["free_page_reporting"] and balloon["free_page_hinting"], balloon
+        assert check(w.get("/balloon/hinting/status"), 200) == status
+        check(w.patch("/balloon/hinting/start"), 204)
+        assert check(w.get("/balloon/hinting/status"), 200) == {"host_cmd": 3, "guest_cmd": 0}
+        console(w, "end")
+        assert w.wait_exit(30) == 0, w.err()
+        assert w.probe_lines()[-1] == "probe: ok freepage", w.out()
+        assert "Sanitizer" not in w.err(), w.err()
     finally:
         v.kill()
         if w:

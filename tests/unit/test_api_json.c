@@ -190,6 +190,23 @@ static void test_machine(void **state)
         controller_request_clear(&req);
 }
 
+/* An escaped NUL would cut a C string short: refused in a key and in a string field; an
+ * escaped backslash followed by "u0000" is text. */
+static void test_escaped_nul(void **state)
+{
+        struct controller_request req;
+
+        (void)state;
+        expect_serde(VMM_PUT_VSOCK, "{\"a\\u0000\": 1}",
+                     "a key contains a NUL character at line 1 column 10");
+        expect_serde(VMM_PUT_DRIVE, "{\"drive_id\": \"a\\u0000xyz\"}",
+                     "invalid value: a string with a NUL character, expected a string at line 1 "
+                     "column 25");
+        expect_parse_ok(VMM_PUT_VSOCK, "{\"guest_cid\": 3, \"uds_path\": \"C:\\\\u0000\"}", &req);
+        assert_string_equal(req.u.vsock.uds_path, "C:\\u0000");
+        controller_request_clear(&req);
+}
+
 static void test_serde_syntax(void **state)
 {
         (void)state;
@@ -431,7 +448,8 @@ static const char full_doc[] =
     " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\","
     "   \"tx_rate_limiter\": {\"bandwidth\": {\"size\": 100, \"refill_time\": 10}}}],"
     " \"vsock\": {\"guest_cid\": 5, \"uds_path\": \"/v.sock\"},"
-    " \"balloon\": {\"amount_mib\": 10, \"deflate_on_oom\": true},"
+    " \"balloon\": {\"amount_mib\": 10, \"deflate_on_oom\": true, \"free_page_reporting\": true,"
+    "  \"free_page_hinting\": true},"
     " \"entropy\": {},"
     " \"logger\": {\"level\": \"Warning\", \"show_log_origin\": false},"
     " \"metrics\": {\"metrics_path\": \"/m.json\"},"
@@ -462,6 +480,7 @@ static void test_config_file_round_trip(void **state)
         assert_string_equal(cfg.drives[0].drive_id, "root");
         assert_int_equal(cfg.nr_nets, 1);
         assert_true(cfg.vsock.present && cfg.balloon.present && cfg.entropy.present);
+        assert_true(cfg.balloon.free_page_reporting && cfg.balloon.free_page_hinting);
         assert_true(cfg.logger.present && cfg.logger.has_level);
         assert_int_equal(cfg.logger.level, LOG_LEVEL_WARN);
         assert_string_equal(cfg.metrics.metrics_path, "/m.json");
@@ -473,6 +492,7 @@ static void test_config_file_round_trip(void **state)
         second = export_json(&again);
         assert_string_equal(first, second);
         assert_non_null(strstr(first, "\"mmds-config\":null"));
+        assert_non_null(strstr(first, "\"free_page_hinting\":true,\"free_page_reporting\":true"));
         assert_non_null(strstr(first, "\"boot-source\":{\"kernel_image_path\":\"k\""));
         free(first);
         free(second);
@@ -609,6 +629,20 @@ static void test_router(void **state)
                            "missing field `host_dev_name` at line 1 column 87");
         expect_route_error("PUT", "/snapshot/load",
                            "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": [{\"drive_id\": \"root\"}]}",
+                           "missing field `path_on_host` at line 1 column 85");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": [{\"drive_id\": \"a\", \"path_on_host\": "
+                           "\"/x\", \"is_read_only\": true}]}",
+                           "unknown field `is_read_only`, expected `drive_id` or `path_on_host` "
+                           "at line 1 column 119");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
+                           "\"drive_overrides\": {}}",
+                           "invalid type: map, expected a sequence at line 1 column 64");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
                            "\"vsock_override\": {\"path\": \"x\"}}",
                            "missing field `uds_path` at line 1 column 76");
         expect_route_error("PUT", "/snapshot/load",
@@ -628,6 +662,57 @@ static void test_router(void **state)
                            "unknown variant `Start`, expected one of `FlushMetrics`, "
                            "`InstanceStart`, `SendCtrlAltDel` at line 1 column 23.\"}");
 
+        /* Free page hinting: start's body is optional (acknowledge_on_stop defaults to
+         * true), stop's is never read (Firecracker's documentation sends "{}"). */
+        static const struct {
+                const char *method, *url, *body;
+                enum vmm_action action;
+                bool ack;
+        } hinting[] = {
+            {"PATCH", "/balloon/hinting/start", NULL, VMM_START_BALLOON_HINTING, true},
+            {"PATCH", "/balloon/hinting/start", "{}", VMM_START_BALLOON_HINTING, true},
+            {"PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": false}",
+             VMM_START_BALLOON_HINTING, false},
+            /* StartHintingCmd has no deny_unknown_fields: an unknown field is ignored. */
+            {"PATCH", "/balloon/hinting/start", "{\"ack\": false}", VMM_START_BALLOON_HINTING,
+             true},
+            {"PATCH", "/balloon/hinting/stop", NULL, VMM_STOP_BALLOON_HINTING, false},
+            {"PATCH", "/balloon/hinting/stop", "{}", VMM_STOP_BALLOON_HINTING, false},
+            {"PATCH", "/balloon/hinting/stop", "not json", VMM_STOP_BALLOON_HINTING, false},
+            {"GET", "/balloon/hinting/status", NULL, VMM_GET_BALLOON_HINTING, false},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(hinting); i++) {
+                const char *b = hinting[i].body;
+
+                assert_int_equal(api_route(hinting[i].method, hinting[i].url, b ? b : "",
+                                           b ? strlen(b) : 0, &req, &action, &resp),
+                                 API_ROUTE_SUBMIT);
+                assert_int_equal(req.action, hinting[i].action);
+                if (hinting[i].action == VMM_START_BALLOON_HINTING)
+                        assert_int_equal(req.u.balloon_ack_on_stop, hinting[i].ack);
+                controller_request_clear(&req);
+        }
+        expect_route_error("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": 1}",
+                           "An error occurred when deserializing the json body of a request: "
+                           "invalid type: integer `1`, expected a boolean at line 1 column 25.");
+        expect_route_error("GET", "/balloon/hinting/status", "{}",
+                           "GET request cannot have a body.");
+        expect_route_error("PUT", "/balloon/hinting/start", "{}", "Invalid request method");
+        expect_route_error("GET", "/balloon/hinting", NULL,
+                           "Unrecognized GET request path `/hinting/`.");
+
+        /* The target as sent: the path is percent-decoded here, a query ignored, and an
+         * escaped NUL refused (it would end the id: "a%00xyz" read as "a"). */
+        assert_int_equal(api_route("GET", "/vers%69on?x=%00", "", 0, &req, &action, &resp),
+                         API_ROUTE_SUBMIT);
+        assert_int_equal(req.action, VMM_GET_VERSION);
+        controller_request_clear(&req);
+        expect_route_error("GET", "/version%00", NULL,
+                           "Invalid request method and/or path: GET version%00.");
+        expect_route_error("PUT", "/drives/a%00xyz?q", drive,
+                           "Invalid request method and/or path: PUT drives.");
+        expect_route_error("GET", "/version%zz", NULL, "path: GET version%zz.");
+
         /* Replies. */
         controller_request_init(&req, VMM_GET_VERSION);
         api_reply(&req, &resp);
@@ -638,6 +723,20 @@ static void test_router(void **state)
         api_reply(&req, &resp);
         assert_int_equal(resp.status, 204);
         assert_null(resp.body);
+        /* Firecracker's HintingStatus: guest_cmd is an Option serialised as null until the
+         * guest sent one. */
+        req.action = VMM_GET_BALLOON_HINTING;
+        req.reply.balloon_hinting = (struct virtio_balloon_hinting){.host_cmd = 2};
+        api_reply(&req, &resp);
+        assert_int_equal(resp.status, 200);
+        assert_string_equal(resp.body, "{\"host_cmd\":2,\"guest_cmd\":null}");
+        api_response_free(&resp);
+        req.reply.balloon_hinting =
+            (struct virtio_balloon_hinting){.host_cmd = 1, .has_guest_cmd = true, .guest_cmd = 0};
+        api_reply(&req, &resp);
+        assert_string_equal(resp.body, "{\"host_cmd\":1,\"guest_cmd\":0}");
+        api_response_free(&resp);
+        req.action = VMM_PUT_LOGGER;
         req.reply.status = error_set(&req.reply.err, -EINVAL, "a \"quoted\" message");
         api_reply(&req, &resp);
         assert_int_equal(resp.status, 400);
@@ -929,6 +1028,7 @@ static void test_cli_options(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_escaped_nul),
             cmocka_unit_test(test_machine),
             cmocka_unit_test(test_serde_syntax),
             cmocka_unit_test(test_drive_and_rate_limiter),

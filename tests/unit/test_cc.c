@@ -3,6 +3,10 @@
  * and the PV IPL, the call window, CC-8 host reads and CC-12 refusals. */
 #include <errno.h>
 #include <libfdt.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <linux/kvm_para.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +20,7 @@
 #include "arch/cc/cc.h"
 #include "arch/x86/layout.h"
 #include "fakes.h"
+#include "memory/hostmem.h"
 
 #define MEM (8u << 20)
 #define G   4096ull
@@ -454,6 +459,57 @@ static void test_cc8_sev_host_reads_ciphertext(void **state)
         fx_free(f);
 }
 
+/* Bytes where a "recovery" equals the plaintext: 16 of 4096 by chance. */
+static unsigned matches(const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *want)
+{
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < G; i++)
+                n += (uint8_t)(a[i] ^ b[i] ^ c[i]) == want[i];
+        return n;
+}
+
+/* CC-8: two host reads of one private page, the first while it holds known bytes (zeros),
+ * the second after the guest wrote its secret, XOR-ed with what was known, recover nothing
+ * (a keystream per address gave the secret whole). sev: a page converted to shared shows the
+ * ciphertext of its old contents, not the plaintext. */
+static void test_cc8_known_plaintext_recovers_nothing(void **state)
+{
+        static const enum cc_platform ps[] = {CC_PLATFORM_SEV, CC_PLATFORM_PEF,
+                                              CC_PLATFORM_S390_PV};
+        static uint8_t zeros[G], c1[G], c2[G], plain[G];
+
+        (void)state;
+        for (unsigned i = 0; i < G; i++)
+                plain[i] = (uint8_t)secret[i % (sizeof(secret) - 1)];
+        for (unsigned k = 0; k < ARRAY_SIZE(ps); k++) {
+                struct fx *f = fx_new(ps[k]);
+
+                if (ps[k] == CC_PLATFORM_PEF) {
+                        put_esm_blob(f, 0x100000, true);
+                        assert_int_equal(ucall(f->cc, UV_ESM, 0x100000, 0), U_SUCCESS);
+                } else if (ps[k] == CC_PLATFORM_S390_PV) {
+                        assert_int_equal(guest_mem_write(f->mem, 0x200000, "IBMSecEx", 8), 0);
+                        assert_int_equal(diag308(f, DIAG308_PV_IPL, 0x200000), DIAG308_RC_OK);
+                }
+                assert_int_equal(cc_host_read(f->cc, 0x40000, c1, G), 0);
+                assert_true(matches(c1, zeros, zeros, zeros) < G / 64); /* not in the clear */
+                /* The guest writes its secret (pef/s390: its touch pages the granule in). */
+                assert_true(cc_handle_fault(f->cc, -1) || ps[k] == CC_PLATFORM_SEV);
+                assert_int_equal(guest_mem_write(f->mem, 0x40000, plain, G), 0);
+                assert_int_equal(cc_host_read(f->cc, 0x40000, c2, G), 0);
+                assert_true(matches(c1, c2, zeros, plain) < G / 64);
+                assert_true(matches(c2, zeros, zeros, plain) < G / 64);
+                if (ps[k] == CC_PLATFORM_SEV) {
+                        assert_int_equal(psc(f->cc, 0x40, GHCB_PSC_OP_SHARED), GHCB_MSR_PSC_RESP);
+                        assert_int_equal(cc_host_read(f->cc, 0x40000, c1, G), 0);
+                        assert_memory_equal(c1, c2, G); /* what the host saw while private */
+                        assert_true(matches(c1, zeros, zeros, plain) < G / 64);
+                }
+                fx_free(f);
+        }
+}
+
 /* pef and s390-pv: the read pages the granule out (ciphertext for the host, the guest loses
  * the page) and the guest's next touch brings the plaintext back. */
 static void page_out_and_back(enum cc_platform p)
@@ -505,6 +561,32 @@ static void page_out_and_back(enum cc_platform p)
         fx_free(f);
 }
 
+/* Two vCPUs touch one paged-out granule: the first pages it back in, the second's exit
+ * (an MMIO exit on RAM, taken while the page was out) must still complete its access, not
+ * fall through to the MMIO bus as an unhandled one (its write lost). */
+static void test_stale_exit_on_a_granule_paged_back_in(void **state)
+{
+        struct fx *f = fx_new(CC_PLATFORM_S390_PV);
+        uint8_t buf[16];
+        struct kvm_run run;
+
+        (void)state;
+        assert_int_equal(guest_mem_write(f->mem, 0x200000, "IBMSecEx", 8), 0);
+        assert_int_equal(diag308(f, DIAG308_PV_IPL, 0x200000), DIAG308_RC_OK);
+        assert_int_equal(cc_host_read(f->cc, 0x3000, buf, sizeof(buf)), 0); /* paged out */
+        assert_true(cc_handle_fault(f->cc, -1));                            /* vCPU 0 */
+        memset(&run, 0, sizeof(run));                                       /* vCPU 1 */
+        run.exit_reason = KVM_EXIT_MMIO;
+        run.mmio.phys_addr = 0x3008;
+        run.mmio.len = 8;
+        run.mmio.is_write = 1;
+        memcpy(run.mmio.data, "WRITTEN!", 8);
+        assert_true(cc_handle_exit(f->cc, 1, -1, &run));
+        assert_int_equal(guest_mem_read(f->mem, 0x3008, buf, 8), 0);
+        assert_memory_equal(buf, "WRITTEN!", 8);
+        fx_free(f);
+}
+
 static void test_cc8_pef_pages_out_encrypted_and_back_in(void **state)
 {
         (void)state;
@@ -515,6 +597,132 @@ static void test_cc8_s390_exports_and_imports(void **state)
 {
         (void)state;
         page_out_and_back(CC_PLATFORM_S390_PV);
+}
+
+/* ---- the host side: a transition waiting for in-flight I/O blocks no host reader ---- */
+
+struct unshare_call {
+        struct fx *f;
+        gpa_t g;
+        bool all;
+        int64_t ret;
+        atomic_bool done;
+};
+
+/* The guest's unshare of u->g, on a "vCPU" thread (no cmocka asserts here). */
+static void *unshare_thread(void *p)
+{
+        struct unshare_call *u = p;
+        struct cc *cc = u->f->cc;
+        struct kvm_run run;
+
+        switch (cc_platform_of(cc)) {
+        case CC_PLATFORM_SEV:
+                memset(&run, 0, sizeof(run));
+                run.exit_reason = KVM_EXIT_X86_WRMSR;
+                run.msr.index = SEV_GHCB_MSR;
+                run.msr.data = GHCB_MSR_PSC_REQ | u->g | ((uint64_t)GHCB_PSC_OP_PRIVATE << 52);
+                u->ret = cc_handle_exit(cc, 0, -1, &run) ? 0 : -1;
+                break;
+        case CC_PLATFORM_PEF:
+                u->ret = u->all ? ucall(cc, UV_UNSHARE_ALL_PAGES, 0, 0)
+                                : ucall(cc, UV_UNSHARE_PAGE, u->g / PEF_GRANULE, 1);
+                break;
+        default: /* s390-pv: the control block was written beforehand */
+                win_write(cc, CC_CALLWIN_REG_ARG0, 0x300000);
+                win_write(cc, CC_CALLWIN_REG_CALL, CC_CALL_S390_UVC);
+                u->ret = (int64_t)win_read(cc, CC_CALLWIN_REG_RET0);
+                break;
+        }
+        atomic_store(&u->done, true);
+        return NULL;
+}
+
+/*
+ * A guest unshares a granule while a device's zero-copy read into it is in flight (the pin
+ * an io_uring request holds until the VMM thread reaps its completion). Meanwhile the VMM
+ * thread reads guest memory (GET /vm/memory) and collects the platform's metrics: both must
+ * return at once, not wait behind the transition (which waited for the pin holding the
+ * platform lock: neither ever returned, and the completion was never reaped). When the read
+ * lands and the pin goes, the transition completes; pef zeroes the granule only then, so the
+ * host's data is not left in memory the guest now owns. alarm(): a hang ends the test.
+ */
+static void transition_under_io(enum cc_platform p, bool all)
+{
+        struct fx *f = fx_new(p);
+        struct ownership *o = cc_ownership(f->cc);
+        gpa_t g = 0x400000;
+        uint64_t ccode;
+        struct unshare_call u = {.f = f, .g = g, .all = all};
+        static uint8_t buf[G];
+        struct hostmem *hm;
+        struct iovec iov;
+        struct cc_stats st;
+        pthread_t t;
+
+        alarm(30);
+        if (p == CC_PLATFORM_PEF) {
+                put_esm_blob(f, 0x100000, true);
+                assert_int_equal(ucall(f->cc, UV_ESM, 0x100000, 0), U_SUCCESS);
+                assert_int_equal(ucall(f->cc, UV_SHARE_PAGE, g / PEF_GRANULE, 1), U_SUCCESS);
+        } else if (p == CC_PLATFORM_S390_PV) {
+                assert_int_equal(guest_mem_write(f->mem, 0x200000, "IBMSecEx", 8), 0);
+                assert_int_equal(diag308(f, DIAG308_PV_IPL, 0x200000), DIAG308_RC_OK);
+                assert_int_equal(uvc(f, 0x300000, 0x30, UVC_CMD_SET_SHARED_ACCESS, g, &ccode),
+                                 UVC_RC_EXECUTED);
+                /* The unshare's control block, for the thread. */
+                put_le16(buf, 0x30);
+                put_le16(buf + 2, UVC_CMD_REMOVE_SHARED_ACCESS);
+                assert_int_equal(guest_mem_write(f->mem, 0x300000, buf, 4), 0);
+        } else {
+                assert_int_equal(psc(f->cc, g / G, GHCB_PSC_OP_SHARED), GHCB_MSR_PSC_RESP);
+        }
+        assert_int_equal(hostmem_create(f->mem, "disk", &hm), 0);
+        hostmem_set_ownership(hm, o);
+        assert_int_equal(hostmem_pin(hm, g, G, &iov), 0); /* the read in flight */
+
+        assert_int_equal(pthread_create(&t, NULL, unshare_thread, &u), 0);
+        while (ownership_is_shared(o, g, G)) /* new accesses refused from here on */
+                sched_yield();
+        assert_int_equal(cc_host_read(f->cc, g, buf, sizeof(buf)), 0);
+        cc_get_stats(f->cc, &st);
+        assert_int_equal(st.page_outs, 0); /* not taken from under the device */
+        assert_int_equal(cc_host_read(f->cc, 0x500000, buf, sizeof(buf)), 0);
+        cc_get_stats(f->cc, &st);
+        assert_int_equal(st.page_outs, p == CC_PLATFORM_SEV ? 0 : 1); /* an idle one is */
+        assert_false(atomic_load(&u.done));
+        /* The completion lands in the pinned buffer, then the pin goes. */
+        memset(iov.iov_base, 0xd5, G);
+        hostmem_unpin(hm, g, G);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(u.ret, p == CC_PLATFORM_S390_PV ? 0 : U_SUCCESS);
+        assert_true(ownership_any_private(o, g, G));
+        assert_int_equal(guest_mem_read(f->mem, g, buf, sizeof(buf)), 0);
+        /* pef zeroes what it unshares, after the quiesce; the others keep the bytes. */
+        assert_int_equal(buf[0], p == CC_PLATFORM_PEF ? 0 : 0xd5);
+        assert_int_equal(buf[G - 1], p == CC_PLATFORM_PEF ? 0 : 0xd5);
+        hostmem_destroy(hm);
+        fx_free(f);
+        alarm(0);
+}
+
+static void test_host_reads_never_wait_for_a_transition_sev(void **state)
+{
+        (void)state;
+        transition_under_io(CC_PLATFORM_SEV, false);
+}
+
+static void test_host_reads_never_wait_for_a_transition_pef(void **state)
+{
+        (void)state;
+        transition_under_io(CC_PLATFORM_PEF, false);
+        transition_under_io(CC_PLATFORM_PEF, true);
+}
+
+static void test_host_reads_never_wait_for_a_transition_s390(void **state)
+{
+        (void)state;
+        transition_under_io(CC_PLATFORM_S390_PV, false);
 }
 
 /* ---- random call sequences against a reference model of the map ---- */
@@ -682,8 +890,13 @@ int main(void)
             cmocka_unit_test(test_s390_pv_ipl_and_sharing),
             cmocka_unit_test(test_cc12_s390_bad_calls_change_nothing),
             cmocka_unit_test(test_cc8_sev_host_reads_ciphertext),
+            cmocka_unit_test(test_cc8_known_plaintext_recovers_nothing),
+            cmocka_unit_test(test_stale_exit_on_a_granule_paged_back_in),
             cmocka_unit_test(test_cc8_pef_pages_out_encrypted_and_back_in),
             cmocka_unit_test(test_cc8_s390_exports_and_imports),
+            cmocka_unit_test(test_host_reads_never_wait_for_a_transition_sev),
+            cmocka_unit_test(test_host_reads_never_wait_for_a_transition_pef),
+            cmocka_unit_test(test_host_reads_never_wait_for_a_transition_s390),
             cmocka_unit_test(test_random_sev_calls_against_model),
             cmocka_unit_test(test_random_pef_calls_against_model),
             cmocka_unit_test(test_random_s390_calls_against_model),

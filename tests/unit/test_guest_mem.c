@@ -5,10 +5,14 @@
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -255,6 +259,49 @@ static void test_bad_sizes_rejected(void **state)
         expect_create_fails(&spec, "hole");
 }
 
+static void on_sigbus(int sig)
+{
+        (void)sig;
+        guest_mem_sigbus_recover();
+        abort(); /* a SIGBUS no checked copy expected */
+}
+
+/* A memory file truncated under the mapping: copies out of and into the gone pages return
+ * -EIO (with a handler calling guest_mem_sigbus_recover), the pages still there copy, and
+ * the thread can take the next SIGBUS too (SA_NODEFER: not left blocked). */
+static void test_truncated_memory_file(void **state)
+{
+        struct sigaction sa = {.sa_handler = on_sigbus, .sa_flags = SA_NODEFER}, old;
+        char path[] = "/tmp/test_guest_mem.XXXXXX";
+        struct guest_mem_spec spec = {.size = MiB(2), .hole_start = GiB(3), .hole_end = GiB(4)};
+        struct guest_mem *mem;
+        struct error err = {0};
+        uint8_t buf[64] = {0}, one = 0x5a;
+        int fd = mkstemp(path);
+
+        (void)state;
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, MiB(2)), 0);
+        assert_int_equal(pwrite(fd, &one, 1, 0x1000), 1);
+        spec.flags = GUEST_MEM_FILE;
+        spec.file = fd;
+        assert_int_equal(guest_mem_create(&spec, &err, &mem), 0);
+        assert_int_equal(ftruncate(fd, MiB(1)), 0);
+        close(fd);
+        unlink(path);
+        sigemptyset(&sa.sa_mask);
+        assert_int_equal(sigaction(SIGBUS, &sa, &old), 0);
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(guest_mem_read(mem, MiB(1) + 0x3000, buf, sizeof(buf)), -EIO);
+                assert_int_equal(guest_mem_write(mem, MiB(1) + 0x5000, buf, sizeof(buf)), -EIO);
+                assert_int_equal(guest_mem_fill(mem, MiB(2) - 8, 0, 8), -EIO);
+        }
+        assert_int_equal(guest_mem_read(mem, 0x1000, buf, 1), 0);
+        assert_int_equal(buf[0], 0x5a);
+        sigaction(SIGBUS, &old, NULL);
+        guest_mem_destroy(mem);
+}
+
 static void test_resident_bytes_grow_when_touched(void **state)
 {
         (void)state;
@@ -285,6 +332,7 @@ int main(void)
             cmocka_unit_test(test_failed_copies_touch_nothing),
             cmocka_unit_test(test_bad_sizes_rejected),
             cmocka_unit_test(test_resident_bytes_grow_when_touched),
+            cmocka_unit_test(test_truncated_memory_file),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -186,6 +186,35 @@ static void test_transition_ignores_pins_elsewhere(void **state)
         ownership_unpin(f->o, 40 * G, G);
 }
 
+/* The progress hook: the I/O holding the pin completes from the waiting thread itself (here
+ * the very thread that holds it, which would otherwise wait forever). */
+struct progress {
+        struct ownership *o;
+        gpa_t gpa;
+        unsigned calls;
+};
+
+static void release_pin(void *opaque)
+{
+        struct progress *p = opaque;
+
+        if (++p->calls == 3)
+                ownership_unpin(p->o, p->gpa, G);
+}
+
+static void test_transition_makes_progress_while_it_waits(void **state)
+{
+        struct fx *f = *state;
+        struct progress p = {.o = f->o, .gpa = 32 * G};
+
+        ownership_set_progress(f->o, release_pin, &p);
+        assert_int_equal(ownership_pin(f->o, 32 * G, G), 0);
+        assert_int_equal(ownership_make_private(f->o, 32 * G, G), 0);
+        assert_int_equal(p.calls, 3);
+        assert_false(ownership_is_shared(f->o, 32 * G, G));
+        ownership_set_progress(f->o, NULL, NULL);
+}
+
 /* Random transitions and pins against a plain array: the map must agree at every step. */
 static void test_random_against_reference_model(void **state)
 {
@@ -370,6 +399,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_transition_waits_for_access_under_way, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_transition_ignores_pins_elsewhere, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_transition_makes_progress_while_it_waits, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_random_against_reference_model, setup, teardown),
             cmocka_unit_test_setup_teardown(test_short_access_checks_ownership, setup, teardown),

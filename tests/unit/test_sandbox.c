@@ -1,12 +1,13 @@
 /*
- * The seccomp filters (vmm/sandbox.h) without KVM: every role's program compiles; in a
- * forked child confined with a role, the calls and argument values that role uses go
- * through and the others end the child with 148 and the one-line report.
+ * The seccomp filters (vmm/sandbox.h) without KVM: every role has its program (compiled at
+ * build time, embedded); in a forked child confined with a role, the calls and argument values that
+ * role uses go through and the others end the child with 148 and the one-line report.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/membarrier.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -232,9 +233,47 @@ static void test_fcntl_commands(void **state)
 {
         (void)state;
         assert_int_equal(confined(SANDBOX_ROLE_VMM, fcntl_flags).code, 0);
-        assert_int_equal(confined(SANDBOX_ROLE_API, fcntl_flags).code, 0);
+        /* The API server's sockets are non-blocking from accept4 on. */
+        assert_fault(confined(SANDBOX_ROLE_API, fcntl_flags), "api", SYS_fcntl, "fcntl");
         assert_fault(confined(SANDBOX_ROLE_VMM, fcntl_owner), "vmm", SYS_fcntl, "fcntl");
         assert_fault(confined(SANDBOX_ROLE_VCPU, fcntl_flags), "vcpu", SYS_fcntl, "fcntl");
+}
+
+static int pair[2] = {-1, -1};
+
+static void api_socket_calls(void)
+{
+        char c = 'x';
+
+        if (send(pair[0], &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1 ||
+            recv(pair[1], &c, 1, MSG_DONTWAIT) != 1)
+                _exit(2);
+}
+
+static void api_poll(void)
+{
+        struct pollfd p = {.fd = pair[0], .events = POLLIN};
+
+        poll(&p, 1, 0);
+}
+
+static void api_shutdown(void)
+{
+        shutdown(pair[0], SHUT_WR);
+}
+
+/* The API thread makes only the calls of its server (api/server.c): send and recv on its
+ * connections, not what libmicrohttpd needed besides. */
+static void test_api_role_is_the_servers(void **state)
+{
+        (void)state;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        assert_int_equal(confined(SANDBOX_ROLE_API, api_socket_calls).code, 0);
+        assert_fault(confined(SANDBOX_ROLE_API, api_poll), "api", SYS_poll, "poll");
+        assert_fault(confined(SANDBOX_ROLE_API, api_shutdown), "api", SYS_shutdown, "shutdown");
+        assert_int_equal(confined(SANDBOX_ROLE_VMM, api_shutdown).code, 0);
+        close(pair[0]);
+        close(pair[1]);
 }
 
 static void membarrier_private(void)
@@ -290,6 +329,7 @@ int main(void)
             cmocka_unit_test(test_vcpu_ioctl_requests),
             cmocka_unit_test(test_vmm_sockets_are_unix_only),
             cmocka_unit_test(test_fcntl_commands),
+            cmocka_unit_test(test_api_role_is_the_servers),
             cmocka_unit_test(test_membarrier_commands),
             cmocka_unit_test(test_only_the_vmm_thread_touches_files),
             cmocka_unit_test(test_no_fault_in_this_process),

@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -53,6 +57,22 @@ static uint8_t *read_bytes(const char *path, size_t *n)
         fclose(f);
         *n = (size_t)len;
         return b;
+}
+
+/* Writes a memory file of mem at path with this identity; returns its id. */
+static uint64_t write_mem(const struct guest_mem *mem, const char *path, const uint64_t *dirty,
+                          uint64_t parent)
+{
+        struct snapshot_mem_id id = {.kind = dirty ? SNAPSHOT_DIFF : SNAPSHOT_FULL,
+                                     .ram_bytes = guest_mem_size(mem),
+                                     .id = snapshot_new_id(),
+                                     .parent = parent};
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        assert_true(fd >= 0);
+        assert_int_equal(snapshot_write_memory(mem, fd, dirty, &id), 0);
+        close(fd);
+        return id.id;
 }
 
 /* A configuration with every field set to something other than its default. */
@@ -99,6 +119,8 @@ static void sample_config(struct vmm_config *c)
         c->balloon.amount_mib = 12;
         c->balloon.deflate_on_oom = true;
         c->balloon.stats_polling_interval_s = 5;
+        c->balloon.free_page_reporting = true;
+        c->balloon.free_page_hinting = true;
         c->entropy.present = true;
         c->entropy.access_platform = VMM_AP_OFF;
         c->boot_timer = true;
@@ -141,6 +163,8 @@ static void assert_same_config(const struct vmm_config *a, const struct vmm_conf
         assert_int_equal(a->balloon.amount_mib, b->balloon.amount_mib);
         assert_int_equal(a->balloon.deflate_on_oom, b->balloon.deflate_on_oom);
         assert_int_equal(a->balloon.stats_polling_interval_s, b->balloon.stats_polling_interval_s);
+        assert_int_equal(a->balloon.free_page_reporting, b->balloon.free_page_reporting);
+        assert_int_equal(a->balloon.free_page_hinting, b->balloon.free_page_hinting);
         assert_int_equal(a->entropy.present, b->entropy.present);
         assert_int_equal(a->entropy.access_platform, b->entropy.access_platform);
         assert_int_equal(a->boot_timer, b->boot_timer);
@@ -235,12 +259,12 @@ static void test_state_file_envelope(void **state)
                 assert_non_null(strstr(err.msg, "is corrupted (checksum mismatch)"));
         }
         /* Another version, another magic, a longer file, a payload length past the limit. */
-        file[8] = 2;
+        file[8] = 1;
         write_bytes(bad, file, flen);
         error_clear(&err);
         assert_int_equal(snapshot_read_state(bad, &payload, &len, &err), -EINVAL);
-        assert_non_null(strstr(err.msg, "has format version 2; this VMM reads version 1"));
-        file[8] = 1;
+        assert_non_null(strstr(err.msg, "has format version 1; this VMM reads version 2"));
+        file[8] = 2;
         file[0] = 'X';
         write_bytes(bad, file, flen);
         error_clear(&err);
@@ -281,10 +305,12 @@ static void test_memory_full_diff_merge(void **state)
         struct guest_mem *mem;
         struct error err = {0};
         char full[256], diff[256];
-        uint64_t *dirty;
+        uint64_t *dirty, full_id, diff_id;
+        struct snapshot_mem_id id;
         uint8_t *f;
         size_t n;
         struct stat st;
+        int fd;
 
         (void)state;
         path_of(full, "full.mem");
@@ -294,10 +320,10 @@ static void test_memory_full_diff_merge(void **state)
         assert_int_equal(guest_mem_fill(mem, 0x3000, 0x11, GUEST_MEM_PAGE), 0);
         assert_int_equal(guest_mem_fill(mem, MiB(2) + 0x5000, 0x22, GUEST_MEM_PAGE), 0);
         assert_int_equal(guest_mem_fill(mem, 0x8000, 0, GUEST_MEM_PAGE), 0); /* dirty, zero */
-        /* Full: every non-zero page, a sparse file of the RAM's size. */
-        assert_int_equal(snapshot_write_memory(mem, full, NULL, &err), 0);
+        /* Full: every non-zero page, a sparse file of the RAM's size and the trailer. */
+        full_id = write_mem(mem, full, NULL, 0);
         assert_int_equal(stat(full, &st), 0);
-        assert_int_equal(st.st_size, MiB(4));
+        assert_int_equal(st.st_size, MiB(4) + SNAPSHOT_MEM_TRAILER_LEN);
         assert_true((uint64_t)st.st_blocks * 512 < MiB(1));
         f = read_bytes(full, &n);
         assert_true(page_is(f + 0x3000, 0x11));
@@ -312,12 +338,21 @@ static void test_memory_full_diff_merge(void **state)
         assert_int_equal(guest_mem_fill(mem, 0x3000, 0, GUEST_MEM_PAGE), 0);  /* zeroed */
         assert_int_equal(guest_mem_fill(mem, MiB(2) + 0x9000, 0x33, 100), 0); /* new page */
         guest_mem_take_dirty(mem, dirty);
-        assert_int_equal(snapshot_write_memory(mem, diff, dirty, &err), 0);
+        diff_id = write_mem(mem, diff, dirty, full_id);
         assert_int_equal(stat(diff, &st), 0);
-        assert_int_equal(st.st_size, MiB(4));
-        assert_true((uint64_t)st.st_blocks * 512 <= 4 * GUEST_MEM_PAGE);
-        /* Merged over the Full: the memory of the Diff's moment. */
+        assert_int_equal(st.st_size, MiB(4) + SNAPSHOT_MEM_TRAILER_LEN);
+        assert_true((uint64_t)st.st_blocks * 512 <= 5 * GUEST_MEM_PAGE);
+        /* Merged over the Full: the memory of the Diff's moment, named as the Diff's. */
         assert_int_equal(snapshot_merge_memory(full, diff, &err), 0);
+        fd = open(full, O_RDONLY);
+        assert_int_equal(snapshot_read_mem_id(fd, &id), 0);
+        close(fd);
+        assert_int_equal(id.kind, SNAPSHOT_FULL);
+        assert_true(id.id == diff_id);
+        /* Once merged, the same Diff does not go over it again (it is no longer its base). */
+        assert_int_equal(snapshot_merge_memory(full, diff, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "in the order they were taken"));
+        error_clear(&err);
         f = read_bytes(full, &n);
         assert_true(page_is(f + 0x3000, 0));             /* the Diff's zero page won */
         assert_true(page_is(f + MiB(1) + 0x5000, 0x22)); /* untouched: the Full's */
@@ -326,7 +361,7 @@ static void test_memory_full_diff_merge(void **state)
         /* Files of different machines do not merge. */
         assert_int_equal(truncate(diff, MiB(2)), 0);
         assert_int_equal(snapshot_merge_memory(full, diff, &err), -EINVAL);
-        assert_non_null(strstr(err.msg, "differ in size"));
+        assert_non_null(strstr(err.msg, "is not a snapshot memory file"));
         free(dirty);
         guest_mem_destroy(mem);
 }
@@ -344,7 +379,7 @@ static void test_memory_from_file_is_private(void **state)
         path_of(full, "private.mem");
         assert_int_equal(guest_mem_create(&spec, &err, &mem), 0);
         assert_int_equal(guest_mem_fill(mem, 0x1000, 0x5a, GUEST_MEM_PAGE), 0);
-        assert_int_equal(snapshot_write_memory(mem, full, NULL, &err), 0);
+        write_mem(mem, full, NULL, 0);
         fd = open(full, O_RDONLY);
         assert_true(fd >= 0);
         spec.flags = GUEST_MEM_FILE;
@@ -365,6 +400,287 @@ static void test_memory_from_file_is_private(void **state)
         guest_mem_destroy(mem);
 }
 
+/* An INFO section of a 4 MiB machine whose memory file is id. */
+static struct snapshot_info info_of(uint64_t id)
+{
+        struct snapshot_info info = {.vmm_version = "t",
+                                     .arch = "x86_64",
+                                     .cpu_vendor = "AuthenticAMD",
+                                     .mem_bytes = MiB(4),
+                                     .mem = {.kind = SNAPSHOT_FULL, .ram_bytes = MiB(4), .id = id},
+                                     .nr_regions = 1};
+
+        info.regions[0].size = MiB(4);
+        return info;
+}
+
+static uint64_t fd_mem_id(int fd)
+{
+        struct snapshot_mem_id id;
+
+        assert_true(fd >= 0);
+        assert_int_equal(snapshot_read_mem_id(fd, &id), 0);
+        close(fd);
+        return id.id;
+}
+
+static void expect_open_refused(const char *path, uint64_t id, const char *needle)
+{
+        struct snapshot_info info = info_of(id);
+        struct error err = {0};
+
+        assert_true(snapshot_open_memory(path, &info, &err) < 0);
+        assert_int_equal(err.kind, ERROR_CONFIG);
+        if (!strstr(err.msg, needle))
+                fail_msg("%s: '%s' lacks '%s'", path, err.msg, needle);
+}
+
+static void test_memory_identity(void **state)
+{
+        struct guest_mem_spec spec = {.size = MiB(4), .hole_start = GiB(3), .hole_end = GiB(4)};
+        struct guest_mem *mem;
+        struct snapshot_info info;
+        struct error err = {0};
+        char a[256], b[256], d[256], small[256], empty[256], keep[300];
+        static const uint8_t zeros[4096];
+        uint64_t ida, idb, idd, *dirty;
+
+        (void)state;
+        path_of(a, "a.mem");
+        path_of(b, "b.mem");
+        path_of(d, "d.mem");
+        path_of(small, "small.mem");
+        path_of(empty, "empty.mem");
+        assert_int_equal(guest_mem_create(&spec, &err, &mem), 0);
+        assert_int_equal(guest_mem_fill(mem, 0x3000, 0x11, GUEST_MEM_PAGE), 0);
+        /* Two snapshots of the same memory: same size, same bytes, different snapshots. */
+        ida = write_mem(mem, a, NULL, 0);
+        idb = write_mem(mem, b, NULL, 0);
+        info = info_of(ida);
+        assert_true(fd_mem_id(snapshot_open_memory(a, &info, &err)) == ida);
+        expect_open_refused(b, ida, "belongs to another snapshot");
+        dirty = calloc(guest_mem_bitmap_words(mem), sizeof(uint64_t));
+        dirty[0] = 1u << 3;
+        idd = write_mem(mem, d, dirty, ida);
+        expect_open_refused(d, idd, "is a Diff that was not merged");
+        write_bytes(small, zeros, sizeof(zeros));
+        expect_open_refused(small, ida, "is not a snapshot memory file");
+        write_bytes(empty, zeros, 0);
+        expect_open_refused(empty, ida, "is empty: not a snapshot memory file");
+        expect_open_refused("/proc/self/mem", ida, "is empty: not a snapshot memory file");
+        expect_open_refused("/dev/zero", ida, "is not a regular file: it is a character device");
+        expect_open_refused(dir, ida, "is not a regular file: it is a directory");
+        /* A state file whose memory file was replaced by a create that did not finish: its
+         * own memory file is the one the create kept. */
+        snprintf(keep, sizeof(keep), "%s.%016llx.keep", b, (unsigned long long)ida);
+        assert_int_equal(link(a, keep), 0);
+        assert_true(fd_mem_id(snapshot_open_memory(b, &info, &err)) == ida);
+        info = info_of(idb);
+        assert_true(fd_mem_id(snapshot_open_memory(b, &info, &err)) == idb);
+        unlink(keep);
+        free(dirty);
+        guest_mem_destroy(mem);
+}
+
+static int kill_at_step;
+
+static void kill_hook(unsigned step)
+{
+        if ((int)step == kill_at_step)
+                _exit(0); /* no clean-up: as SIGKILL */
+}
+
+/* A snapshot of memory filled with byte: its files at state/mem through snapshot_files, a
+ * kill simulated after commit step kill_at (0: before the commit; 5: none). */
+static void make_snapshot(const char *state, const char *mem_path, uint8_t byte, int kill_at,
+                          int *restored_from)
+{
+        struct guest_mem_spec spec = {.size = MiB(4), .hole_start = GiB(3), .hole_end = GiB(4)};
+        struct snapshot_files files;
+        struct snapbuf_writer w;
+        struct snapshot_info info;
+        struct guest_mem *mem;
+        struct error err = {0};
+        size_t sec;
+        int r;
+
+        assert_int_equal(guest_mem_create(&spec, &err, &mem), 0);
+        assert_int_equal(guest_mem_fill(mem, 0, byte, MiB(4)), 0);
+        info = info_of(snapshot_new_id());
+        r = snapshot_files_begin(&files, state, mem_path, restored_from ? *restored_from : -1,
+                                 info.mem.id, &err);
+        if (r) {
+                guest_mem_destroy(mem);
+                fail_msg("%s", err.msg);
+        }
+        kill_at_step = kill_at;
+        files.step_hook = kill_hook;
+        assert_int_equal(snapshot_write_memory(mem, snapshot_files_mem_fd(&files), NULL, &info.mem),
+                         0);
+        if (kill_at == 0)
+                _exit(0);
+        snapbuf_writer_init(&w);
+        sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_INFO);
+        snapshot_info_save(&w, &info);
+        snapbuf_end_section(&w, sec);
+        r = snapshot_files_commit(&files, &w, &err);
+        snapshot_files_end(&files);
+        snapbuf_writer_free(&w);
+        guest_mem_destroy(mem);
+        if (r)
+                fail_msg("%s", err.msg);
+}
+
+/* The snapshot at state/mem loads, consistently: its memory file is the one its state file
+ * names. Returns the byte its memory holds. */
+static uint8_t load_byte(const char *state, const char *mem)
+{
+        struct snapbuf_reader r, sec;
+        struct snapshot_info info;
+        struct error err = {0};
+        uint8_t *payload, byte = 0;
+        size_t len;
+        int fd;
+
+        if (snapshot_read_state(state, &payload, &len, &err))
+                fail_msg("%s", err.msg);
+        snapbuf_reader_init(&r, payload, len);
+        assert_true(snapbuf_get_section(&r, SNAPSHOT_TAG_INFO, &sec, "INFO"));
+        assert_true(snapshot_info_load(&sec, &info));
+        free(payload);
+        fd = snapshot_open_memory(mem, &info, &err);
+        if (fd < 0)
+                fail_msg("%s", err.msg);
+        assert_int_equal(pread(fd, &byte, 1, 0x5000), 1);
+        close(fd);
+        return byte;
+}
+
+static void run_killed(const char *state, const char *mem, uint8_t byte, int kill_at)
+{
+        pid_t pid = fork();
+        int status;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                make_snapshot(state, mem, byte, kill_at, NULL);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Killed at any step of a create over an existing snapshot, the snapshot at the paths is
+ * still whole: the old one until the state file's rename, the new one from then on. */
+static void test_create_killed_at_every_step(void **state)
+{
+        char s[256], m[256];
+
+        (void)state;
+        path_of(s, "k.state");
+        path_of(m, "k.mem");
+        make_snapshot(s, m, 0x41, 5, NULL);
+        for (int k = 0; k <= 5; k++) {
+                uint8_t before = load_byte(s, m), after;
+
+                run_killed(s, m, (uint8_t)(before + 1), k);
+                after = load_byte(s, m);
+                if (k < 4)
+                        assert_int_equal(after, before);
+                else
+                        assert_int_equal(after, before + 1);
+        }
+}
+
+static unsigned entries(void)
+{
+        char cmd[300], out[32] = {0};
+        FILE *p;
+
+        snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", dir);
+        p = popen(cmd, "r");
+        assert_non_null(fgets(out, sizeof(out), p));
+        pclose(p);
+        return (unsigned)atoi(out);
+}
+
+static void expect_begin_refused(const char *s, const char *m, int from, const char *needle)
+{
+        struct snapshot_files files;
+        struct error err = {0};
+        unsigned before = entries();
+
+        assert_int_equal(snapshot_files_begin(&files, s, m, from, 1, &err), -EINVAL);
+        assert_int_equal(err.kind, ERROR_CONFIG);
+        if (!strstr(err.msg, needle))
+                fail_msg("'%s' lacks '%s'", err.msg, needle);
+        assert_int_equal(entries(), before); /* nothing created, nothing removed */
+}
+
+static void test_create_refusals(void **state)
+{
+        char s[256], m[256], link_m[256], node[256], cmd[600];
+        struct stat st;
+        int fd, status;
+        pid_t pid;
+
+        (void)state;
+        snprintf(cmd, sizeof(cmd), "rm -f '%s'/*", dir);
+        assert_int_equal(system(cmd), 0);
+        path_of(s, "r.state");
+        path_of(m, "r.mem");
+        path_of(link_m, "r.link");
+        path_of(node, "r.node");
+        make_snapshot(s, m, 0x33, 5, NULL);
+        /* Both files at one path (even by another name): a snapshot needs two. */
+        expect_begin_refused(m, m, -1, "name the same file");
+        assert_int_equal(symlink("r.mem", link_m), 0);
+        expect_begin_refused(link_m, m, -1, "name the same file");
+        /* The memory file the VM was restored from. */
+        fd = open(m, O_RDONLY);
+        expect_begin_refused(s, link_m, fd, "the memory file this VM was restored from");
+        close(fd);
+        /* A device node: refused, and still there. */
+        if (geteuid() == 0)
+                assert_int_equal(mknod(node, S_IFCHR | 0600, makedev(1, 3)), 0);
+        else
+                snprintf(node, sizeof(node), "/dev/null");
+        expect_begin_refused(s, node, -1, "is not a regular file: it is a character device");
+        expect_begin_refused(node, m, -1, "is not a regular file: it is a character device");
+        assert_int_equal(stat(node, &st), 0);
+        assert_true(S_ISCHR(st.st_mode));
+        /* A create that fails writing (a file size limit: EFBIG, as a full disk would fail):
+         * the old snapshot loads, nothing of the new one is left. */
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct rlimit lim = {MiB(1), MiB(1)};
+                struct guest_mem_spec spec = {
+                    .size = MiB(4), .hole_start = GiB(3), .hole_end = GiB(4)};
+                struct snapshot_files files;
+                struct snapshot_mem_id id = {.ram_bytes = MiB(4), .id = 7};
+                struct guest_mem *mem;
+                struct error err = {0};
+
+                signal(SIGXFSZ, SIG_IGN);
+                if (setrlimit(RLIMIT_FSIZE, &lim) || guest_mem_create(&spec, &err, &mem) ||
+                    guest_mem_fill(mem, 0, 0x77, MiB(4)) ||
+                    snapshot_files_begin(&files, s, m, -1, 7, &err))
+                        _exit(10);
+                if (snapshot_write_memory(mem, snapshot_files_mem_fd(&files), NULL, &id) != -EFBIG)
+                        _exit(11);
+                snapshot_files_end(&files);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(load_byte(s, m), 0x33);
+        assert_int_equal(entries(), geteuid() == 0 ? 4 : 3);
+        if (geteuid() == 0)
+                unlink(node);
+        unlink(link_m);
+}
+
 static void test_describe(void **state)
 {
         struct snapbuf_writer w;
@@ -373,6 +689,7 @@ static void test_describe(void **state)
                                      .type = SNAPSHOT_DIFF,
                                      .cpu_vendor = "AuthenticAMD",
                                      .mem_bytes = MiB(64),
+                                     .mem = {.kind = SNAPSHOT_DIFF, .id = 0x1234, .parent = 0x99},
                                      .nr_regions = 1};
         struct vmm_config cfg;
         struct error err = {0};
@@ -402,12 +719,14 @@ static void test_describe(void **state)
         fclose(f);
         text = (char *)read_bytes(out, &n);
         text[n] = '\0';
-        assert_non_null(strstr(text, "format version: 1\n"));
+        assert_non_null(strstr(text, "format version: 2\n"));
         assert_non_null(strstr(text, "snapshot type: Diff\n"));
         assert_non_null(strstr(text, "by vmm 9.9 (x86_64, AuthenticAMD host)"));
         assert_non_null(strstr(text, "machine: 3 vCPU(s), 4096 MiB, 2 MiB huge pages"));
         assert_non_null(strstr(text, "drive data: /d (read-only)"));
         assert_non_null(strstr(text, "vsock: guest CID 42, /v.sock"));
+        assert_non_null(strstr(text, "balloon: 12 MiB, statistics every 5 s, free page reporting, "
+                                     "free page hinting\n"));
         free(text);
         vmm_config_free(&cfg);
         snapbuf_writer_free(&w);
@@ -435,6 +754,9 @@ int main(void)
             cmocka_unit_test(test_state_file_envelope),
             cmocka_unit_test(test_memory_full_diff_merge),
             cmocka_unit_test(test_memory_from_file_is_private),
+            cmocka_unit_test(test_memory_identity),
+            cmocka_unit_test(test_create_killed_at_every_step),
+            cmocka_unit_test(test_create_refusals),
             cmocka_unit_test(test_describe),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

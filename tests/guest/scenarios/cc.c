@@ -10,6 +10,12 @@
  *   cc-PLATFORM-attack   a driver that asks the devices and the platform for what they must
  *                        refuse (CC-2 .. CC-6, CC-12); one line per case
  *   cc-secret            plant, go secure, pause for the host, re-read: no devices
+ *   cc-peek              pages of known contents, then the secret, shown to the host at each
+ *                        step (the known-plaintext attack on its reads; sev's conversion)
+ *   cc-hammer            a guest writing and reading a page in a tight loop while the host
+ *                        reads that page, the loop's code and its stack
+ *   cc-stress            blk reads into a granule unshared while they are in flight, round
+ *                        after round, while the host reads memory and flushes metrics
  *
  * The secret is "CC-SECRET-" followed by probe.cc.secret (the host's random token),
  * repeated over one 4 KiB page that sits alone in its 64 KiB granule. It is never copied to
@@ -68,9 +74,10 @@ static void fill_secret(const struct ccx *x, uint8_t *page)
         }
 }
 
-static bool secret_intact(const struct ccx *x)
+/* Whether page holds the secret's pattern. */
+static bool holds_secret(const struct ccx *x, const uint8_t *page)
 {
-        const volatile uint8_t *p = x->secret;
+        const volatile uint8_t *p = page;
         size_t k = 0;
 
         for (uint64_t i = 0; i < PAGE; i++) {
@@ -80,6 +87,11 @@ static bool secret_intact(const struct ccx *x)
                         k = 0;
         }
         return true;
+}
+
+static bool secret_intact(const struct ccx *x)
+{
+        return holds_secret(x, x->secret);
 }
 
 static void plant_secret(struct ccx *x)
@@ -1117,4 +1129,263 @@ void scenario_cc_pef_attack(const struct boot_info *bi)
 void scenario_cc_s390_attack(const struct boot_info *bi)
 {
         cc_attack(bi, CCK_S390);
+}
+
+/* ---- cc-peek: what the host's reads of private memory give it (CC-8) ---- */
+
+/* Shows the host one page and waits for its line (it reads the page meanwhile). */
+static void peek(struct ccx *x, const char *what, const void *page)
+{
+        char line[16];
+
+        print("probe: cc peek %s 0x%llx\n", what, U64((uintptr_t)page));
+        vctx_wait_line(x->c, line, sizeof(line));
+}
+
+/* What the host knows is in a page: "KNOWN-PLAINTEXT-" repeated. */
+static void fill_known(uint8_t *page)
+{
+        static const char known[] = "KNOWN-PLAINTEXT-";
+
+        for (uint64_t i = 0; i < PAGE; i++)
+                page[i] = (uint8_t)known[i % 16];
+}
+
+static void share_or_fail(struct ccx *x, void *p, const char *what)
+{
+        const char *err = cc_share(&x->p, p, x->p.granule);
+
+        if (err)
+                probe_fail("sharing %s: %s", what, err);
+}
+
+static void unshare_or_fail(struct ccx *x, void *p, const char *what)
+{
+        const char *err = cc_unshare(&x->p, p, x->p.granule);
+
+        if (err)
+                probe_fail("unsharing %s: %s", what, err);
+}
+
+static void expect_secret(const struct ccx *x, const uint8_t *page, const char *what)
+{
+        if (!holds_secret(x, page))
+                probe_fail("%s changed under the host's read", what);
+}
+
+void scenario_cc_peek(const struct boot_info *bi)
+{
+        struct ccx *x = (vctx_get(bi), alloc_zeroed(sizeof(*x), 64));
+        uint8_t *k, *g, *h;
+
+        open_platform(x, bi, CCK_NONE);
+        plant_secret(x);
+        go_secure(x);
+        /* One private page read twice by the host: while it holds zeros, then the secret. */
+        k = alloc_mem(GRANULE_MAX, GRANULE_MAX);
+        memset(k, 0, PAGE);
+        peek(x, "zeros", k);
+        fill_secret(x, k);
+        peek(x, "secret", k);
+        expect_secret(x, k, "the private page");
+        /* Data the host saw while it was shared, unshared, then the secret written over it. */
+        g = alloc_mem(GRANULE_MAX, GRANULE_MAX);
+        share_or_fail(x, g, "the known page");
+        fill_known(g);
+        peek(x, "shared-known", g);
+        unshare_or_fail(x, g, "the known page");
+        peek(x, "unshared-known", g);
+        fill_secret(x, g);
+        peek(x, "secret", g);
+        expect_secret(x, g, "the unshared page");
+        /* s390-pv: UVCs whose control block is a private page holding the secret (the command
+         * word is two of its bytes): refused, and nothing of it may reach the VMM's log. */
+        if (x->p.kind == CCK_S390) {
+                unsigned refused = 0;
+
+                for (unsigned i = 0; i < 8; i++)
+                        refused += cc_uvc(&x->p, k + 8 * i) == 1;
+                print("probe: cc uvc on the secret's page: %u of 8 refused\n", refused);
+                if (refused != 8)
+                        probe_fail("a UVC on the secret's bytes was accepted");
+        }
+        /* A private page holding the secret converted to shared (sev: ciphertext until the
+         * guest writes it; pef: zeroed), then cleared. s390-pv shares a page as it is: a guest
+         * clears it first. */
+        if (x->p.kind != CCK_S390) {
+                h = alloc_mem(GRANULE_MAX, GRANULE_MAX);
+                fill_secret(x, h);
+                share_or_fail(x, h, "the secret's copy");
+                peek(x, "converted", h);
+                memset(h, 0, PAGE);
+                peek(x, "cleared", h);
+        }
+        check_secret(x);
+}
+
+/* ---- cc-hammer: the host's reads have no effect on the guest but a delay ---- */
+
+#define HAMMER_ROUNDS 300
+#define HAMMER_WORDS  512
+
+/* Writes every word of the page, then reads every word back; returns the mismatches. Its
+ * own page of code is one the host reads meanwhile. */
+static __attribute__((noinline, aligned(64))) uint32_t hammer(volatile uint64_t *w)
+{
+        uint32_t bad = 0;
+
+        for (uint64_t r = 1; r <= HAMMER_ROUNDS; r++) {
+                for (uint64_t i = 0; i < HAMMER_WORDS; i++)
+                        w[i] = r << 32 | i;
+                for (uint64_t i = 0; i < HAMMER_WORDS; i++)
+                        if (w[i] != (r << 32 | i))
+                                bad++;
+        }
+        return bad;
+}
+
+void scenario_cc_hammer(const struct boot_info *bi)
+{
+        struct ccx *x = (vctx_get(bi), alloc_zeroed(sizeof(*x), 64));
+        uint64_t *w;
+        uint32_t bad;
+        char line[16];
+
+        open_platform(x, bi, CCK_NONE);
+        go_secure(x);
+        w = alloc_zeroed(PAGE, GRANULE_MAX);
+        print("probe: cc hammer page 0x%llx code 0x%llx\n", U64((uintptr_t)w),
+              U64((uintptr_t)hammer));
+        vctx_wait_line(x->c, line, sizeof(line));
+        bad = hammer(w);
+        print("probe: cc hammer %u rounds of %u words, %u mismatches\n", HAMMER_ROUNDS,
+              HAMMER_WORDS, bad);
+        vctx_wait_line(x->c, line, sizeof(line)); /* the host stops reading first */
+        if (bad)
+                probe_fail("%u words read back wrong while the host read the page", bad);
+}
+
+/* ---- cc-stress: transitions under in-flight I/O while the host reads and flushes ---- */
+
+#define STRESS_ROUNDS     120
+#define STRESS_ALL_ROUNDS 6                     /* pef: UV_UNSHARE_ALL_PAGES under the I/O */
+#define STRESS_MARK       0x4d41524b4d41524bull /* "KRAMKRAM" */
+#define STRESS_STRIDE     512 /* sectors between two rounds' reads: past the host's readahead */
+
+struct stress {
+        struct ccx x;
+        struct virtio_dev *d;
+        struct virtq q;
+        uint64_t wanted;
+        struct blk_hdr *hdr; /* shared (pool) */
+        uint8_t *status;     /* shared (pool) */
+        uint8_t *g;          /* the granule shared, read into, and unshared under the read */
+        uint64_t capacity;   /* sectors */
+        unsigned ok, ioerr, other, late, unzeroed;
+};
+
+/* After the unshare returned: pef must have zeroed the granule (after the I/O was waited
+ * for); then a mark in every sector, which no device write may change any more. */
+static void mark_granule(struct stress *s)
+{
+        for (uint64_t off = 0; off < s->x.p.granule; off += SECTOR) {
+                volatile uint64_t *w = (volatile uint64_t *)(s->g + off);
+
+                if (s->x.p.kind == CCK_PEF && (w[0] || w[SECTOR / 8 - 1]))
+                        s->unzeroed++;
+                w[0] = STRESS_MARK;
+                w[SECTOR / 8 - 1] = STRESS_MARK;
+        }
+}
+
+static void check_marks(struct stress *s)
+{
+        for (uint64_t off = 0; off < s->x.p.granule; off += SECTOR) {
+                volatile uint64_t *w = (volatile uint64_t *)(s->g + off);
+
+                if (w[0] != STRESS_MARK || w[SECTOR / 8 - 1] != STRESS_MARK) {
+                        s->late++;
+                        return;
+                }
+        }
+}
+
+/* One read of the whole granule, notified, then the granule unshared (or, all: every shared
+ * page) while the device works on it. */
+static void stress_round(struct stress *s, unsigned r, bool all)
+{
+        uint32_t sectors = (uint32_t)(s->x.p.granule / SECTOR), len = 0;
+        struct hbuf b[3] = {{s->hdr, sizeof(*s->hdr), false},
+                            {s->g, (uint32_t)s->x.p.granule, true},
+                            {s->status, 1, true}};
+        enum outcome o;
+
+        share_or_fail(&s->x, s->g, "the I/O granule");
+        /* A part of the disk not read before (the host's page cache may not have it, so the
+         * read completes asynchronously). */
+        *s->hdr =
+            (struct blk_hdr){BLK_T_IN, 0, (uint64_t)r * STRESS_STRIDE % (s->capacity - sectors)};
+        *s->status = BLK_S_UNSET;
+        publish(&s->q, b, 3);
+        virtq_kick(&s->q);
+        if (all) {
+                int64_t rc = cc_ucall(&s->x.p, UV_UNSHARE_ALL_PAGES, 0, 0, 0);
+                if (rc != U_SUCCESS)
+                        probe_fail("UV_UNSHARE_ALL_PAGES returned %lld", (long long)rc);
+        } else {
+                unshare_or_fail(&s->x, s->g, "the I/O granule");
+        }
+        mark_granule(s);
+        o = observe(s->d, &s->q, &len);
+        check_marks(s);
+        if (all) {
+                /* The rings went private too: share the pool again, start the device anew. */
+                share_or_fail(&s->x, s->x.pool, "the pool again");
+                virtio_reset(s->d);
+                virtio_bring_up(s->d, s->wanted, &s->q, 1, QSIZE);
+        } else if (o == OBS_USED && *s->status == BLK_S_OK) {
+                s->ok++;
+        } else if (o == OBS_USED && *s->status == BLK_S_IOERR) {
+                s->ioerr++;
+        } else {
+                s->other++;
+        }
+}
+
+void scenario_cc_stress(const struct boot_info *bi)
+{
+        struct stress *s = (vctx_get(bi), alloc_zeroed(sizeof(*s), 64));
+        unsigned all = 0;
+        char line[16];
+
+        open_platform(&s->x, bi, CCK_NONE);
+        s->d = vctx_need(s->x.c, VID_BLOCK, 0, "virtio-blk");
+        s->wanted = vctx_ring_features(s->x.c);
+        vctx_mode(s->x.c, s->d, true);
+        go_secure(&s->x);
+        share_pool(&s->x);
+        s->hdr = virtio_dma_alloc(sizeof(*s->hdr));
+        s->status = virtio_dma_alloc(1);
+        s->g = alloc_mem(GRANULE_MAX, GRANULE_MAX);
+        virtio_bring_up(s->d, s->wanted, &s->q, 1, QSIZE);
+        s->capacity = virtio_cfg64(s->d, 0);
+        if (s->capacity < 2 * GRANULE_MAX / SECTOR)
+                probe_fail("blk0 has %llu sectors, too few", U64(s->capacity));
+        print("probe: cc stress granule 0x%llx pool 0x%llx\n", U64((uintptr_t)s->g),
+              U64((uintptr_t)s->x.pool));
+        vctx_wait_line(s->x.c, line, sizeof(line));
+        for (unsigned r = 0; r < STRESS_ROUNDS; r++)
+                stress_round(s, r, false);
+        if (s->x.p.kind == CCK_PEF)
+                for (; all < STRESS_ALL_ROUNDS; all++)
+                        stress_round(s, all, true);
+        print("probe: cc stress %u rounds (%u read ok, %u ioerr, %u other), %u unshare-all; %u "
+              "written after the unshare, %u not zeroed\n",
+              STRESS_ROUNDS, s->ok, s->ioerr, s->other, all, s->late, s->unzeroed);
+        vctx_wait_line(s->x.c, line, sizeof(line)); /* the host stops its calls first */
+        virtio_reset(s->d);
+        virtio_irq_disable(s->d);
+        if (s->late || s->unzeroed || s->other)
+                probe_fail("%u rounds written after the unshare, %u not zeroed, %u lost", s->late,
+                           s->unzeroed, s->other);
 }

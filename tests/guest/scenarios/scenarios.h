@@ -34,6 +34,8 @@ void scenario_blk(const struct boot_info *bi);
 void scenario_hostile(const struct boot_info *bi);
 void scenario_net(const struct boot_info *bi);
 void scenario_balloon(const struct boot_info *bi);
+void scenario_freepage(const struct boot_info *bi);      /* freepage.c */
+void scenario_freepage_idle(const struct boot_info *bi); /* freepage.c */
 void scenario_vsock(const struct boot_info *bi);
 void scenario_vsock_stream(const struct boot_info *bi);
 /* faults.c: guests for the fault-injection tests */
@@ -49,6 +51,9 @@ void scenario_cc_sev_attack(const struct boot_info *bi);
 void scenario_cc_pef_attack(const struct boot_info *bi);
 void scenario_cc_s390_attack(const struct boot_info *bi);
 void scenario_cc_secret(const struct boot_info *bi);
+void scenario_cc_peek(const struct boot_info *bi);
+void scenario_cc_hammer(const struct boot_info *bi);
+void scenario_cc_stress(const struct boot_info *bi);
 
 /* Helpers shared by scenarios (common.c): ACPI access that fails the scenario with a reason
  * instead of returning an error. */
