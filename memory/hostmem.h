@@ -1,7 +1,13 @@
 /*
- * The untrusted-host view of guest memory: what every device model, the API and any dump
- * or snapshot code use to touch guest RAM. The VMM's own loaders and the platform firmware
- * models use guest_mem directly (the trusted path); nothing else does.
+ * The untrusted-host view of guest memory: what every device model uses to touch guest RAM.
+ * The trusted paths use guest_mem directly, and nothing else does: the VMM's loaders and
+ * firmware tables (before the guest runs), the platform models (arch/cc: a protected VM's
+ * memory, and the host's ciphertext view of it, CC-8), and the VMM's own copies for the
+ * host -- the API's reads of guest memory (vm_host_read), a memory dump and a snapshot's
+ * memory file (vmm/vm.c, vmm/snapshot.c) -- which a protected VM serves through its platform
+ * model or refuses (CC-8, CC-13), which fail cleanly over a truncated memory file
+ * (guest_mem_copy_checked, where a device's access ends the process), and which must not
+ * count as guest writes for the next Diff snapshot (a pin here would).
  *
  * Every access names (address, length) and is checked at the moment it happens: the range
  * must be guest RAM (and, on a protected VM, shared with the host). Copies go through
