@@ -34,6 +34,7 @@ struct vm {
         struct bus *pio, *mmio;
         struct serial *serial;
         struct i8042 *i8042;
+        struct acpi_sleep *acpi_sleep;
         struct boot_timer *boot_timer;
         struct vm_devices *devices;
         struct cc *cc;          /* the confidential platform; NULL for an ordinary VM */

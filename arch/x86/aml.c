@@ -17,6 +17,7 @@
 #define AML_QWORD_PREFIX      0x0e
 #define AML_SCOPE_OP          0x10
 #define AML_BUFFER_OP         0x11
+#define AML_PACKAGE_OP        0x12
 #define AML_DUAL_NAME_PREFIX  0x2e
 #define AML_MULTI_NAME_PREFIX 0x2f
 #define AML_EXT_OP_PREFIX     0x5b
@@ -276,6 +277,21 @@ static void aml_pkg_end(struct aml *a, size_t mark)
                         enc[i] = (uint8_t)(total >> (4 + 8 * (i - 1)));
         }
         aml_insert(a, mark, enc, n);
+}
+
+size_t aml_package_begin(struct aml *a, uint8_t nr_elements)
+{
+        size_t mark;
+
+        aml_byte(a, AML_PACKAGE_OP);
+        mark = a->len;
+        aml_byte(a, nr_elements);
+        return mark;
+}
+
+void aml_package_end(struct aml *a, size_t mark)
+{
+        aml_pkg_end(a, mark);
 }
 
 size_t aml_scope_begin(struct aml *a, const char *path)

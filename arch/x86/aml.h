@@ -55,6 +55,10 @@ void aml_eisaid(struct aml *a, const char *id);
 /* Name(path, <data object>): writes NameOp and the name; the caller writes the object. */
 void aml_name(struct aml *a, const char *path);
 
+/* Package(n) { ... }: the caller writes exactly nr_elements data objects in between. */
+size_t aml_package_begin(struct aml *a, uint8_t nr_elements);
+void aml_package_end(struct aml *a, size_t mark);
+
 /* Scope(path) { ... } and Device(path) { ... }. */
 size_t aml_scope_begin(struct aml *a, const char *path);
 size_t aml_device_begin(struct aml *a, const char *path);
