@@ -161,6 +161,42 @@ static const struct json_field patch_drive_fields[] = {
 static const struct json_shape shape_patch_drive =
     STRUCT("BlockDeviceUpdateConfig", patch_drive_fields);
 
+/* Firecracker's PmemConfig and PmemDeviceUpdateConfig. */
+static const struct json_field put_pmem_fields[] = {
+    FIELD("id", t_string, 0),
+    FIELD("path_on_host", t_string, 0),
+    FIELD("root_device", t_bool, DEF),
+    FIELD("read_only", t_bool, DEF),
+    FIELD("rate_limiter", t_rate_limiter, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_put_pmem = STRUCT("PmemConfig", put_pmem_fields);
+
+static const struct json_field patch_pmem_fields[] = {
+    FIELD("id", t_string, 0),
+    FIELD("rate_limiter", t_rate_limiter, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_pmem =
+    STRUCT("PmemDeviceUpdateConfig", patch_pmem_fields);
+
+/* Firecracker's MemoryHotplugConfig and MemoryHotplugSizeUpdate. */
+static const struct json_field put_hotplug_fields[] = {
+    FIELD("total_size_mib", t_u32, 0),
+    FIELD("block_size_mib", t_u32, DEF),
+    FIELD("slot_size_mib", t_u32, DEF),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_put_memory_hotplug =
+    STRUCT("MemoryHotplugConfig", put_hotplug_fields);
+
+static const struct json_field patch_hotplug_fields[] = {
+    FIELD("requested_size_mib", t_u32, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_memory_hotplug =
+    STRUCT("MemoryHotplugSizeUpdate", patch_hotplug_fields);
+
 /* Firecracker's MacAddr: six ':'-separated pairs of hex digits (u8::from_str_radix, which
  * takes a leading '+' too). */
 static const char *check_mac(const char *s)
@@ -554,6 +590,22 @@ int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err)
         return r;
 }
 
+int api_parse_pmem(const cJSON *j, struct vmm_pmem *out, struct error *err)
+{
+        int r;
+
+        memset(out, 0, sizeof(*out));
+        r = json_get_string(j, "id", &out->id, err);
+        if (!r)
+                r = json_get_string(j, "path_on_host", &out->path_on_host, err);
+        json_get_bool(j, "root_device", &out->root_device);
+        json_get_bool(j, "read_only", &out->read_only);
+        get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter);
+        if (r)
+                vmm_pmem_free(out);
+        return r;
+}
+
 int api_parse_drive_update(const cJSON *j, struct vmm_drive_update *out, struct error *err)
 {
         int r;
@@ -944,6 +996,54 @@ static int parse_patch_drive(const cJSON *j, struct controller_request *req, con
         return r;
 }
 
+static int parse_put_pmem(const cJSON *j, struct controller_request *req, const char **body_id,
+                          struct error *err)
+{
+        int r = api_parse_pmem(j, &req->u.pmem, err);
+
+        *body_id = req->u.pmem.id;
+        return r;
+}
+
+static int parse_patch_pmem(const cJSON *j, struct controller_request *req, const char **body_id,
+                            struct error *err)
+{
+        struct vmm_pmem_update *u = &req->u.pmem_update;
+        int r;
+
+        memset(u, 0, sizeof(*u));
+        r = json_get_string(j, "id", &u->id, err);
+        get_rate_limiter(j, "rate_limiter", &u->has_rate_limiter, &u->rate_limiter);
+        *body_id = u->id;
+        return r;
+}
+
+static int parse_put_memory_hotplug(const cJSON *j, struct controller_request *req,
+                                    const char **body_id, struct error *err)
+{
+        struct vmm_memory_hotplug *h = &req->u.hotplug;
+
+        (void)body_id;
+        (void)err;
+        memset(h, 0, sizeof(*h));
+        h->slot_size_mib = 128; /* Firecracker's defaults */
+        h->block_size_mib = 2;
+        json_get_uint(j, "total_size_mib", &h->total_size_mib);
+        json_get_uint(j, "slot_size_mib", &h->slot_size_mib);
+        json_get_uint(j, "block_size_mib", &h->block_size_mib);
+        return 0;
+}
+
+static int parse_patch_memory_hotplug(const cJSON *j, struct controller_request *req,
+                                      const char **body_id, struct error *err)
+{
+        (void)body_id;
+        (void)err;
+        req->u.hotplug_requested_mib = 0;
+        json_get_uint(j, "requested_size_mib", &req->u.hotplug_requested_mib);
+        return 0;
+}
+
 static int parse_put_net(const cJSON *j, struct controller_request *req, const char **body_id,
                          struct error *err)
 {
@@ -1309,6 +1409,36 @@ static cJSON *drive_json(const struct vmm_drive *d)
         return o;
 }
 
+static cJSON *pmem_json(const struct vmm_pmem *p)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        cJSON_AddStringToObject(o, "id", p->id ? p->id : "");
+        cJSON_AddStringToObject(o, "path_on_host", p->path_on_host ? p->path_on_host : "");
+        cJSON_AddBoolToObject(o, "root_device", p->root_device);
+        cJSON_AddBoolToObject(o, "read_only", p->read_only);
+        add_rate_limiter(o, "rate_limiter", &p->rate_limiter);
+        return o;
+}
+
+cJSON *api_json_memory_hotplug(const struct vmm_memory_hotplug *h, uint64_t plugged_mib)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "total_size_mib", h->total_size_mib);
+        json_add_uint(o, "slot_size_mib", h->slot_size_mib);
+        json_add_uint(o, "block_size_mib", h->block_size_mib);
+        if (plugged_mib != UINT64_MAX) {
+                json_add_uint(o, "plugged_size_mib", plugged_mib);
+                json_add_uint(o, "requested_size_mib", h->requested_size_mib);
+        }
+        return o;
+}
+
 static cJSON *net_json(const struct vmm_net *n)
 {
         cJSON *o = cJSON_CreateObject();
@@ -1369,9 +1499,9 @@ static cJSON *entropy_json(const struct vmm_entropy *e)
 /*
  * Firecracker's VmmConfig as GET /vm/config serialises it, key for key and in its order.
  * logger and metrics are always null there (the process's outputs are not part of the
- * machine), as are the sections of features we lack: cpu-config, mmds-config and
- * memory-hotplug null, pmem []. The serial output is not reported either (Firecracker skips
- * it). Ours: "confidential", on a protected VM only.
+ * machine), as are the sections of features we lack: cpu-config and mmds-config. pmem is
+ * always a list, memory-hotplug null until configured. The serial output is not reported
+ * (Firecracker skips it). Ours: "confidential", on a protected VM only.
  */
 cJSON *api_json_vm_config(const struct vmm_config *cfg)
 {
@@ -1396,8 +1526,14 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
                 cJSON_AddItemToArray(a, net_json(&cfg->nets[i]));
         cJSON_AddItemToObject(o, "vsock", vsock_json(&cfg->vsock));
         cJSON_AddItemToObject(o, "entropy", entropy_json(&cfg->entropy));
-        cJSON_AddArrayToObject(o, "pmem");
-        cJSON_AddNullToObject(o, "memory-hotplug");
+        /* Firecracker's: always, after entropy. */
+        a = cJSON_AddArrayToObject(o, "pmem");
+        for (unsigned i = 0; a && i < cfg->nr_pmems; i++)
+                cJSON_AddItemToArray(a, pmem_json(&cfg->pmems[i]));
+        cJSON_AddItemToObject(o, "memory-hotplug",
+                              cfg->hotplug.present
+                                  ? api_json_memory_hotplug(&cfg->hotplug, UINT64_MAX)
+                                  : cJSON_CreateNull());
         if (cfg->confidential.platform != CC_PLATFORM_NONE) {
                 x = cJSON_AddObjectToObject(o, "confidential");
                 if (x)
@@ -1411,6 +1547,7 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
 
 static const struct json_shape t_drives = {.kind = JSON_SEQ, .item = &shape_put_drive};
 static const struct json_shape t_nets = {.kind = JSON_SEQ, .item = &shape_put_net};
+static const struct json_shape t_pmems = {.kind = JSON_SEQ, .item = &shape_put_pmem};
 
 /* GET /vm/config's keys, each section the body of its command; ours: "serial" (PUT
  * /serial's body, which Firecracker's file ignores) and "confidential". The sections of
@@ -1427,8 +1564,8 @@ static const struct json_field vmm_config_fields[] = {
     FIELD("network-interfaces", t_nets, OPT),
     FIELD("vsock", shape_vsock, OPT),
     FIELD("entropy", shape_entropy, OPT),
-    FIELD("pmem", t_value, OPT),
-    FIELD("memory-hotplug", t_value, OPT),
+    FIELD("pmem", t_pmems, OPT),
+    FIELD("memory-hotplug", shape_put_memory_hotplug, OPT),
     FIELD("serial", shape_serial, OPT),
     FIELD("confidential", shape_confidential, OPT),
     END_OF_FIELDS,
@@ -1472,6 +1609,8 @@ static const struct {
     {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
+    {"pmem", VMM_PUT_PMEM, true},
+    {"memory-hotplug", VMM_PUT_MEMORY_HOTPLUG, false},
     {"vsock", VMM_PUT_VSOCK, false},
     {"balloon", VMM_PUT_BALLOON, false},
     {"confidential", VMM_PUT_CONFIDENTIAL, false},
@@ -1511,8 +1650,7 @@ static bool empty_boot_source(const cJSON *f)
 
 static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct error *err)
 {
-        static const char *const not_implemented[] = {"mmds-config", "cpu-config", "pmem",
-                                                      "memory-hotplug"};
+        static const char *const not_implemented[] = {"mmds-config", "cpu-config"};
         struct vmm_host_limits limits;
         const cJSON *f, *item;
         int r;

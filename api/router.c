@@ -110,6 +110,10 @@ static void reply(const struct controller_request *req, struct api_response *res
         case VMM_GET_BALLOON_STATS:
                 set_json(resp, 200, api_json_balloon_stats(&rep->balloon_stats));
                 return;
+        case VMM_GET_MEMORY_HOTPLUG:
+                set_json(resp, 200,
+                         api_json_memory_hotplug(&rep->hotplug, rep->hotplug_plugged_mib));
+                return;
         case VMM_GET_BALLOON_HINTING:
                 set_json(resp, 200, api_json_balloon_hinting(&rep->balloon_hinting));
                 return;

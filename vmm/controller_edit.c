@@ -183,6 +183,26 @@ int controller_edit_drive(struct vmm_config *next, struct controller_request *re
         return r;
 }
 
+int controller_edit_pmem(struct vmm_config *next, struct controller_request *req, struct error *err)
+{
+        int r = vmm_pmem_measure(&req->u.pmem, err);
+
+        return r ? r : vmm_config_put_pmem(next, &req->u.pmem, err);
+}
+
+int controller_edit_memory_hotplug(struct vmm_config *next, struct controller_request *req,
+                                   struct error *err)
+{
+        int r = vmm_check_memory_hotplug(&req->u.hotplug, err);
+
+        if (!r) {
+                next->hotplug = req->u.hotplug;
+                next->hotplug.present = true;
+                next->hotplug.requested_size_mib = 0;
+        }
+        return r;
+}
+
 /*
  * Firecracker's NetBuilder::build: a guest MAC another interface has is refused first; then
  * the interface with this id is dropped and the new one created, which opens its TAP. A TAP

@@ -144,6 +144,7 @@ static void acpi_dsdt_dev(struct aml *a, const struct platform_dev *dev, unsigne
                 aml_device_end(a, d);
                 break;
         case PLATFORM_DEV_MMIO_OTHER:
+        case PLATFORM_DEV_MEMORY:
         case PLATFORM_DEV_ACPI_SLEEP: /* FADT fields and \_S5, not a device */
         case PLATFORM_DEV_KINDS:
                 break;

@@ -551,7 +551,10 @@ static void test_config_file_errors(void **state)
         expect_config_error("{\"vsock\": {\"guest_cid\": 1, \"uds_path\": \"/v\"}}",
                             "vsock: vsock guest CID 1 is invalid");
         expect_config_error("{\"cpu-config\": {}}", "\"cpu-config\" is not implemented yet");
-        expect_config_error("{\"pmem\": [{}]}", "\"pmem\" is not implemented yet");
+        expect_config_error("{\"pmem\": [{}]}", "pmem[0]: missing field `id`");
+        expect_config_error("{\"pmem\": {}}", "invalid type: map, expected a sequence");
+        expect_config_error("{\"memory-hotplug\": {\"total_size_mib\": 100}}",
+                            "total_size_mib 100 is not a multiple");
         expect_config_error("{\"logger\": {\"level\": 3}}",
                             "invalid type: integer `3`, expected a string at line 1 column 22");
 }
@@ -827,10 +830,7 @@ static void test_controller_pre_boot(void **state)
             VMM_PATCH_BALLOON,
             VMM_PATCH_BALLOON_STATS,
             VMM_GET_BALLOON_STATS,
-            /* Not built yet, and runtime-only: the phase is checked first (Firecracker's
-             * order). */
             VMM_PATCH_PMEM,
-            VMM_GET_MEMORY_HOTPLUG,
             VMM_PATCH_MEMORY_HOTPLUG,
             VMM_START_BALLOON_HINTING,
             VMM_GET_BALLOON_HINTING,
