@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "json_read.h"
+#include "cpu_template_json.h"
 #include "json_serde.h"
 
 /* ---- the bodies' shapes: Firecracker's Rust structs, field by field, in their order ---- */
@@ -114,6 +115,7 @@ static const struct json_field put_machine_fields[] = {
     FIELD("track_dirty_pages", t_bool, DEF),
     FIELD("huge_pages", t_huge_pages, DEF),
     FIELD("cpu_hide", t_string, OPT | DEF), /* ours */
+    FIELD("pit", t_bool, DEF),              /* ours */
     END_OF_FIELDS,
 };
 static const struct json_shape shape_put_machine = STRUCT("MachineConfig", put_machine_fields);
@@ -126,6 +128,7 @@ static const struct json_field patch_machine_fields[] = {
     FIELD("track_dirty_pages", t_bool, OPT | DEF),
     FIELD("huge_pages", t_huge_pages, OPT | DEF),
     FIELD("cpu_hide", t_string, OPT | DEF), /* ours */
+    FIELD("pit", t_bool, OPT | DEF),        /* ours */
     END_OF_FIELDS,
 };
 static const struct json_shape shape_patch_machine =
@@ -539,26 +542,28 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
         u->has_track_dirty_pages = json_get_bool(j, "track_dirty_pages", &u->track_dirty_pages);
         u->has_huge_pages = json_get_enum(j, "huge_pages", huge_page_values, &huge);
         u->huge_pages = huge == HUGE_PAGES_2M;
-        /* Deprecated in Firecracker (the request is answered with "Deprecation: true"). */
-        *cpu_template_given = json_get_enum(j, "cpu_template", cpu_template_values, &tmpl);
+        /* Deprecated in Firecracker (the request is answered with "Deprecation: true"). A
+         * static template's content is read by the command's parser (machine_template). */
+        u->has_cpu_template = json_get_enum(j, "cpu_template", cpu_template_values, &tmpl);
+        if (u->has_cpu_template)
+                u->cpu_template = cpu_template_values[tmpl];
+        *cpu_template_given = u->has_cpu_template;
+        u->has_pit = json_get_bool(j, "pit", &u->pit);
         if (json_field(j, "cpu_hide")) {
                 r = json_get_string(j, "cpu_hide", cpu_hide, err);
                 u->has_cpu_hide = true;
         }
         if (!r && !put && !u->has_vcpu_count && !u->has_mem_size_mib && !u->has_smt &&
-            !u->has_track_dirty_pages && !u->has_huge_pages && !*cpu_template_given &&
-            !u->has_cpu_hide)
+            !u->has_track_dirty_pages && !u->has_huge_pages && !u->has_cpu_template &&
+            !u->has_pit && !u->has_cpu_hide)
                 r = refuse(err, "Empty PATCH request.");
         if (!r && huge == HUGE_PAGES_TRANSPARENT)
                 r = refuse(err, "huge_pages \"Transparent\" is not implemented yet: use \"None\" "
                                 "or \"2M\"");
-        if (!r && tmpl != CPU_TEMPLATE_NONE)
-                r = refuse(err, "CPU templates are not implemented yet: cpu_template must be "
-                                "\"None\" (hide features with cpu_hide)");
         if (!r && put) {
                 /* PUT: every optional field not given goes back to its default. */
                 u->has_smt = u->has_track_dirty_pages = u->has_huge_pages = true;
-                u->has_cpu_hide = true;
+                u->has_cpu_hide = u->has_pit = true;
         }
         return r;
 }
@@ -931,6 +936,20 @@ int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err)
 typedef int (*parse_fn)(const cJSON *j, struct controller_request *req, const char **body_id,
                         struct error *err);
 
+/* machine-config's cpu_template: a static template's content is read here, from the
+ * built-in data, so the controller gets it whole ("None": no data, the template dropped). */
+static int machine_template(struct controller_request *req, struct error *err)
+{
+        const char *name = req->u.machine.update.cpu_template;
+        int r;
+
+        if (!req->u.machine.update.has_cpu_template || strcmp(name, "None") == 0)
+                return 0;
+        snprintf(req->u.machine.cpu_template, sizeof(req->u.machine.cpu_template), "%s", name);
+        r = api_static_cpu_template(name, &req->u.machine.cpu_template_data, err);
+        return r == -ENOENT ? error_config(err, "Invalid static CPU template: %s", name) : r;
+}
+
 static int parse_put_machine(const cJSON *j, struct controller_request *req, const char **body_id,
                              struct error *err)
 {
@@ -941,7 +960,7 @@ static int parse_put_machine(const cJSON *j, struct controller_request *req, con
         (void)body_id;
         if (tmpl)
                 req->deprecation = "PUT /machine-config: cpu_template field is deprecated.";
-        return r;
+        return r ? r : machine_template(req, err);
 }
 
 static int parse_patch_machine(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -954,7 +973,7 @@ static int parse_patch_machine(const cJSON *j, struct controller_request *req, c
         (void)body_id;
         if (tmpl)
                 req->deprecation = "PATCH /machine-config: cpu_template field is deprecated.";
-        return r;
+        return r ? r : machine_template(req, err);
 }
 
 static int parse_vm(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1085,6 +1104,18 @@ static int parse_confidential(const cJSON *j, struct controller_request *req, co
 {
         (void)body_id;
         return api_parse_confidential(j, &req->u.confidential, err);
+}
+
+/* PUT /cpu-config: Firecracker's custom CPU template (api/cpu_template_json.h). */
+#define shape_cpu_config api_cpu_template_shape
+static int parse_cpu_config(const cJSON *j, struct controller_request *req, const char **body_id,
+                            struct error *err)
+{
+        (void)body_id;
+        req->u.cpu_config = malloc(sizeof(*req->u.cpu_config));
+        if (!req->u.cpu_config)
+                return error_set(err, -ENOMEM, "out of memory");
+        return api_parse_cpu_template(j, req->u.cpu_config, err);
 }
 
 static int parse_memory_dump(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1302,7 +1333,9 @@ static void add_rate_limiter(cJSON *o, const char *name, const struct vmm_rate_l
         cJSON_AddItemToObject(l, "ops", bucket_json(&rl->cfg.ops));
 }
 
-cJSON *api_json_machine(const struct vmm_machine_config *m)
+/* Firecracker's MachineConfig; its cpu_template (a static template's name, else left out)
+ * after smt. */
+static cJSON *machine_json(const struct vmm_machine_config *m, const char *static_template)
 {
         cJSON *o = cJSON_CreateObject();
 
@@ -1311,11 +1344,26 @@ cJSON *api_json_machine(const struct vmm_machine_config *m)
         json_add_uint(o, "vcpu_count", m->vcpu_count);
         json_add_uint(o, "mem_size_mib", m->mem_size_mib);
         cJSON_AddBoolToObject(o, "smt", m->smt);
+        if (static_template && static_template[0])
+                cJSON_AddStringToObject(o, "cpu_template", static_template);
         cJSON_AddBoolToObject(o, "track_dirty_pages", m->track_dirty_pages);
         cJSON_AddStringToObject(o, "huge_pages", m->huge_pages ? "2M" : "None");
         if (m->cpu_hide && *m->cpu_hide)
                 cJSON_AddStringToObject(o, "cpu_hide", m->cpu_hide);
+        if (m->pit) /* our extension, shown only when on (Firecracker's answer otherwise) */
+                cJSON_AddBoolToObject(o, "pit", true);
         return o;
+}
+
+cJSON *api_json_machine(const struct vmm_machine_config *m)
+{
+        return machine_json(m, NULL);
+}
+
+cJSON *api_json_machine_config(const struct vmm_config *cfg)
+{
+        /* A custom template shows in GET /vm/config's "cpu-config", not here. */
+        return machine_json(&cfg->machine, cfg->cpu.static_template);
 }
 
 cJSON *api_json_balloon(const struct vmm_balloon *b)
@@ -1499,7 +1547,8 @@ static cJSON *entropy_json(const struct vmm_entropy *e)
 /*
  * Firecracker's VmmConfig as GET /vm/config serialises it, key for key and in its order.
  * logger and metrics are always null there (the process's outputs are not part of the
- * machine), as are the sections of features we lack: cpu-config and mmds-config. pmem is
+ * machine), as is mmds-config (a feature we lack); cpu-config is null there too, ours shows
+ * a custom template. pmem is
  * always a list, memory-hotplug null until configured. The serial output is not reported
  * (Firecracker skips it). Ours: "confidential", on a protected VM only.
  */
@@ -1516,9 +1565,14 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         for (unsigned i = 0; a && i < cfg->nr_drives; i++)
                 cJSON_AddItemToArray(a, drive_json(&cfg->drives[i]));
         cJSON_AddItemToObject(o, "boot-source", boot_json(&cfg->boot));
-        cJSON_AddNullToObject(o, "cpu-config");
+        /* Ours beside Firecracker's null: a custom template (PUT /cpu-config, the file's
+         * cpu-config) is reported; a static one is machine-config's cpu_template. */
+        if (cfg->cpu.tmpl && !cfg->cpu.static_template[0])
+                cJSON_AddItemToObject(o, "cpu-config", api_json_cpu_template(cfg->cpu.tmpl));
+        else
+                cJSON_AddNullToObject(o, "cpu-config");
         cJSON_AddNullToObject(o, "logger");
-        cJSON_AddItemToObject(o, "machine-config", api_json_machine(&cfg->machine));
+        cJSON_AddItemToObject(o, "machine-config", api_json_machine_config(cfg));
         cJSON_AddNullToObject(o, "metrics");
         cJSON_AddNullToObject(o, "mmds-config");
         a = cJSON_AddArrayToObject(o, "network-interfaces");
@@ -1556,7 +1610,7 @@ static const struct json_field vmm_config_fields[] = {
     FIELD("balloon", shape_put_balloon, OPT),
     FIELD("drives", t_drives, OPT),
     FIELD("boot-source", shape_boot, OPT),
-    FIELD("cpu-config", t_value, OPT),
+    FIELD("cpu-config", t_value, OPT), /* a path; ours: the template (apply_cpu_config) */
     FIELD("logger", shape_logger, OPT),
     FIELD("machine-config", shape_put_machine, OPT),
     FIELD("metrics", shape_metrics, OPT),
@@ -1607,6 +1661,7 @@ static const struct {
 } sections[] = {
     {"boot-source", VMM_PUT_BOOT_SOURCE, false},
     {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
+    {"cpu-config", VMM_PUT_CPU_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
     {"pmem", VMM_PUT_PMEM, true},
@@ -1648,18 +1703,47 @@ static bool empty_boot_source(const cJSON *f)
                !json_field(f, "boot_args");
 }
 
+/* The config file's "cpu-config" as Firecracker has it: the path of a file holding the
+ * custom template; ours, an object in its place is the template itself. Either is read by
+ * the body reader with PUT /cpu-config's shape (the object as its text again). */
+static int apply_cpu_config(const cJSON *f, struct vmm_config *cfg,
+                            const struct vmm_host_limits *limits, struct error *err)
+{
+        struct controller_request req;
+        char *text = NULL;
+        int r;
+
+        if (!cJSON_IsString(f) && !cJSON_IsObject(f))
+                return error_config(err,
+                                    "invalid type: %s, expected a path string or a CPU "
+                                    "template object",
+                                    json_type_name(f));
+        controller_request_init(&req, VMM_PUT_CPU_CONFIG);
+        req.u.cpu_config = malloc(sizeof(*req.u.cpu_config));
+        if (!req.u.cpu_config)
+                r = error_set(err, -ENOMEM, "out of memory");
+        else if (cJSON_IsString(f))
+                r = api_load_cpu_template(f->valuestring, req.u.cpu_config, err);
+        else if (!(text = cJSON_PrintUnformatted(f)))
+                r = error_set(err, -ENOMEM, "out of memory");
+        else
+                r = api_parse_cpu_template_text(text, strlen(text), req.u.cpu_config, err);
+        free(text);
+        if (!r)
+                r = controller_edit(cfg, limits, &req, err);
+        controller_request_clear(&req);
+        return r;
+}
+
 static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct error *err)
 {
-        static const char *const not_implemented[] = {"mmds-config", "cpu-config"};
         struct vmm_host_limits limits;
         const cJSON *f, *item;
         int r;
 
-        for (size_t s = 0; s < ARRAY_SIZE(not_implemented); s++) {
-                r = not_implemented_section(root, not_implemented[s], err);
-                if (r)
-                        return r;
-        }
+        r = not_implemented_section(root, "mmds-config", err);
+        if (r)
+                return r;
         vmm_host_limits_get(&limits, 0);
         for (size_t s = 0; s < ARRAY_SIZE(sections); s++) {
                 unsigned i = 0;
@@ -1668,6 +1752,14 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                         continue;
                 if (sections[s].action == VMM_PUT_BOOT_SOURCE && empty_boot_source(f))
                         continue;
+                if (sections[s].action == VMM_PUT_CPU_CONFIG && cJSON_IsNull(f))
+                        continue;
+                if (sections[s].action == VMM_PUT_CPU_CONFIG) {
+                        r = apply_cpu_config(f, cfg, &limits, err);
+                        if (r)
+                                return fail_in(err, r, "%s", sections[s].key);
+                        continue;
+                }
                 if (!sections[s].list) {
                         r = apply_command(f, sections[s].action, cfg, &limits, err);
                         if (r)
@@ -1705,29 +1797,14 @@ int api_config_parse(const char *text, size_t len, struct vmm_config *cfg, struc
 
 int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err)
 {
-        struct stat st;
         char *text;
-        ssize_t n;
-        size_t len = 0;
-        int fd, r;
+        size_t len;
+        int r;
 
         vmm_config_init(cfg);
-        fd = file_open("config file", path, O_RDONLY, 0, FILE_REGULAR, err);
-        if (fd < 0)
-                return fd;
-        if (fstat(fd, &st) || st.st_size > (16 << 20)) {
-                close(fd);
-                return error_config(err, "config file '%s' is larger than 16 MiB", path);
-        }
-        text = malloc((size_t)st.st_size + 1);
-        if (!text) {
-                close(fd);
-                return error_set(err, -ENOMEM, "out of memory");
-        }
-        while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
-                len += (size_t)n;
-        close(fd);
-        text[len] = '\0';
+        r = file_read_all("config file", path, 16u << 20, &text, &len, err);
+        if (r)
+                return r;
         r = api_config_parse(text, len, cfg, err);
         free(text);
         if (r)

@@ -99,7 +99,7 @@ static void reply(const struct controller_request *req, struct api_response *res
                 set_json(resp, 200, j);
                 return;
         case VMM_GET_MACHINE_CONFIG:
-                set_json(resp, 200, rep->config ? api_json_machine(&rep->config->machine) : NULL);
+                set_json(resp, 200, rep->config ? api_json_machine_config(rep->config) : NULL);
                 return;
         case VMM_GET_VM_CONFIG:
                 set_json(resp, 200, rep->config ? api_json_vm_config(rep->config) : NULL);

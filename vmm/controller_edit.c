@@ -136,6 +136,8 @@ int controller_edit_machine(struct vmm_config *next, struct controller_request *
         int r;
 
         req->u.machine.update.cpu_hide = req->u.machine.cpu_hide;
+        req->u.machine.update.cpu_template = req->u.machine.cpu_template;
+        req->u.machine.update.cpu_template_data = req->u.machine.cpu_template_data;
         /* Firecracker checks the machine, then the balloon against it: the balloon is left
          * out of the machine's check (controller_edit validates everything afterwards). */
         next->balloon.present = false;
@@ -148,6 +150,16 @@ int controller_edit_machine(struct vmm_config *next, struct controller_request *
         if (!vmm_balloon_fits(next))
                 return error_config(err, "Machine config error: The memory size (MiB) is smaller "
                                          "than the previously set balloon device target size.");
+        return 0;
+}
+
+/* PUT /cpu-config: a custom template replaces whatever template was set (a static one too). */
+int controller_edit_cpu_config(struct vmm_config *next, struct controller_request *req,
+                               struct error *err)
+{
+        (void)err;
+        SWAP(next->cpu.tmpl, req->u.cpu_config);
+        next->cpu.static_template[0] = '\0';
         return 0;
 }
 

@@ -94,7 +94,8 @@ def test_machine_config(vmm):
     check(vmm.put("/machine-config", {"vcpu_count": 3, "mem_size_mib": 64, "smt": True}), 400,
           "must be 1 or an even number if SMT is enabled.")
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
-                                      "cpu_template": "T2"}), 400, "not implemented yet")
+                                      "cpu_template": "V1N1"}), 400,
+          "unknown variant `V1N1`, expected one of `C3`, `T2`, `T2S`, `None`, `T2CL`, `T2A`")
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
                                       "huge_pages": "Transparent"}), 400, "not implemented yet")
     # A refused update changes nothing.
@@ -311,7 +312,7 @@ def test_body_rules(vmm):
 @pytest.mark.parametrize("body,fault", [
     ("{", "EOF while parsing an object at line 1 column 1."),
     ('{"vcpu_count": 1,}', "trailing comma at line 1 column 18."),
-    ("[]", "invalid length 0, expected struct MachineConfig with 7 elements"),
+    ("[]", "invalid length 0, expected struct MachineConfig with 8 elements"),
     ("5", "invalid type: integer `5`, expected struct MachineConfig at line 1 column 1."),
     ('{"vcpu_count": 1, "mem_size_mib": 64} x', "trailing characters at line 1 column 39."),
     ('{"vcpu_count": 1, "mem_size_mib": 64}\0', "trailing characters at line 1 column 38."),

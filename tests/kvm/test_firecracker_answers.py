@@ -15,6 +15,7 @@ import pytest
 
 from conftest import VMM, run_vmm
 from test_api import AFTER, BEFORE, boot_source, start
+from test_cpu_templates import cpuc_leaf
 from vmm_api import VmmProcess, check, probe_kernel
 
 DESERIALIZE = "An error occurred when deserializing the json body of a request: "
@@ -82,7 +83,7 @@ def test_04_deserialization_errors_carry_line_and_column(vmm):
     assert fault(vmm.put("/machine-config", data='{\n  "vcpu_count": 1,\n  "memory": 2\n}')) \
         == (DESERIALIZE + "unknown field `memory`, expected one of `vcpu_count`, "
             "`mem_size_mib`, `smt`, `cpu_template`, `track_dirty_pages`, `huge_pages`, "
-            "`cpu_hide` at line 3 column 10.")
+            "`cpu_hide`, `pit` at line 3 column 10.")
     assert fault(vmm.put("/drives/a", {"drive_id": "a", "is_root_device": True,
                                        "rate_limiter": {"ops": {"size": 1}}})) == (
         DESERIALIZE + "missing field `refill_time` at line 1 column 77.")
@@ -160,7 +161,6 @@ def test_07_unbuilt_endpoints_check_the_phase_first(kvm, tmp_path):
         before = [
             ("GET", "/mmds", None, NI), ("PUT", "/mmds", {}, NI), ("PATCH", "/mmds", {}, NI),
             ("PUT", "/mmds/config", {"network_interfaces": []}, NI),
-            ("PUT", "/cpu-config", {}, NI),
             ("PATCH", "/pmem/p0", PMEM_PATCH, BEFORE),
             ("PATCH", "/hotplug/memory", {"requested_size_mib": 512}, BEFORE),
             ("PATCH", "/balloon/hinting/start", None, BEFORE),
@@ -170,6 +170,7 @@ def test_07_unbuilt_endpoints_check_the_phase_first(kvm, tmp_path):
         after = [
             ("GET", "/mmds", None, NI),
             ("PUT", "/mmds/config", {"network_interfaces": ["1"]}, AFTER),
+            # Built since (cpu16): Firecracker's phase answer.
             ("PUT", "/cpu-config", {}, AFTER),
             # Built since (mem15): Firecracker's phase answers.
             ("PUT", "/pmem/p0", PMEM, "PCI is not enabled"),
@@ -317,13 +318,15 @@ def cpuid_lines(v):
     return out
 
 
-def guest_topology(tmp_path, name, smt):
+def guest_topology(tmp_path, name, smt, template=None):
     d = tmp_path / name
     d.mkdir()
     v = VmmProcess(d)
     try:
         check(v.put("/boot-source", boot_source("topology")), 204)
         check(v.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 32, "smt": smt}), 204)
+        if template is not None:
+            check(v.put("/cpu-config", template), 204)
         assert check(v.get("/machine-config"), 200)["smt"] is smt
         check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
         assert v.wait_exit(30) == 0, v.err()
@@ -360,6 +363,37 @@ def test_11_smt_two_threads_per_core(kvm, tmp_path):
         # Core 0, two threads per compute unit.
         assert on["0x8000001e"][1] & 0xff == 0 and (on["0x8000001e"][1] >> 8) & 0xff == 1
         assert (off["0x8000001e"][1] >> 8) & 0xff == 0
+
+
+def test_11_smt_with_a_cpu_template(kvm, tmp_path):
+    """The template applies to KVM's CPUID, the normalisation after it (Firecracker's order,
+    its CPUID normalization document): a template's bit stays, and so does the SMT topology,
+    even where the template names the topology's own field. Read from the snapshot's record of
+    what vCPU 0 was given (this platform's KVM answers the guest's CPUID feature bits from
+    the host CPU: test_cpu_templates.py)."""
+    template = {"cpuid_modifiers": [
+        # popcnt (leaf 1 ecx bit 23) cleared; leaf 1 ebx's logical count asked to be 7.
+        {"leaf": "0x1", "subleaf": "0x0", "flags": 0, "modifiers": [
+            {"register": "ecx", "bitmap": "0b0" + "x" * 23},
+            {"register": "ebx", "bitmap": "0b00000111" + "x" * 16}]}]}
+    v = VmmProcess(tmp_path)
+    try:
+        check(v.put("/boot-source", boot_source("idle")), 204)
+        check(v.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 32, "smt": True}), 204)
+        check(v.put("/cpu-config", template), 204)
+        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+        v.wait_output("probe: idle ready")
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        check(v.put("/snapshot/create", {"snapshot_path": str(tmp_path / "state"),
+                                         "mem_file_path": str(tmp_path / "mem")}), 204)
+    finally:
+        v.kill()
+    payload = (tmp_path / "state").read_bytes()[40:]
+    _, (_, _, ebx, ecx, edx) = cpuc_leaf(payload, 1, 0)
+    assert not ecx & (1 << 23), hex(ecx)
+    assert (ebx >> 16) & 0xff == 2 and edx & (1 << 28), (hex(ebx), hex(edx))  # 2 logical, HTT
+    _, (_, eax, ebx, _, _) = cpuc_leaf(payload, 0xb, 0)
+    assert eax & 0x1f == 1 and ebx & 0xffff == 2, (hex(eax), hex(ebx))  # two threads a core
 
 
 # ---- 12. a failed snapshot load ends the process ----

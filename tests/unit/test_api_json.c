@@ -106,7 +106,8 @@ static void test_machine(void **state)
         assert_true(u->mem_size_mib == 9007199254740993ull);
         controller_request_clear(&req);
 
-        /* The deprecated cpu_template (even "None") is noted; other templates are refused. */
+        /* The deprecated cpu_template (even "None") is noted; a static template's content is
+         * read with it (the built-in data). */
         expect_parse_ok(VMM_PUT_MACHINE_CONFIG,
                         "{\"vcpu_count\": 2, \"mem_size_mib\": 256, \"cpu_template\": \"None\"}",
                         &req);
@@ -117,8 +118,19 @@ static void test_machine(void **state)
         assert_string_equal(req.deprecation,
                             "PATCH /machine-config: cpu_template field is deprecated.");
         controller_request_clear(&req);
-        expect_refused(VMM_PATCH_MACHINE_CONFIG, "{\"cpu_template\": \"C3\"}",
-                       "CPU templates are not implemented yet");
+        expect_parse_ok(VMM_PATCH_MACHINE_CONFIG, "{\"cpu_template\": \"C3\"}", &req);
+        assert_true(u->has_cpu_template);
+        assert_string_equal(u->cpu_template, "C3");
+        assert_non_null(req.u.machine.cpu_template_data);
+        controller_request_clear(&req);
+        /* V1N1 is aarch64's: not a variant of x86_64's StaticCpuTemplate. */
+        expect_serde(VMM_PATCH_MACHINE_CONFIG, "{\"cpu_template\": \"V1N1\"}",
+                     "unknown variant `V1N1`, expected one of `C3`, `T2`, `T2S`, `None`, `T2CL`, "
+                     "`T2A` at line 1 column 23");
+        /* Ours: the PIT. */
+        expect_parse_ok(VMM_PATCH_MACHINE_CONFIG, "{\"pit\": true}", &req);
+        assert_true(u->has_pit && u->pit);
+        controller_request_clear(&req);
         expect_refused(VMM_PATCH_MACHINE_CONFIG, "{\"huge_pages\": \"Transparent\"}",
                        "not implemented yet");
         /* Firecracker's MachineConfigUpdate::is_empty: nothing to update (null is None). */
@@ -157,8 +169,8 @@ static void test_machine(void **state)
                      "invalid type: sequence, expected u8 at line 1 column 15");
         expect_serde(VMM_PUT_MACHINE_CONFIG, "{\"vcpu_count\": 1, \"x\": 1}",
                      "unknown field `x`, expected one of `vcpu_count`, `mem_size_mib`, `smt`, "
-                     "`cpu_template`, `track_dirty_pages`, `huge_pages`, `cpu_hide` at line 1 "
-                     "column 21");
+                     "`cpu_template`, `track_dirty_pages`, `huge_pages`, `cpu_hide`, `pit` at "
+                     "line 1 column 21");
         expect_serde(VMM_PATCH_MACHINE_CONFIG, "{\"smt\": null, \"smt\" : true}",
                      "duplicate field `smt` at line 1 column 20");
         expect_serde(VMM_PATCH_MACHINE_CONFIG, "{\"huge_pages\": \"4K\"}",
@@ -171,8 +183,8 @@ static void test_machine(void **state)
                      "column 1");
         expect_serde(VMM_PATCH_MACHINE_CONFIG, "{\n  \"smt\": true,\n  \"x\": 1\n}",
                      "unknown field `x`, expected one of `vcpu_count`, `mem_size_mib`, `smt`, "
-                     "`cpu_template`, `track_dirty_pages`, `huge_pages`, `cpu_hide` at line 3 "
-                     "column 5");
+                     "`cpu_template`, `track_dirty_pages`, `huge_pages`, `cpu_hide`, `pit` at "
+                     "line 3 column 5");
         /* Document order: a bad value before a missing field. */
         expect_serde(VMM_PUT_MACHINE_CONFIG, "{\"mem_size_mib\": \"1\"}",
                      "invalid type: string \"1\", expected usize at line 1 column 20");
@@ -182,7 +194,7 @@ static void test_machine(void **state)
         assert_int_equal(u->mem_size_mib, 64);
         controller_request_clear(&req);
         expect_serde(VMM_PUT_MACHINE_CONFIG, "[3]",
-                     "invalid length 1, expected struct MachineConfig with 7 elements at line 1 "
+                     "invalid length 1, expected struct MachineConfig with 8 elements at line 1 "
                      "column 3");
         /* An enum as {"Variant": null}. */
         expect_parse_ok(VMM_PATCH_MACHINE_CONFIG, "{\"huge_pages\": {\"2M\": null}}", &req);
@@ -235,6 +247,31 @@ static void test_serde_syntax(void **state)
         expect_serde(VMM_PUT_VSOCK, "[]",
                      "invalid length 1, expected struct VsockDeviceConfig with 4 elements at "
                      "line 1 column 2");
+}
+
+/* PUT /cpu-config through the body reader: serde's words for the shape, Firecracker's for
+ * the strings (after where the value is). */
+static void test_cpu_config(void **state)
+{
+        struct controller_request req;
+
+        (void)state;
+        expect_parse_ok(VMM_PUT_CPU_CONFIG,
+                        "{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", "
+                        "\"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", \"bitmap\": "
+                        "\"0b0xxxxx\"}]}]}",
+                        &req);
+        assert_non_null(req.u.cpu_config);
+        assert_int_equal(req.u.cpu_config->nr_cpuid, 1);
+        controller_request_clear(&req);
+        expect_serde(VMM_PUT_CPU_CONFIG, "{\"vcpu_features\": []}",
+                     "unknown field `vcpu_features`, expected one of `kvm_capabilities`, "
+                     "`cpuid_modifiers`, `msr_modifiers` at line 1 column 16");
+        expect_serde(VMM_PUT_CPU_CONFIG, "{\"msr_modifiers\": [{\"addr\": \"0x277\"}]}",
+                     "missing field `bitmap` at line 1 column 36");
+        expect_serde(VMM_PUT_CPU_CONFIG, "{\"kvm_capabilities\": [\"x\"]}",
+                     "kvm_capabilities[0]: Failed to parse string [x] as a kvm capability - can "
+                     "not convert to numeric: invalid digit found in string");
 }
 
 static void test_drive_and_rate_limiter(void **state)
@@ -550,7 +587,13 @@ static void test_config_file_errors(void **state)
                             "large.");
         expect_config_error("{\"vsock\": {\"guest_cid\": 1, \"uds_path\": \"/v\"}}",
                             "vsock: vsock guest CID 1 is invalid");
-        expect_config_error("{\"cpu-config\": {}}", "\"cpu-config\" is not implemented yet");
+        expect_config_error("{\"cpu-config\": {\"reg_modifiers\": []}}",
+                            "cpu-config: unknown field `reg_modifiers`, expected one of "
+                            "`kvm_capabilities`, `cpuid_modifiers`, `msr_modifiers`");
+        expect_config_error("{\"cpu-config\": \"/nonexistent/t.json\"}",
+                            "cpu-config: CPU template file '/nonexistent/t.json'");
+        expect_config_error("{\"cpu-config\": 3}",
+                            "cpu-config: invalid type: a number, expected a path string");
         expect_config_error("{\"pmem\": [{}]}", "pmem[0]: missing field `id`");
         expect_config_error("{\"pmem\": {}}", "invalid type: map, expected a sequence");
         expect_config_error("{\"memory-hotplug\": {\"total_size_mib\": 100}}",
@@ -1030,6 +1073,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_escaped_nul),
             cmocka_unit_test(test_machine),
+            cmocka_unit_test(test_cpu_config),
             cmocka_unit_test(test_serde_syntax),
             cmocka_unit_test(test_drive_and_rate_limiter),
             cmocka_unit_test(test_net_logger_metrics),
