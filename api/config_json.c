@@ -254,6 +254,31 @@ static const struct json_field serial_fields[] = {
 };
 static const struct json_shape shape_serial = STRUCT("SerialConfig", serial_fields);
 
+/* Firecracker's MmdsConfig: ipv4_address an Ipv4Addr (its FromStr: four decimal octets, no
+ * leading zero). */
+static const char *check_ipv4(const char *s)
+{
+        uint32_t v;
+
+        return api_parse_ipv4(s, &v) ? "invalid IP address syntax" : NULL;
+}
+static const struct json_shape t_ipv4 = {.kind = JSON_STRING, .check = check_ipv4};
+static const char *const mmds_versions[] = {"V1", "V2", NULL};
+static const struct json_shape t_mmds_version = ENUM(mmds_versions);
+static const struct json_shape t_strings = {.kind = JSON_SEQ, .item = &t_string};
+static const struct json_field mmds_config_fields[] = {
+    FIELD("version", t_mmds_version, DEF),
+    FIELD("network_interfaces", t_strings, 0),
+    FIELD("ipv4_address", t_ipv4, OPT | DEF),
+    FIELD("imds_compat", t_bool, DEF),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_mmds_config = STRUCT("MmdsConfig", mmds_config_fields);
+
+/* PUT and PATCH /mmds: any JSON value (serde's Value), its syntax checked here; the router
+ * hands the store the text itself (take_body_text). */
+static const struct json_shape shape_unread = {.kind = JSON_IGNORED};
+
 static const struct json_field put_balloon_fields[] = {
     FIELD("amount_mib", t_u32, 0),
     FIELD("deflate_on_oom", t_bool, 0),
@@ -801,12 +826,69 @@ int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err
         return 0;
 }
 
-int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
+int api_parse_serial(const cJSON *j, struct vmm_serial *out, struct error *err)
 {
-        if (json_field(j, "rate_limiter"))
-                return refuse(err, "serial output rate limiting (field `rate_limiter`) is not "
-                                   "implemented yet");
-        return json_get_string(j, "serial_out_path", serial_out_path, err);
+        const cJSON *b = json_field(j, "rate_limiter");
+        int r = json_get_string(j, "serial_out_path", &out->out_path, err);
+
+        if (!r && b && !cJSON_IsNull(b)) {
+                get_bucket(b, &out->rate_limiter.cfg.bandwidth);
+                out->rate_limiter.present = true;
+        }
+        return r;
+}
+
+int api_parse_ipv4(const char *s, uint32_t *out)
+{
+        uint32_t v = 0;
+
+        for (int i = 0; i < 4; i++) {
+                unsigned octet = 0, digits = 0;
+
+                if (i && *s++ != '.')
+                        return -EINVAL;
+                while (*s >= '0' && *s <= '9' && digits < 4) {
+                        octet = octet * 10 + (unsigned)(*s++ - '0');
+                        digits++;
+                }
+                /* No leading zero (Rust refuses "01"), at most 255. */
+                if (!digits || digits > 3 || octet > 255 || (digits > 1 && s[-(int)digits] == '0'))
+                        return -EINVAL;
+                v = v << 8 | octet;
+        }
+        if (*s)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+int api_parse_mmds_config(const cJSON *j, struct vmm_mmds_config_request *out, struct error *err)
+{
+        const cJSON *list = json_field(j, "network_interfaces"), *item;
+        char *addr = NULL;
+        int version = 0;
+        int r;
+
+        out->cfg = (struct vmm_mmds_config){.ipv4 = MMDS_DEFAULT_IPV4};
+        json_get_enum(j, "version", mmds_versions, &version);
+        json_get_bool(j, "imds_compat", &out->cfg.imds_compat);
+        r = json_get_string(j, "ipv4_address", &addr, err);
+        if (!r && addr && api_parse_ipv4(addr, &out->cfg.ipv4))
+                r = error_config(err, "invalid IP address syntax");
+        free(addr);
+        if (r)
+                return r;
+        out->cfg.version = version == 1 ? MMDS_V2 : MMDS_V1;
+        out->ifaces = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*out->ifaces));
+        if (!out->ifaces)
+                return error_set(err, -ENOMEM, "out of memory");
+        cJSON_ArrayForEach(item, list)
+        {
+                if (!(out->ifaces[out->nr_ifaces] = strdup(item->valuestring)))
+                        return error_set(err, -ENOMEM, "out of memory");
+                out->nr_ifaces++;
+        }
+        return 0;
 }
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
@@ -1129,7 +1211,27 @@ static int parse_serial(const cJSON *j, struct controller_request *req, const ch
                         struct error *err)
 {
         (void)body_id;
-        return api_parse_serial(j, &req->u.serial_out_path, err);
+        return api_parse_serial(j, &req->u.serial, err);
+}
+
+static int parse_mmds_config(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_mmds_config(j, &req->u.mmds_config, err);
+}
+
+/* A body read elsewhere or not at all: the MMDS store takes any JSON value (Firecracker's
+ * serde Value), which the router hands over as its text (api_route) so the store keeps it
+ * exactly; the hinting stop ignores its body. */
+static int parse_unread(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
 }
 
 static int parse_put_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1199,20 +1301,6 @@ static const struct json_shape shape_hinting_stop = {.kind = JSON_IGNORED};
 
 static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
                               struct error *err)
-{
-        (void)j;
-        (void)req;
-        (void)body_id;
-        (void)err;
-        return 0;
-}
-
-/* An endpoint not built yet: its body is read (a malformed one is refused as such) and
- * dropped; the command answers that it is not implemented. */
-static const struct json_shape shape_any = {.kind = JSON_IGNORED};
-
-static int parse_any(const cJSON *j, struct controller_request *req, const char **body_id,
-                     struct error *err)
 {
         (void)j;
         (void)req;
@@ -1544,13 +1632,36 @@ static cJSON *entropy_json(const struct vmm_entropy *e)
         return o;
 }
 
+/* Firecracker's MmdsConfig as GET /vm/config shows it: null unless an interface answers. */
+static cJSON *mmds_config_json(const struct vmm_config *cfg)
+{
+        cJSON *o, *a;
+        char addr[16];
+
+        if (!vmm_config_mmds_active(cfg))
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        cJSON_AddStringToObject(o, "version", cfg->mmds.version == MMDS_V2 ? "V2" : "V1");
+        a = cJSON_AddArrayToObject(o, "network_interfaces");
+        for (unsigned i = 0; a && i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        cJSON_AddItemToArray(a, cJSON_CreateString(cfg->nets[i].iface_id));
+        snprintf(addr, sizeof(addr), "%u.%u.%u.%u", cfg->mmds.ipv4 >> 24,
+                 (cfg->mmds.ipv4 >> 16) & 0xff, (cfg->mmds.ipv4 >> 8) & 0xff,
+                 cfg->mmds.ipv4 & 0xff);
+        cJSON_AddStringToObject(o, "ipv4_address", addr);
+        cJSON_AddBoolToObject(o, "imds_compat", cfg->mmds.imds_compat);
+        return o;
+}
+
 /*
  * Firecracker's VmmConfig as GET /vm/config serialises it, key for key and in its order.
  * logger and metrics are always null there (the process's outputs are not part of the
- * machine), as is mmds-config (a feature we lack); cpu-config is null there too, ours shows
- * a custom template. pmem is
- * always a list, memory-hotplug null until configured. The serial output is not reported
- * (Firecracker skips it). Ours: "confidential", on a protected VM only.
+ * machine); cpu-config is null there too, ours shows a custom template. pmem is always a
+ * list, memory-hotplug null until configured. The serial output is not reported (Firecracker
+ * skips it). Ours: "confidential", on a protected VM only.
  */
 cJSON *api_json_vm_config(const struct vmm_config *cfg)
 {
@@ -1574,7 +1685,7 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         cJSON_AddNullToObject(o, "logger");
         cJSON_AddItemToObject(o, "machine-config", api_json_machine_config(cfg));
         cJSON_AddNullToObject(o, "metrics");
-        cJSON_AddNullToObject(o, "mmds-config");
+        cJSON_AddItemToObject(o, "mmds-config", mmds_config_json(cfg));
         a = cJSON_AddArrayToObject(o, "network-interfaces");
         for (unsigned i = 0; a && i < cfg->nr_nets; i++)
                 cJSON_AddItemToArray(a, net_json(&cfg->nets[i]));
@@ -1604,8 +1715,7 @@ static const struct json_shape t_nets = {.kind = JSON_SEQ, .item = &shape_put_ne
 static const struct json_shape t_pmems = {.kind = JSON_SEQ, .item = &shape_put_pmem};
 
 /* GET /vm/config's keys, each section the body of its command; ours: "serial" (PUT
- * /serial's body, which Firecracker's file ignores) and "confidential". The sections of
- * features we lack are read as any value and refused unless null (or an empty list). */
+ * /serial's body, which Firecracker's file ignores) and "confidential". */
 static const struct json_field vmm_config_fields[] = {
     FIELD("balloon", shape_put_balloon, OPT),
     FIELD("drives", t_drives, OPT),
@@ -1614,7 +1724,7 @@ static const struct json_field vmm_config_fields[] = {
     FIELD("logger", shape_logger, OPT),
     FIELD("machine-config", shape_put_machine, OPT),
     FIELD("metrics", shape_metrics, OPT),
-    FIELD("mmds-config", t_value, OPT),
+    FIELD("mmds-config", shape_mmds_config, OPT),
     FIELD("network-interfaces", t_nets, OPT),
     FIELD("vsock", shape_vsock, OPT),
     FIELD("entropy", shape_entropy, OPT),
@@ -1625,16 +1735,6 @@ static const struct json_field vmm_config_fields[] = {
     END_OF_FIELDS,
 };
 static const struct json_shape shape_vmm_config = STRUCT("VmmConfig", vmm_config_fields);
-
-/* A section that may be absent or null; anything else is not implemented yet. */
-static int not_implemented_section(const cJSON *root, const char *key, struct error *err)
-{
-        const cJSON *f = json_field(root, key);
-
-        if (!f || (cJSON_IsArray(f) && !f->child))
-                return 0;
-        return error_config(err, "\"%s\" is not implemented yet", key);
-}
 
 /* Names the section an error came from; returns r. */
 static int fail_in(struct error *err, int r, const char *fmt, ...)
@@ -1664,6 +1764,7 @@ static const struct {
     {"cpu-config", VMM_PUT_CPU_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
+    {"mmds-config", VMM_PUT_MMDS_CONFIG, false},
     {"pmem", VMM_PUT_PMEM, true},
     {"memory-hotplug", VMM_PUT_MEMORY_HOTPLUG, false},
     {"vsock", VMM_PUT_VSOCK, false},
@@ -1741,9 +1842,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
         const cJSON *f, *item;
         int r;
 
-        r = not_implemented_section(root, "mmds-config", err);
-        if (r)
-                return r;
         vmm_host_limits_get(&limits, 0);
         for (size_t s = 0; s < ARRAY_SIZE(sections); s++) {
                 unsigned i = 0;

@@ -68,7 +68,14 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, bool 
 /* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */
 int api_parse_confidential(const cJSON *j, struct vmm_confidential *out,
                            struct error *err) MUST_CHECK;
-int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err) MUST_CHECK;
+/* PUT /serial: serial_out_path, rate_limiter (a TokenBucket). */
+int api_parse_serial(const cJSON *j, struct vmm_serial *out, struct error *err) MUST_CHECK;
+/* PUT /mmds/config (MmdsConfig): network_interfaces (required), version "V1" | "V2" (default
+ * V1), ipv4_address (dotted quad, default 169.254.169.254), imds_compat. */
+int api_parse_mmds_config(const cJSON *j, struct vmm_mmds_config_request *out,
+                          struct error *err) MUST_CHECK;
+/* "a.b.c.d" as Rust's Ipv4Addr reads it (decimal octets, no leading zeros) -> host order. */
+int api_parse_ipv4(const char *s, uint32_t *out);
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err) MUST_CHECK;
 int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err) MUST_CHECK;
 int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s,

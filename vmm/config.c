@@ -24,6 +24,22 @@ void vmm_config_init(struct vmm_config *cfg)
         cfg->machine.vcpu_count = VMM_DEFAULT_VCPUS;
         cfg->machine.mem_size_mib = VMM_DEFAULT_MEM_MIB;
         cfg->serial_in = true;
+        cfg->mmds.ipv4 = MMDS_DEFAULT_IPV4;
+}
+
+bool vmm_config_mmds_active(const struct vmm_config *cfg)
+{
+        for (unsigned i = 0; i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        return true;
+        return false;
+}
+
+bool vmm_mmds_ipv4_valid(uint32_t ipv4)
+{
+        uint8_t third = (uint8_t)(ipv4 >> 8);
+
+        return (ipv4 >> 16) == 0xa9fe && third != 0 && third != 255;
 }
 
 void vmm_drive_free(struct vmm_drive *d)

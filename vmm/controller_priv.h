@@ -25,8 +25,9 @@
         "boot-specific resources."
 #define MSG_NOT_PAUSED "Cannot create a snapshot: the microVM is not paused."
 /* Firecracker's answer to a device PUT after the start without PCI (a hot-plug). */
-#define MSG_NO_PCI "PCI is not enabled"
-#define MSG_ENDED  "The requested operation is not supported after the guest ended the microVM."
+#define MSG_NO_PCI               "PCI is not enabled"
+#define MSG_ENDED                "The requested operation is not supported after the guest ended the microVM."
+#define MSG_MMDS_NOT_INITIALIZED "MMDS error: The MMDS data store is not initialized."
 
 struct controller {
         struct controller_params p;
@@ -37,6 +38,11 @@ struct controller {
         /* The copy the VM was built from: it never changes while the VM exists. */
         struct vmm_config vm_cfg;
         struct vm *vm;
+        /* The metadata service (one per VM, before and after the start). */
+        struct mmds *mmds;
+        /* Something used it before the start (Firecracker creates its store then: its
+         * runtime endpoints work only if it exists). */
+        bool mmds_used;
         enum controller_state state;
         /* A machine resource was configured (snapshot/load is refused from then on). */
         bool configured;
@@ -130,6 +136,7 @@ CONTROLLER_EDIT(entropy);
 CONTROLLER_EDIT(confidential);
 CONTROLLER_EDIT(cpu_config);
 CONTROLLER_EDIT(serial);
+CONTROLLER_EDIT(mmds_config);
 CONTROLLER_EDIT(balloon);
 CONTROLLER_EDIT(logger);
 CONTROLLER_EDIT(metrics);

@@ -885,10 +885,6 @@ static void test_controller_pre_boot(void **state)
                     "The requested operation is not supported before starting the microVM.");
                 controller_request_clear(&req);
         }
-        controller_request_init(&req, VMM_PUT_MMDS_CONFIG);
-        run(c, &req, -ENOSYS,
-            "The microVM metadata service (MMDS) (PUT /mmds/config): not implemented yet.");
-        controller_request_clear(&req);
         controller_request_init(&req, VMM_INSTANCE_START);
         run(c, &req, -EINVAL,
             "Start microvm error: Cannot start microvm without kernel "
