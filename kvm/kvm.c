@@ -31,7 +31,16 @@ static const struct {
     {KVM_CAP_SYNC_MMU, "KVM_CAP_SYNC_MMU"},
 };
 
-static int check_caps(struct kvm *kvm, const char *path, struct error *err)
+static bool skipped(const struct kvm_cap_checks *checks, int cap)
+{
+        for (unsigned i = 0; checks && i < checks->nr_skip; i++)
+                if (checks->skip[i] == (uint32_t)cap)
+                        return true;
+        return false;
+}
+
+static int check_caps(struct kvm *kvm, const char *path, const struct kvm_cap_checks *checks,
+                      struct error *err)
 {
         int v = ioctl(kvm->sys_fd, KVM_GET_API_VERSION, 0);
 
@@ -42,9 +51,16 @@ static int check_caps(struct kvm *kvm, const char *path, struct error *err)
                 return error_set(err, -ENOTSUP, "KVM API version is %d, expected %d", v,
                                  KVM_API_VERSION);
         for (size_t i = 0; i < ARRAY_SIZE(required_caps); i++)
-                if (kvm_check_extension(kvm->sys_fd, required_caps[i].cap) <= 0)
+                if (!skipped(checks, required_caps[i].cap) &&
+                    kvm_check_extension(kvm->sys_fd, required_caps[i].cap) <= 0)
                         return error_set(err, -ENOTSUP, "KVM lacks the required capability %s",
                                          required_caps[i].name);
+        for (unsigned i = 0; checks && i < checks->nr_require; i++)
+                if (kvm_check_extension(kvm->sys_fd, (int)checks->require[i]) <= 0)
+                        return error_config(err,
+                                            "Missing KVM capabilities: %#x (capability %u, which "
+                                            "the CPU template's kvm_capabilities require)",
+                                            checks->require[i], checks->require[i]);
         v = kvm_check_extension(kvm->sys_fd, KVM_CAP_MAX_VCPUS);
         if (v <= 0)
                 v = kvm_check_extension(kvm->sys_fd, KVM_CAP_NR_VCPUS);
@@ -98,7 +114,8 @@ int kvm_check_extension(int sys_fd, int cap)
         return r < 0 ? -errno : r;
 }
 
-int kvm_open(const char *path, struct error *err, struct kvm **out)
+int kvm_open(const char *path, const struct kvm_cap_checks *checks, struct error *err,
+             struct kvm **out)
 {
         struct kvm *kvm = calloc(1, sizeof(*kvm));
         int r;
@@ -113,7 +130,7 @@ int kvm_open(const char *path, struct error *err, struct kvm **out)
                 free(kvm);
                 return r;
         }
-        r = check_caps(kvm, path, err);
+        r = check_caps(kvm, path, checks, err);
         if (!r)
                 r = get_cpuid(kvm, err);
         if (!r)

@@ -30,8 +30,19 @@ struct kvm {
  * count, a size), 0 when it has not, -errno when the question fails. */
 int kvm_check_extension(int sys_fd, int cap);
 
-/* path is normally "/dev/kvm". */
-int kvm_open(const char *path, struct error *err, struct kvm **out) MUST_CHECK;
+/* Capabilities checked beyond this VMM's own list, or left out of it: a CPU template's
+ * kvm_capabilities ("171": also required; "!56": not checked, as Firecracker's templates
+ * remove a check). */
+#define KVM_MAX_CAP_CHECKS 64
+struct kvm_cap_checks {
+        unsigned nr_require, nr_skip;
+        uint32_t require[KVM_MAX_CAP_CHECKS];
+        uint32_t skip[KVM_MAX_CAP_CHECKS];
+};
+
+/* path is normally "/dev/kvm"; checks may be NULL. */
+int kvm_open(const char *path, const struct kvm_cap_checks *checks, struct error *err,
+             struct kvm **out) MUST_CHECK;
 void kvm_close(struct kvm *kvm);
 
 /* TSS and identity-map pages, in-kernel PIC/IOAPIC/LAPIC and the PIT. */

@@ -341,7 +341,7 @@ def test_describe_snapshot(idle_snapshot):
                        text=True)
     assert r.returncode == 0, r
     out = r.stdout
-    assert "format version: 2" in out and "snapshot type: Full" in out, out
+    assert "format version: 3" in out and "snapshot type: Full" in out, out
     assert "memory: 67108864 bytes in 1 region(s): 0x0+0x4000000" in out, out
     assert "machine: 1 vCPU(s), 64 MiB" in out and "vcpu0: rip 0x" in out, out
     r = subprocess.run([str(VMM), "--describe-snapshot", "/nonexistent"], capture_output=True,
@@ -365,7 +365,7 @@ def bad_copies(tmp_path, state):
     flipped[len(data) // 2] ^= 0x40
     add("corrupted", bytes(flipped), "is corrupted (checksum mismatch)")
     add("version", data[:8] + struct.pack("<I", 99) + data[12:],
-        "has format version 99; this VMM reads version 2")
+        "has format version 99; this VMM reads version 3")
     add("magic", b"NOTASNAP" + data[8:], "is not a snapshot state file")
     add("empty", b"", "is truncated")
     add("longer", data + b"\0", "is corrupted")
