@@ -195,7 +195,7 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
         int huge = 0, tmpl = 0;
         int r = json_check_object(j,
                                   FIELDS("vcpu_count", "mem_size_mib", "smt", "track_dirty_pages",
-                                         "huge_pages", "cpu_template", "cpu_hide"),
+                                         "huge_pages", "cpu_template", "cpu_hide", "pit"),
                                   err);
 
         memset(u, 0, sizeof(*u));
@@ -227,6 +227,8 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
                 r = error_config(err, "Invalid static CPU template: %s", cpu_template_values[tmpl]);
         if (!r && u->has_cpu_template)
                 u->cpu_template = cpu_template_values[tmpl];
+        if (!r)
+                r = json_get_bool(j, "pit", false, &u->has_pit, &u->pit, err);
         if (!r && json_field(j, "cpu_hide")) {
                 r = json_get_string(j, "cpu_hide", false, cpu_hide, err);
                 u->has_cpu_hide = true;
@@ -234,7 +236,7 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
         if (!r && put) {
                 /* PUT: every optional field not given goes back to its default. */
                 u->has_smt = u->has_track_dirty_pages = u->has_huge_pages = true;
-                u->has_cpu_hide = true;
+                u->has_cpu_hide = u->has_pit = true;
         }
         return r;
 }
@@ -567,16 +569,94 @@ int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err
         return r;
 }
 
-int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
+int api_parse_serial(const cJSON *j, struct vmm_serial *out, struct error *err)
 {
+        const cJSON *b = NULL;
         int r = json_check_object(j, FIELDS("serial_out_path", "rate_limiter"), err);
 
-        if (!r && json_field(j, "rate_limiter"))
-                r = error_config(err, "serial output rate limiting (field `rate_limiter`) is not "
-                                      "implemented yet");
         if (!r)
-                r = json_get_string(j, "serial_out_path", false, serial_out_path, err);
+                r = json_get_string(j, "serial_out_path", false, &out->out_path, err);
+        if (!r)
+                r = json_get_object(j, "rate_limiter", false, &b, err);
+        if (!r && b) {
+                r = parse_bucket(b, &out->rate_limiter.cfg.bandwidth, err);
+                if (r)
+                        error_prefix(err, "rate_limiter");
+                out->rate_limiter.present = !r;
+        }
         return r;
+}
+
+int api_parse_ipv4(const char *s, uint32_t *out)
+{
+        uint32_t v = 0;
+
+        for (int i = 0; i < 4; i++) {
+                unsigned octet = 0, digits = 0;
+
+                if (i && *s++ != '.')
+                        return -EINVAL;
+                while (*s >= '0' && *s <= '9' && digits < 4) {
+                        octet = octet * 10 + (unsigned)(*s++ - '0');
+                        digits++;
+                }
+                /* No leading zero (Rust refuses "01"), at most 255. */
+                if (!digits || digits > 3 || octet > 255 || (digits > 1 && s[-(int)digits] == '0'))
+                        return -EINVAL;
+                v = v << 8 | octet;
+        }
+        if (*s)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+static const char *const mmds_versions[] = {"V1", "V2", NULL};
+
+int api_parse_mmds_config(const cJSON *j, struct vmm_mmds_config_request *out, struct error *err)
+{
+        const cJSON *list, *item;
+        char *addr = NULL;
+        int version = 0;
+        int r = json_check_object(
+            j, FIELDS("version", "network_interfaces", "ipv4_address", "imds_compat"), err);
+
+        out->cfg = (struct vmm_mmds_config){.ipv4 = MMDS_DEFAULT_IPV4};
+        if (!r)
+                r = json_get_enum(j, "version", false, mmds_versions, false, NULL, &version, err);
+        if (!r)
+                r = json_get_bool(j, "imds_compat", false, NULL, &out->cfg.imds_compat, err);
+        if (!r)
+                r = json_get_string(j, "ipv4_address", false, &addr, err);
+        if (!r && addr && api_parse_ipv4(addr, &out->cfg.ipv4))
+                r = error_config(err, "field `ipv4_address`: invalid IP address syntax");
+        free(addr);
+        if (r)
+                return r;
+        out->cfg.version = version == 1 ? MMDS_V2 : MMDS_V1;
+        list = json_field(j, "network_interfaces");
+        if (!list)
+                return error_config(err, "missing field `network_interfaces`");
+        if (!cJSON_IsArray(list))
+                return error_config(err,
+                                    "field `network_interfaces`: invalid type: %s, expected a "
+                                    "sequence",
+                                    json_type_name(list));
+        out->ifaces = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*out->ifaces));
+        if (!out->ifaces)
+                return error_set(err, -ENOMEM, "out of memory");
+        cJSON_ArrayForEach(item, list)
+        {
+                if (!cJSON_IsString(item))
+                        return error_config(err,
+                                            "field `network_interfaces`: invalid type: %s, "
+                                            "expected a string",
+                                            json_type_name(item));
+                if (!(out->ifaces[out->nr_ifaces] = strdup(item->valuestring)))
+                        return error_set(err, -ENOMEM, "out of memory");
+                out->nr_ifaces++;
+        }
+        return 0;
 }
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
@@ -942,7 +1022,27 @@ static int parse_serial(const cJSON *j, struct controller_request *req, const ch
                         struct error *err)
 {
         (void)body_id;
-        return api_parse_serial(j, &req->u.serial_out_path, err);
+        return api_parse_serial(j, &req->u.serial, err);
+}
+
+static int parse_mmds_config(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_mmds_config(j, &req->u.mmds_config, err);
+}
+
+/* A body read elsewhere or not at all: the MMDS store takes any JSON value (Firecracker's
+ * serde Value), which the router hands over as its text (api_route) so the store keeps it
+ * exactly; the hinting stop ignores its body. */
+static int parse_unread(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
 }
 
 static int parse_put_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -971,16 +1071,6 @@ static int parse_hinting_start(const cJSON *j, struct controller_request *req, c
 {
         (void)body_id;
         return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
-}
-
-static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
-                              struct error *err)
-{
-        (void)j;
-        (void)req;
-        (void)body_id;
-        (void)err;
-        return 0;
 }
 
 static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
@@ -1100,6 +1190,8 @@ cJSON *api_json_machine(const struct vmm_machine_config *m)
         cJSON_AddStringToObject(o, "huge_pages", m->huge_pages ? "2M" : "None");
         if (m->cpu_hide && *m->cpu_hide)
                 cJSON_AddStringToObject(o, "cpu_hide", m->cpu_hide);
+        if (m->pit) /* our extension, shown only when on (Firecracker's answer otherwise) */
+                cJSON_AddBoolToObject(o, "pit", true);
         return o;
 }
 
@@ -1308,6 +1400,30 @@ static cJSON *metrics_json(const struct vmm_metrics_config *m)
         return o;
 }
 
+/* Firecracker's MmdsConfig as GET /vm/config shows it: null unless an interface answers. */
+static cJSON *mmds_config_json(const struct vmm_config *cfg)
+{
+        cJSON *o, *a;
+        char addr[16];
+
+        if (!vmm_config_mmds_active(cfg))
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        cJSON_AddStringToObject(o, "version", cfg->mmds.version == MMDS_V2 ? "V2" : "V1");
+        a = cJSON_AddArrayToObject(o, "network_interfaces");
+        for (unsigned i = 0; a && i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        cJSON_AddItemToArray(a, cJSON_CreateString(cfg->nets[i].iface_id));
+        snprintf(addr, sizeof(addr), "%u.%u.%u.%u", cfg->mmds.ipv4 >> 24,
+                 (cfg->mmds.ipv4 >> 16) & 0xff, (cfg->mmds.ipv4 >> 8) & 0xff,
+                 cfg->mmds.ipv4 & 0xff);
+        cJSON_AddStringToObject(o, "ipv4_address", addr);
+        cJSON_AddBoolToObject(o, "imds_compat", cfg->mmds.imds_compat);
+        return o;
+}
+
 cJSON *api_json_vm_config(const struct vmm_config *cfg)
 {
         cJSON *o = cJSON_CreateObject(), *a, *x;
@@ -1327,7 +1443,7 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         if (cfg->cpu.tmpl && !cfg->cpu.static_template[0])
                 cJSON_AddItemToObject(o, "cpu-config", api_json_cpu_template(cfg->cpu.tmpl));
         cJSON_AddItemToObject(o, "metrics", metrics_json(&cfg->metrics));
-        cJSON_AddNullToObject(o, "mmds-config");
+        cJSON_AddItemToObject(o, "mmds-config", mmds_config_json(cfg));
         a = cJSON_AddArrayToObject(o, "network-interfaces");
         for (unsigned i = 0; a && i < cfg->nr_nets; i++)
                 cJSON_AddItemToArray(a, net_json(&cfg->nets[i]));
@@ -1367,10 +1483,13 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
                                                 cc_platform_name(cfg->confidential.platform));
         }
         /* Not in Firecracker's document (it has PUT /serial only): ours, when set. */
-        if (cfg->serial_out_path) {
+        if (cfg->serial_out_path || cfg->serial_rate_limiter.present) {
                 x = cJSON_AddObjectToObject(o, "serial");
                 if (x)
                         add_string(x, "serial_out_path", cfg->serial_out_path);
+                if (x && cfg->serial_rate_limiter.present)
+                        cJSON_AddItemToObject(x, "rate_limiter",
+                                              bucket_json(&cfg->serial_rate_limiter.cfg.bandwidth));
         }
         return o;
 }
@@ -1415,16 +1534,6 @@ cJSON *api_json_parse(const char *text, size_t len, struct error *err)
         return j;
 }
 
-/* A section that may be absent or null; anything else is not implemented yet. */
-static int not_implemented_section(const cJSON *root, const char *key, struct error *err)
-{
-        const cJSON *f = json_field(root, key);
-
-        if (!f || (cJSON_IsArray(f) && !f->child))
-                return 0;
-        return error_config(err, "\"%s\" is not implemented yet", key);
-}
-
 /* Names the section an error came from; returns r. */
 static int fail_in(struct error *err, int r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1453,6 +1562,7 @@ static const struct {
     {"cpu-config", VMM_PUT_CPU_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
+    {"mmds-config", VMM_PUT_MMDS_CONFIG, false},
     {"pmem", VMM_PUT_PMEM, true},
     {"memory-hotplug", VMM_PUT_MEMORY_HOTPLUG, false},
     {"vsock", VMM_PUT_VSOCK, false},
@@ -1511,8 +1621,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                                          "pmem", "memory-hotplug", "confidential"),
                                   err);
 
-        if (!r)
-                r = not_implemented_section(root, "mmds-config", err);
         if (r)
                 return r;
         vmm_host_limits_get(&limits, 0);

@@ -59,7 +59,14 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out,
 /* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */
 int api_parse_confidential(const cJSON *j, struct vmm_confidential *out,
                            struct error *err) MUST_CHECK;
-int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err) MUST_CHECK;
+/* PUT /serial: serial_out_path, rate_limiter (a TokenBucket). */
+int api_parse_serial(const cJSON *j, struct vmm_serial *out, struct error *err) MUST_CHECK;
+/* PUT /mmds/config (MmdsConfig): network_interfaces (required), version "V1" | "V2" (default
+ * V1), ipv4_address (dotted quad, default 169.254.169.254), imds_compat. */
+int api_parse_mmds_config(const cJSON *j, struct vmm_mmds_config_request *out,
+                          struct error *err) MUST_CHECK;
+/* "a.b.c.d" as Rust's Ipv4Addr reads it (decimal octets, no leading zeros) -> host order. */
+int api_parse_ipv4(const char *s, uint32_t *out);
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err) MUST_CHECK;
 int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err) MUST_CHECK;
 int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s,
@@ -111,7 +118,6 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg);
 int api_config_parse(const char *text, size_t len, struct vmm_config *cfg,
                      struct error *err) MUST_CHECK;
 int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err) MUST_CHECK;
-
 /* Parses a JSON text (exactly one value, nothing after it but whitespace). */
 cJSON *api_json_parse(const char *text, size_t len, struct error *err);
 

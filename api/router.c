@@ -34,10 +34,6 @@ struct route {
 
 static const struct route routes[] = {
 #include "vmm/controller_actions.def"
-    NI("GET", "mmds", "The microVM metadata service (MMDS)"),
-    NI("PUT", "mmds", "The microVM metadata service (MMDS)"),
-    NI("PATCH", "mmds", "The microVM metadata service (MMDS)"),
-    NI("PUT", "mmds/config", "The microVM metadata service (MMDS)"),
 };
 
 #undef NI
@@ -86,7 +82,8 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
 
         memset(resp, 0, sizeof(*resp));
         if (rep->status) {
-                api_fault(resp, 400, "%s", rep->err.msg);
+                /* Firecracker's one other status: a data store that would outgrow its limit. */
+                api_fault(resp, rep->status == -EFBIG ? 413 : 400, "%s", rep->err.msg);
                 return;
         }
         switch (req->action) {
@@ -128,6 +125,13 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
         case VMM_GET_MEMORY:
                 set_json(resp, 200,
                          api_json_memory(rep->memory_address, rep->memory, rep->memory_len));
+                return;
+        case VMM_GET_MMDS:
+                /* Already JSON (the store's own printing): sent as it is. */
+                resp->status = rep->mmds ? 200 : 500;
+                resp->body =
+                    strdup(rep->mmds ? rep->mmds : "{\"fault_message\":\"out of memory\"}");
+                resp->len = resp->body ? strlen(resp->body) : 0;
                 return;
         default:
                 resp->status = 204;
@@ -221,6 +225,17 @@ static const struct route *find_route(const char *method, char *const *seg, int 
         return NULL;
 }
 
+/* PUT and PATCH /mmds keep the body's text: the data store holds exactly what was sent
+ * (cJSON would round its large integers). It has been checked to be one JSON value. */
+static bool take_body_text(struct controller_request *req, const char *body, size_t len)
+{
+        if (req->action != VMM_PUT_MMDS && req->action != VMM_PATCH_MMDS)
+                return true;
+        req->u.mmds_data.json = strndup(body, len);
+        req->u.mmds_data.len = len;
+        return req->u.mmds_data.json != NULL;
+}
+
 enum api_route_result api_route(const char *method, const char *url, const char *body, size_t len,
                                 struct controller_request *req, int *action,
                                 struct api_response *resp)
@@ -297,6 +312,8 @@ enum api_route_result api_route(const char *method, const char *url, const char 
                           err.msg);
         else if (id && (!body_id || strcmp(id, body_id) != 0))
                 api_fault(resp, 400, "The id from the path does not match the id from the body!");
+        else if (!take_body_text(req, body, len))
+                api_fault(resp, 500, "out of memory");
         else
                 return API_ROUTE_SUBMIT;
         controller_request_clear(req);

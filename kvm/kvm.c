@@ -165,10 +165,19 @@ void kvm_close(struct kvm *kvm)
         free(kvm);
 }
 
-int kvm_create_platform(struct kvm *kvm, struct error *err)
+static int create_pit(struct kvm *kvm, struct error *err)
+{
+        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+
+        if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit))
+                return error_set(err, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
+        kvm->has_pit = true;
+        return 0;
+}
+
+int kvm_create_platform(struct kvm *kvm, bool pit, struct error *err)
 {
         uint64_t identity = KVM_IDENTITY_ADDR;
-        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 
         /* Intel VMX needs these pages for real-mode emulation; they sit in the MMIO hole. */
         if (ioctl(kvm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity))
@@ -177,9 +186,10 @@ int kvm_create_platform(struct kvm *kvm, struct error *err)
                 return error_set(err, -errno, "KVM_SET_TSS_ADDR: %s", strerror(errno));
         if (ioctl(kvm->vm_fd, KVM_CREATE_IRQCHIP, 0))
                 return error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
-        if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit))
-                return error_set(err, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
-        return 0;
+        /* The PIT only if asked: closing a VM that has one waits 12-30 ms here (its worker
+         * thread and grace periods), and a Linux guest on KVM with the TSC-deadline timer
+         * and ARAT (both in the CPUID this VMM gives) never uses it. */
+        return pit ? create_pit(kvm, err) : 0;
 }
 
 int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty, struct error *err)
@@ -350,7 +360,8 @@ int kvm_take_dirty_log(struct kvm *kvm, const struct guest_mem *mem, uint64_t *b
 
 /* ---- VM-wide state ---- */
 
-#define VM_STATE_VERSION 1
+/* 1: the PIT always follows the irqchip; 2: a u32 says whether a PIT follows. */
+#define VM_STATE_VERSION 2
 
 int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *err)
 {
@@ -364,7 +375,7 @@ int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *e
                 if (ioctl(kvm->vm_fd, KVM_GET_IRQCHIP, &chip[i]))
                         return error_set(err, -errno, "KVM_GET_IRQCHIP %u: %s", i, strerror(errno));
         }
-        if (ioctl(kvm->vm_fd, KVM_GET_PIT2, &pit))
+        if (kvm->has_pit && ioctl(kvm->vm_fd, KVM_GET_PIT2, &pit))
                 return error_set(err, -errno, "KVM_GET_PIT2: %s", strerror(errno));
         memset(&clock, 0, sizeof(clock));
         if (ioctl(kvm->vm_fd, KVM_GET_CLOCK, &clock))
@@ -372,7 +383,9 @@ int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *e
         snapbuf_put_u32(w, VM_STATE_VERSION);
         for (unsigned i = 0; i < 3; i++)
                 snapbuf_put_blob(w, &chip[i], sizeof(chip[i]));
-        snapbuf_put_blob(w, &pit, sizeof(pit));
+        snapbuf_put_u32(w, kvm->has_pit);
+        if (kvm->has_pit)
+                snapbuf_put_blob(w, &pit, sizeof(pit));
         snapbuf_put_blob(w, &clock, sizeof(clock));
         return 0;
 }
@@ -380,16 +393,21 @@ int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *e
 int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_clock_data *clock,
                          struct error *err)
 {
-        uint32_t version = snapbuf_get_u32(r, "VM state version");
+        uint32_t version = snapbuf_get_u32(r, "VM state version"), has_pit = 1;
         struct kvm_irqchip chip[3];
         struct kvm_pit_state2 pit;
 
+        if (snapbuf_ok(r) && version != 1 && version != VM_STATE_VERSION)
+                snapbuf_fail(r, "VM state", "unknown version");
         for (unsigned i = 0; i < 3; i++)
                 snapbuf_get_blob(r, &chip[i], sizeof(chip[i]), "irqchip state");
-        snapbuf_get_blob(r, &pit, sizeof(pit), "PIT state");
+        if (version >= 2)
+                has_pit = snapbuf_get_u32(r, "PIT present");
+        if (snapbuf_ok(r) && has_pit > 1)
+                snapbuf_fail(r, "PIT present", "neither 0 nor 1");
+        if (has_pit)
+                snapbuf_get_blob(r, &pit, sizeof(pit), "PIT state");
         snapbuf_get_blob(r, clock, sizeof(*clock), "KVM clock");
-        if (snapbuf_ok(r) && version != VM_STATE_VERSION)
-                snapbuf_fail(r, "VM state", "unknown version");
         for (unsigned i = 0; snapbuf_ok(r) && i < 3; i++)
                 if (chip[i].chip_id != i)
                         snapbuf_fail(r, "irqchip state", "chips out of order");
@@ -398,9 +416,32 @@ int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_c
         for (unsigned i = 0; i < 3; i++)
                 if (ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &chip[i]))
                         return error_set(err, -errno, "KVM_SET_IRQCHIP %u: %s", i, strerror(errno));
+        if (!has_pit)
+                return 0;
+        /* The snapshot's VM had a PIT (every VM did before it became optional): its guest may
+         * count on it, so this one gets one too, whatever the configuration says. */
+        if (!kvm->has_pit) {
+                int ret = create_pit(kvm, err);
+
+                if (ret)
+                        return ret;
+        }
         if (ioctl(kvm->vm_fd, KVM_SET_PIT2, &pit))
                 return error_set(err, -errno, "KVM_SET_PIT2: %s", strerror(errno));
         return 0;
+}
+
+bool kvm_vm_state_has_pit(struct snapbuf_reader *r)
+{
+        uint32_t version = snapbuf_get_u32(r, "VM state version");
+        struct kvm_irqchip chip;
+
+        for (unsigned i = 0; i < 3; i++)
+                snapbuf_get_blob(r, &chip, sizeof(chip), "irqchip state");
+        if (version == 1)
+                return snapbuf_ok(r);
+        return version == VM_STATE_VERSION && snapbuf_get_u32(r, "PIT present") == 1 &&
+               snapbuf_ok(r);
 }
 
 int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, bool realtime,

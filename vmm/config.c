@@ -24,6 +24,22 @@ void vmm_config_init(struct vmm_config *cfg)
         cfg->machine.vcpu_count = VMM_DEFAULT_VCPUS;
         cfg->machine.mem_size_mib = VMM_DEFAULT_MEM_MIB;
         cfg->serial_in = true;
+        cfg->mmds.ipv4 = MMDS_DEFAULT_IPV4;
+}
+
+bool vmm_config_mmds_active(const struct vmm_config *cfg)
+{
+        for (unsigned i = 0; i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        return true;
+        return false;
+}
+
+bool vmm_mmds_ipv4_valid(uint32_t ipv4)
+{
+        uint8_t third = (uint8_t)(ipv4 >> 8);
+
+        return (ipv4 >> 16) == 0xa9fe && third != 0 && third != 255;
 }
 
 void vmm_drive_free(struct vmm_drive *d)
@@ -211,6 +227,8 @@ int vmm_config_apply_machine(struct vmm_config *cfg, const struct vmm_machine_up
                 m.track_dirty_pages = u->track_dirty_pages;
         if (u->has_huge_pages)
                 m.huge_pages = u->huge_pages;
+        if (u->has_pit)
+                m.pit = u->pit;
         if (u->has_cpu_hide) {
                 if (u->cpu_hide && *u->cpu_hide) {
                         hide = strdup(u->cpu_hide);

@@ -14,6 +14,7 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "devices/mmds/mmds.h"
 #include "devices/rate_limiter.h"
 
 #define VMM_DEFAULT_VCPUS   1
@@ -35,6 +36,7 @@ struct vmm_machine_config {
         char *cpu_hide;         /* comma-separated CPUID feature names; NULL: none */
         bool smt;               /* Firecracker's field; only false is supported */
         bool track_dirty_pages; /* accepted and reported; used by snapshots (later) */
+        bool pit;               /* the in-kernel i8254 PIT; off by default (docs/running.md) */
 };
 
 /*
@@ -89,6 +91,7 @@ struct vmm_net {
         struct vmm_rate_limiter rx_rate_limiter;
         struct vmm_rate_limiter tx_rate_limiter;
         enum vmm_access_platform access_platform;
+        bool mmds; /* answers for the metadata service (PUT /mmds/config's network_interfaces) */
 };
 
 struct vmm_vsock {
@@ -141,6 +144,16 @@ struct vmm_entropy {
         enum vmm_access_platform access_platform;
 };
 
+/* Firecracker's MmdsConfig (PUT /mmds/config, "mmds-config"); the interfaces it lists are
+ * the network interfaces whose `mmds` flag is set (a PUT of an interface clears its flag, as
+ * Firecracker's new device has no MMDS stack). */
+struct vmm_mmds_config {
+        bool present;
+        enum mmds_version version;
+        bool imds_compat;
+        uint32_t ipv4; /* host byte order; MMDS_DEFAULT_IPV4 unless given */
+};
+
 /* Firecracker's logger object (PUT /logger, "logger" in the config file, --log-path ...):
  * only the fields given are applied; the others keep the logger's current setting. */
 struct vmm_logger_config {
@@ -188,10 +201,14 @@ struct vmm_config {
         struct vmm_balloon balloon;
         struct vmm_entropy entropy;
         struct vmm_confidential confidential;
+        struct vmm_mmds_config mmds;
         struct vmm_cpu_config cpu;
         char *serial_out_path; /* NULL: the VMM's stdout */
-        bool serial_in;        /* feed the VMM's stdin to the guest's COM1 */
-        bool boot_timer;       /* map the boot-timer device at 0xc0000000 */
+        /* PUT /serial's rate_limiter (Firecracker's TokenBucket, in .cfg.bandwidth): output
+         * beyond it is dropped and counted (uart.rate_limiter_dropped_bytes). */
+        struct vmm_rate_limiter serial_rate_limiter;
+        bool serial_in;  /* feed the VMM's stdin to the guest's COM1 */
+        bool boot_timer; /* map the boot-timer device at 0xc0000000 */
         struct vmm_logger_config logger;
         struct vmm_metrics_config metrics;
 };
@@ -251,6 +268,13 @@ int vmm_parse_mac(const char *s, uint8_t mac[6]);
 /* Ids in paths and bodies: 1..64 characters, alphanumeric and '_' (Firecracker's rule). */
 bool vmm_valid_id(const char *id);
 
+/* Whether the metadata service answers on some interface (GET /vm/config shows its
+ * "mmds-config" then). */
+bool vmm_config_mmds_active(const struct vmm_config *cfg);
+/* RFC 3927's link-local addresses as Firecracker takes them for the MMDS: 169.254.1.0 to
+ * 169.254.254.255 (host byte order). */
+bool vmm_mmds_ipv4_valid(uint32_t ipv4);
+
 /* Deep copy: dst (uninitialised) gets its own strings. -ENOMEM leaves dst freed. */
 int vmm_config_copy(struct vmm_config *dst, const struct vmm_config *src) MUST_CHECK;
 
@@ -274,6 +298,8 @@ struct vmm_machine_update {
         bool has_cpu_template;
         const char *cpu_template;
         const struct x86_cpu_template *cpu_template_data; /* copied */
+        bool has_pit;
+        bool pit;
 };
 
 /* Makes tmpl (copied; NULL: none) the configuration's template: a static one named

@@ -101,7 +101,19 @@ static void clear_vsock(struct controller_request *req)
 
 static void clear_serial(struct controller_request *req)
 {
-        free(req->u.serial_out_path);
+        free(req->u.serial.out_path);
+}
+
+static void clear_mmds_config(struct controller_request *req)
+{
+        for (unsigned i = 0; i < req->u.mmds_config.nr_ifaces; i++)
+                free(req->u.mmds_config.ifaces[i]);
+        free(req->u.mmds_config.ifaces);
+}
+
+static void clear_mmds_data(struct controller_request *req)
+{
+        free(req->u.mmds_data.json);
 }
 
 static void clear_logger(struct controller_request *req)
@@ -190,6 +202,66 @@ static int act_get_memory(struct controller *c, struct controller_request *req, 
         rep->memory_address = a;
         rep->memory_len = MEMORY_PAGE;
         return 0;
+}
+
+/* ---- the metadata service's data store ---- */
+
+/* Before the start any use creates the store (Firecracker's mmds_or_default); after it, the
+ * store exists only if something used it before or the VM's configuration has the service. */
+static int mmds_ready(struct controller *c, struct error *err)
+{
+        if (c->state == CONTROLLER_NOT_STARTED)
+                c->mmds_used = true;
+        return c->mmds_used ? 0 : error_set(err, -ENODATA, MSG_MMDS_NOT_INITIALIZED);
+}
+
+static int act_get_mmds(struct controller *c, struct controller_request *req, struct error *err)
+{
+        size_t len;
+        int r = mmds_ready(c, err);
+
+        if (!r && mmds_get(c->mmds, &req->reply.mmds, &len))
+                r = error_set(err, -ENOMEM, "out of memory");
+        return r;
+}
+
+/* PUT (replace) or PATCH (merge) with Firecracker's answers; -EFBIG is its 413. */
+static int write_mmds(struct controller *c, struct controller_request *req, bool patch,
+                      struct error *err)
+{
+        char msg[128];
+        int r = mmds_ready(c, err);
+
+        if (r)
+                return r;
+        r = (patch ? mmds_patch : mmds_put)(c->mmds, req->u.mmds_data.json, req->u.mmds_data.len,
+                                            msg, sizeof(msg));
+        switch (r) {
+        case 0:
+                return 0;
+        case -EFBIG:
+                return error_set(err, r,
+                                 "MMDS limit exceeded error: The MMDS patch request doesn't fit.");
+        case -ENODATA:
+                return error_set(err, r, MSG_MMDS_NOT_INITIALIZED);
+        case -EINVAL:
+                return error_set(err, r,
+                                 "An error occurred when deserializing the json body of a "
+                                 "request: %s.",
+                                 msg);
+        default:
+                return error_set(err, r, "MMDS error: %s", strerror(-r));
+        }
+}
+
+static int act_put_mmds(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return write_mmds(c, req, false, err);
+}
+
+static int act_patch_mmds(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return write_mmds(c, req, true, err);
 }
 
 /* ---- runtime updates (after the start) ---- */
@@ -620,6 +692,8 @@ void controller_request_clear(struct controller_request *req)
         req->reply.memory = NULL;
         free(req->reply.metrics);
         req->reply.metrics = NULL;
+        free(req->reply.mmds);
+        req->reply.mmds = NULL;
         if (req->reply.config) {
                 vmm_config_free(req->reply.config);
                 free(req->reply.config);
@@ -725,12 +799,18 @@ int controller_build(struct controller *c, struct vmm_config *cfg, const struct 
             .opaque = c,
             .restore = rs,
             .thread_init = c->p.thread_init ? vm_thread_init : NULL,
+            .mmds = c->mmds,
             .log = &c->log,
         };
         int r;
 
         if (vmm_config_copy(&c->vm_cfg, cfg ? cfg : &c->cfg))
                 return error_set(err, -ENOMEM, "out of memory");
+        /* The service's settings are the configuration's (a restore's too: Firecracker keeps
+         * version and imds_compat in the snapshot, never the store). */
+        mmds_configure(c->mmds, c->vm_cfg.mmds.version, c->vm_cfg.mmds.imds_compat);
+        if (c->vm_cfg.mmds.present)
+                c->mmds_used = true;
         r = vm_create(&params, err, &c->vm);
         if (!r) {
                 r = vm_start(c->vm, err);
@@ -784,7 +864,31 @@ static bool machine_configured(const struct vmm_config *cfg)
                cfg->vsock.present || cfg->balloon.present || cfg->entropy.present ||
                cfg->confidential.platform != CC_PLATFORM_NONE ||
                m->vcpu_count != VMM_DEFAULT_VCPUS || m->mem_size_mib != VMM_DEFAULT_MEM_MIB ||
-               m->huge_pages || m->cpu_hide || m->track_dirty_pages || cfg->cpu.tmpl;
+               m->huge_pages || m->cpu_hide || m->track_dirty_pages || m->pit || cfg->cpu.tmpl;
+}
+
+/* The store, with --metadata's contents when given. */
+static int create_mmds(struct controller *c, struct error *err)
+{
+        struct mmds_params mp = {.size_limit = c->p.mmds_size_limit, .instance_id = c->instance_id};
+        char msg[128];
+        int r = mmds_create(&mp, &c->mmds);
+
+        if (r)
+                return error_set(err, r, "the metadata service: %s", strerror(-r));
+        if (!c->p.metadata)
+                return 0;
+        c->mmds_used = true;
+        r = mmds_put(c->mmds, c->p.metadata, c->p.metadata_len, msg, sizeof(msg));
+        if (r == -EINVAL)
+                return error_config(err, "the MMDS metadata is not valid JSON: %s", msg);
+        if (r == -EFBIG)
+                return error_config(err,
+                                    "the MMDS metadata is larger than the data store limit of %zu "
+                                    "bytes",
+                                    c->p.mmds_size_limit ? c->p.mmds_size_limit
+                                                         : (size_t)MMDS_DEFAULT_SIZE_LIMIT);
+        return r ? error_set(err, r, "the MMDS metadata: %s", strerror(-r)) : 0;
 }
 
 int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,
@@ -827,6 +931,9 @@ int controller_create(const struct controller_params *p, struct vmm_config *cfg,
                 r = error_set(err, -ENOMEM, "out of memory");
                 goto fail;
         }
+        r = create_mmds(c, err);
+        if (r)
+                goto fail;
         /* Settings from the command line or the config file. */
         if (c->cfg.logger.present) {
                 r = controller_log_apply(c, &c->cfg.logger, err);
@@ -862,6 +969,7 @@ void controller_destroy(struct controller *c)
         if (c->metrics && metrics_flush(c->metrics, &err))
                 LOG_WARN("%s", err.msg);
         vm_destroy(c->vm);
+        mmds_destroy(c->mmds);
         metrics_destroy(c->metrics);
         if (c->wake_fd >= 0) {
                 event_loop_remove(c->p.loop, c->wake_fd);

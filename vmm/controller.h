@@ -117,6 +117,19 @@ struct vmm_snapshot_load {
 };
 void vmm_snapshot_load_free(struct vmm_snapshot_load *l);
 
+/* PUT /mmds/config (Firecracker's MmdsConfig): cfg, and the interfaces to answer on. */
+struct vmm_mmds_config_request {
+        struct vmm_mmds_config cfg;
+        unsigned nr_ifaces;
+        char **ifaces; /* malloc'd, like each id */
+};
+
+/* PUT /serial (Firecracker's SerialDevice). */
+struct vmm_serial {
+        char *out_path; /* NULL: the VMM's stdout */
+        struct vmm_rate_limiter rate_limiter;
+};
+
 struct controller_reply {
         int status;                  /* 0, or a negative errno with err set */
         struct error err;            /* the fault message */
@@ -140,6 +153,8 @@ struct controller_reply {
         size_t memory_len;
         /* VMM_GET_METRICS: a JSON object (malloc'd, owned by the reply) */
         char *metrics;
+        /* VMM_GET_MMDS: the data store as JSON text (malloc'd, owned by the reply) */
+        char *mmds;
         /* VMM_GET_INSTANCE_INFO: the VM's first vCPU exit after its start or restore
          * (CLOCK_MONOTONIC ns, 0: none yet) */
         uint64_t first_exit_ns;
@@ -176,7 +191,7 @@ struct controller_request {
                 struct vmm_confidential confidential;
                 uint64_t memory_address; /* VMM_GET_MEMORY */
                 char *memory_dump_path;  /* VMM_PUT_MEMORY_DUMP */
-                char *serial_out_path;   /* NULL: the VMM's stdout */
+                struct vmm_serial serial;
                 struct vmm_balloon balloon;
                 uint32_t balloon_amount_mib;
                 uint32_t balloon_stats_interval_s;
@@ -185,6 +200,12 @@ struct controller_request {
                 struct vmm_metrics_config metrics;
                 struct vmm_snapshot_create snapshot_create;
                 struct vmm_snapshot_load snapshot_load;
+                struct vmm_mmds_config_request mmds_config;
+                /* PUT, PATCH /mmds: the body as sent (the store keeps the numbers' text) */
+                struct {
+                        char *json;
+                        size_t len;
+                } mmds_data;
         } u;
         uint64_t received_ns; /* CLOCK_MONOTONIC when the request arrived (latency metrics) */
         struct controller_reply reply;
@@ -222,6 +243,12 @@ struct controller_params {
         void *thread_opaque;
         /* Forbidden system calls trapped so far (metrics seccomp.num_faults); NULL: 0. */
         uint64_t (*seccomp_faults)(void);
+        /* The metadata service's data store: its size limit (0: MMDS_DEFAULT_SIZE_LIMIT) and
+         * its first contents (--metadata FILE's text; NULL: none), refused like a PUT /mmds
+         * body (ERROR_CONFIG). */
+        size_t mmds_size_limit;
+        const char *metadata;
+        size_t metadata_len;
 };
 
 struct controller;

@@ -139,7 +139,43 @@ int controller_edit_serial(struct vmm_config *next, struct controller_request *r
                            struct error *err)
 {
         (void)err;
-        SWAP(next->serial_out_path, req->u.serial_out_path);
+        SWAP(next->serial_out_path, req->u.serial.out_path);
+        next->serial_rate_limiter = req->u.serial.rate_limiter;
+        return 0;
+}
+
+#define MMDS_CONFIG_ERROR "MMMDS config error: " /* sic: Firecracker's wording */
+
+/* Firecracker's checks, in its order: the address, an empty list, unknown interfaces. The
+ * interfaces listed answer for the service; the others stop. */
+int controller_edit_mmds_config(struct vmm_config *next, struct controller_request *req,
+                                struct error *err)
+{
+        const struct vmm_mmds_config_request *m = &req->u.mmds_config;
+        bool listed[VMM_MAX_NETS] = {false};
+
+        if (!vmm_mmds_ipv4_valid(m->cfg.ipv4))
+                return error_config(err,
+                                    MMDS_CONFIG_ERROR "The MMDS IPv4 address is not link local.");
+        if (!m->nr_ifaces)
+                return error_config(err, MMDS_CONFIG_ERROR
+                                    "The list of network interface IDs that allow forwarding MMDS "
+                                    "requests is empty.");
+        for (unsigned i = 0; i < m->nr_ifaces; i++) {
+                int n = controller_find_net(next, m->ifaces[i]);
+
+                if (n < 0)
+                        return error_config(
+                            err, MMDS_CONFIG_ERROR
+                            "The list of network interface IDs provided contains at "
+                            "least one ID that does not correspond to any existing "
+                            "network interface.");
+                listed[n] = true;
+        }
+        for (unsigned i = 0; i < next->nr_nets; i++)
+                next->nets[i].mmds = listed[i];
+        next->mmds = m->cfg;
+        next->mmds.present = true;
         return 0;
 }
 

@@ -22,8 +22,9 @@
 #define MSG_NO_BALLOON   "No balloon device is configured."
 #define MSG_LOAD_CONFIGURED                                                                        \
         "Loading a microVM snapshot not allowed after configuring boot-specific resources."
-#define MSG_NOT_PAUSED "Cannot create a snapshot: the microVM is not paused."
-#define MSG_ENDED      "The requested operation is not supported after the guest ended the microVM."
+#define MSG_NOT_PAUSED           "Cannot create a snapshot: the microVM is not paused."
+#define MSG_ENDED                "The requested operation is not supported after the guest ended the microVM."
+#define MSG_MMDS_NOT_INITIALIZED "MMDS error: The MMDS data store is not initialized."
 
 struct controller {
         struct controller_params p;
@@ -34,6 +35,11 @@ struct controller {
         /* The copy the VM was built from: it never changes while the VM exists. */
         struct vmm_config vm_cfg;
         struct vm *vm;
+        /* The metadata service (one per VM, before and after the start). */
+        struct mmds *mmds;
+        /* Something used it before the start (Firecracker creates its store then: its
+         * runtime endpoints work only if it exists). */
+        bool mmds_used;
         enum controller_state state;
         /* A machine resource was configured (snapshot/load is refused from then on). */
         bool configured;
@@ -113,6 +119,7 @@ CONTROLLER_EDIT(entropy);
 CONTROLLER_EDIT(confidential);
 CONTROLLER_EDIT(cpu_config);
 CONTROLLER_EDIT(serial);
+CONTROLLER_EDIT(mmds_config);
 CONTROLLER_EDIT(balloon);
 CONTROLLER_EDIT(logger);
 CONTROLLER_EDIT(metrics);

@@ -66,6 +66,8 @@ struct vm_params {
          * vCPUs wait, so every thread is confined before the guest's first instruction.
          * Nonzero fails vm_start. */
         int (*thread_init)(void *opaque, enum vmm_thread_role role);
+        /* The metadata service (the controller's) for the interfaces that answer for it. */
+        struct mmds *mmds;
         /* The VM's log context (common/log.h): the vCPU threads are bound to it. */
         struct log_context *log;
 };

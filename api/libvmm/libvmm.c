@@ -773,6 +773,48 @@ int libvmm_metrics(struct libvmm *vm, char **json)
         return r;
 }
 
+static int mmds_write(struct libvmm *vm, enum vmm_action action, const char *json)
+{
+        struct call c;
+        int r;
+
+        if (!vm || !json)
+                return fail(-EINVAL, "no such VM");
+        call_init(&c, vm, action);
+        c.req.u.mmds_data.json = strdup(json);
+        c.req.u.mmds_data.len = strlen(json);
+        r = c.req.u.mmds_data.json ? call_run(&c) : fail(-ENOMEM, "out of memory");
+        call_clear(&c);
+        return r;
+}
+
+int libvmm_mmds_put(struct libvmm *vm, const char *json)
+{
+        return mmds_write(vm, VMM_PUT_MMDS, json);
+}
+
+int libvmm_mmds_patch(struct libvmm *vm, const char *json)
+{
+        return mmds_write(vm, VMM_PATCH_MMDS, json);
+}
+
+int libvmm_mmds_get(struct libvmm *vm, char **json)
+{
+        struct call c;
+        int r;
+
+        if (!vm || !json)
+                return fail(-EINVAL, "no such VM");
+        call_init(&c, vm, VMM_GET_MMDS);
+        r = call_run(&c);
+        if (!r) {
+                *json = c.req.reply.mmds;
+                c.req.reply.mmds = NULL;
+        }
+        call_clear(&c);
+        return r;
+}
+
 void libvmm_free(void *p)
 {
         free(p);

@@ -345,11 +345,26 @@ static void set_kvm_signature(struct kvm_cpuid2 *cpuid)
         e->edx = 0x0000004d;
 }
 
+/*
+ * The TSC-deadline timer: the in-kernel LAPIC emulates it (KVM_CAP_TSC_DEADLINE_TIMER, which
+ * kvm_open requires), but KVM's supported CPUID calls the bit reserved before Linux 6.x, so
+ * it is set here, as Firecracker and QEMU do. A Linux guest needs it to do without a PIT
+ * (its apic_needs_pit(): the VM has none unless --pit).
+ */
+static void set_tsc_deadline(struct kvm_cpuid2 *cpuid)
+{
+        struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, 1, 0);
+
+        if (e)
+                e->ecx |= 1u << 24;
+}
+
 void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus,
                      const struct x86_cpuid_mask *hide)
 {
         set_topology(cpuid, index, nr_vcpus);
         set_kvm_signature(cpuid);
+        set_tsc_deadline(cpuid); /* before the hidden bits: tsc_deadline_timer hides it */
         for (unsigned i = 0; hide && i < hide->nr; i++) {
                 const struct x86_cpuid_bit *b = &hide->bits[i];
                 struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, b->leaf, b->subleaf);

@@ -193,13 +193,14 @@ def test_vsock_entropy_serial(vmm, tmp_path):
     check(vmm.put("/entropy", {"rate_limiter": {"bandwidth": {"size": 4096,
                                                               "refill_time": 100}}}), 204)
     check(vmm.put("/serial", {"serial_out_path": str(tmp_path / "serial.log")}), 204)
-    check(vmm.put("/serial", {"rate_limiter": {"size": 1, "refill_time": 1}}), 400,
-          "not implemented yet")
+    check(vmm.put("/serial", {"serial_out_path": str(tmp_path / "serial.log"),
+                              "rate_limiter": {"size": 1, "refill_time": 1}}), 204)
     cfg = check(vmm.get("/vm/config"), 200)
     assert cfg["vsock"] == {"guest_cid": 3, "uds_path": str(tmp_path / "v.sock")}
     assert cfg["entropy"] == {"rate_limiter": {"bandwidth": {"size": 4096, "one_time_burst": 0,
                                                              "refill_time": 100}}}
-    assert cfg["serial"] == {"serial_out_path": str(tmp_path / "serial.log")}
+    assert cfg["serial"] == {"serial_out_path": str(tmp_path / "serial.log"),
+                             "rate_limiter": {"size": 1, "one_time_burst": 0, "refill_time": 1}}
     vmm.stop()
 
 
@@ -706,7 +707,8 @@ def test_cli_modes(tmp_path, args, code, expect):
     ('{"machine-config": {"vcpu_count": 1}}', "machine-config: missing field `mem_size_mib`"),
     ('{"drives": [{"drive_id": "a"}]}', "drives[0]: missing field"),
     ('{"foo": 1}', "unknown field `foo`"),
-    ('{"mmds-config": {"network_interfaces": []}}', "\"mmds-config\" is not implemented yet"),
+    ('{"mmds-config": {"network_interfaces": []}}',
+     "mmds-config: MMMDS config error: The list of network interface IDs that allow forwarding"),
     ('{"machine-config": {"vcpu_count": 300, "mem_size_mib": 64}}', "vcpu count 300"),
     ('{"network-interfaces": [{"iface_id": "a", "host_dev_name": "t", "mtu": 5}]}',
      "network-interfaces[0]: field `mtu`"),
