@@ -51,7 +51,15 @@ QEMU = os.environ.get("VMM_QEMU", "qemu-system-x86_64")
 OUTER_CPU = "EPYC-v1,+svm,+npt"
 OUTER_SMP = 2
 OUTER_MEM_MIB = 2048
-OUTER_CMDLINE = "console=ttyS0 rdinit=/init panic=-1 quiet"
+# transparent_hugepage=never: Debian's cloud kernel defaults to THP "always", so the inner
+# guests' RAM was backed by 2 MiB pages mapped through 2 MiB nested page-table entries of
+# TCG's emulated SVM, split by every 4 KiB balloon discard and collapsed by khugepaged. The
+# balloon scenario (256 MiB guests touching most of their memory) saw a guest triple fault
+# with no Oops, or a silent guest, in about 3 runs of 8 — twice before any discard. Suspected
+# to be TCG's nested paging, not vmm (the device discards exactly what the guest gave it:
+# unit test_linux_order_discards_only_ballooned_pages); unproven, so said here and in
+# docs/linux-testbed.md rather than claimed fixed.
+OUTER_CMDLINE = "console=ttyS0 rdinit=/init panic=-1 quiet transparent_hugepage=never"
 # Modules the outer loads, dependencies first (from the package's modules.dep).
 OUTER_MODULES = ["kvm_amd", "tun", "virtio_pci", "virtio_blk", "loop"]
 # The inner guests' default command line (the guest image's, plus quiet: every console
