@@ -93,6 +93,7 @@
 #include "common/snapbuf.h"
 #include "common/util.h"
 #include "config.h"
+#include "devices/virtio/mem.h"
 #include "memory/guest_mem.h"
 
 #define SNAPSHOT_MAGIC       "VMMSNAP"
@@ -118,6 +119,9 @@ enum snapshot_type { SNAPSHOT_FULL = 0, SNAPSHOT_DIFF = 1 };
 struct snapshot_mem_id {
         enum snapshot_type kind; /* Full: complete; Diff: only what changed since parent */
         uint64_t ram_bytes;
+        /* The virtio-mem region after RAM (trailer version 2; 0 in version 1 files): its
+         * plugged blocks at their offsets in the region, the rest holes. */
+        uint64_t hotplug_bytes;
         uint64_t id;
         uint64_t parent;
 };
@@ -202,10 +206,17 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
 bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg);
 
 /* Writes guest RAM to fd: every non-zero page (dirty NULL), or only the pages set in dirty
- * (guest_mem's bitmap layout: a Diff), then the trailer of id. The file is sparse,
- * guest_mem_size + SNAPSHOT_MEM_TRAILER_LEN bytes long. 0 or a negative errno. */
+ * (guest_mem's bitmap layout: a Diff), then the plugged blocks of the virtio-mem
+ * region hp (hp NULL: none; a Full only; id->hotplug_bytes = nr_blocks * block_size), then the
+ * trailer of id. The file is sparse, guest_mem_size + id->hotplug_bytes + SNAPSHOT_MEM_TRAILER_LEN
+ * bytes long. 0 or a negative errno. */
 int snapshot_write_memory(const struct guest_mem *mem, int fd, const uint64_t *dirty,
+                          const struct virtio_mem_layout *hp,
                           const struct snapshot_mem_id *id) MUST_CHECK;
+/* Reads hp's plugged blocks from the memory file fd (whose trailer id is): 0, or -EINVAL
+ * when the file holds no region of hp's size, or a negative errno. */
+int snapshot_read_hotplug(int fd, const struct snapshot_mem_id *id,
+                          const struct virtio_mem_layout *hp) MUST_CHECK;
 /* Reads the trailer of the memory file fd: 0, -EINVAL when it has none (not a memory file),
  * or a negative errno. */
 int snapshot_read_mem_id(int fd, struct snapshot_mem_id *out) MUST_CHECK;
