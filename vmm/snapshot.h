@@ -59,17 +59,21 @@
  *   board is built again from CONF (vmm/vm_board.h), which gives the layout it gave then.
  *
  * MEMORY FILE: guest RAM, the regions back to back in address order (the INFO offsets),
- * then a 4 KiB trailer that says which snapshot the file belongs to:
+ * then the virtio-mem region when the VM has one (its plugged blocks at their offsets in
+ * the region, unplugged blocks holes; a Full snapshot only), then a 4 KiB trailer that
+ * says which snapshot the file belongs to:
  *
- *   offset  size  field (from the end of the RAM)
+ *   offset  size  field (from the end of the hotplug region)
  *        0     8  magic "VMMMEM\0\0"
- *        8     4  trailer version (1)
+ *        8     4  trailer version (2; 1, written before the hotplug region, is still read
+ *                 with a region of 0 bytes)
  *       12     4  kind: 0 Full (the whole RAM), 1 Diff (only the pages written since the
  *                 memory `parent`: it must be merged over that memory file before a load)
  *       16     8  guest RAM bytes
  *       24     8  id: random, new for every snapshot; the state file names it (INFO)
  *       32     8  parent: the id of the memory a Diff goes over (0: none)
- *       40  4056  zero
+ *       40     8  hotplug region bytes (version 2; RAM + this = where the trailer starts)
+ *       48  4048  zero
  *
  * A load refuses a memory file whose id is not its state file's (another snapshot's memory
  * file, even of the same size), and a Diff that was not merged.
