@@ -365,7 +365,8 @@ int main(int argc, char **argv)
 
         /* The vCPU limit is KVM's; it is checked again against the real KVM in vm_create. */
         vmm_host_limits_get(&limits, 0);
-        if (vmm_config_validate(&o.cfg, &limits, &err)) {
+        if (vmm_config_validate(&o.cfg, &limits, &err) ||
+            vmm_config_check_memory(&o.cfg, &limits, &err)) {
                 LOG_ERROR("%s", err.msg);
                 cli_opts_free(&o);
                 return EXIT_BAD_CONFIG;

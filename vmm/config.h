@@ -34,7 +34,7 @@ struct vmm_machine_config {
         uint64_t mem_size_mib;
         bool huge_pages;        /* back guest RAM with 2 MiB hugetlbfs pages */
         char *cpu_hide;         /* comma-separated CPUID feature names; NULL: none */
-        bool smt;               /* Firecracker's field; only false is supported */
+        bool smt;               /* two threads per core in the guest's CPU topology */
         bool track_dirty_pages; /* accepted and reported; used by snapshots (later) */
         bool pit;               /* the in-kernel i8254 PIT; off by default (docs/running.md) */
 };
@@ -232,9 +232,18 @@ void vmm_config_free(struct vmm_config *cfg);
 int vmm_config_set_str(char **field, const char *value) MUST_CHECK;
 
 /* Checks everything that can be checked without building the VM (sizes, counts, the CPU
- * feature list). Errors are ERROR_CONFIG with one precise message. limits may be NULL. */
+ * feature list), as Firecracker checks a configuration request (the vCPU count and the
+ * memory size in its words). Errors are ERROR_CONFIG with one precise message. limits may be
+ * NULL. Whether this host can hold the memory is vmm_config_check_memory's. */
 int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
                         struct error *err) MUST_CHECK;
+/* Whether the guest memory fits this host (its RAM, the 46-bit guest physical space): for a
+ * start, not for a configuration request (Firecracker accepts any size there and fails to
+ * map it at InstanceStart). ERROR_CONFIG. */
+int vmm_config_check_memory(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
+                            struct error *err) MUST_CHECK;
+/* Whether the balloon (if any) is no larger than the guest memory. */
+bool vmm_balloon_fits(const struct vmm_config *cfg);
 
 /* A balloon target of amount_mib for cfg's VM: inflation of a protected VM is refused
  * (CC-13), before the start (PUT /balloon, the config file) and after it (PATCH /balloon). */
@@ -325,8 +334,8 @@ void vmm_rate_limiter_merge(struct vmm_rate_limiter *dst, const struct vmm_rate_
 
 /* Checks that a file the VM will open at start can be opened now (read-only, or read-write
  * when write is set) and is one of kinds (common/file.h), so an API PUT reports a bad path
- * at once. ERROR_CONFIG. */
-int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds,
+ * at once. ERROR_CONFIG; *os_errno as file_open_os. */
+int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds, int *os_errno,
                    struct error *err) MUST_CHECK;
 
 /* Opens a log or metrics destination for writing (file_open): a regular file appended to and

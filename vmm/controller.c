@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "vm_devices.h"
 #include "metrics.h"
@@ -282,24 +283,43 @@ int controller_find_net(const struct vmm_config *cfg, const char *id)
         return -1;
 }
 
+/* Firecracker's update_block_device and its words: neither a path nor a limiter is an
+ * update of a vhost-user drive (a virtio drive refuses it), then the new file, opened as the
+ * drive opens it, then the limiter. */
+#define PATCH_DRIVE_FAIL "Drive config error: Unable to patch the block device: "
+#define PATCH_DRIVE_HINT " Please verify the request arguments."
+
 static int patch_drive(struct controller *c, struct vmm_drive_update *u, struct error *err)
 {
         int i = controller_find_drive(&c->cfg, u->drive_id);
         struct vmm_rate_limiter rl;
+        char why[512];
         int r;
 
         if (i < 0)
                 return error_set(err, -ENOENT,
-                                 "Unable to patch the block device: drive '%s' "
-                                 "does not exist.",
-                                 u->drive_id);
+                                 PATCH_DRIVE_FAIL "Failed perform action on device: Device not "
+                                                  "found" PATCH_DRIVE_HINT);
+        if (!u->path_on_host && !u->has_rate_limiter)
+                return error_config(err, PATCH_DRIVE_FAIL "Block: Running method expected "
+                                                          "different backend." PATCH_DRIVE_HINT);
+        if (u->path_on_host) {
+                r = controller_check_file("drive", u->path_on_host, !c->cfg.drives[i].is_read_only,
+                                          FILE_REGULAR | FILE_BLOCK, why, sizeof(why));
+                if (r)
+                        return error_config(err,
+                                            PATCH_DRIVE_FAIL "Block: Virtio backend error: Error "
+                                                             "manipulating the backing file: %s "
+                                                             "%s" PATCH_DRIVE_HINT,
+                                            why, u->path_on_host);
+        }
         rl = c->cfg.drives[i].rate_limiter;
         if (u->has_rate_limiter)
                 vmm_rate_limiter_merge(&rl, &u->rate_limiter);
         r = vm_devices_update_drive(vm_get_devices(c->vm), u->drive_id, u->path_on_host,
                                     u->has_rate_limiter ? &rl : NULL, err);
         if (r) {
-                error_prefix(err, "Unable to patch the block device '%s'", u->drive_id);
+                error_prefix(err, "Drive config error: Unable to patch the block device: Block");
                 return r;
         }
         if (u->path_on_host)
@@ -316,9 +336,8 @@ static int patch_net(struct controller *c, struct vmm_net_update *u, struct erro
 
         if (i < 0)
                 return error_set(err, -ENOENT,
-                                 "Unable to patch the network interface: '%s' "
-                                 "does not exist.",
-                                 u->iface_id);
+                                 "Network config error: Unable to update the net device: Failed "
+                                 "perform action on device: Device not found");
         rx = c->cfg.nets[i].rx_rate_limiter;
         tx = c->cfg.nets[i].tx_rate_limiter;
         if (u->has_rx)
@@ -639,10 +658,26 @@ static int act_snapshot_create(struct controller *c, struct controller_request *
         return controller_snapshot_create(c, &req->u.snapshot_create, err);
 }
 
+/*
+ * Firecracker's documented behaviour (its snapshot support guide, "LoadSnapshot
+ * ... on failure: A specific error is reported and then the current Firecracker process is
+ * ended (as it might be in an invalid state)"): a load that was allowed and failed is
+ * answered, then the process ends with exit code 1, its generic error. An orchestrator waits
+ * for that exit. A load refused before it began (after a configuration command) is not.
+ */
 static int act_snapshot_load(struct controller *c, struct controller_request *req,
                              struct error *err)
 {
-        return controller_snapshot_load(c, &req->u.snapshot_load, err);
+        bool allowed = c->state == CONTROLLER_NOT_STARTED && !c->configured;
+        int r = controller_snapshot_load(c, &req->u.snapshot_load, err);
+
+        if (r && allowed) {
+                LOG_ERROR("%s: the process ends (a failed snapshot load leaves it unusable)",
+                          err->msg);
+                if (c->p.on_exit)
+                        c->p.on_exit(c->p.opaque, 1);
+        }
+        return r;
 }
 
 static int act_get_metrics(struct controller *c, struct controller_request *req, struct error *err)
@@ -663,6 +698,7 @@ static int act_get_metrics(struct controller *c, struct controller_request *req,
                         .clear = clear_##CLEAR,                                                    \
                         .event = CONTROLLER_EVENT_##EVENT,                                         \
                         .method = #METHOD,                                                         \
+                        .path = PATH,                                                              \
                         .metric = METRIC,                                                          \
                         HANDLER},
 
@@ -729,6 +765,9 @@ void controller_execute(struct controller *c, struct controller_request *req)
         error_clear(&rep->err);
         if (a->phase == CONTROLLER_PHASE_BEFORE_START && c->state != CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_AFTER_START);
+        else if (a->phase == CONTROLLER_PHASE_BEFORE_START_HOTPLUG &&
+                 c->state != CONTROLLER_NOT_STARTED)
+                r = error_set(&rep->err, -EPERM, MSG_NO_PCI);
         else if ((a->phase == CONTROLLER_PHASE_AFTER_START || a->phase == CONTROLLER_PHASE_LIVE) &&
                  c->state == CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_BEFORE_START);
@@ -840,12 +879,25 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
         if (c->state != CONTROLLER_NOT_STARTED)
                 return error_set(err, -EALREADY, MSG_AFTER_START);
         if (!c->cfg.boot.kernel_image_path)
-                return error_config(err, "Cannot start microvm without kernel configuration.");
-        r = vmm_config_validate(&c->cfg, &c->limits, err);
+                r = error_config(err, "Cannot start microvm without kernel configuration.");
+        else
+                r = vmm_config_validate(&c->cfg, &c->limits, err);
+        /* Firecracker takes any memory size and fails to map one this host cannot hold:
+         * answered in its words (the size was accepted when it was set). */
+        if (!r && vmm_config_check_memory(&c->cfg, &c->limits, err)) {
+                char e[64];
+
+                error_clear(err);
+                r = error_config(err, "Invalid Memory Configuration: Cannot create mmap region: %s",
+                                 controller_os_error(ENOMEM, e, sizeof(e)));
+        }
         if (!r)
                 r = controller_build(c, NULL, NULL, start_ns, start_cpu_ns, err);
-        if (r)
+        if (r) {
+                /* Firecracker's VmmActionError::StartMicrovm. */
+                error_prefix(err, "Start microvm error");
                 return r;
+        }
         LOG_INFO("microVM started");
         return 0;
 }

@@ -208,6 +208,9 @@ struct controller_request {
                 } mmds_data;
         } u;
         uint64_t received_ns; /* CLOCK_MONOTONIC when the request arrived (latency metrics) */
+        /* The request used a deprecated field: the notice a front end logs and answers with
+         * (Firecracker's "Deprecation: true" header); a static string, NULL: none. */
+        const char *deprecation;
         struct controller_reply reply;
         /* Called on the VMM thread after the reply is filled; may be NULL. */
         controller_done_fn done;
@@ -231,7 +234,8 @@ struct controller_params {
         int console_out_fd;
         uint64_t process_start_ns, process_start_cpu_ns;
         const struct controller_signal_counts *signals; /* may be NULL */
-        /* The guest ended the VM (exit code 0 reset/poweroff, 1 error); VMM thread. */
+        /* The VM ended: the guest reset or powered off (exit code 0) or failed (1), or a
+         * snapshot load failed (1: the process is unusable); VMM thread. */
         void (*on_exit)(void *opaque, int exit_code);
         void *opaque;
         /* Confinement of the process's threads (the executable's seccomp filters,

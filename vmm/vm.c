@@ -601,6 +601,7 @@ static int create_vcpus(struct vm *vm, struct error *err)
                 struct x86_cpu_init init = {
                     .index = i,
                     .nr_vcpus = vm->nr_vcpus,
+                    .smt = vm->params.cfg->machine.smt,
                     .cpuid = vm->cpuid,
                     .msr_list = vm->kvm->msr_list,
                     .tmpl = vm->cpu->has_template ? &vm->cpu->tmpl : NULL,
@@ -691,7 +692,8 @@ static int setup_cpuid(struct vm *vm, struct error *err)
                 error_prefix(err, "Failed to create guest config");
                 return r;
         }
-        return x86_cpu_record_set_cpuid(vm->cpu, vm->cpuid, vm->nr_vcpus, &vm->cpuid_hide, err);
+        return x86_cpu_record_set_cpuid(vm->cpu, vm->cpuid, vm->nr_vcpus,
+                                        vm->params.cfg->machine.smt, &vm->cpuid_hide, err);
 }
 
 static int open_console(struct vm *vm, struct error *err)

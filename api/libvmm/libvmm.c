@@ -585,7 +585,7 @@ int libvmm_restore(const char *load_params_json, const char *config_json,
         struct error err = {0};
         struct libvmm *vm;
         struct call c;
-        cJSON *j;
+        const char *body_id;
         int r;
 
         last_error[0] = '\0';
@@ -603,9 +603,8 @@ int libvmm_restore(const char *load_params_json, const char *config_json,
         if (r)
                 return r;
         call_init(&c, vm, VMM_SNAPSHOT_LOAD);
-        j = api_json_parse(load_params_json, strlen(load_params_json), &err);
-        r = j ? api_parse_snapshot_load(j, &c.req.u.snapshot_load, &err) : -EINVAL;
-        cJSON_Delete(j);
+        r = api_parse_command_text(load_params_json, strlen(load_params_json), &c.req, &body_id,
+                                   &err);
         if (r)
                 r = fail(-EINVAL, "snapshot load parameters: %s", err.msg);
         else

@@ -381,20 +381,24 @@ int x86_static_template_check(const char *name, const char *vendor, struct error
 #define RECORD_VERSION 1
 
 int x86_cpu_record_set_cpuid(struct x86_cpu_record *rec, const struct kvm_cpuid2 *cpuid,
-                             unsigned nr_vcpus, const struct x86_cpuid_mask *hide,
+                             unsigned nr_vcpus, bool smt, const struct x86_cpuid_mask *hide,
                              struct error *err)
 {
-        size_t size = sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0]);
+        unsigned capacity = cpuid->nent + X86_CPUID_ADDED_ENTRIES;
         struct kvm_cpuid2 *c;
 
-        if (cpuid->nent > X86_TEMPLATE_MAX_LEAVES)
-                return error_set(err, -E2BIG, "CPU configuration: %u CPUID entries (at most %u)",
-                                 cpuid->nent, X86_TEMPLATE_MAX_LEAVES);
-        c = malloc(size);
+        c = calloc(1, sizeof(*c) + capacity * sizeof(c->entries[0]));
         if (!c)
                 return error_set(err, -ENOMEM, "out of memory");
-        memcpy(c, cpuid, size);
-        x86_cpuid_apply(c, 0, nr_vcpus, hide);
+        memcpy(c, cpuid, sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0]));
+        x86_cpuid_apply(c, capacity, 0, nr_vcpus, smt, hide);
+        if (c->nent > X86_TEMPLATE_MAX_LEAVES) {
+                unsigned n = c->nent;
+
+                free(c);
+                return error_set(err, -E2BIG, "CPU configuration: %u CPUID entries (at most %u)", n,
+                                 X86_TEMPLATE_MAX_LEAVES);
+        }
         rec->nr_cpuid = c->nent;
         memcpy(rec->cpuid, c->entries, c->nent * sizeof(c->entries[0]));
         free(c);
@@ -541,11 +545,22 @@ static void record_origin(const struct x86_cpu_record *rec, char *buf, size_t ca
 int x86_cpu_record_check(const struct x86_cpu_record *rec, const struct kvm_cpuid2 *supported,
                          const struct kvm_msr_list *msrs, struct error *err)
 {
+        size_t size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
+        struct kvm_cpuid2 *provided = malloc(size);
         struct x86_cpuid_bit bit;
         char what[96], origin[32];
+        bool missing;
 
+        if (!provided)
+                return error_set(err, -ENOMEM, "out of memory");
+        /* What this host provides includes what vmm itself sets on every boot (a snapshot
+         * taken here records those bits; KVM's table may not list them). */
+        memcpy(provided, supported, size);
+        x86_cpuid_add_emulated(provided);
         record_origin(rec, origin, sizeof(origin));
-        if (x86_cpuid_find_unsupported(rec->cpuid, rec->nr_cpuid, supported, &bit)) {
+        missing = x86_cpuid_find_unsupported(rec->cpuid, rec->nr_cpuid, provided, &bit);
+        free(provided);
+        if (missing) {
                 x86_cpuid_describe_bit(&bit, what, sizeof(what));
                 return error_config(err,
                                     "the snapshot's vCPUs (%s) have %s, which this host's KVM "

@@ -496,7 +496,7 @@ def test_log_and_metrics_on_a_full_filesystem(kvm, tmp_path):
             # Lines after a cut one are whole again.
             assert api(sock, "GET", "/nothing-here")[0] == 400
             assert log.read_text(errors="replace").splitlines()[-1].endswith(
-                "Invalid request method and/or path: GET /nothing-here.\"}"), log.read_text()
+                "Invalid request method and/or path: GET nothing-here.\"}"), log.read_text()
             proc.send_signal(signal.SIGTERM)
             rc = g.finish()
         finally:

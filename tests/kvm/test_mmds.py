@@ -341,12 +341,13 @@ def test_serial_rate_limiter_through_the_api(tmp_path):
     try:
         check(v.put("/serial", {"serial_out_path": str(tmp_path / "s.log"),
                                 "rate_limiter": {"size": 100, "refill_time": 1000}}), 204)
-        assert check(v.get("/vm/config"), 200)["serial"] == {
-            "serial_out_path": str(tmp_path / "s.log"),
-            "rate_limiter": {"size": 100, "one_time_burst": 0, "refill_time": 1000}}
+        # Firecracker's GET /vm/config does not report the serial section (fc18).
+        assert "serial" not in check(v.get("/vm/config"), 200)
         check(v.put("/serial", {"rate_limiter": {"size": 100}}), 400,
               "missing field `refill_time`")
-        check(v.put("/serial", {"rate_limiter": {"bandwidth": {}}}), 400, "unknown field")
+        # A TokenBucket ignores unknown fields (no deny_unknown_fields in Firecracker).
+        check(v.put("/serial", {"rate_limiter": {"bandwidth": {}}}), 400,
+              "missing field `size`")
         v.stop()
     finally:
         v.kill()

@@ -585,7 +585,8 @@ def test_balloon_free_page_reporting_and_hinting(tmp_path, fmt, stats):
     try:
         guest.wait_for(f"probe: freepage touched {pages} pages\n")
         api = Api(sock)
-        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 0}
+        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 0,
+                                                                            "guest_cmd": None}
         touched = vm_rss_kib(guest.proc.pid)
         guest.send_line("report")
         guest.wait_for(f"probe: freepage reported {pages} pages")
@@ -594,7 +595,8 @@ def test_balloon_free_page_reporting_and_hinting(tmp_path, fmt, stats):
         guest.wait_for(f"probe: freepage touched {pages} pages again\n")
         retouched = vm_rss_kib(guest.proc.pid)
         api.request("PATCH", "/balloon/hinting/start", {})
-        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 2}
+        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 2,
+                                                                            "guest_cmd": None}
         guest.send_line("hint")
         guest.wait_for("host answered DONE")
         hinted = vm_rss_kib(guest.proc.pid)

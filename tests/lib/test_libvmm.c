@@ -58,7 +58,7 @@ static void test_errors(void **state)
                                        "\"mem_size_mib\": 64}}",
                                        NULL, &vm),
                          -EINVAL);
-        assert_non_null(strstr(libvmm_last_error(), "vcpu"));
+        assert_non_null(strstr(libvmm_last_error(), "vCPUs"));
         assert_int_equal(libvmm_create("{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": "
                                        "\"/nonexistent\", \"is_root_device\": true, "
                                        "\"is_read_only\": true}], \"bogus\": 1}",

@@ -42,6 +42,7 @@ static const struct scenario scenarios[] = {
     {"cc-stress", scenario_cc_stress},
     {"snapshot", scenario_snapshot},
     {"heartbeat", scenario_heartbeat},
+    {"topology", scenario_topology},
 };
 
 const struct scenario *scenario_find(const char *name)
