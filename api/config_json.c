@@ -418,8 +418,7 @@ static int get_mem_backend(const cJSON *j, struct vmm_snapshot_load *out, struct
                 r = json_get_enum(b, "backend_type", true, kinds, false, NULL, &kind, err);
         if (!r)
                 r = json_get_string(b, "backend_path", true, &out->mem_file_path, err);
-        if (!r && kind == 1)
-                r = error_config(err, "backend_type `Uffd` is not supported (only `File`)");
+        out->mem_uffd = kind == 1;
         if (r)
                 error_prefix(err, "mem_backend");
         return r;
@@ -518,13 +517,20 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struc
         }
         if (!r)
                 r = json_get_enum(j, "huge_pages", false, huge, false, NULL, &hp, err);
-        if (!r && hp >= 2)
+        /* "2M": anonymous hugetlbfs memory, which only a page-fault handler can fill;
+         * "Transparent": not a machine setting this VMM has. */
+        if (!r && (hp == 2 || (hp == 3 && !out->mem_uffd)))
                 r = error_config(err,
                                  "field `huge_pages`: `%s` is not supported on a snapshot "
-                                 "load (a memory file backs the memory; use `None` or "
-                                 "`Snapshot`)",
-                                 huge[hp]);
+                                 "load %s",
+                                 huge[hp],
+                                 hp == 2 ? "(use `None`, `Snapshot` or, with the Uffd memory "
+                                           "backend, `2M`)"
+                                         : "from a memory file (a memory file backs the memory; "
+                                           "use `None` or `Snapshot`, or the Uffd memory "
+                                           "backend)");
         out->huge_pages_none = hp == 1;
+        out->huge_pages_2m = hp == 3;
         if (r)
                 vmm_snapshot_load_free(out);
         return r;

@@ -227,6 +227,42 @@ static void request_stop(void *opaque, unsigned index, enum vcpu_stop_reason why
                 LOG_ERROR("stop eventfd: %s", strerror(errno));
 }
 
+/* ---- guest memory served by a page-fault handler (the Uffd backend) ---- */
+
+static void on_handler_gone(void *opaque, const char *msg)
+{
+        struct vm *vm = opaque;
+
+        LOG_ERROR("%s", msg);
+        if (vm->params.on_memory_lost)
+                vm->params.on_memory_lost(vm->params.opaque, msg);
+        /* Paired with vm_start: whichever comes second stops the VM (a vCPU waiting for a
+         * page leaves KVM_RUN when it is kicked). */
+        atomic_store(&vm->mem_lost, true);
+        if (atomic_load(&vm->stoppable))
+                request_stop(vm, 0, VCPU_STOP_ERROR);
+}
+
+static int watcher_init(void *opaque)
+{
+        struct vm *vm = opaque;
+
+        return vm->params.thread_init ? vm->params.thread_init(vm->params.opaque, VMM_THREAD_UFFD)
+                                      : 0;
+}
+
+static int connect_handler(struct vm *vm, int uffd, struct error *err)
+{
+        struct uffd_peer_params p = {.path = vm->params.restore->mem_path,
+                                     .mem = vm->mem,
+                                     .uffd = uffd,
+                                     .on_gone = on_handler_gone,
+                                     .thread_init = watcher_init,
+                                     .opaque = vm};
+
+        return uffd_peer_connect(&p, err, &vm->uffd_peer);
+}
+
 static void on_i8042_reset(void *opaque)
 {
         LOG_INFO("guest requested a reset through the i8042");
@@ -619,7 +655,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         };
         struct platform_desc *desc = NULL;
         struct vm *vm;
-        int r;
+        int r, uffd = -1;
 
         vm = calloc(1, sizeof(*vm));
         if (!vm)
@@ -638,9 +674,11 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         }
         /* Everything that depends only on the user's input is checked and loaded before
          * KVM is opened, so a bad configuration is reported the same way on any host. */
-        r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem)
+        r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem, &uffd)
                             : guest_mem_create(&spec, err, &vm->mem);
-        if (!r && params->restore) {
+        if (!r && uffd >= 0)
+                r = connect_handler(vm, uffd, err);
+        else if (!r && params->restore) {
                 vm->mem_base = params->restore->info->mem.id;
                 vm->mem_file = strdup(params->restore->mem_path);
                 if (!vm->mem_file)
@@ -730,6 +768,9 @@ int vm_start(struct vm *vm, struct error *err)
                         return error_set(err, r, "cannot confine the VMM thread: %s", strerror(-r));
         }
         vm->started = true;
+        atomic_store(&vm->stoppable, true);
+        if (atomic_load(&vm->mem_lost))
+                request_stop(vm, 0, VCPU_STOP_ERROR);
         if (hold && !vm->restored)
                 vm_resume(vm);
         return 0;
@@ -798,6 +839,8 @@ void vm_destroy(struct vm *vm)
 {
         if (!vm)
                 return;
+        /* No longer watched: the VM ends anyway, and its parts go away below. */
+        uffd_peer_destroy(vm->uffd_peer);
         for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
                 vcpu_stop(vm->vcpus[i]);
         for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++)

@@ -18,6 +18,7 @@
 #include "kvm.h"
 #include "vcpu.h"
 #include "vm.h"
+#include "uffd_peer.h"
 
 /* A device's interrupt line into the in-kernel irqchip. */
 struct gsi_line {
@@ -53,7 +54,10 @@ struct vm {
         /* The memory id the dirty log counts from (a Diff's parent): the last snapshot's,
          * or the memory file's the VM was restored from; 0: the boot. */
         uint64_t mem_base;
-        char *mem_file; /* the memory file the RAM is mapped from (NULL: anonymous) */
+        char *mem_file;              /* the memory file the RAM is mapped from (NULL: anonymous) */
+        struct uffd_peer *uffd_peer; /* the page-fault handler serving the RAM (Uffd) */
+        atomic_bool mem_lost;        /* that handler is gone */
+        atomic_bool stoppable;       /* every vCPU thread started: request_stop may run */
 };
 
 /* vm.c: whether the memory file the RAM is mapped from was truncated under the mapping (the
@@ -65,8 +69,9 @@ bool vm_mem_file_truncated(struct vm *vm, struct error *err);
  * created: the irqchip and PIT, every vCPU, the clock, the legacy devices, then the virtio
  * devices (which may run again at once). */
 int vm_restore_state(struct vm *vm, const struct vm_restore *rs, struct error *err) MUST_CHECK;
-/* vm_snapshot.c: checks the memory file against the snapshot and maps it. */
+/* vm_snapshot.c: checks the memory file against the snapshot and maps it; with the Uffd
+ * backend, maps anonymous memory registered with a new userfaultfd (*uffd, else -1). */
 int vm_restore_memory(const struct vm_restore *rs, const struct guest_mem_spec *spec,
-                      struct error *err, struct guest_mem **out) MUST_CHECK;
+                      struct error *err, struct guest_mem **out, int *uffd) MUST_CHECK;
 
 #endif

@@ -23,7 +23,7 @@ def run(args, timeout=120, **kw):
 
 def test_library_api(tmp_path):
     exe = BUILD_DIR / "tests" / "lib" / "test_libvmm"
-    r = run([exe, PROBES["elf"], tmp_path])
+    r = run([exe, PROBES["elf"], tmp_path, BUILD_DIR / "examples" / "uffd_handler"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Sanitizer" not in r.stderr, r.stderr
 

@@ -2,7 +2,8 @@
  * libvmm through its public header only (linked against libvmm.so), with the probe guest:
  * error codes and messages (per thread), phase rules, life-cycle events, several VMs at
  * once with calls from several threads, wait/exit fd, metrics, Full and Diff snapshots
- * merged and restored, the load refused after configuring, destroying a running VM.
+ * merged and restored, the load refused after configuring, destroying a running VM, a
+ * restore served by a page-fault handler (argv[3]: examples/uffd_handler) and its death.
  *
  * Needs /dev/kvm: run by tests/kvm/test_libvmm.py (which skips, or fails in CI, without it).
  * argv[1] is the probe (probe.elf), argv[2] a scratch directory.
@@ -11,12 +12,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,7 +27,7 @@
 
 #include "libvmm.h"
 
-static const char *kernel, *dir;
+static const char *kernel, *dir, *uffd_handler;
 
 struct guest {
         pthread_mutex_t lock;
@@ -308,20 +311,94 @@ static void test_snapshots(void **state)
         unlink(diff_m);
 }
 
+/* The Uffd backend through libvmm_restore (the same JSON as the API), served by
+ * examples/uffd_handler; a handler that dies while a vCPU waits for a page ends the VM with
+ * exit code 1 (the library never ends the process), and nothing hangs. */
+static pid_t start_handler(const char *sock, const char *mem)
+{
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                execl(uffd_handler, uffd_handler, sock, mem, (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 1000 && access(sock, F_OK); i++)
+                usleep(10000);
+        assert_int_equal(access(sock, F_OK), 0);
+        return pid;
+}
+
+static void test_uffd_restore(void **state)
+{
+        char st[512], mem[512], sock[512], params[1400];
+        struct guest g, r1, r2;
+        struct libvmm *vm, *a, *b;
+        struct libvmm_options o;
+        int code = -1, status;
+        pid_t h;
+
+        (void)state;
+        if (!uffd_handler)
+                skip();
+        snprintf(st, sizeof(st), "%s/lib-uffd.state", dir);
+        snprintf(mem, sizeof(mem), "%s/lib-uffd.mem", dir);
+        snprintf(sock, sizeof(sock), "%s/lib-uffd.sock", dir);
+        vm = idle_vm(&g, "uffd", false);
+        assert_int_equal(libvmm_pause(vm), 0);
+        assert_int_equal(libvmm_snapshot(vm, st, mem, false), 0);
+        libvmm_destroy(vm);
+        h = start_handler(sock, mem);
+        snprintf(params, sizeof(params),
+                 "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"Uffd\", "
+                 "\"backend_path\": \"%s\"}, \"resume_vm\": %s}",
+                 st, sock, "true");
+        guest_init(&r1);
+        o = opts(&r1, "uffd1");
+        if (libvmm_restore(params, NULL, &o, &a))
+                fail_msg("restore: %s", libvmm_last_error());
+        end(a, &r1);
+        /* Paused this time; the handler stops answering, the vCPU waits for a page, the
+         * handler dies: the VM ends as an error. */
+        snprintf(params, sizeof(params),
+                 "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"Uffd\", "
+                 "\"backend_path\": \"%s\"}}",
+                 st, sock);
+        guest_init(&r2);
+        o = opts(&r2, "uffd2");
+        assert_int_equal(libvmm_restore(params, NULL, &o, &b), 0);
+        assert_int_equal(kill(h, SIGSTOP), 0);
+        assert_int_equal(libvmm_resume(b), 0);
+        usleep(200000);
+        assert_int_equal(libvmm_wait_exit(b, 0, &code), -ETIMEDOUT);
+        assert_int_equal(kill(h, SIGKILL), 0);
+        assert_int_equal(waitpid(h, &status, 0), h);
+        assert_int_equal(libvmm_wait_exit(b, 30000, &code), 0);
+        assert_int_equal(code, 1);
+        libvmm_destroy(b);
+        assert_int_equal(r2.events[LIBVMM_EVENT_EXITED], 1);
+        assert_int_equal(r2.exit_code, 1);
+        unlink(st);
+        unlink(mem);
+        unlink(sock);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_errors),
             cmocka_unit_test(test_several_vms_and_threads),
             cmocka_unit_test(test_snapshots),
+            cmocka_unit_test(test_uffd_restore),
         };
 
         if (argc < 3) {
-                fprintf(stderr, "usage: %s PROBE_KERNEL DIR\n", argv[0]);
+                fprintf(stderr, "usage: %s PROBE_KERNEL DIR [UFFD_HANDLER]\n", argv[0]);
                 return 2;
         }
         kernel = argv[1];
         dir = argv[2];
+        uffd_handler = argc > 3 ? argv[3] : NULL;
         libvmm_set_log("Warning", NULL, NULL);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
