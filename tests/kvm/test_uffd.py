@@ -434,3 +434,37 @@ def test_watcher_seccomp_role(tmp_path, idle):
     finally:
         v.kill()
         h.kill()
+
+
+def test_jailed_vmm_uses_dev_userfaultfd(tmp_path, idle):
+    """A jailed VMM (an unprivileged uid, vm.unprivileged_userfaultfd 0) may not call
+    userfaultfd(2) for guest memory KVM touches: it takes /dev/userfaultfd, which the jailer
+    creates; the handler's socket and nothing else is in the jail."""
+    from test_jailer import GID, UID, jails as _jails, require_root, start as jail_start  # noqa
+    require_root()
+    if not os.path.exists("/dev/userfaultfd"):
+        pytest.skip("the host has no /dev/userfaultfd")
+    state, mem, _ = idle
+    base = tmp_path / "jails"
+    base.mkdir()
+    started = []
+    h = None
+    try:
+        j = jail_start(started, base, "uffd-1")
+        inside = j.root / "state"
+        inside.write_bytes(state.read_bytes())
+        os.chown(inside, UID, GID)
+        h = Handler(j.root / "uffd.sock", mem)
+        os.chown(h.sock, UID, GID)
+        check(j.request("PUT", "/snapshot/load", {"snapshot_path": "/state",
+                                                  "mem_backend": uffd("/uffd.sock"),
+                                                  "resume_vm": True}), 204)
+        check(j.request("PUT", "/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert j.wait_exit() == 0, j.err()
+        assert "probe: ok idle" in j.out(), j.out()
+        assert "serving VMM pid" in h.stop()
+    finally:
+        for j in started:
+            j.kill()
+        if h:
+            h.kill()
