@@ -40,6 +40,7 @@ void scenario_blk_stream(const struct boot_info *bi);
 void scenario_net_stream(const struct boot_info *bi);
 void scenario_snapshot(const struct boot_info *bi); /* snapshot.c */
 void scenario_heartbeat(const struct boot_info *bi);
+void scenario_clone(const struct boot_info *bi);
 /* cc.c: confidential platforms end to end */
 void scenario_cc_sev_io(const struct boot_info *bi);
 void scenario_cc_pef_io(const struct boot_info *bi);

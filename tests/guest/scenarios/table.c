@@ -33,6 +33,7 @@ static const struct scenario scenarios[] = {
     {"cc-stress", scenario_cc_stress},
     {"snapshot", scenario_snapshot},
     {"heartbeat", scenario_heartbeat},
+    {"clone", scenario_clone},
 };
 
 const struct scenario *scenario_find(const char *name)
