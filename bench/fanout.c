@@ -366,6 +366,26 @@ static void round_of(enum mode m, unsigned n, struct row *r)
         }
 }
 
+/* What this program made in dir, and dir. */
+static void remove_files(void)
+{
+        static const char *const names[] = {"state",   "mem",       "src.sock",
+                                            "src.err", "uffd.sock", "uffd_handler.err"};
+        char path[96];
+
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+                unlink(path);
+        }
+        for (unsigned i = 0; i < MAX_N; i++) {
+                snprintf(path, sizeof(path), "%s/c%u.err", dir, i);
+                unlink(path);
+                snprintf(path, sizeof(path), "%s/c%u.sock", dir, i);
+                unlink(path);
+        }
+        rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
         const char *build = argc > 1 ? argv[1] : "build";
@@ -374,6 +394,7 @@ int main(int argc, char **argv)
         static struct row rows[3][NMODES];
         char tmpl[] = "/tmp/fanout.XXXXXX", build_dir[PATH_MAX];
         double cold_median[3] = {0};
+        int failures = 0;
 
         signal(SIGPIPE, SIG_IGN);
         if (rounds < 1 || rounds > 20) {
@@ -415,6 +436,7 @@ int main(int argc, char **argv)
                         struct row *r = &rows[k][m];
                         double med, p99;
 
+                        failures += r->failures;
                         if (!r->n) {
                                 printf("%-3u %-5s   (no sample: %d failures)\n", ns[k],
                                        mode_name[m], r->failures);
@@ -433,6 +455,11 @@ int main(int argc, char **argv)
                             r->failures ? "  (failures)" : "");
                 }
         }
-        printf("(PSS: the last round's clones, measured once all had answered; logs in %s)\n", dir);
+        printf("(PSS: the last round's clones, measured once all had answered)\n");
+        if (failures) {
+                printf("failures: the files are kept in %s\n", dir);
+                return 1;
+        }
+        remove_files();
         return 0;
 }
