@@ -222,6 +222,8 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
                 st.exit_code = exit_code_for(&err);
                 goto out;
         }
+        /* This thread runs the VM: its lines follow the VM's logger settings. */
+        controller_bind_thread(ctl);
         if (o->api_sock) {
                 r = api_server_start(o->api_sock, ctl, o->max_payload, &err, &api);
                 if (r) {

@@ -16,65 +16,136 @@
 #include "clock.h"
 #include "fdio.h"
 
-struct logger {
-        _Atomic int level;
-        atomic_bool show_level;
-        atomic_bool show_origin;
-        pthread_mutex_t lock; /* guards sink and instance id */
-        log_sink_fn sink;
-        void *sink_opaque;
-        char instance_id[64];
-        atomic_uint_fast64_t lost;
-};
-
-static struct logger logger = {
-    .level = LOG_LEVEL_INFO,
-    .show_level = true,
-    .show_origin = true,
+/* The process's settings: a context whose every setting is set; its instance id may change
+ * (under its lock). */
+static struct log_context root = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .instance_id = "anonymous-instance",
+    .level = LOG_LEVEL_INFO,
+    .show_level = 1,
+    .show_origin = 1,
 };
 
 static _Thread_local char thread_name[16] = "main";
+static _Thread_local struct log_context *bound;
+
+/* ---- settings ---- */
+
+void log_context_init(struct log_context *ctx, const char *instance_id)
+{
+        memset(ctx, 0, sizeof(*ctx));
+        pthread_mutex_init(&ctx->lock, NULL);
+        escape_controls(ctx->instance_id, sizeof(ctx->instance_id), instance_id);
+        atomic_init(&ctx->level, -1);
+        atomic_init(&ctx->show_level, -1);
+        atomic_init(&ctx->show_origin, -1);
+        atomic_init(&ctx->lost, 0);
+}
+
+void log_context_destroy(struct log_context *ctx)
+{
+        if (bound == ctx)
+                bound = NULL;
+        pthread_mutex_destroy(&ctx->lock);
+}
+
+void log_context_set_sink(struct log_context *ctx, log_sink_fn fn, void *opaque)
+{
+        pthread_mutex_lock(&ctx->lock);
+        ctx->sink = fn;
+        ctx->sink_opaque = opaque;
+        pthread_mutex_unlock(&ctx->lock);
+}
+
+void log_context_set_level(struct log_context *ctx, enum log_level level)
+{
+        atomic_store(&ctx->level, (int)level);
+}
+
+void log_context_set_show_level(struct log_context *ctx, bool on)
+{
+        atomic_store(&ctx->show_level, on);
+}
+
+void log_context_set_show_origin(struct log_context *ctx, bool on)
+{
+        atomic_store(&ctx->show_origin, on);
+}
+
+uint64_t log_context_lost(struct log_context *ctx)
+{
+        return atomic_load(&ctx->lost);
+}
 
 void log_set_level(enum log_level level)
 {
-        atomic_store(&logger.level, (int)level);
+        log_context_set_level(&root, level);
 }
 
 enum log_level log_get_level(void)
 {
-        return (enum log_level)atomic_load(&logger.level);
-}
-
-bool log_enabled(enum log_level level)
-{
-        return level != LOG_LEVEL_OFF && (int)level <= atomic_load(&logger.level);
+        return (enum log_level)atomic_load(&root.level);
 }
 
 void log_set_sink(log_sink_fn fn, void *opaque)
 {
-        pthread_mutex_lock(&logger.lock);
-        logger.sink = fn;
-        logger.sink_opaque = opaque;
-        pthread_mutex_unlock(&logger.lock);
+        log_context_set_sink(&root, fn, opaque);
 }
 
 void log_set_instance_id(const char *id)
 {
-        pthread_mutex_lock(&logger.lock);
-        escape_controls(logger.instance_id, sizeof(logger.instance_id), id);
-        pthread_mutex_unlock(&logger.lock);
+        pthread_mutex_lock(&root.lock);
+        escape_controls(root.instance_id, sizeof(root.instance_id), id);
+        pthread_mutex_unlock(&root.lock);
 }
 
 void log_set_show_level(bool on)
 {
-        atomic_store(&logger.show_level, on);
+        log_context_set_show_level(&root, on);
 }
 
 void log_set_show_origin(bool on)
 {
-        atomic_store(&logger.show_origin, on);
+        log_context_set_show_origin(&root, on);
+}
+
+uint64_t log_lost_count(void)
+{
+        return log_context_lost(&root);
+}
+
+struct log_context *log_bind(struct log_context *ctx)
+{
+        struct log_context *prev = bound;
+
+        bound = ctx;
+        return prev;
+}
+
+struct log_context *log_bound(void)
+{
+        return bound;
+}
+
+/* The calling thread's context: its VM's, or the process's. */
+static struct log_context *current(void)
+{
+        return bound ? bound : &root;
+}
+
+/* A setting of the context, or the process's where the context leaves it unset. */
+static int setting(_Atomic int *own, _Atomic int *process)
+{
+        int v = atomic_load(own);
+
+        return v >= 0 ? v : atomic_load(process);
+}
+
+bool log_enabled(enum log_level level)
+{
+        struct log_context *ctx = current();
+
+        return level != LOG_LEVEL_OFF && (int)level <= setting(&ctx->level, &root.level);
 }
 
 void log_set_thread_name(const char *name)
@@ -101,11 +172,6 @@ int log_level_parse(const char *s, enum log_level *out)
         return -EINVAL;
 }
 
-uint64_t log_lost_count(void)
-{
-        return atomic_load(&logger.lost);
-}
-
 static const char *level_name(enum log_level level)
 {
         switch (level) {
@@ -128,17 +194,26 @@ static const char *basename_of(const char *path)
         return slash ? slash + 1 : path;
 }
 
-static void default_sink(enum log_level level, const char *line, size_t len)
+/* One line to ctx's sink; a context without a sink of its own hands it to the process's,
+ * whose default is stderr. Lost lines are counted in ctx (the line's own context). */
+static void emit(struct log_context *ctx, struct log_context *owner, enum log_level level,
+                 const char *line, size_t len)
 {
-        (void)level;
-        if (fd_write_all(STDERR_FILENO, line, len))
-                atomic_fetch_add(&logger.lost, 1);
+        pthread_mutex_lock(&ctx->lock);
+        if (ctx->sink)
+                ctx->sink(ctx->sink_opaque, level, line, len);
+        else if (ctx != &root)
+                emit(&root, owner, level, line, len);
+        else if (fd_write_all(STDERR_FILENO, line, len))
+                atomic_fetch_add(&owner->lost, 1);
+        pthread_mutex_unlock(&ctx->lock);
 }
 
 static void log_vwrite(enum log_level level, const char *file, int line, const char *fmt,
                        va_list ap)
 {
-        char buf[1024], msg[1024];
+        struct log_context *ctx = current();
+        char buf[1024], msg[1024], id[sizeof(root.instance_id)];
         struct timespec ts;
         struct tm tm;
         size_t n;
@@ -146,14 +221,20 @@ static void log_vwrite(enum log_level level, const char *file, int line, const c
 
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
-        pthread_mutex_lock(&logger.lock);
+        if (ctx == &root) {
+                pthread_mutex_lock(&root.lock);
+                memcpy(id, root.instance_id, sizeof(id));
+                pthread_mutex_unlock(&root.lock);
+        } else {
+                memcpy(id, ctx->instance_id, sizeof(id));
+        }
         r = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09ld [%s:%s",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec, logger.instance_id, thread_name);
+                     ts.tv_nsec, id, thread_name);
         n = r < 0 ? 0 : (size_t)r;
-        if (atomic_load(&logger.show_level) && n < sizeof(buf))
+        if (setting(&ctx->show_level, &root.show_level) && n < sizeof(buf))
                 n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s", level_name(level));
-        if (atomic_load(&logger.show_origin) && n < sizeof(buf))
+        if (setting(&ctx->show_origin, &root.show_origin) && n < sizeof(buf))
                 n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%s:%d", basename_of(file), line);
         if (n < sizeof(buf))
                 n += (size_t)snprintf(buf + n, sizeof(buf) - n, "] ");
@@ -166,11 +247,7 @@ static void log_vwrite(enum log_level level, const char *file, int line, const c
         if (n >= sizeof(buf) - 1)
                 n = sizeof(buf) - 2; /* truncated: keep the line terminated */
         buf[n++] = '\n';
-        if (logger.sink)
-                logger.sink(logger.sink_opaque, level, buf, n);
-        else
-                default_sink(level, buf, n);
-        pthread_mutex_unlock(&logger.lock);
+        emit(ctx, ctx, level, buf, n);
 }
 
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
@@ -203,7 +280,7 @@ void log_guest(struct ratelimit *rl, const char *file, int line, const char *fmt
         }
         if (rl->printed >= rl->burst) {
                 rl->suppressed++;
-                atomic_fetch_add(&logger.lost, 1);
+                atomic_fetch_add(&current()->lost, 1);
                 pthread_mutex_unlock(&rl->lock);
                 return;
         }

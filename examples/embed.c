@@ -25,7 +25,8 @@
 struct guest {
         char name[32];
         struct libvmm *vm;
-        /* Console: lines are matched as they arrive (VM thread), timings taken there. */
+        /* Console: lines are matched as they arrive (on the VM's callback thread), timings
+         * taken there. */
         pthread_mutex_t lock;
         pthread_cond_t cond;
         char line[256];

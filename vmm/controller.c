@@ -508,8 +508,11 @@ void controller_execute(struct controller *c, struct controller_request *req)
         error_clear(&rep->err);
         if (a->phase == CONTROLLER_PHASE_BEFORE_START && c->state != CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_AFTER_START);
-        else if (a->phase == CONTROLLER_PHASE_AFTER_START && c->state == CONTROLLER_NOT_STARTED)
+        else if ((a->phase == CONTROLLER_PHASE_AFTER_START || a->phase == CONTROLLER_PHASE_LIVE) &&
+                 c->state == CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_BEFORE_START);
+        else if (a->phase == CONTROLLER_PHASE_LIVE && c->ended)
+                r = error_set(&rep->err, -EPERM, MSG_ENDED);
         else
                 r = run(c, req, &rep->err);
         if (r && !rep->err.code)
@@ -525,8 +528,19 @@ void controller_execute(struct controller *c, struct controller_request *req)
 
 /* ---- life cycle ---- */
 
+void controller_bind_thread(struct controller *c)
+{
+        log_bind(&c->log);
+}
+
+struct log_context *controller_log(struct controller *c)
+{
+        return &c->log;
+}
+
 int controller_thread_init(struct controller *c, enum vmm_thread_role role)
 {
+        controller_bind_thread(c);
         return c->p.thread_init ? c->p.thread_init(c->p.thread_opaque, role) : 0;
 }
 
@@ -539,6 +553,7 @@ static void on_vm_stop(void *opaque, int exit_code)
 {
         struct controller *c = opaque;
 
+        c->ended = true;
         if (c->p.on_exit)
                 c->p.on_exit(c->p.opaque, exit_code);
 }
@@ -571,6 +586,7 @@ int controller_build(struct controller *c, struct vmm_config *cfg, const struct 
             .restore = rs,
             .thread_init = c->p.thread_init ? vm_thread_init : NULL,
             .on_memory_lost = c->p.on_memory_lost ? on_vm_memory_lost : NULL,
+            .log = &c->log,
         };
         int r;
 
@@ -645,11 +661,11 @@ int controller_create(const struct controller_params *p, struct vmm_config *cfg,
         snprintf(c->instance_id, sizeof(c->instance_id), "%s",
                  p->instance_id ? p->instance_id : "anonymous-instance");
         c->p.instance_id = c->instance_id;
+        log_context_init(&c->log, c->instance_id);
         c->cfg = *cfg;
         vmm_config_init(cfg);
         c->configured = machine_configured(&c->cfg);
         vmm_host_limits_get(&c->limits, 0);
-        atomic_init(&c->log_fd, -1);
         pthread_mutex_init(&c->lock, NULL);
         c->startup_us = p->process_start_ns && now > p->process_start_ns
                             ? (now - p->process_start_ns) / 1000
@@ -713,6 +729,7 @@ void controller_destroy(struct controller *c)
                 close(c->wake_fd);
         }
         controller_log_close(c);
+        log_context_destroy(&c->log);
         vmm_config_free(&c->cfg);
         vmm_config_free(&c->vm_cfg);
         pthread_mutex_destroy(&c->lock);

@@ -11,7 +11,9 @@
  * time in submission order, then calls each request's done callback (on the VMM thread).
  * Each command runs in the phase it is allowed in: configuration commands before
  * InstanceStart ("The requested operation is not supported after starting the microVM."),
- * runtime commands after it ("... before starting the microVM."). Before the start they edit
+ * runtime commands after it ("... before starting the microVM."), and those that act on the
+ * running guest only until the guest ended the VM ("... after the guest ended the microVM.":
+ * the library keeps an ended VM until it is destroyed). Before the start they edit
  * the configuration (validated as a whole by vmm_config_validate, the CLI's validation);
  * after it they act on the VM (pause, Ctrl-Alt-Del, drive / interface / balloon updates).
  * Each command's phase, handler, metrics name and REST route are one entry of
@@ -26,6 +28,7 @@
 
 #include "common/error.h"
 #include "common/event_loop.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "config.h"
 #include "devices/virtio/balloon.h"
@@ -212,9 +215,17 @@ struct controller;
  * ERROR_CONFIG. */
 int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,
                       struct controller **out) MUST_CHECK;
-/* Stops the VM if any, writes a last metrics line, restores the logger's default sink. The
- * queue must have been closed (controller_close). */
+/* Stops the VM if any, writes a last metrics line, closes the VM's log file. The queue must
+ * have been closed (controller_close), and every thread bound to the VM's log context have
+ * ended, but the caller's. The process's logger (its sink, its level) is left as it is. */
 void controller_destroy(struct controller *c);
+
+/* The calling thread logs for this VM from now on: its lines carry the VM's instance id and
+ * follow the VM's logger settings (common/log.h), until controller_destroy. The VM's vCPU
+ * threads and controller_thread_init's callers are bound by the controller itself. */
+void controller_bind_thread(struct controller *c);
+/* The VM's log context (to log one line for the VM from another thread: log_bind). */
+struct log_context *controller_log(struct controller *c);
 
 /*
  * Snapshots, with Firecracker's phase rules. create needs a Paused VM. load needs a fresh
@@ -237,7 +248,8 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
                      struct error *err) MUST_CHECK;
 enum controller_state controller_get_state(const struct controller *c);
 
-/* The calling thread, about to act as role: runs the thread_init hook (0 without one). */
+/* The calling thread, about to act as role: binds it to the VM's log context, runs the
+ * thread_init hook (0 without one). */
 int controller_thread_init(struct controller *c, enum vmm_thread_role role) MUST_CHECK;
 
 /*

@@ -74,7 +74,8 @@ void controller_collect_metrics(void *opaque, struct metrics_writer *w)
         metrics_group(w, "logger");
         metrics_counter(w, "missed_metrics_count", metrics_missed_count(c->metrics));
         metrics_counter(w, "metrics_fails", metrics_missed_count(c->metrics));
-        metrics_counter(w, "missed_log_count", atomic_load(&c->log_missed) + log_lost_count());
+        metrics_counter(w, "missed_log_count",
+                        atomic_load(&c->log_missed) + log_context_lost(&c->log));
         /* The process ends at a fault (vmm/sandbox.h): a line written after one is rare. */
         metrics_group(w, "seccomp");
         metrics_store(w, "num_faults", c->p.seccomp_faults ? c->p.seccomp_faults() : 0);

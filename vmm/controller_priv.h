@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "common/log.h"
 #include "controller.h"
 #include "metrics.h"
 
@@ -22,6 +23,7 @@
 #define MSG_LOAD_CONFIGURED                                                                        \
         "Loading a microVM snapshot not allowed after configuring boot-specific resources."
 #define MSG_NOT_PAUSED "Cannot create a snapshot: the microVM is not paused."
+#define MSG_ENDED      "The requested operation is not supported after the guest ended the microVM."
 
 struct controller {
         struct controller_params p;
@@ -38,10 +40,13 @@ struct controller {
         struct metrics *metrics;
         uint64_t startup_us, startup_cpu_us;
 
-        /* The logger's file output. */
-        _Atomic int log_fd;
+        /* This VM's logging context (common/log.h): its instance id and the settings of its
+         * logger configuration; its file output, if any (controller_log.c). */
+        struct log_context log;
+        struct controller_log_file *log_file;
         atomic_uint_fast64_t log_missed;
-        bool log_torn; /* the last line went out only in part (the logger serialises sinks) */
+        /* The guest ended the VM: operations on the running guest are refused. */
+        bool ended;
 
         /* The queue. */
         pthread_mutex_t lock;
@@ -70,6 +75,7 @@ enum controller_phase {
         CONTROLLER_PHASE_ANY,
         CONTROLLER_PHASE_BEFORE_START,
         CONTROLLER_PHASE_AFTER_START,
+        CONTROLLER_PHASE_LIVE, /* after the start, until the guest ended the VM */
 };
 
 typedef int (*controller_run_fn)(struct controller *c, struct controller_request *req,
@@ -111,12 +117,13 @@ CONTROLLER_EDIT(metrics);
 
 /* ---- controller_log.c ---- */
 
-/* Applies a logger setting (the file output, level, what lines show). */
+/* Applies a logger setting (the file output, level, what lines show) to this VM's context;
+ * the process's settings and other VMs' stay as they are. */
 int controller_log_apply(struct controller *c, const struct vmm_logger_config *l,
                          struct error *err) MUST_CHECK;
 /* Records the applied settings in the configuration (GET /vm/config). */
 int controller_log_merge(struct vmm_logger_config *dst, struct vmm_logger_config *src);
-/* Detaches and closes the file output, if any. */
+/* Detaches and closes the file output, if any (this VM's lines go to the process's sink). */
 void controller_log_close(struct controller *c);
 
 /* ---- controller_metrics.c ---- */

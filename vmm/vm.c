@@ -247,6 +247,8 @@ static int watcher_init(void *opaque)
 {
         struct vm *vm = opaque;
 
+        log_bind(vm->params.log);
+        log_set_thread_name("uffd");
         return vm->params.thread_init ? vm->params.thread_init(vm->params.opaque, VMM_THREAD_UFFD)
                                       : 0;
 }
@@ -566,12 +568,15 @@ static int setup_platform_exits(struct vm *vm, struct error *err)
         return r;
 }
 
+/* At the top of each vCPU thread: its lines are the VM's, then its confinement. */
 static int vcpu_thread_init(void *opaque, unsigned index)
 {
         struct vm *vm = opaque;
 
         (void)index;
-        return vm->params.thread_init(vm->params.opaque, VMM_THREAD_VCPU);
+        log_bind(vm->params.log);
+        return vm->params.thread_init ? vm->params.thread_init(vm->params.opaque, VMM_THREAD_VCPU)
+                                      : 0;
 }
 
 static int create_vcpus(struct vm *vm, struct error *err)
@@ -584,7 +589,7 @@ static int create_vcpus(struct vm *vm, struct error *err)
             .platform_exit = vm->cc ? platform_exit : NULL,
             .platform_fault = vm->cc ? platform_fault : NULL,
             .platform_opaque = vm->cc,
-            .thread_init = vm->params.thread_init ? vcpu_thread_init : NULL,
+            .thread_init = vcpu_thread_init,
         };
         int r;
 

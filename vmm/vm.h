@@ -42,6 +42,8 @@ enum vmm_thread_role {
         VMM_THREAD_UFFD, /* watches a Uffd backend's page-fault handler (uffd_peer.h) */
 };
 
+struct log_context;
+
 struct vm_params {
         const struct vmm_config *cfg;
         struct event_loop *loop; /* the VMM thread's loop: console input and stop events */
@@ -63,6 +65,9 @@ struct vm_params {
          * the thread that watches it, after the message was logged; it may end the process.
          * When it returns (or is NULL), the VM stops as an error (on_stop with 1). */
         void (*on_memory_lost)(void *opaque, const char *msg);
+        /* The VM's log context (common/log.h): the vCPU threads and the Uffd watcher are
+         * bound to it. */
+        struct log_context *log;
 };
 
 /* Errors caused by the configuration or input files come back as ERROR_CONFIG. */

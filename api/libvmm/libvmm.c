@@ -1,16 +1,25 @@
 /*
  * libvmm.h on top of the controller (vmm/controller.h): each VM is a controller and an event
- * loop on a thread of its own; every call is a controller request submitted to its queue
- * and waited for, so the library goes through exactly the code (phases, validation,
+ * loop on a thread of its own (the VM thread); every call is a controller request submitted to
+ * its queue and waited for, so the library goes through exactly the code (phases, validation,
  * messages) the REST API does.
+ *
+ * The VM thread never runs the embedder's code, so it never waits for anything but its own
+ * vCPUs: console output and life-cycle events go through a queue to a second thread (the
+ * callback thread, there when the embedder gave a callback), which delivers them in order.
+ * A callback may then call into any VM, its own included, and no two threads can wait for
+ * each other's queues. Calls and libvmm_destroy meet at an in-call counter: destroy refuses
+ * new calls, wakes the waiters, and frees nothing while a call is under way.
  */
 #include "libvmm.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,27 +36,52 @@
 #include "vmm/snapshot.h"
 
 #define CONSOLE_BACKLOG (1 << 20)
+#define MSG_SHUTDOWN    "The microVM is shutting down."
+
+/* A life-cycle event on its way to the event callback. */
+struct event {
+        enum libvmm_event ev;
+        int code;
+        uint64_t seq; /* 1, 2, ...: the order of delivery */
+        struct event *next;
+};
 
 struct libvmm {
         struct libvmm_options opts;
         char id[65];
         struct event_loop *loop;
         struct controller *ctl;
-        pthread_t thread;
+        pthread_t thread; /* the VM thread */
         bool thread_started;
         int wake_fd;                /* ends the VM thread's loop */
         atomic_bool stopping;       /* set before wake_fd is written */
-        int exit_fd;                /* readable once the guest ended the VM */
+        int exit_fd;                /* readable once EXITED was delivered */
         int console_rd, console_wr; /* the console callback's pipe (-1: none) */
         int null_fd;                /* console output with neither fd nor callback */
 
-        pthread_mutex_t lock;
+        /* The callback thread (with a console or an event callback only). */
+        pthread_t cb_thread;
+        bool cb_started;
+        int cb_fd; /* eventfd: events were queued, or the thread should end */
+
+        /* Calls under way (see enter), and the destroy that waits for them. */
+        atomic_uint calls;
+        atomic_bool destroying;
+
+        pthread_mutex_t lock; /* guards what follows; cond: any change of it, or destroying */
         pthread_cond_t cond;
-        bool exited;
+        struct event *head, *tail; /* posted, not delivered yet */
+        uint64_t posted, delivered;
+        bool cb_stop;
+        bool ended;  /* the guest ended the VM (libvmm_info's EXITED) */
+        bool exited; /* ... and EXITED was delivered (libvmm_wait_exit) */
         int exit_code;
+        struct event exit_event; /* EXITED, allocated with the VM: it is never lost */
 };
 
 static _Thread_local char last_error[sizeof(((struct error *)0)->msg)];
+/* On a callback thread: the VM whose callbacks it runs. */
+static _Thread_local struct libvmm *callback_of;
 
 const char *libvmm_last_error(void)
 {
@@ -66,10 +100,182 @@ static int fail(int code, const char *fmt, ...)
         return code;
 }
 
-static void emit(struct libvmm *vm, enum libvmm_event ev, int code)
+/* Logs one line in the VM's log context (its id, its logger settings) from any thread. */
+#define VM_LOG(vm, LOG_MACRO, ...)                                                                 \
+        do {                                                                                       \
+                struct log_context *prev_ = log_bind(controller_log((vm)->ctl));                   \
+                LOG_MACRO(__VA_ARGS__);                                                            \
+                log_bind(prev_);                                                                   \
+        } while (0)
+
+static void eventfd_signal(int fd)
 {
+        uint64_t one = 1;
+
+        if (write(fd, &one, sizeof(one)) < 0) {
+                /* an eventfd write cannot fail here */
+        }
+}
+
+/* ---- calls under way ---- */
+
+/* Under the lock: libvmm_destroy, which checks the count under it, cannot free the VM before
+ * this unlock. */
+static void leave(struct libvmm *vm)
+{
+        pthread_mutex_lock(&vm->lock);
+        if (atomic_fetch_sub(&vm->calls, 1) == 1 && atomic_load(&vm->destroying))
+                pthread_cond_broadcast(&vm->cond);
+        pthread_mutex_unlock(&vm->lock);
+}
+
+/*
+ * Every call on a VM is counted while it runs, so that libvmm_destroy can wait for it. The
+ * threads the VMM runs itself (VM and vCPU threads, the only ones bound to a VM's log
+ * context) reach the library only through the embedder's log sink: a call from there would
+ * wait for a queue its own thread serves, or for its own VM's vCPUs.
+ */
+static int enter(struct libvmm *vm)
+{
+        if (!vm)
+                return fail(-EINVAL, "no such VM");
+        if (log_bound())
+                return fail(-EDEADLK, "libvmm cannot be called from the VMM's own threads "
+                                      "(a log sink): the call would wait for itself");
+        atomic_fetch_add(&vm->calls, 1);
+        if (atomic_load(&vm->destroying)) {
+                leave(vm);
+                return fail(-ESHUTDOWN, MSG_SHUTDOWN);
+        }
+        return 0;
+}
+
+/* ---- events and console output, in order, on the callback thread ---- */
+
+#define CONSOLE_CHUNK 4096
+
+/* Hands up to max bytes of console output to the callback (SIZE_MAX: all there is). */
+static void console_drain(struct libvmm *vm, size_t max)
+{
+        char buf[CONSOLE_CHUNK];
+        ssize_t n;
+
+        if (vm->console_rd < 0)
+                return;
+        for (size_t done = 0; done < max; done += (size_t)n) {
+                n = read(vm->console_rd, buf, sizeof(buf));
+                if (n <= 0)
+                        return;
+                vm->opts.console(vm->opts.opaque, buf, (size_t)n);
+        }
+}
+
+/* EXITED: the callback first, then the exit fd, then libvmm_wait_exit's waiters. */
+static void deliver(struct libvmm *vm, struct event *e)
+{
+        bool exited = e->ev == LIBVMM_EVENT_EXITED;
+
+        /* The guest's last output comes before its end (its vCPUs are stopped: it is all
+         * in the pipe). */
+        if (exited)
+                console_drain(vm, SIZE_MAX);
         if (vm->opts.event)
-                vm->opts.event(vm->opts.opaque, ev, code);
+                vm->opts.event(vm->opts.opaque, e->ev, e->code);
+        if (exited)
+                eventfd_signal(vm->exit_fd);
+        pthread_mutex_lock(&vm->lock);
+        vm->delivered = e->seq;
+        if (exited) {
+                vm->exited = true;
+                vm->exit_code = e->code;
+        }
+        pthread_cond_broadcast(&vm->cond);
+        pthread_mutex_unlock(&vm->lock);
+        if (e != &vm->exit_event)
+                free(e);
+}
+
+static void deliver_queued(struct libvmm *vm)
+{
+        struct event *e;
+
+        for (;;) {
+                pthread_mutex_lock(&vm->lock);
+                e = vm->head;
+                if (e) {
+                        vm->head = e->next;
+                        if (!vm->head)
+                                vm->tail = NULL;
+                }
+                pthread_mutex_unlock(&vm->lock);
+                if (!e)
+                        return;
+                deliver(vm, e);
+        }
+}
+
+/* VM thread: queues e; returns its sequence number. Without a callback thread there is no
+ * callback to run: the bookkeeping is done at once. */
+static uint64_t post(struct libvmm *vm, struct event *e)
+{
+        uint64_t seq;
+
+        pthread_mutex_lock(&vm->lock);
+        seq = e->seq = ++vm->posted;
+        e->next = NULL;
+        if (vm->tail)
+                vm->tail->next = e;
+        else
+                vm->head = e;
+        vm->tail = e;
+        pthread_mutex_unlock(&vm->lock);
+        if (vm->cb_started)
+                eventfd_signal(vm->cb_fd);
+        else
+                deliver_queued(vm);
+        return seq;
+}
+
+static void *callback_thread(void *arg)
+{
+        struct libvmm *vm = arg;
+        struct pollfd pfd[2] = {{.fd = vm->cb_fd, .events = POLLIN},
+                                {.fd = vm->console_rd, .events = POLLIN}};
+        char name[16];
+        uint64_t v;
+        bool stop = false;
+
+        callback_of = vm;
+        snprintf(name, sizeof(name), "cb-%.12s", vm->id);
+        log_set_thread_name("callbacks");
+        pthread_setname_np(pthread_self(), name);
+        while (!stop) {
+                /* Only EINTR or a transient ENOMEM: look again. */
+                (void)poll(pfd, 2, -1);
+                /* A chatty guest does not hold up the events: a bounded share each round. */
+                console_drain(vm, 16 * CONSOLE_CHUNK);
+                if (read(vm->cb_fd, &v, sizeof(v)) < 0) {
+                        /* EAGAIN: nothing posted */
+                }
+                deliver_queued(vm);
+                pthread_mutex_lock(&vm->lock);
+                stop = vm->cb_stop && !vm->head;
+                pthread_mutex_unlock(&vm->lock);
+        }
+        console_drain(vm, SIZE_MAX); /* the VM thread has ended: this is all there is */
+        return NULL;
+}
+
+static void callback_thread_stop(struct libvmm *vm)
+{
+        if (!vm->cb_started)
+                return;
+        pthread_mutex_lock(&vm->lock);
+        vm->cb_stop = true;
+        pthread_mutex_unlock(&vm->lock);
+        eventfd_signal(vm->cb_fd);
+        pthread_join(vm->cb_thread, NULL);
+        vm->cb_started = false;
 }
 
 /* ---- the VM thread ---- */
@@ -77,17 +283,13 @@ static void emit(struct libvmm *vm, enum libvmm_event ev, int code)
 static void on_exit_cb(void *opaque, int exit_code)
 {
         struct libvmm *vm = opaque;
-        uint64_t one = 1;
 
         pthread_mutex_lock(&vm->lock);
-        vm->exited = true;
-        vm->exit_code = exit_code;
-        pthread_cond_broadcast(&vm->cond);
+        vm->ended = true;
         pthread_mutex_unlock(&vm->lock);
-        if (write(vm->exit_fd, &one, sizeof(one)) < 0) {
-                /* an eventfd write cannot fail here */
-        }
-        emit(vm, LIBVMM_EVENT_EXITED, exit_code);
+        vm->exit_event.ev = LIBVMM_EVENT_EXITED;
+        vm->exit_event.code = exit_code;
+        post(vm, &vm->exit_event);
 }
 
 static void on_wake(void *opaque, uint32_t events)
@@ -101,24 +303,14 @@ static void on_wake(void *opaque, uint32_t events)
         }
 }
 
-static void on_console(void *opaque, uint32_t events)
-{
-        struct libvmm *vm = opaque;
-        char buf[4096];
-        ssize_t n;
-
-        (void)events;
-        while ((n = read(vm->console_rd, buf, sizeof(buf))) > 0)
-                vm->opts.console(vm->opts.opaque, buf, (size_t)n);
-}
-
 static void *vm_thread(void *arg)
 {
         struct libvmm *vm = arg;
         char name[16];
 
+        controller_bind_thread(vm->ctl);
         snprintf(name, sizeof(name), "vmm-%.11s", vm->id);
-        log_set_thread_name(name);
+        log_set_thread_name("vmm");
         pthread_setname_np(pthread_self(), name);
         while (!atomic_load(&vm->stopping))
                 if (event_loop_run_once(vm->loop, -1) < 0)
@@ -137,33 +329,45 @@ struct call {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool done;
+        uint64_t event_seq; /* the event the call caused (0: none) */
         struct libvmm *vm;
 };
 
+static enum libvmm_event event_of(const struct controller_request *req)
+{
+        switch (controller_action_event(req->action)) {
+        case CONTROLLER_EVENT_STARTED:
+                return req->reply.state == CONTROLLER_PAUSED ? LIBVMM_EVENT_PAUSED
+                                                             : LIBVMM_EVENT_STARTED;
+        case CONTROLLER_EVENT_PAUSED:
+                return LIBVMM_EVENT_PAUSED;
+        case CONTROLLER_EVENT_RESUMED:
+                return LIBVMM_EVENT_RESUMED;
+        default:
+                return 0;
+        }
+}
+
+/* VM thread: the request was executed. */
 static void call_done(struct controller_request *req)
 {
         struct call *c = req->opaque;
-        struct libvmm *vm = c->vm;
+        /* Without an event callback there is nothing to deliver, nor to wait for. */
+        enum libvmm_event ev = req->reply.status || !c->vm->opts.event ? 0 : event_of(req);
+        uint64_t seq = 0;
 
-        if (!req->reply.status) {
-                switch (controller_action_event(req->action)) {
-                case CONTROLLER_EVENT_STARTED:
-                        emit(vm,
-                             req->reply.state == CONTROLLER_PAUSED ? LIBVMM_EVENT_PAUSED
-                                                                   : LIBVMM_EVENT_STARTED,
-                             0);
-                        break;
-                case CONTROLLER_EVENT_PAUSED:
-                        emit(vm, LIBVMM_EVENT_PAUSED, 0);
-                        break;
-                case CONTROLLER_EVENT_RESUMED:
-                        emit(vm, LIBVMM_EVENT_RESUMED, 0);
-                        break;
-                default:
-                        break;
+        if (ev) {
+                struct event *e = calloc(1, sizeof(*e));
+
+                if (e) {
+                        e->ev = ev;
+                        seq = post(c->vm, e);
+                } else {
+                        LOG_ERROR("out of memory: life-cycle event %d not delivered", (int)ev);
                 }
         }
         pthread_mutex_lock(&c->lock);
+        c->event_seq = seq;
         c->done = true;
         pthread_cond_signal(&c->cond);
         pthread_mutex_unlock(&c->lock);
@@ -176,29 +380,36 @@ static void call_init(struct call *c, struct libvmm *vm, enum vmm_action action)
         c->req.opaque = c;
         c->vm = vm;
         c->done = false;
+        c->event_seq = 0;
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->cond, NULL);
 }
 
-/* Runs the request on the VM's thread and waits; the reply stays in c->req. */
+/*
+ * Runs the request on the VM's thread and waits; the reply stays in c->req. The event the
+ * call caused has been delivered when it returns, unless it is called from a callback: a
+ * callback thread cannot wait for itself, and two callback threads waiting for each other's
+ * deliveries would wait forever. Its event follows, in order.
+ */
 static int call_run(struct call *c)
 {
+        struct libvmm *vm = c->vm;
         int r;
 
-        if (!c->vm || !c->vm->ctl)
-                r = fail(-EINVAL, "no such VM");
-        else if (controller_submit(c->vm->ctl, &c->req))
-                r = fail(-ESHUTDOWN, "The microVM is shutting down.");
-        else {
-                pthread_mutex_lock(&c->lock);
-                while (!c->done)
-                        pthread_cond_wait(&c->cond, &c->lock);
-                pthread_mutex_unlock(&c->lock);
-                r = c->req.reply.status;
-                if (r)
-                        fail(r, "%s", c->req.reply.err.msg);
+        if (controller_submit(vm->ctl, &c->req))
+                return fail(-ESHUTDOWN, MSG_SHUTDOWN);
+        pthread_mutex_lock(&c->lock);
+        while (!c->done)
+                pthread_cond_wait(&c->cond, &c->lock);
+        pthread_mutex_unlock(&c->lock);
+        if (c->event_seq && !callback_of) {
+                pthread_mutex_lock(&vm->lock);
+                while (vm->delivered < c->event_seq)
+                        pthread_cond_wait(&vm->cond, &vm->lock);
+                pthread_mutex_unlock(&vm->lock);
         }
-        return r;
+        r = c->req.reply.status;
+        return r ? fail(r, "%s", c->req.reply.err.msg) : 0;
 }
 
 static void call_clear(struct call *c)
@@ -211,13 +422,14 @@ static void call_clear(struct call *c)
 static int simple(struct libvmm *vm, enum vmm_action action)
 {
         struct call c;
-        int r;
+        int r = enter(vm);
 
-        if (!vm)
-                return fail(-EINVAL, "no such VM");
+        if (r)
+                return r;
         call_init(&c, vm, action);
         r = call_run(&c);
         call_clear(&c);
+        leave(vm);
         return r;
 }
 
@@ -241,14 +453,12 @@ static int open_console(struct libvmm *vm)
         fcntl(fds[1], F_SETPIPE_SZ, CONSOLE_BACKLOG);
         vm->console_rd = fds[0];
         vm->console_wr = fds[1];
-        return event_loop_add(vm->loop, vm->console_rd, EPOLLIN, on_console, vm);
+        return 0;
 }
 
 static void vm_free(struct libvmm *vm)
 {
         if (vm->loop) {
-                if (vm->console_rd >= 0)
-                        event_loop_remove(vm->loop, vm->console_rd);
                 if (vm->wake_fd >= 0)
                         event_loop_remove(vm->loop, vm->wake_fd);
                 event_loop_destroy(vm->loop);
@@ -263,6 +473,8 @@ static void vm_free(struct libvmm *vm)
                 close(vm->wake_fd);
         if (vm->exit_fd >= 0)
                 close(vm->exit_fd);
+        if (vm->cb_fd >= 0)
+                close(vm->cb_fd);
         pthread_mutex_destroy(&vm->lock);
         pthread_cond_destroy(&vm->cond);
         free(vm);
@@ -286,10 +498,11 @@ static int vm_new(struct vmm_config *cfg, const struct libvmm_options *opts, str
         vm->opts.id = vm->id;
         vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        vm->cb_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         vm->console_rd = vm->console_wr = vm->null_fd = -1;
         pthread_mutex_init(&vm->lock, NULL);
         pthread_cond_init(&vm->cond, NULL);
-        if (vm->wake_fd < 0 || vm->exit_fd < 0 || event_loop_create(&vm->loop)) {
+        if (vm->wake_fd < 0 || vm->exit_fd < 0 || vm->cb_fd < 0 || event_loop_create(&vm->loop)) {
                 vmm_config_free(cfg);
                 vm_free(vm);
                 return fail(-ENOMEM, "cannot create the VM's event loop");
@@ -323,20 +536,29 @@ static int vm_new(struct vmm_config *cfg, const struct libvmm_options *opts, str
                 vm_free(vm);
                 return fail(r, "%s", err.msg);
         }
-        /* The VM's thread, and the vCPU threads it starts, inherit this mask: a write to a
-         * closed pipe or socket fails with EPIPE there instead of killing the process. */
+        /* The library's threads (the VM's, the vCPU threads it starts, the callback thread)
+         * inherit this mask: a write to a closed pipe or socket fails with EPIPE there
+         * instead of killing the process. */
         sigemptyset(&block);
         sigaddset(&block, SIGPIPE);
         pthread_sigmask(SIG_BLOCK, &block, &old);
-        r = pthread_create(&vm->thread, NULL, vm_thread, vm);
+        r = 0;
+        if (vm->opts.console || vm->opts.event) {
+                r = pthread_create(&vm->cb_thread, NULL, callback_thread, vm);
+                vm->cb_started = r == 0;
+        }
+        if (!r) {
+                r = pthread_create(&vm->thread, NULL, vm_thread, vm);
+                vm->thread_started = r == 0;
+        }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r) {
+                callback_thread_stop(vm);
                 controller_close(vm->ctl);
                 controller_destroy(vm->ctl);
                 vm_free(vm);
-                return fail(-r, "cannot start the VM thread: %s", strerror(r));
+                return fail(-r, "cannot start the VM's threads: %s", strerror(r));
         }
-        vm->thread_started = true;
         *out = vm;
         return 0;
 }
@@ -433,10 +655,11 @@ int libvmm_snapshot(struct libvmm *vm, const char *state_path, const char *mem_p
         struct call c;
         int r;
 
-        if (!vm)
-                return fail(-EINVAL, "no such VM");
         if (!state_path || !mem_path)
                 return fail(-EINVAL, "libvmm_snapshot: a state path and a memory path are needed");
+        r = enter(vm);
+        if (r)
+                return r;
         call_init(&c, vm, VMM_SNAPSHOT_CREATE);
         c.req.u.snapshot_create.snapshot_path = dup_path(state_path);
         c.req.u.snapshot_create.mem_file_path = dup_path(mem_path);
@@ -446,6 +669,7 @@ int libvmm_snapshot(struct libvmm *vm, const char *state_path, const char *mem_p
         else
                 r = call_run(&c);
         call_clear(&c);
+        leave(vm);
         return r;
 }
 
@@ -460,10 +684,15 @@ int libvmm_merge_memory(const char *base_mem_path, const char *diff_mem_path)
 int libvmm_wait_exit(struct libvmm *vm, int timeout_ms, int *exit_code)
 {
         struct timespec deadline;
-        int r = 0;
+        int r = enter(vm);
 
-        if (!vm)
-                return fail(-EINVAL, "no such VM");
+        if (r)
+                return r;
+        if (callback_of == vm) {
+                leave(vm);
+                return fail(-EDEADLK, "libvmm_wait_exit: called from a callback of the same VM, "
+                                      "whose exit is delivered on that thread");
+        }
         clock_gettime(CLOCK_REALTIME, &deadline);
         if (timeout_ms >= 0) {
                 deadline.tv_sec += timeout_ms / 1000;
@@ -474,7 +703,7 @@ int libvmm_wait_exit(struct libvmm *vm, int timeout_ms, int *exit_code)
                 }
         }
         pthread_mutex_lock(&vm->lock);
-        while (!vm->exited && r == 0) {
+        while (!vm->exited && !atomic_load(&vm->destroying) && r == 0) {
                 if (timeout_ms < 0)
                         pthread_cond_wait(&vm->cond, &vm->lock);
                 else
@@ -482,8 +711,11 @@ int libvmm_wait_exit(struct libvmm *vm, int timeout_ms, int *exit_code)
         }
         if (vm->exited && exit_code)
                 *exit_code = vm->exit_code;
-        r = vm->exited ? 0 : -ETIMEDOUT;
+        r = vm->exited ? 0 : atomic_load(&vm->destroying) ? -ESHUTDOWN : -ETIMEDOUT;
         pthread_mutex_unlock(&vm->lock);
+        leave(vm);
+        if (r == -ESHUTDOWN)
+                return fail(r, MSG_SHUTDOWN);
         return r ? fail(r, "the guest is still running") : 0;
 }
 
@@ -497,8 +729,11 @@ int libvmm_info(struct libvmm *vm, struct libvmm_info *info)
         struct call c;
         int r;
 
-        if (!vm || !info)
-                return fail(-EINVAL, "no such VM");
+        if (!info)
+                return fail(-EINVAL, "libvmm_info: no place for the answer");
+        r = enter(vm);
+        if (r)
+                return r;
         call_init(&c, vm, VMM_GET_INSTANCE_INFO);
         r = call_run(&c);
         if (!r) {
@@ -506,12 +741,14 @@ int libvmm_info(struct libvmm *vm, struct libvmm_info *info)
                               : c.req.reply.state == CONTROLLER_PAUSED ? LIBVMM_PAUSED
                                                                        : LIBVMM_NOT_STARTED;
                 info->first_exit_ns = c.req.reply.first_exit_ns;
+                /* Set on the VM thread before it executed this request, if at all. */
+                pthread_mutex_lock(&vm->lock);
+                if (vm->ended)
+                        info->state = LIBVMM_EXITED;
+                pthread_mutex_unlock(&vm->lock);
         }
-        pthread_mutex_lock(&vm->lock);
-        if (vm->exited)
-                info->state = LIBVMM_EXITED;
-        pthread_mutex_unlock(&vm->lock);
         call_clear(&c);
+        leave(vm);
         return r;
 }
 
@@ -520,8 +757,11 @@ int libvmm_metrics(struct libvmm *vm, char **json)
         struct call c;
         int r;
 
-        if (!vm || !json)
-                return fail(-EINVAL, "no such VM");
+        if (!json)
+                return fail(-EINVAL, "libvmm_metrics: no place for the answer");
+        r = enter(vm);
+        if (r)
+                return r;
         call_init(&c, vm, VMM_GET_METRICS);
         r = call_run(&c);
         if (!r) {
@@ -529,6 +769,7 @@ int libvmm_metrics(struct libvmm *vm, char **json)
                 c.req.reply.metrics = NULL;
         }
         call_clear(&c);
+        leave(vm);
         return r;
 }
 
@@ -537,45 +778,90 @@ void libvmm_free(void *p)
         free(p);
 }
 
+/* Waits until no call is under way (vm->lock held). */
+static void wait_calls(struct libvmm *vm)
+{
+        while (atomic_load(&vm->calls))
+                pthread_cond_wait(&vm->cond, &vm->lock);
+}
+
 void libvmm_destroy(struct libvmm *vm)
 {
-        uint64_t one = 1;
-
         if (!vm)
                 return;
+        if (callback_of == vm || log_bound()) {
+                fail(-EDEADLK, "libvmm_destroy: called from the VM's own callback or from a "
+                               "thread of the VMM; the VM is left as it is");
+                /* Not from a log sink: the logger is busy with its line. */
+                if (!log_bound())
+                        VM_LOG(vm, LOG_ERROR, "%s", last_error);
+                return;
+        }
+        /* New calls fail from now on; libvmm_wait_exit's waiters wake up; the calls under
+         * way finish (the VM and its callback thread still serve them). */
+        atomic_store(&vm->destroying, true);
+        pthread_mutex_lock(&vm->lock);
+        pthread_cond_broadcast(&vm->cond);
+        wait_calls(vm);
+        pthread_mutex_unlock(&vm->lock);
+        VM_LOG(vm, LOG_INFO, "the microVM is being destroyed");
         if (vm->thread_started) {
                 atomic_store(&vm->stopping, true);
-                if (write(vm->wake_fd, &one, sizeof(one)) < 0) {
-                        /* an eventfd write cannot fail here */
-                }
+                eventfd_signal(vm->wake_fd);
                 pthread_join(vm->thread, NULL);
         }
+        /* Whatever the VM thread queued before it ended is delivered. */
+        callback_thread_stop(vm);
+        /* A call that began meanwhile saw destroying: wait until it let go of the VM. */
+        pthread_mutex_lock(&vm->lock);
+        wait_calls(vm);
+        pthread_mutex_unlock(&vm->lock);
         vm_free(vm);
 }
 
 /* ---- the logger ---- */
 
-static void (*log_user)(void *opaque, const char *line, size_t len);
+/* The embedder's sink, and its opaque: swapped as one (libvmm_set_log). */
+struct user_sink {
+        void (*fn)(void *opaque, const char *line, size_t len);
+        void *opaque;
+};
 
-static void log_adapter(void *opaque, enum log_level level, const char *line, size_t len)
+static pthread_mutex_t user_sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct user_sink *user_sink; /* the one installed (NULL: stderr) */
+
+static void user_sink_write(void *opaque, enum log_level level, const char *line, size_t len)
 {
+        const struct user_sink *s = opaque;
+
         (void)level;
-        log_user(opaque, line, len);
+        s->fn(s->opaque, line, len);
 }
 
 int libvmm_set_log(const char *level, void (*sink)(void *opaque, const char *line, size_t len),
                    void *opaque)
 {
-        enum log_level l;
+        struct user_sink *s = NULL, *old;
+        enum log_level l = LOG_LEVEL_INFO;
 
-        if (level) {
-                if (log_level_parse(level, &l))
-                        return fail(-EINVAL, "unknown log level '%s'", level);
-                log_set_level(l);
+        if (level && log_level_parse(level, &l))
+                return fail(-EINVAL, "unknown log level '%s'", level);
+        if (sink) {
+                s = malloc(sizeof(*s));
+                if (!s)
+                        return fail(-ENOMEM, "out of memory");
+                s->fn = sink;
+                s->opaque = opaque;
         }
-        log_set_sink(NULL, NULL);
-        log_user = sink;
-        if (sink)
-                log_set_sink(log_adapter, opaque);
+        /* One change at a time; the logger swaps the sink and its opaque together and waits
+         * for a line being written to the old one, which can then be freed. */
+        pthread_mutex_lock(&user_sink_lock);
+        if (level)
+                log_set_level(l);
+        log_set_sink(s ? user_sink_write : NULL, s);
+        old = user_sink;
+        user_sink = s;
+        pthread_mutex_unlock(&user_sink_lock);
+        free(old);
         return 0;
 }

@@ -1,5 +1,6 @@
-"""The embeddable library with the probe guest: the C test program of libvmm's public API
-(tests/lib/test_libvmm.c, linked against libvmm.so), the embedder example
+"""The embeddable library with the probe guest: the C test programs of libvmm's public API
+(tests/lib/test_libvmm*.c, linked against libvmm.so: the API, its threading contract, its
+logger), the embedder example
 (examples/embed.c: N VMs booted concurrently, one snapshotted and restored twice), and
 `cmake --install` of the library (header, libvmm.so, libvmm.a, libvmm.pc) with the example
 built against the installed copy through pkg-config, shared and static."""
@@ -21,9 +22,14 @@ def run(args, timeout=120, **kw):
     return r
 
 
-def test_library_api(tmp_path):
-    exe = BUILD_DIR / "tests" / "lib" / "test_libvmm"
-    r = run([exe, PROBES["elf"], tmp_path, BUILD_DIR / "examples" / "uffd_handler"])
+@pytest.mark.parametrize("program", [
+    "test_libvmm",          # the API
+    "test_libvmm_threads",  # callbacks into VMs, the end of a VM, destroy beside calls
+    "test_libvmm_log",      # the process's logger and each VM's
+])
+def test_library(tmp_path, program):
+    exe = BUILD_DIR / "tests" / "lib" / program
+    r = run([exe, PROBES["elf"], tmp_path], timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Sanitizer" not in r.stderr, r.stderr
 

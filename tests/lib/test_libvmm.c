@@ -3,10 +3,10 @@
  * error codes and messages (per thread), phase rules, life-cycle events, several VMs at
  * once with calls from several threads, wait/exit fd, metrics, Full and Diff snapshots
  * merged and restored, the load refused after configuring, destroying a running VM, a
- * restore served by a page-fault handler (argv[3]: examples/uffd_handler) and its death.
+ * restore served by a page-fault handler (examples/uffd_handler) and that handler's death.
  *
  * Needs /dev/kvm: run by tests/kvm/test_libvmm.py (which skips, or fails in CI, without it).
- * argv[1] is the probe (probe.elf), argv[2] a scratch directory.
+ * Arguments: probe_vm_args (the probe, a scratch directory, the tests to run).
  */
 #include <errno.h>
 #include <poll.h>
@@ -26,115 +26,9 @@
 #include <cmocka.h>
 
 #include "libvmm.h"
+#include "probe_vm.h"
 
-static const char *kernel, *dir, *uffd_handler;
-
-struct guest {
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        char out[16384];
-        size_t len;
-        unsigned events[LIBVMM_EVENT_EXITED + 1];
-        int exit_code;
-};
-
-static void on_console(void *opaque, const char *data, size_t len)
-{
-        struct guest *g = opaque;
-
-        pthread_mutex_lock(&g->lock);
-        if (g->len + len < sizeof(g->out)) {
-                memcpy(g->out + g->len, data, len);
-                g->len += len;
-                g->out[g->len] = '\0';
-        }
-        pthread_cond_broadcast(&g->cond);
-        pthread_mutex_unlock(&g->lock);
-}
-
-static void on_event(void *opaque, enum libvmm_event ev, int code)
-{
-        struct guest *g = opaque;
-
-        pthread_mutex_lock(&g->lock);
-        g->events[ev]++;
-        if (ev == LIBVMM_EVENT_EXITED)
-                g->exit_code = code;
-        pthread_mutex_unlock(&g->lock);
-}
-
-static void guest_init(struct guest *g)
-{
-        memset(g, 0, sizeof(*g));
-        pthread_mutex_init(&g->lock, NULL);
-        pthread_cond_init(&g->cond, NULL);
-        g->exit_code = -1;
-}
-
-static struct libvmm_options opts(struct guest *g, const char *id)
-{
-        struct libvmm_options o = LIBVMM_OPTIONS_INIT;
-
-        o.id = id;
-        o.console = on_console;
-        o.event = on_event;
-        o.opaque = g;
-        return o;
-}
-
-static void wait_for(struct guest *g, const char *needle)
-{
-        struct timespec deadline;
-
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += 30;
-        pthread_mutex_lock(&g->lock);
-        while (!strstr(g->out, needle))
-                if (pthread_cond_timedwait(&g->cond, &g->lock, &deadline)) {
-                        pthread_mutex_unlock(&g->lock);
-                        fail_msg("no '%s' in the console output: %s", needle, g->out);
-                }
-        pthread_mutex_unlock(&g->lock);
-}
-
-static char *config(const char *scenario, bool track)
-{
-        static _Thread_local char buf[1024];
-
-        snprintf(buf, sizeof(buf),
-                 "{\"boot-source\": {\"kernel_image_path\": \"%s\", \"boot_args\": "
-                 "\"console=ttyS0 probe=%s\"}, \"machine-config\": {\"vcpu_count\": 1, "
-                 "\"mem_size_mib\": 64, \"track_dirty_pages\": %s}}",
-                 kernel, scenario, track ? "true" : "false");
-        return buf;
-}
-
-/* Boots the idle probe and waits until it is ready. */
-static struct libvmm *idle_vm(struct guest *g, const char *id, bool track)
-{
-        struct libvmm_options o = opts(g, id);
-        struct libvmm *vm;
-
-        guest_init(g);
-        if (libvmm_create(config("idle", track), &o, &vm))
-                fail_msg("create: %s", libvmm_last_error());
-        assert_int_equal(libvmm_start(vm), 0);
-        wait_for(g, "probe: idle ready");
-        return vm;
-}
-
-static void end(struct libvmm *vm, struct guest *g)
-{
-        int code = -1;
-
-        assert_int_equal(libvmm_send_ctrl_alt_del(vm), 0);
-        assert_int_equal(libvmm_wait_exit(vm, 30000, &code), 0);
-        assert_int_equal(code, 0);
-        wait_for(g, "probe: ok idle");
-        libvmm_destroy(vm);
-        assert_int_equal(g->events[LIBVMM_EVENT_EXITED], 1);
-        assert_int_equal(g->exit_code, 0);
-}
+static const char *dir;
 
 static void *other_thread_error(void *arg)
 {
@@ -148,7 +42,7 @@ static void test_errors(void **state)
 {
         struct libvmm *vm;
         struct guest g;
-        struct libvmm_options o = opts(&g, "errors");
+        struct libvmm_options o = guest_options(&g, "errors");
         pthread_t t;
         char *theirs;
 
@@ -222,7 +116,7 @@ static void test_several_vms_and_threads(void **state)
         (void)state;
         for (int i = 0; i < 3; i++) {
                 snprintf(id, sizeof(id), "multi%d", i);
-                vm[i] = idle_vm(&g[i], id, false);
+                vm[i] = idle_vm(&g[i], id, false, NULL);
         }
         for (int i = 0; i < 4; i++) {
                 pk[i] = (struct poker){.vm = vm[i % 3]};
@@ -250,7 +144,7 @@ static void test_several_vms_and_threads(void **state)
         assert_int_equal(libvmm_info(vm[2], &info), 0);
         assert_int_equal(info.state, LIBVMM_EXITED);
         libvmm_destroy(vm[2]);
-        end(vm[0], &g[0]);
+        end_vm(vm[0], &g[0]);
         /* Destroying a VM that still runs stops it. */
         libvmm_destroy(vm[1]);
 }
@@ -267,7 +161,7 @@ static void test_snapshots(void **state)
         snprintf(full_m, sizeof(full_m), "%s/lib-full.mem", dir);
         snprintf(diff_s, sizeof(diff_s), "%s/lib-diff.state", dir);
         snprintf(diff_m, sizeof(diff_m), "%s/lib-diff.mem", dir);
-        vm = idle_vm(&g, "snap", true);
+        vm = idle_vm(&g, "snap", true, NULL);
         assert_int_equal(libvmm_snapshot(vm, full_s, full_m, false), -EPERM);
         assert_non_null(strstr(libvmm_last_error(), "not paused"));
         assert_int_equal(libvmm_pause(vm), 0);
@@ -297,14 +191,14 @@ static void test_snapshots(void **state)
         /* Twice from the same files, both run. */
         guest_init(&r1);
         guest_init(&r2);
-        o = opts(&r1, "restored1");
+        o = guest_options(&r1, "restored1");
         assert_int_equal(libvmm_restore(params, "{\"logger\": {\"level\": \"Warning\"}}", &o, &a),
                          0);
-        o = opts(&r2, "restored2");
+        o = guest_options(&r2, "restored2");
         assert_int_equal(libvmm_restore(params, NULL, &o, &b), 0);
         assert_int_equal(r1.events[LIBVMM_EVENT_STARTED], 1);
-        end(a, &r1);
-        end(b, &r2);
+        end_vm(a, &r1);
+        end_vm(b, &r2);
         unlink(full_s);
         unlink(full_m);
         unlink(diff_s);
@@ -312,20 +206,39 @@ static void test_snapshots(void **state)
 }
 
 /* The Uffd backend through libvmm_restore (the same JSON as the API), served by
- * examples/uffd_handler; a handler that dies while a vCPU waits for a page ends the VM with
- * exit code 1 (the library never ends the process), and nothing hangs. */
+ * examples/uffd_handler (next to this program's build directory); a handler that dies
+ * while a vCPU waits for a page ends the VM with exit code 1 (the library never ends the
+ * process), and nothing hangs. */
+static void handler_path(char *buf, size_t cap)
+{
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        char *slash;
+
+        assert_true(n > 0);
+        self[n] = '\0';
+        for (int up = 0; up < 3; up++) { /* build/tests/lib/test_libvmm -> build */
+                slash = strrchr(self, '/');
+                assert_non_null(slash);
+                *slash = '\0';
+        }
+        snprintf(buf, cap, "%s/examples/uffd_handler", self);
+}
+
 static pid_t start_handler(const char *sock, const char *mem)
 {
-        pid_t pid = fork();
+        char handler[4200];
+        pid_t pid;
 
+        handler_path(handler, sizeof(handler));
+        pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                execl(uffd_handler, uffd_handler, sock, mem, (char *)NULL);
+                execl(handler, handler, sock, mem, (char *)NULL);
                 _exit(127);
         }
-        for (int i = 0; i < 1000 && access(sock, F_OK); i++)
+        while (access(sock, F_OK)) /* the watchdog ends a handler that never listens */
                 usleep(10000);
-        assert_int_equal(access(sock, F_OK), 0);
         return pid;
 }
 
@@ -339,25 +252,23 @@ static void test_uffd_restore(void **state)
         pid_t h;
 
         (void)state;
-        if (!uffd_handler)
-                skip();
         snprintf(st, sizeof(st), "%s/lib-uffd.state", dir);
         snprintf(mem, sizeof(mem), "%s/lib-uffd.mem", dir);
         snprintf(sock, sizeof(sock), "%s/lib-uffd.sock", dir);
-        vm = idle_vm(&g, "uffd", false);
+        vm = idle_vm(&g, "uffd", false, NULL);
         assert_int_equal(libvmm_pause(vm), 0);
         assert_int_equal(libvmm_snapshot(vm, st, mem, false), 0);
         libvmm_destroy(vm);
         h = start_handler(sock, mem);
         snprintf(params, sizeof(params),
                  "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"Uffd\", "
-                 "\"backend_path\": \"%s\"}, \"resume_vm\": %s}",
-                 st, sock, "true");
+                 "\"backend_path\": \"%s\"}, \"resume_vm\": true}",
+                 st, sock);
         guest_init(&r1);
-        o = opts(&r1, "uffd1");
+        o = guest_options(&r1, "uffd1");
         if (libvmm_restore(params, NULL, &o, &a))
                 fail_msg("restore: %s", libvmm_last_error());
-        end(a, &r1);
+        end_vm(a, &r1);
         /* Paused this time; the handler stops answering, the vCPU waits for a page, the
          * handler dies: the VM ends as an error. */
         snprintf(params, sizeof(params),
@@ -365,18 +276,17 @@ static void test_uffd_restore(void **state)
                  "\"backend_path\": \"%s\"}}",
                  st, sock);
         guest_init(&r2);
-        o = opts(&r2, "uffd2");
+        o = guest_options(&r2, "uffd2");
         assert_int_equal(libvmm_restore(params, NULL, &o, &b), 0);
         assert_int_equal(kill(h, SIGSTOP), 0);
         assert_int_equal(libvmm_resume(b), 0);
-        usleep(200000);
         assert_int_equal(libvmm_wait_exit(b, 0, &code), -ETIMEDOUT);
         assert_int_equal(kill(h, SIGKILL), 0);
         assert_int_equal(waitpid(h, &status, 0), h);
-        assert_int_equal(libvmm_wait_exit(b, 30000, &code), 0);
+        assert_int_equal(libvmm_wait_exit(b, -1, &code), 0);
         assert_int_equal(code, 1);
         libvmm_destroy(b);
-        assert_int_equal(r2.events[LIBVMM_EVENT_EXITED], 1);
+        assert_int_equal(guest_events(&r2, LIBVMM_EVENT_EXITED), 1);
         assert_int_equal(r2.exit_code, 1);
         unlink(st);
         unlink(mem);
@@ -392,13 +302,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_uffd_restore),
         };
 
-        if (argc < 3) {
-                fprintf(stderr, "usage: %s PROBE_KERNEL DIR [UFFD_HANDLER]\n", argv[0]);
+        if (probe_vm_args(argc, argv, &dir))
                 return 2;
-        }
-        kernel = argv[1];
-        dir = argv[2];
-        uffd_handler = argc > 3 ? argv[3] : NULL;
-        libvmm_set_log("Warning", NULL, NULL);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
