@@ -216,6 +216,14 @@ static int balloon_item(struct cli_opts *o, void *obj, const char *k, const char
                 o->cfg.balloon.deflate_on_oom = true;
                 return no_value("balloon", k, v, err);
         }
+        if (strcmp(k, "free-page-reporting") == 0) {
+                o->cfg.balloon.free_page_reporting = true;
+                return no_value("balloon", k, v, err);
+        }
+        if (strcmp(k, "free-page-hinting") == 0) {
+                o->cfg.balloon.free_page_hinting = true;
+                return no_value("balloon", k, v, err);
+        }
         if (strcmp(k, "stats") == 0) {
                 r = num_value("balloon", k, v, UINT32_MAX, &n, err);
                 if (!r)
@@ -537,7 +545,8 @@ static const struct cli_option options[] = {
      "                       model; every device uses VIRTIO_F_ACCESS_PLATFORM\n"
      "  (--drive, --net, --vsock and --balloon take access-platform=required|off too)"},
     {"balloon", required_argument, CLI_MACHINE, opt_balloon, 0,
-     "--balloon MIB[,deflate-on-oom][,stats=SECONDS]  a virtio-balloon device"},
+     "--balloon MIB[,deflate-on-oom][,stats=SECONDS]\n"
+     "          [,free-page-reporting][,free-page-hinting]  a virtio-balloon device"},
     {"dump-platform", required_argument, CLI_PROCESS, opt_arg, FIELD(dump_platform_dir),
      "--dump-platform DIR  write the generated ACPI tables and MPTable to DIR, exit"},
     {"api-sock", required_argument, CLI_PROCESS, opt_arg, FIELD(api_sock),

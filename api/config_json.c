@@ -563,7 +563,7 @@ int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
 {
-        bool hinting = false, reporting = false, present;
+        bool present;
         int r =
             json_check_object(j,
                               FIELDS("amount_mib", "deflate_on_oom", "stats_polling_interval_s",
@@ -579,12 +579,11 @@ int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err
                 r = get_u32(j, "stats_polling_interval_s", false, 0, &present,
                             &out->stats_polling_interval_s, err);
         if (!r)
-                r = json_get_bool(j, "free_page_hinting", false, &present, &hinting, err);
+                r = json_get_bool(j, "free_page_hinting", false, &present, &out->free_page_hinting,
+                                  err);
         if (!r)
-                r = json_get_bool(j, "free_page_reporting", false, &present, &reporting, err);
-        if (!r && (hinting || reporting))
-                r = error_config(err, "balloon free page %s is not implemented yet",
-                                 hinting ? "hinting" : "reporting");
+                r = json_get_bool(j, "free_page_reporting", false, &present,
+                                  &out->free_page_reporting, err);
         if (!r)
                 r = get_access_platform(j, &out->access_platform, err);
         out->present = true;
@@ -603,6 +602,19 @@ int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s, struct 
         int r = json_check_object(j, FIELDS("stats_polling_interval_s"), err);
 
         return r ? r : get_u32(j, "stats_polling_interval_s", true, 0, NULL, interval_s, err);
+}
+
+/* Firecracker's BalloonStartCmd; acknowledge_on_stop defaults to true, as does the whole
+ * body. */
+int api_parse_balloon_hinting_start(const cJSON *j, bool *ack_on_stop, struct error *err)
+{
+        int r;
+
+        *ack_on_stop = true;
+        if (!j)
+                return 0;
+        r = json_check_object(j, FIELDS("acknowledge_on_stop"), err);
+        return r ? r : json_get_bool(j, "acknowledge_on_stop", false, NULL, ack_on_stop, err);
 }
 
 static const char *const level_values[] = {"Off",   "Error", "Warning", "Info",
@@ -847,6 +859,23 @@ static int parse_patch_balloon_stats(const cJSON *j, struct controller_request *
         return api_parse_balloon_stats_update(j, &req->u.balloon_stats_interval_s, err);
 }
 
+static int parse_hinting_start(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
+}
+
+static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
+                              struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
+}
+
 static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
                                  const char **body_id, struct error *err)
 {
@@ -889,6 +918,16 @@ static const parse_fn command_parsers[VMM_ACTION_COUNT] = {
 bool api_command_has_body(int action)
 {
         return action >= 0 && action < VMM_ACTION_COUNT && command_parsers[action];
+}
+
+bool api_command_body_optional(int action)
+{
+        return action == VMM_START_BALLOON_HINTING || action == VMM_STOP_BALLOON_HINTING;
+}
+
+bool api_command_body_ignored(int action)
+{
+        return action == VMM_STOP_BALLOON_HINTING;
 }
 
 int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -966,7 +1005,21 @@ cJSON *api_json_balloon(const struct vmm_balloon *b)
         json_add_uint(o, "amount_mib", b->amount_mib);
         cJSON_AddBoolToObject(o, "deflate_on_oom", b->deflate_on_oom);
         json_add_uint(o, "stats_polling_interval_s", b->stats_polling_interval_s);
+        cJSON_AddBoolToObject(o, "free_page_hinting", b->free_page_hinting);
+        cJSON_AddBoolToObject(o, "free_page_reporting", b->free_page_reporting);
         add_access_platform(o, b->access_platform);
+        return o;
+}
+
+cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "host_cmd", h->host_cmd);
+        if (h->has_guest_cmd)
+                json_add_uint(o, "guest_cmd", h->guest_cmd);
         return o;
 }
 

@@ -60,6 +60,9 @@ int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err
 int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err) MUST_CHECK;
 int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s,
                                    struct error *err) MUST_CHECK;
+/* PATCH /balloon/hinting/start's body; j = NULL (no body) gives the defaults. */
+int api_parse_balloon_hinting_start(const cJSON *j, bool *ack_on_stop,
+                                    struct error *err) MUST_CHECK;
 int api_parse_logger(const cJSON *j, struct vmm_logger_config *out, struct error *err) MUST_CHECK;
 int api_parse_metrics(const cJSON *j, struct vmm_metrics_config *out, struct error *err) MUST_CHECK;
 /* PUT /actions: VMM_INSTANCE_START, VMM_FLUSH_METRICS or VMM_SEND_CTRL_ALT_DEL. */
@@ -75,12 +78,19 @@ int api_parse_command(const cJSON *j, struct controller_request *req, const char
                       struct error *err) MUST_CHECK;
 /* Whether the command (an enum vmm_action; anything else is false) takes a JSON body. */
 bool api_command_has_body(int action);
+/* Of those, the ones Firecracker lets a client leave the body out of (PATCH
+ * /balloon/hinting/start: the defaults), and the ones whose body it never reads (PATCH
+ * /balloon/hinting/stop: its documentation sends "{}"). For both, api_parse_command takes
+ * j = NULL for "no body". */
+bool api_command_body_optional(int action);
+bool api_command_body_ignored(int action);
 
 /* ---- structures -> response bodies (NULL when out of memory) ---- */
 
 cJSON *api_json_machine(const struct vmm_machine_config *m);
 cJSON *api_json_balloon(const struct vmm_balloon *b);
 cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s);
+cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h);
 /* GET /vm/config: every section, absent optional ones as null (as Firecracker does). */
 cJSON *api_json_vm_config(const struct vmm_config *cfg);
 

@@ -44,9 +44,6 @@ static const struct route routes[] = {
     NI("GET", "hotplug/memory", "Memory hotplug"),
     NI("PUT", "hotplug/memory", "Memory hotplug"),
     NI("PATCH", "hotplug/memory", "Memory hotplug"),
-    NI("PATCH", "balloon/hinting/start", "Balloon free page hinting"),
-    NI("GET", "balloon/hinting/status", "Balloon free page hinting"),
-    NI("PATCH", "balloon/hinting/stop", "Balloon free page hinting"),
 };
 
 #undef NI
@@ -126,6 +123,9 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
                 return;
         case VMM_GET_BALLOON_STATS:
                 set_json(resp, 200, api_json_balloon_stats(&rep->balloon_stats));
+                return;
+        case VMM_GET_BALLOON_HINTING:
+                set_json(resp, 200, api_json_balloon_hinting(&rep->balloon_hinting));
                 return;
         case VMM_GET_MEMORY:
                 set_json(resp, 200,
@@ -265,8 +265,18 @@ enum api_route_result api_route(const char *method, const char *url, const char 
                 }
                 return API_ROUTE_SUBMIT;
         }
-        if (!len) {
-                api_fault(resp, 400, "Empty %s request.", method);
+        if (!len || api_command_body_ignored(rt->action)) {
+                if (!api_command_body_optional(rt->action)) {
+                        api_fault(resp, 400, "Empty %s request.", method);
+                        return API_ROUTE_RESPOND;
+                }
+                /* No body (or one never read): the command's defaults. */
+                req->action = (enum vmm_action)rt->action;
+                r = api_parse_command(NULL, req, &body_id, &err);
+                if (!r)
+                        return API_ROUTE_SUBMIT;
+                api_fault(resp, 400, "%s", err.msg);
+                controller_request_clear(req);
                 return API_ROUTE_RESPOND;
         }
         if (id && !*id) {

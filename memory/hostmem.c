@@ -202,6 +202,11 @@ int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len)
         return r;
 }
 
+bool hostmem_discard_reads_zero(const struct hostmem *hm)
+{
+        return guest_mem_backing_file(hm->mem) < 0;
+}
+
 bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len)
 {
         if (!hm->own)

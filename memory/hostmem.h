@@ -1,7 +1,13 @@
 /*
- * The untrusted-host view of guest memory: what every device model, the API and any dump
- * or snapshot code use to touch guest RAM. The VMM's own loaders and the platform firmware
- * models use guest_mem directly (the trusted path); nothing else does.
+ * The untrusted-host view of guest memory: what every device model uses to touch guest RAM.
+ * The trusted paths use guest_mem directly, and nothing else does: the VMM's loaders and
+ * firmware tables (before the guest runs), the platform models (arch/cc: a protected VM's
+ * memory, and the host's ciphertext view of it, CC-8), and the VMM's own copies for the
+ * host -- the API's reads of guest memory (vm_host_read), a memory dump and a snapshot's
+ * memory file (vmm/vm.c, vmm/snapshot.c) -- which a protected VM serves through its platform
+ * model or refuses (CC-8, CC-13), which fail cleanly over a truncated memory file
+ * (guest_mem_copy_checked, where a device's access ends the process), and which must not
+ * count as guest writes for the next Diff snapshot (a pin here would).
  *
  * Every access names (address, length) and is checked at the moment it happens: the range
  * must be guest RAM (and, on a protected VM, shared with the host). Copies go through
@@ -63,6 +69,10 @@ void hostmem_unpin(struct hostmem *hm, gpa_t gpa, size_t len);
  * a clean page the kernel can drop again). Page-aligned ranges only (-EINVAL), guest RAM
  * only (-EFAULT). */
 int hostmem_discard(struct hostmem *hm, gpa_t gpa, uint64_t len) MUST_CHECK;
+/* Whether a discarded page reads back as zeros: anonymous RAM does; a private mapping of a
+ * memory file shows the file's bytes again. (Guest RAM is always a private mapping, where
+ * MADV_DONTNEED frees the page; MADV_REMOVE, the call for a shared one, is refused there.) */
+bool hostmem_discard_reads_zero(const struct hostmem *hm);
 
 /* True when the whole range is accessible right now (RAM, and shared on a protected VM):
  * for validating ring areas (CC-5) and other memory a device is asked to use before it

@@ -93,6 +93,8 @@ struct vmm_balloon {
         uint32_t amount_mib;
         bool deflate_on_oom;
         uint32_t stats_polling_interval_s; /* 0: no statistics queue */
+        bool free_page_reporting;
+        bool free_page_hinting;
         enum vmm_access_platform access_platform;
 };
 

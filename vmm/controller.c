@@ -313,6 +313,69 @@ static int get_balloon_stats(struct controller *c, struct controller_reply *rep,
         return 0;
 }
 
+/* Free page hinting, with Firecracker's messages: its "Balloon update error" wraps a
+ * missing device ("Failed perform action on device: Device not found") and the device's
+ * refusals ("Balloon: ..."). */
+#define MSG_HINTING "Balloon update error: "
+
+static struct virtio_balloon *hinting_balloon(struct controller *c, struct error *err)
+{
+        struct virtio_balloon *b = NULL;
+
+        if (c->cfg.balloon.present)
+                b = vm_devices_balloon(vm_get_devices(c->vm));
+        if (!b)
+                error_set(err, -ENOENT,
+                          MSG_HINTING "Failed perform action on device: Device not found");
+        return b;
+}
+
+static int hinting_error(int r, struct error *err)
+{
+        switch (r) {
+        case 0:
+                return 0;
+        case -EOPNOTSUPP:
+                return error_set(err, r,
+                                 MSG_HINTING "Balloon: Attempting to use hinting when not enabled");
+        case -ENODEV:
+                return error_set(err, r, MSG_HINTING "Balloon: Device not activated yet.");
+        case -EPROTO:
+                return error_set(err, r,
+                                 MSG_HINTING "Balloon: the guest's driver did not accept free page "
+                                             "hinting.");
+        default:
+                return error_set(err, r, MSG_HINTING "Balloon: %s", strerror(-r));
+        }
+}
+
+static int act_start_balloon_hinting(struct controller *c, struct controller_request *req,
+                                     struct error *err)
+{
+        struct virtio_balloon *b = hinting_balloon(c, err);
+
+        return b ? hinting_error(virtio_balloon_hinting_start(b, req->u.balloon_ack_on_stop), err)
+                 : err->code;
+}
+
+static int act_stop_balloon_hinting(struct controller *c, struct controller_request *req,
+                                    struct error *err)
+{
+        struct virtio_balloon *b = hinting_balloon(c, err);
+
+        (void)req;
+        return b ? hinting_error(virtio_balloon_hinting_stop(b), err) : err->code;
+}
+
+static int act_get_balloon_hinting(struct controller *c, struct controller_request *req,
+                                   struct error *err)
+{
+        struct virtio_balloon *b = hinting_balloon(c, err);
+
+        return b ? hinting_error(virtio_balloon_hinting_status(b, &req->reply.balloon_hinting), err)
+                 : err->code;
+}
+
 int controller_pause_or_resume(struct controller *c, bool pause)
 {
         uint64_t t0 = clock_ns(CLOCK_MONOTONIC);

@@ -125,6 +125,8 @@ struct controller_reply {
         struct vmm_config *config;
         /* VMM_GET_BALLOON_STATS */
         struct virtio_balloon_stats balloon_stats;
+        /* VMM_GET_BALLOON_HINTING */
+        struct virtio_balloon_hinting balloon_hinting;
         /* VMM_GET_MEMORY: the page, owned by the reply */
         uint64_t memory_address;
         uint8_t *memory;
@@ -162,6 +164,7 @@ struct controller_request {
                 struct vmm_balloon balloon;
                 uint32_t balloon_amount_mib;
                 uint32_t balloon_stats_interval_s;
+                bool balloon_ack_on_stop; /* VMM_START_BALLOON_HINTING */
                 struct vmm_logger_config logger;
                 struct vmm_metrics_config metrics;
                 struct vmm_snapshot_create snapshot_create;

@@ -18,7 +18,7 @@
 #include "vm_devices.h"
 
 #define INFO_VERSION 1
-#define CONF_VERSION 1
+#define CONF_VERSION 2    /* 2: the balloon's free page reporting and hinting */
 #define MAX_STR      4096 /* paths, ids, command lines */
 
 const char *snapshot_type_name(enum snapshot_type t)
@@ -290,6 +290,8 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
         snapbuf_put_u32(w, cfg->balloon.amount_mib);
         snapbuf_put_bool(w, cfg->balloon.deflate_on_oom);
         snapbuf_put_u32(w, cfg->balloon.stats_polling_interval_s);
+        snapbuf_put_bool(w, cfg->balloon.free_page_reporting);
+        snapbuf_put_bool(w, cfg->balloon.free_page_hinting);
         snapbuf_put_u8(w, (uint8_t)cfg->balloon.access_platform);
         snapbuf_put_bool(w, cfg->entropy.present);
         put_limiter(w, &cfg->entropy.rate_limiter);
@@ -372,6 +374,8 @@ bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
         cfg->balloon.amount_mib = snapbuf_get_u32(r, "amount_mib");
         cfg->balloon.deflate_on_oom = snapbuf_get_bool(r, "deflate_on_oom");
         cfg->balloon.stats_polling_interval_s = snapbuf_get_u32(r, "stats_polling_interval_s");
+        cfg->balloon.free_page_reporting = snapbuf_get_bool(r, "free_page_reporting");
+        cfg->balloon.free_page_hinting = snapbuf_get_bool(r, "free_page_hinting");
         cfg->balloon.access_platform = get_ap(r);
         cfg->entropy.present = snapbuf_get_bool(r, "entropy");
         get_limiter(r, &cfg->entropy.rate_limiter);
@@ -983,8 +987,10 @@ static void describe_config(FILE *out, const struct vmm_config *c)
         if (c->vsock.present)
                 outf(out, "vsock: guest CID %u, %s\n", c->vsock.guest_cid, c->vsock.uds_path);
         if (c->balloon.present)
-                outf(out, "balloon: %u MiB, statistics every %u s\n", c->balloon.amount_mib,
-                     c->balloon.stats_polling_interval_s);
+                outf(out, "balloon: %u MiB, statistics every %u s%s%s\n", c->balloon.amount_mib,
+                     c->balloon.stats_polling_interval_s,
+                     c->balloon.free_page_reporting ? ", free page reporting" : "",
+                     c->balloon.free_page_hinting ? ", free page hinting" : "");
         if (c->entropy.present)
                 outf(out, "entropy: yes\n");
 }

@@ -28,7 +28,7 @@
  *           network interfaces, vsock, balloon, entropy, confidential platform, boot timer;
  *           backends are referenced by path / TAP name, never copied)
  *   "KVM "  the in-kernel irqchip (PIC master, PIC slave, IOAPIC), the PIT, the KVM clock
- *           (vmm/kvm.c)
+ *           (kvm/kvm.c)
  *   "VCPU"  one per vCPU in index order: le32 index, then arch/x86/cpu_state.h's record
  *           (CPUID, MP state, registers, special registers, XSAVE or FPU, XCRs, debug
  *           registers, LAPIC, MSRs, events, TSC kHz)
@@ -41,7 +41,8 @@
  *   Every count and length is checked against its limit before anything is allocated, and
  *   the sections must match the configuration they describe (vCPU count, device kinds and
  *   ids in slot order, each device's offered features); a mismatch is "a snapshot of a
- *   different machine".
+ *   different machine". Where the devices are (their windows and GSIs) is not saved: the
+ *   board is built again from CONF (vmm/vm_board.h), which gives the layout it gave then.
  *
  * MEMORY FILE: guest RAM, the regions back to back in address order (the INFO offsets),
  * then a 4 KiB trailer that says which snapshot the file belongs to:

@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "kvm/kvm_vcpu.h"
 #include "common/log.h"
 
 enum vcpu_request { REQ_RUN, REQ_PAUSE, REQ_STOP };
@@ -57,7 +57,7 @@ int vcpu_create(struct kvm *kvm, unsigned index, const struct vcpu_env *env, str
                 return r;
         }
         v->index = index;
-        v->immediate_exit = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IMMEDIATE_EXIT) > 0;
+        v->immediate_exit = kvm_check_extension(kvm->sys_fd, KVM_CAP_IMMEDIATE_EXIT) > 0;
         v->run_size = (size_t)kvm->run_size;
         v->env = *env;
         pthread_mutex_init(&v->lock, NULL);
@@ -138,7 +138,7 @@ static void complete_pending(struct vcpu *v)
         for (unsigned i = 0; i < 1024; i++) {
                 if (!v->immediate_exit)
                         pthread_kill(pthread_self(), vcpu_kick_signal());
-                if (ioctl(v->fd, KVM_RUN, 0) < 0)
+                if (kvm_vcpu_run(v->fd) < 0)
                         break; /* EINTR: everything is complete */
                 if (!handle_exit(v))
                         break;
@@ -173,7 +173,7 @@ static void log_fatal_state(struct vcpu *v, const char *what)
         struct kvm_regs regs;
         struct kvm_sregs sregs;
 
-        if (ioctl(v->fd, KVM_GET_REGS, &regs) || ioctl(v->fd, KVM_GET_SREGS, &sregs)) {
+        if (kvm_vcpu_get_regs(v->fd, &regs) || kvm_vcpu_get_sregs(v->fd, &sregs)) {
                 LOG_ERROR("vcpu%u: %s", v->index, what);
                 return;
         }
@@ -296,18 +296,11 @@ static bool handle_exit(struct vcpu *v)
 
 static int set_signal_mask(struct vcpu *v)
 {
-        /* The kernel's sigset_t is 8 bytes on x86_64; glibc's is larger but starts alike. */
-        union {
-                struct kvm_signal_mask hdr;
-                uint8_t bytes[sizeof(struct kvm_signal_mask) + 8];
-        } mask;
         sigset_t cur;
 
         pthread_sigmask(SIG_SETMASK, NULL, &cur);
         sigdelset(&cur, vcpu_kick_signal());
-        mask.hdr.len = 8;
-        memcpy(mask.bytes + sizeof(struct kvm_signal_mask), &cur, 8);
-        return ioctl(v->fd, KVM_SET_SIGNAL_MASK, &mask) ? -errno : 0;
+        return kvm_vcpu_set_signal_mask(v->fd, &cur);
 }
 
 static void record_first_exit(struct vcpu *v)
@@ -345,7 +338,7 @@ static void *vcpu_thread(void *arg)
                 goto out;
         }
         while (wait_runnable(v)) {
-                if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+                if (kvm_vcpu_run(v->fd) < 0) {
                         v->needs_completion = false; /* entering completed the last exit */
                         if (errno == EINTR) {
                                 drain_kicks();

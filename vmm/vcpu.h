@@ -17,7 +17,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "devices/bus.h"
-#include "kvm.h"
+#include "kvm/kvm.h"
 
 enum vcpu_stop_reason {
         VCPU_STOP_RESET,    /* guest reset or triple fault: a clean end (exit code 0) */

@@ -28,7 +28,7 @@
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "vm_devices.h"
-#include "kvm.h"
+#include "kvm/kvm.h"
 #include "snapshot.h"
 #include "vcpu.h"
 #include "vm_priv.h"
@@ -295,42 +295,6 @@ static void on_stop_event(void *opaque, uint32_t events)
 
 /* ---- board composition ---- */
 
-static const struct platform_dev board_legacy[] = {
-    {.name = "COM1",
-     .kind = PLATFORM_DEV_SERIAL,
-     .base = X86_COM1_PORT,
-     .len = 8,
-     .gsi = X86_COM1_IRQ},
-    {.name = "PS2K",
-     .kind = PLATFORM_DEV_I8042,
-     .base = X86_I8042_DATA_PORT,
-     .len = 5,
-     .gsi = X86_I8042_IRQ},
-};
-
-static const struct platform_dev board_boot_timer = {.name = "BTMR",
-                                                     .kind = PLATFORM_DEV_MMIO_OTHER,
-                                                     .base = X86_BOOT_TIMER_ADDR,
-                                                     .len = X86_BOOT_TIMER_LEN};
-
-int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *desc,
-                         struct error *err)
-{
-        int r = 0;
-
-        memset(desc, 0, sizeof(*desc));
-        desc->nr_vcpus = cfg->machine.vcpu_count;
-        for (size_t i = 0; !r && i < ARRAY_SIZE(board_legacy); i++)
-                r = platform_add_dev(desc, &board_legacy[i], err);
-        if (!r && cfg->boot_timer)
-                r = platform_add_dev(desc, &board_boot_timer, err);
-        if (!r)
-                r = cc_describe_platform(cfg->confidential.platform, desc, err);
-        if (!r)
-                r = vm_devices_describe(cfg, desc, err);
-        return r;
-}
-
 /* mkdir -p */
 static int write_file(const char *dir, const char *name, const void *data, size_t len,
                       struct error *err)
@@ -355,27 +319,27 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 
 int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err)
 {
-        struct platform_desc *desc = malloc(sizeof(*desc));
+        struct vm_board *board = malloc(sizeof(*board));
         struct platform_tables tables;
         char name[32];
         void *fdt = NULL;
         size_t fdt_len = 0;
         int r;
 
-        if (!desc)
+        if (!board)
                 return error_set(err, -ENOMEM, "out of memory");
-        r = vm_describe_platform(cfg, desc, err);
+        r = vm_board_build(cfg, board, err);
         if (!r)
-                r = platform_tables_build(desc, &tables, err);
+                r = platform_tables_build(&board->desc, &tables, err);
         /* A POWER guest of a pef machine would get a device tree instead of ACPI. */
         if (!r && cfg->confidential.platform == CC_PLATFORM_PEF) {
-                r = cc_pef_fdt(desc, cfg->machine.mem_size_mib << 20,
+                r = cc_pef_fdt(&board->desc, cfg->machine.mem_size_mib << 20,
                                cfg->boot.boot_args ? cfg->boot.boot_args : VMM_DEFAULT_CMDLINE,
                                &fdt, &fdt_len, err);
                 if (r)
                         platform_tables_free(&tables);
         }
-        free(desc);
+        free(board);
         if (r)
                 return r;
         /* The directory itself, never missing parents: a mistyped path creates nothing. */
@@ -397,14 +361,6 @@ out:
         free(fdt);
         platform_tables_free(&tables);
         return r;
-}
-
-static int add_window(struct bus *bus, const char *name, uint64_t base, uint64_t len,
-                      const struct bus_ops *ops, void *opaque, struct error *err)
-{
-        struct bus_window w = {
-            .name = name, .base = base, .len = len, .ops = ops, .opaque = opaque};
-        return bus_register(bus, &w, err);
 }
 
 /* The platform-call window is part of the trusted platform model, not a device: the bus
@@ -429,31 +385,79 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
 {
         struct serial_config sc = {.out = console_out, .rx_space = console_rx_space, .opaque = vm};
         struct i8042_config kc = {.reset = on_i8042_reset, .opaque = vm};
-        int r;
 
-        vm->com1_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_COM1_IRQ};
-        vm->kbd_line = (struct gsi_line){.kvm = vm->kvm, .gsi = X86_I8042_IRQ};
+        /* Their lines' GSIs come from the board (attach_board). */
         sc.irq = (struct irq_line){.set = gsi_set, .opaque = &vm->com1_line};
         kc.kbd_irq = (struct irq_line){.set = gsi_set, .opaque = &vm->kbd_line};
         if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042))
                 return error_set(err, -ENOMEM, "out of memory");
-        r = add_window(vm->pio, "COM1", X86_COM1_PORT, 8, serial_bus_ops(), vm->serial, err);
-        if (!r)
-                r = add_window(vm->pio, "i8042 data", X86_I8042_DATA_PORT, 1, i8042_data_ops(),
-                               vm->i8042, err);
-        if (!r)
-                r = add_window(vm->pio, "i8042 command", X86_I8042_CMD_PORT, 1, i8042_cmd_ops(),
-                               vm->i8042, err);
-        if (!r && vm->params.cfg->boot_timer) {
-                if (boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns,
-                                      &vm->boot_timer))
-                        return error_set(err, -ENOMEM, "out of memory");
-                r = add_window(vm->mmio, "boot timer", X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_LEN,
-                               boot_timer_bus_ops(), vm->boot_timer, err);
+        if (vm->params.cfg->boot_timer &&
+            boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns, &vm->boot_timer))
+                return error_set(err, -ENOMEM, "out of memory");
+        return 0;
+}
+
+/* Registers every window of board entry dev on its bus: window i goes to ops[i] (a device
+ * with fewer handlers than windows is a board mistake, refused). */
+static int add_windows(struct vm *vm, const struct platform_dev *dev,
+                       const struct bus_ops *const ops[PLATFORM_MAX_WINDOWS], void *opaque,
+                       struct error *err)
+{
+        struct platform_window w[PLATFORM_MAX_WINDOWS];
+        unsigned n = platform_dev_windows(dev, w);
+        int r = 0;
+
+        for (unsigned i = 0; !r && i < n; i++) {
+                struct bus_window bw = {.name = dev->name,
+                                        .base = w[i].base,
+                                        .len = w[i].len,
+                                        .ops = ops[i],
+                                        .opaque = opaque};
+                r = ops[i]
+                        ? bus_register(w[i].space == PLATFORM_PIO ? vm->pio : vm->mmio, &bw, err)
+                        : error_set(err, -EINVAL, "%s: no handler for its window %u", dev->name, i);
         }
-        if (!r && cc_has_callwin(vm->cc))
-                r = add_window(vm->mmio, "platform-call window", X86_CC_CALLWIN_ADDR,
-                               X86_CC_CALLWIN_SIZE, callwin_ops(), vm->cc, err);
+        return r;
+}
+
+/* Wires every device where the board placed it: its windows on the buses, its interrupt. */
+static int attach_board(struct vm *vm, struct error *err)
+{
+        const struct vm_board *b = vm->board;
+        int r = 0;
+
+        for (unsigned i = 0; !r && i < b->desc.nr_devs; i++) {
+                const struct platform_dev *dev = &b->desc.devs[i];
+                const struct bus_ops *ops[PLATFORM_MAX_WINDOWS] = {NULL};
+                void *opaque = NULL;
+
+                switch (b->roles[i].role) {
+                case VM_BOARD_SERIAL:
+                        vm->com1_line = (struct gsi_line){.kvm = vm->kvm, .gsi = dev->gsi};
+                        ops[0] = serial_bus_ops();
+                        opaque = vm->serial;
+                        break;
+                case VM_BOARD_I8042:
+                        vm->kbd_line = (struct gsi_line){.kvm = vm->kvm, .gsi = dev->gsi};
+                        ops[0] = i8042_data_ops();
+                        ops[1] = i8042_cmd_ops();
+                        opaque = vm->i8042;
+                        break;
+                case VM_BOARD_BOOT_TIMER:
+                        ops[0] = boot_timer_bus_ops();
+                        opaque = vm->boot_timer;
+                        break;
+                case VM_BOARD_CALLWIN:
+                        ops[0] = callwin_ops();
+                        opaque = vm->cc;
+                        break;
+                case VM_BOARD_VIRTIO:
+                        r = vm_devices_attach(vm->devices, b->roles[i].index, dev, vm->kvm,
+                                              vm->mmio, err);
+                        continue;
+                }
+                r = add_windows(vm, dev, ops, opaque, err);
+        }
         return r;
 }
 
@@ -484,7 +488,7 @@ static int map_input_file(const char *what, const char *path, uint8_t **data, si
         return 0;
 }
 
-static int load_guest(struct vm *vm, const struct platform_desc *desc, struct error *err)
+static int load_guest(struct vm *vm, struct error *err)
 {
         const struct vmm_config *cfg = vm->params.cfg;
         struct platform_tables tables;
@@ -524,9 +528,11 @@ static int load_guest(struct vm *vm, const struct platform_desc *desc, struct er
                  cfg->boot.boot_args ? cfg->boot.boot_args : VMM_DEFAULT_CMDLINE);
         r = vm_devices_cmdline(cfg, cmdline, sizeof(cmdline), err);
         if (!r)
-                r = cc_cmdline_append(cfg->confidential.platform, cmdline, sizeof(cmdline), err);
+                r = cc_cmdline_append(cfg->confidential.platform,
+                                      vm_board_find(vm->board, VM_BOARD_CALLWIN, 0), cmdline,
+                                      sizeof(cmdline), err);
         if (!r)
-                r = platform_cmdline_append(desc, cmdline, sizeof(cmdline), err);
+                r = platform_cmdline_append(&vm->board->desc, cmdline, sizeof(cmdline), err);
         if (!r)
                 r = x86_cmdline_check(&vm->kernel, cmdline, err);
         if (r) {
@@ -535,7 +541,7 @@ static int load_guest(struct vm *vm, const struct platform_desc *desc, struct er
         }
         args.cmdline = cmdline;
 
-        r = platform_tables_build(desc, &tables, err);
+        r = platform_tables_build(&vm->board->desc, &tables, err);
         if (r)
                 return r;
         r = platform_tables_write(&tables, vm->mem, err);
@@ -658,7 +664,6 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
             .hole_end = X86_MMIO_HOLE_END,
             .flags = cfg->machine.huge_pages ? GUEST_MEM_HUGEPAGES : 0,
         };
-        struct platform_desc *desc = NULL;
         struct vm *vm;
         int r, uffd = -1;
 
@@ -700,15 +705,14 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                               err, &vm->cc);
         if (r)
                 goto fail;
-        desc = malloc(sizeof(*desc));
-        if (!desc) {
+        vm->board = malloc(sizeof(*vm->board));
+        if (!vm->board) {
                 r = error_set(err, -ENOMEM, "out of memory");
                 goto fail;
         }
-        r = vm_describe_platform(cfg, desc, err);
+        r = vm_board_build(cfg, vm->board, err);
         if (!r && !params->restore)
-                r = load_guest(vm, desc, err);
-        free(desc);
+                r = load_guest(vm, err);
         if (!r)
                 r = vm_devices_create(cfg, vm->mem, cc_ownership(vm->cc), params->loop, err,
                                       &vm->devices);
@@ -739,7 +743,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r)
                 r = create_legacy_devices(vm, err);
         if (!r)
-                r = vm_devices_attach(vm->devices, vm->kvm, vm->mmio, err);
+                r = attach_board(vm, err);
         if (!r)
                 r = create_vcpus(vm, err);
         if (!r && params->restore)
@@ -874,6 +878,7 @@ void vm_destroy(struct vm *vm)
         guest_mem_destroy(vm->mem);
         kvm_close(vm->kvm);
         free(vm->mem_file);
+        free(vm->board);
         free(vm);
 }
 

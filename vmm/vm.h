@@ -1,8 +1,13 @@
 /*
  * A virtual machine: owns guest memory, the KVM VM, the buses, the devices and the vCPUs.
- * vm_create composes the board from the configuration in one fixed order (memory, irqchip,
- * devices, firmware tables, kernel, vCPUs); vm_destroy tears it down in reverse. Several
- * VMs can live in one process: nothing here is global.
+ * vm_create builds it from the configuration in one fixed order, everything that depends
+ * only on the user's input first, so a bad configuration fails the same way on any host:
+ * guest memory (or the snapshot's), the confidential platform, the board (vm_board.h:
+ * every device's place), the kernel, initrd, command line and firmware tables (a boot
+ * only), the virtio device models; then KVM: memory slots, irqchip and PIT, the platform's
+ * exits, the buses, the console, the legacy devices, every device wired where the board
+ * put it, the vCPUs, and for a restore the saved state. vm_destroy stops the vCPUs first,
+ * then frees the rest. Several VMs can live in one process: nothing here is global.
  */
 #ifndef VMM_VM_H
 #define VMM_VM_H
@@ -81,10 +86,6 @@ void vm_destroy(struct vm *vm);
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 int vm_send_ctrl_alt_del(struct vm *vm) MUST_CHECK;
-
-/* The board as the guest will see it; needs no KVM (used by --dump-platform too). */
-int vm_describe_platform(const struct vmm_config *cfg, struct platform_desc *desc,
-                         struct error *err) MUST_CHECK;
 
 /* Writes the generated firmware tables to dir as <NAME>.dat (created if missing). */
 int vm_dump_platform(const struct vmm_config *cfg, const char *dir, struct error *err) MUST_CHECK;

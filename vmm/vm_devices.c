@@ -35,7 +35,8 @@ struct slot {
         struct virtio_device *vd;
         struct hostmem *mem;
         struct virtio_mmio *transport;
-        gpa_t base;
+        gpa_t base; /* where the board placed it (vm_devices_attach) */
+        uint64_t len;
         uint32_t gsi;
         int irq_fd;
         int notify_fd[VIRTIO_MAX_QUEUES];
@@ -52,24 +53,46 @@ struct vm_devices {
         struct slot slots[VMM_MAX_VIRTIO_DEVICES];
 };
 
-static gpa_t slot_base(unsigned i)
+/* A configured virtio device: its kind, and its index in cfg's drives[] or nets[] (0 for
+ * the single ones). */
+struct vdev_ref {
+        enum vm_device_kind kind;
+        unsigned i;
+};
+
+#define MAX_CONFIGURED (VMM_MAX_DRIVES + VMM_MAX_NETS + 3)
+
+/* The configured virtio devices in slot order, the only place that order is written (see
+ * vm_devices.h). Returns how many. */
+static unsigned configured(const struct vmm_config *cfg, struct vdev_ref out[MAX_CONFIGURED])
 {
-        return X86_VIRTIO_MMIO_BASE + (uint64_t)i * X86_VIRTIO_MMIO_SIZE;
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < cfg->nr_drives; i++)
+                out[n++] = (struct vdev_ref){VM_DEVICE_BLOCK, i};
+        for (unsigned i = 0; i < cfg->nr_nets; i++)
+                out[n++] = (struct vdev_ref){VM_DEVICE_NET, i};
+        if (cfg->vsock.present)
+                out[n++] = (struct vdev_ref){VM_DEVICE_VSOCK, 0};
+        if (cfg->balloon.present)
+                out[n++] = (struct vdev_ref){VM_DEVICE_BALLOON, 0};
+        if (cfg->entropy.present)
+                out[n++] = (struct vdev_ref){VM_DEVICE_ENTROPY, 0};
+        return n;
 }
 
-int vm_devices_describe(const struct vmm_config *cfg, struct platform_desc *desc, struct error *err)
+int vm_devices_describe(const struct vmm_config *cfg, struct vm_board *b, struct error *err)
 {
-        unsigned n = vmm_config_virtio_count(cfg);
+        struct vdev_ref refs[MAX_CONFIGURED];
+        unsigned n = configured(cfg, refs);
 
         for (unsigned i = 0; i < n; i++) {
                 struct platform_dev dev = {.kind = PLATFORM_DEV_VIRTIO_MMIO,
-                                           .base = slot_base(i),
-                                           .len = X86_VIRTIO_MMIO_SIZE,
-                                           .gsi = X86_VIRTIO_FIRST_GSI + i};
+                                           .len = X86_VIRTIO_MMIO_SIZE};
                 int r;
 
                 snprintf(dev.name, sizeof(dev.name), "VR%02u", i);
-                r = platform_add_dev(desc, &dev, err);
+                r = vm_board_add(b, VM_BOARD_VIRTIO, i, &dev, true, err);
                 if (r)
                         return r;
         }
@@ -231,6 +254,8 @@ static int create_balloon(struct vm_devices *d, const struct vmm_balloon *b, str
             .amount_mib = b->amount_mib,
             .deflate_on_oom = b->deflate_on_oom,
             .stats_polling_interval_s = b->stats_polling_interval_s,
+            .free_page_reporting = b->free_page_reporting,
+            .free_page_hinting = b->free_page_hinting,
             .loop = d->loop,
         };
         struct virtio_balloon *bl;
@@ -262,20 +287,40 @@ static int create_rng(struct vm_devices *d, const struct vmm_entropy *e, struct 
         return 0;
 }
 
-/* Each configured device's access_platform setting, in slot order. */
-static enum vmm_access_platform slot_ap(const struct vmm_config *cfg, unsigned i)
+/* A configured device's access_platform setting. */
+static enum vmm_access_platform ref_ap(const struct vmm_config *cfg, struct vdev_ref ref)
 {
-        if (i < cfg->nr_drives)
-                return cfg->drives[i].access_platform;
-        i -= cfg->nr_drives;
-        if (i < cfg->nr_nets)
-                return cfg->nets[i].access_platform;
-        i -= cfg->nr_nets;
-        if (cfg->vsock.present && i-- == 0)
+        switch (ref.kind) {
+        case VM_DEVICE_BLOCK:
+                return cfg->drives[ref.i].access_platform;
+        case VM_DEVICE_NET:
+                return cfg->nets[ref.i].access_platform;
+        case VM_DEVICE_VSOCK:
                 return cfg->vsock.access_platform;
-        if (cfg->balloon.present && i-- == 0)
+        case VM_DEVICE_BALLOON:
                 return cfg->balloon.access_platform;
+        case VM_DEVICE_ENTROPY:
+                break;
+        }
         return cfg->entropy.access_platform;
+}
+
+static int create_model(struct vm_devices *d, const struct vmm_config *cfg, struct vdev_ref ref,
+                        struct error *err)
+{
+        switch (ref.kind) {
+        case VM_DEVICE_BLOCK:
+                return create_blk(d, &cfg->drives[ref.i], ref.i, err);
+        case VM_DEVICE_NET:
+                return create_net(d, &cfg->nets[ref.i], ref.i, err);
+        case VM_DEVICE_VSOCK:
+                return create_vsock(d, &cfg->vsock, err);
+        case VM_DEVICE_BALLOON:
+                return create_balloon(d, &cfg->balloon, err);
+        case VM_DEVICE_ENTROPY:
+                break;
+        }
+        return create_rng(d, &cfg->entropy, err);
 }
 
 /* A transition to private waiting for block I/O to let go of guest memory completes that
@@ -293,28 +338,23 @@ static void reap_block_io(void *opaque)
 int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct ownership *own,
                       struct event_loop *loop, struct error *err, struct vm_devices **out)
 {
-        struct vm_devices *d = calloc(1, sizeof(*d));
+        struct vdev_ref refs[MAX_CONFIGURED];
+        unsigned n = configured(cfg, refs);
+        struct vm_devices *d;
         int r = 0;
 
+        if (n > VMM_MAX_VIRTIO_DEVICES)
+                return error_config(err, "%u virtio devices configured; at most %d fit", n,
+                                    VMM_MAX_VIRTIO_DEVICES);
+        d = calloc(1, sizeof(*d));
         if (!d)
                 return error_set(err, -ENOMEM, "out of memory");
         d->loop = loop;
         d->mem = mem;
-        /* The order here is the slot order vm_devices_describe assumed. */
-        for (unsigned i = 0; !r && i < cfg->nr_drives; i++)
-                r = create_blk(d, &cfg->drives[i], i, err);
-        for (unsigned i = 0; !r && i < cfg->nr_nets; i++)
-                r = create_net(d, &cfg->nets[i], i, err);
-        if (!r && cfg->vsock.present)
-                r = create_vsock(d, &cfg->vsock, err);
-        if (!r && cfg->balloon.present)
-                r = create_balloon(d, &cfg->balloon, err);
-        if (!r && cfg->entropy.present)
-                r = create_rng(d, &cfg->entropy, err);
+        for (unsigned i = 0; !r && i < n; i++)
+                r = create_model(d, cfg, refs[i], err);
         for (unsigned i = 0; !r && i < d->nr; i++) {
-                d->slots[i].base = slot_base(i);
-                d->slots[i].gsi = X86_VIRTIO_FIRST_GSI + i;
-                d->slots[i].access_platform = vmm_access_platform_on(cfg, slot_ap(cfg, i));
+                d->slots[i].access_platform = vmm_access_platform_on(cfg, ref_ap(cfg, refs[i]));
                 if (hostmem_create(mem, d->slots[i].name, &d->slots[i].mem)) {
                         r = error_set(err, -ENOMEM, "out of memory");
                         break;
@@ -368,10 +408,8 @@ static int attach_slot(struct slot *s, struct kvm *kvm, struct bus *mmio, struct
             .extra_features = s->access_platform ? VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0,
             .required_features = s->access_platform ? VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0,
         };
-        struct bus_window w = {.name = s->name,
-                               .base = s->base,
-                               .len = VIRTIO_MMIO_SIZE,
-                               .ops = virtio_mmio_bus_ops()};
+        struct bus_window w = {
+            .name = s->name, .base = s->base, .len = s->len, .ops = virtio_mmio_bus_ops()};
         int r;
 
         r = virtio_mmio_create(&mc, &s->transport);
@@ -406,14 +444,19 @@ static int attach_slot(struct slot *s, struct kvm *kvm, struct bus *mmio, struct
         return r;
 }
 
-int vm_devices_attach(struct vm_devices *d, struct kvm *kvm, struct bus *mmio, struct error *err)
+int vm_devices_attach(struct vm_devices *d, unsigned index, const struct platform_dev *dev,
+                      struct kvm *kvm, struct bus *mmio, struct error *err)
 {
-        for (unsigned i = 0; i < d->nr; i++) {
-                int r = attach_slot(&d->slots[i], kvm, mmio, err);
-                if (r)
-                        return r;
-        }
-        return 0;
+        struct slot *s;
+
+        if (index >= d->nr)
+                return error_set(err, -EINVAL, "the board has virtio-mmio slot %u, the VM %u",
+                                 index, d->nr);
+        s = &d->slots[index];
+        s->base = dev->base;
+        s->len = dev->len;
+        s->gsi = dev->gsi;
+        return attach_slot(s, kvm, mmio, err);
 }
 
 void vm_devices_destroy(struct vm_devices *d)

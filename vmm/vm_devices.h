@@ -1,11 +1,16 @@
 /*
- * The VM's virtio devices: one table built from the configuration, in Firecracker's attach
- * order (drives with the root drive first, network interfaces, vsock, balloon, entropy).
- * Device n sits in virtio-mmio slot n (0xc0001000 + n * 0x1000) on GSI 5 + n; the same order
- * feeds the ACPI DSDT, the MPTable and the kernel command line.
+ * The VM's virtio devices: one table built from the configuration, in one order, written
+ * once (configured() in vm_devices.c): the drives (the root drive first:
+ * vmm_config_put_drive keeps it there, so it is /dev/vda), the network interfaces, vsock,
+ * balloon, entropy. Firecracker attaches its balloon before the drives; this order is older
+ * than snapshots, which record it (one VDEV section per device, in order), so it stays.
+ * Device n is the board's virtio-mmio slot n (VM_BOARD_VIRTIO, vm_board.h): its window and
+ * GSI are allocated there, in this order, and the ACPI DSDT, the MPTable and the kernel
+ * command line describe them from there.
  *
  * Models are created first (they need no KVM: a bad drive path or TAP name is reported like
- * any other configuration error), then attached: MMIO window, irqfd, one ioeventfd per queue.
+ * any other configuration error), then attached where the board placed them: MMIO window,
+ * irqfd, one ioeventfd per queue.
  */
 #ifndef VMM_VM_DEVICES_H
 #define VMM_VM_DEVICES_H
@@ -21,15 +26,16 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
-#include "kvm.h"
+#include "kvm/kvm.h"
 #include "memory/guest_mem.h"
 #include "memory/hostmem.h"
 #include "memory/ownership.h"
+#include "vm_board.h"
 
 struct vm_devices;
 
-/* Adds one virtio-mmio slot per configured device to the platform description. */
-int vm_devices_describe(const struct vmm_config *cfg, struct platform_desc *desc,
+/* Adds one virtio-mmio slot per configured device to the board (allocated, in order). */
+int vm_devices_describe(const struct vmm_config *cfg, struct vm_board *b,
                         struct error *err) MUST_CHECK;
 
 /* Appends what the devices need on the kernel command line (root=...). */
@@ -41,8 +47,9 @@ int vm_devices_cmdline(const struct vmm_config *cfg, char *cmdline, size_t cap,
 int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct ownership *own,
                       struct event_loop *loop, struct error *err,
                       struct vm_devices **out) MUST_CHECK;
-int vm_devices_attach(struct vm_devices *d, struct kvm *kvm, struct bus *mmio,
-                      struct error *err) MUST_CHECK;
+/* Attaches device `index` at its board entry dev (window and GSI). */
+int vm_devices_attach(struct vm_devices *d, unsigned index, const struct platform_dev *dev,
+                      struct kvm *kvm, struct bus *mmio, struct error *err) MUST_CHECK;
 /* Resets every device (stopping backends) and frees everything. */
 void vm_devices_destroy(struct vm_devices *d);
 

@@ -14,8 +14,10 @@
 #include "devices/bus.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
+#include "memory/hostmem.h"
+#include "vm_board.h"
 #include "vm_devices.h"
-#include "kvm.h"
+#include "kvm/kvm.h"
 #include "vcpu.h"
 #include "vm.h"
 #include "uffd_peer.h"
@@ -35,7 +37,8 @@ struct vm {
         struct i8042 *i8042;
         struct boot_timer *boot_timer;
         struct vm_devices *devices;
-        struct cc *cc; /* the confidential platform; NULL for an ordinary VM */
+        struct cc *cc;          /* the confidential platform; NULL for an ordinary VM */
+        struct vm_board *board; /* where every device is (vm_board.h) */
         struct gsi_line com1_line, kbd_line;
         struct x86_cpuid_mask cpuid_hide;
         struct x86_kernel kernel;

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "kvm/kvm_vcpu.h"
 #include "arch/x86/layout.h"
 
 static const char *const names[] = {
@@ -126,27 +126,29 @@ bool cc_has_callwin(const struct cc *cc)
         return cc && cc_platform_has_callwin(cc->platform);
 }
 
-int cc_describe_platform(enum cc_platform p, struct platform_desc *desc, struct error *err)
+bool cc_describe_callwin(enum cc_platform p, struct platform_dev *out)
 {
-        struct platform_dev win = {.name = "CCPW",
-                                   .kind = PLATFORM_DEV_ACPI_MMIO,
-                                   .base = X86_CC_CALLWIN_ADDR,
-                                   .len = X86_CC_CALLWIN_SIZE,
-                                   .hid = CC_CALLWIN_HID};
-
-        return cc_platform_has_callwin(p) ? platform_add_dev(desc, &win, err) : 0;
+        if (!cc_platform_has_callwin(p))
+                return false;
+        *out = (struct platform_dev){.name = "CCPW",
+                                     .kind = PLATFORM_DEV_ACPI_MMIO,
+                                     .base = X86_CC_CALLWIN_ADDR,
+                                     .len = X86_CC_CALLWIN_SIZE,
+                                     .hid = CC_CALLWIN_HID};
+        return true;
 }
 
-int cc_cmdline_append(enum cc_platform p, char *cmdline, size_t cap, struct error *err)
+int cc_cmdline_append(enum cc_platform p, const struct platform_dev *callwin, char *cmdline,
+                      size_t cap, struct error *err)
 {
         size_t used = strlen(cmdline);
         int n;
 
         if (p == CC_PLATFORM_NONE)
                 return 0;
-        if (cc_platform_has_callwin(p))
+        if (callwin)
                 n = snprintf(cmdline + used, cap - used, " cc.platform=%s cc.callwin=0x%llx",
-                             cc_platform_name(p), (unsigned long long)X86_CC_CALLWIN_ADDR);
+                             cc_platform_name(p), (unsigned long long)callwin->base);
         else
                 n = snprintf(cmdline + used, cap - used, " cc.platform=%s", cc_platform_name(p));
         if (n < 0 || (size_t)n >= cap - used) {
@@ -632,9 +634,9 @@ bool cc_handle_fault(struct cc *cc, int vcpu_fd)
         pthread_mutex_lock(&cc->lock);
         /* An instruction fetch from a paged-out granule: page that one in. Otherwise the
          * fault does not say where it was: page everything back in. */
-        if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) == 0) {
+        if (kvm_vcpu_get_regs(vcpu_fd, &regs) == 0) {
                 tr.linear_address = regs.rip;
-                if (ioctl(vcpu_fd, KVM_TRANSLATE, &tr) == 0 && tr.valid &&
+                if (kvm_vcpu_translate(vcpu_fd, &tr) == 0 && tr.valid &&
                     find_paged(cc, tr.physical_address)) {
                         cc_page_in_range(cc, tr.physical_address, 16);
                         done = true;

@@ -154,11 +154,12 @@ bool cc_secure(struct cc *cc);
 struct ownership *cc_ownership(struct cc *cc);
 
 /* What the platform adds to the machine, from the configuration alone (the VM and
- * --dump-platform agree): the call window device (pef, s390-pv), and "cc.platform=NAME
- * [cc.callwin=ADDR]" on the kernel command line. */
-int cc_describe_platform(enum cc_platform p, struct platform_desc *desc,
-                         struct error *err) MUST_CHECK;
-int cc_cmdline_append(enum cc_platform p, char *cmdline, size_t cap, struct error *err) MUST_CHECK;
+ * --dump-platform agree): the call window's board entry (pef, s390-pv: true, *out filled;
+ * the board places it), and "cc.platform=NAME [cc.callwin=ADDR]" on the kernel command
+ * line, with the window's address as the board placed it (callwin NULL: none). */
+bool cc_describe_callwin(enum cc_platform p, struct platform_dev *out);
+int cc_cmdline_append(enum cc_platform p, const struct platform_dev *callwin, char *cmdline,
+                      size_t cap, struct error *err) MUST_CHECK;
 bool cc_platform_has_callwin(enum cc_platform p);
 bool cc_has_callwin(const struct cc *cc);
 void cc_callwin_read(struct cc *cc, uint64_t off, uint8_t *data, uint32_t len);

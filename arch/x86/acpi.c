@@ -182,30 +182,48 @@ int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *l
         return 0;
 }
 
-void acpi_fadt_build(uint8_t *p, gpa_t dsdt)
+/* The board's i8042, or NULL. */
+static const struct platform_dev *acpi_find_i8042(const struct platform_desc *desc)
 {
+        for (unsigned i = 0; i < desc->nr_devs; i++)
+                if (desc->devs[i].kind == PLATFORM_DEV_I8042)
+                        return &desc->devs[i];
+        return NULL;
+}
+
+void acpi_fadt_build(uint8_t *p, const struct platform_desc *desc, gpa_t dsdt)
+{
+        const struct platform_dev *kbd = acpi_find_i8042(desc);
         uint8_t *reset = p + FADT_RESET_REG;
+        uint16_t boot = FADT_BOOT_VGA_NOT_PRESENT | FADT_BOOT_MSI_NOT_SUPPORTED |
+                        FADT_BOOT_CMOS_RTC_NOT_PRESENT;
+        uint32_t flags = FADT_FLAG_WBINVD | FADT_FLAG_HW_REDUCED;
 
         acpi_header_init(p, "FACP", ACPI_FADT_LEN, ACPI_FADT_REVISION);
         /* Both DSDT pointers: OSes of the ACPI 1.0 era read only the 32-bit one. */
         put_le32(p + FADT_DSDT, (uint32_t)dsdt);
         put_le64(p + FADT_X_DSDT, dsdt);
         /* Linux skips probing the i8042 when a FADT exists without the 8042 flag, and
-         * registers a CMOS RTC unless told there is none (this machine has none). */
-        put_le16(p + FADT_IAPC_BOOT_ARCH, FADT_BOOT_8042 | FADT_BOOT_VGA_NOT_PRESENT |
-                                              FADT_BOOT_MSI_NOT_SUPPORTED |
-                                              FADT_BOOT_CMOS_RTC_NOT_PRESENT);
+         * registers a CMOS RTC unless told there is none (this machine has none). Reset
+         * through the i8042 (0xfe to its command port), which the VMM turns into a VM stop:
+         * lets "reboot=acpi" work. */
+        if (kbd) {
+                struct platform_window w[PLATFORM_MAX_WINDOWS];
+
+                platform_dev_windows(kbd, w);
+                boot |= FADT_BOOT_8042;
+                flags |= FADT_FLAG_RESET_REG_SUP;
+                reset[0] = ACPI_GAS_SYSTEM_IO;
+                reset[1] = 8; /* register bit width */
+                reset[2] = 0; /* bit offset */
+                reset[3] = ACPI_GAS_ACCESS_BYTE;
+                put_le64(reset + 4, w[1].base);
+                p[FADT_RESET_VALUE] = I8042_RESET_CMD;
+        }
+        put_le16(p + FADT_IAPC_BOOT_ARCH, boot);
         /* Hardware-reduced: no PM1/GPE blocks, SCI or FACS to emulate. WBINVD is required
          * of every new system by the spec. */
-        put_le32(p + FADT_FLAGS, FADT_FLAG_WBINVD | FADT_FLAG_RESET_REG_SUP | FADT_FLAG_HW_REDUCED);
-        /* Reset through the i8042 (0xfe to port 0x64), which the VMM turns into a VM stop:
-         * lets "reboot=acpi" work. */
-        reset[0] = ACPI_GAS_SYSTEM_IO;
-        reset[1] = 8; /* register bit width */
-        reset[2] = 0; /* bit offset */
-        reset[3] = ACPI_GAS_ACCESS_BYTE;
-        put_le64(reset + 4, X86_I8042_CMD_PORT);
-        p[FADT_RESET_VALUE] = I8042_RESET_CMD;
+        put_le32(p + FADT_FLAGS, flags);
         p[FADT_MINOR_VERSION] = ACPI_FADT_MINOR;
         memcpy(p + FADT_HYPERVISOR_ID, ACPI_HYPERVISOR_ID, strlen(ACPI_HYPERVISOR_ID));
         acpi_header_finish(p);

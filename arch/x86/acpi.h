@@ -26,8 +26,9 @@ uint8_t acpi_checksum(const uint8_t *p, size_t len);
 int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *len,
                     struct error *err) MUST_CHECK;
 
-/* Hardware-reduced FADT pointing at the DSDT; p holds ACPI_FADT_LEN bytes. */
-void acpi_fadt_build(uint8_t *p, gpa_t dsdt);
+/* Hardware-reduced FADT pointing at the DSDT, with the board's i8042 (when it has one) as
+ * the 8042 and the reset register; p holds ACPI_FADT_LEN bytes. */
+void acpi_fadt_build(uint8_t *p, const struct platform_desc *desc, gpa_t dsdt);
 
 uint32_t acpi_madt_len(unsigned nr_vcpus);
 /* MADT: one local APIC per vCPU and the IOAPIC; p holds acpi_madt_len() bytes. */

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
+#include "kvm/kvm_vcpu.h"
 #include "boot.h"
 #include "common/log.h"
 #include "layout.h"
@@ -46,7 +46,7 @@ static int set_cpuid(int fd, const struct x86_cpu_init *in, struct error *err)
                 return error_set(err, -ENOMEM, "out of memory");
         memcpy(c, in->supported_cpuid, size);
         x86_cpuid_apply(c, in->index, in->nr_vcpus, in->hide);
-        r = ioctl(fd, KVM_SET_CPUID2, c);
+        r = kvm_vcpu_set_cpuid2(fd, c);
         free(c);
         return r ? error_set(err, -errno, "KVM_SET_CPUID2: %s", strerror(errno)) : 0;
 }
@@ -98,7 +98,7 @@ static int set_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
                 n++;
         }
         msrs.hdr.nmsrs = n;
-        r = ioctl(fd, KVM_SET_MSRS, &msrs);
+        r = kvm_vcpu_set_msrs(fd, &msrs.hdr);
         if (r < 0)
                 return error_set(err, -errno, "KVM_SET_MSRS: %s", strerror(errno));
         if ((uint32_t)r < n)
@@ -114,7 +114,7 @@ static int set_fpu(int fd, struct error *err)
         memset(&fpu, 0, sizeof(fpu));
         fpu.fcw = 0x37f;
         fpu.mxcsr = 0x1f80;
-        return ioctl(fd, KVM_SET_FPU, &fpu)
+        return kvm_vcpu_set_fpu(fd, &fpu)
                    ? error_set(err, -errno, "KVM_SET_FPU: %s", strerror(errno))
                    : 0;
 }
@@ -134,11 +134,11 @@ static int set_lint(int fd, struct error *err)
 {
         struct kvm_lapic_state lapic;
 
-        if (ioctl(fd, KVM_GET_LAPIC, &lapic))
+        if (kvm_vcpu_get_lapic(fd, &lapic))
                 return error_set(err, -errno, "KVM_GET_LAPIC: %s", strerror(errno));
         set_lvt_mode(&lapic, APIC_LVT_LINT0, APIC_MODE_EXTINT);
         set_lvt_mode(&lapic, APIC_LVT_LINT1, APIC_MODE_NMI);
-        if (ioctl(fd, KVM_SET_LAPIC, &lapic))
+        if (kvm_vcpu_set_lapic(fd, &lapic))
                 return error_set(err, -errno, "KVM_SET_LAPIC: %s", strerror(errno));
         return 0;
 }
@@ -202,12 +202,12 @@ static int set_boot_regs(int fd, const struct x86_kernel *k, struct error *err)
         struct kvm_sregs sregs;
         struct kvm_regs regs;
 
-        if (ioctl(fd, KVM_GET_SREGS, &sregs))
+        if (kvm_vcpu_get_sregs(fd, &sregs))
                 return error_set(err, -errno, "KVM_GET_SREGS: %s", strerror(errno));
         x86_boot_regs(k, &regs, &sregs);
-        if (ioctl(fd, KVM_SET_SREGS, &sregs))
+        if (kvm_vcpu_set_sregs(fd, &sregs))
                 return error_set(err, -errno, "KVM_SET_SREGS: %s", strerror(errno));
-        if (ioctl(fd, KVM_SET_REGS, &regs))
+        if (kvm_vcpu_set_regs(fd, &regs))
                 return error_set(err, -errno, "KVM_SET_REGS: %s", strerror(errno));
         return 0;
 }

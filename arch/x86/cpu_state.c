@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
+
+#include "kvm/kvm.h"
+#include "kvm/kvm_vcpu.h"
 
 /* Emulated by KVM, not in its index list: MTRRdefType, the variable and fixed ranges. */
 static const uint32_t mtrr_msrs[] = {
@@ -20,14 +22,14 @@ struct msr_buf {
 
 static uint32_t xsave_size(const struct x86_cpu_state_env *env)
 {
-        int n = ioctl(env->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+        int n = kvm_check_extension(env->sys_fd, KVM_CAP_XSAVE2);
 
         return n > (int)sizeof(struct kvm_xsave) ? (uint32_t)n : (uint32_t)sizeof(struct kvm_xsave);
 }
 
 static bool has_cap(const struct x86_cpu_state_env *env, int cap)
 {
-        return ioctl(env->sys_fd, KVM_CHECK_EXTENSION, cap) > 0;
+        return kvm_check_extension(env->sys_fd, cap) > 0;
 }
 
 /* Reads every MSR of the save list KVM accepts; those it refuses are left out. */
@@ -48,7 +50,7 @@ static int read_msrs(const struct x86_cpu_state_env *env, int fd, struct msr_buf
                 memset(&tmp->hdr, 0, sizeof(tmp->hdr));
                 tmp->hdr.nmsrs = n - done;
                 memcpy(tmp->e, &b->e[done], (n - done) * sizeof(b->e[0]));
-                got = ioctl(fd, KVM_GET_MSRS, &tmp->hdr);
+                got = kvm_vcpu_get_msrs(fd, &tmp->hdr);
                 if (got < 0)
                         return -errno;
                 memcpy(&b->e[done], tmp->e, (uint32_t)got * sizeof(b->e[0]));
@@ -89,13 +91,13 @@ int x86_cpu_state_save(const struct x86_cpu_state_env *env, int fd, struct snapb
 
         memset(&cpuid, 0, sizeof(cpuid));
         cpuid.hdr.nent = X86_CPU_STATE_MAX_CPUID;
-        if (ioctl(fd, KVM_GET_CPUID2, &cpuid))
+        if (kvm_vcpu_get_cpuid2(fd, &cpuid.hdr))
                 return fail(err, "KVM_GET_CPUID2");
-        if (ioctl(fd, KVM_GET_MP_STATE, &mp))
+        if (kvm_vcpu_get_mp_state(fd, &mp))
                 return fail(err, "KVM_GET_MP_STATE");
-        if (ioctl(fd, KVM_GET_REGS, &regs))
+        if (kvm_vcpu_get_regs(fd, &regs))
                 return fail(err, "KVM_GET_REGS");
-        if (ioctl(fd, KVM_GET_SREGS, &sregs))
+        if (kvm_vcpu_get_sregs(fd, &sregs))
                 return fail(err, "KVM_GET_SREGS");
         if (has_cap(env, KVM_CAP_XSAVE)) {
                 fpu_kind = X86_CPU_STATE_XSAVE;
@@ -114,26 +116,26 @@ int x86_cpu_state_save(const struct x86_cpu_state_env *env, int fd, struct snapb
                 goto out;
         }
         if (fpu_kind == X86_CPU_STATE_FPU)
-                r = ioctl(fd, KVM_GET_FPU, fpu) ? fail(err, "KVM_GET_FPU") : 0;
+                r = kvm_vcpu_get_fpu(fd, fpu) ? fail(err, "KVM_GET_FPU") : 0;
         else if (fpu_len > sizeof(struct kvm_xsave))
-                r = ioctl(fd, KVM_GET_XSAVE2, fpu) ? fail(err, "KVM_GET_XSAVE2") : 0;
+                r = kvm_vcpu_get_xsave2(fd, fpu) ? fail(err, "KVM_GET_XSAVE2") : 0;
         else
-                r = ioctl(fd, KVM_GET_XSAVE, fpu) ? fail(err, "KVM_GET_XSAVE") : 0;
+                r = kvm_vcpu_get_xsave(fd, fpu) ? fail(err, "KVM_GET_XSAVE") : 0;
         memset(&xcrs, 0, sizeof(xcrs));
-        if (!r && has_cap(env, KVM_CAP_XCRS) && ioctl(fd, KVM_GET_XCRS, &xcrs))
+        if (!r && has_cap(env, KVM_CAP_XCRS) && kvm_vcpu_get_xcrs(fd, &xcrs))
                 r = fail(err, "KVM_GET_XCRS");
         memset(&dbg, 0, sizeof(dbg));
-        if (!r && has_cap(env, KVM_CAP_DEBUGREGS) && ioctl(fd, KVM_GET_DEBUGREGS, &dbg))
+        if (!r && has_cap(env, KVM_CAP_DEBUGREGS) && kvm_vcpu_get_debugregs(fd, &dbg))
                 r = fail(err, "KVM_GET_DEBUGREGS");
-        if (!r && ioctl(fd, KVM_GET_LAPIC, &lapic))
+        if (!r && kvm_vcpu_get_lapic(fd, &lapic))
                 r = fail(err, "KVM_GET_LAPIC");
         if (!r && (r = read_msrs(env, fd, msrs, tmp)) != 0)
                 r = error_set(err, r, "vcpu state: KVM_GET_MSRS: %s", strerror(-r));
-        if (!r && ioctl(fd, KVM_GET_VCPU_EVENTS, &events))
+        if (!r && kvm_vcpu_get_events(fd, &events))
                 r = fail(err, "KVM_GET_VCPU_EVENTS");
         if (r)
                 goto out;
-        tsc_khz = has_cap(env, KVM_CAP_GET_TSC_KHZ) ? ioctl(fd, KVM_GET_TSC_KHZ, 0) : 0;
+        tsc_khz = has_cap(env, KVM_CAP_GET_TSC_KHZ) ? kvm_vcpu_get_tsc_khz(fd) : 0;
 
         snapbuf_put_u32(w, X86_CPU_STATE_VERSION);
         snapbuf_put_u32(w, cpuid.hdr.nent);
@@ -237,7 +239,7 @@ static int apply_fpu(const struct x86_cpu_state_env *env, int fd, const struct c
                 struct kvm_fpu fpu;
 
                 memcpy(&fpu, s->fpu, sizeof(fpu));
-                return ioctl(fd, KVM_SET_FPU, &fpu) ? refuse(err, "FPU state") : 0;
+                return kvm_vcpu_set_fpu(fd, &fpu) ? refuse(err, "FPU state") : 0;
         }
         if (!has_cap(env, KVM_CAP_XSAVE)) {
                 errno = 0;
@@ -252,7 +254,7 @@ static int apply_fpu(const struct x86_cpu_state_env *env, int fd, const struct c
         if (!buf)
                 return error_set(err, -ENOMEM, "out of memory");
         memcpy(buf, s->fpu, s->fpu_len);
-        if (ioctl(fd, KVM_SET_XSAVE, buf))
+        if (kvm_vcpu_set_xsave(fd, buf))
                 r = refuse(err, "XSAVE state");
         free(buf);
         return r;
@@ -273,28 +275,28 @@ int x86_cpu_state_restore(const struct x86_cpu_state_env *env, int fd, struct sn
         /* Another host's TSC rate where KVM can scale it; otherwise the guest's TSC runs at
          * this host's rate (its time-keeping drifts, nothing breaks). */
         if (s->tsc_khz && has_cap(env, KVM_CAP_GET_TSC_KHZ) && has_cap(env, KVM_CAP_TSC_CONTROL) &&
-            ioctl(fd, KVM_GET_TSC_KHZ, 0) != (int)s->tsc_khz)
-                (void)!ioctl(fd, KVM_SET_TSC_KHZ, (unsigned long)s->tsc_khz);
+            kvm_vcpu_get_tsc_khz(fd) != (int)s->tsc_khz)
+                (void)!kvm_vcpu_set_tsc_khz(fd, s->tsc_khz);
         errno = 0;
-        if (ioctl(fd, KVM_SET_CPUID2, &s->cpuid))
+        if (kvm_vcpu_set_cpuid2(fd, &s->cpuid.hdr))
                 ret = refuse(err, "CPUID");
-        else if (ioctl(fd, KVM_SET_MP_STATE, &s->mp))
+        else if (kvm_vcpu_set_mp_state(fd, &s->mp))
                 ret = refuse(err, "MP state");
-        else if (ioctl(fd, KVM_SET_REGS, &s->regs))
+        else if (kvm_vcpu_set_regs(fd, &s->regs))
                 ret = refuse(err, "registers");
-        else if (ioctl(fd, KVM_SET_SREGS, &s->sregs))
+        else if (kvm_vcpu_set_sregs(fd, &s->sregs))
                 ret = refuse(err, "special registers");
         else if ((ret = apply_fpu(env, fd, s, err)) != 0)
                 ;
-        else if (has_cap(env, KVM_CAP_XCRS) && s->xcrs.nr_xcrs && ioctl(fd, KVM_SET_XCRS, &s->xcrs))
+        else if (has_cap(env, KVM_CAP_XCRS) && s->xcrs.nr_xcrs && kvm_vcpu_set_xcrs(fd, &s->xcrs))
                 ret = refuse(err, "XCRs");
-        else if (has_cap(env, KVM_CAP_DEBUGREGS) && ioctl(fd, KVM_SET_DEBUGREGS, &s->dbg))
+        else if (has_cap(env, KVM_CAP_DEBUGREGS) && kvm_vcpu_set_debugregs(fd, &s->dbg))
                 ret = refuse(err, "debug registers");
-        else if (ioctl(fd, KVM_SET_LAPIC, &s->lapic))
+        else if (kvm_vcpu_set_lapic(fd, &s->lapic))
                 ret = refuse(err, "LAPIC state");
         if (ret)
                 goto out;
-        n = ioctl(fd, KVM_SET_MSRS, &s->msrs.hdr);
+        n = kvm_vcpu_set_msrs(fd, &s->msrs.hdr);
         if (n < 0 || (uint32_t)n != s->msrs.hdr.nmsrs) {
                 if (n >= 0) {
                         ret = error_set(err, -EINVAL,
@@ -306,7 +308,7 @@ int x86_cpu_state_restore(const struct x86_cpu_state_env *env, int fd, struct sn
                 }
                 goto out;
         }
-        if (ioctl(fd, KVM_SET_VCPU_EVENTS, &s->events))
+        if (kvm_vcpu_set_events(fd, &s->events))
                 ret = refuse(err, "pending events");
 out:
         free(s);

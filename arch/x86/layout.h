@@ -6,6 +6,7 @@
 #ifndef ARCH_X86_LAYOUT_H
 #define ARCH_X86_LAYOUT_H
 
+#define X86_PAGE_SIZE        0x1000ull
 #define X86_BOOT_GDT_ADDR    0x500ull
 #define X86_BOOT_IDT_ADDR    0x520ull
 #define X86_PVH_INFO_ADDR    0x6000ull /* hvm_start_info, then memmap and modlist */
@@ -30,17 +31,21 @@
 #define X86_VIRTIO_MMIO_BASE  0xc0001000ull /* virtio-mmio slots, 4 KiB each */
 #define X86_VIRTIO_MMIO_SIZE  0x1000ull
 #define X86_VIRTIO_MMIO_SLOTS 64
+#define X86_VIRTIO_MMIO_END   (X86_VIRTIO_MMIO_BASE + X86_VIRTIO_MMIO_SLOTS * X86_VIRTIO_MMIO_SIZE)
 #define X86_CC_CALLWIN_ADDR   0xc0080000ull /* confidential platform-call window (pef, s390-pv) */
 #define X86_CC_CALLWIN_SIZE   0x1000ull
-#define X86_IOAPIC_ADDR       0xfec00000ull
-#define X86_LAPIC_ADDR        0xfee00000ull
+/* Other devices' windows, where the board allocates them (arch/x86/platform.h). */
+#define X86_MMIO_DEVICES_START 0xc0100000ull
+#define X86_MMIO_DEVICES_END   X86_IOAPIC_ADDR
+#define X86_IOAPIC_ADDR        0xfec00000ull
+#define X86_LAPIC_ADDR         0xfee00000ull
 
 #define X86_COM1_PORT        0x3f8
 #define X86_COM1_IRQ         4
 #define X86_I8042_DATA_PORT  0x60
 #define X86_I8042_CMD_PORT   0x64
 #define X86_I8042_IRQ        1
-#define X86_VIRTIO_FIRST_GSI 5
+#define X86_VIRTIO_FIRST_GSI 5 /* the first GSI the board hands out (virtio-mmio slots on) */
 #define X86_IOAPIC_PINS      24
 
 #define X86_E820_RAM      1

@@ -46,8 +46,7 @@ static uint32_t mptable_high_gsis(const struct platform_desc *desc)
 
         for (unsigned i = 0; i < desc->nr_devs; i++) {
                 const struct platform_dev *dev = &desc->devs[i];
-                if (dev->kind != PLATFORM_DEV_MMIO_OTHER && dev->kind != PLATFORM_DEV_ACPI_MMIO &&
-                    dev->gsi >= ISA_IRQS && dev->gsi < X86_IOAPIC_PINS)
+                if (platform_dev_has_gsi(dev) && dev->gsi >= ISA_IRQS && dev->gsi < X86_IOAPIC_PINS)
                         mask |= 1u << dev->gsi;
         }
         return mask;

@@ -48,41 +48,54 @@ static bool platform_dev_in_acpi(const struct platform_dev *dev)
         return dev->kind != PLATFORM_DEV_MMIO_OTHER;
 }
 
+bool platform_dev_has_gsi(const struct platform_dev *dev)
+{
+        return dev->kind == PLATFORM_DEV_SERIAL || dev->kind == PLATFORM_DEV_I8042 ||
+               dev->kind == PLATFORM_DEV_VIRTIO_MMIO;
+}
+
 static bool platform_dev_is_pio(const struct platform_dev *dev)
 {
         return dev->kind == PLATFORM_DEV_SERIAL || dev->kind == PLATFORM_DEV_I8042;
 }
 
-/* Address ranges a device occupies in its space: the i8042 decodes two single ports, its
- * data port (base) and its command/status port (base + 4), and not the ones between. */
-static unsigned platform_dev_ranges(const struct platform_dev *dev, uint64_t base[2],
-                                    uint64_t len[2])
+unsigned platform_dev_windows(const struct platform_dev *dev,
+                              struct platform_window w[PLATFORM_MAX_WINDOWS])
 {
+        enum platform_space space = platform_dev_is_pio(dev) ? PLATFORM_PIO : PLATFORM_MMIO;
+
+        /* The i8042 decodes two single ports, its data port (base) and its command/status
+         * port (base + 4), and not the ones between. */
         if (dev->kind == PLATFORM_DEV_I8042) {
-                base[0] = dev->base;
-                len[0] = 1;
-                base[1] = dev->base + 4;
-                len[1] = 1;
+                w[0] = (struct platform_window){space, dev->base, 1};
+                w[1] = (struct platform_window){space, dev->base + 4, 1};
                 return 2;
         }
-        base[0] = dev->base;
-        len[0] = dev->len;
+        w[0] = (struct platform_window){space, dev->base, dev->len};
         return 1;
+}
+
+/* Whether a device decodes any of [base, base + len) in `space`. */
+static bool platform_dev_decodes(const struct platform_dev *dev, enum platform_space space,
+                                 uint64_t base, uint64_t len)
+{
+        struct platform_window w[PLATFORM_MAX_WINDOWS];
+        unsigned n = platform_dev_windows(dev, w);
+
+        for (unsigned i = 0; i < n; i++)
+                if (w[i].space == space && ranges_overlap(w[i].base, w[i].len, base, len))
+                        return true;
+        return false;
 }
 
 static bool platform_devs_overlap(const struct platform_dev *a, const struct platform_dev *b)
 {
-        uint64_t abase[2], alen[2], bbase[2], blen[2];
-        unsigned na, nb;
+        struct platform_window w[PLATFORM_MAX_WINDOWS];
+        unsigned n = platform_dev_windows(a, w);
 
-        if (platform_dev_is_pio(a) != platform_dev_is_pio(b))
-                return false;
-        na = platform_dev_ranges(a, abase, alen);
-        nb = platform_dev_ranges(b, bbase, blen);
-        for (unsigned i = 0; i < na; i++)
-                for (unsigned j = 0; j < nb; j++)
-                        if (ranges_overlap(abase[i], alen[i], bbase[j], blen[j]))
-                                return true;
+        for (unsigned i = 0; i < n; i++)
+                if (platform_dev_decodes(b, w[i].space, w[i].base, w[i].len))
+                        return true;
         return false;
 }
 
@@ -221,6 +234,95 @@ int platform_add_dev(struct platform_desc *desc, const struct platform_dev *dev,
         return 0;
 }
 
+/* Where platform_alloc_dev places a kind's devices (Firecracker's resource allocator): their
+ * windows come from [start, end), aligned to `align`; kinds without a range are placed by
+ * convention only (the ISA devices). A kind with an interrupt gets the lowest free GSI from
+ * X86_VIRTIO_FIRST_GSI. A new kind of device adds its line here. */
+static const struct {
+        uint64_t start, end, align;
+} platform_alloc_ranges[PLATFORM_DEV_KINDS] = {
+    [PLATFORM_DEV_VIRTIO_MMIO] = {X86_VIRTIO_MMIO_BASE, X86_VIRTIO_MMIO_END, X86_VIRTIO_MMIO_SIZE},
+    [PLATFORM_DEV_MMIO_OTHER] = {X86_MMIO_DEVICES_START, X86_MMIO_DEVICES_END, X86_PAGE_SIZE},
+    [PLATFORM_DEV_ACPI_MMIO] = {X86_MMIO_DEVICES_START, X86_MMIO_DEVICES_END, X86_PAGE_SIZE},
+};
+
+/* The lowest aligned window of len bytes in the kind's range that no device decodes. */
+static int platform_alloc_window(const struct platform_desc *desc, struct platform_dev *dev,
+                                 struct error *err)
+{
+        uint64_t start = platform_alloc_ranges[dev->kind].start;
+        uint64_t end = platform_alloc_ranges[dev->kind].end;
+        uint64_t align = platform_alloc_ranges[dev->kind].align;
+        enum platform_space space = platform_dev_is_pio(dev) ? PLATFORM_PIO : PLATFORM_MMIO;
+        uint64_t at = start;
+        bool moved = true;
+
+        if (!align)
+                return error_set(err, -EINVAL, "%s %s is placed by convention, not allocated",
+                                 platform_kind_name(dev->kind), dev->name);
+        if (dev->len == 0 || dev->len > end - start)
+                return error_set(err, -EINVAL, "%s %s: no window of 0x%" PRIx64 " bytes",
+                                 platform_kind_name(dev->kind), dev->name, dev->len);
+        /* Past every window in the way, until one pass finds none. */
+        while (moved) {
+                moved = false;
+                if (!align_up_checked(at, align, &at) || at > end - dev->len)
+                        return error_set(err, -ENOSPC,
+                                         "%s %s: no free window of 0x%" PRIx64
+                                         " bytes is left in 0x%" PRIx64 "-0x%" PRIx64,
+                                         platform_kind_name(dev->kind), dev->name, dev->len, start,
+                                         end - 1);
+                for (unsigned i = 0; i < desc->nr_devs; i++) {
+                        struct platform_window w[PLATFORM_MAX_WINDOWS];
+                        unsigned n = platform_dev_windows(&desc->devs[i], w);
+
+                        for (unsigned j = 0; j < n; j++) {
+                                if (w[j].space != space ||
+                                    !ranges_overlap(w[j].base, w[j].len, at, dev->len))
+                                        continue;
+                                at = w[j].base + w[j].len;
+                                moved = true;
+                        }
+                }
+        }
+        dev->base = at;
+        return 0;
+}
+
+/* The lowest GSI from X86_VIRTIO_FIRST_GSI that no device uses. */
+static int platform_alloc_gsi(const struct platform_desc *desc, struct platform_dev *dev,
+                              struct error *err)
+{
+        for (uint32_t gsi = X86_VIRTIO_FIRST_GSI; gsi < X86_IOAPIC_PINS; gsi++) {
+                bool used = false;
+
+                for (unsigned i = 0; !used && i < desc->nr_devs; i++)
+                        used = platform_dev_has_gsi(&desc->devs[i]) && desc->devs[i].gsi == gsi;
+                if (!used) {
+                        dev->gsi = gsi;
+                        return 0;
+                }
+        }
+        return error_set(err, -ENOSPC, "%s %s: every GSI from %d to %d is taken",
+                         platform_kind_name(dev->kind), dev->name, X86_VIRTIO_FIRST_GSI,
+                         X86_IOAPIC_PINS - 1);
+}
+
+int platform_alloc_dev(struct platform_desc *desc, struct platform_dev *dev, struct error *err)
+{
+        int ret;
+
+        if ((unsigned)dev->kind >= PLATFORM_DEV_KINDS)
+                return error_set(err, -EINVAL, "platform device %.*s: unknown kind %d",
+                                 (int)sizeof(dev->name), dev->name, (int)dev->kind);
+        ret = platform_alloc_window(desc, dev, err);
+        if (!ret && platform_dev_has_gsi(dev))
+                ret = platform_alloc_gsi(desc, dev, err);
+        if (!ret)
+                ret = platform_add_dev(desc, dev, err);
+        return ret;
+}
+
 /* The table may have been filled without platform_add_dev: check it as a whole. */
 static int platform_desc_check(const struct platform_desc *desc, struct error *err)
 {
@@ -303,7 +405,7 @@ static int platform_tables_layout(const struct platform_desc *desc, struct platf
         facp = b = platform_blob_alloc(t, "FACP", next, ACPI_FADT_LEN, err);
         if (!b)
                 return -ENOMEM;
-        acpi_fadt_build(b->data, dsdt->gpa);
+        acpi_fadt_build(b->data, desc, dsdt->gpa);
         next = platform_blob_next(b);
 
         apic = b = platform_blob_alloc(t, "APIC", next, acpi_madt_len(desc->nr_vcpus), err);

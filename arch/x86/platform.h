@@ -4,8 +4,17 @@
  * One table of devices {name, kind, base, len, gsi} describes the board (QEMU microvm's
  * idea): the ACPI tables (RSDP/XSDT/FADT/MADT/DSDT), the legacy MPTable and the kernel
  * command line's virtio_mmio.device= entries are all generated from it, so they cannot
- * disagree. The builder needs no KVM and no guest memory: it returns blobs with their guest
- * addresses, which the VMM copies into RAM or `--dump-platform` writes to files.
+ * disagree; the VMM registers its bus windows from it too (platform_dev_windows). Devices
+ * are placed by convention (platform_add_dev: the ISA ports and IRQs, the boot timer) or
+ * allocated (platform_alloc_dev, as Firecracker's resource allocator: each window and GSI is
+ * handed out once, from the table itself, so the same additions in the same order always
+ * get the same resources). The builder needs no KVM and no guest memory: it returns blobs
+ * with their guest addresses, which the VMM copies into RAM or `--dump-platform` writes to
+ * files.
+ *
+ * A new kind of device: its enum entry, its resource rules (platform_dev_check_resources),
+ * where it is allocated (platform_alloc_ranges), whether it has an interrupt
+ * (platform_dev_has_gsi) and its DSDT entry (acpi.c).
  */
 #ifndef ARCH_X86_PLATFORM_H
 #define ARCH_X86_PLATFORM_H
@@ -65,9 +74,32 @@ struct platform_tables {
         gpa_t rsdp; /* address of the RSDP, for boot_params.acpi_rsdp_addr and PVH */
 };
 
-/* Adds a device; -EINVAL on overlap with a device of the same address space or when full. */
+/* Adds a device where dev says; -EINVAL on overlap with a device of the same address space or
+ * when full. */
 int platform_add_dev(struct platform_desc *desc, const struct platform_dev *dev,
                      struct error *err) MUST_CHECK;
+/* Allocates dev's resources, then adds it: its window (dev->len bytes) at the lowest aligned
+ * address of its kind's range that no device in desc decodes and, when its kind has an
+ * interrupt, the lowest GSI from X86_VIRTIO_FIRST_GSI no device uses; dev->base and dev->gsi
+ * are set. -ENOSPC when the range or the GSIs are used up, -EINVAL for a kind that is placed
+ * by convention only (serial, i8042). */
+int platform_alloc_dev(struct platform_desc *desc, struct platform_dev *dev,
+                       struct error *err) MUST_CHECK;
+
+/* A range of addresses a device decodes. */
+enum platform_space { PLATFORM_PIO, PLATFORM_MMIO };
+struct platform_window {
+        enum platform_space space;
+        uint64_t base, len;
+};
+#define PLATFORM_MAX_WINDOWS 2
+
+/* dev's windows, in a fixed order per kind (the i8042: its data port, then its
+ * command/status port at +4); returns how many. */
+unsigned platform_dev_windows(const struct platform_dev *dev,
+                              struct platform_window w[PLATFORM_MAX_WINDOWS]);
+/* Whether dev's kind raises an interrupt (its gsi is meaningful). */
+bool platform_dev_has_gsi(const struct platform_dev *dev);
 
 /* Builds the MPTable at X86_MPTABLE_ADDR, then the ACPI tables after it (below
  * X86_RSDP_ADDR), and the RSDP at X86_RSDP_ADDR. */

@@ -1,8 +1,8 @@
 /*
- * virtio-vsock (vsock.c) through the hostile driver of virtio_harness.h, with real host
- * peers on its Unix sockets: clients connecting to uds_path ("CONNECT <port>\n" or any
- * line), listeners at "<uds_path>_<port>" for the guest's connections, peers that write,
- * read, half-close, close or reset mid-stream.
+ * virtio-vsock (devices/virtio/vsock*.c) through the hostile driver of virtio_harness.h, with real
+ * host peers on its Unix sockets: clients connecting to uds_path ("CONNECT <port>\n" or any line),
+ * listeners at "<uds_path>_<port>" for the guest's connections, peers that write, read, half-close,
+ * close or reset mid-stream.
  *
  * Creation bytes: the guest CID (3 + u8). Device operations: connect a client (with a
  * CONNECT line for a port, or raw bytes), write from / read into / shut down / close a peer,

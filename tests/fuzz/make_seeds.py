@@ -65,8 +65,12 @@ class Harness:
     def chain(self, q, segs, indirect=False, kick=True):
         """segs: (length, writable, content) tuples; buffers come from the harness's heap."""
         self.b += u8(3) + u8(q) + u8(len(segs) - 1) + u8((1 if indirect else 0) | (0 if kick else 2))
-        for length, writable, content in segs:
-            self.b += u8(1 if writable else 0) + self.dec_len(length) + u8(0) + u32(0)
+        for seg in segs:
+            length, writable, content = seg[:3]
+            # A fourth element places the buffer at an offset of the buffer area (page
+            # aligned ranges for the balloon's reports); otherwise it comes from the heap.
+            where = u8(170) + u32(seg[3]) if len(seg) > 3 else u8(0) + u32(0)
+            self.b += u8(1 if writable else 0) + self.dec_len(length) + where
             if not writable:
                 self.b += fz_bytes(content or b'')
         return self
@@ -208,7 +212,7 @@ def seeds_rng():
 def seeds_balloon():
     def pfns(*ps):
         return b''.join(u32(p) for p in ps)
-    h = Harness(3, u8(4) + u8(3))
+    h = Harness(5, u8(4) + u8(3))
     h.chain(0, [(12, False, pfns(0x100, 0x101, 0x102))])
     h.chain(1, [(8, False, pfns(0x100, 0x101))])
     h.chain(2, [(30, False, u16(0) + u64(1) + u16(4) + u64(1 << 20) + u16(99) + u64(3))])
@@ -216,11 +220,32 @@ def seeds_balloon():
     h.b += u8(0) + u16(0x104) + u8(192) + u64(5)  # config write of `actual`
     h.loop().used()
     write('virtio_balloon', 'inflate_deflate_stats', h.data())
-    h = Harness(3, u8(1) + u8(0), mode=1 | 2)
+    h = Harness(5, u8(1) + u8(0), mode=1 | 2)
     h.convert(0x100, 8, True)
     h.chain(0, [(16, False, pfns(0x100, 0x104, 0xfffff, 0x2ff))])
     h.used()
     write('virtio_balloon', 'protected', h.data())
+    # Reporting and hinting (no statistics): queue 2 free page hints, 3 reports. A report
+    # of two ranges; a round: start (acknowledge_on_stop), the id, a hint, STOP; a stale id
+    # and its hint; the host's stop.
+    h = Harness(5, u8(0) + u8(4 | 8))
+    h.chain(3, [(8192, True, None, 0x1000), (4096, True, None, 0x4000)])
+    h.dev_op(u8(3) + u8(1)).dev_op(u8(5))
+    h.chain(2, [(4, False, u32(2))]).chain(2, [(4096, True, None, 0x6000)])
+    h.chain(2, [(4, False, u32(0))])
+    h.chain(2, [(4, False, u32(7))]).chain(2, [(4096, True, None, 0x8000)])
+    h.dev_op(u8(4)).dev_op(u8(5))
+    h.b += u8(0) + u16(0x10c) + u8(192) + u64(0xaa)  # poison_val after DRIVER_OK: refused
+    h.loop().used()
+    write('virtio_balloon', 'free_pages', h.data())
+    # The same on a protected VM with statistics (queues 3 and 4), part of a report private.
+    h = Harness(5, u8(0) + u8(2 | 4 | 8), mode=1 | 2)
+    h.convert(0x100 + 2, 2, True)
+    h.chain(4, [(16384, True, None, 0)])
+    h.dev_op(u8(3) + u8(0))
+    h.chain(3, [(4, False, u32(2)), (8192, True, None, 0x8000)])
+    h.used()
+    write('virtio_balloon', 'free_pages_protected', h.data())
 
 
 VNET_HDR = 12

@@ -16,6 +16,7 @@ Needs no KVM. Run: /usr/bin/python3 -m pytest tests/kvm/test_acpi_iasl.py
 (VMM_BUILD_DIR selects the build tree, default "build" under the repository root).
 """
 
+import json
 import os
 import re
 import shutil
@@ -43,12 +44,18 @@ VIRTIO_FIRST_GSI = 5
 
 def dump_command(outdir, vcpus, virtio):
     """The command that writes <NAME>.dat per table into outdir: the VMM's own
-    `--dump-platform`, or, for virtio slots the CLI cannot attach yet, the table builder's
-    test tool."""
-    if virtio == 0:
-        return [str(BUILD / "vmm"), "--dump-platform", str(outdir), "--vcpus", str(vcpus)]
-    return [str(BUILD / "tests/tools/dump_tables"), "--vcpus", str(vcpus), "--virtio", str(virtio),
-            str(outdir)]
+    `--dump-platform`, for a machine with `virtio` read-only drives (one virtio-mmio slot
+    each) described in a config file next to outdir."""
+    drives = []
+    for i in range(virtio):
+        disk = outdir.parent / ("disk%d.img" % i)
+        disk.write_bytes(b"\0" * 4096)
+        drives.append({"drive_id": "d%d" % i, "path_on_host": str(disk),
+                       "is_root_device": False, "is_read_only": True})
+    config = outdir.parent / "config.json"
+    config.write_text(json.dumps({"machine-config": {"vcpu_count": vcpus, "mem_size_mib": 128},
+                                  "drives": drives}))
+    return [str(BUILD / "vmm"), "--config-file", str(config), "--dump-platform", str(outdir)]
 
 
 def iasl_path():
@@ -70,10 +77,10 @@ def run_iasl(args, cwd):
 @pytest.fixture(scope="module", params=CONFIGS, ids=lambda c: "vcpus%d-virtio%d" % c)
 def tables(request, tmp_path_factory):
     vcpus, virtio = request.param
-    outdir = tmp_path_factory.mktemp("tables-%d-%d" % (vcpus, virtio))
+    outdir = tmp_path_factory.mktemp("tables-%d-%d" % (vcpus, virtio)) / "tables"
     cmd = dump_command(outdir, vcpus, virtio)
     if not Path(cmd[0]).exists():
-        pytest.fail("%s missing: build it first (make -C %s dump_tables)" % (cmd[0], BUILD))
+        pytest.fail("%s missing: build it first (cmake --build %s)" % (cmd[0], BUILD))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     for name in DATA_TABLES + ["RSDP"]:

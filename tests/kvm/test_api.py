@@ -37,9 +37,12 @@ def boot_source(scenario="idle", extra=""):
             "boot_args": f"console=ttyS0 probe={scenario} {extra}".strip()}
 
 
-def start(v, scenario="idle", mem=64):
+def start(v, scenario="idle", mem=64, balloon=None):
+    """Boots the probe scenario (1 vCPU), with a balloon when given its PUT body."""
     check(v.put("/boot-source", boot_source(scenario)), 204)
     check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": mem}), 204)
+    if balloon is not None:
+        check(v.put("/balloon", balloon), 204)
     check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
     if scenario == "idle":
         v.wait_output("probe: idle ready")
@@ -204,16 +207,27 @@ def test_balloon_pre_boot(vmm):
     check(vmm.put("/balloon", {"amount_mib": 16, "deflate_on_oom": True,
                                "stats_polling_interval_s": 1}), 204)
     assert check(vmm.get("/balloon"), 200) == {"amount_mib": 16, "deflate_on_oom": True,
-                                               "stats_polling_interval_s": 1}
+                                               "stats_polling_interval_s": 1,
+                                               "free_page_hinting": False,
+                                               "free_page_reporting": False}
     check(vmm.put("/balloon", {"amount_mib": 1000, "deflate_on_oom": False}), 400,
           "exceeds the guest memory")
     check(vmm.put("/balloon", {"amount_mib": 1}), 400, "missing field `deflate_on_oom`")
     check(vmm.put("/balloon", {"amount_mib": 1, "deflate_on_oom": False,
-                               "free_page_hinting": True}), 400, "not implemented yet")
+                               "free_page_hinting": "yes"}), 400, "free_page_hinting")
+    check(vmm.put("/balloon", {"amount_mib": 0, "deflate_on_oom": False,
+                               "free_page_hinting": True, "free_page_reporting": True}), 204)
+    balloon = check(vmm.get("/balloon"), 200)
+    assert balloon["free_page_hinting"] and balloon["free_page_reporting"], balloon
+    assert check(vmm.get("/vm/config"), 200)["balloon"] == balloon
     # Runtime-only calls (Firecracker's rules).
     check(vmm.patch("/balloon", {"amount_mib": 8}), 400, BEFORE)
     check(vmm.patch("/balloon/statistics", {"stats_polling_interval_s": 2}), 400, BEFORE)
     check(vmm.get("/balloon/statistics"), 400, BEFORE)
+    check(vmm.patch("/balloon/hinting/start", {}), 400, BEFORE)
+    check(vmm.patch("/balloon/hinting/start"), 400, BEFORE)
+    check(vmm.get("/balloon/hinting/status"), 400, BEFORE)
+    check(vmm.patch("/balloon/hinting/stop", {}), 400, BEFORE)
     vmm.stop()
 
 
@@ -814,6 +828,10 @@ def test_boot_sequence_and_runtime_calls(kvm, tmp_path):
         check(v.patch("/network-interfaces/nope", {"iface_id": "nope"}), 400, "does not exist")
         check(v.patch("/balloon", {"amount_mib": 1}), 400, "No balloon device")
         check(v.get("/balloon/statistics"), 400, "No balloon device")
+        for method, path in (("PATCH", "/balloon/hinting/start"), ("GET", "/balloon/hinting/status"),
+                             ("PATCH", "/balloon/hinting/stop")):
+            check(v.request(method, path), 400,
+                  "Balloon update error: Failed perform action on device: Device not found")
 
         # Metrics on demand: one line per flush, counters as increments.
         check(v.put("/actions", {"action_type": "FlushMetrics"}), 204)
@@ -898,6 +916,44 @@ def test_balloon_runtime(kvm, tmp_path, stats):
             check(v.get("/balloon/statistics"), 400, "not enabled")
             check(v.patch("/balloon/statistics", {"stats_polling_interval_s": 2}), 400,
                   "cannot be enabled after boot")
+        check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+        assert v.wait_exit() == 0
+        assert "Sanitizer" not in v.err(), v.err()
+    finally:
+        v.kill()
+
+
+@pytest.mark.parametrize("hinting", [True, False])
+def test_balloon_hinting_refusals(kvm, tmp_path, hinting):
+    """Firecracker's answers when a run cannot start: hinting not configured, or the guest
+    (the idle probe, which has no balloon driver) never started the device. The status
+    needs only the configuration."""
+    v = VmmProcess(tmp_path)
+    try:
+        start(v, balloon={"amount_mib": 0, "deflate_on_oom": False,
+                          "free_page_hinting": hinting, "free_page_reporting": True})
+        if hinting:
+            for body in ({}, None, {"acknowledge_on_stop": False}):
+                check(v.patch("/balloon/hinting/start", body), 400,
+                      "Balloon update error: Balloon: Device not activated yet.")
+            check(v.patch("/balloon/hinting/stop"), 400,
+                  "Balloon update error: Balloon: Device not activated yet.")
+            assert check(v.get("/balloon/hinting/status"), 200) == {"host_cmd": 0}
+        else:
+            not_enabled = "Balloon update error: Balloon: Attempting to use hinting when not enabled"
+            check(v.patch("/balloon/hinting/start", {}), 400, not_enabled)
+            check(v.get("/balloon/hinting/status"), 400, not_enabled)
+            check(v.patch("/balloon/hinting/stop", {}), 400, not_enabled)
+        # Bodies: start's is Firecracker's BalloonStartCmd; stop's is not read.
+        check(v.patch("/balloon/hinting/start", {"acknowledge_on_stop": "yes"}), 400,
+              "acknowledge_on_stop")
+        check(v.patch("/balloon/hinting/start", {"other": True}), 400, "unknown field `other`")
+        check(v.request("PATCH", "/balloon/hinting/stop", data="not json"), 400,
+              "Device not activated" if hinting else "not enabled")
+        check(v.request("GET", "/balloon/hinting/status", data="{}"), 400,
+              "GET request cannot have a body.")
+        check(v.put("/balloon/hinting/start", {}), 400, "Invalid request method and/or path")
+        check(v.put("/actions", {"action_type": "FlushMetrics"}), 204)
         check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
         assert v.wait_exit() == 0
         assert "Sanitizer" not in v.err(), v.err()

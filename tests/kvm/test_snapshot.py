@@ -519,3 +519,44 @@ def test_snapshot_of_a_restored_vm(tmp_path, idle_snapshot):
         v.kill()
         if w:
             w.kill()
+
+
+def test_free_page_state_survives_a_snapshot(tmp_path):
+    """The balloon's free page features and its hinting state (versioned device section)
+    across a snapshot: after a completed hinting run (the probe's `freepage` scenario), the
+    restored VM shows the same configuration and status, its next run takes the next id,
+    and the guest carries on."""
+    v = new_vmm(tmp_path, "a")
+    w = None
+    try:
+        start(v, "freepage", balloon={"amount_mib": 0, "deflate_on_oom": False,
+                                      "free_page_reporting": True, "free_page_hinting": True})
+        v.wait_output("probe: freepage touched 1024 pages\n")
+        console(v, "report")
+        v.wait_output("probe: freepage reported")
+        console(v, "touch")
+        v.wait_output("probe: freepage touched 1024 pages again\n")
+        check(v.patch("/balloon/hinting/start", {"acknowledge_on_stop": True}), 204)
+        console(v, "hint")
+        v.wait_output("host answered DONE")
+        status = check(v.get("/balloon/hinting/status"), 200)
+        assert status == {"host_cmd": 1, "guest_cmd": 0}, status
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        snapshot(v, tmp_path / "state", tmp_path / "mem")
+        v.kill()
+
+        w = new_vmm(tmp_path, "b")
+        check(load(w, tmp_path / "state", tmp_path / "mem", resume_vm=True), 204)
+        balloon = check(w.get("/balloon"), 200)
+        assert balloon["free_page_reporting"] and balloon["free_page_hinting"], balloon
+        assert check(w.get("/balloon/hinting/status"), 200) == status
+        check(w.patch("/balloon/hinting/start"), 204)
+        assert check(w.get("/balloon/hinting/status"), 200) == {"host_cmd": 3, "guest_cmd": 0}
+        console(w, "end")
+        assert w.wait_exit(30) == 0, w.err()
+        assert w.probe_lines()[-1] == "probe: ok freepage", w.out()
+        assert "Sanitizer" not in w.err(), w.err()
+    finally:
+        v.kill()
+        if w:
+            w.kill()

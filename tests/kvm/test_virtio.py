@@ -540,3 +540,83 @@ def test_balloon_releases_memory_to_the_host(fmt, vcpus, oom):
     assert rc == 0, report
     # The inflated pages left the VMM's resident set (allow a little noise).
     assert touched - inflated >= (mib << 10) * 3 // 4, (touched, inflated)
+
+
+class Api:
+    """A client of the running VMM's API socket; answers are checked against api/openapi.yaml."""
+
+    def __init__(self, sock):
+        import requests_unixsocket
+        import urllib.parse
+        self.base = "http+unix://" + urllib.parse.quote(str(sock), safe="")
+        self.session = requests_unixsocket.Session()
+
+    def request(self, method, path, body=None, status=204, fault=None):
+        from vmm_api import check
+        data = None if body is None else json.dumps(body)
+        return check(self.session.request(method, self.base + path, data=data, timeout=30),
+                     status, fault)
+
+    def metrics(self, path):
+        self.request("PUT", "/actions", {"action_type": "FlushMetrics"})
+        return json.loads(path.read_text().splitlines()[-1])
+
+
+# The statistics queue offered (stats=2) and declined by the probe: the free page and
+# reporting queues still take indices 2 and 3 (numbered by the negotiated features).
+@pytest.mark.parametrize("fmt,stats", [("elf", ""), ("nopvh", ",stats=2")])
+def test_balloon_free_page_reporting_and_hinting(tmp_path, fmt, stats):
+    """The guest reports 4 MiB it touched: the VMM's resident memory falls, no inflation.
+    It touches them again; a hinting run started through the API (PATCH
+    /balloon/hinting/start, acknowledge_on_stop by default) has it hint them: the memory
+    falls again, the device answers DONE, GET /balloon/hinting/status and the metrics say
+    what happened."""
+    pages, mib = 1024, 4
+    sock, metrics = tmp_path / "api.sock", tmp_path / "metrics.json"
+    guest = Guest(fmt, "freepage", "--mem", 64, "--balloon",
+                  f"0,free-page-reporting,free-page-hinting{stats}", "--api-sock", sock,
+                  "--metrics-path", metrics)
+    try:
+        guest.wait_for(f"probe: freepage touched {pages} pages\n")
+        api = Api(sock)
+        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 0}
+        touched = vm_rss_kib(guest.proc.pid)
+        guest.send_line("report")
+        guest.wait_for(f"probe: freepage reported {pages} pages")
+        reported = vm_rss_kib(guest.proc.pid)
+        guest.send_line("touch")
+        guest.wait_for(f"probe: freepage touched {pages} pages again\n")
+        retouched = vm_rss_kib(guest.proc.pid)
+        api.request("PATCH", "/balloon/hinting/start", {})
+        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 2}
+        guest.send_line("hint")
+        guest.wait_for("host answered DONE")
+        hinted = vm_rss_kib(guest.proc.pid)
+        status = api.request("GET", "/balloon/hinting/status", status=200)
+        m = api.metrics(metrics)["balloon"]
+        guest.send_line("end")
+        lines, rc, report = guest.finish()
+    finally:
+        guest.kill()
+    assert lines == [
+        f"probe: start freepage via {PROBE_ENTRY[fmt]}", *discovery([5]),
+        mode("freepage", irq=True), "probe: freepage hinting 1 reporting 1 queues 4",
+        f"probe: freepage touched {pages} pages",
+        f"probe: freepage reported {pages} pages in 2 ranges, {pages} read back zero",
+        f"probe: freepage touched {pages} pages again",
+        f"probe: freepage command 2, hinted {pages} pages in 2 ranges, host answered DONE, "
+        f"{pages} read back zero", "probe: ok freepage"], report
+    assert rc == 0, report
+    # The guest's STOP ended the run; the device answered DONE (1).
+    assert status == {"host_cmd": 1, "guest_cmd": 0}, status
+    kib = (mib << 10) * 3 // 4  # allow a little noise
+    assert touched - reported >= kib, (touched, reported)
+    assert retouched - reported >= kib, (reported, retouched)
+    assert retouched - hinted >= kib, (retouched, hinted)
+    assert {k: v for k, v in m.items() if k.startswith("free_page") or k in
+            ("inflate_count", "released_bytes", "event_fails")} == {
+        "free_page_report_count": 2, "free_page_report_freed": mib << 20,
+        "free_page_report_fails": 0, "free_page_report_kept": 0,
+        "free_page_hint_count": 2, "free_page_hint_freed": mib << 20,
+        "free_page_hint_fails": 0, "free_page_hint_ignored": 0,
+        "inflate_count": 0, "released_bytes": 0, "event_fails": 0}, m

@@ -3,7 +3,8 @@
  * error codes and messages (per thread), phase rules, life-cycle events, several VMs at
  * once with calls from several threads, wait/exit fd, metrics, Full and Diff snapshots
  * merged and restored, the load refused after configuring, destroying a running VM, a
- * restore served by a page-fault handler (examples/uffd_handler) and that handler's death.
+ * restore served by a page-fault handler (examples/uffd_handler) and that handler's death,
+ * the balloon's free page reporting configured through the JSON.
  *
  * Needs /dev/kvm: run by tests/kvm/test_libvmm.py (which skips, or fails in CI, without it).
  * Arguments: probe_vm_args (the probe, a scratch directory, the tests to run).
@@ -293,6 +294,31 @@ static void test_uffd_restore(void **state)
         unlink(sock);
 }
 
+/* The balloon's free page reporting from the library's JSON: the probe reports the 8 MiB it
+ * wrote, and the balloon metrics count them. */
+static void test_balloon_free_page_reporting(void **state)
+{
+        struct guest g;
+        struct libvmm_options o = guest_options(&g, "freepage");
+        struct libvmm *vm;
+        char *json = NULL;
+
+        (void)state;
+        guest_init(&g);
+        if (libvmm_create(probe_config("freepage-idle probe.fp_mib=8", false,
+                                       "\"balloon\": {\"amount_mib\": 0, \"deflate_on_oom\": "
+                                       "false, \"free_page_reporting\": true}"),
+                          &o, &vm))
+                fail_msg("create: %s", libvmm_last_error());
+        assert_int_equal(libvmm_start(vm), 0);
+        guest_wait_for(&g, "probe: freepage-idle ready");
+        assert_int_equal(libvmm_metrics(vm, &json), 0);
+        if (!strstr(json, "\"free_page_report_freed\":8388608"))
+                fail_msg("metrics: %s", json);
+        libvmm_free(json);
+        libvmm_destroy(vm);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -300,6 +326,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_several_vms_and_threads),
             cmocka_unit_test(test_snapshots),
             cmocka_unit_test(test_uffd_restore),
+            cmocka_unit_test(test_balloon_free_page_reporting),
         };
 
         if (probe_vm_args(argc, argv, &dir))

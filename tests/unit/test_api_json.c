@@ -273,7 +273,8 @@ static const char full_doc[] =
     " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\","
     "   \"tx_rate_limiter\": {\"bandwidth\": {\"size\": 100, \"refill_time\": 10}}}],"
     " \"vsock\": {\"guest_cid\": 5, \"uds_path\": \"/v.sock\"},"
-    " \"balloon\": {\"amount_mib\": 10, \"deflate_on_oom\": true},"
+    " \"balloon\": {\"amount_mib\": 10, \"deflate_on_oom\": true, \"free_page_reporting\": true,"
+    "  \"free_page_hinting\": true},"
     " \"entropy\": {},"
     " \"logger\": {\"level\": \"Warning\", \"show_log_origin\": false},"
     " \"metrics\": {\"metrics_path\": \"/m.json\"},"
@@ -304,6 +305,7 @@ static void test_config_file_round_trip(void **state)
         assert_string_equal(cfg.drives[0].drive_id, "root");
         assert_int_equal(cfg.nr_nets, 1);
         assert_true(cfg.vsock.present && cfg.balloon.present && cfg.entropy.present);
+        assert_true(cfg.balloon.free_page_reporting && cfg.balloon.free_page_hinting);
         assert_true(cfg.logger.present && cfg.logger.has_level);
         assert_int_equal(cfg.logger.level, LOG_LEVEL_WARN);
         assert_string_equal(cfg.metrics.metrics_path, "/m.json");
@@ -315,6 +317,7 @@ static void test_config_file_round_trip(void **state)
         second = export_json(&again);
         assert_string_equal(first, second);
         assert_non_null(strstr(first, "\"mmds-config\":null"));
+        assert_non_null(strstr(first, "\"free_page_hinting\":true,\"free_page_reporting\":true"));
         assert_non_null(strstr(first, "\"boot-source\":{\"kernel_image_path\":\"k\""));
         free(first);
         free(second);
@@ -522,6 +525,43 @@ static void test_router(void **state)
                            "An error occurred when deserializing the json body of a request: "
                            "field `action_type`: unknown variant `Start`");
 
+        /* Free page hinting: start's body is optional (acknowledge_on_stop defaults to
+         * true), stop's is never read (Firecracker's documentation sends "{}"). */
+        static const struct {
+                const char *method, *url, *body;
+                enum vmm_action action;
+                bool ack;
+        } hinting[] = {
+            {"PATCH", "/balloon/hinting/start", NULL, VMM_START_BALLOON_HINTING, true},
+            {"PATCH", "/balloon/hinting/start", "{}", VMM_START_BALLOON_HINTING, true},
+            {"PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": false}",
+             VMM_START_BALLOON_HINTING, false},
+            {"PATCH", "/balloon/hinting/stop", NULL, VMM_STOP_BALLOON_HINTING, false},
+            {"PATCH", "/balloon/hinting/stop", "{}", VMM_STOP_BALLOON_HINTING, false},
+            {"PATCH", "/balloon/hinting/stop", "not json", VMM_STOP_BALLOON_HINTING, false},
+            {"GET", "/balloon/hinting/status", NULL, VMM_GET_BALLOON_HINTING, false},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(hinting); i++) {
+                const char *b = hinting[i].body;
+
+                assert_int_equal(api_route(hinting[i].method, hinting[i].url, b ? b : "",
+                                           b ? strlen(b) : 0, &req, &action, &resp),
+                                 API_ROUTE_SUBMIT);
+                assert_int_equal(req.action, hinting[i].action);
+                if (hinting[i].action == VMM_START_BALLOON_HINTING)
+                        assert_int_equal(req.u.balloon_ack_on_stop, hinting[i].ack);
+                controller_request_clear(&req);
+        }
+        expect_route_error("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": 1}",
+                           "An error occurred when deserializing the json body of a request: "
+                           "field `acknowledge_on_stop`");
+        expect_route_error("PATCH", "/balloon/hinting/start", "{\"ack\": true}",
+                           "unknown field `ack`");
+        expect_route_error("GET", "/balloon/hinting/status", "{}",
+                           "GET request cannot have a body.");
+        expect_route_error("PUT", "/balloon/hinting/start", "{}", "Invalid request method");
+        expect_route_error("GET", "/balloon/hinting", NULL, "Invalid request method");
+
         /* The target as sent: the path is percent-decoded here, a query ignored, and an
          * escaped NUL refused (it would end the id: "a%00xyz" read as "a"). */
         assert_int_equal(api_route("GET", "/vers%69on?x=%00", "", 0, &req, &action, &resp),
@@ -544,6 +584,19 @@ static void test_router(void **state)
         api_reply(&req, &resp);
         assert_int_equal(resp.status, 204);
         assert_null(resp.body);
+        /* Firecracker's BalloonHintingStatus: guest_cmd only once the guest sent one. */
+        req.action = VMM_GET_BALLOON_HINTING;
+        req.reply.balloon_hinting = (struct virtio_balloon_hinting){.host_cmd = 2};
+        api_reply(&req, &resp);
+        assert_int_equal(resp.status, 200);
+        assert_string_equal(resp.body, "{\"host_cmd\":2}");
+        api_response_free(&resp);
+        req.reply.balloon_hinting =
+            (struct virtio_balloon_hinting){.host_cmd = 1, .has_guest_cmd = true, .guest_cmd = 0};
+        api_reply(&req, &resp);
+        assert_string_equal(resp.body, "{\"host_cmd\":1,\"guest_cmd\":0}");
+        api_response_free(&resp);
+        req.action = VMM_PUT_LOGGER;
         req.reply.status = error_set(&req.reply.err, -EINVAL, "a \"quoted\" message");
         api_reply(&req, &resp);
         assert_int_equal(resp.status, 400);
@@ -629,6 +682,9 @@ static void test_controller_pre_boot(void **state)
             VMM_PATCH_BALLOON,
             VMM_PATCH_BALLOON_STATS,
             VMM_GET_BALLOON_STATS,
+            VMM_START_BALLOON_HINTING,
+            VMM_GET_BALLOON_HINTING,
+            VMM_STOP_BALLOON_HINTING,
         };
         for (size_t i = 0; i < sizeof(runtime) / sizeof(runtime[0]); i++) {
                 controller_request_init(&req, runtime[i]);

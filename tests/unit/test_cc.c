@@ -819,27 +819,30 @@ static void test_random_s390_calls_against_model(void **state)
 static void test_describe_callwin_and_cmdline(void **state)
 {
         struct fx *f = fx_new(CC_PLATFORM_S390_PV);
-        struct platform_desc desc = {.nr_vcpus = 1};
+        struct platform_dev win;
         struct error err = {0};
         char cmdline[256] = "console=ttyS0";
 
         (void)state;
         assert_true(cc_has_callwin(f->cc));
-        assert_int_equal(cc_describe_platform(CC_PLATFORM_S390_PV, &desc, &err), 0);
-        assert_int_equal(cc_cmdline_append(CC_PLATFORM_S390_PV, cmdline, sizeof(cmdline), &err), 0);
-        assert_string_equal(cmdline, "console=ttyS0 cc.platform=s390-pv cc.callwin=0xc0080000");
-        assert_int_equal(desc.nr_devs, 1);
-        assert_int_equal(desc.devs[0].kind, PLATFORM_DEV_ACPI_MMIO);
-        assert_string_equal(desc.devs[0].hid, "CVMM0001");
-        assert_int_equal(desc.devs[0].base, X86_CC_CALLWIN_ADDR);
+        assert_true(cc_describe_callwin(CC_PLATFORM_S390_PV, &win));
+        assert_int_equal(win.kind, PLATFORM_DEV_ACPI_MMIO);
+        assert_string_equal(win.hid, "CVMM0001");
+        assert_int_equal(win.base, X86_CC_CALLWIN_ADDR);
+        /* The command line names the window where the board placed it. */
+        win.base = 0xc0123000;
+        assert_int_equal(
+            cc_cmdline_append(CC_PLATFORM_S390_PV, &win, cmdline, sizeof(cmdline), &err), 0);
+        assert_string_equal(cmdline, "console=ttyS0 cc.platform=s390-pv cc.callwin=0xc0123000");
         /* sev has no window; its command line names the platform only. */
         strcpy(cmdline, "x");
-        assert_int_equal(cc_describe_platform(CC_PLATFORM_SEV, &desc, &err), 0);
-        assert_int_equal(desc.nr_devs, 1);
-        assert_int_equal(cc_cmdline_append(CC_PLATFORM_SEV, cmdline, sizeof(cmdline), &err), 0);
+        assert_false(cc_describe_callwin(CC_PLATFORM_SEV, &win));
+        assert_int_equal(cc_cmdline_append(CC_PLATFORM_SEV, NULL, cmdline, sizeof(cmdline), &err),
+                         0);
         assert_string_equal(cmdline, "x cc.platform=sev");
         char tiny[12] = "0123456789";
-        assert_int_equal(cc_cmdline_append(CC_PLATFORM_SEV, tiny, sizeof(tiny), &err), -EINVAL);
+        assert_int_equal(cc_cmdline_append(CC_PLATFORM_SEV, NULL, tiny, sizeof(tiny), &err),
+                         -EINVAL);
         assert_string_equal(tiny, "0123456789");
         fx_free(f);
 }

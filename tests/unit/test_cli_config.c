@@ -128,6 +128,28 @@ static void test_cli_every_option(void **state)
         cli_opts_free(&o);
 }
 
+static void test_cli_balloon_free_pages(void **state)
+{
+        (void)state;
+        struct cli_opts o;
+        struct error err = {0};
+
+        int r = parse(
+            ARGS("--kernel", "k", "--balloon", "0,free-page-reporting,free-page-hinting,stats=2"),
+            &o, &err);
+        if (r)
+                fail_msg("cli_parse: %s", err.msg);
+        assert_true(o.cfg.balloon.present);
+        assert_true(o.cfg.balloon.free_page_reporting);
+        assert_true(o.cfg.balloon.free_page_hinting);
+        assert_int_equal(o.cfg.balloon.stats_polling_interval_s, 2);
+        cli_opts_free(&o);
+        assert_int_equal(
+            parse(ARGS("--kernel", "k", "--balloon", "0,free-page-hinting=1"), &o, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "takes no value"));
+        cli_opts_free(&o);
+}
+
 static void test_cli_equals_form_and_last_wins(void **state)
 {
         (void)state;
@@ -494,6 +516,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_cli_defaults),
             cmocka_unit_test(test_cli_every_option),
+            cmocka_unit_test(test_cli_balloon_free_pages),
             cmocka_unit_test(test_cli_equals_form_and_last_wins),
             cmocka_unit_test(test_cli_level),
             cmocka_unit_test(test_cli_large_values),

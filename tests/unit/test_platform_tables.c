@@ -585,6 +585,110 @@ static void test_add_dev_full(void **state)
         free(desc);
 }
 
+/* The FADT's 8042 flag and reset register are the board's i8042: its command port where the
+ * board put it, and neither without one. */
+static void test_fadt_follows_the_i8042(void **state)
+{
+        struct board *bd = calloc(1, sizeof(*bd));
+        struct error err = {0};
+        const uint8_t *f;
+
+        (void)state;
+        bd->desc.nr_vcpus = 1;
+        add(&bd->desc, "PS2K", PLATFORM_DEV_I8042, 0x160, 1, X86_I8042_IRQ);
+        assert_int_equal(platform_tables_build(&bd->desc, &bd->t, &err), 0);
+        f = blob(&bd->t, "FACP")->data;
+        assert_true(get_le16(f + 109) & (1u << 1));
+        assert_true(get_le32(f + 112) & (1u << 10));
+        assert_int_equal(get_le64(f + 120), 0x164);
+        platform_tables_free(&bd->t);
+
+        memset(&bd->desc, 0, sizeof(bd->desc));
+        bd->desc.nr_vcpus = 1;
+        add(&bd->desc, "COM1", PLATFORM_DEV_SERIAL, X86_COM1_PORT, 8, X86_COM1_IRQ);
+        assert_int_equal(platform_tables_build(&bd->desc, &bd->t, &err), 0);
+        f = blob(&bd->t, "FACP")->data;
+        assert_false(get_le16(f + 109) & (1u << 1));
+        assert_false(get_le32(f + 112) & (1u << 10));
+        assert_int_equal(get_le64(f + 120), 0);
+        assert_int_equal(f[128], 0);
+        platform_tables_free(&bd->t);
+        free(bd);
+}
+
+static int alloc(struct platform_desc *desc, const char *name, enum platform_dev_kind kind,
+                 uint64_t len, struct platform_dev *out, struct error *err)
+{
+        *out = (struct platform_dev){.kind = kind, .len = len};
+        snprintf(out->name, sizeof(out->name), "%s", name);
+        if (kind == PLATFORM_DEV_ACPI_MMIO)
+                snprintf(out->hid, sizeof(out->hid), "CVMM0009");
+        return platform_alloc_dev(desc, out, err);
+}
+
+/* Allocation takes the lowest window and GSI nothing in the table uses: around a slot
+ * placed by hand, and from each kind's own range. */
+static void test_alloc_dev(void **state)
+{
+        struct platform_desc *desc = calloc(1, sizeof(*desc));
+        struct platform_dev d;
+        struct error err = {0};
+
+        (void)state;
+        desc->nr_vcpus = 1;
+        add(desc, "COM1", PLATFORM_DEV_SERIAL, X86_COM1_PORT, 8, X86_COM1_IRQ);
+        add(desc, "VRX1", PLATFORM_DEV_VIRTIO_MMIO, X86_VIRTIO_MMIO_BASE + 0x1000, 0x1000, 6);
+        assert_int_equal(alloc(desc, "VRA", PLATFORM_DEV_VIRTIO_MMIO, 0x1000, &d, &err), 0);
+        assert_int_equal(d.base, X86_VIRTIO_MMIO_BASE);
+        assert_int_equal(d.gsi, 5);
+        assert_int_equal(alloc(desc, "VRB", PLATFORM_DEV_VIRTIO_MMIO, 0x1000, &d, &err), 0);
+        assert_int_equal(d.base, X86_VIRTIO_MMIO_BASE + 0x2000);
+        assert_int_equal(d.gsi, 7);
+        assert_int_equal(desc->nr_devs, 4);
+        assert_int_equal(desc->devs[3].base, d.base);
+        /* Other MMIO devices come from their own range, page-aligned, without a GSI. */
+        assert_int_equal(alloc(desc, "ACPA", PLATFORM_DEV_ACPI_MMIO, 0x1800, &d, &err), 0);
+        assert_int_equal(d.base, X86_MMIO_DEVICES_START);
+        assert_int_equal(alloc(desc, "ACPB", PLATFORM_DEV_ACPI_MMIO, 0x1000, &d, &err), 0);
+        assert_int_equal(d.base, X86_MMIO_DEVICES_START + 0x2000);
+        /* ISA devices have their conventional places only. */
+        assert_int_equal(alloc(desc, "COM2", PLATFORM_DEV_SERIAL, 8, &d, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "placed by convention"));
+        /* A range used up: what is left of it, then nothing. */
+        assert_int_equal(alloc(desc, "BIG", PLATFORM_DEV_MMIO_OTHER,
+                               X86_MMIO_DEVICES_END - X86_MMIO_DEVICES_START + 1, &d, &err),
+                         -EINVAL);
+        assert_int_equal(alloc(desc, "REST", PLATFORM_DEV_MMIO_OTHER,
+                               X86_MMIO_DEVICES_END - X86_MMIO_DEVICES_START - 0x3000, &d, &err),
+                         0);
+        assert_int_equal(d.base + d.len, X86_MMIO_DEVICES_END);
+        err = (struct error){0};
+        assert_int_equal(alloc(desc, "MORE", PLATFORM_DEV_MMIO_OTHER, 0x1000, &d, &err), -ENOSPC);
+        assert_non_null(strstr(err.msg, "no free window"));
+        assert_int_equal(desc->nr_devs, 7);
+        free(desc);
+}
+
+/* The 19 GSIs from 5 run out before the 64 virtio-mmio slots. */
+static void test_alloc_gsis_run_out(void **state)
+{
+        struct platform_desc *desc = calloc(1, sizeof(*desc));
+        struct platform_dev d;
+        struct error err = {0};
+        char name[8];
+
+        (void)state;
+        desc->nr_vcpus = 1;
+        for (unsigned i = 0; i < X86_IOAPIC_PINS - X86_VIRTIO_FIRST_GSI; i++) {
+                snprintf(name, sizeof(name), "V%u", i);
+                assert_int_equal(alloc(desc, name, PLATFORM_DEV_VIRTIO_MMIO, 0x1000, &d, &err), 0);
+                assert_int_equal(d.gsi, X86_VIRTIO_FIRST_GSI + i);
+        }
+        assert_int_equal(alloc(desc, "VX", PLATFORM_DEV_VIRTIO_MMIO, 0x1000, &d, &err), -ENOSPC);
+        assert_int_equal(desc->nr_devs, X86_IOAPIC_PINS - X86_VIRTIO_FIRST_GSI);
+        free(desc);
+}
+
 static void test_cmdline_append(void **state)
 {
         struct platform_desc *desc = calloc(1, sizeof(*desc));
@@ -808,6 +912,9 @@ int main(void)
             cmocka_unit_test(test_build_rejects_bad_desc),
             cmocka_unit_test(test_add_dev_rejects),
             cmocka_unit_test(test_add_dev_full),
+            cmocka_unit_test(test_fadt_follows_the_i8042),
+            cmocka_unit_test(test_alloc_dev),
+            cmocka_unit_test(test_alloc_gsis_run_out),
             cmocka_unit_test(test_cmdline_append),
             cmocka_unit_test(test_write_and_read_back),
             cmocka_unit_test(test_write_to_small_memory_fails),

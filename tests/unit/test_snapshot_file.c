@@ -119,6 +119,8 @@ static void sample_config(struct vmm_config *c)
         c->balloon.amount_mib = 12;
         c->balloon.deflate_on_oom = true;
         c->balloon.stats_polling_interval_s = 5;
+        c->balloon.free_page_reporting = true;
+        c->balloon.free_page_hinting = true;
         c->entropy.present = true;
         c->entropy.access_platform = VMM_AP_OFF;
         c->boot_timer = true;
@@ -161,6 +163,8 @@ static void assert_same_config(const struct vmm_config *a, const struct vmm_conf
         assert_int_equal(a->balloon.amount_mib, b->balloon.amount_mib);
         assert_int_equal(a->balloon.deflate_on_oom, b->balloon.deflate_on_oom);
         assert_int_equal(a->balloon.stats_polling_interval_s, b->balloon.stats_polling_interval_s);
+        assert_int_equal(a->balloon.free_page_reporting, b->balloon.free_page_reporting);
+        assert_int_equal(a->balloon.free_page_hinting, b->balloon.free_page_hinting);
         assert_int_equal(a->entropy.present, b->entropy.present);
         assert_int_equal(a->entropy.access_platform, b->entropy.access_platform);
         assert_int_equal(a->boot_timer, b->boot_timer);
@@ -721,6 +725,8 @@ static void test_describe(void **state)
         assert_non_null(strstr(text, "machine: 3 vCPU(s), 4096 MiB, 2 MiB huge pages"));
         assert_non_null(strstr(text, "drive data: /d (read-only)"));
         assert_non_null(strstr(text, "vsock: guest CID 42, /v.sock"));
+        assert_non_null(strstr(text, "balloon: 12 MiB, statistics every 5 s, free page reporting, "
+                                     "free page hinting\n"));
         free(text);
         vmm_config_free(&cfg);
         snapbuf_writer_free(&w);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -48,19 +49,18 @@ struct fx {
         struct ownership *own; /* a protected VM's map, or NULL */
 };
 
-static int setup_with(void **state, uint32_t amount_mib, bool oom, uint32_t interval)
+/* The device on mem (anonymous RAM when NULL), configured by c (its loop is the
+ * fixture's). */
+static int setup_cfg(void **state, struct guest_mem *mem, struct virtio_balloon_config c)
 {
         struct fx *f = calloc(1, sizeof(*f));
         struct error err = {0};
 
-        f->mem = test_mem_new(MEM, HOLE_START, HOLE_END);
+        f->mem = mem ? mem : test_mem_new(MEM, HOLE_START, HOLE_END);
         assert_int_equal(hostmem_create(f->mem, "balloon", &f->hm), 0);
         assert_int_equal(event_loop_create(&f->loop), 0);
-        struct virtio_balloon_config c = {.name = "balloon0",
-                                          .amount_mib = amount_mib,
-                                          .deflate_on_oom = oom,
-                                          .stats_polling_interval_s = interval,
-                                          .loop = f->loop};
+        c.name = "balloon0";
+        c.loop = f->loop;
         assert_int_equal(virtio_balloon_create(&c, &err, &f->b), 0);
         fake_irq_init(&f->irq);
         vdrv_init(&f->d, f->mem, 0x10000, HEAP_END);
@@ -70,6 +70,14 @@ static int setup_with(void **state, uint32_t amount_mib, bool oom, uint32_t inte
         vdrv_attach(&f->d, f->t);
         *state = f;
         return 0;
+}
+
+static int setup_with(void **state, uint32_t amount_mib, bool oom, uint32_t interval)
+{
+        return setup_cfg(state, NULL,
+                         (struct virtio_balloon_config){.amount_mib = amount_mib,
+                                                        .deflate_on_oom = oom,
+                                                        .stats_polling_interval_s = interval});
 }
 
 static int setup(void **state)
@@ -145,17 +153,24 @@ static gpa_t pfn_buf(struct fx *f, const uint32_t *pfns, unsigned n)
         return a;
 }
 
-/* Sends the PFNs on queue q in one buffer and checks that it comes back. */
-static void send_pfns(struct fx *f, unsigned q, const uint32_t *pfns, unsigned n)
+/* One request on queue q made of n buffers; checks that it comes back, used with 0 bytes. */
+static void send_bufs(struct fx *f, unsigned q, const struct vdrv_buf *bufs, unsigned n)
 {
-        struct vdrv_buf b = {.addr = pfn_buf(f, pfns, n), .len = 4 * n};
-        uint16_t head = vdrv_add(&f->d, q, &b, 1), id;
+        uint16_t head = vdrv_add(&f->d, q, bufs, n), id;
         uint32_t len;
 
         vdrv_kick(&f->d, q);
         assert_true(vdrv_get_used(&f->d, q, &id, &len));
         assert_int_equal(id, head);
         assert_int_equal(len, 0);
+}
+
+/* Sends the PFNs on queue q in one buffer and checks that it comes back. */
+static void send_pfns(struct fx *f, unsigned q, const uint32_t *pfns, unsigned n)
+{
+        struct vdrv_buf b = {.addr = pfn_buf(f, pfns, n), .len = 4 * n};
+
+        send_bufs(f, q, &b, 1);
 }
 
 /* EVENT_IDX is negotiated: like a driver re-enabling callbacks, ask for an interrupt at the
@@ -754,6 +769,754 @@ static void test_stats_not_negotiated(void **state)
         assert_int_equal(event_loop_run_once(f->loop, 1500), 0);
 }
 
+/* ---- free page reporting ---- */
+
+static const uint64_t HINT_F = VIRTIO_BIT(VIRTIO_BALLOON_F_FREE_PAGE_HINT);
+static const uint64_t REPORT_F = VIRTIO_BIT(VIRTIO_BALLOON_F_PAGE_REPORTING);
+static const uint64_t POISON_F = VIRTIO_BIT(VIRTIO_BALLOON_F_PAGE_POISON);
+
+/* Queues with every feature negotiated and no statistics: 2 free page hints, 3 reports. */
+#define HINTQ   2
+#define REPORTQ 3
+
+#define CFG_CMD_ID 8
+#define CFG_POISON 12
+
+static int setup_free(void **state)
+{
+        return setup_cfg(
+            state, NULL,
+            (struct virtio_balloon_config){.free_page_reporting = true, .free_page_hinting = true});
+}
+
+static int setup_free_stats(void **state)
+{
+        return setup_cfg(state, NULL,
+                         (struct virtio_balloon_config){.stats_polling_interval_s = 1,
+                                                        .free_page_reporting = true,
+                                                        .free_page_hinting = true});
+}
+
+/* RAM mapped privately from a memory file of 0x3c bytes (a restored snapshot's). */
+static int setup_free_file(void **state)
+{
+        char path[] = "/tmp/test_balloon_memXXXXXX";
+        int fd = mkstemp(path);
+        struct guest_mem *mem;
+        struct error err = {0};
+        uint8_t *buf = malloc(MiB(1));
+
+        assert_true(fd >= 0);
+        unlink(path);
+        memset(buf, 0x3c, MiB(1));
+        for (unsigned i = 0; i < 16; i++)
+                assert_int_equal(pwrite(fd, buf, MiB(1), (off_t)(i * MiB(1))), (ssize_t)MiB(1));
+        free(buf);
+        struct guest_mem_spec spec = {.size = MEM,
+                                      .hole_start = HOLE_START,
+                                      .hole_end = HOLE_END,
+                                      .flags = GUEST_MEM_FILE,
+                                      .file = fd};
+        assert_int_equal(guest_mem_create(&spec, &err, &mem), 0);
+        close(fd);
+        return setup_cfg(state, mem, (struct virtio_balloon_config){.free_page_reporting = true});
+}
+
+/* Brings the device up with the features offered & wanted, every queue the device has set
+ * up. */
+static void bring_up_with(struct fx *f, uint64_t wanted)
+{
+        vdrv_bring_up(&f->d, wanted, virtio_balloon_device(f->b)->nr_queues, 64);
+}
+
+static void fill(struct fx *f, gpa_t gpa, uint64_t len, int byte)
+{
+        for (uint64_t off = 0; off < len; off += PAGE)
+                fill_page(f, gpa + off, byte);
+}
+
+static bool pages_are(struct fx *f, gpa_t gpa, uint64_t len, uint8_t byte)
+{
+        for (uint64_t off = 0; off < len; off += PAGE)
+                if (!page_is(f, gpa + off, byte))
+                        return false;
+        return true;
+}
+
+static void test_identity_free_pages(void **state)
+{
+        struct fx *f = *state;
+        uint64_t feat = vdrv_device_features(&f->d);
+
+        assert_true(feat & HINT_F);
+        assert_true(feat & REPORT_F);
+        assert_true(feat & POISON_F); /* with reporting */
+        assert_false(feat & STATS_F);
+        for (uint32_t q = 0; q < 5; q++) {
+                vdrv_write32(&f->d, VIRTIO_MMIO_QUEUE_SEL, q);
+                assert_int_equal(vdrv_read32(&f->d, VIRTIO_MMIO_QUEUE_NUM_MAX),
+                                 q < 4 ? VIRTIO_BALLOON_QUEUE_SIZE : 0);
+        }
+        /* free_page_hint_cmd_id starts at STOP; poison_val at 0; nothing past 16 bytes. */
+        assert_int_equal(cfg32(f, CFG_CMD_ID), VIRTIO_BALLOON_CMD_ID_STOP);
+        assert_int_equal(cfg32(f, CFG_POISON), 0);
+        assert_int_equal(cfg32(f, 16), 0);
+}
+
+/* Reporting alone: no hint queue, and PAGE_POISON still offered. */
+static void test_identity_reporting_only(void **state)
+{
+        struct fx *f = *state;
+        uint64_t feat = vdrv_device_features(&f->d);
+
+        assert_false(feat & HINT_F);
+        assert_true(feat & REPORT_F);
+        assert_true(feat & POISON_F);
+        vdrv_write32(&f->d, VIRTIO_MMIO_QUEUE_SEL, 2);
+        assert_int_equal(vdrv_read32(&f->d, VIRTIO_MMIO_QUEUE_NUM_MAX), VIRTIO_BALLOON_QUEUE_SIZE);
+        vdrv_write32(&f->d, VIRTIO_MMIO_QUEUE_SEL, 3);
+        assert_int_equal(vdrv_read32(&f->d, VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
+}
+
+static void test_report_discards_exactly_the_reported_ranges(void **state)
+{
+        struct fx *f = *state;
+        const gpa_t a = PAGES, b2 = PAGES + MiB(1), c = HOLE_END + MiB(1);
+        uint64_t before, after;
+
+        bring_up_with(f, ~0ull);
+        /* Three ranges (one in high RAM), each between two neighbours that must survive. */
+        fill(f, a - PAGE, MiB(1) + 2 * PAGE, 0x5a);
+        fill(f, b2 + 16 * PAGE, 4 * PAGE, 0x5a);
+        fill(f, c - PAGE, 3 * PAGE, 0x5a);
+        before = guest_mem_resident_bytes(f->mem);
+        const struct vdrv_buf r[] = {{.addr = a, .len = MiB(1), .write = true},
+                                     {.addr = b2 + 17 * PAGE, .len = 2 * PAGE, .write = true},
+                                     {.addr = c, .len = PAGE, .write = true}};
+        send_bufs(f, REPORTQ, r, 3);
+        after = guest_mem_resident_bytes(f->mem);
+        assert_true(pages_are(f, a, MiB(1), 0));
+        assert_true(pages_are(f, b2 + 17 * PAGE, 2 * PAGE, 0));
+        assert_true(page_is(f, c, 0));
+        assert_true(page_is(f, a - PAGE, 0x5a));
+        assert_true(page_is(f, a + MiB(1), 0x5a));
+        assert_true(page_is(f, b2 + 16 * PAGE, 0x5a));
+        assert_true(page_is(f, b2 + 19 * PAGE, 0x5a));
+        assert_true(page_is(f, c - PAGE, 0x5a));
+        assert_true(page_is(f, c + PAGE, 0x5a));
+        assert_true(before - after >= MiB(1) + 3 * PAGE);
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.report_count, 3);
+        assert_int_equal(s.report_freed, MiB(1) + 3 * PAGE);
+        assert_int_equal(s.report_fails, 0);
+        assert_int_equal(s.report_kept, 0);
+        assert_int_equal(s.bad_requests, 0);
+        /* Not inflation: the balloon's own counters stay. */
+        assert_int_equal(s.released_bytes, 0);
+        assert_int_equal(s.inflate_count, 0);
+        assert_int_equal(f->irq.raises, 1);
+        /* The guest reuses a reported page: it is zero-filled, then holds what it writes. */
+        fill_page(f, a, 0x77);
+        assert_true(page_is(f, a, 0x77));
+}
+
+/* Ranges a hostile driver reports: refused (counted), never rounded into a neighbour, and
+ * the device keeps working. */
+static void test_report_hostile_ranges(void **state)
+{
+        struct fx *f = *state;
+        const gpa_t a = PAGES;
+        uint16_t id;
+        uint32_t len;
+
+        bring_up_with(f, ~0ull);
+        fill(f, a, 8 * PAGE, 0x11);
+        /* Unaligned start, unaligned length: failures inside a valid request. */
+        const struct vdrv_buf r[] = {/* device-readable: still a range */
+                                     {.addr = a + 4 * PAGE, .len = PAGE, .write = false},
+                                     {.addr = a + 1, .len = PAGE, .write = true},
+                                     {.addr = a + PAGE, .len = PAGE + 512, .write = true},
+                                     {.addr = a + 3 * PAGE, .len = 0, .write = true}};
+        send_bufs(f, REPORTQ, r, 4);
+        assert_true(pages_are(f, a, 4 * PAGE, 0x11));
+        assert_true(page_is(f, a + 4 * PAGE, 0));
+        assert_true(pages_are(f, a + 5 * PAGE, 3 * PAGE, 0x11));
+        /* An empty buffer is no range at all (the ring drops it). */
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.report_count, 3);
+        assert_int_equal(s.report_fails, 2);
+        assert_int_equal(s.report_freed, PAGE);
+
+        /* Outside RAM (the hole), past the end, across the hole, longer than RAM: the
+         * chain is malformed as a whole, nothing is discarded. */
+        const struct vdrv_buf bad[][2] = {
+            {{.addr = a + 6 * PAGE, .len = PAGE, .write = true},
+             {.addr = HOLE_START, .len = PAGE, .write = true}},
+            {{.addr = a + 6 * PAGE, .len = PAGE, .write = true},
+             {.addr = HOLE_END + MiB(4), .len = PAGE, .write = true}},
+            {{.addr = a + 6 * PAGE, .len = PAGE, .write = true},
+             {.addr = HOLE_START - PAGE, .len = 2 * PAGE, .write = true}},
+            {{.addr = a + 6 * PAGE, .len = PAGE, .write = true},
+             {.addr = 0, .len = 0xfffff000u, .write = true}},
+        };
+        for (unsigned i = 0; i < ARRAY_SIZE(bad); i++)
+                vdrv_add(&f->d, REPORTQ, bad[i], 2);
+        vdrv_kick(&f->d, REPORTQ);
+        for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
+                assert_true(vdrv_get_used(&f->d, REPORTQ, &id, &len));
+                assert_int_equal(len, 0);
+        }
+        assert_true(page_is(f, a + 6 * PAGE, 0x11));
+        s = bstats(f);
+        assert_int_equal(s.bad_requests, ARRAY_SIZE(bad));
+        assert_int_equal(s.report_freed, PAGE);
+        assert_int_equal(vdrv_read32(&f->d, VIRTIO_MMIO_STATUS), S_ACK | S_DRV | S_FOK | S_DOK);
+        /* Still working. */
+        const struct vdrv_buf ok = {.addr = a + 6 * PAGE, .len = 2 * PAGE, .write = true};
+        send_bufs(f, REPORTQ, &ok, 1);
+        assert_true(pages_are(f, a + 6 * PAGE, 2 * PAGE, 0));
+}
+
+/* The queues are numbered by what the driver negotiated (5.5.2): without statistics the
+ * free page queue is 2 and reporting 3; without hinting too, reporting is 2. A queue that
+ * no negotiated feature owns is not one the device uses. */
+static void test_queue_numbering_follows_negotiation(void **state)
+{
+        struct fx *f = *state;
+        const struct vdrv_buf r = {.addr = PAGES, .len = 4 * PAGE, .write = true};
+        uint16_t id;
+        uint32_t len;
+
+        /* Everything: 2 statistics, 3 hints, 4 reports. */
+        bring_up_with(f, ~0ull);
+        fill(f, PAGES, 4 * PAGE, 1);
+        send_bufs(f, 4, &r, 1);
+        assert_true(pages_are(f, PAGES, 4 * PAGE, 0));
+        assert_int_equal(bstats(f).report_count, 1);
+
+        /* No statistics: reports on 3. */
+        vdrv_write32(&f->d, VIRTIO_MMIO_STATUS, 0);
+        bring_up_with(f, ~STATS_F);
+        fill(f, PAGES, 4 * PAGE, 1);
+        send_bufs(f, 3, &r, 1);
+        assert_true(pages_are(f, PAGES, 4 * PAGE, 0));
+        assert_int_equal(bstats(f).report_count, 2);
+        /* Queue 4 has no role now: nothing is used there, the notification is counted. */
+        fill(f, PAGES, 4 * PAGE, 1);
+        vdrv_add(&f->d, 4, &r, 1);
+        vdrv_kick(&f->d, 4);
+        assert_false(vdrv_get_used(&f->d, 4, &id, &len));
+        assert_true(pages_are(f, PAGES, 4 * PAGE, 1));
+        assert_int_equal(bstats(f).bad_requests, 1);
+
+        /* Neither statistics nor hints: reports on 2. */
+        vdrv_write32(&f->d, VIRTIO_MMIO_STATUS, 0);
+        bring_up_with(f, ~(STATS_F | HINT_F));
+        send_bufs(f, 2, &r, 1);
+        assert_true(pages_are(f, PAGES, 4 * PAGE, 0));
+        assert_int_equal(bstats(f).report_count, 3);
+        /* Statistics need queue 2 no longer: no timer fires for it. */
+        assert_int_equal(event_loop_run_once(f->loop, 1500), 0);
+}
+
+/* PAGE_POISON: a guest that poisons its free pages with a non-zero value gets its reports
+ * acknowledged and the pages kept; with 0 (init_on_free) they are discarded. poison_val is
+ * the driver's to write before DRIVER_OK only. */
+static void test_report_poison(void **state)
+{
+        struct fx *f = *state;
+        const struct vdrv_buf r = {.addr = PAGES, .len = 2 * PAGE, .write = true};
+        uint8_t v[4];
+
+        assert_true(vdrv_negotiate(&f->d, vdrv_device_features(&f->d)) & S_FOK);
+        for (unsigned q = 0; q < 4; q++)
+                assert_true(vdrv_setup_queue(&f->d, q, 64));
+        put_le32(v, 0xaaaaaaaa);
+        cfg_write(f, CFG_POISON, v, 4);
+        assert_int_equal(cfg32(f, CFG_POISON), 0xaaaaaaaa);
+        assert_true(vdrv_driver_ok(&f->d) & S_DOK);
+        fill(f, PAGES, 2 * PAGE, 0xaa);
+        send_bufs(f, REPORTQ, &r, 1);
+        assert_true(pages_are(f, PAGES, 2 * PAGE, 0xaa));
+        assert_int_equal(bstats(f).report_kept, 1);
+        assert_int_equal(bstats(f).report_freed, 0);
+        /* Not while the device runs. */
+        put_le32(v, 0);
+        cfg_write(f, CFG_POISON, v, 4);
+        assert_int_equal(cfg32(f, CFG_POISON), 0xaaaaaaaa);
+        assert_int_equal(bstats(f).bad_requests, 1);
+        /* free_page_hint_cmd_id is never the driver's. */
+        cfg_write(f, CFG_CMD_ID, v + 0, 4);
+        assert_int_equal(bstats(f).bad_requests, 2);
+
+        /* A new driver that zeroes free pages (poison 0): discarded, they read zero. */
+        vdrv_write32(&f->d, VIRTIO_MMIO_STATUS, 0);
+        assert_int_equal(cfg32(f, CFG_POISON), 0);
+        bring_up_with(f, ~0ull);
+        send_bufs(f, REPORTQ, &r, 1);
+        assert_true(pages_are(f, PAGES, 2 * PAGE, 0));
+        assert_int_equal(bstats(f).report_freed, 2 * PAGE);
+}
+
+/* Over a memory file a discarded page shows the file again: fine for a driver that treats
+ * reported pages as uninitialised, not for one that asked them to read poison_val 0. */
+static void test_report_over_a_memory_file(void **state)
+{
+        struct fx *f = *state;
+        const struct vdrv_buf r = {.addr = PAGES, .len = 2 * PAGE, .write = true};
+
+        bring_up_with(f, ~POISON_F);
+        fill(f, PAGES, 2 * PAGE, 0x99);
+        send_bufs(f, 2, &r, 1);
+        assert_true(pages_are(f, PAGES, 2 * PAGE, 0x3c)); /* the file's bytes */
+        assert_int_equal(bstats(f).report_freed, 2 * PAGE);
+
+        vdrv_write32(&f->d, VIRTIO_MMIO_STATUS, 0);
+        bring_up_with(f, ~0ull); /* PAGE_POISON, poison_val 0 */
+        fill(f, PAGES, 2 * PAGE, 0);
+        send_bufs(f, 2, &r, 1);
+        assert_true(pages_are(f, PAGES, 2 * PAGE, 0));
+        assert_int_equal(bstats(f).report_kept, 1);
+        assert_int_equal(bstats(f).report_freed, 2 * PAGE);
+}
+
+/* CC-14: on a protected VM a reported range is discarded granule by granule around its
+ * private granules, which are refused (kept, counted as failures and as access
+ * violations); a request whose ring or buffers are private fails as usual. */
+static void test_cc14_report_discards_shared_granules_only(void **state)
+{
+        struct fx *f = *state;
+        struct hostmem_stats hs;
+
+        assert_int_equal(ownership_create(f->mem, false, &f->own), 0);
+        hostmem_set_ownership(f->hm, f->own);
+        bring_up_with(f, ~0ull);
+        fill(f, PAGES, 16 * PAGE, 0x33);
+        assert_int_equal(ownership_make_private(f->own, PAGES + 3 * PAGE, PAGE), 0);
+        assert_int_equal(ownership_make_private(f->own, PAGES + 10 * PAGE, 2 * PAGE), 0);
+        const struct vdrv_buf r = {.addr = PAGES, .len = 16 * PAGE, .write = true};
+        send_bufs(f, REPORTQ, &r, 1);
+        for (unsigned i = 0; i < 16; i++)
+                assert_true(
+                    page_is(f, PAGES + i * PAGE, (i == 3 || i == 10 || i == 11) ? 0x33 : 0));
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.report_count, 1);
+        assert_int_equal(s.report_fails, 3);
+        assert_int_equal(s.report_freed, 13ull * PAGE);
+        hostmem_get_stats(f->hm, &hs);
+        assert_true(hs.violations >= 3);
+
+        /* All private: nothing released. */
+        fill(f, PAGES + MiB(1), 4 * PAGE, 0x44);
+        assert_int_equal(ownership_make_private(f->own, PAGES + MiB(1), 4 * PAGE), 0);
+        const struct vdrv_buf p = {.addr = PAGES + MiB(1), .len = 4 * PAGE, .write = true};
+        send_bufs(f, REPORTQ, &p, 1);
+        assert_true(pages_are(f, PAGES + MiB(1), 4 * PAGE, 0x44));
+        assert_int_equal(bstats(f).report_fails, 7);
+        assert_int_equal(bstats(f).report_freed, 13ull * PAGE);
+
+        /* Hints the same way. */
+        fill(f, PAGES + MiB(2), 4 * PAGE, 0x55);
+        assert_int_equal(ownership_make_private(f->own, PAGES + MiB(2) + PAGE, PAGE), 0);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        gpa_t a = vdrv_alloc(&f->d, 4, 4);
+        uint8_t v[4];
+        put_le32(v, 2);
+        vdrv_mem_write(&f->d, a, v, 4);
+        const struct vdrv_buf h[] = {{.addr = a, .len = 4},
+                                     {.addr = PAGES + MiB(2), .len = 4 * PAGE, .write = true}};
+        send_bufs(f, HINTQ, h, 2);
+        for (unsigned i = 0; i < 4; i++)
+                assert_true(page_is(f, PAGES + MiB(2) + i * PAGE, i == 1 ? 0x55 : 0));
+        assert_int_equal(bstats(f).hint_fails, 1);
+        assert_int_equal(bstats(f).hint_freed, 3ull * PAGE);
+}
+
+/* CC-14: the retries around private granules are bounded per request (65536 granules):
+ * past the bound a refused range fails whole; no private byte is ever touched. */
+static void test_cc14_private_retries_bounded(void **state)
+{
+        struct fx *f = *state;
+        const gpa_t a = HEAP_END;
+        const uint32_t len = (uint32_t)(HOLE_START - HEAP_END); /* 8 MiB: 2048 granules */
+        struct vdrv_buf r[40];
+
+        assert_int_equal(ownership_create(f->mem, false, &f->own), 0);
+        hostmem_set_ownership(f->hm, f->own);
+        bring_up_with(f, ~0ull);
+        fill_page(f, a + 5 * PAGE, 0x66);
+        assert_int_equal(ownership_make_private(f->own, a + 5 * PAGE, PAGE), 0);
+        /* The same range 40 times in one request: 32 x 2048 granules are retried one by
+         * one, the last 8 ranges fail whole. */
+        for (unsigned i = 0; i < 40; i++)
+                r[i] = (struct vdrv_buf){.addr = a, .len = len, .write = true};
+        send_bufs(f, REPORTQ, r, 40);
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.report_count, 40);
+        assert_int_equal(s.report_freed, 32ull * (len - PAGE));
+        assert_int_equal(s.report_fails, 40);
+        assert_true(page_is(f, a + 5 * PAGE, 0x66));
+        /* The next request has its own bound. */
+        send_bufs(f, REPORTQ, r, 1);
+        assert_int_equal(bstats(f).report_freed, 33ull * (len - PAGE));
+}
+
+/* ---- free page hinting ---- */
+
+static void hint_cmd(struct fx *f, unsigned q, uint32_t cmd)
+{
+        gpa_t a = vdrv_alloc(&f->d, 4, 4);
+        uint8_t v[4];
+
+        put_le32(v, cmd);
+        vdrv_mem_write(&f->d, a, v, 4);
+        const struct vdrv_buf b = {.addr = a, .len = 4};
+        send_bufs(f, q, &b, 1);
+}
+
+static void hint_range(struct fx *f, unsigned q, gpa_t gpa, uint32_t len)
+{
+        const struct vdrv_buf b = {.addr = gpa, .len = len, .write = true};
+
+        send_bufs(f, q, &b, 1);
+}
+
+static struct virtio_balloon_hinting hstatus(struct fx *f)
+{
+        struct virtio_balloon_hinting h;
+
+        assert_int_equal(virtio_balloon_hinting_status(f->b, &h), 0);
+        return h;
+}
+
+/* A round the way Linux runs it: the host's id, the guest's id, hints, the guest's STOP,
+ * and (acknowledge_on_stop) the device's DONE. */
+static void test_hint_round_acknowledged_on_stop(void **state)
+{
+        struct fx *f = *state;
+        unsigned raises;
+
+        bring_up_with(f, ~0ull);
+        struct virtio_balloon_hinting h = hstatus(f);
+        assert_int_equal(h.host_cmd, VIRTIO_BALLOON_CMD_ID_STOP);
+        assert_false(h.has_guest_cmd);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), 2);
+        assert_int_equal(f->irq.raises, 1);
+        assert_int_equal(vdrv_read32(&f->d, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
+        vdrv_write32(&f->d, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_CONFIG);
+        assert_int_equal(hstatus(f).host_cmd, 2);
+
+        fill(f, PAGES, MiB(1) + PAGE, 0x21);
+        hint_cmd(f, HINTQ, 2);
+        h = hstatus(f);
+        assert_true(h.has_guest_cmd);
+        assert_int_equal(h.guest_cmd, 2);
+        hint_range(f, HINTQ, PAGES, MiB(1) / 2);
+        hint_range(f, HINTQ, PAGES + MiB(1) / 2, MiB(1) / 2);
+        assert_true(pages_are(f, PAGES, MiB(1), 0));
+        assert_true(page_is(f, PAGES + MiB(1), 0x21));
+        assert_int_equal(cfg32(f, CFG_CMD_ID), 2);
+        raises = f->irq.raises;
+        hint_cmd(f, HINTQ, VIRTIO_BALLOON_CMD_ID_STOP);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), VIRTIO_BALLOON_CMD_ID_DONE);
+        assert_true(vdrv_read32(&f->d, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+        assert_true(f->irq.raises > raises);
+        h = hstatus(f);
+        assert_int_equal(h.host_cmd, VIRTIO_BALLOON_CMD_ID_DONE);
+        assert_int_equal(h.guest_cmd, VIRTIO_BALLOON_CMD_ID_STOP);
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.hint_count, 2);
+        assert_int_equal(s.hint_freed, MiB(1));
+        assert_int_equal(s.hint_fails, 0);
+        assert_int_equal(s.hint_ignored, 0);
+        assert_int_equal(s.bad_requests, 0);
+
+        /* The guest reuses its pages now: hints that still come are ignored. */
+        fill(f, PAGES, PAGE, 0x22);
+        hint_range(f, HINTQ, PAGES, PAGE);
+        assert_true(page_is(f, PAGES, 0x22));
+        assert_int_equal(bstats(f).hint_ignored, 1);
+
+        /* The next round has the next id; the guest's id and hints may share a request. */
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), 3);
+        gpa_t a = vdrv_alloc(&f->d, 4, 4);
+        uint8_t v[4];
+        put_le32(v, 3);
+        vdrv_mem_write(&f->d, a, v, 4);
+        const struct vdrv_buf both[] = {{.addr = a, .len = 4},
+                                        {.addr = PAGES, .len = PAGE, .write = true}};
+        send_bufs(f, HINTQ, both, 2);
+        assert_true(page_is(f, PAGES, 0));
+        assert_int_equal(bstats(f).hint_freed, MiB(1) + PAGE);
+}
+
+/* Hints that belong to no current round are ignored: before any id, under an id the host
+ * never gave, under an earlier round's id; and a STOP that closes an earlier round does not
+ * end the current one. */
+static void test_hint_stale_command_ids(void **state)
+{
+        struct fx *f = *state;
+
+        bring_up_with(f, ~0ull);
+        fill(f, PAGES, 8 * PAGE, 0x31);
+        /* No round yet. */
+        hint_cmd(f, HINTQ, 2);
+        hint_range(f, HINTQ, PAGES, PAGE);
+        assert_true(page_is(f, PAGES, 0x31));
+
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0); /* 2 */
+        /* A bogus id, then hints: ignored. */
+        hint_cmd(f, HINTQ, 77);
+        hint_range(f, HINTQ, PAGES + PAGE, PAGE);
+        assert_true(page_is(f, PAGES + PAGE, 0x31));
+        assert_int_equal(hstatus(f).guest_cmd, 77);
+        /* The guest catches up with round 2, hints one page, then the host starts round
+         * 3 before the guest's STOP. */
+        hint_cmd(f, HINTQ, 2);
+        hint_range(f, HINTQ, PAGES + 2 * PAGE, PAGE);
+        assert_true(page_is(f, PAGES + 2 * PAGE, 0));
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0); /* 3 */
+        /* Round 2's late hints and its STOP: ignored, and round 3 goes on. */
+        hint_range(f, HINTQ, PAGES + 3 * PAGE, PAGE);
+        assert_true(page_is(f, PAGES + 3 * PAGE, 0x31));
+        hint_cmd(f, HINTQ, VIRTIO_BALLOON_CMD_ID_STOP);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), 3);
+        /* Round 3 itself. */
+        hint_cmd(f, HINTQ, 3);
+        hint_range(f, HINTQ, PAGES + 4 * PAGE, 2 * PAGE);
+        hint_cmd(f, HINTQ, VIRTIO_BALLOON_CMD_ID_STOP);
+        assert_true(pages_are(f, PAGES + 4 * PAGE, 2 * PAGE, 0));
+        assert_int_equal(cfg32(f, CFG_CMD_ID), VIRTIO_BALLOON_CMD_ID_DONE);
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.hint_count, 5);
+        assert_int_equal(s.hint_ignored, 3);
+        assert_int_equal(s.hint_freed, 3ull * PAGE);
+        assert_true(page_is(f, PAGES + 6 * PAGE, 0x31));
+}
+
+/* Without acknowledge_on_stop the round stays open after the guest's STOP (the guest keeps
+ * its hinted pages) until the host stops it; a stopped round's hints are ignored. */
+static void test_hint_stop_by_the_host(void **state)
+{
+        struct fx *f = *state;
+        unsigned raises;
+
+        bring_up_with(f, ~0ull);
+        fill(f, PAGES, 4 * PAGE, 0x41);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, false), 0);
+        hint_cmd(f, HINTQ, 2);
+        hint_range(f, HINTQ, PAGES, PAGE);
+        hint_cmd(f, HINTQ, VIRTIO_BALLOON_CMD_ID_STOP);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), 2);
+        assert_int_equal(hstatus(f).host_cmd, 2);
+        assert_int_equal(hstatus(f).guest_cmd, VIRTIO_BALLOON_CMD_ID_STOP);
+        raises = f->irq.raises;
+        assert_int_equal(virtio_balloon_hinting_stop(f->b), 0);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), VIRTIO_BALLOON_CMD_ID_DONE);
+        assert_int_equal(f->irq.raises, raises + 1);
+        /* After DONE the device must not touch hinted pages (5.5.6.6). */
+        hint_cmd(f, HINTQ, 2);
+        hint_range(f, HINTQ, PAGES + PAGE, PAGE);
+        assert_true(page_is(f, PAGES, 0));
+        assert_true(pages_are(f, PAGES + PAGE, 3 * PAGE, 0x41));
+        /* Stopping a stopped device again is harmless. */
+        assert_int_equal(virtio_balloon_hinting_stop(f->b), 0);
+        assert_int_equal(bstats(f).hint_ignored, 1);
+}
+
+/* What a driver may not send, and the host's calls that cannot work. */
+static void test_hint_refusals(void **state)
+{
+        struct fx *f = *state;
+        const uint32_t three = 3;
+
+        /* The driver is not running yet. */
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), -ENODEV);
+        assert_int_equal(virtio_balloon_hinting_stop(f->b), -ENODEV);
+        assert_int_equal(hstatus(f).host_cmd, VIRTIO_BALLOON_CMD_ID_STOP);
+        /* A driver that declined free page hinting: no round can run. */
+        bring_up_with(f, ~HINT_F);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), -EPROTO);
+        vdrv_write32(&f->d, VIRTIO_MMIO_STATUS, 0);
+
+        bring_up_with(f, ~0ull);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        fill(f, PAGES, PAGE, 0x51);
+        /* DONE is the device's; an id that is not 4 bytes; an id in a writable buffer is a
+         * hint (of 4 bytes: not whole pages). */
+        hint_cmd(f, HINTQ, VIRTIO_BALLOON_CMD_ID_DONE);
+        const struct vdrv_buf odd = {.addr = pfn_buf(f, &three, 1), .len = 3};
+        send_bufs(f, HINTQ, &odd, 1);
+        const struct vdrv_buf wr = {.addr = pfn_buf(f, &three, 1), .len = 4, .write = true};
+        send_bufs(f, HINTQ, &wr, 1);
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.bad_requests, 2);
+        assert_int_equal(s.hint_count, 1);
+        assert_false(hstatus(f).has_guest_cmd);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), 2);
+        /* The round goes on. */
+        hint_cmd(f, HINTQ, 2);
+        hint_range(f, HINTQ, PAGES, PAGE);
+        assert_true(page_is(f, PAGES, 0));
+}
+
+/* Hinting not configured: every call says so. */
+static void test_hint_not_configured(void **state)
+{
+        struct fx *f = *state;
+        struct virtio_balloon_hinting h;
+
+        bring_up(f);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), -EOPNOTSUPP);
+        assert_int_equal(virtio_balloon_hinting_stop(f->b), -EOPNOTSUPP);
+        assert_int_equal(virtio_balloon_hinting_status(f->b, &h), -EOPNOTSUPP);
+}
+
+/* A reset forgets the round: the id reads STOP, the guest's id is gone; the next round
+ * still gets a new id. */
+static void test_hint_reset(void **state)
+{
+        struct fx *f = *state;
+
+        bring_up_with(f, ~0ull);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        hint_cmd(f, HINTQ, 2);
+        vdrv_write32(&f->d, VIRTIO_MMIO_STATUS, 0);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), VIRTIO_BALLOON_CMD_ID_STOP);
+        assert_false(hstatus(f).has_guest_cmd);
+        bring_up_with(f, ~0ull);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), 3);
+}
+
+/* With statistics too the free page queue is 3 and reporting 4 (the full layout). */
+static void test_hint_with_statistics(void **state)
+{
+        struct fx *f = *state;
+
+        bring_up_with(f, ~0ull);
+        fill(f, PAGES, 2 * PAGE, 0x61);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        hint_cmd(f, 3, 2);
+        hint_range(f, 3, PAGES, PAGE);
+        hint_cmd(f, 3, VIRTIO_BALLOON_CMD_ID_STOP);
+        assert_true(page_is(f, PAGES, 0));
+        assert_int_equal(cfg32(f, CFG_CMD_ID), VIRTIO_BALLOON_CMD_ID_DONE);
+        hint_range(f, 4, PAGES + PAGE, PAGE); /* a report */
+        assert_true(page_is(f, PAGES + PAGE, 0));
+        assert_int_equal(bstats(f).report_count, 1);
+}
+
+/* ---- snapshots ---- */
+
+/* Saves the device and restores it into a fresh one (same configuration). */
+static void save_and_restore(struct fx *f, struct virtio_balloon_config c)
+{
+        struct snapbuf_writer w;
+        struct snapbuf_reader r;
+        struct error err = {0};
+
+        snapbuf_writer_init(&w);
+        virtio_mmio_save(f->t, &w);
+        virtio_mmio_destroy(f->t);
+        virtio_balloon_destroy(f->b);
+        c.name = "balloon0";
+        c.loop = f->loop;
+        assert_int_equal(virtio_balloon_create(&c, &err, &f->b), 0);
+        struct virtio_mmio_config mc = {
+            .vdev = virtio_balloon_device(f->b), .mem = f->hm, .irq = fake_irq_line(&f->irq)};
+        assert_int_equal(virtio_mmio_create(&mc, &f->t), 0);
+        vdrv_attach(&f->d, f->t);
+        snapbuf_reader_init(&r, w.data, w.len);
+        assert_int_equal(virtio_mmio_restore(f->t, &r), 0);
+        snapbuf_writer_free(&w);
+}
+
+/* A run in progress is ended by the restore: the id reads DONE with a configuration
+ * interrupt; the guest's last id, poison_val and the id sequence survive. */
+static void test_snapshot_ends_a_hinting_run(void **state)
+{
+        struct fx *f = *state;
+        const struct virtio_balloon_config c = {.free_page_reporting = true,
+                                                .free_page_hinting = true};
+        uint8_t v[4];
+        unsigned raises;
+
+        assert_true(vdrv_negotiate(&f->d, vdrv_device_features(&f->d)) & S_FOK);
+        for (unsigned q = 0; q < 4; q++)
+                assert_true(vdrv_setup_queue(&f->d, q, 64));
+        put_le32(v, 0);
+        cfg_write(f, CFG_POISON, v, 4);
+        put_le32(v, 0x5555);
+        cfg_write(f, CFG_POISON + 2, v, 2);
+        assert_true(vdrv_driver_ok(&f->d) & S_DOK);
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        hint_cmd(f, HINTQ, 2);
+        raises = f->irq.raises;
+        save_and_restore(f, c);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), VIRTIO_BALLOON_CMD_ID_DONE);
+        assert_int_equal(cfg32(f, CFG_POISON), 0x55550000);
+        assert_true(vdrv_read32(&f->d, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+        assert_true(f->irq.raises > raises);
+        struct virtio_balloon_hinting h = hstatus(f);
+        assert_int_equal(h.host_cmd, VIRTIO_BALLOON_CMD_ID_DONE);
+        assert_true(h.has_guest_cmd);
+        assert_int_equal(h.guest_cmd, 2);
+        /* Hints of the old run are ignored; the next run is 3 and works. */
+        fill(f, PAGES, 2 * PAGE, 0x71);
+        hint_range(f, HINTQ, PAGES, PAGE);
+        assert_true(page_is(f, PAGES, 0x71));
+        assert_int_equal(virtio_balloon_hinting_start(f->b, true), 0);
+        assert_int_equal(cfg32(f, CFG_CMD_ID), 3);
+        hint_cmd(f, HINTQ, 3);
+        hint_range(f, HINTQ, PAGES + PAGE, PAGE);
+        assert_true(page_is(f, PAGES + PAGE, 0));
+
+        /* A device configured without hinting refuses the state. */
+        struct snapbuf_writer w;
+        struct snapbuf_reader r;
+        struct error err = {0};
+        struct virtio_balloon *other;
+        struct virtio_mmio *t;
+        snapbuf_writer_init(&w);
+        virtio_mmio_save(f->t, &w);
+        const struct virtio_balloon_config plain = {
+            .name = "balloon0", .free_page_reporting = true, .loop = f->loop};
+        assert_int_equal(virtio_balloon_create(&plain, &err, &other), 0);
+        struct virtio_mmio_config mc = {
+            .vdev = virtio_balloon_device(other), .mem = f->hm, .irq = fake_irq_line(&f->irq)};
+        assert_int_equal(virtio_mmio_create(&mc, &t), 0);
+        snapbuf_reader_init(&r, w.data, w.len);
+        assert_int_equal(virtio_mmio_restore(t, &r), -EINVAL);
+        virtio_mmio_destroy(t);
+        virtio_balloon_destroy(other);
+        snapbuf_writer_free(&w);
+}
+
+/* The device section starts with its version: another version is refused by name. */
+static void test_snapshot_device_state_version(void **state)
+{
+        struct fx *f = *state;
+        struct snapbuf_writer w;
+        struct snapbuf_reader r, dev;
+
+        bring_up_with(f, ~0ull);
+        snapbuf_writer_init(&w);
+        virtio_mmio_save(f->t, &w);
+        /* The transport's record opens with the model's section; its body starts with the
+         * version (le32 2) right after the 16-byte section header. */
+        snapbuf_reader_init(&r, w.data, w.len);
+        assert_true(snapbuf_get_section(&r, SNAPBUF_TAG('V', 'D', 'E', 'V'), &dev, "model"));
+        assert_int_equal(get_le32(dev.p), 2);
+        w.data[16] = 1;
+        snapbuf_reader_init(&r, w.data, w.len);
+        assert_int_equal(virtio_mmio_restore(f->t, &r), -EINVAL);
+        assert_non_null(strstr(r.err, "unknown device state version"));
+        snapbuf_writer_free(&w);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -781,6 +1544,32 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_stats_cannot_be_enabled_later, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reset_forgets_stats_buffer, setup_stats, teardown),
             cmocka_unit_test_setup_teardown(test_stats_not_negotiated, setup_stats, teardown),
+            cmocka_unit_test_setup_teardown(test_identity_free_pages, setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_identity_reporting_only, setup_free_file,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_report_discards_exactly_the_reported_ranges,
+                                            setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_report_hostile_ranges, setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_queue_numbering_follows_negotiation,
+                                            setup_free_stats, teardown),
+            cmocka_unit_test_setup_teardown(test_report_poison, setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_report_over_a_memory_file, setup_free_file,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_cc14_report_discards_shared_granules_only,
+                                            setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_cc14_private_retries_bounded, setup_free,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_hint_round_acknowledged_on_stop, setup_free,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_hint_stale_command_ids, setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_hint_stop_by_the_host, setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_hint_refusals, setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_hint_not_configured, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_hint_reset, setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_hint_with_statistics, setup_free_stats, teardown),
+            cmocka_unit_test_setup_teardown(test_snapshot_ends_a_hinting_run, setup_free, teardown),
+            cmocka_unit_test_setup_teardown(test_snapshot_device_state_version, setup_free,
+                                            teardown),
         };
         log_set_level(LOG_LEVEL_ERROR); /* the guest-error lines are expected here */
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -33,6 +33,8 @@ void scenario_blk(const struct boot_info *bi);
 void scenario_hostile(const struct boot_info *bi);
 void scenario_net(const struct boot_info *bi);
 void scenario_balloon(const struct boot_info *bi);
+void scenario_freepage(const struct boot_info *bi);      /* freepage.c */
+void scenario_freepage_idle(const struct boot_info *bi); /* freepage.c */
 void scenario_vsock(const struct boot_info *bi);
 void scenario_vsock_stream(const struct boot_info *bi);
 /* faults.c: guests for the fault-injection tests */

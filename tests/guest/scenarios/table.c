@@ -17,6 +17,8 @@ static const struct scenario scenarios[] = {
     {"hostile", scenario_hostile},
     {"net", scenario_net},
     {"balloon", scenario_balloon},
+    {"freepage", scenario_freepage},
+    {"freepage-idle", scenario_freepage_idle},
     {"vsock", scenario_vsock},
     {"vsock-stream", scenario_vsock_stream},
     {"blk-stream", scenario_blk_stream},

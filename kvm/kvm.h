@@ -1,10 +1,11 @@
 /*
+ * The KVM layer (with kvm_vcpu.h, a vCPU's ioctls): nothing above it calls ioctl on KVM.
  * A thin wrapper over /dev/kvm and one VM file descriptor: opens KVM, checks the API
  * version and every capability this VMM relies on (naming the missing one), and creates
  * the in-kernel irqchip, PIT, memory slots and vCPU file descriptors.
  */
-#ifndef VMM_KVM_H
-#define VMM_KVM_H
+#ifndef KVM_KVM_H
+#define KVM_KVM_H
 
 #include <linux/kvm.h>
 #include <stdbool.h>
@@ -23,6 +24,10 @@ struct kvm {
         struct kvm_cpuid2 *supported_cpuid;
         struct kvm_msr_list *msr_list;
 };
+
+/* KVM_CHECK_EXTENSION on /dev/kvm: > 0 when KVM has the capability (some answer a value: a
+ * count, a size), 0 when it has not, -errno when the question fails. */
+int kvm_check_extension(int sys_fd, int cap);
 
 /* path is normally "/dev/kvm". */
 int kvm_open(const char *path, struct error *err, struct kvm **out) MUST_CHECK;

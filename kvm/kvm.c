@@ -42,12 +42,12 @@ static int check_caps(struct kvm *kvm, const char *path, struct error *err)
                 return error_set(err, -ENOTSUP, "KVM API version is %d, expected %d", v,
                                  KVM_API_VERSION);
         for (size_t i = 0; i < ARRAY_SIZE(required_caps); i++)
-                if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0)
+                if (kvm_check_extension(kvm->sys_fd, required_caps[i].cap) <= 0)
                         return error_set(err, -ENOTSUP, "KVM lacks the required capability %s",
                                          required_caps[i].name);
-        v = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+        v = kvm_check_extension(kvm->sys_fd, KVM_CAP_MAX_VCPUS);
         if (v <= 0)
-                v = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+                v = kvm_check_extension(kvm->sys_fd, KVM_CAP_NR_VCPUS);
         kvm->max_vcpus = v > 0 ? (unsigned)v : 4;
         return 0;
 }
@@ -89,6 +89,13 @@ static int get_msr_list(struct kvm *kvm, struct error *err)
         }
         kvm->msr_list = l;
         return 0;
+}
+
+int kvm_check_extension(int sys_fd, int cap)
+{
+        int r = ioctl(sys_fd, KVM_CHECK_EXTENSION, cap);
+
+        return r < 0 ? -errno : r;
 }
 
 int kvm_open(const char *path, struct error *err, struct kvm **out)
@@ -215,7 +222,7 @@ static int enable_cap(struct kvm *kvm, uint32_t cap, uint64_t arg0, const char *
 {
         struct kvm_enable_cap ec = {.cap = cap, .args = {arg0}};
 
-        if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, cap) <= 0)
+        if (kvm_check_extension(kvm->sys_fd, cap) <= 0)
                 return error_set(err, -ENOTSUP, "KVM lacks the capability %s", name);
         if (ioctl(kvm->vm_fd, KVM_ENABLE_CAP, &ec))
                 return error_set(err, -errno, "KVM_ENABLE_CAP %s: %s", name, strerror(errno));
