@@ -394,6 +394,10 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
         if (vm->params.cfg->boot_timer &&
             boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns, &vm->boot_timer))
                 return error_set(err, -ENOMEM, "out of memory");
+        if (vm_board_find(vm->board, VM_BOARD_VMGENID, 0))
+                return vmgenid_create(
+                    (struct irq_line){.set = gsi_set, .opaque = &vm->vmgenid_line}, err,
+                    &vm->vmgenid);
         return 0;
 }
 
@@ -450,6 +454,11 @@ static int attach_board(struct vm *vm, struct error *err)
                 case VM_BOARD_CALLWIN:
                         ops[0] = callwin_ops();
                         opaque = vm->cc;
+                        break;
+                case VM_BOARD_VMGENID:
+                        vm->vmgenid_line = (struct gsi_line){.kvm = vm->kvm, .gsi = dev->gsi};
+                        ops[0] = vmgenid_bus_ops();
+                        opaque = vm->vmgenid;
                         break;
                 case VM_BOARD_VIRTIO:
                         r = vm_devices_attach(vm->devices, b->roles[i].index, dev, vm->kvm,
@@ -748,6 +757,14 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 r = create_vcpus(vm, err);
         if (!r && params->restore)
                 r = vm_restore_state(vm, params->restore, err);
+        /* A restored guest is a new generation: after every vCPU's state is back (the edge
+         * must not be overwritten by a restored local APIC), before any of them runs. */
+        if (!r && params->restore && vm->vmgenid) {
+                r = vmgenid_new_generation(vm->vmgenid, err);
+                if (!r)
+                        LOG_INFO("VMGenID: a new generation for the restored guest (GSI %u)",
+                                 vm->vmgenid_line.gsi);
+        }
         vm->restored = params->restore != NULL;
         vm->params.restore = NULL; /* the caller's, valid during vm_create only */
         if (r)
@@ -870,6 +887,7 @@ void vm_destroy(struct vm *vm)
         if (vm->own_console_out)
                 close(vm->console_out_fd);
         boot_timer_destroy(vm->boot_timer);
+        vmgenid_destroy(vm->vmgenid);
         i8042_destroy(vm->i8042);
         serial_destroy(vm->serial);
         bus_destroy(vm->pio);

@@ -33,6 +33,7 @@ enum vm_board_role {
         VM_BOARD_BOOT_TIMER, /* described nowhere: guests know its address */
         VM_BOARD_CALLWIN,    /* the confidential platform-call window (pef, s390-pv) */
         VM_BOARD_VIRTIO,     /* a virtio-mmio slot: vm_devices' device number `index` */
+        VM_BOARD_VMGENID,    /* the VM generation ID and its event device (devices/vmgenid.h) */
 };
 
 struct vm_board_dev {
@@ -46,7 +47,8 @@ struct vm_board {
 };
 
 /* The board of cfg: COM1, the i8042, the boot timer (when configured), the platform-call
- * window (when the confidential platform has one), then the virtio-mmio slots. */
+ * window (when the confidential platform has one), the virtio-mmio slots, then the VM
+ * generation ID (when a GSI is left for its event device: 19 virtio devices take them all). */
 int vm_board_build(const struct vmm_config *cfg, struct vm_board *b, struct error *err) MUST_CHECK;
 
 /* Adds dev as the device that role (and index) serves: where dev says, or with alloc at the

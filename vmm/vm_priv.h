@@ -11,6 +11,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/loader.h"
 #include "devices/boot_timer.h"
+#include "devices/vmgenid.h"
 #include "devices/bus.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
@@ -36,10 +37,11 @@ struct vm {
         struct serial *serial;
         struct i8042 *i8042;
         struct boot_timer *boot_timer;
+        struct vmgenid *vmgenid; /* NULL when the board has none */
         struct vm_devices *devices;
         struct cc *cc;          /* the confidential platform; NULL for an ordinary VM */
         struct vm_board *board; /* where every device is (vm_board.h) */
-        struct gsi_line com1_line, kbd_line;
+        struct gsi_line com1_line, kbd_line, vmgenid_line;
         struct x86_cpuid_mask cpuid_hide;
         struct x86_kernel kernel;
         unsigned nr_vcpus;

@@ -7,6 +7,9 @@
   its TAP back on that TAP only; no TAP sees another clone's answer.
 - clock_realtime: the guest's kvmclock after a load is where it stopped, or moved on by the
   wall-clock time since the snapshot.
+- VMGenID: the id the DSDT points at is new after every restore (File, Uffd, a clone of a
+  clone), the Generic Event Device's interrupt announces it once, and a snapshot alone
+  leaves it.
 - Clones restored from a memory file share its pages: each clone's guest RAM is resident,
   and its proportional share (PSS) is about a third of that with three clones.
 """
@@ -309,6 +312,60 @@ def test_clock_realtime(tmp_path):
         for v in [src] + clones:
             if v:
                 v.kill()
+        peers.close()
+
+
+def test_vmgenid_a_new_generation_per_restore(tmp_path):
+    """VMGenID (issue 14 item 3): the guest finds the id where the DSDT's ADDR says and the
+    Generic Event Device's interrupt; a snapshot leaves the id alone, every restore (File or
+    Uffd, a clone of a clone too) gives a new one and raises the interrupt once, after which
+    the guest reads the new id."""
+    uds = str(tmp_path / "source.vsock")
+    paths = [str(tmp_path / f"c{i}.vsock") for i in range(4)]
+    peers = Peers([uds + "_5678"] + [p + "_5678" for p in paths])
+    src = h = None
+    clones = []
+    try:
+        src = source_vm(tmp_path, uds)
+        m = re.search(r"probe: clone vmgenid 0x([0-9a-f]+) gsi (\d+) id ([0-9a-f]{32})", src.out())
+        assert m and int(m.group(1), 16) == 0xC0100000, src.out()
+        first = ping(src)
+        assert first["genid"] == m.group(3) and first["genirqs"] == "0", first
+        check(src.patch("/vm", {"state": "Paused"}), 204)
+        snapshot(src, tmp_path / "state", tmp_path / "mem")
+        check(src.patch("/vm", {"state": "Resumed"}), 204)
+        assert ping(src)["genid"] == first["genid"]  # a snapshot is not a new generation
+        src.kill()
+        h = Handler(tmp_path / "uffd.sock", tmp_path / "mem")
+        for i, backend in enumerate(("File", "File", "Uffd")):
+            clones.append(clone(tmp_path, f"c{i}", tmp_path / "state",
+                                h.sock if backend == "Uffd" else tmp_path / "mem", backend,
+                                vsock_override={"uds_path": paths[i]}))
+        ids = [first["genid"]]
+        for v in clones:
+            got = ping(v)
+            # One interrupt, and the id it announced is the id the guest now reads.
+            assert got["genirqs"] == "1" and got["notified"] == got["genid"], got
+            ids.append(got["genid"])
+            assert "VMGenID: a new generation for the restored guest" in v.err(), v.err()
+        assert len(set(ids)) == len(ids), ids
+        # A clone of a clone: a generation again (the count lives in the guest's memory).
+        check(clones[0].patch("/vm", {"state": "Paused"}), 204)
+        snapshot(clones[0], tmp_path / "state2", tmp_path / "mem2")
+        again = clone(tmp_path, "c3", tmp_path / "state2", tmp_path / "mem2", "File",
+                      vsock_override={"uds_path": paths[3]})
+        clones.append(again)
+        got = ping(again)
+        assert got["genirqs"] == "2" and got["notified"] == got["genid"], got
+        assert got["genid"] not in ids, (got, ids)
+        for v in clones[1:]:
+            quit_clone(v)
+    finally:
+        for v in [src] + clones:
+            if v:
+                v.kill()
+        if h:
+            h.kill()
         peers.close()
 
 

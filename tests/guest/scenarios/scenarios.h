@@ -67,5 +67,8 @@ struct ioapic_pin {
  * returns the IOAPIC pin it used, for masking it again. */
 struct ioapic_pin scenario_route_isa_irq(const struct acpi_madt *madt, unsigned irq,
                                          uint8_t vector);
+/* Routes GSI gsi (a DSDT device's Interrupt) to vector on this CPU. */
+struct ioapic_pin scenario_route_gsi(const struct acpi_madt *madt, uint32_t gsi, uint8_t vector,
+                                     bool level, bool active_low);
 
 #endif

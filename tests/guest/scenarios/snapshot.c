@@ -35,7 +35,11 @@
  * ethertype 0x88b5 goes back to its sender with ethertype 0x88b6, this guest's MAC as source
  * and "clone " before its payload; on COM1 `ping` reads the word of every touched page and
  * prints `probe: clone pong N sum S ticks T resets R frames F clock MS` (MS: kvmclock in
- * milliseconds), and `quit` ends the run.
+ * milliseconds), and `quit` ends the run. When the DSDT describes a VM generation ID (a
+ * _CID "VM_Gen_Counter" device's ADDR, and the Generic Event Device's interrupt) it prints
+ * `probe: clone vmgenid 0xADDR gsi G id ID` at start, counts the event device's interrupts
+ * and reads the id in each, and the pong ends with `genid ID notified ID2 genirqs N` (the
+ * id now, the one the last interrupt read, how many interrupts came).
  *
  * `heartbeat`: no devices; prints `probe: heartbeat ready` and then writes its round counter's
  * low byte to port 0x80 (an exit to the VMM) in a loop until a line arrives on COM1, when it
@@ -44,6 +48,7 @@
  */
 #include "acpi.h"
 #include "alloc.h"
+#include "aml.h"
 #include "arch/x86/layout.h"
 #include "cmdline.h"
 #include "cpu.h"
@@ -558,6 +563,7 @@ void scenario_heartbeat(const struct boot_info *bi)
 #define ETHERTYPE_ASK     0x88b5
 #define ETHERTYPE_ANSWER  0x88b6
 #define COM1_WAKE_VECTOR  0x24
+#define VMGENID_VECTOR    0x25
 #define DEFAULT_TOUCH_MIB 16
 
 struct clone_net {
@@ -685,6 +691,56 @@ static void com1_wake(struct isr_frame *f)
         (void)f; /* it only wakes the halted vCPU: the loop reads COM1 */
 }
 
+/* ---- the VM generation ID, found and watched as Linux's vmgenid driver and evged do ---- */
+
+static const volatile uint8_t *genid; /* ADDR of the VM_Gen_Counter device; NULL: none */
+static volatile uint64_t genid_irqs;  /* the Generic Event Device's interrupts */
+static char genid_seen[2 * 16 + 1];   /* the id the last interrupt announced */
+
+static void genid_hex(char out[2 * 16 + 1])
+{
+        static const char hex[] = "0123456789abcdef";
+
+        for (unsigned i = 0; i < 16; i++) {
+                out[2 * i] = hex[genid[i] >> 4];
+                out[2 * i + 1] = hex[genid[i] & 15];
+        }
+        out[32] = '\0';
+}
+
+/* What the guest's _EVT would do: the id's device is notified, and its driver reads the id
+ * again. */
+static void genid_isr(struct isr_frame *f)
+{
+        (void)f;
+        genid_irqs++;
+        genid_hex(genid_seen);
+}
+
+static void genid_setup(const struct boot_info *bi, const struct acpi_madt *madt)
+{
+        struct acpi_root root;
+        const struct acpi_sdt *fadt;
+        struct aml_result *r = alloc_zeroed(sizeof(*r), 64);
+
+        scenario_acpi(bi, &root);
+        fadt = acpi_find(&root, "FACP");
+        if (!fadt)
+                probe_fail("clone: no FADT");
+        aml_find_virtio(acpi_fadt_dsdt(fadt), r);
+        if (!r->vmgenid)
+                return;
+        if (!r->ged)
+                probe_fail("clone: a VM generation ID without a Generic Event Device");
+        genid = (const volatile uint8_t *)(uintptr_t)r->vmgenid_addr;
+        genid_hex(genid_seen);
+        idt_set_handler(VMGENID_VECTOR, genid_isr);
+        scenario_route_gsi(madt, r->ged_irq.gsi, VMGENID_VECTOR, r->ged_irq.level,
+                           r->ged_irq.active_low);
+        print("probe: clone vmgenid 0x%llx gsi %u id %s\n", U64(r->vmgenid_addr), r->ged_irq.gsi,
+              genid_seen);
+}
+
 /* A command line from COM1; true when `quit` ended the run. */
 static bool clone_command(struct snap *s, struct clone_net *n, const uint64_t *touched,
                           uint64_t pages)
@@ -712,9 +768,18 @@ static bool clone_command(struct snap *s, struct clone_net *n, const uint64_t *t
                         sum += ((const volatile uint64_t *)touched)[p * 512];
                 (*s->counter)++;
                 print("probe: clone pong %llu sum %llx ticks %llu resets %llu frames %llu clock "
-                      "%llu\n",
+                      "%llu",
                       U64(*s->counter), U64(sum), U64(s->ticks), U64(s->resets),
                       U64(n->d ? n->frames : 0), U64(kvmclock_ns() / 1000000));
+                if (genid) {
+                        char now[2 * 16 + 1];
+
+                        genid_hex(now);
+                        /* genid: the id now; notified: the one the last interrupt saw. */
+                        print(" genid %s notified %s genirqs %llu", now, genid_seen,
+                              U64(genid_irqs));
+                }
+                print("\n");
         }
         return false;
 }
@@ -748,6 +813,7 @@ void scenario_clone(const struct boot_info *bi)
         scenario_madt(bi, &madt);
         idt_set_handler(COM1_WAKE_VECTOR, com1_wake);
         scenario_route_isa_irq(&madt, X86_COM1_IRQ, COM1_WAKE_VECTOR);
+        genid_setup(bi, &madt);
         serial_write_reg(UART_IER, UART_IER_RDI);
         if (s->vs)
                 open_stream(s, "clone");
