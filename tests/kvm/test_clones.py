@@ -217,6 +217,16 @@ def clone(tmp_path, name, state, mem, backend, wrap=(), **load):
     return v
 
 
+def end_all(procs, *others):
+    """Kills the VMMs and handlers that were started (None: not started), then closes the
+    peers and namespaces."""
+    for p in procs:
+        if p:
+            p.kill()
+    for o in others:
+        o.close()
+
+
 def quit_clone(v):
     console(v, "quit")
     assert v.wait_exit(60) == 0, v.err()
@@ -273,13 +283,7 @@ def test_clones_each_on_their_own_tap_and_vsock(tmp_path, backend):
         for v in clones:
             quit_clone(v)
     finally:
-        for v in [src] + clones:
-            if v:
-                v.kill()
-        if h:
-            h.kill()
-        peers.close()
-        ns.close()
+        end_all([src, h] + clones, peers, ns)
 
 
 def test_clock_realtime(tmp_path):
@@ -309,10 +313,7 @@ def test_clock_realtime(tmp_path):
         for v in clones:
             quit_clone(v)
     finally:
-        for v in [src] + clones:
-            if v:
-                v.kill()
-        peers.close()
+        end_all([src] + clones, peers)
 
 
 def test_vmgenid_a_new_generation_per_restore(tmp_path):
@@ -361,12 +362,7 @@ def test_vmgenid_a_new_generation_per_restore(tmp_path):
         for v in clones[1:]:
             quit_clone(v)
     finally:
-        for v in [src] + clones:
-            if v:
-                v.kill()
-        if h:
-            h.kill()
-        peers.close()
+        end_all([src, h] + clones, peers)
 
 
 def guest_ram_pss_kib(pid, mib):
@@ -407,7 +403,4 @@ def test_file_clones_share_their_unmodified_pages(tmp_path):
         for v in clones:
             quit_clone(v)
     finally:
-        for v in [src] + clones:
-            if v:
-                v.kill()
-        peers.close()
+        end_all([src] + clones, peers)
