@@ -286,6 +286,7 @@ static const struct field net_fields[] = {
     F(struct virtio_net_stats, tx_bytes_count, "tx_bytes_count"),
     F(struct virtio_net_stats, tx_packets_count, "tx_packets_count"),
     F(struct virtio_net_stats, rx_dropped, "rx_dropped_count"),
+    F(struct virtio_net_stats, tx_dropped, "tx_dropped_count"),
     F(struct virtio_net_stats, tx_malformed, "tx_malformed_frames"),
     F(struct virtio_net_stats, tap_read_fails, "tap_read_fails"),
     F(struct virtio_net_stats, tap_write_fails, "tap_write_fails"),

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "devices/boot_timer.h"
 #include "devices/bus.h"
+#include "devices/acpi_sleep.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "vm_devices.h"
@@ -271,6 +272,12 @@ static void on_i8042_reset(void *opaque)
         request_stop(opaque, 0, VCPU_STOP_RESET);
 }
 
+static void on_acpi_power_off(void *opaque)
+{
+        LOG_INFO("guest powered off through ACPI (S5)");
+        request_stop(opaque, 0, VCPU_STOP_SHUTDOWN);
+}
+
 static void on_stop_event(void *opaque, uint32_t events)
 {
         struct vm *vm = opaque;
@@ -385,11 +392,14 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
 {
         struct serial_config sc = {.out = console_out, .rx_space = console_rx_space, .opaque = vm};
         struct i8042_config kc = {.reset = on_i8042_reset, .opaque = vm};
+        struct acpi_sleep_config pc = {
+            .s5_type = X86_ACPI_S5_TYPE, .power_off = on_acpi_power_off, .opaque = vm};
 
         /* Their lines' GSIs come from the board (attach_board). */
         sc.irq = (struct irq_line){.set = gsi_set, .opaque = &vm->com1_line};
         kc.kbd_irq = (struct irq_line){.set = gsi_set, .opaque = &vm->kbd_line};
-        if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042))
+        if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042) ||
+            acpi_sleep_create(&pc, &vm->acpi_sleep))
                 return error_set(err, -ENOMEM, "out of memory");
         if (vm->params.cfg->boot_timer &&
             boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns, &vm->boot_timer))
@@ -446,6 +456,15 @@ static int attach_board(struct vm *vm, struct error *err)
                         ops[0] = i8042_data_ops();
                         ops[1] = i8042_cmd_ops();
                         opaque = vm->i8042;
+                        break;
+                case VM_BOARD_ACPI_SLEEP:
+                        /* The FADT names its control register at dev->base, its status at
+                         * +1, and the board's check holds it to 2 ports. */
+                        _Static_assert(ACPI_SLEEP_CONTROL_OFF == 0 && ACPI_SLEEP_STATUS_OFF == 1 &&
+                                           ACPI_SLEEP_REGS_LEN == 2,
+                                       "the FADT's sleep registers are the device's window");
+                        ops[0] = acpi_sleep_ops();
+                        opaque = vm->acpi_sleep;
                         break;
                 case VM_BOARD_BOOT_TIMER:
                         ops[0] = boot_timer_bus_ops();
@@ -889,6 +908,7 @@ void vm_destroy(struct vm *vm)
         boot_timer_destroy(vm->boot_timer);
         vmgenid_destroy(vm->vmgenid);
         i8042_destroy(vm->i8042);
+        acpi_sleep_destroy(vm->acpi_sleep);
         serial_destroy(vm->serial);
         bus_destroy(vm->pio);
         bus_destroy(vm->mmio);

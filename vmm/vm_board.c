@@ -23,6 +23,9 @@ static const struct {
       .base = X86_I8042_DATA_PORT,
       .len = 5,
       .gsi = X86_I8042_IRQ}},
+    /* Linux's poweroff: the FADT's sleep registers and the DSDT's \_S5 come from this entry. */
+    {VM_BOARD_ACPI_SLEEP,
+     {.name = "SLPR", .kind = PLATFORM_DEV_ACPI_SLEEP, .base = X86_ACPI_SLEEP_PORT, .len = 2}},
 };
 
 int vm_board_add(struct vm_board *b, enum vm_board_role role, unsigned index,

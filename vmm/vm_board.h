@@ -30,6 +30,7 @@
 enum vm_board_role {
         VM_BOARD_SERIAL,     /* COM1, the 8250 UART */
         VM_BOARD_I8042,      /* the PS/2 controller: its data port, then its command port */
+        VM_BOARD_ACPI_SLEEP, /* the ACPI sleep control/status registers (power-off) */
         VM_BOARD_BOOT_TIMER, /* described nowhere: guests know its address */
         VM_BOARD_CALLWIN,    /* the confidential platform-call window (pef, s390-pv) */
         VM_BOARD_VIRTIO,     /* a virtio-mmio slot: vm_devices' device number `index` */
@@ -46,9 +47,10 @@ struct vm_board {
         struct vm_board_dev roles[PLATFORM_MAX_DEVS]; /* who serves desc.devs[i] */
 };
 
-/* The board of cfg: COM1, the i8042, the boot timer (when configured), the platform-call
- * window (when the confidential platform has one), the virtio-mmio slots, then the VM
- * generation ID (when a GSI is left for its event device: 19 virtio devices take them all). */
+/* The board of cfg: COM1, the i8042, the ACPI sleep registers, the boot timer (when
+ * configured), the platform-call window (when the confidential platform has one), the
+ * virtio-mmio slots, then the VM generation ID (when a GSI is left for its event device: 19
+ * virtio devices take them all). */
 int vm_board_build(const struct vmm_config *cfg, struct vm_board *b, struct error *err) MUST_CHECK;
 
 /* Adds dev as the device that role (and index) serves: where dev says, or with alloc at the

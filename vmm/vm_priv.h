@@ -36,6 +36,7 @@ struct vm {
         struct bus *pio, *mmio;
         struct serial *serial;
         struct i8042 *i8042;
+        struct acpi_sleep *acpi_sleep;
         struct boot_timer *boot_timer;
         struct vmgenid *vmgenid; /* NULL when the board has none */
         struct vm_devices *devices;

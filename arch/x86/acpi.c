@@ -25,6 +25,8 @@
 #define FADT_RESET_VALUE    128
 #define FADT_MINOR_VERSION  131
 #define FADT_X_DSDT         140
+#define FADT_SLEEP_CONTROL  244
+#define FADT_SLEEP_STATUS   256
 #define FADT_HYPERVISOR_ID  268
 
 #define FADT_BOOT_8042                 (1u << 1)
@@ -194,9 +196,20 @@ static void acpi_dsdt_dev(struct aml *a, const struct platform_dev *dev, unsigne
                 acpi_dsdt_vmgenid(a, dev);
                 break;
         case PLATFORM_DEV_MMIO_OTHER:
+        case PLATFORM_DEV_ACPI_SLEEP: /* FADT fields and \_S5, not a device */
         case PLATFORM_DEV_KINDS:
                 break;
         }
+}
+
+/* The board's first device of kind, or NULL. */
+static const struct platform_dev *acpi_find_kind(const struct platform_desc *desc,
+                                                 enum platform_dev_kind kind)
+{
+        for (unsigned i = 0; i < desc->nr_devs; i++)
+                if (desc->devs[i].kind == kind)
+                        return &desc->devs[i];
+        return NULL;
 }
 
 int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *len,
@@ -205,10 +218,23 @@ int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *l
         static const uint8_t header[ACPI_HEADER_LEN];
         unsigned uids[PLATFORM_DEV_KINDS] = {0};
         struct aml a;
-        size_t sb;
+        size_t sb, pkg;
 
         aml_init(&a);
         aml_bytes(&a, header, sizeof(header));
+        /* \_S5: the sleep type of soft off, for the sleep control register (FADT): without
+         * it Linux has no ACPI power-off and poweroff only halts. The values for the PM1a/b
+         * blocks a hardware-reduced platform does not have are zero. Only with the board's
+         * sleep registers. */
+        if (acpi_find_kind(desc, PLATFORM_DEV_ACPI_SLEEP)) {
+                aml_name(&a, "\\_S5");
+                pkg = aml_package_begin(&a, 4);
+                aml_integer(&a, X86_ACPI_S5_TYPE);
+                aml_integer(&a, 0);
+                aml_integer(&a, 0);
+                aml_integer(&a, 0);
+                aml_package_end(&a, pkg);
+        }
         sb = aml_scope_begin(&a, "\\_SB");
         for (unsigned i = 0; i < desc->nr_devs; i++) {
                 const struct platform_dev *dev = &desc->devs[i];
@@ -234,19 +260,20 @@ int acpi_dsdt_build(const struct platform_desc *desc, uint8_t **out, uint32_t *l
         return 0;
 }
 
-/* The board's i8042, or NULL. */
-static const struct platform_dev *acpi_find_i8042(const struct platform_desc *desc)
+/* A byte-wide System I/O register (Generic Address Structure, ACPI 6.3, 5.2.3.2). */
+static void gas_io_byte(uint8_t *gas, uint16_t port)
 {
-        for (unsigned i = 0; i < desc->nr_devs; i++)
-                if (desc->devs[i].kind == PLATFORM_DEV_I8042)
-                        return &desc->devs[i];
-        return NULL;
+        gas[0] = ACPI_GAS_SYSTEM_IO;
+        gas[1] = 8; /* register bit width */
+        gas[2] = 0; /* bit offset */
+        gas[3] = ACPI_GAS_ACCESS_BYTE;
+        put_le64(gas + 4, port);
 }
 
 void acpi_fadt_build(uint8_t *p, const struct platform_desc *desc, gpa_t dsdt)
 {
-        const struct platform_dev *kbd = acpi_find_i8042(desc);
-        uint8_t *reset = p + FADT_RESET_REG;
+        const struct platform_dev *kbd = acpi_find_kind(desc, PLATFORM_DEV_I8042);
+        const struct platform_dev *sleep = acpi_find_kind(desc, PLATFORM_DEV_ACPI_SLEEP);
         uint16_t boot = FADT_BOOT_VGA_NOT_PRESENT | FADT_BOOT_MSI_NOT_SUPPORTED |
                         FADT_BOOT_CMOS_RTC_NOT_PRESENT;
         uint32_t flags = FADT_FLAG_WBINVD | FADT_FLAG_HW_REDUCED;
@@ -265,17 +292,19 @@ void acpi_fadt_build(uint8_t *p, const struct platform_desc *desc, gpa_t dsdt)
                 platform_dev_windows(kbd, w);
                 boot |= FADT_BOOT_8042;
                 flags |= FADT_FLAG_RESET_REG_SUP;
-                reset[0] = ACPI_GAS_SYSTEM_IO;
-                reset[1] = 8; /* register bit width */
-                reset[2] = 0; /* bit offset */
-                reset[3] = ACPI_GAS_ACCESS_BYTE;
-                put_le64(reset + 4, w[1].base);
+                gas_io_byte(p + FADT_RESET_REG, (uint16_t)w[1].base);
                 p[FADT_RESET_VALUE] = I8042_RESET_CMD;
         }
         put_le16(p + FADT_IAPC_BOOT_ARCH, boot);
         /* Hardware-reduced: no PM1/GPE blocks, SCI or FACS to emulate. WBINVD is required
          * of every new system by the spec. */
         put_le32(p + FADT_FLAGS, flags);
+        /* Power off: the sleep registers of a hardware-reduced platform (with \_S5 in the
+         * DSDT); both must be present for Linux to use them. */
+        if (sleep) {
+                gas_io_byte(p + FADT_SLEEP_CONTROL, (uint16_t)sleep->base);
+                gas_io_byte(p + FADT_SLEEP_STATUS, (uint16_t)(sleep->base + 1));
+        }
         p[FADT_MINOR_VERSION] = ACPI_FADT_MINOR;
         memcpy(p + FADT_HYPERVISOR_ID, ACPI_HYPERVISOR_ID, strlen(ACPI_HYPERVISOR_ID));
         acpi_header_finish(p);

@@ -281,6 +281,21 @@ static void aml_pkg_end(struct aml *a, size_t mark)
         aml_insert(a, mark, enc, n);
 }
 
+size_t aml_package_begin(struct aml *a, uint8_t nr_elements)
+{
+        size_t mark;
+
+        aml_byte(a, AML_PACKAGE_OP);
+        mark = a->len;
+        aml_byte(a, nr_elements);
+        return mark;
+}
+
+void aml_package_end(struct aml *a, size_t mark)
+{
+        aml_pkg_end(a, mark);
+}
+
 size_t aml_scope_begin(struct aml *a, const char *path)
 {
         size_t mark;
@@ -308,21 +323,6 @@ size_t aml_device_begin(struct aml *a, const char *path)
 }
 
 void aml_device_end(struct aml *a, size_t mark)
-{
-        aml_pkg_end(a, mark);
-}
-
-size_t aml_package_begin(struct aml *a, uint8_t count)
-{
-        size_t mark;
-
-        aml_byte(a, AML_PACKAGE_OP);
-        mark = a->len;
-        aml_byte(a, count);
-        return mark;
-}
-
-void aml_package_end(struct aml *a, size_t mark)
 {
         aml_pkg_end(a, mark);
 }

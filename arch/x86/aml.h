@@ -55,15 +55,15 @@ void aml_eisaid(struct aml *a, const char *id);
 /* Name(path, <data object>): writes NameOp and the name; the caller writes the object. */
 void aml_name(struct aml *a, const char *path);
 
+/* Package(n) { ... }: the caller writes exactly nr_elements data objects in between. */
+size_t aml_package_begin(struct aml *a, uint8_t nr_elements);
+void aml_package_end(struct aml *a, size_t mark);
+
 /* Scope(path) { ... } and Device(path) { ... }. */
 size_t aml_scope_begin(struct aml *a, const char *path);
 size_t aml_device_begin(struct aml *a, const char *path);
 void aml_scope_end(struct aml *a, size_t mark);
 void aml_device_end(struct aml *a, size_t mark);
-
-/* Package(count) { ... }: the caller writes count data objects (integers, strings). */
-size_t aml_package_begin(struct aml *a, uint8_t count);
-void aml_package_end(struct aml *a, size_t mark);
 
 /* Method(path, args, NotSerialized) { ... } and, inside one, Notify(path, value). */
 size_t aml_method_begin(struct aml *a, const char *path, unsigned args);

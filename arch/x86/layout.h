@@ -47,6 +47,11 @@
 #define X86_I8042_IRQ        1
 #define X86_VIRTIO_FIRST_GSI 5 /* the first GSI the board hands out (virtio-mmio slots on) */
 #define X86_IOAPIC_PINS      24
+/* The ACPI sleep control and status registers (FADT) and the sleep type \_S5 names: the
+ * power-off path of the hardware-reduced platform (the board's PLATFORM_DEV_ACPI_SLEEP,
+ * devices/acpi_sleep.h). */
+#define X86_ACPI_SLEEP_PORT 0x600
+#define X86_ACPI_S5_TYPE    5
 
 #define X86_E820_RAM      1
 #define X86_E820_RESERVED 2

@@ -37,6 +37,8 @@ static const char *platform_kind_name(enum platform_dev_kind kind)
                 return "MMIO device";
         case PLATFORM_DEV_ACPI_MMIO:
                 return "ACPI MMIO device";
+        case PLATFORM_DEV_ACPI_SLEEP:
+                return "ACPI sleep registers";
         case PLATFORM_DEV_VMGENID:
                 return "VMGenID";
         case PLATFORM_DEV_KINDS:
@@ -45,9 +47,10 @@ static const char *platform_kind_name(enum platform_dev_kind kind)
         return "device";
 }
 
+/* Whether dev is a named device of the DSDT (the sleep registers are FADT fields). */
 static bool platform_dev_in_acpi(const struct platform_dev *dev)
 {
-        return dev->kind != PLATFORM_DEV_MMIO_OTHER;
+        return dev->kind != PLATFORM_DEV_MMIO_OTHER && dev->kind != PLATFORM_DEV_ACPI_SLEEP;
 }
 
 bool platform_dev_has_gsi(const struct platform_dev *dev)
@@ -58,7 +61,8 @@ bool platform_dev_has_gsi(const struct platform_dev *dev)
 
 static bool platform_dev_is_pio(const struct platform_dev *dev)
 {
-        return dev->kind == PLATFORM_DEV_SERIAL || dev->kind == PLATFORM_DEV_I8042;
+        return dev->kind == PLATFORM_DEV_SERIAL || dev->kind == PLATFORM_DEV_I8042 ||
+               dev->kind == PLATFORM_DEV_ACPI_SLEEP;
 }
 
 unsigned platform_dev_windows(const struct platform_dev *dev,
@@ -161,6 +165,14 @@ static int platform_dev_check_resources(const struct platform_dev *dev, struct e
                         return error_set(err, -EINVAL,
                                          "%s %s: range 0x%" PRIx64 "+0x%" PRIx64
                                          " is not a 32-bit memory range",
+                                         kind, dev->name, dev->base, dev->len);
+                break;
+        case PLATFORM_DEV_ACPI_SLEEP:
+                /* Two byte-wide registers, the FADT's Generic Address Structures. */
+                if (dev->len != 2 || dev->base >= IO_PORT_SPACE - 1)
+                        return error_set(err, -EINVAL,
+                                         "%s %s: I/O ports 0x%" PRIx64 "+0x%" PRIx64
+                                         " are not 2 ports below 0x10000",
                                          kind, dev->name, dev->base, dev->len);
                 break;
         case PLATFORM_DEV_VMGENID:

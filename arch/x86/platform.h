@@ -43,6 +43,9 @@ enum platform_dev_kind {
         PLATFORM_DEV_MMIO_OTHER,  /* described nowhere (e.g. the boot timer); occupies space */
         PLATFORM_DEV_ACPI_MMIO,   /* a DSDT device: _HID `hid` and Memory32Fixed, no interrupt
                                    * (the confidential platform-call window) */
+        PLATFORM_DEV_ACPI_SLEEP,  /* the hardware-reduced sleep registers: base = I/O port of
+                                   * SLEEP_CONTROL, base + 1 SLEEP_STATUS, len 2; the FADT
+                                   * points at them and the DSDT gains \_S5 (power-off) */
         PLATFORM_DEV_VMGENID,     /* the VM generation ID: base = the window whose first 16
                                    * bytes hold the id, gsi = the interrupt of the Generic
                                    * Event Device (\_SB.VGED) that notifies it */

@@ -18,6 +18,10 @@
  * the device drops tx frames from then on, stops reading, and reports the link down through
  * the STATUS configuration field. Other TAP errors lose one frame and are counted.
  *
+ * Every frame lost on its way in or out is counted (each counter is in the metrics) and
+ * logged with its reason, at most 10 lines a second per device (frame_lost): a lossy link
+ * must never be silent.
+ *
  * Locking (virtio.h): ops run with vd.lock held; the TAP and limiter callbacks take it.
  */
 #include "net.h"
@@ -68,7 +72,8 @@ struct virtio_net {
         bool limiter_registered[2];
         uint8_t config[VIRTIO_NET_CONFIG_LEN];
         struct virtio_net_stats stats;
-        struct ratelimit rl;
+        struct ratelimit rl;      /* guest errors */
+        struct ratelimit drop_rl; /* lost frames */
         struct rx_frame rx;
         struct virtq_chain chain; /* tx chains, and rx chains after the first */
         struct iovec iov[VIRTIO_NET_QUEUE_SIZE];
@@ -77,6 +82,14 @@ struct virtio_net {
 static bool has(const struct virtio_net *net, unsigned bit)
 {
         return virtio_has_feature(&net->vd, bit);
+}
+
+/* Counts a lost frame and says why in the log (rate limited). */
+static void frame_lost(struct virtio_net *net, uint64_t *counter, const char *dir, uint32_t len,
+                       const char *why)
+{
+        (*counter)++;
+        LOG_GUEST(&net->drop_rl, "%s: %s frame dropped (%u bytes): %s", net->name, dir, len, why);
 }
 
 /* ---- the TAP ---- */
@@ -207,7 +220,8 @@ static enum tx_result transmit(struct virtio_net *net, struct virtq *q)
                 return TX_DONE;
         }
         if (net->tap_dead) {
-                net->stats.tx_dropped++;
+                frame_lost(net, &net->stats.tx_dropped, "tx", len - VIRTIO_NET_HDR_LEN,
+                           "the TAP is gone");
                 return TX_DONE;
         }
         if (!rate_limiter_consume(rl, len, 1)) {
@@ -231,12 +245,10 @@ static enum tx_result transmit(struct virtio_net *net, struct virtq *q)
                         net->tx_wait_writable = true;
                         return TX_WAIT;
                 }
-                net->stats.tap_write_fails++;
                 if (e == EBADFD)
                         tap_gone(net, e);
-                else
-                        LOG_GUEST(&net->rl, "%s: TAP '%s' write: %s", net->name, net->tap_name,
-                                  strerror(e));
+                frame_lost(net, &net->stats.tap_write_fails, "tx", len - VIRTIO_NET_HDR_LEN,
+                           strerror(e));
                 return TX_DONE;
         }
         net->stats.tx_packets_count++;
@@ -282,11 +294,11 @@ out:
 enum rx_result { RX_DELIVERED, RX_DROPPED, RX_NO_BUFFERS, RX_LIMITED, RX_BROKEN };
 
 /* Drops the pending frame and returns the chains held for it unused. */
-static enum rx_result rx_drop(struct virtio_net *net, struct virtq *q, bool *used)
+static enum rx_result rx_drop(struct virtio_net *net, struct virtq *q, bool *used, const char *why)
 {
         struct rx_frame *rx = &net->rx;
 
-        net->stats.rx_dropped++;
+        frame_lost(net, &net->stats.rx_dropped, "rx", rx->len - VIRTIO_NET_HDR_LEN, why);
         for (unsigned i = 0; i < rx->nr_held; i++) {
                 if (virtq_push(q, rx->heads[i], 0))
                         return RX_BROKEN;
@@ -324,7 +336,7 @@ static enum rx_result deliver(struct virtio_net *net, struct virtq *q, bool *use
                 uint32_t n;
 
                 if (rx->nr_held == q->size)
-                        return rx_drop(net, q, used); /* the whole ring cannot hold it */
+                        return rx_drop(net, q, used, "larger than the whole rx ring");
                 r = virtq_pop(q, c);
                 if (r == VIRTQ_EMPTY)
                         return RX_NO_BUFFERS;
@@ -337,16 +349,15 @@ static enum rx_result deliver(struct virtio_net *net, struct virtq *q, bool *use
                 }
                 if (!mrg && c->writable < rx->len) {
                         virtq_unpop(q); /* it may fit the next frame */
-                        LOG_GUEST(&net->rl, "%s: rx frame of %u bytes dropped: buffer of %u",
-                                  net->name, rx->len, c->writable);
-                        return rx_drop(net, q, used);
+                        return rx_drop(net, q, used,
+                                       "larger than the rx buffer (no mergeable buffers)");
                 }
                 n = c->writable < rx->len - rx->done ? c->writable : rx->len - rx->done;
                 if (virtq_chain_write(q, c, 0, rx->buf + rx->done, n) != (long)n) {
                         /* Guest memory refused: the frame fails as a whole. */
                         if (!rx_return_unused(net, q, c->head, used))
                                 return RX_BROKEN;
-                        return rx_drop(net, q, used);
+                        return rx_drop(net, q, used, "guest memory refused the copy");
                 }
                 rx->heads[rx->nr_held] = c->head;
                 rx->lens[rx->nr_held] = n;
@@ -359,7 +370,7 @@ static enum rx_result deliver(struct virtio_net *net, struct virtq *q, bool *use
                 put_le16(nb, (uint16_t)rx->nr_held);
                 if (virtq_chain_write(q, &rx->first, HDR_NUM_BUFFERS, nb, 2) != 2) {
                         net->stats.rx_malformed++;
-                        return rx_drop(net, q, used);
+                        return rx_drop(net, q, used, "guest memory refused the header");
                 }
         }
         for (unsigned i = 0; i < rx->nr_held; i++) {
@@ -403,20 +414,19 @@ static int tap_read(struct virtio_net *net)
                 int e = errno;
                 if (e == EAGAIN)
                         return 0;
-                net->stats.tap_read_fails++;
                 if (e == EBADFD)
                         tap_gone(net, e);
-                else
-                        LOG_GUEST(&net->rl, "%s: TAP '%s' read: %s", net->name, net->tap_name,
-                                  strerror(e));
+                frame_lost(net, &net->stats.tap_read_fails, "rx", 0, strerror(e));
                 return -1;
         }
         if (n <= VIRTIO_NET_HDR_LEN) {
-                net->stats.tap_read_fails++;
+                frame_lost(net, &net->stats.tap_read_fails, "rx", 0,
+                           "the TAP gave less than a header");
                 return -1;
         }
         if (!rx_fix_header(net, net->rx.buf, (uint32_t)n)) {
-                net->stats.rx_dropped++;
+                frame_lost(net, &net->stats.rx_dropped, "rx", (uint32_t)n - VIRTIO_NET_HDR_LEN,
+                           "beyond the MTU, or an offload the guest did not negotiate");
                 return -1;
         }
         rx_clear(&net->rx);
@@ -567,7 +577,8 @@ static void net_reset(struct virtio_device *vd)
 
         net->active = false;
         if (net->rx.len)
-                net->stats.rx_dropped++;
+                frame_lost(net, &net->stats.rx_dropped, "rx", net->rx.len - VIRTIO_NET_HDR_LEN,
+                           "the driver reset the device");
         rx_clear(&net->rx);
         net->tx_wait_writable = false;
         update_tap_events(net);
@@ -595,7 +606,7 @@ static void net_save(struct virtio_device *vd, struct snapbuf_writer *w)
         (void)w;
         if (!net->rx.len)
                 return;
-        if (rx_drop(net, q, &used) == RX_BROKEN)
+        if (rx_drop(net, q, &used, "a snapshot was taken") == RX_BROKEN)
                 virtio_needs_reset(vd);
         else if (used)
                 virtio_signal_used(vd, VIRTIO_NET_RXQ);
@@ -670,6 +681,7 @@ int virtio_net_create(const struct virtio_net_config *cfg, struct error *err,
         net->loop = cfg->loop;
         net->tap_fd = -1;
         ratelimit_init(&net->rl, 1000000000ull, 10);
+        ratelimit_init(&net->drop_rl, 1000000000ull, 10);
         net->vd = (struct virtio_device){
             .name = net->name,
             .device_id = VIRTIO_ID_NET,

@@ -4,7 +4,7 @@ scripts/guest-image builds, from Debian packages only, Debian's cloud kernel (bz
 PVH vmlinux inside it), an initramfs (busybox-static and the kernel's virtio modules), a
 debootstrap root filesystem (only as root: CI runs as root) and a config file plus the
 equivalent curl sequence. The module fixture runs it once into out/guest-image (the source
-tree's out/, like test_linux's out/linux) and reuses that image while the script's own files
+tree's out/) and reuses that image while the script's own files
 are unchanged, so the plain and the sanitizer build of CI build it once.
 
 Checked without booting: the manifest and hashes, the vmlinux's PVH note, the initramfs's
@@ -32,41 +32,32 @@ Booted:
     does with vmm. The test logs in as root and checks the loaded modules, the network
     configured from ip=, and the boot-timer write through /dev/mem.
 """
-import hashlib
 import json
 import os
-import pathlib
 import re
 import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import SOURCE_DIR, VMM, require_kvm
 
-IMAGE_DIR = pathlib.Path(os.environ.get("VMM_GUEST_IMAGE_DIR", SOURCE_DIR / "out" / "guest-image"))
-SCRIPT = SOURCE_DIR / "scripts" / "guest-image"
-SCRIPT_FILES = [SCRIPT, SOURCE_DIR / "scripts" / "guest-image-tool",
-                *sorted((SOURCE_DIR / "scripts" / "guest-files").iterdir())]
+# The image is built (and cached) by the real-Linux test bed's helper, which the nested
+# suite in tests/linux shares.
+sys.path.insert(0, str(SOURCE_DIR / "tests" / "linux"))
+import testbed  # noqa: E402
+
+IMAGE_DIR = testbed.GUEST_IMAGE_DIR
+SCRIPT = testbed.GUEST_IMAGE_SCRIPT
 # The platform's quirks (docs/platform-notes.md): CX16 hidden, no XSAVE, no KASLR.
 PLATFORM_ARGS = " earlyprintk=ttyS0 noxsave nokaslr"
 REQUIRED_MODULES = {"virtio", "virtio_ring", "virtio_mmio", "virtio_blk", "virtio_net", "vsock",
                     "vmw_vsock_virtio_transport", "virtio_rng", "virtio_balloon"}
-
-
-def want_rootfs():
-    return os.geteuid() == 0 and os.environ.get("VMM_GUEST_ROOTFS", "1") != "0"
-
-
-def inputs_key(rootfs):
-    h = hashlib.sha256(b"rootfs" if rootfs else b"no-rootfs")
-    for f in SCRIPT_FILES:
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
 
 
 def run_script(*args, timeout=900, env=None):
@@ -76,24 +67,12 @@ def run_script(*args, timeout=900, env=None):
 
 @pytest.fixture(scope="module")
 def image():
-    rootfs = want_rootfs()
-    key = inputs_key(rootfs)
-    stamp = IMAGE_DIR / ".inputs"
-    if not (stamp.exists() and stamp.read_text() == key and (IMAGE_DIR / "SHA256SUMS").exists()):
-        if IMAGE_DIR.exists():
-            shutil.rmtree(IMAGE_DIR)
-        args = ["--rootfs", "--keep-tree"] if rootfs else []
-        start = time.monotonic()
-        proc = run_script(*args, IMAGE_DIR)
-        if proc.returncode != 0:
-            msg = f"scripts/guest-image failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-            if os.environ.get("CI"):
-                pytest.fail(msg)
-            pytest.skip(msg)
-        print(f"scripts/guest-image {' '.join(args)}: {time.monotonic() - start:.0f}s\n"
-              + proc.stdout)
-        stamp.write_text(key)
-    return IMAGE_DIR
+    try:
+        return testbed.guest_image()
+    except testbed.TestbedError as e:
+        if os.environ.get("CI"):
+            pytest.fail(str(e))
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +82,7 @@ def rootfs(image):
     return image / "rootfs.ext4"
 
 
-def manifest(image):
-    out = {}
-    for line in (image / "MANIFEST").read_text().splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.partition("=")
-            out[k] = v
-    return out
+manifest = testbed.manifest
 
 
 def sha256sums(image):

@@ -46,7 +46,8 @@ static void virtio_name(char name[8], unsigned i)
         snprintf(name, 8, "V%03u", i % 1000);
 }
 
-/* The board of the conventions: COM1, the i8042, the boot timer, virtio slots from GSI 5
+/* The board of the conventions: COM1, the i8042, the ACPI sleep registers, the boot timer,
+ * virtio slots from GSI 5
  * (wrapping within 5..23 beyond 19 slots, so large tables can be built). */
 static void board_init(struct platform_desc *desc, unsigned nr_vcpus, unsigned nr_virtio)
 {
@@ -54,6 +55,7 @@ static void board_init(struct platform_desc *desc, unsigned nr_vcpus, unsigned n
         desc->nr_vcpus = nr_vcpus;
         add(desc, "COM1", PLATFORM_DEV_SERIAL, X86_COM1_PORT, 8, X86_COM1_IRQ);
         add(desc, "PS2K", PLATFORM_DEV_I8042, X86_I8042_DATA_PORT, 1, X86_I8042_IRQ);
+        add(desc, "SLPR", PLATFORM_DEV_ACPI_SLEEP, X86_ACPI_SLEEP_PORT, 2, 0);
         add(desc, "boot-timer", PLATFORM_DEV_MMIO_OTHER, X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_LEN,
             0);
         for (unsigned i = 0; i < nr_virtio; i++) {
@@ -194,6 +196,12 @@ static void check_fadt(const struct platform_tables *t)
         assert_int_equal(f[119], 1);
         assert_int_equal(get_le64(f + 120), 0x64);
         assert_int_equal(f[128], 0xfe);
+        /* Power off: sleep control and status registers, SystemIO bytes at 0x600/0x601 (the
+         * board's sleep registers); Linux needs both besides \_S5 in the DSDT. */
+        assert_memory_equal(f + 244, "\x01\x08\x00\x01", 4);
+        assert_int_equal(get_le64(f + 248), X86_ACPI_SLEEP_PORT);
+        assert_memory_equal(f + 256, "\x01\x08\x00\x01", 4);
+        assert_int_equal(get_le64(f + 260), X86_ACPI_SLEEP_PORT + 1);
         assert_int_equal(f[131], 3); /* ACPI 6.3 */
         assert_memory_equal(f + 268, "CVMM\0\0\0\0", 8);
         /* no FACS, PM blocks or SCI in hardware-reduced mode */
@@ -356,11 +364,16 @@ static void check_dsdt(const struct platform_tables *t, const struct platform_de
         static const uint8_t pnp0303[] = {0x0c, 0x41, 0xd0, 0x03, 0x03};
         static const uint8_t com1_io[] = {0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03,
                                           0x01, 0x08, 0x22, 0x10, 0x00};
+        /* Name (\_S5, Package (4) {5, Zero, Zero, Zero}) at the root */
+        static const uint8_t s5[] = {
+            0x08, 0x5c, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, X86_ACPI_S5_TYPE,
+            0x00, 0x00, 0x00};
         static const uint8_t kbd_io[] = {0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01, 0x47, 0x01,
                                          0x64, 0x00, 0x64, 0x00, 0x01, 0x01, 0x22, 0x02, 0x00};
         unsigned nr_virtio = 0;
 
         assert_non_null(find_bytes(b->data, b->len, "\x10", 1));
+        assert_int_equal(count_bytes(b->data, b->len, s5, sizeof(s5)), 1);
         assert_non_null(find_bytes(b->data, b->len, "\\_SB_", 5));
         assert_int_equal(count_bytes(b->data, b->len, pnp0501, sizeof(pnp0501)), 1);
         assert_int_equal(count_bytes(b->data, b->len, pnp0303, sizeof(pnp0303)), 1);
@@ -445,7 +458,7 @@ static void test_build_max_vcpus(void **state)
 static void test_build_max_everything(void **state)
 {
         (void)state;
-        build_and_check(PLATFORM_MAX_VCPUS, PLATFORM_MAX_DEVS - 3);
+        build_and_check(PLATFORM_MAX_VCPUS, PLATFORM_MAX_DEVS - 4);
 }
 
 /* A small board keeps the ACPI tables at their fixed address; a large one moves them past
@@ -576,7 +589,7 @@ static void test_add_dev_full(void **state)
         struct error err;
 
         (void)state;
-        board_init(desc, 1, PLATFORM_MAX_DEVS - 3);
+        board_init(desc, 1, PLATFORM_MAX_DEVS - 4);
         assert_int_equal(desc->nr_devs, PLATFORM_MAX_DEVS);
         assert_int_equal(
             try_add(desc, "LAST", PLATFORM_DEV_VIRTIO_MMIO, 0xd0000000, 0x1000, 5, &err), -EINVAL);
@@ -586,7 +599,8 @@ static void test_add_dev_full(void **state)
 }
 
 /* The FADT's 8042 flag and reset register are the board's i8042: its command port where the
- * board put it, and neither without one. */
+ * board put it, and neither without one; its sleep registers (and the DSDT's \_S5) likewise
+ * follow the board's ACPI sleep device. */
 static void test_fadt_follows_the_i8042(void **state)
 {
         struct board *bd = calloc(1, sizeof(*bd));
@@ -596,11 +610,16 @@ static void test_fadt_follows_the_i8042(void **state)
         (void)state;
         bd->desc.nr_vcpus = 1;
         add(&bd->desc, "PS2K", PLATFORM_DEV_I8042, 0x160, 1, X86_I8042_IRQ);
+        add(&bd->desc, "SLPR", PLATFORM_DEV_ACPI_SLEEP, 0x700, 2, 0);
         assert_int_equal(platform_tables_build(&bd->desc, &bd->t, &err), 0);
         f = blob(&bd->t, "FACP")->data;
         assert_true(get_le16(f + 109) & (1u << 1));
         assert_true(get_le32(f + 112) & (1u << 10));
         assert_int_equal(get_le64(f + 120), 0x164);
+        assert_int_equal(get_le64(f + 248), 0x700);
+        assert_int_equal(get_le64(f + 260), 0x701);
+        assert_non_null(
+            find_bytes(blob(&bd->t, "DSDT")->data, blob(&bd->t, "DSDT")->len, "\\_S5_", 5));
         platform_tables_free(&bd->t);
 
         memset(&bd->desc, 0, sizeof(bd->desc));
@@ -612,6 +631,9 @@ static void test_fadt_follows_the_i8042(void **state)
         assert_false(get_le32(f + 112) & (1u << 10));
         assert_int_equal(get_le64(f + 120), 0);
         assert_int_equal(f[128], 0);
+        /* No sleep registers: no power-off path offered (neither the FADT's nor \_S5). */
+        assert_memory_equal(f + 244, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24);
+        assert_null(find_bytes(blob(&bd->t, "DSDT")->data, blob(&bd->t, "DSDT")->len, "\\_S5_", 5));
         platform_tables_free(&bd->t);
         free(bd);
 }

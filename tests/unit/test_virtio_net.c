@@ -658,20 +658,27 @@ static void test_rx_too_large_without_mrg_dropped(void **state)
         uint16_t id;
         uint32_t len;
 
+        struct log_capture logs;
+
         REQUIRE_TAP();
         bring_up(f, base_features);
         post_rx(f, 1, BUF_SMALL);
         make_frame(big, sizeof(big), 1);
         make_frame(small, sizeof(small), 2);
+        log_capture_start(&logs);
         assert_int_equal(send(f->pkt, big, sizeof(big), 0), sizeof(big));
         assert_int_equal(send(f->pkt, small, sizeof(small), 0), sizeof(small));
         assert_true(wait_used(f, RXQ, &id, &len, WATCHDOG_MS));
+        log_capture_stop();
         assert_int_equal(len, HDR + sizeof(small));
         vdrv_mem_read(&f->d, f->rxbuf[id], got, len);
         assert_memory_equal(got + HDR, small, sizeof(small));
         struct virtio_net_stats st = stats(f);
         assert_int_equal(st.rx_dropped, 1);
         assert_int_equal(st.rx_packets_count, 1);
+        /* The loss is in the log, with its reason. */
+        assert_true(log_capture_find(&logs, "net0: rx frame dropped (5000 bytes): larger than "
+                                            "the rx buffer") >= 0);
 }
 
 /* With MRG_RXBUF a 5000-byte frame spreads over three 2 KiB chains: num_buffers = 3. */
@@ -867,13 +874,25 @@ static void test_tap_deleted_while_running(void **state)
                          VIRTIO_MMIO_INT_CONFIG);
         /* No busy loop on a dead descriptor. */
         assert_int_equal(event_loop_run_once(f->loop, 100), 0);
-        /* The guest keeps transmitting: frames complete and are counted as dropped. */
+        /* The guest keeps transmitting: frames complete, and each is counted as dropped and
+         * logged (at most 10 lines a second, then a count of the suppressed ones). */
+        struct log_capture logs;
         make_frame(frame, sizeof(frame), 1);
-        guest_tx(f, NULL, frame, sizeof(frame));
-        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        log_capture_start(&logs);
+        for (int i = 0; i < 12; i++) {
+                guest_tx(f, NULL, frame, sizeof(frame));
+                assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        }
+        log_capture_stop();
         st = stats(f);
-        assert_int_equal(st.tx_dropped, 1);
+        assert_int_equal(st.tx_dropped, 12);
         assert_false(virtio_mmio_status(f->t) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+        int first = log_capture_find(&logs, "net0: tx frame dropped (100 bytes): the TAP is gone");
+        assert_true(first >= 0);
+        unsigned n = 0;
+        for (unsigned i = 0; i < logs.nr; i++)
+                n += strstr(logs.lines[i], "tx frame dropped") != NULL;
+        assert_int_equal(n, 10);
 }
 
 /* The write path notices first (no loop turn between the deletion and the transmit). */

@@ -95,9 +95,10 @@ static void test_layout_every_kind(void **state)
         c.confidential.platform = CC_PLATFORM_S390_PV;
         assert_int_equal(vm_board_build(&c, b, &err), 0);
         assert_int_equal(b->desc.nr_vcpus, 2);
-        assert_int_equal(b->desc.nr_devs, 4 + 7 + 1);
+        assert_int_equal(b->desc.nr_devs, 5 + 7 + 1);
         expect(b, VM_BOARD_SERIAL, 0, "COM1", PLATFORM_DEV_SERIAL, 0x3f8, 8, 4);
         expect(b, VM_BOARD_I8042, 0, "PS2K", PLATFORM_DEV_I8042, 0x60, 5, 1);
+        expect(b, VM_BOARD_ACPI_SLEEP, 0, "SLPR", PLATFORM_DEV_ACPI_SLEEP, 0x600, 2, 0);
         expect(b, VM_BOARD_BOOT_TIMER, 0, "BTMR", PLATFORM_DEV_MMIO_OTHER, 0xc0000000, 0x1000, 0);
         expect(b, VM_BOARD_CALLWIN, 0, "CCPW", PLATFORM_DEV_ACPI_MMIO, 0xc0080000, 0x1000, 0);
         expect_virtio(b, 7);
@@ -118,7 +119,7 @@ static void test_layout_without_boot_timer(void **state)
         (void)state;
         every_kind(&c);
         assert_int_equal(vm_board_build(&c, b, &err), 0);
-        assert_int_equal(b->desc.nr_devs, 2 + 7 + 1);
+        assert_int_equal(b->desc.nr_devs, 3 + 7 + 1);
         assert_null(vm_board_find(b, VM_BOARD_BOOT_TIMER, 0));
         assert_null(vm_board_find(b, VM_BOARD_CALLWIN, 0));
         expect_virtio(b, 7);

@@ -1,0 +1,723 @@
+"""The real-Linux test bed: vmm runs Debian's cloud kernel inside an outer Linux machine that
+QEMU emulates (TCG) with AMD SVM and nested paging, where Debian's own kvm_amd gives a
+hardware-style /dev/kvm (docs/linux-testbed.md). Used by the pytest suite of this folder,
+by scripts/nested-vm and by bench/linux-boot.
+
+Pieces, all made from the build tree and Debian packages (nothing downloaded but packages):
+
+  guest image    scripts/guest-image's kernel, initramfs and root filesystem, built once into
+                 out/guest-image and rebuilt when the script's files change (shared with
+                 tests/kvm/test_guest_image.py)
+  outer modules  irqbypass, kvm, kvm-amd, tun and the virtio-pci disk drivers from the same
+                 kernel package as the guest's (the outer runs that kernel too), cached in
+                 out/nested/modules-RELEASE
+  inner initrd   the guest image's initramfs with a second archive appended: tbtool, mke2fs
+                 with its libraries, the guest helpers (guest/lib.sh) and every scenario's
+                 guest scripts, which the initramfs's vmm.run= hook runs
+  outer initrd   busybox-static, the modules, vmm and curl with every library ldd lists and
+                 the loader, tbtool, the outer helpers (outer/lib.sh, outer/init) and the
+                 scenarios' outer scripts (uncompressed: TCG would spend seconds inflating it)
+  disks          tb-in (ext4, read-only: the guest's kernel files and initrd), the root
+                 filesystem image itself (read-only; QEMU never writes the host file), and
+                 tb-out (ext4 without a journal, so what the outer synced is readable even
+                 after a crash), where each scenario leaves its files in /SCENARIO/
+
+The outer's console carries only markers (@@TB ...); everything else goes to tb-out, which
+the host reads after the run with debugfs (no root, no mount).
+"""
+import hashlib
+import json
+import os
+import pathlib
+import re
+import select
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+SOURCE_DIR = pathlib.Path(os.environ.get("VMM_SOURCE_DIR", HERE.parents[1])).resolve()
+BUILD_DIR = pathlib.Path(os.environ.get("VMM_BUILD_DIR", SOURCE_DIR / "build")).resolve()
+OUT_DIR = SOURCE_DIR / "out"
+GUEST_IMAGE_DIR = pathlib.Path(os.environ.get("VMM_GUEST_IMAGE_DIR", OUT_DIR / "guest-image"))
+NESTED_DIR = pathlib.Path(os.environ.get("VMM_NESTED_DIR", OUT_DIR / "nested"))
+GUEST_IMAGE_SCRIPT = SOURCE_DIR / "scripts" / "guest-image"
+GUEST_IMAGE_TOOL = SOURCE_DIR / "scripts" / "guest-image-tool"
+QEMU = os.environ.get("VMM_QEMU", "qemu-system-x86_64")
+
+# The outer machine (platform facts in docs/linux-testbed.md): TCG's EPYC with SVM and NPT.
+OUTER_CPU = "EPYC-v1,+svm,+npt"
+OUTER_SMP = 2
+OUTER_MEM_MIB = 2048
+OUTER_CMDLINE = "console=ttyS0 rdinit=/init panic=-1 quiet"
+# Modules the outer loads, dependencies first (from the package's modules.dep).
+OUTER_MODULES = ["kvm_amd", "tun", "virtio_pci", "virtio_blk", "loop"]
+# The inner guests' default command line (the guest image's, plus quiet: every console
+# byte is a VM exit of the nested guest).
+GUEST_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd"
+MARK = "@@TB "
+
+
+class TestbedError(Exception):
+    """The test bed cannot be built or started (a missing tool or package, a failed build)."""
+
+
+def vmm_sanitized(vmm=None):
+    """Whether the vmm under test is the ASan/UBSan build (it links libasan)."""
+    libs = ldd_libraries(pathlib.Path(vmm or BUILD_DIR / "vmm"))
+    return any("libasan" in lib for lib in libs)
+
+
+def is_ci():
+    return bool(os.environ.get("CI"))
+
+
+# ---- the guest image ------------------------------------------------------------------
+
+def guest_image_files():
+    return [GUEST_IMAGE_SCRIPT, GUEST_IMAGE_TOOL,
+            *sorted((SOURCE_DIR / "scripts" / "guest-files").iterdir())]
+
+
+def guest_image_wants_rootfs():
+    """The root filesystem needs root (debootstrap); VMM_GUEST_ROOTFS=0 leaves it out."""
+    return os.geteuid() == 0 and os.environ.get("VMM_GUEST_ROOTFS", "1") != "0"
+
+
+def guest_image_key(rootfs):
+    h = hashlib.sha256(b"rootfs" if rootfs else b"no-rootfs")
+    for f in guest_image_files():
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def guest_image(log=print):
+    """out/guest-image, (re)built by scripts/guest-image when its inputs changed: the
+    kernel, initramfs and config, plus (as root) the root filesystem and its kept tree."""
+    rootfs = guest_image_wants_rootfs()
+    key = guest_image_key(rootfs)
+    stamp = GUEST_IMAGE_DIR / ".inputs"
+    if stamp.exists() and stamp.read_text() == key and (GUEST_IMAGE_DIR / "SHA256SUMS").exists():
+        return GUEST_IMAGE_DIR
+    if GUEST_IMAGE_DIR.exists():
+        shutil.rmtree(GUEST_IMAGE_DIR)
+    args = ["--rootfs", "--keep-tree"] if rootfs else []
+    start = time.monotonic()
+    proc = subprocess.run([str(GUEST_IMAGE_SCRIPT), *args, str(GUEST_IMAGE_DIR)],
+                          capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        raise TestbedError(f"scripts/guest-image failed:\n{proc.stdout[-3000:]}\n"
+                           f"{proc.stderr[-3000:]}")
+    log(f"scripts/guest-image {' '.join(args)}: {time.monotonic() - start:.0f}s\n" + proc.stdout)
+    stamp.write_text(key)
+    return GUEST_IMAGE_DIR
+
+
+def manifest(image):
+    out = {}
+    for line in (image / "MANIFEST").read_text().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            out[k] = v
+    return out
+
+
+# ---- the outer kernel's modules --------------------------------------------------------
+
+def outer_modules(image, log=print):
+    """(directory, [module files in load order]) from the guest image's kernel package."""
+    m = manifest(image)
+    release, package = m["kernel_release"], m["kernel_package"]
+    cache = NESTED_DIR / f"modules-{release}"
+    order_file = cache / "order"
+    wanted = " ".join(OUTER_MODULES)
+    if order_file.exists() and (cache / "wanted").read_text() == wanted:
+        return cache, order_file.read_text().split()
+    with tempfile.TemporaryDirectory(prefix="tb-kernel.") as tmp:
+        tmp = pathlib.Path(tmp)
+        proc = subprocess.run(["apt-get", "download", "-q", package], cwd=tmp,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise TestbedError(f"apt-get download {package} failed ({proc.stderr.strip()}); "
+                               "the archive may have moved on: rebuild out/guest-image "
+                               "(delete it) after apt-get update")
+        deb = next(tmp.glob("*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], check=True)
+        subprocess.run(["depmod", "-b", str(tmp / "root"), release], check=True)
+        moddir = tmp / "root" / "lib" / "modules" / release
+        proc = subprocess.run([str(GUEST_IMAGE_TOOL), "modorder", str(moddir), *OUTER_MODULES],
+                              capture_output=True, text=True, check=True)
+        order = proc.stdout.split()
+        if cache.exists():
+            shutil.rmtree(cache)
+        cache.mkdir(parents=True)
+        for rel in order:
+            shutil.copy(moddir / rel, cache / os.path.basename(rel))
+        names = [os.path.basename(rel) for rel in order]
+        (cache / "wanted").write_text(wanted)
+        order_file.write_text("\n".join(names) + "\n")
+        log(f"outer modules from {package}: {' '.join(names)}")
+        return cache, names
+
+
+# ---- staging trees ---------------------------------------------------------------------
+
+def ldd_libraries(binary):
+    """Every library ldd lists for binary, and the loader, as host paths."""
+    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True)
+    if "not a dynamic executable" in proc.stdout + proc.stderr:
+        return []
+    if proc.returncode != 0:
+        raise TestbedError(f"ldd {binary}: {proc.stderr.strip()}")
+    libs = []
+    for line in proc.stdout.splitlines():
+        m = re.search(r"=>\s*(/\S+)", line) or re.match(r"\s*(/\S+)\s+\(", line)
+        if m:
+            libs.append(m.group(1))
+        elif "=> not found" in line:
+            raise TestbedError(f"ldd {binary}: {line.strip()}")
+    return libs
+
+
+def stage_binary(root, binary, dest):
+    """Copies binary to root/dest and every library it loads to root at its host path (the
+    loader finds them where it would on the host)."""
+    root = pathlib.Path(root)
+    target = root / dest.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(binary, target)
+    os.chmod(target, 0o755)
+    for lib in ldd_libraries(binary):
+        t = root / lib.lstrip("/")
+        if not t.exists():
+            t.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(os.path.realpath(lib), t)
+
+
+def stage_busybox(root, busybox):
+    root = pathlib.Path(root)
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(busybox, root / "bin" / "busybox")
+    os.chmod(root / "bin" / "busybox", 0o755)
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for a in applets:
+        if a not in ("busybox", "init", "linuxrc") and not (root / "bin" / a).exists():
+            os.symlink("busybox", root / "bin" / a)
+
+
+def make_cpio(root, out, compress):
+    cmd = [str(GUEST_IMAGE_TOOL), "cpio", str(root), str(out), "--compress", compress,
+           "--node", "dev/console:c:5:1:0600", "--node", "dev/null:c:1:3:0666"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TestbedError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
+
+
+def find_busybox():
+    for p in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.exists(p) and not ldd_libraries(p):
+            return p
+    raise TestbedError("no static busybox (apt-get install busybox-static)")
+
+
+# QEMU inside the outer (scenarios that need "qemu", bench/linux-boot): the binary and the
+# option ROMs its microvm machine loads for a direct kernel boot. QEMU finds its data
+# directory relative to its own path (../share/qemu), so it stays in /usr/bin.
+QEMU_ROM_DIR = "/usr/share/qemu"
+QEMU_ROMS = ["qboot.rom", "bios-microvm.bin", "linuxboot_dma.bin", "pvh.bin", "kvmvapic.bin"]
+
+
+def qemu_binaries():
+    path = shutil.which(QEMU)
+    if not path:
+        raise TestbedError(f"{QEMU} is missing (apt-get install qemu-system-x86)")
+    return {"/usr/bin/qemu-system-x86_64": path}
+
+
+def tbtool_path():
+    p = BUILD_DIR / "tests" / "linux" / "tbtool"
+    if not p.exists():
+        raise TestbedError(f"{p} is not built (cmake --build {BUILD_DIR})")
+    return p
+
+
+# ---- scenarios ---------------------------------------------------------------------------
+
+class Scenario:
+    """What runs in the outer (a busybox sh script with outer/lib.sh's helpers), what the
+    inner guests run (name -> sh script, started by vmm.run=/tb/guest/SCENARIO/NAME), how
+    long the outer may take for it (seconds) and what it needs."""
+
+    def __init__(self, name, outer, guest=None, timeout=300, needs=()):
+        self.name = name
+        self.outer = outer
+        self.guest = guest or {}
+        self.timeout = timeout
+        self.needs = set(needs)
+
+
+def dedent(text):
+    import textwrap
+    return textwrap.dedent(text).strip("\n") + "\n"
+
+
+# ---- results -----------------------------------------------------------------------------
+
+class Results:
+    """The tb-out disk of a finished run, read with debugfs."""
+
+    def __init__(self, image):
+        self.image = pathlib.Path(image)
+
+    def _debugfs(self, request):
+        proc = subprocess.run(["debugfs", "-R", request, str(self.image)], capture_output=True)
+        return proc
+
+    def exists(self, path):
+        proc = self._debugfs(f"stat {shlex.quote('/' + path.lstrip('/'))}")
+        return b"Inode:" in proc.stdout
+
+    def read(self, path):
+        """The bytes of /path, or None when it does not exist."""
+        if not self.exists(path):
+            return None
+        return self._debugfs(f"cat {shlex.quote('/' + path.lstrip('/'))}").stdout
+
+    def text(self, path, default=None):
+        data = self.read(path)
+        return default if data is None else data.decode(errors="replace")
+
+    def listdir(self, path):
+        proc = self._debugfs(f"ls -p {shlex.quote('/' + path.lstrip('/'))}")
+        names = []
+        for line in proc.stdout.decode(errors="replace").splitlines():
+            parts = line.strip("/").split("/")
+            if len(parts) >= 5 and parts[4] not in (".", ".."):
+                names.append(parts[4])
+        return names
+
+    def fetch(self, path, dest):
+        """Copies /path out of the disk into dest (large files: no pipe through Python)."""
+        dest = pathlib.Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._debugfs(f"dump {shlex.quote('/' + path.lstrip('/'))} {shlex.quote(str(dest))}")
+        if not dest.exists():
+            raise FileNotFoundError(path)
+        return dest
+
+
+class ScenarioResult:
+    """One scenario's outcome: the outer script's exit status and time, and its files on
+    tb-out (/NAME/...): outer.log, values (put KEY VALUE), and per VM: VM.console,
+    VM.log, VM.rc, VM.metrics, VM.api."""
+
+    def __init__(self, run, name):
+        self.run = run
+        self.name = name
+        info = run.scenarios.get(name, {})
+        self.rc = info.get("rc")
+        self.secs = info.get("secs")
+
+    def text(self, rel, default=""):
+        return self.run.results.text(f"{self.name}/{rel}", default)
+
+    def read(self, rel):
+        return self.run.results.read(f"{self.name}/{rel}")
+
+    def fetch(self, rel, dest):
+        return self.run.results.fetch(f"{self.name}/{rel}", dest)
+
+    def exists(self, rel):
+        return self.run.results.exists(f"{self.name}/{rel}")
+
+    @property
+    def outer_log(self):
+        return self.text("outer.log")
+
+    def values(self):
+        out = {}
+        for line in self.text("values").splitlines():
+            k, _, v = line.partition("=")
+            out[k] = v
+        return out
+
+    def value(self, key, default=None):
+        return self.values().get(key, default)
+
+    def console(self, vm):
+        return self.text(f"{vm}.console")
+
+    def log(self, vm):
+        return self.text(f"{vm}.log")
+
+    def vm_rc(self, vm):
+        t = self.text(f"{vm}.rc").strip()
+        return int(t) if re.fullmatch(r"-?\d+", t) else t or None
+
+    def guest(self, vm):
+        """The guest's reports: "@@ KEY VALUE" console lines as {KEY: VALUE} (the last one
+        wins; guest_all keeps them all)."""
+        return dict(self.guest_all(vm))
+
+    def guest_all(self, vm):
+        out = []
+        for line in self.console(vm).splitlines():
+            m = re.search(r"@@ (\S+) ?(.*?)\r?$", line)
+            if m:
+                out.append((m.group(1), m.group(2)))
+        return out
+
+    def metrics(self, vm):
+        out = []
+        for line in self.text(f"{vm}.metrics").splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def totals(self, vm, group):
+        """The counters of one metrics group summed over every line (a line holds the
+        increments since the previous one; stores, such as target_pages, keep the last)."""
+        out = {}
+        for m in self.metrics(vm):
+            for k, v in m.get(group, {}).items():
+                out[k] = v if k in STORED_METRICS else out.get(k, 0) + v
+        return out
+
+    def report(self, *vms, tail=4000):
+        """What a failed assertion shows: the outer log and each VM's console and log."""
+        parts = [f"scenario {self.name}: outer rc={self.rc} secs={self.secs}",
+                 "--- outer.log", self.outer_log[-tail:]]
+        for vm in vms:
+            parts += [f"--- {vm}.console (rc={self.vm_rc(vm)})", self.console(vm)[-tail:],
+                      f"--- {vm}.log", self.log(vm)[-tail:]]
+        return "\n".join(parts)
+
+
+# Metrics that are values, not counters (vmm/metrics.c: metrics_store).
+STORED_METRICS = {"target_pages", "actual_pages"}
+
+
+def fields(line):
+    """KEY=VALUE words of a line (tbtool's summaries) as a dict."""
+    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+
+
+class Run:
+    def __init__(self, results, scenarios, console, outer_ok, problem):
+        self.results = results
+        self.scenarios = scenarios  # name -> {"rc": int|str, "secs": float}
+        self.console = console
+        self.outer_ok = outer_ok
+        self.problem = problem
+
+    def result(self, name):
+        return ScenarioResult(self, name)
+
+
+# ---- the outer machine ------------------------------------------------------------------
+
+class Testbed:
+    """Builds everything the outer machine needs and runs it.
+
+    vmm: the binary under test; extra_binaries: {dest path in the outer: host binary} (with
+    their libraries); extra_files: {dest: host file}; env: variables every scenario sees.
+    """
+
+    def __init__(self, work, vmm=None, extra_binaries=None, extra_files=None, env=None,
+                 log=print):
+        self.work = pathlib.Path(work)
+        self.vmm = pathlib.Path(vmm or BUILD_DIR / "vmm")
+        self.extra_binaries = dict(extra_binaries or {})
+        self.extra_files = dict(extra_files or {})
+        self.env = dict(env or {})
+        self.log = log
+        self.image = None
+
+    # -- preparation --
+
+    def check_host(self):
+        if not shutil.which(QEMU):
+            raise TestbedError(f"{QEMU} is missing (apt-get install qemu-system-x86)")
+        for tool in ("debugfs", "mke2fs", "apt-get", "dpkg-deb", "depmod", "ldd"):
+            if not shutil.which(tool):
+                raise TestbedError(f"{tool} is missing (scripts/install-deps)")
+        if not self.vmm.exists():
+            raise TestbedError(f"{self.vmm} is not built")
+
+    def prepare(self, scenarios):
+        self.check_host()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.image = guest_image(self.log)
+        self.rootfs = self.image / "rootfs.ext4"
+        missing = [s.name for s in scenarios if "rootfs" in s.needs and not self.rootfs.exists()]
+        if missing:
+            raise TestbedError(f"scenarios {missing} need the root filesystem, which "
+                               "scripts/guest-image builds only as root")
+        moddir, modules = outer_modules(self.image, self.log)
+        inner = self.work / "inner-initrd.img"
+        self.build_inner_initrd(scenarios, inner)
+        self.inputs = self.build_inputs()
+        self.outer_initrd = self.work / "outer.cpio"
+        self.build_outer_initrd(scenarios, moddir, modules, inner, self.outer_initrd)
+        self.results_img = self.work / "tb-out.img"
+        self.make_results_disk(self.results_img)
+
+    def build_inner_initrd(self, scenarios, out):
+        stage = self.work / "inner-stage"
+        if stage.exists():
+            shutil.rmtree(stage)
+        tb = stage / "tb"
+        (tb / "bin").mkdir(parents=True)
+        shutil.copy(tbtool_path(), tb / "bin" / "tbtool")
+        mke2fs = shutil.which("mke2fs") or "/sbin/mke2fs"
+        stage_binary(stage, mke2fs, "/tb/bin/mkfs.ext4")
+        shutil.copy(HERE / "guest" / "lib.sh", tb / "lib.sh")
+        for s in scenarios:
+            d = tb / "guest" / s.name
+            d.mkdir(parents=True)
+            for name, script in s.guest.items():
+                (d / name).write_text("#!/bin/sh\n. /tb/lib.sh\n" + dedent(script))
+                os.chmod(d / name, 0o755)
+        overlay = self.work / "inner-overlay.cpio"
+        make_cpio(stage, overlay, "none")
+        # The kernel unpacks concatenated archives in order; ours comes second. A plain
+        # archive must start 4-byte aligned (the kernel skips NULs in between).
+        first = (self.image / "initramfs.cpio.gz").read_bytes()
+        with open(out, "wb") as f:
+            f.write(first + b"\0" * (-len(first) % 4))
+            f.write(overlay.read_bytes())
+
+    def build_inputs(self):
+        """tb-in: the guest's kernel files (cached while the guest image is the same)."""
+        key = (self.image / "SHA256SUMS").read_text()
+        img = NESTED_DIR / "tb-in.img"
+        stamp = NESTED_DIR / "tb-in.key"
+        if img.exists() and stamp.exists() and stamp.read_text() == key:
+            return img
+        NESTED_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="tb-in.", dir=NESTED_DIR) as tmp:
+            d = pathlib.Path(tmp) / "guest"
+            d.mkdir()
+            for f in ("vmlinux", "bzImage", "initramfs.cpio.gz", "kernel.config", "MANIFEST"):
+                if _same_fs(self.image, d):
+                    os.link(self.image / f, d / f)
+                else:
+                    shutil.copy(self.image / f, d / f)
+            size = sum(f.stat().st_size for f in d.iterdir()) // (1 << 20) + 64
+            tmp_img = img.with_suffix(".tmp")
+            subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "tb-in", "-d", tmp,
+                            str(tmp_img), f"{size}M"], check=True, capture_output=True)
+            os.replace(tmp_img, img)
+        stamp.write_text(key)
+        return img
+
+    def build_outer_initrd(self, scenarios, moddir, modules, inner, out):
+        stage = self.work / "outer-stage"
+        if stage.exists():
+            shutil.rmtree(stage)
+        stage.mkdir()
+        for d in ("dev", "proc", "sys", "tmp", "run", "in", "out", "etc", "lib/modules", "tb"):
+            (stage / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(stage / "tmp", 0o1777)
+        stage_busybox(stage, find_busybox())
+        stage_binary(stage, self.vmm, "/bin/vmm")
+        curl = shutil.which("curl")
+        if not curl:
+            raise TestbedError("curl is missing (apt-get install curl)")
+        stage_binary(stage, curl, "/bin/curl")
+        shutil.copy(tbtool_path(), stage / "bin" / "tbtool")
+        extra = dict(self.extra_binaries)
+        if any("qemu" in s.needs for s in scenarios):
+            extra.update(qemu_binaries())
+            for rom in QEMU_ROMS:
+                t = stage / QEMU_ROM_DIR.lstrip("/") / rom
+                t.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(os.path.realpath(os.path.join(QEMU_ROM_DIR, rom)), t)
+        for dest, binary in extra.items():
+            stage_binary(stage, binary, dest)
+        for dest, f in self.extra_files.items():
+            t = stage / dest.lstrip("/")
+            t.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, t)
+        for m in modules:
+            shutil.copy(moddir / m, stage / "lib" / "modules" / m)
+        (stage / "etc" / "modules.order").write_text("\n".join(modules) + "\n")
+        shutil.copy(HERE / "outer" / "init", stage / "init")
+        os.chmod(stage / "init", 0o755)
+        shutil.copy(HERE / "outer" / "lib.sh", stage / "tb" / "lib.sh")
+        shutil.copy(inner, stage / "tb" / "guest-initrd.img")
+        names = []
+        for s in scenarios:
+            d = stage / "tb" / "scenarios" / s.name
+            d.mkdir(parents=True)
+            (d / "outer.sh").write_text(dedent(s.outer))
+            (d / "timeout").write_text(f"{int(s.timeout * timeout_scale())}\n")
+            names.append(s.name)
+        (stage / "tb" / "scenarios.list").write_text("".join(n + "\n" for n in names))
+        env = dict(self.env)
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            if k in os.environ and k not in env:
+                env[k] = os.environ[k]
+        (stage / "etc" / "tb.env").write_text(
+            "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())))
+        make_cpio(stage, out, "none")
+
+    def make_results_disk(self, img):
+        # The previous run's disk stays as tb-out.prev.img (a failure to look at again).
+        if img.exists():
+            os.replace(img, img.with_suffix(".prev.img"))
+        subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-L", "tb-out",
+                        "-E", f"root_owner={os.getuid()}:{os.getgid()}", str(img), "8G"],
+                       check=True, capture_output=True)
+
+    # -- running --
+
+    def qemu_command(self, interactive=False, cmdline_extra=""):
+        cmd = [QEMU, "-accel", "tcg,thread=multi", "-cpu", OUTER_CPU,
+               "-smp", str(OUTER_SMP), "-m", str(OUTER_MEM_MIB), "-no-reboot",
+               "-kernel", str(self.image / "bzImage"), "-initrd", str(self.outer_initrd),
+               "-append", f"{OUTER_CMDLINE} {cmdline_extra}".strip(), "-nic", "none",
+               "-drive", f"file={self.inputs},format=raw,if=virtio,readonly=on",
+               "-drive", f"file={self.results_img},format=raw,if=virtio,cache=unsafe"]
+        if self.rootfs.exists():
+            cmd += ["-drive", f"file={self.rootfs},format=raw,if=virtio,readonly=on"]
+        if interactive:
+            cmd += ["-nographic"]
+        else:
+            cmd += ["-display", "none", "-serial", "stdio", "-monitor", "none"]
+        return cmd
+
+    def run(self, scenarios, console_path, on_event=None):
+        """Boots the outer, runs the scenarios in order, returns a Run. on_event(kind, name,
+        info) hears "begin" and "end" of each scenario as they happen."""
+        budget = 120 + sum(s.timeout * timeout_scale() + 30 for s in scenarios)
+        cmd = self.qemu_command()
+        start = time.monotonic()
+        info = {}
+        outer_ok = False
+        done = False
+        problem = None
+        with open(console_path, "wb") as console:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)
+            buf = b""
+            current = None
+            try:
+                while True:
+                    left = start + budget - time.monotonic()
+                    if left <= 0:
+                        problem = (f"the outer machine took longer than {budget:.0f}s "
+                                   f"(in scenario {current})")
+                        break
+                    ready, _, _ = select.select([proc.stdout], [], [], min(left, 5))
+                    if not ready:
+                        continue
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    console.write(chunk)
+                    console.flush()
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        text = line.decode(errors="replace")
+                        i = text.find(MARK)
+                        if i < 0:
+                            continue
+                        words = text[i + len(MARK):].split()
+                        if not words:
+                            continue
+                        if words[0] == "outer-up":
+                            outer_ok = True
+                            if on_event:
+                                on_event("outer-up", None, {"secs": time.monotonic() - start})
+                        elif words[0] == "begin" and len(words) > 1:
+                            current = words[1]
+                            info[current] = {"rc": "unfinished", "secs": None}
+                            if on_event:
+                                on_event("begin", current, info[current])
+                        elif words[0] == "end" and len(words) > 1:
+                            fields = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+                            rc = fields.get("rc", "?")
+                            info[words[1]] = {
+                                "rc": int(rc) if re.fullmatch(r"-?\d+", rc) else rc,
+                                "secs": float(fields.get("secs", "nan"))}
+                            if on_event:
+                                on_event("end", words[1], info[words[1]])
+                            current = None
+                        elif words[0] == "fatal":
+                            problem = "the outer machine failed: " + " ".join(words[1:])
+                        elif words[0] == "all-done":
+                            done = True
+            finally:
+                if proc.poll() is None:
+                    try:
+                        proc.wait(timeout=60 if done else 1)
+                    except subprocess.TimeoutExpired:
+                        pass
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if not outer_ok and not problem:
+            problem = "the outer machine did not come up"
+        if outer_ok and not done and not problem:
+            problem = f"the outer machine stopped before the end (QEMU exit {proc.returncode})"
+        return Run(Results(self.results_img), info, console_path, outer_ok and done, problem)
+
+
+def timeout_scale():
+    """VMM_LINUX_TIMEOUT_SCALE stretches every scenario's time limit (a slower machine)."""
+    try:
+        return max(1.0, float(os.environ.get("VMM_LINUX_TIMEOUT_SCALE", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _same_fs(a, b):
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def console_tail(path, n=60):
+    try:
+        lines = pathlib.Path(path).read_bytes().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    lines = [l for l in lines if "TCG doesn't support requested feature" not in l]
+    return "\n".join(lines[-n:])
+
+
+# ---- pytest glue -------------------------------------------------------------------------
+
+def scenario(outer, guest=None, timeout=300, needs=(), asan=False):
+    """Declares the scenario a test function asserts on: what the outer runs (outer), what
+    the inner guests run (guest: {script name: text}), its time limit and needs ("rootfs").
+    The test's `linux` fixture is the ScenarioResult; every selected scenario runs in one
+    outer boot. asan=True: also run with the ASan/UBSan build (ctest's -m asan)."""
+    import pytest
+
+    def deco(fn):
+        name = fn.__name__[5:] if fn.__name__.startswith("test_") else fn.__name__
+        fn.tb_scenario = Scenario(name, outer, guest, timeout, needs)
+        if asan:
+            fn = pytest.mark.asan(fn)
+        return fn
+    return deco
+
+
+def uses(other, asan=False):
+    """Another test on the scenario of test function `other` (one run serves both)."""
+    import pytest
+
+    def deco(fn):
+        fn.tb_scenario = other.tb_scenario
+        if asan:
+            fn = pytest.mark.asan(fn)
+        return fn
+    return deco
