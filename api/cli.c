@@ -259,6 +259,46 @@ static int add_drive(struct cli_opts *o, const char *arg, struct error *err)
         return r;
 }
 
+static int pmem_item(struct cli_opts *o, void *obj, const char *k, const char *v, struct error *err)
+{
+        struct vmm_pmem *p = obj;
+
+        (void)o;
+        if (strcmp(k, "path") == 0)
+                return str_value("pmem", k, v, &p->path_on_host, err);
+        if (strcmp(k, "id") == 0)
+                return str_value("pmem", k, v, &p->id, err);
+        if (strcmp(k, "ro") == 0) {
+                p->read_only = true;
+                return no_value("pmem", k, v, err);
+        }
+        if (strcmp(k, "root") == 0) {
+                p->root_device = true;
+                return no_value("pmem", k, v, err);
+        }
+        return error_set(err, -EINVAL, "--pmem: unknown item '%s'", k);
+}
+
+static int add_pmem(struct cli_opts *o, const char *arg, struct error *err)
+{
+        struct vmm_pmem p = {0};
+        char id[16];
+        int r = for_each_item("pmem", arg, o, &p, pmem_item, err);
+
+        if (!r && !p.path_on_host)
+                r = error_set(err, -EINVAL, "--pmem: path=FILE is required");
+        if (!r && !p.id) {
+                snprintf(id, sizeof(id), "pmem%u", o->cfg.nr_pmems);
+                r = vmm_config_set_str(&p.id, id);
+        }
+        if (!r)
+                r = vmm_pmem_measure(&p, err);
+        if (!r)
+                r = vmm_config_put_pmem(&o->cfg, &p, err);
+        vmm_pmem_free(&p);
+        return r;
+}
+
 static int add_net(struct cli_opts *o, const char *arg, struct error *err)
 {
         struct vmm_net n = {0};
@@ -452,6 +492,13 @@ static int opt_id(struct cli_opts *o, const struct cli_option *opt, const char *
         return 0;
 }
 
+static int opt_pmem(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                    struct error *err)
+{
+        (void)opt;
+        return add_pmem(o, arg, err);
+}
+
 static int opt_drive(struct cli_opts *o, const struct cli_option *opt, const char *arg,
                      struct error *err)
 {
@@ -534,6 +581,8 @@ static const struct cli_option options[] = {
     {"drive", required_argument, CLI_MACHINE, opt_drive, 0,
      "--drive path=FILE[,id=ID][,ro][,root][,partuuid=UUID][,cache=unsafe|writeback]\n"
      "          [,engine=sync|io_uring][,bps=BYTES][,iops=N]   a virtio-blk disk"},
+    {"pmem", required_argument, CLI_MACHINE, opt_pmem, 0,
+     "--pmem path=FILE[,id=ID][,ro][,root]       a virtio-pmem device mapping FILE"},
     {"net", required_argument, CLI_MACHINE, opt_net, 0,
      "--net tap=NAME[,id=ID][,mac=MAC][,mtu=N]    a virtio-net interface on a TAP"},
     {"vsock", required_argument, CLI_MACHINE, opt_vsock, 0,

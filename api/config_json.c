@@ -280,6 +280,27 @@ int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err)
         return r;
 }
 
+int api_parse_pmem(const cJSON *j, struct vmm_pmem *out, struct error *err)
+{
+        int r = json_check_object(
+            j, FIELDS("id", "path_on_host", "root_device", "read_only", "rate_limiter"), err);
+
+        memset(out, 0, sizeof(*out));
+        if (!r)
+                r = json_get_string(j, "id", true, &out->id, err);
+        if (!r)
+                r = json_get_string(j, "path_on_host", true, &out->path_on_host, err);
+        if (!r)
+                r = json_get_bool(j, "root_device", false, NULL, &out->root_device, err);
+        if (!r)
+                r = json_get_bool(j, "read_only", false, NULL, &out->read_only, err);
+        if (!r)
+                r = get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter, err);
+        if (r)
+                vmm_pmem_free(out);
+        return r;
+}
+
 int api_parse_drive_update(const cJSON *j, struct vmm_drive_update *out, struct error *err)
 {
         int r = json_check_object(j, FIELDS("drive_id", "path_on_host", "rate_limiter"), err);
@@ -785,6 +806,66 @@ static int parse_patch_drive(const cJSON *j, struct controller_request *req, con
         return r;
 }
 
+static int parse_put_pmem(const cJSON *j, struct controller_request *req, const char **body_id,
+                          struct error *err)
+{
+        int r = api_parse_pmem(j, &req->u.pmem, err);
+
+        *body_id = req->u.pmem.id;
+        return r;
+}
+
+static int parse_patch_pmem(const cJSON *j, struct controller_request *req, const char **body_id,
+                            struct error *err)
+{
+        struct vmm_pmem_update *u = &req->u.pmem_update;
+        int r = json_check_object(j, FIELDS("id", "rate_limiter"), err);
+
+        memset(u, 0, sizeof(*u));
+        if (!r)
+                r = json_get_string(j, "id", true, &u->id, err);
+        if (!r)
+                r = get_rate_limiter(j, "rate_limiter", &u->has_rate_limiter, &u->rate_limiter,
+                                     err);
+        *body_id = u->id;
+        return r;
+}
+
+static int parse_put_memory_hotplug(const cJSON *j, struct controller_request *req,
+                                    const char **body_id, struct error *err)
+{
+        struct vmm_memory_hotplug *h = &req->u.hotplug;
+        int r =
+            json_check_object(j, FIELDS("total_size_mib", "slot_size_mib", "block_size_mib"), err);
+
+        (void)body_id;
+        memset(h, 0, sizeof(*h));
+        h->slot_size_mib = 128; /* Firecracker's defaults */
+        h->block_size_mib = 2;
+        if (!r)
+                r = json_get_uint(j, "total_size_mib", true, 0, UINT32_MAX, NULL,
+                                  &h->total_size_mib, err);
+        if (!r)
+                r = json_get_uint(j, "slot_size_mib", false, 128, UINT32_MAX, NULL,
+                                  &h->slot_size_mib, err);
+        if (!r)
+                r = json_get_uint(j, "block_size_mib", false, 2, UINT32_MAX, NULL,
+                                  &h->block_size_mib, err);
+        return r;
+}
+
+static int parse_patch_memory_hotplug(const cJSON *j, struct controller_request *req,
+                                      const char **body_id, struct error *err)
+{
+        int r = json_check_object(j, FIELDS("requested_size_mib"), err);
+
+        (void)body_id;
+        if (!r)
+                r = json_get_uint(j, "requested_size_mib", true, 0, UINT32_MAX, NULL,
+                                  &req->u.hotplug_requested_mib, err);
+        return r;
+}
+
 static int parse_put_net(const cJSON *j, struct controller_request *req, const char **body_id,
                          struct error *err)
 {
@@ -1083,6 +1164,36 @@ static cJSON *drive_json(const struct vmm_drive *d)
         return o;
 }
 
+static cJSON *pmem_json(const struct vmm_pmem *p)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        add_string(o, "id", p->id);
+        add_string(o, "path_on_host", p->path_on_host);
+        cJSON_AddBoolToObject(o, "root_device", p->root_device);
+        cJSON_AddBoolToObject(o, "read_only", p->read_only);
+        add_rate_limiter(o, "rate_limiter", &p->rate_limiter);
+        return o;
+}
+
+cJSON *api_json_memory_hotplug(const struct vmm_memory_hotplug *h, uint64_t plugged_mib)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        json_add_uint(o, "total_size_mib", h->total_size_mib);
+        json_add_uint(o, "slot_size_mib", h->slot_size_mib);
+        json_add_uint(o, "block_size_mib", h->block_size_mib);
+        if (plugged_mib != UINT64_MAX) {
+                json_add_uint(o, "plugged_size_mib", plugged_mib);
+                json_add_uint(o, "requested_size_mib", h->requested_size_mib);
+        }
+        return o;
+}
+
 static cJSON *net_json(const struct vmm_net *n)
 {
         cJSON *o = cJSON_CreateObject();
@@ -1201,6 +1312,14 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         } else {
                 cJSON_AddNullToObject(o, "entropy");
         }
+        /* Firecracker's: always, after entropy. */
+        a = cJSON_AddArrayToObject(o, "pmem");
+        for (unsigned i = 0; a && i < cfg->nr_pmems; i++)
+                cJSON_AddItemToArray(a, pmem_json(&cfg->pmems[i]));
+        cJSON_AddItemToObject(o, "memory-hotplug",
+                              cfg->hotplug.present
+                                  ? api_json_memory_hotplug(&cfg->hotplug, UINT64_MAX)
+                                  : cJSON_CreateNull());
         /* Ours, when set (an ordinary VM answers exactly as Firecracker): the platform. */
         if (cfg->confidential.platform != CC_PLATFORM_NONE) {
                 x = cJSON_AddObjectToObject(o, "confidential");
@@ -1294,6 +1413,8 @@ static const struct {
     {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
+    {"pmem", VMM_PUT_PMEM, true},
+    {"memory-hotplug", VMM_PUT_MEMORY_HOTPLUG, false},
     {"vsock", VMM_PUT_VSOCK, false},
     {"balloon", VMM_PUT_BALLOON, false},
     {"confidential", VMM_PUT_CONFIDENTIAL, false},
@@ -1336,10 +1457,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                 r = not_implemented_section(root, "mmds-config", err);
         if (!r)
                 r = not_implemented_section(root, "cpu-config", err);
-        if (!r)
-                r = not_implemented_section(root, "pmem", err);
-        if (!r)
-                r = not_implemented_section(root, "memory-hotplug", err);
         if (r)
                 return r;
         vmm_host_limits_get(&limits, 0);

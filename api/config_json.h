@@ -32,6 +32,10 @@ int api_parse_boot_source(const cJSON *j, struct vmm_boot_source *out,
 int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, char **cpu_hide,
                       struct error *err) MUST_CHECK;
 int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err) MUST_CHECK;
+/* GET /hotplug/memory: Firecracker's MemoryHotplugStatus. */
+cJSON *api_json_memory_hotplug(const struct vmm_memory_hotplug *h, uint64_t plugged_mib);
+/* Firecracker's Pmem object (PUT /pmem/{id}, the config file's "pmem" items). */
+int api_parse_pmem(const cJSON *j, struct vmm_pmem *out, struct error *err) MUST_CHECK;
 int api_parse_drive_update(const cJSON *j, struct vmm_drive_update *out,
                            struct error *err) MUST_CHECK;
 int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err) MUST_CHECK;

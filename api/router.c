@@ -39,11 +39,6 @@ static const struct route routes[] = {
     NI("PATCH", "mmds", "The microVM metadata service (MMDS)"),
     NI("PUT", "mmds/config", "The microVM metadata service (MMDS)"),
     NI("PUT", "cpu-config", "Custom CPU templates"),
-    NI("PUT", "pmem/{id}", "virtio-pmem devices"),
-    NI("PATCH", "pmem/{id}", "virtio-pmem devices"),
-    NI("GET", "hotplug/memory", "Memory hotplug"),
-    NI("PUT", "hotplug/memory", "Memory hotplug"),
-    NI("PATCH", "hotplug/memory", "Memory hotplug"),
 };
 
 #undef NI
@@ -123,6 +118,10 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
                 return;
         case VMM_GET_BALLOON_STATS:
                 set_json(resp, 200, api_json_balloon_stats(&rep->balloon_stats));
+                return;
+        case VMM_GET_MEMORY_HOTPLUG:
+                set_json(resp, 200,
+                         api_json_memory_hotplug(&rep->hotplug, rep->hotplug_plugged_mib));
                 return;
         case VMM_GET_BALLOON_HINTING:
                 set_json(resp, 200, api_json_balloon_hinting(&rep->balloon_hinting));

@@ -182,6 +182,30 @@ int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty,
                                          i, (unsigned long long)r.gpa, (unsigned long long)r.size,
                                          strerror(errno));
         }
+        kvm->nr_slots = guest_mem_region_count(mem);
+        return 0;
+}
+
+int kvm_map_window(struct kvm *kvm, uint64_t gpa, uint64_t size, void *host, bool read_only,
+                   struct error *err)
+{
+        struct kvm_userspace_memory_region slot = {
+            .slot = kvm->nr_slots,
+            .flags = read_only ? KVM_MEM_READONLY : 0,
+            .guest_phys_addr = gpa,
+            .memory_size = size,
+            .userspace_addr = (uint64_t)(uintptr_t)host,
+        };
+
+        if (read_only && kvm_check_extension(kvm->sys_fd, KVM_CAP_READONLY_MEM) <= 0)
+                return error_set(err, -ENOTSUP,
+                                 "this KVM cannot map read-only memory "
+                                 "(KVM_CAP_READONLY_MEM)");
+        if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot))
+                return error_set(
+                    err, -errno, "KVM_SET_USER_MEMORY_REGION slot %u (0x%llx+0x%llx): %s",
+                    slot.slot, (unsigned long long)gpa, (unsigned long long)size, strerror(errno));
+        kvm->nr_slots++;
         return 0;
 }
 

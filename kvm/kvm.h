@@ -23,6 +23,7 @@ struct kvm {
         unsigned max_vcpus; /* KVM_CAP_MAX_VCPUS */
         struct kvm_cpuid2 *supported_cpuid;
         struct kvm_msr_list *msr_list;
+        unsigned nr_slots; /* memory slots in use: RAM's, then windows' */
 };
 
 /* KVM_CHECK_EXTENSION on /dev/kvm: > 0 when KVM has the capability (some answer a value: a
@@ -38,6 +39,10 @@ int kvm_create_platform(struct kvm *kvm, struct error *err) MUST_CHECK;
 /* Registers every RAM region of `mem` as a memory slot (slot i = region i); log_dirty turns
  * on KVM's dirty page log for them (KVM_MEM_LOG_DIRTY_PAGES). */
 int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty,
+                   struct error *err) MUST_CHECK;
+/* Adds a memory slot (the next free one) mapping size bytes at host to gpa: a window that is
+ * no RAM (a virtio-pmem file). read_only: KVM_MEM_READONLY, guest writes exit as MMIO. */
+int kvm_map_window(struct kvm *kvm, uint64_t gpa, uint64_t size, void *host, bool read_only,
                    struct error *err) MUST_CHECK;
 /* ORs the pages vCPUs wrote since the last call into bitmap (guest_mem's layout: bit n =
  * backing offset n * 4 KiB) and clears KVM's log. */

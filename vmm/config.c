@@ -13,6 +13,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/platform.h"
+#include "devices/virtio/pmem.h"
 
 /* Guest RAM must cover the boot structures below 1 MiB and leave room for a kernel. */
 #define MIN_MEM_MIB 2
@@ -40,8 +41,17 @@ void vmm_net_free(struct vmm_net *n)
         memset(n, 0, sizeof(*n));
 }
 
+void vmm_pmem_free(struct vmm_pmem *p)
+{
+        free(p->id);
+        free(p->path_on_host);
+        memset(p, 0, sizeof(*p));
+}
+
 void vmm_config_free(struct vmm_config *cfg)
 {
+        for (unsigned i = 0; i < cfg->nr_pmems; i++)
+                vmm_pmem_free(&cfg->pmems[i]);
         for (unsigned i = 0; i < cfg->nr_drives; i++)
                 vmm_drive_free(&cfg->drives[i]);
         for (unsigned i = 0; i < cfg->nr_nets; i++)
@@ -138,6 +148,10 @@ int vmm_config_copy(struct vmm_config *dst, const struct vmm_config *src)
         for (unsigned i = 0; i < dst->nr_nets; i++) {
                 ok &= dup_in_place(&dst->nets[i].iface_id);
                 ok &= dup_in_place(&dst->nets[i].host_dev_name);
+        }
+        for (unsigned i = 0; i < dst->nr_pmems; i++) {
+                ok &= dup_in_place(&dst->pmems[i].id);
+                ok &= dup_in_place(&dst->pmems[i].path_on_host);
         }
         ok &= dup_in_place(&dst->vsock.uds_path);
         ok &= dup_in_place(&dst->vsock.vsock_id);
@@ -276,7 +290,7 @@ int vmm_parse_mac(const char *s, uint8_t mac[6])
 unsigned vmm_config_virtio_count(const struct vmm_config *cfg)
 {
         return cfg->nr_drives + cfg->nr_nets + cfg->vsock.present + cfg->balloon.present +
-               cfg->entropy.present;
+               cfg->entropy.present + cfg->nr_pmems + cfg->hotplug.present;
 }
 
 int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *d, struct error *err)
@@ -293,6 +307,13 @@ int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *d, struct err
                         break;
         if (i == cfg->nr_drives && i == VMM_MAX_DRIVES)
                 return error_config(err, "too many drives (at most %d)", VMM_MAX_DRIVES);
+        if (d->is_root_device)
+                for (unsigned j = 0; j < cfg->nr_pmems; j++)
+                        if (cfg->pmems[j].root_device)
+                                return error_config(err,
+                                                    "drive '%s' cannot be the root device: pmem "
+                                                    "'%s' already is",
+                                                    d->drive_id, cfg->pmems[j].id);
         if (d->is_root_device)
                 for (unsigned j = 0; j < cfg->nr_drives; j++)
                         if (j != i && cfg->drives[j].is_root_device)
@@ -315,6 +336,82 @@ int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *d, struct err
         }
         cfg->nr_drives++;
         memset(d, 0, sizeof(*d));
+        return 0;
+}
+
+int vmm_config_put_pmem(struct vmm_config *cfg, struct vmm_pmem *p, struct error *err)
+{
+        unsigned i;
+
+        if (!vmm_valid_id(p->id))
+                return error_config(err,
+                                    "pmem id '%s' is invalid: use 1 to 64 letters, digits or '_'",
+                                    p->id ? p->id : "");
+        for (i = 0; i < cfg->nr_pmems; i++)
+                if (strcmp(cfg->pmems[i].id, p->id) == 0)
+                        break;
+        if (i == cfg->nr_pmems && i == VMM_MAX_PMEMS)
+                return error_config(err, "too many pmem devices (at most %d)", VMM_MAX_PMEMS);
+        if (p->root_device) {
+                for (unsigned j = 0; j < cfg->nr_drives; j++)
+                        if (cfg->drives[j].is_root_device)
+                                return error_config(err, "Attempt to add pmem as a root device "
+                                                         "while the root device defined as a "
+                                                         "block device");
+                for (unsigned j = 0; j < cfg->nr_pmems; j++)
+                        if (j != i && cfg->pmems[j].root_device)
+                                return error_config(err, "A root pmem device already exist");
+        }
+        if (i < cfg->nr_pmems)
+                vmm_pmem_free(&cfg->pmems[i]);
+        else
+                cfg->nr_pmems++;
+        cfg->pmems[i] = *p;
+        memset(p, 0, sizeof(*p));
+        return 0;
+}
+
+int vmm_pmem_measure(struct vmm_pmem *p, struct error *err)
+{
+        struct stat st;
+        int r = vmm_check_file("pmem", p->path_on_host, !p->read_only, FILE_REGULAR, err);
+
+        if (r) {
+                error_prefix(err, "pmem '%s'", p->id ? p->id : "");
+                return r;
+        }
+        if (stat(p->path_on_host, &st))
+                return error_config(err, "pmem '%s': '%s': %s", p->id ? p->id : "", p->path_on_host,
+                                    strerror(errno));
+        /* Firecracker's words (its device refuses the file when it is created). */
+        if (st.st_size == 0)
+                return error_config(err, "Error backing file size is 0");
+        if (!align_up_checked((uint64_t)st.st_size, VIRTIO_PMEM_ALIGN, &p->window_size))
+                return error_config(err, "pmem '%s': '%s' is too large", p->id ? p->id : "",
+                                    p->path_on_host);
+        return 0;
+}
+
+int vmm_check_memory_hotplug(const struct vmm_memory_hotplug *h, struct error *err)
+{
+        uint64_t b = h->block_size_mib, s = h->slot_size_mib, t = h->total_size_mib;
+
+        if (b < 2 || (b & (b - 1)))
+                return error_config(err,
+                                    "memory hotplug: block_size_mib %llu is not a power of "
+                                    "two of at least 2",
+                                    (unsigned long long)b);
+        if (s < 128 || s % b)
+                return error_config(err,
+                                    "memory hotplug: slot_size_mib %llu is not a multiple of "
+                                    "block_size_mib %llu of at least 128",
+                                    (unsigned long long)s, (unsigned long long)b);
+        if (t == 0 || t % s || t > VMM_HOTPLUG_MAX_MIB)
+                return error_config(err,
+                                    "memory hotplug: total_size_mib %llu is not a multiple "
+                                    "of slot_size_mib %llu from %llu to %llu",
+                                    (unsigned long long)t, (unsigned long long)s,
+                                    (unsigned long long)s, VMM_HOTPLUG_MAX_MIB);
         return 0;
 }
 
@@ -413,6 +510,27 @@ static int validate_confidential(const struct vmm_config *cfg, struct error *err
 
         if (cfg->confidential.platform == CC_PLATFORM_NONE)
                 return 0;
+        /* CC-15: a pmem window is guest-physical memory backed by a host file, outside the
+         * ownership map: private (sev) it would be the file's bytes through the VM's key,
+         * garbage to the guest and to every other VM sharing the file; shared, the host could
+         * change a DAX filesystem under the guest at any moment; secure memory (pef,
+         * s390-pv) is the ultravisor's, never a host file's page cache. */
+        /* CC-16: hotplugged memory would join guest RAM outside the ownership map, which is
+         * sized to RAM at creation; a protected guest's memory is accepted (validated) by the
+         * platform once, at launch. */
+        if (cfg->hotplug.present)
+                return error_config(err,
+                                    "memory hotplug (virtio-mem) cannot be used on a protected "
+                                    "(%s) VM: its ownership map covers the RAM it was launched "
+                                    "with (CC-16)",
+                                    p);
+        if (cfg->nr_pmems)
+                return error_config(err,
+                                    "pmem '%s' cannot be attached to a protected (%s) VM: its "
+                                    "window maps a host file into guest memory, which the "
+                                    "guest can neither keep private nor trust (CC-15); use a "
+                                    "drive",
+                                    cfg->pmems[0].id, p);
         for (unsigned i = 0; i < cfg->nr_drives; i++)
                 devs[n++] = (struct ap_dev){"drive", cfg->drives[i].drive_id,
                                             cfg->drives[i].access_platform, true};
@@ -459,6 +577,9 @@ static int validate_devices(const struct vmm_config *cfg, struct error *err)
                 if (!cfg->drives[i].path_on_host || !*cfg->drives[i].path_on_host)
                         return error_config(err, "drive '%s' has no path_on_host",
                                             cfg->drives[i].drive_id);
+        for (unsigned i = 0; i < cfg->nr_pmems; i++)
+                if (!cfg->pmems[i].path_on_host || !*cfg->pmems[i].path_on_host)
+                        return error_config(err, "pmem '%s' has no path_on_host", cfg->pmems[i].id);
         for (unsigned i = 0; i < cfg->nr_nets; i++) {
                 const char *tap = cfg->nets[i].host_dev_name;
                 if (!tap || !*tap || strlen(tap) >= 16)

@@ -88,6 +88,32 @@ struct vmm_vsock {
         enum vmm_access_platform access_platform;
 };
 
+/* Firecracker's pmem object ("pmem" in the config file, PUT /pmem/{id}): a virtio-pmem
+ * device whose window maps path_on_host into guest-physical space. */
+struct vmm_pmem {
+        char *id;
+        char *path_on_host;
+        bool root_device; /* root=/dev/pmem0 */
+        bool read_only;
+        struct vmm_rate_limiter rate_limiter; /* FLUSH requests */
+        /* Not the user's: the window's size (the file's, rounded up to 2 MiB), taken when the
+         * device is configured, so the board places windows from the configuration alone and
+         * a restored VM gets the layout it was saved with (a file whose size changed since
+         * is refused at the start). */
+        uint64_t window_size;
+};
+
+/* Firecracker's MemoryHotplugConfig ("memory-hotplug" in the config file, PUT
+ * /hotplug/memory): a virtio-mem device and its region past RAM. */
+struct vmm_memory_hotplug {
+        bool present;
+        uint64_t total_size_mib;     /* the region: a multiple of slot_size_mib */
+        uint64_t slot_size_mib;      /* at least 128, a multiple of block_size_mib */
+        uint64_t block_size_mib;     /* a power of two, at least 2 */
+        uint64_t requested_size_mib; /* PATCH /hotplug/memory: what the guest should plug */
+};
+#define VMM_HOTPLUG_MAX_MIB (1ull << 20) /* 1 TiB */
+
 struct vmm_balloon {
         bool present;
         uint32_t amount_mib;
@@ -135,6 +161,7 @@ struct vmm_metrics_config {
 #define VMM_MAX_VIRTIO_DEVICES 19
 #define VMM_MAX_DRIVES         VMM_MAX_VIRTIO_DEVICES
 #define VMM_MAX_NETS           VMM_MAX_VIRTIO_DEVICES
+#define VMM_MAX_PMEMS          VMM_MAX_VIRTIO_DEVICES
 
 struct vmm_config {
         struct vmm_boot_source boot;
@@ -143,6 +170,9 @@ struct vmm_config {
         struct vmm_drive drives[VMM_MAX_DRIVES];
         unsigned nr_nets;
         struct vmm_net nets[VMM_MAX_NETS];
+        unsigned nr_pmems;
+        struct vmm_pmem pmems[VMM_MAX_PMEMS]; /* in the order they were first configured */
+        struct vmm_memory_hotplug hotplug;
         struct vmm_vsock vsock;
         struct vmm_balloon balloon;
         struct vmm_entropy entropy;
@@ -189,6 +219,17 @@ int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *drive,
 int vmm_config_put_net(struct vmm_config *cfg, struct vmm_net *net, struct error *err) MUST_CHECK;
 void vmm_drive_free(struct vmm_drive *d);
 void vmm_net_free(struct vmm_net *n);
+/* Adds or replaces (same id, keeping its place: /dev/pmemN follow the order of first
+ * configuration, as Firecracker's) a pmem device, taking ownership of its strings. One root
+ * device at most, and not beside a root drive (Firecracker's messages). */
+int vmm_config_put_pmem(struct vmm_config *cfg, struct vmm_pmem *p, struct error *err) MUST_CHECK;
+void vmm_pmem_free(struct vmm_pmem *p);
+/* Checks p's file as the device will open it (vmm_check_file) and records its window size
+ * (window_size): the API's PUT, the config file and --pmem all go through it. */
+int vmm_pmem_measure(struct vmm_pmem *p, struct error *err) MUST_CHECK;
+
+/* Checks a PUT /hotplug/memory (ERROR_CONFIG). */
+int vmm_check_memory_hotplug(const struct vmm_memory_hotplug *h, struct error *err) MUST_CHECK;
 
 /* Number of virtio-mmio devices the configuration attaches. */
 unsigned vmm_config_virtio_count(const struct vmm_config *cfg);

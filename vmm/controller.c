@@ -61,6 +61,16 @@ static void clear_drive(struct controller_request *req)
         vmm_drive_free(&req->u.drive);
 }
 
+static void clear_pmem(struct controller_request *req)
+{
+        vmm_pmem_free(&req->u.pmem);
+}
+
+static void clear_pmem_update(struct controller_request *req)
+{
+        free(req->u.pmem_update.id);
+}
+
 static void clear_drive_update(struct controller_request *req)
 {
         free(req->u.drive_update.drive_id);
@@ -245,6 +255,30 @@ static int patch_net(struct controller *c, struct vmm_net_update *u, struct erro
         return 0;
 }
 
+static int patch_pmem(struct controller *c, struct vmm_pmem_update *u, struct error *err)
+{
+        struct vmm_rate_limiter rl;
+        int i;
+
+        for (i = 0; i < (int)c->cfg.nr_pmems; i++)
+                if (strcmp(c->cfg.pmems[i].id, u->id) == 0)
+                        break;
+        if (i == (int)c->cfg.nr_pmems)
+                return error_set(err, -ENOENT,
+                                 "Unable to patch the pmem device: pmem '%s' does not exist.",
+                                 u->id);
+        rl = c->cfg.pmems[i].rate_limiter;
+        if (u->has_rate_limiter)
+                vmm_rate_limiter_merge(&rl, &u->rate_limiter);
+        if (vm_devices_update_pmem(vm_get_devices(c->vm), u->id, &rl) < 0)
+                return error_set(err, -ENOENT,
+                                 "Unable to patch the pmem device: '%s' is not "
+                                 "attached.",
+                                 u->id);
+        c->cfg.pmems[i].rate_limiter = rl;
+        return 0;
+}
+
 static struct virtio_balloon *running_balloon(struct controller *c, struct error *err)
 {
         struct virtio_balloon *b;
@@ -399,6 +433,11 @@ static int act_patch_drive(struct controller *c, struct controller_request *req,
         return patch_drive(c, &req->u.drive_update, err);
 }
 
+static int act_patch_pmem(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return patch_pmem(c, &req->u.pmem_update, err);
+}
+
 static int act_patch_net(struct controller *c, struct controller_request *req, struct error *err)
 {
         return patch_net(c, &req->u.net_update, err);
@@ -414,6 +453,45 @@ static int act_patch_balloon_stats(struct controller *c, struct controller_reque
                                    struct error *err)
 {
         return patch_balloon_stats(c, req->u.balloon_stats_interval_s, err);
+}
+
+#define MSG_NO_HOTPLUG "Memory hotplug is not configured: PUT /hotplug/memory before the start."
+
+static int act_patch_memory_hotplug(struct controller *c, struct controller_request *req,
+                                    struct error *err)
+{
+        const struct vmm_memory_hotplug *h = &c->cfg.hotplug;
+        uint64_t mib = req->u.hotplug_requested_mib;
+        struct virtio_mem *m = vm_devices_mem(vm_get_devices(c->vm));
+
+        if (!h->present || !m)
+                return error_set(err, -ENOENT, MSG_NO_HOTPLUG);
+        if (mib > h->total_size_mib || mib % h->block_size_mib)
+                return error_set(err, -EINVAL,
+                                 "requested_size_mib %llu is not a multiple of block_size_mib "
+                                 "%llu up to total_size_mib %llu",
+                                 (unsigned long long)mib, (unsigned long long)h->block_size_mib,
+                                 (unsigned long long)h->total_size_mib);
+        virtio_mem_set_requested(m, mib << 20);
+        c->cfg.hotplug.requested_size_mib = mib;
+        return 0;
+}
+
+static int act_get_memory_hotplug(struct controller *c, struct controller_request *req,
+                                  struct error *err)
+{
+        struct virtio_mem *m = c->vm ? vm_devices_mem(vm_get_devices(c->vm)) : NULL;
+        struct virtio_mem_stats st;
+
+        if (!c->cfg.hotplug.present)
+                return error_set(err, -ENOENT, MSG_NO_HOTPLUG);
+        req->reply.hotplug = c->cfg.hotplug;
+        req->reply.hotplug_plugged_mib = 0;
+        if (m) {
+                virtio_mem_get_stats(m, &st);
+                req->reply.hotplug_plugged_mib = st.plugged_size >> 20;
+        }
+        return 0;
 }
 
 static int act_get_balloon_stats(struct controller *c, struct controller_request *req,

@@ -71,6 +71,13 @@ struct vmm_drive_update {
         struct vmm_rate_limiter_update rate_limiter;
 };
 
+/* PATCH /pmem/{id}: the rate limiter (Firecracker's PartialPmem). */
+struct vmm_pmem_update {
+        char *id;
+        bool has_rate_limiter;
+        struct vmm_rate_limiter_update rate_limiter;
+};
+
 /* PATCH /network-interfaces/{id} (PartialNetworkInterface). */
 struct vmm_net_update {
         char *iface_id;
@@ -127,6 +134,10 @@ struct controller_reply {
         struct virtio_balloon_stats balloon_stats;
         /* VMM_GET_BALLOON_HINTING */
         struct virtio_balloon_hinting balloon_hinting;
+        /* VMM_GET_MEMORY_HOTPLUG: the configuration, and plugged_size_mib (0 before the
+         * start) */
+        struct vmm_memory_hotplug hotplug;
+        uint64_t hotplug_plugged_mib;
         /* VMM_GET_MEMORY: the page, owned by the reply */
         uint64_t memory_address;
         uint8_t *memory;
@@ -155,6 +166,10 @@ struct controller_request {
                 struct vmm_drive_update drive_update;
                 struct vmm_net net;
                 struct vmm_net_update net_update;
+                struct vmm_pmem pmem;
+                struct vmm_pmem_update pmem_update;
+                struct vmm_memory_hotplug hotplug;
+                uint64_t hotplug_requested_mib; /* VMM_PATCH_MEMORY_HOTPLUG */
                 struct vmm_vsock vsock;
                 struct vmm_entropy entropy;
                 struct vmm_confidential confidential;

@@ -72,6 +72,26 @@ int controller_edit_drive(struct vmm_config *next, struct controller_request *re
         return vmm_config_put_drive(next, d, err);
 }
 
+int controller_edit_pmem(struct vmm_config *next, struct controller_request *req, struct error *err)
+{
+        int r = vmm_pmem_measure(&req->u.pmem, err);
+
+        return r ? r : vmm_config_put_pmem(next, &req->u.pmem, err);
+}
+
+int controller_edit_memory_hotplug(struct vmm_config *next, struct controller_request *req,
+                                   struct error *err)
+{
+        int r = vmm_check_memory_hotplug(&req->u.hotplug, err);
+
+        if (!r) {
+                next->hotplug = req->u.hotplug;
+                next->hotplug.present = true;
+                next->hotplug.requested_size_mib = 0;
+        }
+        return r;
+}
+
 int controller_edit_net(struct vmm_config *next, struct controller_request *req, struct error *err)
 {
         return vmm_config_put_net(next, &req->u.net, err);

@@ -332,6 +332,28 @@ static const struct field rng_fields[] = {
     F(struct virtio_rng_stats, host_errors, "host_rng_fails"),
 };
 
+/* Firecracker's pmem group (event_fails, queue_event_count), then ours. */
+static const struct field pmem_fields[] = {
+    F(struct virtio_pmem_stats, bad_requests, "event_fails"),
+    F(struct virtio_pmem_stats, requests, "queue_event_count"),
+    F(struct virtio_pmem_stats, flushes, "flush_count"),
+    F(struct virtio_pmem_stats, flush_errors, "flush_fails"),
+    F(struct virtio_pmem_stats, rate_limited, "rate_limiter_throttled_events"),
+};
+
+/* Ours (Firecracker's virtio-mem metrics are not in its document). */
+static const struct field hotplug_fields[] = {
+    F(struct virtio_mem_stats, plugs, "plug_count"),
+    F(struct virtio_mem_stats, unplugs, "unplug_count"),
+    F(struct virtio_mem_stats, unplug_alls, "unplug_all_count"),
+    F(struct virtio_mem_stats, states, "state_count"),
+    F(struct virtio_mem_stats, nacks, "nack_count"),
+    F(struct virtio_mem_stats, errors, "error_count"),
+    F(struct virtio_mem_stats, bad_requests, "event_fails"),
+    S(struct virtio_mem_stats, plugged_size, "plugged_bytes"),
+    S(struct virtio_mem_stats, requested_size, "requested_bytes"),
+};
+
 #undef F
 #undef S
 
@@ -346,6 +368,8 @@ static const struct {
     {VM_DEVICE_VSOCK, "vsock", vsock_fields, ARRAY_SIZE(vsock_fields)},
     {VM_DEVICE_BALLOON, "balloon", balloon_fields, ARRAY_SIZE(balloon_fields)},
     {VM_DEVICE_ENTROPY, "entropy", rng_fields, ARRAY_SIZE(rng_fields)},
+    {VM_DEVICE_PMEM, "pmem", pmem_fields, ARRAY_SIZE(pmem_fields)},
+    {VM_DEVICE_MEM, "memory_hotplug", hotplug_fields, ARRAY_SIZE(hotplug_fields)},
 };
 
 static uint64_t field_value(const void *base, const struct field *f)
@@ -406,14 +430,17 @@ void metrics_put_devices(struct metrics_writer *w, const struct vm_device_stats 
                 violations += devs[i].mem.violations;
         metrics_group(w, "confidential_devices");
         metrics_counter(w, "access_violations", violations);
+        /* Per-device groups, "<group>_<id>", for the kinds that have ids (Firecracker's). */
         for (unsigned i = 0; i < n; i++) {
-                if (devs[i].kind == VM_DEVICE_BLOCK)
-                        metrics_group(w, "block_%s", devs[i].id);
-                else if (devs[i].kind == VM_DEVICE_NET)
-                        metrics_group(w, "net_%s", devs[i].id);
-                else
+                if (devs[i].kind != VM_DEVICE_BLOCK && devs[i].kind != VM_DEVICE_NET &&
+                    devs[i].kind != VM_DEVICE_PMEM)
                         continue;
-                put_fields(w, &devs[i], 1, devs[i].kind == VM_DEVICE_BLOCK ? 0 : 1);
+                for (size_t k = 0; k < ARRAY_SIZE(device_kinds); k++) {
+                        if (device_kinds[k].kind != devs[i].kind)
+                                continue;
+                        metrics_group(w, "%s_%s", device_kinds[k].group, devs[i].id);
+                        put_fields(w, &devs[i], 1, k);
+                }
         }
 }
 

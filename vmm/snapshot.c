@@ -18,7 +18,7 @@
 #include "vm_devices.h"
 
 #define INFO_VERSION 1
-#define CONF_VERSION 2    /* 2: the balloon's free page reporting and hinting */
+#define CONF_VERSION 3    /* 2: the balloon's free page reporting and hinting; 3: pmem */
 #define MAX_STR      4096 /* paths, ids, command lines */
 
 const char *snapshot_type_name(enum snapshot_type t)
@@ -298,6 +298,22 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
         snapbuf_put_u8(w, (uint8_t)cfg->entropy.access_platform);
         snapbuf_put_u8(w, (uint8_t)cfg->confidential.platform);
         snapbuf_put_bool(w, cfg->boot_timer);
+        snapbuf_put_u32(w, cfg->nr_pmems);
+        for (unsigned i = 0; i < cfg->nr_pmems; i++) {
+                const struct vmm_pmem *p = &cfg->pmems[i];
+
+                snapbuf_put_str(w, p->id);
+                snapbuf_put_str(w, p->path_on_host);
+                snapbuf_put_bool(w, p->root_device);
+                snapbuf_put_bool(w, p->read_only);
+                put_limiter(w, &p->rate_limiter);
+                snapbuf_put_u64(w, p->window_size);
+        }
+        snapbuf_put_bool(w, cfg->hotplug.present);
+        snapbuf_put_u64(w, cfg->hotplug.total_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.slot_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.block_size_mib);
+        snapbuf_put_u64(w, cfg->hotplug.requested_size_mib);
 }
 
 static enum vmm_access_platform get_ap(struct snapbuf_reader *r)
@@ -323,7 +339,8 @@ bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
         uint32_t version = snapbuf_get_u32(r, "CONF version");
 
         vmm_config_init(cfg);
-        if (snapbuf_ok(r) && version != CONF_VERSION)
+        /* Version 2 is version 3 without pmem devices. */
+        if (snapbuf_ok(r) && version != CONF_VERSION && version != 2)
                 return snapbuf_fail(r, "CONF", "unknown version");
         snapbuf_get_str(r, MAX_STR, &cfg->boot.kernel_image_path, "kernel path");
         snapbuf_get_str(r, MAX_STR, &cfg->boot.initrd_path, "initrd path");
@@ -382,6 +399,33 @@ bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
         cfg->entropy.access_platform = get_ap(r);
         cfg->confidential.platform = get_enum(r, CC_PLATFORM_S390_PV, "confidential platform");
         cfg->boot_timer = snapbuf_get_bool(r, "boot timer");
+        cfg->nr_pmems = version >= 3 ? snapbuf_get_count(r, VMM_MAX_PMEMS, "pmem count") : 0;
+        for (unsigned i = 0; i < cfg->nr_pmems; i++) {
+                struct vmm_pmem *p = &cfg->pmems[i];
+
+                snapbuf_get_str(r, 64, &p->id, "pmem id");
+                snapbuf_get_str(r, MAX_STR, &p->path_on_host, "pmem path_on_host");
+                p->root_device = snapbuf_get_bool(r, "root_device");
+                p->read_only = snapbuf_get_bool(r, "read_only");
+                get_limiter(r, &p->rate_limiter);
+                p->window_size = snapbuf_get_u64(r, "pmem window size");
+                if (snapbuf_ok(r) && (!p->id || !p->path_on_host || !p->window_size ||
+                                      p->window_size % VIRTIO_PMEM_ALIGN))
+                        snapbuf_fail(r, "pmem", "without an id, a path or a window");
+        }
+        if (version >= 3) {
+                struct error err = {0};
+
+                cfg->hotplug.present = snapbuf_get_bool(r, "memory hotplug");
+                cfg->hotplug.total_size_mib = snapbuf_get_u64(r, "total_size_mib");
+                cfg->hotplug.slot_size_mib = snapbuf_get_u64(r, "slot_size_mib");
+                cfg->hotplug.block_size_mib = snapbuf_get_u64(r, "block_size_mib");
+                cfg->hotplug.requested_size_mib = snapbuf_get_u64(r, "requested_size_mib");
+                if (snapbuf_ok(r) && cfg->hotplug.present &&
+                    (vmm_check_memory_hotplug(&cfg->hotplug, &err) ||
+                     cfg->hotplug.requested_size_mib > cfg->hotplug.total_size_mib))
+                        snapbuf_fail(r, "memory hotplug", "an impossible configuration");
+        }
         if (snapbuf_ok(r) && cfg->vsock.present && !cfg->vsock.uds_path)
                 snapbuf_fail(r, "vsock", "without a uds_path");
         return snapbuf_expect_end(r, "CONF");
@@ -963,6 +1007,8 @@ static const char *kind_name(uint32_t kind)
                 return "balloon";
         case VM_DEVICE_ENTROPY:
                 return "entropy";
+        case VM_DEVICE_PMEM:
+                return "pmem";
         default:
                 return "?";
         }
@@ -993,6 +1039,11 @@ static void describe_config(FILE *out, const struct vmm_config *c)
                      c->balloon.free_page_hinting ? ", free page hinting" : "");
         if (c->entropy.present)
                 outf(out, "entropy: yes\n");
+        for (unsigned i = 0; i < c->nr_pmems; i++)
+                outf(out, "pmem %s: %s, a window of %llu MiB%s%s\n", c->pmems[i].id,
+                     c->pmems[i].path_on_host, (unsigned long long)(c->pmems[i].window_size >> 20),
+                     c->pmems[i].read_only ? " (read-only)" : "",
+                     c->pmems[i].root_device ? " (root)" : "");
 }
 
 static void describe_device(FILE *out, struct snapbuf_reader *dev)

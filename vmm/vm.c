@@ -483,6 +483,9 @@ static int attach_board(struct vm *vm, struct error *err)
                         r = vm_devices_attach(vm->devices, b->roles[i].index, dev, vm->kvm,
                                               vm->mmio, err);
                         continue;
+                case VM_BOARD_PMEM: /* memory, mapped with RAM (vm_devices_map_windows) */
+                case VM_BOARD_HOTPLUG:
+                        continue;
                 }
                 r = add_windows(vm, dev, ops, opaque, err);
         }
@@ -758,6 +761,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         /* RAM slots go in before the irqchip: once KVM has its internal slots (TSS, APIC
          * page), each slot change waits for an SRCU grace period (7 ms measured here). */
         r = kvm_map_memory(vm->kvm, vm->mem, cfg->machine.track_dirty_pages, err);
+        if (!r)
+                r = vm_devices_map_windows(vm->devices, vm->board, vm->kvm, err);
         if (!r)
                 r = kvm_create_platform(vm->kvm, err);
         if (!r)

@@ -42,11 +42,15 @@ int vm_board_add(struct vm_board *b, enum vm_board_role role, unsigned index,
 
 int vm_board_build(const struct vmm_config *cfg, struct vm_board *b, struct error *err)
 {
+        uint64_t ram = cfg->machine.mem_size_mib << 20;
         struct platform_dev dev;
         int r = 0;
 
         memset(b, 0, sizeof(*b));
         b->desc.nr_vcpus = cfg->machine.vcpu_count;
+        /* guest_mem's layout: RAM past the hole's start continues at its end. */
+        b->desc.ram_end =
+            X86_MMIO_HOLE_END + (ram > X86_MMIO_HOLE_START ? ram - X86_MMIO_HOLE_START : 0);
         for (size_t i = 0; !r && i < ARRAY_SIZE(board_isa); i++) {
                 dev = board_isa[i].dev;
                 r = vm_board_add(b, board_isa[i].role, 0, &dev, false, err);

@@ -9,10 +9,12 @@
  * The ISA devices sit at their conventional ports and IRQs, the boot timer and the
  * confidential platform-call window at the addresses guests are told about; the virtio-mmio
  * slots are allocated (platform_alloc_dev: the lowest free window and GSI) in the order
- * vm_devices.h gives. The layout is therefore a function of the configuration, which a
- * snapshot saves, so a restored VM gets back the layout it was saved with; a change that
- * moves an existing device moves it under restored guests and needs a new snapshot format
- * version (tests/unit/test_vm_board.c pins the layout).
+ * vm_devices.h gives, then the virtio-pmem windows past the end of RAM (2 MiB aligned, sized
+ * by the configuration: struct vmm_pmem's window_size), then the virtio-mem region (aligned
+ * to its slot size). The layout is therefore a function of the
+ * configuration, which a snapshot saves, so a restored VM gets back the layout it was saved with; a
+ * change that moves an existing device moves it under restored guests and needs a new snapshot
+ * format version (tests/unit/test_vm_board.c pins the layout).
  *
  * Adding a device: one vm_board_add in vm_board_build (its entry: name, kind, length, and
  * its place or "allocate"), with a role naming the VMM device that serves it, and that
@@ -34,12 +36,14 @@ enum vm_board_role {
         VM_BOARD_BOOT_TIMER, /* described nowhere: guests know its address */
         VM_BOARD_CALLWIN,    /* the confidential platform-call window (pef, s390-pv) */
         VM_BOARD_VIRTIO,     /* a virtio-mmio slot: vm_devices' device number `index` */
+        VM_BOARD_PMEM,       /* a virtio-pmem window past RAM: pmem device `index` (cfg order) */
+        VM_BOARD_HOTPLUG,    /* the virtio-mem region past RAM (after the pmem windows) */
         VM_BOARD_VMGENID,    /* the VM generation ID and its event device (devices/vmgenid.h) */
 };
 
 struct vm_board_dev {
         enum vm_board_role role;
-        unsigned index; /* VM_BOARD_VIRTIO: the slot; 0 for the others */
+        unsigned index; /* VM_BOARD_VIRTIO: the slot; VM_BOARD_PMEM: the pmem; 0 for the others */
 };
 
 struct vm_board {

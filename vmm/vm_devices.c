@@ -1,6 +1,7 @@
 #include "vm_devices.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/net.h"
+#include "devices/virtio/pmem.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "memory/hostmem.h"
@@ -60,7 +62,7 @@ struct vdev_ref {
         unsigned i;
 };
 
-#define MAX_CONFIGURED (VMM_MAX_DRIVES + VMM_MAX_NETS + 3)
+#define MAX_CONFIGURED (VMM_MAX_DRIVES + VMM_MAX_NETS + VMM_MAX_PMEMS + 4)
 
 /* The configured virtio devices in slot order, the only place that order is written (see
  * vm_devices.h). Returns how many. */
@@ -78,6 +80,10 @@ static unsigned configured(const struct vmm_config *cfg, struct vdev_ref out[MAX
                 out[n++] = (struct vdev_ref){VM_DEVICE_BALLOON, 0};
         if (cfg->entropy.present)
                 out[n++] = (struct vdev_ref){VM_DEVICE_ENTROPY, 0};
+        for (unsigned i = 0; i < cfg->nr_pmems; i++)
+                out[n++] = (struct vdev_ref){VM_DEVICE_PMEM, i};
+        if (cfg->hotplug.present)
+                out[n++] = (struct vdev_ref){VM_DEVICE_MEM, 0};
         return n;
 }
 
@@ -96,6 +102,26 @@ int vm_devices_describe(const struct vmm_config *cfg, struct vm_board *b, struct
                 if (r)
                         return r;
         }
+        for (unsigned i = 0; i < cfg->nr_pmems; i++) {
+                struct platform_dev dev = {.kind = PLATFORM_DEV_MEMORY,
+                                           .len = cfg->pmems[i].window_size};
+                int r;
+
+                snprintf(dev.name, sizeof(dev.name), "PM%02u", i);
+                r = vm_board_add(b, VM_BOARD_PMEM, i, &dev, true, err);
+                if (r)
+                        return error_prefix(err, "pmem '%s'", cfg->pmems[i].id), r;
+        }
+        if (cfg->hotplug.present) {
+                struct platform_dev dev = {.name = "HPMM",
+                                           .kind = PLATFORM_DEV_MEMORY,
+                                           .len = cfg->hotplug.total_size_mib << 20,
+                                           .align = cfg->hotplug.slot_size_mib << 20};
+                int r = vm_board_add(b, VM_BOARD_HOTPLUG, 0, &dev, true, err);
+
+                if (r)
+                        return error_prefix(err, "memory hotplug"), r;
+        }
         return 0;
 }
 
@@ -108,6 +134,12 @@ int vm_devices_cmdline(const struct vmm_config *cfg, char *cmdline, size_t cap, 
         for (unsigned i = 0; i < cfg->nr_drives; i++)
                 if (cfg->drives[i].is_root_device)
                         root = &cfg->drives[i];
+        for (unsigned i = 0; !root && i < cfg->nr_pmems; i++)
+                if (cfg->pmems[i].root_device) {
+                        n = snprintf(cmdline + len, cap - len, " root=/dev/pmem%u %s", i,
+                                     cfg->pmems[i].read_only ? "ro" : "rw");
+                        goto out;
+                }
         if (!root)
                 return 0;
         /* Firecracker's convention: the root drive is attached first, so it is vda. */
@@ -117,6 +149,7 @@ int vm_devices_cmdline(const struct vmm_config *cfg, char *cmdline, size_t cap, 
         else
                 n = snprintf(cmdline + len, cap - len, " root=/dev/vda %s",
                              root->is_read_only ? "ro" : "rw");
+out:
         if (n < 0 || (size_t)n >= cap - len) {
                 cmdline[len] = '\0';
                 return error_config(err, "kernel command line too long for the root= argument");
@@ -144,6 +177,16 @@ static void destroy_vsock(void *m)
 static void destroy_balloon(void *m)
 {
         virtio_balloon_destroy(m);
+}
+
+static void destroy_pmem(void *m)
+{
+        virtio_pmem_destroy(m);
+}
+
+static void destroy_mem(void *m)
+{
+        virtio_mem_destroy(m);
 }
 
 static void destroy_rng(void *m)
@@ -287,6 +330,61 @@ static int create_rng(struct vm_devices *d, const struct vmm_entropy *e, struct 
         return 0;
 }
 
+static int create_pmem(struct vm_devices *d, const struct vmm_pmem *p, unsigned i,
+                       struct error *err)
+{
+        struct slot *s = new_slot(d, "pmem%u", i);
+        struct virtio_pmem_config c = {
+            .name = s->name,
+            .path = p->path_on_host,
+            .read_only = p->read_only,
+            .limit = limit_of(&p->rate_limiter),
+            .loop = d->loop,
+        };
+        struct virtio_pmem *pm;
+        int r = virtio_pmem_create(&c, err, &pm);
+
+        if (r) {
+                error_prefix(err, "pmem '%s'", p->id);
+                return r;
+        }
+        s->model = pm;
+        s->kind = VM_DEVICE_PMEM;
+        snprintf(s->id, sizeof(s->id), "%s", p->id);
+        s->destroy_model = destroy_pmem;
+        s->vd = virtio_pmem_device(pm);
+        /* The board sized the window from the configuration: the file must still fill it. */
+        if (virtio_pmem_size(pm) != p->window_size)
+                return error_config(err,
+                                    "pmem '%s': '%s' now needs a window of %" PRIu64
+                                    " bytes; the VM was configured with %" PRIu64
+                                    " (the file changed size)",
+                                    p->id, p->path_on_host, virtio_pmem_size(pm), p->window_size);
+        return 0;
+}
+
+static int create_mem(struct vm_devices *d, const struct vmm_memory_hotplug *h, struct error *err)
+{
+        struct slot *s = new_slot(d, "mem%u", 0);
+        struct virtio_mem_config c = {
+            .name = s->name,
+            .region_size = h->total_size_mib << 20,
+            .block_size = h->block_size_mib << 20,
+        };
+        struct virtio_mem *m;
+        int r = virtio_mem_create(&c, err, &m);
+
+        if (r)
+                return r;
+        s->model = m;
+        s->kind = VM_DEVICE_MEM;
+        s->destroy_model = destroy_mem;
+        s->vd = virtio_mem_device(m);
+        /* A snapshot restores the requested size the guest was asked for. */
+        virtio_mem_set_requested(m, h->requested_size_mib << 20);
+        return 0;
+}
+
 /* A configured device's access_platform setting. */
 static enum vmm_access_platform ref_ap(const struct vmm_config *cfg, struct vdev_ref ref)
 {
@@ -299,6 +397,10 @@ static enum vmm_access_platform ref_ap(const struct vmm_config *cfg, struct vdev
                 return cfg->vsock.access_platform;
         case VM_DEVICE_BALLOON:
                 return cfg->balloon.access_platform;
+        case VM_DEVICE_PMEM:
+                return VMM_AP_DEFAULT; /* never on a protected VM (CC-15) */
+        case VM_DEVICE_MEM:
+                return VMM_AP_DEFAULT; /* never on a protected VM (CC-16) */
         case VM_DEVICE_ENTROPY:
                 break;
         }
@@ -317,6 +419,10 @@ static int create_model(struct vm_devices *d, const struct vmm_config *cfg, stru
                 return create_vsock(d, &cfg->vsock, err);
         case VM_DEVICE_BALLOON:
                 return create_balloon(d, &cfg->balloon, err);
+        case VM_DEVICE_PMEM:
+                return create_pmem(d, &cfg->pmems[ref.i], ref.i, err);
+        case VM_DEVICE_MEM:
+                return create_mem(d, &cfg->hotplug, err);
         case VM_DEVICE_ENTROPY:
                 break;
         }
@@ -459,6 +565,53 @@ int vm_devices_attach(struct vm_devices *d, unsigned index, const struct platfor
         return attach_slot(s, kvm, mmio, err);
 }
 
+static struct slot *find_slot(struct vm_devices *d, enum vm_device_kind kind, const char *id);
+
+/* The pmem device `index` (configuration order). */
+static struct slot *pmem_slot(struct vm_devices *d, unsigned index)
+{
+        for (unsigned i = 0; i < d->nr; i++)
+                if (d->slots[i].kind == VM_DEVICE_PMEM && index-- == 0)
+                        return &d->slots[i];
+        return NULL;
+}
+
+int vm_devices_map_windows(struct vm_devices *d, const struct vm_board *b, struct kvm *kvm,
+                           struct error *err)
+{
+        for (unsigned i = 0; i < b->desc.nr_devs; i++) {
+                const struct platform_dev *dev = &b->desc.devs[i];
+                struct slot *s;
+                int r;
+
+                if (b->roles[i].role == VM_BOARD_HOTPLUG) {
+                        s = find_slot(d, VM_DEVICE_MEM, NULL);
+                        if (!s)
+                                return error_set(err, -EINVAL,
+                                                 "the board has a hotplug region, "
+                                                 "the VM no virtio-mem");
+                        r = kvm_map_window(kvm, dev->base, dev->len, virtio_mem_host(s->model),
+                                           false, err);
+                        if (r)
+                                return error_prefix(err, "memory hotplug"), r;
+                        virtio_mem_set_addr(s->model, dev->base);
+                        continue;
+                }
+                if (b->roles[i].role != VM_BOARD_PMEM)
+                        continue;
+                s = pmem_slot(d, b->roles[i].index);
+                if (!s || virtio_pmem_size(s->model) != dev->len)
+                        return error_set(err, -EINVAL, "the board has pmem window %u, the VM %s",
+                                         b->roles[i].index, s ? "another size" : "no such pmem");
+                r = kvm_map_window(kvm, dev->base, dev->len, virtio_pmem_host(s->model),
+                                   virtio_pmem_read_only(s->model), err);
+                if (r)
+                        return error_prefix(err, "pmem '%s'", s->id), r;
+                virtio_pmem_set_start(s->model, dev->base);
+        }
+        return 0;
+}
+
 void vm_devices_destroy(struct vm_devices *d)
 {
         if (!d)
@@ -565,6 +718,12 @@ void vm_devices_get_stats(struct vm_devices *d, unsigned i, struct vm_device_sta
         case VM_DEVICE_ENTROPY:
                 virtio_rng_get_stats(s->model, &out->u.rng);
                 break;
+        case VM_DEVICE_PMEM:
+                virtio_pmem_get_stats(s->model, &out->u.pmem);
+                break;
+        case VM_DEVICE_MEM:
+                virtio_mem_get_stats(s->model, &out->u.mem);
+                break;
         }
 }
 
@@ -605,6 +764,24 @@ int vm_devices_update_net(struct vm_devices *d, const char *iface_id,
                 return error_set(err, -ENOENT, "no network interface '%s' is attached", iface_id);
         virtio_net_set_rate_limiters(s->model, limit_of(rx), limit_of(tx));
         return 0;
+}
+
+int vm_devices_update_pmem(struct vm_devices *d, const char *id,
+                           const struct vmm_rate_limiter *limit)
+{
+        struct slot *s = find_slot(d, VM_DEVICE_PMEM, id);
+
+        if (!s)
+                return -ENOENT;
+        virtio_pmem_set_rate_limiter(s->model, limit_of(limit));
+        return 0;
+}
+
+struct virtio_mem *vm_devices_mem(struct vm_devices *d)
+{
+        struct slot *s = find_slot(d, VM_DEVICE_MEM, NULL);
+
+        return s ? s->model : NULL;
 }
 
 struct virtio_balloon *vm_devices_balloon(struct vm_devices *d)

@@ -2,11 +2,12 @@
  * The VM's virtio devices: one table built from the configuration, in one order, written
  * once (configured() in vm_devices.c): the drives (the root drive first:
  * vmm_config_put_drive keeps it there, so it is /dev/vda), the network interfaces, vsock,
- * balloon, entropy. Firecracker attaches its balloon before the drives; this order is older
- * than snapshots, which record it (one VDEV section per device, in order), so it stays.
- * Device n is the board's virtio-mmio slot n (VM_BOARD_VIRTIO, vm_board.h): its window and
- * GSI are allocated there, in this order, and the ACPI DSDT, the MPTable and the kernel
- * command line describe them from there.
+ * balloon, entropy, then the pmem devices and virtio-mem (last: older snapshots keep their
+ * slots). Firecracker
+ * attaches its balloon before the drives; this order is older than snapshots, which record it (one
+ * VDEV section per device, in order), so it stays. Device n is the board's virtio-mmio slot n
+ * (VM_BOARD_VIRTIO, vm_board.h): its window and GSI are allocated there, in this order, and the
+ * ACPI DSDT, the MPTable and the kernel command line describe them from there.
  *
  * Models are created first (they need no KVM: a bad drive path or TAP name is reported like
  * any other configuration error), then attached where the board placed them: MMIO window,
@@ -23,7 +24,9 @@
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
+#include "devices/virtio/mem.h"
 #include "devices/virtio/net.h"
+#include "devices/virtio/pmem.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "kvm/kvm.h"
@@ -38,7 +41,9 @@ struct vm_devices;
 int vm_devices_describe(const struct vmm_config *cfg, struct vm_board *b,
                         struct error *err) MUST_CHECK;
 
-/* Appends what the devices need on the kernel command line (root=...). */
+/* Appends what the devices need on the kernel command line: root=/dev/vda (or
+ * root=PARTUUID=...) for a root drive, root=/dev/pmemN for a root pmem device (N: its place
+ * among the pmem devices, which the guest numbers in slot order), with ro or rw. */
 int vm_devices_cmdline(const struct vmm_config *cfg, char *cmdline, size_t cap,
                        struct error *err) MUST_CHECK;
 
@@ -50,6 +55,12 @@ int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struc
 /* Attaches device `index` at its board entry dev (window and GSI). */
 int vm_devices_attach(struct vm_devices *d, unsigned index, const struct platform_dev *dev,
                       struct kvm *kvm, struct bus *mmio, struct error *err) MUST_CHECK;
+/* Maps every virtio-pmem window into the guest where the board placed it (VM_BOARD_PMEM): a
+ * KVM memory slot over the device's host mapping, read-only (KVM_MEM_READONLY) for a
+ * read-only device, and tells the device its start; and the virtio-mem region
+ * (VM_BOARD_HOTPLUG), one slot over the device's memory. */
+int vm_devices_map_windows(struct vm_devices *d, const struct vm_board *b, struct kvm *kvm,
+                           struct error *err) MUST_CHECK;
 /* Resets every device (stopping backends) and frees everything. */
 void vm_devices_destroy(struct vm_devices *d);
 
@@ -69,6 +80,8 @@ enum vm_device_kind {
         VM_DEVICE_VSOCK,
         VM_DEVICE_BALLOON,
         VM_DEVICE_ENTROPY,
+        VM_DEVICE_PMEM,
+        VM_DEVICE_MEM,
 };
 
 /* One device's counters: the model's and its transport's. */
@@ -83,6 +96,8 @@ struct vm_device_stats {
                 struct virtio_vsock_stats vsock;
                 struct virtio_balloon_stats balloon;
                 struct virtio_rng_stats rng;
+                struct virtio_pmem_stats pmem;
+                struct virtio_mem_stats mem;
         } u;
 };
 
@@ -98,6 +113,11 @@ int vm_devices_update_drive(struct vm_devices *d, const char *drive_id, const ch
 int vm_devices_update_net(struct vm_devices *d, const char *iface_id,
                           const struct vmm_rate_limiter *rx, const struct vmm_rate_limiter *tx,
                           struct error *err) MUST_CHECK;
+/* PATCH /pmem/{id}: the limiter as it must now be. -ENOENT when no such pmem is attached. */
+int vm_devices_update_pmem(struct vm_devices *d, const char *id,
+                           const struct vmm_rate_limiter *limit) MUST_CHECK;
+/* The virtio-mem model, or NULL when the VM has none. */
+struct virtio_mem *vm_devices_mem(struct vm_devices *d);
 /* The balloon model, or NULL when the VM has none. */
 struct virtio_balloon *vm_devices_balloon(struct vm_devices *d);
 

@@ -133,6 +133,10 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
                                     "a snapshot of a protected (%s) VM is refused: the host may "
                                     "not read its private memory (CC-13)",
                                     cc_platform_name(cc_platform_of(vm->cc)));
+        /* The region is not guest RAM: the memory file would lose the plugged memory. */
+        if (vm_devices_mem(vm->devices))
+                return error_config(err, "snapshots of a VM with hotpluggable memory (virtio-mem) "
+                                         "are not implemented yet");
         if (diff && !tracking)
                 return error_config(err, "Diff snapshots need dirty page tracking: set "
                                          "track_dirty_pages in the machine configuration");

@@ -196,6 +196,7 @@ static void acpi_dsdt_dev(struct aml *a, const struct platform_dev *dev, unsigne
                 acpi_dsdt_vmgenid(a, dev);
                 break;
         case PLATFORM_DEV_MMIO_OTHER:
+        case PLATFORM_DEV_MEMORY:
         case PLATFORM_DEV_ACPI_SLEEP: /* FADT fields and \_S5, not a device */
         case PLATFORM_DEV_KINDS:
                 break;

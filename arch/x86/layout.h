@@ -35,6 +35,11 @@
 #define X86_CC_CALLWIN_ADDR   0xc0080000ull /* confidential platform-call window (pef, s390-pv) */
 #define X86_CC_CALLWIN_SIZE   0x1000ull
 /* Other devices' windows, where the board allocates them (arch/x86/platform.h). */
+/* Memory windows past RAM (virtio-pmem): 2 MiB aligned (the Linux driver's requirement),
+ * below the 46-bit bound guest RAM keeps to as well. */
+#define X86_MEMORY_WINDOW_ALIGN (2ull << 20)
+#define X86_PHYS_END            (1ull << 46)
+
 #define X86_MMIO_DEVICES_START 0xc0100000ull
 #define X86_MMIO_DEVICES_END   X86_IOAPIC_ADDR
 #define X86_IOAPIC_ADDR        0xfec00000ull

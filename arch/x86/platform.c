@@ -37,6 +37,8 @@ static const char *platform_kind_name(enum platform_dev_kind kind)
                 return "MMIO device";
         case PLATFORM_DEV_ACPI_MMIO:
                 return "ACPI MMIO device";
+        case PLATFORM_DEV_MEMORY:
+                return "memory window";
         case PLATFORM_DEV_ACPI_SLEEP:
                 return "ACPI sleep registers";
         case PLATFORM_DEV_VMGENID:
@@ -50,7 +52,8 @@ static const char *platform_kind_name(enum platform_dev_kind kind)
 /* Whether dev is a named device of the DSDT (the sleep registers are FADT fields). */
 static bool platform_dev_in_acpi(const struct platform_dev *dev)
 {
-        return dev->kind != PLATFORM_DEV_MMIO_OTHER && dev->kind != PLATFORM_DEV_ACPI_SLEEP;
+        return dev->kind != PLATFORM_DEV_MMIO_OTHER && dev->kind != PLATFORM_DEV_MEMORY &&
+               dev->kind != PLATFORM_DEV_ACPI_SLEEP;
 }
 
 bool platform_dev_has_gsi(const struct platform_dev *dev)
@@ -167,6 +170,14 @@ static int platform_dev_check_resources(const struct platform_dev *dev, struct e
                                          " is not a 32-bit memory range",
                                          kind, dev->name, dev->base, dev->len);
                 break;
+        case PLATFORM_DEV_MEMORY:
+                if (dev->len == 0 || !range_end(dev->base, dev->len, &end) || end > X86_PHYS_END ||
+                    dev->base < X86_MMIO_HOLE_END)
+                        return error_set(err, -EINVAL,
+                                         "%s %s: range 0x%" PRIx64 "+0x%" PRIx64
+                                         " is not between 4 GiB and 0x%llx",
+                                         kind, dev->name, dev->base, dev->len, X86_PHYS_END);
+                break;
         case PLATFORM_DEV_ACPI_SLEEP:
                 /* Two byte-wide registers, the FADT's Generic Address Structures. */
                 if (dev->len != 2 || dev->base >= IO_PORT_SPACE - 1)
@@ -269,6 +280,8 @@ static const struct {
     [PLATFORM_DEV_VIRTIO_MMIO] = {X86_VIRTIO_MMIO_BASE, X86_VIRTIO_MMIO_END, X86_VIRTIO_MMIO_SIZE},
     [PLATFORM_DEV_MMIO_OTHER] = {X86_MMIO_DEVICES_START, X86_MMIO_DEVICES_END, X86_PAGE_SIZE},
     [PLATFORM_DEV_ACPI_MMIO] = {X86_MMIO_DEVICES_START, X86_MMIO_DEVICES_END, X86_PAGE_SIZE},
+    /* From the end of RAM (desc->ram_end, when higher), as Firecracker's past-MMIO64 area. */
+    [PLATFORM_DEV_MEMORY] = {X86_MMIO_HOLE_END, X86_PHYS_END, X86_MEMORY_WINDOW_ALIGN},
     [PLATFORM_DEV_VMGENID] = {X86_MMIO_DEVICES_START, X86_MMIO_DEVICES_END, X86_PAGE_SIZE},
 };
 
@@ -282,6 +295,12 @@ static int platform_alloc_window(const struct platform_desc *desc, struct platfo
         enum platform_space space = platform_dev_is_pio(dev) ? PLATFORM_PIO : PLATFORM_MMIO;
         uint64_t at = start;
         bool moved = true;
+
+        if (dev->kind == PLATFORM_DEV_MEMORY && desc->ram_end > at)
+                at = desc->ram_end;
+        /* A device's own alignment (a power of two) only ever raises the kind's. */
+        if (align && dev->align > align && !(dev->align & (dev->align - 1)))
+                align = dev->align;
 
         if (!align)
                 return error_set(err, -EINVAL, "%s %s is placed by convention, not allocated",

@@ -43,6 +43,8 @@ enum platform_dev_kind {
         PLATFORM_DEV_MMIO_OTHER,  /* described nowhere (e.g. the boot timer); occupies space */
         PLATFORM_DEV_ACPI_MMIO,   /* a DSDT device: _HID `hid` and Memory32Fixed, no interrupt
                                    * (the confidential platform-call window) */
+        PLATFORM_DEV_MEMORY,      /* guest-physical memory past RAM that is no RAM (a virtio-pmem
+                                   * window): described by its device, not by the firmware */
         PLATFORM_DEV_ACPI_SLEEP,  /* the hardware-reduced sleep registers: base = I/O port of
                                    * SLEEP_CONTROL, base + 1 SLEEP_STATUS, len 2; the FADT
                                    * points at them and the DSDT gains \_S5 (power-off) */
@@ -58,11 +60,13 @@ struct platform_dev {
         uint64_t base;
         uint64_t len;
         uint32_t gsi;
-        char hid[9]; /* PLATFORM_DEV_ACPI_MMIO: ACPI _HID, e.g. "CVMM0001" */
+        char hid[9];    /* PLATFORM_DEV_ACPI_MMIO: ACPI _HID, e.g. "CVMM0001" */
+        uint64_t align; /* platform_alloc_dev: a larger alignment than the kind's (0: none) */
 };
 
 struct platform_desc {
         unsigned nr_vcpus; /* APIC ids are 0..nr_vcpus-1 */
+        uint64_t ram_end;  /* the first address past guest RAM: memory windows start here */
         unsigned nr_devs;
         struct platform_dev devs[PLATFORM_MAX_DEVS];
 };

@@ -209,6 +209,41 @@ def seeds_rng():
     write('virtio_rng', 'protected', h.data())
 
 
+def seeds_pmem():
+    flush = u32(0)
+    h = Harness(1, u8(0) + u8(0))
+    h.chain(0, [(4, False, flush), (4, True, None)])
+    h.chain(0, [(4, False, u32(7)), (4, True, None)])             # unknown type
+    h.chain(0, [(2, False, flush[:2]), (4, True, None)])          # short request
+    h.chain(0, [(4, False, flush), (1, True, None)])              # short status
+    h.chain(0, [(4, False, flush), (4, True, None)], indirect=True)
+    h.loop().used()
+    write('virtio_pmem', 'flush', h.data())
+    h = Harness(1, u8(1 | 2) + u8(1))
+    for n in range(6):
+        h.chain(0, [(4, False, flush), (4, True, None)])
+    h.dev_op(u8(0x81)).loop().dev_op(u8(0xc0)).loop().used()
+    write('virtio_pmem', 'read_only_rate_limited', h.data())
+
+
+def seeds_mem():
+    def req(t, addr, n):
+        return u16(t) + bytes(6) + u64(addr) + u16(n) + bytes(6)
+    base, block = 0x200000000, 2 << 20
+    h = Harness(1, u8(0))
+    h.dev_op(u8(4))
+    h.chain(0, [(24, False, req(0, base, 2)), (10, True, None)])            # plug
+    h.chain(0, [(24, False, req(0, base + block, 4)), (10, True, None)])    # overlap
+    h.chain(0, [(24, False, req(3, base, 8)), (10, True, None)])            # state
+    h.dev_op(u8(1))
+    h.chain(0, [(24, False, req(1, base + block, 1)), (10, True, None)])    # unplug
+    h.chain(0, [(24, False, req(0, base + 4096, 1)), (10, True, None)])     # unaligned
+    h.chain(0, [(16, False, req(0, base, 1)[:16]), (10, True, None)])       # short
+    h.chain(0, [(24, False, req(2, 0, 0)), (10, True, None)])               # unplug all
+    h.loop().used()
+    write('virtio_mem', 'plug_unplug', h.data())
+
+
 def seeds_balloon():
     def pfns(*ps):
         return b''.join(u32(p) for p in ps)
@@ -573,6 +608,8 @@ def main():
     seeds_api_http_slow()
     seeds_blk()
     seeds_rng()
+    seeds_pmem()
+    seeds_mem()
     seeds_balloon()
     seeds_net()
     seeds_vsock()

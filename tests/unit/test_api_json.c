@@ -332,7 +332,7 @@ static void test_config_file_round_trip(void **state)
                             "\"machine-config\":{\"vcpu_count\":1,\"mem_size_mib\":128,\"smt\":"
                             "false,\"track_dirty_pages\":false,\"huge_pages\":\"None\"},"
                             "\"metrics\":null,\"mmds-config\":null,\"network-interfaces\":[],"
-                            "\"vsock\":null,\"entropy\":null}");
+                            "\"vsock\":null,\"entropy\":null,\"pmem\":[],\"memory-hotplug\":null}");
         assert_int_equal(api_config_parse(first, strlen(first), &again, &err), 0);
         free(first);
         vmm_config_free(&again);
@@ -373,7 +373,10 @@ static void test_config_file_errors(void **state)
         expect_config_error("{\"vsock\": {\"guest_cid\": 1, \"uds_path\": \"/v\"}}",
                             "vsock: field `guest_cid`: invalid value: 1");
         expect_config_error("{\"cpu-config\": {}}", "\"cpu-config\" is not implemented yet");
-        expect_config_error("{\"pmem\": [{}]}", "\"pmem\" is not implemented yet");
+        expect_config_error("{\"pmem\": [{}]}", "pmem[0]: missing field `id`");
+        expect_config_error("{\"pmem\": {}}", "pmem: invalid type: an object, expected an array");
+        expect_config_error("{\"memory-hotplug\": {\"total_size_mib\": 100}}",
+                            "memory-hotplug: memory hotplug: total_size_mib 100 is not a multiple");
         expect_config_error("{\"logger\": {\"level\": 3}}", "logger: field `level`");
 }
 

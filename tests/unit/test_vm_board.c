@@ -128,6 +128,73 @@ static void test_layout_without_boot_timer(void **state)
         free(b);
 }
 
+static void add_pmem(struct vmm_config *c, const char *id, uint64_t window)
+{
+        struct vmm_pmem p = {.window_size = window};
+        struct error err = {0};
+
+        assert_int_equal(vmm_config_set_str(&p.id, id), 0);
+        assert_int_equal(vmm_config_set_str(&p.path_on_host, "/dev/null"), 0);
+        assert_int_equal(vmm_config_put_pmem(c, &p, &err), 0);
+}
+
+/* pmem devices take the virtio-mmio slots after every other device (older snapshots keep
+ * theirs), and their windows sit past the end of RAM, 2 MiB aligned, in configuration
+ * order: from 4 GiB while RAM fits below the hole, from 4 GiB plus what RAM puts above it
+ * otherwise. */
+static void test_pmem_windows_past_ram(void **state)
+{
+        static const struct {
+                uint64_t mib, first;
+        } cases[] = {
+            {128, 0x100000000ull},
+            {3072, 0x100000000ull},
+            {4097, 0x140000000ull + (2ull << 20)}, /* 1 GiB + 1 MiB above: aligned up */
+        };
+        struct vm_board *b = malloc(sizeof(*b));
+        struct error err = {0};
+
+        (void)state;
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                struct vmm_config c;
+
+                every_kind(&c);
+                c.machine.mem_size_mib = cases[i].mib;
+                add_pmem(&c, "rootfs", 6ull << 20);
+                add_pmem(&c, "data", 2ull << 20);
+                assert_int_equal(vm_board_build(&c, b, &err), 0);
+                expect_virtio(b, 9);
+                expect(b, VM_BOARD_PMEM, 0, "PM00", PLATFORM_DEV_MEMORY, cases[i].first, 6ull << 20,
+                       0);
+                expect(b, VM_BOARD_PMEM, 1, "PM01", PLATFORM_DEV_MEMORY,
+                       cases[i].first + (6ull << 20), 2ull << 20, 0);
+                vmm_config_free(&c);
+        }
+        free(b);
+}
+
+/* The virtio-mem region: its slot after the pmem devices', its window after their windows,
+ * aligned to its slot size. */
+static void test_hotplug_region_after_pmem(void **state)
+{
+        struct vm_board *b = malloc(sizeof(*b));
+        struct error err = {0};
+        struct vmm_config c;
+
+        (void)state;
+        every_kind(&c);
+        add_pmem(&c, "rootfs", 6ull << 20);
+        c.hotplug = (struct vmm_memory_hotplug){
+            .present = true, .total_size_mib = 512, .slot_size_mib = 256, .block_size_mib = 2};
+        assert_int_equal(vm_board_build(&c, b, &err), 0);
+        expect_virtio(b, 9);
+        expect(b, VM_BOARD_PMEM, 0, "PM00", PLATFORM_DEV_MEMORY, 0x100000000ull, 6ull << 20, 0);
+        expect(b, VM_BOARD_HOTPLUG, 0, "HPMM", PLATFORM_DEV_MEMORY, 0x110000000ull, 512ull << 20,
+               0);
+        vmm_config_free(&c);
+        free(b);
+}
+
 /* The i8042's two windows are its data and command ports, in that order (vm.c gives them
  * their handlers in this order). */
 static void test_i8042_windows(void **state)
@@ -190,6 +257,8 @@ int main(void)
             cmocka_unit_test(test_layout_every_kind),
             cmocka_unit_test(test_layout_without_boot_timer),
             cmocka_unit_test(test_i8042_windows),
+            cmocka_unit_test(test_pmem_windows_past_ram),
+            cmocka_unit_test(test_hotplug_region_after_pmem),
             cmocka_unit_test(test_gsis_run_out),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,6 +35,10 @@ void scenario_net(const struct boot_info *bi);
 void scenario_balloon(const struct boot_info *bi);
 void scenario_freepage(const struct boot_info *bi);      /* freepage.c */
 void scenario_freepage_idle(const struct boot_info *bi); /* freepage.c */
+void scenario_pmem(const struct boot_info *bi);          /* pmem.c */
+void scenario_pmem_idle(const struct boot_info *bi);     /* pmem.c */
+void scenario_blk_cache(const struct boot_info *bi);     /* pmem.c */
+void scenario_virtio_mem(const struct boot_info *bi);    /* pmem.c */
 void scenario_vsock(const struct boot_info *bi);
 void scenario_vsock_stream(const struct boot_info *bi);
 /* faults.c: guests for the fault-injection tests */

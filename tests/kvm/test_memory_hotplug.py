@@ -1,0 +1,154 @@
+"""Memory hotplug (virtio-mem, docs/running.md): PUT/GET/PATCH /hotplug/memory with
+Firecracker's shapes, the config file's "memory-hotplug" section, GET /vm/config; the probe's
+`virtio-mem` scenario (tests/guest/README.md) plugging what the host requests (the VMM's
+resident memory grows as the guest touches it) and unplugging it again (the memory goes back
+to the host); snapshots refused while the device exists; a protected VM refused (CC-16).
+"""
+import json
+import subprocess
+
+import pytest
+
+from test_api import BEFORE, DESERIALIZE, boot_source
+from vmm_api import VmmProcess, check
+
+NOT_CONFIGURED = "Memory hotplug is not configured: PUT /hotplug/memory before the start."
+
+
+@pytest.fixture
+def vmm(tmp_path):
+    v = VmmProcess(tmp_path, stdin=subprocess.PIPE)
+    yield v
+    v.kill()
+
+
+def test_put_get_and_refusals_before_the_start(vmm):
+    check(vmm.get("/hotplug/memory"), 400, NOT_CONFIGURED)
+    check(vmm.put("/hotplug/memory", {}), 400, DESERIALIZE + "missing field `total_size_mib`")
+    check(vmm.put("/hotplug/memory", {"total_size_mib": 256, "bogus": 1}), 400,
+          DESERIALIZE + "unknown field `bogus`")
+    check(vmm.put("/hotplug/memory", {"total_size_mib": 256, "slot_size_mib": 64}), 400,
+          DESERIALIZE + "field `slot_size_mib`")
+    check(vmm.put("/hotplug/memory", {"total_size_mib": 256, "block_size_mib": 3}), 400,
+          "memory hotplug: block_size_mib 3 is not a power of two of at least 2")
+    check(vmm.put("/hotplug/memory", {"total_size_mib": 200}), 400,
+          "memory hotplug: total_size_mib 200 is not a multiple of slot_size_mib 128")
+    check(vmm.put("/hotplug/memory", {"total_size_mib": 384, "slot_size_mib": 192,
+                                      "block_size_mib": 64}), 204)
+    # Firecracker's defaults: slots of 128 MiB, blocks of 2 MiB.
+    check(vmm.put("/hotplug/memory", {"total_size_mib": 256}), 204)
+    assert check(vmm.get("/hotplug/memory"), 200) == {
+        "total_size_mib": 256, "slot_size_mib": 128, "block_size_mib": 2,
+        "plugged_size_mib": 0, "requested_size_mib": 0}
+    assert check(vmm.get("/vm/config"), 200)["memory-hotplug"] == {
+        "total_size_mib": 256, "slot_size_mib": 128, "block_size_mib": 2}
+    check(vmm.patch("/hotplug/memory", {"requested_size_mib": 64}), 400, BEFORE)
+    vmm.stop()
+
+
+@pytest.mark.parametrize("platform", ["sev", "pef", "s390-pv"])
+def test_cc16_memory_hotplug_refused_on_a_protected_vm(vmm, platform):
+    msg = (f"memory hotplug (virtio-mem) cannot be used on a protected ({platform}) VM: its "
+           "ownership map covers the RAM it was launched with (CC-16)")
+    check(vmm.put("/confidential", {"platform": platform}), 204)
+    check(vmm.put("/hotplug/memory", {"total_size_mib": 128}), 400, msg)
+    assert check(vmm.get("/vm/config"), 200)["memory-hotplug"] is None
+    check(vmm.put("/confidential", {"platform": "none"}), 204)
+    check(vmm.put("/hotplug/memory", {"total_size_mib": 128}), 204)
+    check(vmm.put("/confidential", {"platform": platform}), 400, msg)
+    vmm.stop()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+def sync(v, requested_mib):
+    v.proc.stdin.write(b"sync\n")
+    v.proc.stdin.flush()
+    v.wait_output(f"probe: mem requested {requested_mib << 20} ")
+
+
+@pytest.mark.usefixtures("kvm")
+def test_plug_and_unplug_with_the_probe(tmp_path):
+    """The host requests 64 MiB: the guest plugs 32 blocks and writes into them, the VMM's
+    resident memory grows by about that; the host requests 16 MiB: the guest unplugs 24
+    blocks and the memory goes back to the host. GET /hotplug/memory and the metrics follow;
+    a snapshot is refused; PATCH refuses what no block size gives."""
+    metrics = tmp_path / "metrics.json"
+    cfg = tmp_path / "vm.json"
+    cfg.write_text(json.dumps({
+        "boot-source": boot_source("virtio-mem"),
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+        "memory-hotplug": {"total_size_mib": 256},
+        "metrics": {"metrics_path": str(metrics)}}))
+    v = VmmProcess(tmp_path, "--config-file", cfg, stdin=subprocess.PIPE)
+    try:
+        v.wait_output("probe: mem block 0x200000 addr 0x100000000 region 0x10000000 "
+                      "requested 0\n")
+        before = rss_kib(v.proc.pid)
+        check(v.patch("/hotplug/memory", {"requested_size_mib": 64}), 204)
+        sync(v, 64)
+        plugged = rss_kib(v.proc.pid)
+        assert check(v.get("/hotplug/memory"), 200) == {
+            "total_size_mib": 256, "slot_size_mib": 128, "block_size_mib": 2,
+            "plugged_size_mib": 64, "requested_size_mib": 64}
+        check(v.patch("/hotplug/memory", {"requested_size_mib": 16}), 204)
+        sync(v, 16)
+        unplugged = rss_kib(v.proc.pid)
+        assert check(v.get("/hotplug/memory"), 200)["plugged_size_mib"] == 16
+        check(v.patch("/hotplug/memory", {"requested_size_mib": 3}), 400,
+              "requested_size_mib 3 is not a multiple of block_size_mib 2 up to "
+              "total_size_mib 256")
+        check(v.patch("/hotplug/memory", {"requested_size_mib": 512}), 400,
+              "requested_size_mib 512 is not a multiple")
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        check(v.put("/snapshot/create", {"snapshot_path": str(tmp_path / "s"),
+                                         "mem_file_path": str(tmp_path / "m")}), 400,
+              "snapshots of a VM with hotpluggable memory (virtio-mem) are not implemented yet")
+        assert not (tmp_path / "s").exists() and not (tmp_path / "m").exists()
+        check(v.patch("/vm", {"state": "Resumed"}), 204)
+        check(v.put("/actions", {"action_type": "FlushMetrics"}), 204)
+        v.proc.stdin.write(b"end\n")
+        v.proc.stdin.flush()
+        assert v.wait_exit(30) == 0, v.err()
+    finally:
+        v.kill()
+    assert v.probe_lines()[-4:] == [
+        "probe: mem requested 67108864 plugged 67108864 (+32 blocks, -0 blocks, 0 nacked) "
+        "state 2",
+        "probe: mem requested 16777216 plugged 16777216 (+0 blocks, -24 blocks, 0 nacked) "
+        "state 2",
+        "probe: mem unplugged all: plugged 0", "probe: ok virtio-mem"], v.out()
+    # 64 MiB written, then 48 MiB of it given back (allow some noise).
+    assert plugged - before >= 60 << 10, (before, plugged)
+    assert plugged - unplugged >= 44 << 10, (plugged, unplugged)
+    m = json.loads(metrics.read_text().splitlines()[-2])["memory_hotplug"]
+    assert (m["plug_count"], m["unplug_count"], m["plugged_bytes"], m["event_fails"]) == \
+        (32, 24, 16 << 20, 0), m
+
+
+@pytest.mark.usefixtures("kvm")
+def test_a_request_the_guest_cannot_satisfy_is_reported(tmp_path):
+    """The guest plugs at most 8 blocks (probe.mem_limit): a request of 64 MiB ends with 16
+    plugged, which GET shows beside the request; nothing waits for the guest."""
+    v = VmmProcess(tmp_path, stdin=subprocess.PIPE)
+    try:
+        check(v.put("/boot-source", boot_source("virtio-mem", "probe.mem_limit=8")), 204)
+        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 204)
+        check(v.put("/hotplug/memory", {"total_size_mib": 128}), 204)
+        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+        v.wait_output("probe: mem block")
+        check(v.patch("/hotplug/memory", {"requested_size_mib": 64}), 204)
+        sync(v, 64)
+        assert check(v.get("/hotplug/memory"), 200) == {
+            "total_size_mib": 128, "slot_size_mib": 128, "block_size_mib": 2,
+            "plugged_size_mib": 16, "requested_size_mib": 64}
+        v.proc.stdin.write(b"end\n")
+        v.proc.stdin.flush()
+        assert v.wait_exit(30) == 0, v.err()
+        assert "probe: mem requested 67108864 plugged 16777216 (+8 blocks, -0 blocks, 0 nacked) " \
+            "state 2" in v.probe_lines(), v.out()
+    finally:
+        v.kill()
