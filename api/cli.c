@@ -572,6 +572,9 @@ static const struct cli_option options[] = {
      "--cpu-hide LIST      hide CPUID features, e.g. cx16,xsave (Linux flag names)"},
     {"huge-pages", no_argument, CLI_MACHINE, opt_flag, FIELD(cfg.machine.huge_pages),
      "--huge-pages         back guest RAM with 2 MiB huge pages"},
+    {"pit", no_argument, CLI_MACHINE, opt_flag, FIELD(cfg.machine.pit),
+     "--pit                give the guest an i8254 PIT (a guest without the TSC-deadline\n"
+     "                     or LAPIC timer needs one; it costs 12-30 ms at VM teardown)"},
     {"serial-out", required_argument, CLI_PROCESS, opt_cfg_str, FIELD(cfg.serial_out_path),
      "--serial-out FILE    write the guest's COM1 output to FILE instead of stdout"},
     {"no-serial-in", no_argument, CLI_PROCESS, opt_no_serial_in, 0,

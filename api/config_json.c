@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "json_read.h"
+#include "cpu_template_json.h"
 
 #define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
@@ -192,10 +193,9 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
 {
         uint64_t v;
         int huge = 0, tmpl = 0;
-        bool has_tmpl = false;
         int r = json_check_object(j,
                                   FIELDS("vcpu_count", "mem_size_mib", "smt", "track_dirty_pages",
-                                         "huge_pages", "cpu_template", "cpu_hide"),
+                                         "huge_pages", "cpu_template", "cpu_hide", "pit"),
                                   err);
 
         memset(u, 0, sizeof(*u));
@@ -219,11 +219,16 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
                                       "\"None\" or \"2M\"");
         u->huge_pages = huge == 1;
         if (!r)
-                r = json_get_enum(j, "cpu_template", false, cpu_template_values, false, &has_tmpl,
-                                  &tmpl, err);
-        if (!r && tmpl != 0)
-                r = error_config(err, "CPU templates are not implemented yet: cpu_template must be "
-                                      "\"None\" (hide features with cpu_hide)");
+                r = json_get_enum(j, "cpu_template", false, cpu_template_values, false,
+                                  &u->has_cpu_template, &tmpl, err);
+        /* V1N1 is aarch64's: Firecracker refuses it on x86_64 with this message. */
+        if (!r && u->has_cpu_template && !x86_static_template_known(cpu_template_values[tmpl]) &&
+            tmpl != 0)
+                r = error_config(err, "Invalid static CPU template: %s", cpu_template_values[tmpl]);
+        if (!r && u->has_cpu_template)
+                u->cpu_template = cpu_template_values[tmpl];
+        if (!r)
+                r = json_get_bool(j, "pit", false, &u->has_pit, &u->pit, err);
         if (!r && json_field(j, "cpu_hide")) {
                 r = json_get_string(j, "cpu_hide", false, cpu_hide, err);
                 u->has_cpu_hide = true;
@@ -231,7 +236,7 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
         if (!r && put) {
                 /* PUT: every optional field not given goes back to its default. */
                 u->has_smt = u->has_track_dirty_pages = u->has_huge_pages = true;
-                u->has_cpu_hide = true;
+                u->has_cpu_hide = u->has_pit = true;
         }
         return r;
 }
@@ -753,18 +758,36 @@ int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err)
 typedef int (*parse_fn)(const cJSON *j, struct controller_request *req, const char **body_id,
                         struct error *err);
 
+/* machine-config's cpu_template: a static template's content is read here, from the
+ * built-in data, so the controller gets it whole ("None": no data, the template dropped). */
+static int machine_template(struct controller_request *req, struct error *err)
+{
+        const char *name = req->u.machine.update.cpu_template;
+        int r;
+
+        if (!req->u.machine.update.has_cpu_template || strcmp(name, "None") == 0)
+                return 0;
+        snprintf(req->u.machine.cpu_template, sizeof(req->u.machine.cpu_template), "%s", name);
+        r = api_static_cpu_template(name, &req->u.machine.cpu_template_data, err);
+        return r == -ENOENT ? error_config(err, "Invalid static CPU template: %s", name) : r;
+}
+
 static int parse_put_machine(const cJSON *j, struct controller_request *req, const char **body_id,
                              struct error *err)
 {
+        int r = api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+
         (void)body_id;
-        return api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+        return r ? r : machine_template(req, err);
 }
 
 static int parse_patch_machine(const cJSON *j, struct controller_request *req, const char **body_id,
                                struct error *err)
 {
+        int r = api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+
         (void)body_id;
-        return api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+        return r ? r : machine_template(req, err);
 }
 
 static int parse_vm(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -903,6 +926,17 @@ static int parse_confidential(const cJSON *j, struct controller_request *req, co
 {
         (void)body_id;
         return api_parse_confidential(j, &req->u.confidential, err);
+}
+
+/* PUT /cpu-config: Firecracker's custom CPU template (api/cpu_template_json.h). */
+static int parse_cpu_config(const cJSON *j, struct controller_request *req, const char **body_id,
+                            struct error *err)
+{
+        (void)body_id;
+        req->u.cpu_config = malloc(sizeof(*req->u.cpu_config));
+        if (!req->u.cpu_config)
+                return error_set(err, -ENOMEM, "out of memory");
+        return api_parse_cpu_template(j, req->u.cpu_config, err);
 }
 
 static int parse_memory_dump(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1074,6 +1108,18 @@ cJSON *api_json_machine(const struct vmm_machine_config *m)
         cJSON_AddStringToObject(o, "huge_pages", m->huge_pages ? "2M" : "None");
         if (m->cpu_hide && *m->cpu_hide)
                 cJSON_AddStringToObject(o, "cpu_hide", m->cpu_hide);
+        if (m->pit) /* our extension, shown only when on (Firecracker's answer otherwise) */
+                cJSON_AddBoolToObject(o, "pit", true);
+        return o;
+}
+
+cJSON *api_json_machine_config(const struct vmm_config *cfg)
+{
+        cJSON *o = api_json_machine(&cfg->machine);
+
+        /* A custom template shows in GET /vm/config's "cpu-config", not here. */
+        if (o && cfg->cpu.static_template[0])
+                cJSON_AddStringToObject(o, "cpu_template", cfg->cpu.static_template);
         return o;
 }
 
@@ -1286,7 +1332,10 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
                 cJSON_AddItemToArray(a, drive_json(&cfg->drives[i]));
         cJSON_AddItemToObject(o, "boot-source", boot_json(&cfg->boot));
         cJSON_AddItemToObject(o, "logger", logger_json(&cfg->logger));
-        cJSON_AddItemToObject(o, "machine-config", api_json_machine(&cfg->machine));
+        cJSON_AddItemToObject(o, "machine-config", api_json_machine_config(cfg));
+        /* A custom template (PUT /cpu-config); a static one is machine-config's cpu_template. */
+        if (cfg->cpu.tmpl && !cfg->cpu.static_template[0])
+                cJSON_AddItemToObject(o, "cpu-config", api_json_cpu_template(cfg->cpu.tmpl));
         cJSON_AddItemToObject(o, "metrics", metrics_json(&cfg->metrics));
         cJSON_AddNullToObject(o, "mmds-config");
         a = cJSON_AddArrayToObject(o, "network-interfaces");
@@ -1411,6 +1460,7 @@ static const struct {
 } sections[] = {
     {"boot-source", VMM_PUT_BOOT_SOURCE, false},
     {"machine-config", VMM_PUT_MACHINE_CONFIG, false},
+    {"cpu-config", VMM_PUT_CPU_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
     {"pmem", VMM_PUT_PMEM, true},
@@ -1442,6 +1492,24 @@ static int apply_command(const cJSON *body, enum vmm_action action, struct vmm_c
         return r;
 }
 
+/* The config file's "cpu-config" as Firecracker has it: the path of a file holding the
+ * custom template (an object in its place is taken as the template itself). */
+static int apply_template_file(const char *path, struct vmm_config *cfg,
+                               const struct vmm_host_limits *limits, struct error *err)
+{
+        struct controller_request req;
+        int r;
+
+        controller_request_init(&req, VMM_PUT_CPU_CONFIG);
+        req.u.cpu_config = malloc(sizeof(*req.u.cpu_config));
+        r = req.u.cpu_config ? api_load_cpu_template(path, req.u.cpu_config, err)
+                             : error_set(err, -ENOMEM, "out of memory");
+        if (!r)
+                r = controller_edit(cfg, limits, &req, err);
+        controller_request_clear(&req);
+        return r;
+}
+
 static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct error *err)
 {
         struct vmm_host_limits limits;
@@ -1455,8 +1523,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
 
         if (!r)
                 r = not_implemented_section(root, "mmds-config", err);
-        if (!r)
-                r = not_implemented_section(root, "cpu-config", err);
         if (r)
                 return r;
         vmm_host_limits_get(&limits, 0);
@@ -1465,6 +1531,14 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
 
                 if (!(f = json_field(root, sections[s].key)))
                         continue;
+                if (sections[s].action == VMM_PUT_CPU_CONFIG && cJSON_IsNull(f))
+                        continue;
+                if (sections[s].action == VMM_PUT_CPU_CONFIG && cJSON_IsString(f)) {
+                        r = apply_template_file(f->valuestring, cfg, &limits, err);
+                        if (r)
+                                return fail_in(err, r, "%s", sections[s].key);
+                        continue;
+                }
                 if (!sections[s].list) {
                         r = apply_command(f, sections[s].action, cfg, &limits, err);
                         if (r)
@@ -1501,29 +1575,14 @@ int api_config_parse(const char *text, size_t len, struct vmm_config *cfg, struc
 
 int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err)
 {
-        struct stat st;
         char *text;
-        ssize_t n;
-        size_t len = 0;
-        int fd, r;
+        size_t len;
+        int r;
 
         vmm_config_init(cfg);
-        fd = file_open("config file", path, O_RDONLY, 0, FILE_REGULAR, err);
-        if (fd < 0)
-                return fd;
-        if (fstat(fd, &st) || st.st_size > (16 << 20)) {
-                close(fd);
-                return error_config(err, "config file '%s' is larger than 16 MiB", path);
-        }
-        text = malloc((size_t)st.st_size + 1);
-        if (!text) {
-                close(fd);
-                return error_set(err, -ENOMEM, "out of memory");
-        }
-        while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
-                len += (size_t)n;
-        close(fd);
-        text[len] = '\0';
+        r = file_read_all("config file", path, 16u << 20, &text, &len, err);
+        if (r)
+                return r;
         r = api_config_parse(text, len, cfg, err);
         free(text);
         if (r)

@@ -92,6 +92,8 @@ bool api_command_body_ignored(int action);
 /* ---- structures -> response bodies (NULL when out of memory) ---- */
 
 cJSON *api_json_machine(const struct vmm_machine_config *m);
+/* GET /machine-config: the above with the static CPU template's name, when one is set. */
+cJSON *api_json_machine_config(const struct vmm_config *cfg);
 cJSON *api_json_balloon(const struct vmm_balloon *b);
 cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s);
 cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h);

@@ -38,7 +38,6 @@ static const struct route routes[] = {
     NI("PUT", "mmds", "The microVM metadata service (MMDS)"),
     NI("PATCH", "mmds", "The microVM metadata service (MMDS)"),
     NI("PUT", "mmds/config", "The microVM metadata service (MMDS)"),
-    NI("PUT", "cpu-config", "Custom CPU templates"),
 };
 
 #undef NI
@@ -108,7 +107,7 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
                 set_json(resp, 200, j);
                 return;
         case VMM_GET_MACHINE_CONFIG:
-                set_json(resp, 200, rep->config ? api_json_machine(&rep->config->machine) : NULL);
+                set_json(resp, 200, rep->config ? api_json_machine_config(rep->config) : NULL);
                 return;
         case VMM_GET_VM_CONFIG:
                 set_json(resp, 200, rep->config ? api_json_vm_config(rep->config) : NULL);

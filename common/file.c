@@ -289,3 +289,32 @@ bool file_replace_same_target(const struct file_replace *a, const struct file_re
         return a->dir_dev == b->dir_dev && a->dir_ino == b->dir_ino &&
                strcmp(a->base, b->base) == 0;
 }
+
+int file_read_all(const char *what, const char *path, size_t max, char **text, size_t *len,
+                  struct error *err)
+{
+        struct stat st;
+        size_t got = 0;
+        ssize_t n;
+        char *buf;
+        int fd = file_open(what, path, O_RDONLY, 0, FILE_REGULAR, err);
+
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) || (uint64_t)st.st_size > max) {
+                close(fd);
+                return error_config(err, "%s '%s' is larger than %zu bytes", what, path, max);
+        }
+        buf = malloc((size_t)st.st_size + 1);
+        if (!buf) {
+                close(fd);
+                return error_set(err, -ENOMEM, "out of memory");
+        }
+        while (got < (size_t)st.st_size && (n = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
+                got += (size_t)n;
+        close(fd);
+        buf[got] = '\0';
+        *text = buf;
+        *len = got;
+        return 0;
+}

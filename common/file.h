@@ -47,6 +47,11 @@ const char *file_kind_name(mode_t mode);
 int file_open(const char *what, const char *path, int flags, mode_t mode, unsigned kinds,
               struct error *err) MUST_CHECK;
 
+/* A regular file of at most max bytes read whole (file_open's checks and messages; "WHAT
+ * 'PATH' is larger than N bytes"): *text is malloc'd, NUL-terminated, *len bytes long. */
+int file_read_all(const char *what, const char *path, size_t max, char **text, size_t *len,
+                  struct error *err) MUST_CHECK;
+
 /* The message of file_open for a file of this mode that is not one of kinds. */
 int file_refuse_kind(const char *what, const char *path, mode_t mode, unsigned kinds,
                      struct error *err);

@@ -31,7 +31,16 @@ static const struct {
     {KVM_CAP_SYNC_MMU, "KVM_CAP_SYNC_MMU"},
 };
 
-static int check_caps(struct kvm *kvm, const char *path, struct error *err)
+static bool skipped(const struct kvm_cap_checks *checks, int cap)
+{
+        for (unsigned i = 0; checks && i < checks->nr_skip; i++)
+                if (checks->skip[i] == (uint32_t)cap)
+                        return true;
+        return false;
+}
+
+static int check_caps(struct kvm *kvm, const char *path, const struct kvm_cap_checks *checks,
+                      struct error *err)
 {
         int v = ioctl(kvm->sys_fd, KVM_GET_API_VERSION, 0);
 
@@ -42,9 +51,16 @@ static int check_caps(struct kvm *kvm, const char *path, struct error *err)
                 return error_set(err, -ENOTSUP, "KVM API version is %d, expected %d", v,
                                  KVM_API_VERSION);
         for (size_t i = 0; i < ARRAY_SIZE(required_caps); i++)
-                if (kvm_check_extension(kvm->sys_fd, required_caps[i].cap) <= 0)
+                if (!skipped(checks, required_caps[i].cap) &&
+                    kvm_check_extension(kvm->sys_fd, required_caps[i].cap) <= 0)
                         return error_set(err, -ENOTSUP, "KVM lacks the required capability %s",
                                          required_caps[i].name);
+        for (unsigned i = 0; checks && i < checks->nr_require; i++)
+                if (kvm_check_extension(kvm->sys_fd, (int)checks->require[i]) <= 0)
+                        return error_config(err,
+                                            "Missing KVM capabilities: %#x (capability %u, which "
+                                            "the CPU template's kvm_capabilities require)",
+                                            checks->require[i], checks->require[i]);
         v = kvm_check_extension(kvm->sys_fd, KVM_CAP_MAX_VCPUS);
         if (v <= 0)
                 v = kvm_check_extension(kvm->sys_fd, KVM_CAP_NR_VCPUS);
@@ -98,7 +114,8 @@ int kvm_check_extension(int sys_fd, int cap)
         return r < 0 ? -errno : r;
 }
 
-int kvm_open(const char *path, struct error *err, struct kvm **out)
+int kvm_open(const char *path, const struct kvm_cap_checks *checks, struct error *err,
+             struct kvm **out)
 {
         struct kvm *kvm = calloc(1, sizeof(*kvm));
         int r;
@@ -113,7 +130,7 @@ int kvm_open(const char *path, struct error *err, struct kvm **out)
                 free(kvm);
                 return r;
         }
-        r = check_caps(kvm, path, err);
+        r = check_caps(kvm, path, checks, err);
         if (!r)
                 r = get_cpuid(kvm, err);
         if (!r)
@@ -148,10 +165,19 @@ void kvm_close(struct kvm *kvm)
         free(kvm);
 }
 
-int kvm_create_platform(struct kvm *kvm, struct error *err)
+static int create_pit(struct kvm *kvm, struct error *err)
+{
+        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+
+        if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit))
+                return error_set(err, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
+        kvm->has_pit = true;
+        return 0;
+}
+
+int kvm_create_platform(struct kvm *kvm, bool pit, struct error *err)
 {
         uint64_t identity = KVM_IDENTITY_ADDR;
-        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 
         /* Intel VMX needs these pages for real-mode emulation; they sit in the MMIO hole. */
         if (ioctl(kvm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity))
@@ -160,9 +186,10 @@ int kvm_create_platform(struct kvm *kvm, struct error *err)
                 return error_set(err, -errno, "KVM_SET_TSS_ADDR: %s", strerror(errno));
         if (ioctl(kvm->vm_fd, KVM_CREATE_IRQCHIP, 0))
                 return error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
-        if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit))
-                return error_set(err, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
-        return 0;
+        /* The PIT only if asked: closing a VM that has one waits 12-30 ms here (its worker
+         * thread and grace periods), and a Linux guest on KVM with the TSC-deadline timer
+         * and ARAT (both in the CPUID this VMM gives) never uses it. */
+        return pit ? create_pit(kvm, err) : 0;
 }
 
 int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty, struct error *err)
@@ -333,7 +360,8 @@ int kvm_take_dirty_log(struct kvm *kvm, const struct guest_mem *mem, uint64_t *b
 
 /* ---- VM-wide state ---- */
 
-#define VM_STATE_VERSION 1
+/* 1: the PIT always follows the irqchip; 2: a u32 says whether a PIT follows. */
+#define VM_STATE_VERSION 2
 
 int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *err)
 {
@@ -347,7 +375,7 @@ int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *e
                 if (ioctl(kvm->vm_fd, KVM_GET_IRQCHIP, &chip[i]))
                         return error_set(err, -errno, "KVM_GET_IRQCHIP %u: %s", i, strerror(errno));
         }
-        if (ioctl(kvm->vm_fd, KVM_GET_PIT2, &pit))
+        if (kvm->has_pit && ioctl(kvm->vm_fd, KVM_GET_PIT2, &pit))
                 return error_set(err, -errno, "KVM_GET_PIT2: %s", strerror(errno));
         memset(&clock, 0, sizeof(clock));
         if (ioctl(kvm->vm_fd, KVM_GET_CLOCK, &clock))
@@ -355,7 +383,9 @@ int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *e
         snapbuf_put_u32(w, VM_STATE_VERSION);
         for (unsigned i = 0; i < 3; i++)
                 snapbuf_put_blob(w, &chip[i], sizeof(chip[i]));
-        snapbuf_put_blob(w, &pit, sizeof(pit));
+        snapbuf_put_u32(w, kvm->has_pit);
+        if (kvm->has_pit)
+                snapbuf_put_blob(w, &pit, sizeof(pit));
         snapbuf_put_blob(w, &clock, sizeof(clock));
         return 0;
 }
@@ -363,16 +393,21 @@ int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *e
 int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_clock_data *clock,
                          struct error *err)
 {
-        uint32_t version = snapbuf_get_u32(r, "VM state version");
+        uint32_t version = snapbuf_get_u32(r, "VM state version"), has_pit = 1;
         struct kvm_irqchip chip[3];
         struct kvm_pit_state2 pit;
 
+        if (snapbuf_ok(r) && version != 1 && version != VM_STATE_VERSION)
+                snapbuf_fail(r, "VM state", "unknown version");
         for (unsigned i = 0; i < 3; i++)
                 snapbuf_get_blob(r, &chip[i], sizeof(chip[i]), "irqchip state");
-        snapbuf_get_blob(r, &pit, sizeof(pit), "PIT state");
+        if (version >= 2)
+                has_pit = snapbuf_get_u32(r, "PIT present");
+        if (snapbuf_ok(r) && has_pit > 1)
+                snapbuf_fail(r, "PIT present", "neither 0 nor 1");
+        if (has_pit)
+                snapbuf_get_blob(r, &pit, sizeof(pit), "PIT state");
         snapbuf_get_blob(r, clock, sizeof(*clock), "KVM clock");
-        if (snapbuf_ok(r) && version != VM_STATE_VERSION)
-                snapbuf_fail(r, "VM state", "unknown version");
         for (unsigned i = 0; snapbuf_ok(r) && i < 3; i++)
                 if (chip[i].chip_id != i)
                         snapbuf_fail(r, "irqchip state", "chips out of order");
@@ -381,9 +416,32 @@ int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_c
         for (unsigned i = 0; i < 3; i++)
                 if (ioctl(kvm->vm_fd, KVM_SET_IRQCHIP, &chip[i]))
                         return error_set(err, -errno, "KVM_SET_IRQCHIP %u: %s", i, strerror(errno));
+        if (!has_pit)
+                return 0;
+        /* The snapshot's VM had a PIT (every VM did before it became optional): its guest may
+         * count on it, so this one gets one too, whatever the configuration says. */
+        if (!kvm->has_pit) {
+                int ret = create_pit(kvm, err);
+
+                if (ret)
+                        return ret;
+        }
         if (ioctl(kvm->vm_fd, KVM_SET_PIT2, &pit))
                 return error_set(err, -errno, "KVM_SET_PIT2: %s", strerror(errno));
         return 0;
+}
+
+bool kvm_vm_state_has_pit(struct snapbuf_reader *r)
+{
+        uint32_t version = snapbuf_get_u32(r, "VM state version");
+        struct kvm_irqchip chip;
+
+        for (unsigned i = 0; i < 3; i++)
+                snapbuf_get_blob(r, &chip, sizeof(chip), "irqchip state");
+        if (version == 1)
+                return snapbuf_ok(r);
+        return version == VM_STATE_VERSION && snapbuf_get_u32(r, "PIT present") == 1 &&
+               snapbuf_ok(r);
 }
 
 int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, bool realtime,

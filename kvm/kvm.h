@@ -21,6 +21,7 @@ struct kvm {
         int vm_fd;
         int run_size;       /* mmap size of struct kvm_run */
         unsigned max_vcpus; /* KVM_CAP_MAX_VCPUS */
+        bool has_pit;       /* the in-kernel PIT exists (KVM_CREATE_PIT2) */
         struct kvm_cpuid2 *supported_cpuid;
         struct kvm_msr_list *msr_list;
         unsigned nr_slots; /* memory slots in use: RAM's, then windows' */
@@ -30,12 +31,23 @@ struct kvm {
  * count, a size), 0 when it has not, -errno when the question fails. */
 int kvm_check_extension(int sys_fd, int cap);
 
-/* path is normally "/dev/kvm". */
-int kvm_open(const char *path, struct error *err, struct kvm **out) MUST_CHECK;
+/* Capabilities checked beyond this VMM's own list, or left out of it: a CPU template's
+ * kvm_capabilities ("171": also required; "!56": not checked, as Firecracker's templates
+ * remove a check). */
+#define KVM_MAX_CAP_CHECKS 64
+struct kvm_cap_checks {
+        unsigned nr_require, nr_skip;
+        uint32_t require[KVM_MAX_CAP_CHECKS];
+        uint32_t skip[KVM_MAX_CAP_CHECKS];
+};
+
+/* path is normally "/dev/kvm"; checks may be NULL. */
+int kvm_open(const char *path, const struct kvm_cap_checks *checks, struct error *err,
+             struct kvm **out) MUST_CHECK;
 void kvm_close(struct kvm *kvm);
 
-/* TSS and identity-map pages, in-kernel PIC/IOAPIC/LAPIC and the PIT. */
-int kvm_create_platform(struct kvm *kvm, struct error *err) MUST_CHECK;
+/* TSS and identity-map pages, in-kernel PIC/IOAPIC/LAPIC, and the PIT if asked (pit). */
+int kvm_create_platform(struct kvm *kvm, bool pit, struct error *err) MUST_CHECK;
 /* Registers every RAM region of `mem` as a memory slot (slot i = region i); log_dirty turns
  * on KVM's dirty page log for them (KVM_MEM_LOG_DIRTY_PAGES). */
 int kvm_map_memory(struct kvm *kvm, const struct guest_mem *mem, bool log_dirty,
@@ -49,12 +61,15 @@ int kvm_map_window(struct kvm *kvm, uint64_t gpa, uint64_t size, void *host, boo
 int kvm_take_dirty_log(struct kvm *kvm, const struct guest_mem *mem, uint64_t *bitmap,
                        struct error *err) MUST_CHECK;
 
-/* Snapshots of the VM-wide state: the in-kernel irqchip (both PICs and the IOAPIC), the PIT
- * and the KVM clock. Restore sets the irqchip and the PIT and returns the clock, which the
- * caller sets once the vCPUs are restored (kvm_set_clock). */
+/* Snapshots of the VM-wide state: the in-kernel irqchip (both PICs and the IOAPIC), the PIT if
+ * the VM has one, and the KVM clock. Restore sets the irqchip and the PIT (creating it if the
+ * snapshot has one and this VM has not) and returns the clock, which the caller sets once
+ * the vCPUs are restored (kvm_set_clock). */
 int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *err) MUST_CHECK;
 int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_clock_data *clock,
                          struct error *err) MUST_CHECK;
+/* --describe-snapshot: whether a saved VM state has a PIT; false if it is malformed. */
+bool kvm_vm_state_has_pit(struct snapbuf_reader *r);
 /* realtime: advance the clock by the wall-clock time since it was saved (KVM_CLOCK_REALTIME,
  * when KVM supports it); otherwise it resumes where it was saved. */
 int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, bool realtime,

@@ -62,6 +62,7 @@ void vmm_config_free(struct vmm_config *cfg)
         free(cfg->boot.initrd_path);
         free(cfg->boot.boot_args);
         free(cfg->machine.cpu_hide);
+        free(cfg->cpu.tmpl);
         free(cfg->serial_out_path);
         vmm_logger_config_free(&cfg->logger);
         vmm_metrics_config_free(&cfg->metrics);
@@ -140,6 +141,13 @@ int vmm_config_copy(struct vmm_config *dst, const struct vmm_config *src)
         ok &= dup_in_place(&dst->boot.initrd_path);
         ok &= dup_in_place(&dst->boot.boot_args);
         ok &= dup_in_place(&dst->machine.cpu_hide);
+        if (src->cpu.tmpl) {
+                dst->cpu.tmpl = malloc(sizeof(*dst->cpu.tmpl));
+                if (dst->cpu.tmpl)
+                        *dst->cpu.tmpl = *src->cpu.tmpl;
+                else
+                        ok = false;
+        }
         for (unsigned i = 0; i < dst->nr_drives; i++) {
                 ok &= dup_in_place(&dst->drives[i].drive_id);
                 ok &= dup_in_place(&dst->drives[i].path_on_host);
@@ -166,11 +174,30 @@ int vmm_config_copy(struct vmm_config *dst, const struct vmm_config *src)
         return 0;
 }
 
+int vmm_config_set_cpu_template(struct vmm_config *cfg, const char *static_template,
+                                const struct x86_cpu_template *tmpl)
+{
+        struct x86_cpu_template *copy = NULL;
+
+        if (tmpl) {
+                copy = malloc(sizeof(*copy));
+                if (!copy)
+                        return -ENOMEM;
+                *copy = *tmpl;
+        }
+        free(cfg->cpu.tmpl);
+        cfg->cpu.tmpl = copy;
+        snprintf(cfg->cpu.static_template, sizeof(cfg->cpu.static_template), "%s",
+                 copy && static_template ? static_template : "");
+        return 0;
+}
+
 int vmm_config_apply_machine(struct vmm_config *cfg, const struct vmm_machine_update *u,
                              const struct vmm_host_limits *limits, struct error *err)
 {
         struct vmm_machine_config m = cfg->machine;
         struct vmm_machine_config old = cfg->machine;
+        struct vmm_cpu_config old_cpu = cfg->cpu;
         char *hide = NULL;
         int r;
 
@@ -184,6 +211,8 @@ int vmm_config_apply_machine(struct vmm_config *cfg, const struct vmm_machine_up
                 m.track_dirty_pages = u->track_dirty_pages;
         if (u->has_huge_pages)
                 m.huge_pages = u->huge_pages;
+        if (u->has_pit)
+                m.pit = u->pit;
         if (u->has_cpu_hide) {
                 if (u->cpu_hide && *u->cpu_hide) {
                         hide = strdup(u->cpu_hide);
@@ -192,17 +221,30 @@ int vmm_config_apply_machine(struct vmm_config *cfg, const struct vmm_machine_up
                 }
                 m.cpu_hide = hide;
         }
+        if (u->has_cpu_template) {
+                cfg->cpu.tmpl = NULL;
+                if (vmm_config_set_cpu_template(cfg, u->cpu_template, u->cpu_template_data)) {
+                        cfg->cpu = old_cpu;
+                        free(hide);
+                        return error_set(err, -ENOMEM, "out of memory");
+                }
+        }
         /* Validate the whole configuration with the new machine (a balloon must still fit,
          * for example), then keep it or put the old one back. */
         cfg->machine = m;
         r = vmm_config_validate(cfg, limits, err);
         if (r) {
+                if (u->has_cpu_template)
+                        free(cfg->cpu.tmpl);
+                cfg->cpu = old_cpu;
                 cfg->machine = old;
                 free(hide);
                 return r;
         }
         if (u->has_cpu_hide)
                 free(old.cpu_hide);
+        if (u->has_cpu_template)
+                free(old_cpu.tmpl);
         return 0;
 }
 
@@ -648,6 +690,8 @@ int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limi
                                     "page size",
                                     (unsigned long long)m->mem_size_mib);
         r = x86_cpuid_parse_hide(m->cpu_hide, &mask, err);
+        if (!r && cfg->cpu.tmpl)
+                r = x86_cpu_template_check_hide(cfg->cpu.tmpl, &mask, err);
         if (r) {
                 if (err)
                         err->kind = ERROR_CONFIG;

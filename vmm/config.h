@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "arch/cc/cc.h"
+#include "arch/x86/cpu_template.h"
 #include "common/error.h"
 #include "common/file.h"
 #include "common/log.h"
@@ -34,6 +35,17 @@ struct vmm_machine_config {
         char *cpu_hide;         /* comma-separated CPUID feature names; NULL: none */
         bool smt;               /* Firecracker's field; only false is supported */
         bool track_dirty_pages; /* accepted and reported; used by snapshots (later) */
+        bool pit;               /* the in-kernel i8254 PIT; off by default (docs/running.md) */
+};
+
+/*
+ * The guest CPU's template (docs/cpu-templates.md): one of Firecracker's static templates by
+ * name (machine-config's deprecated cpu_template) or a custom template (PUT /cpu-config, the
+ * config file's "cpu-config"). Whichever was set last is the one applied, as in Firecracker.
+ */
+struct vmm_cpu_config {
+        char static_template[8];       /* "T2A", ...; "" for a custom template or none */
+        struct x86_cpu_template *tmpl; /* NULL: none (owned) */
 };
 
 /* Firecracker's drive object ("drives" in the config file, PUT /drives/{id}). */
@@ -177,6 +189,7 @@ struct vmm_config {
         struct vmm_balloon balloon;
         struct vmm_entropy entropy;
         struct vmm_confidential confidential;
+        struct vmm_cpu_config cpu;
         char *serial_out_path; /* NULL: the VMM's stdout */
         bool serial_in;        /* feed the VMM's stdin to the guest's COM1 */
         bool boot_timer;       /* map the boot-timer device at 0xc0000000 */
@@ -257,7 +270,19 @@ struct vmm_machine_update {
         bool huge_pages;
         bool has_cpu_hide;
         const char *cpu_hide; /* NULL or "": none */
+        /* cpu_template given: the static template of that name, whose content is
+         * cpu_template_data; "None" (data NULL) drops any template, a custom one too. */
+        bool has_cpu_template;
+        const char *cpu_template;
+        const struct x86_cpu_template *cpu_template_data; /* copied */
+        bool has_pit;
+        bool pit;
 };
+
+/* Makes tmpl (copied; NULL: none) the configuration's template: a static one named
+ * static_template, or a custom one (static_template NULL). */
+int vmm_config_set_cpu_template(struct vmm_config *cfg, const char *static_template,
+                                const struct x86_cpu_template *tmpl) MUST_CHECK;
 
 /* Applies the update and validates the whole configuration (vmm_config_validate); on an
  * error cfg is unchanged. */

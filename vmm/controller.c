@@ -54,6 +54,12 @@ static void clear_boot(struct controller_request *req)
 static void clear_machine(struct controller_request *req)
 {
         free(req->u.machine.cpu_hide);
+        free(req->u.machine.cpu_template_data);
+}
+
+static void clear_cpu_config(struct controller_request *req)
+{
+        free(req->u.cpu_config);
 }
 
 static void clear_drive(struct controller_request *req)
@@ -786,7 +792,7 @@ static bool machine_configured(const struct vmm_config *cfg)
                cfg->vsock.present || cfg->balloon.present || cfg->entropy.present ||
                cfg->confidential.platform != CC_PLATFORM_NONE ||
                m->vcpu_count != VMM_DEFAULT_VCPUS || m->mem_size_mib != VMM_DEFAULT_MEM_MIB ||
-               m->huge_pages || m->cpu_hide || m->track_dirty_pages;
+               m->huge_pages || m->cpu_hide || m->track_dirty_pages || m->pit || cfg->cpu.tmpl;
 }
 
 int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,

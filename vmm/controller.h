@@ -161,7 +161,12 @@ struct controller_request {
                 struct {
                         struct vmm_machine_update update;
                         char *cpu_hide; /* owned; update.cpu_hide points here */
+                        /* cpu_template: the name and the static template's content (owned;
+                         * NULL for "None"); update.cpu_template(_data) point here. */
+                        char cpu_template[8];
+                        struct x86_cpu_template *cpu_template_data;
                 } machine;
+                struct x86_cpu_template *cpu_config; /* PUT /cpu-config (owned) */
                 struct vmm_drive drive;
                 struct vmm_drive_update drive_update;
                 struct vmm_net net;

@@ -55,7 +55,19 @@ int controller_edit_machine(struct vmm_config *next, struct controller_request *
                             struct error *err)
 {
         req->u.machine.update.cpu_hide = req->u.machine.cpu_hide;
+        req->u.machine.update.cpu_template = req->u.machine.cpu_template;
+        req->u.machine.update.cpu_template_data = req->u.machine.cpu_template_data;
         return vmm_config_apply_machine(next, &req->u.machine.update, NULL, err);
+}
+
+/* PUT /cpu-config: a custom template replaces whatever template was set (a static one too). */
+int controller_edit_cpu_config(struct vmm_config *next, struct controller_request *req,
+                               struct error *err)
+{
+        (void)err;
+        SWAP(next->cpu.tmpl, req->u.cpu_config);
+        next->cpu.static_template[0] = '\0';
+        return 0;
 }
 
 int controller_edit_drive(struct vmm_config *next, struct controller_request *req,

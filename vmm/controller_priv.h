@@ -111,6 +111,7 @@ CONTROLLER_EDIT(memory_hotplug);
 CONTROLLER_EDIT(vsock);
 CONTROLLER_EDIT(entropy);
 CONTROLLER_EDIT(confidential);
+CONTROLLER_EDIT(cpu_config);
 CONTROLLER_EDIT(serial);
 CONTROLLER_EDIT(balloon);
 CONTROLLER_EDIT(logger);

@@ -133,6 +133,7 @@ int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_loa
         uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
         struct snapbuf_reader r, sec;
         struct snapshot_info info;
+        struct x86_cpu_record *cpu;
         struct vmm_config cfg;
         uint8_t *payload = NULL;
         size_t len;
@@ -157,14 +158,29 @@ int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_loa
                 if (!snapshot_config_load(&sec, &cfg))
                         snapbuf_merge(&r, &sec);
         }
+        cpu = calloc(1, sizeof(*cpu));
+        if (!cpu) {
+                free(payload);
+                vmm_config_free(&cfg);
+                return error_set(err, -ENOMEM, "out of memory");
+        }
+        if (snapbuf_ok(&r) && snapbuf_get_section(&r, SNAPSHOT_TAG_CPUC, &sec, "CPUC") &&
+            !x86_cpu_record_load(&sec, cpu))
+                snapbuf_merge(&r, &sec);
         if (!snapbuf_ok(&r))
                 ret = error_config(err, "snapshot state file '%s': %s", l->snapshot_path, r.err);
         if (!ret)
                 ret = check_info(&info, err);
+        /* The restored VM's configuration shows the template its vCPUs have (GET /vm/config). */
+        if (!ret &&
+            vmm_config_set_cpu_template(&cfg, cpu->static_template[0] ? cpu->static_template : NULL,
+                                        cpu->has_template ? &cpu->tmpl : NULL))
+                ret = error_set(err, -ENOMEM, "out of memory");
         if (!ret)
                 ret = load_config(c, l, &cfg, err);
         if (!ret) {
                 struct vm_restore rs = {.info = &info,
+                                        .cpu = cpu,
                                         .state = &r,
                                         .mem_path = l->mem_file_path,
                                         .mem_uffd = l->mem_uffd,
@@ -173,6 +189,7 @@ int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_loa
                 ret = controller_build(c, &cfg, &rs, t0, clock_ns(CLOCK_PROCESS_CPUTIME_ID), err);
         }
         free(payload);
+        free(cpu);
         if (ret) {
                 vmm_config_free(&cfg);
                 error_prefix(err, "Cannot load the snapshot");

@@ -15,6 +15,7 @@
 #include "common/escape.h"
 #include "common/fdio.h"
 #include "common/log.h"
+#include "kvm/kvm.h"
 #include "vm_devices.h"
 
 #define INFO_VERSION 1
@@ -102,11 +103,17 @@ int snapshot_read_state(const char *path, uint8_t **payload, size_t *len, struct
                                     (long long)st.st_size);
         }
         if (get_le32(hdr + 8) != SNAPSHOT_VERSION) {
+                uint32_t v = get_le32(hdr + 8);
+
                 close(fd);
+                /* Version 3 added the CPU configuration (CPUC), which a load checks. */
                 return error_config(err,
                                     "snapshot state file '%s' has format version %u; this VMM "
-                                    "reads version %u",
-                                    path, get_le32(hdr + 8), SNAPSHOT_VERSION);
+                                    "reads version %u (%s)",
+                                    path, v, SNAPSHOT_VERSION,
+                                    v < SNAPSHOT_VERSION ? "an older vmm wrote it: take the "
+                                                           "snapshot again with this one"
+                                                         : "a newer vmm wrote it");
         }
         plen = get_le64(hdr + 16);
         if (get_le32(hdr + 12) != SNAPSHOT_HEADER_LEN || get_le64(hdr + 32) != 0 ||
@@ -1046,6 +1053,22 @@ static void describe_config(FILE *out, const struct vmm_config *c)
                      c->pmems[i].root_device ? " (root)" : "");
 }
 
+static void describe_cpu(FILE *out, const struct x86_cpu_record *c)
+{
+        if (c->static_template[0])
+                outf(out, "CPU template: %s (static)", c->static_template);
+        else if (c->has_template)
+                outf(out, "CPU template: custom (%u CPUID leaves, %u MSRs, %u KVM capabilities)",
+                     c->tmpl.nr_cpuid, c->tmpl.nr_msrs, c->tmpl.nr_caps);
+        else
+                outf(out, "CPU template: none");
+        outf(out, "; vCPU 0's CPUID: %u entries", c->nr_cpuid);
+        for (unsigned i = 0; i < c->nr_msrs; i++)
+                outf(out, "%s 0x%x = 0x%llx", i ? "," : "; MSRs:", c->msrs[i].index,
+                     (unsigned long long)c->msrs[i].value);
+        outf(out, "\n");
+}
+
 static void describe_device(FILE *out, struct snapbuf_reader *dev)
 {
         uint32_t kind = snapbuf_get_u32(dev, "device kind");
@@ -1114,8 +1137,22 @@ int snapshot_describe(const char *path, FILE *out, struct error *err)
                 snapbuf_merge(&r, &sec);
                 vmm_config_free(&cfg);
         }
+        if (snapbuf_ok(&r) && snapbuf_get_section(&r, SNAPSHOT_TAG_CPUC, &sec, "CPUC")) {
+                struct x86_cpu_record *cpu = calloc(1, sizeof(*cpu));
+
+                if (!cpu) {
+                        ret = error_set(err, -ENOMEM, "out of memory");
+                        goto out;
+                }
+                if (x86_cpu_record_load(&sec, cpu))
+                        describe_cpu(out, cpu);
+                snapbuf_merge(&r, &sec);
+                free(cpu);
+        }
         snapbuf_get_section(&r, SNAPSHOT_TAG_KVM, &sec, "KVM");
-        outf(out, "irqchip, PIT and clock: %zu bytes\n", sec.len);
+        outf(out, "%s: %zu bytes\n",
+             kvm_vm_state_has_pit(&sec) ? "irqchip, PIT and clock" : "irqchip and clock (no PIT)",
+             sec.len);
         for (unsigned i = 0; snapbuf_ok(&r) && i < info.nr_vcpus; i++) {
                 struct x86_cpu_state_summary s = {0};
 

@@ -4,11 +4,11 @@
  * state file. What goes into the sections is each component's business (vm_snapshot.c
  * calls them); this module knows the envelope.
  *
- * STATE FILE, format version 2. All integers little-endian.
+ * STATE FILE, format version 3. All integers little-endian.
  *
  *   offset  size  field
  *        0     8  magic "VMMSNAP\0"
- *        8     4  format version (2); any other is refused ("unknown version")
+ *        8     4  format version (3); any other is refused, naming both versions
  *       12     4  header length (40)
  *       16     8  payload length: the file is exactly header + payload long
  *       24     8  CRC-64/XZ (ECMA-182, reflected) of the payload
@@ -27,8 +27,18 @@
  *   "CONF"  the machine configuration (snapshot_config_save: boot source, machine, drives,
  *           network interfaces, vsock, balloon, entropy, confidential platform, boot timer;
  *           backends are referenced by path / TAP name, never copied)
- *   "KVM "  the in-kernel irqchip (PIC master, PIC slave, IOAPIC), the PIT, the KVM clock
- *           (kvm/kvm.c)
+ *   "CPUC"  the CPU configuration (arch/x86/cpu_template.h, x86_cpu_record): le32 version (1);
+ *           the static template's name (string, absent: none); u8 whether a template was
+ *           applied, then its kvm_capabilities (le32 count; le32 number, u8 remove), CPUID
+ *           modifiers (le32 count; le32 leaf, subleaf, flags; per register eax..edx le64
+ *           filter, le64 value) and MSR modifiers (le32 count; le32 index, le64 filter, le64
+ *           value); vCPU 0's CPUID (le32 count of kvm_cpuid_entry2 blobs); the values of the
+ *           MSRs the template changed (le32 count; le32 index, le64 value). A load refuses a
+ *           host whose KVM lacks a capability bit of that CPUID, one of those MSRs or one of
+ *           the template's capabilities (docs/cpu-templates.md)
+ *   "KVM "  le32 version (2); the in-kernel irqchip (PIC master, PIC slave, IOAPIC); le32 1
+ *           and the PIT if the VM has one, else le32 0 (version 1: the PIT, always); the
+ *           KVM clock (kvm/kvm.c)
  *   "VCPU"  one per vCPU in index order: le32 index, then arch/x86/cpu_state.h's record
  *           (CPUID, MP state, registers, special registers, XSAVE or FPU, XCRs, debug
  *           registers, LAPIC, MSRs, events, TSC kHz)
@@ -82,12 +92,13 @@
 #include "memory/guest_mem.h"
 
 #define SNAPSHOT_MAGIC       "VMMSNAP"
-#define SNAPSHOT_VERSION     2
+#define SNAPSHOT_VERSION     3
 #define SNAPSHOT_HEADER_LEN  40
 #define SNAPSHOT_MAX_PAYLOAD (256u << 20) /* far beyond any real state file */
 
 #define SNAPSHOT_TAG_INFO SNAPBUF_TAG('I', 'N', 'F', 'O')
 #define SNAPSHOT_TAG_CONF SNAPBUF_TAG('C', 'O', 'N', 'F')
+#define SNAPSHOT_TAG_CPUC SNAPBUF_TAG('C', 'P', 'U', 'C')
 #define SNAPSHOT_TAG_KVM  SNAPBUF_TAG('K', 'V', 'M', ' ')
 #define SNAPSHOT_TAG_VCPU SNAPBUF_TAG('V', 'C', 'P', 'U')
 #define SNAPSHOT_TAG_SERL SNAPBUF_TAG('S', 'E', 'R', 'L')
@@ -132,7 +143,7 @@ int snapshot_write_state(const char *path, const struct snapbuf_writer *payload,
 /* Reads path and checks magic, version, lengths and checksum; *payload (malloc'd, the
  * caller frees it) is the payload. Errors are ERROR_CONFIG and say what is wrong:
  * "... is not a snapshot state file", "... is truncated", "... is corrupted (checksum
- * mismatch)", "... has format version N; this VMM reads version 2", "... is not a regular
+ * mismatch)", "... has format version N; this VMM reads version 3", "... is not a regular
  * file: it is a FIFO" (never opened: a FIFO would block). */
 int snapshot_read_state(const char *path, uint8_t **payload, size_t *len,
                         struct error *err) MUST_CHECK;

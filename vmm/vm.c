@@ -16,6 +16,8 @@
 #include "arch/cc/cc.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/cpu_state.h"
+#include "arch/x86/cpu_template.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/loader.h"
@@ -637,8 +639,9 @@ static int create_vcpus(struct vm *vm, struct error *err)
                 struct x86_cpu_init init = {
                     .index = i,
                     .nr_vcpus = vm->nr_vcpus,
-                    .supported_cpuid = vm->kvm->supported_cpuid,
+                    .cpuid = vm->cpuid,
                     .msr_list = vm->kvm->msr_list,
+                    .tmpl = vm->cpu->has_template ? &vm->cpu->tmpl : NULL,
                     .hide = &vm->cpuid_hide,
                     .kernel = &vm->kernel,
                 };
@@ -650,6 +653,83 @@ static int create_vcpus(struct vm *vm, struct error *err)
                         return r;
         }
         return 0;
+}
+
+/* ---- the guest CPU (docs/cpu-templates.md) ---- */
+
+/* The CPU configuration, before anything is built: a boot's template (a static one only on
+ * its vendor's CPUs, as Firecracker requires), or the snapshot's. */
+static int prepare_cpu(struct vm *vm, struct error *err)
+{
+        const struct vmm_config *cfg = vm->params.cfg;
+        char vendor[13];
+        int r;
+
+        vm->cpu = calloc(1, sizeof(*vm->cpu));
+        if (!vm->cpu)
+                return error_set(err, -ENOMEM, "out of memory");
+        if (vm->params.restore) {
+                *vm->cpu = *vm->params.restore->cpu;
+                return 0;
+        }
+        if (cfg->cpu.tmpl) {
+                vm->cpu->has_template = true;
+                vm->cpu->tmpl = *cfg->cpu.tmpl;
+        }
+        snprintf(vm->cpu->static_template, sizeof(vm->cpu->static_template), "%s",
+                 cfg->cpu.static_template);
+        if (!cfg->cpu.static_template[0])
+                return 0;
+        x86_host_cpu_vendor(vendor);
+        r = x86_static_template_check(cfg->cpu.static_template, vendor, err);
+        if (r)
+                error_prefix(err, "Failed to get CPU template");
+        return r;
+}
+
+_Static_assert(X86_TEMPLATE_MAX_CAPS <= KVM_MAX_CAP_CHECKS, "every template capability fits");
+
+static void cap_checks(const struct x86_cpu_record *cpu, struct kvm_cap_checks *out)
+{
+        memset(out, 0, sizeof(*out));
+        for (unsigned i = 0; cpu->has_template && i < cpu->tmpl.nr_caps; i++) {
+                const struct x86_kvm_cap *c = &cpu->tmpl.caps[i];
+
+                if (c->remove)
+                        out->skip[out->nr_skip++] = c->cap;
+                else
+                        out->require[out->nr_require++] = c->cap;
+        }
+}
+
+/* A boot: the VM's CPUID is KVM's with the template applied, which KVM must provide, and KVM
+ * must list every MSR the template changes. A restore: this host must provide the snapshot's
+ * CPU configuration. */
+static int setup_cpuid(struct vm *vm, struct error *err)
+{
+        const struct kvm_cpuid2 *sup = vm->kvm->supported_cpuid;
+        size_t size = sizeof(*sup) + sup->nent * sizeof(sup->entries[0]);
+        int r = 0;
+
+        if (vm->params.restore)
+                return x86_cpu_record_check(vm->cpu, sup, vm->kvm->msr_list, err);
+        vm->cpuid = malloc(size);
+        if (!vm->cpuid)
+                return error_set(err, -ENOMEM, "out of memory");
+        memcpy(vm->cpuid, sup, size);
+        if (vm->cpu->has_template)
+                r = x86_cpu_template_apply_cpuid(vm->cpuid, &vm->cpu->tmpl, sup, err);
+        for (unsigned i = 0; !r && i < vm->cpu->tmpl.nr_msrs; i++)
+                if (!x86_msr_listed(vm->kvm->msr_list, vm->cpu->tmpl.msrs[i].index))
+                        r = error_config(err,
+                                         "Template changes an MSR entry not supported by KVM: "
+                                         "Register Address: %x",
+                                         vm->cpu->tmpl.msrs[i].index);
+        if (r) {
+                error_prefix(err, "Failed to create guest config");
+                return r;
+        }
+        return x86_cpu_record_set_cpuid(vm->cpu, vm->cpuid, vm->nr_vcpus, &vm->cpuid_hide, err);
 }
 
 static int open_console(struct vm *vm, struct error *err)
@@ -695,6 +775,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
             .hole_end = X86_MMIO_HOLE_END,
             .flags = cfg->machine.huge_pages ? GUEST_MEM_HUGEPAGES : 0,
         };
+        struct kvm_cap_checks checks;
         struct vm *vm;
         int r, uffd = -1;
 
@@ -713,6 +794,9 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 err->kind = ERROR_CONFIG;
                 goto fail;
         }
+        r = prepare_cpu(vm, err);
+        if (r)
+                goto fail;
         /* Everything that depends only on the user's input is checked and loaded before
          * KVM is opened, so a bad configuration is reported the same way on any host. */
         r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem, &uffd)
@@ -750,7 +834,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (r)
                 goto fail;
 
-        r = kvm_open(params->kvm_path ? params->kvm_path : "/dev/kvm", err, &vm->kvm);
+        cap_checks(vm->cpu, &checks);
+        r = kvm_open(params->kvm_path ? params->kvm_path : "/dev/kvm", &checks, err, &vm->kvm);
         if (r)
                 goto fail;
         if (vm->nr_vcpus > vm->kvm->max_vcpus) {
@@ -758,13 +843,16 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                                  vm->kvm->max_vcpus);
                 goto fail;
         }
+        r = setup_cpuid(vm, err);
+        if (r)
+                goto fail;
         /* RAM slots go in before the irqchip: once KVM has its internal slots (TSS, APIC
          * page), each slot change waits for an SRCU grace period (7 ms measured here). */
         r = kvm_map_memory(vm->kvm, vm->mem, cfg->machine.track_dirty_pages, err);
         if (!r)
                 r = vm_devices_map_windows(vm->devices, vm->board, vm->kvm, err);
         if (!r)
-                r = kvm_create_platform(vm->kvm, err);
+                r = kvm_create_platform(vm->kvm, cfg->machine.pit, err);
         if (!r)
                 r = setup_platform_exits(vm, err);
         if (!r)
@@ -920,6 +1008,8 @@ void vm_destroy(struct vm *vm)
         file_maps_remove(vm);
         guest_mem_destroy(vm->mem);
         kvm_close(vm->kvm);
+        free(vm->cpu);
+        free(vm->cpuid);
         free(vm->mem_file);
         free(vm->board);
         free(vm);

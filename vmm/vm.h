@@ -28,10 +28,12 @@ struct snapshot_info;
 
 /* Building the VM from a snapshot instead of booting it: the configuration (cfg) is the
  * snapshot's (with the load's overrides); the memory comes from mem_path, every device's,
- * vCPU's and the irqchip's state from `state` (positioned after the state file's CONF
- * section). The vCPUs start parked: vm_resume runs them. */
+ * vCPU's and the irqchip's state from `state` (positioned after the state file's CPUC
+ * section). The host's KVM must provide the recorded CPU configuration (cpu). The vCPUs start
+ * parked: vm_resume runs them. */
 struct vm_restore {
         const struct snapshot_info *info;
+        const struct x86_cpu_record *cpu; /* the CPU configuration the vCPUs had (CPUC) */
         struct snapbuf_reader *state;
         const char *mem_path; /* the memory file, or with mem_uffd the handler's socket */
         bool mem_uffd;        /* the Uffd backend: a page-fault handler fills the memory */

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "arch/x86/cpu_template.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/loader.h"
 #include "devices/boot_timer.h"
@@ -44,6 +45,10 @@ struct vm {
         struct vm_board *board; /* where every device is (vm_board.h) */
         struct gsi_line com1_line, kbd_line, vmgenid_line;
         struct x86_cpuid_mask cpuid_hide;
+        /* The CPU configuration (template, and at a snapshot the resulting CPUID and MSRs):
+         * the configuration's at a boot, the snapshot's after a restore. */
+        struct x86_cpu_record *cpu;
+        struct kvm_cpuid2 *cpuid; /* KVM's table with the template applied (a boot) */
         struct x86_kernel kernel;
         unsigned nr_vcpus;
         struct vcpu **vcpus;

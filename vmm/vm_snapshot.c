@@ -171,6 +171,13 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
         sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_CONF);
         snapshot_config_save(&w, cfg);
         snapbuf_end_section(&w, sec);
+        /* The CPU configuration: the template and what the vCPUs have (vCPU 0's). */
+        r = x86_cpu_record_read(vm->cpu, vcpu_fd(vm->vcpus[0]), err);
+        if (r)
+                goto out;
+        sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_CPUC);
+        x86_cpu_record_save(&w, vm->cpu);
+        snapbuf_end_section(&w, sec);
         r = save_machine(vm, &w, err);
         if (!r) {
                 snapbuf_put_bytes(&w, devs.data, devs.len);

@@ -37,26 +37,17 @@
 
 static int set_cpuid(int fd, const struct x86_cpu_init *in, struct error *err)
 {
-        size_t size =
-            sizeof(struct kvm_cpuid2) + in->supported_cpuid->nent * sizeof(struct kvm_cpuid_entry2);
+        size_t size = sizeof(struct kvm_cpuid2) + in->cpuid->nent * sizeof(struct kvm_cpuid_entry2);
         struct kvm_cpuid2 *c = malloc(size);
         int r;
 
         if (!c)
                 return error_set(err, -ENOMEM, "out of memory");
-        memcpy(c, in->supported_cpuid, size);
+        memcpy(c, in->cpuid, size);
         x86_cpuid_apply(c, in->index, in->nr_vcpus, in->hide);
         r = kvm_vcpu_set_cpuid2(fd, c);
         free(c);
         return r ? error_set(err, -errno, "KVM_SET_CPUID2: %s", strerror(errno)) : 0;
-}
-
-static bool msr_listed(const struct kvm_msr_list *l, uint32_t index)
-{
-        for (uint32_t i = 0; i < l->nmsrs; i++)
-                if (l->indices[i] == index)
-                        return true;
-        return false;
 }
 
 static int set_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
@@ -90,7 +81,7 @@ static int set_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
         memset(&msrs, 0, sizeof(msrs));
         for (size_t i = 0; i < ARRAY_SIZE(boot_msrs); i++) {
                 /* MTRRs are emulated by every KVM but not always listed as saveable. */
-                if (!msr_listed(in->msr_list, boot_msrs[i].index) &&
+                if (!x86_msr_listed(in->msr_list, boot_msrs[i].index) &&
                     boot_msrs[i].index != MSR_MTRR_DEF_TYPE)
                         continue;
                 e[n].index = boot_msrs[i].index;
@@ -104,6 +95,36 @@ static int set_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
         if ((uint32_t)r < n)
                 LOG_DEBUG("vcpu%u: KVM refused boot MSR 0x%x; the guest keeps its reset value",
                           in->index, e[r].index);
+        return 0;
+}
+
+/* The CPU template's msr_modifiers: the value KVM gives the MSR once the CPUID is set, with
+ * the bitmap applied (vm.c checked that KVM lists each of them). */
+static int set_template_msrs(int fd, const struct x86_cpu_init *in, struct error *err)
+{
+        struct {
+                struct kvm_msrs hdr;
+                struct kvm_msr_entry e[1];
+        } msr;
+
+        for (unsigned i = 0; in->tmpl && i < in->tmpl->nr_msrs; i++) {
+                const struct x86_msr_modifier *m = &in->tmpl->msrs[i];
+
+                memset(&msr, 0, sizeof(msr));
+                msr.hdr.nmsrs = 1;
+                msr.e[0].index = m->index;
+                if (kvm_vcpu_get_msrs(fd, &msr.hdr) != 1)
+                        return error_config(err,
+                                            "Template changes an MSR entry not supported by KVM: "
+                                            "Register Address: %x (KVM cannot read it)",
+                                            m->index);
+                msr.e[0].data = x86_bitmap_apply(&m->bitmap, msr.e[0].data);
+                if (kvm_vcpu_set_msrs(fd, &msr.hdr) != 1)
+                        return error_config(err,
+                                            "KVM refused the value 0x%llx the CPU template gives "
+                                            "MSR 0x%x",
+                                            (unsigned long long)msr.e[0].data, m->index);
+        }
         return 0;
 }
 
@@ -216,6 +237,8 @@ int x86_cpu_init(int vcpu_fd, const struct x86_cpu_init *in, struct error *err)
 {
         int r = set_cpuid(vcpu_fd, in, err);
 
+        if (!r)
+                r = set_template_msrs(vcpu_fd, in, err);
         if (!r)
                 r = set_msrs(vcpu_fd, in, err);
         if (!r)

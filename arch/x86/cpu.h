@@ -10,18 +10,25 @@
 #include <stdbool.h>
 
 #include "common/error.h"
+#include "cpu_template.h"
 #include "cpuid.h"
 #include "loader.h"
 
 struct x86_cpu_init {
         unsigned index; /* vCPU index = APIC id */
         unsigned nr_vcpus;
-        const struct kvm_cpuid2 *supported_cpuid;
+        /* KVM_GET_SUPPORTED_CPUID with the CPU template applied (x86_cpu_template_apply_cpuid):
+         * normalised per vCPU (x86_cpuid_apply) here. */
+        const struct kvm_cpuid2 *cpuid;
         const struct kvm_msr_list *msr_list; /* KVM_GET_MSR_INDEX_LIST */
+        const struct x86_cpu_template *tmpl; /* its msr_modifiers; NULL: none */
         const struct x86_cpuid_mask *hide;
         const struct x86_kernel *kernel; /* boot processor only (index 0) */
 };
 
+/* The template's MSRs are set after the CPUID and before the boot MSRs, which win where both
+ * set one (Firecracker's order): each is the MSR's value after KVM_SET_CPUID2 with the
+ * template's bitmap applied, and one KVM refuses fails the vCPU (ERROR_CONFIG, naming it). */
 int x86_cpu_init(int vcpu_fd, const struct x86_cpu_init *init, struct error *err) MUST_CHECK;
 
 /* The register state the boot protocol prescribes (exposed for tests). */

@@ -1,6 +1,7 @@
 #include "cpuid.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 struct feature {
@@ -39,6 +40,10 @@ struct feature {
         {                                                                                          \
                 n, 0x80000001, 0, CPUID_EDX, b, d                                                  \
         }
+#define LX8B(n, b, d)                                                                              \
+        {                                                                                          \
+                n, 0x80000008, 0, CPUID_EBX, b, d                                                  \
+        }
 #define LDA(n, b, d)                                                                               \
         {                                                                                          \
                 n, 0xd, 1, CPUID_EAX, b, d                                                         \
@@ -47,8 +52,8 @@ struct feature {
 #define AVX512 "avx512f,avx512dq,avx512ifma,avx512pf,avx512er,avx512cd,avx512bw,avx512vl,avx512vbmi"
 
 static const struct feature features[] = {
+    L1C("pni", 0, "ssse3"), /* Linux's name for SSE3 */
     L1C("sse3", 0, "ssse3"),
-    L1C("pni", 0, "ssse3"),
     L1C("pclmulqdq", 1, NULL),
     L1C("monitor", 3, NULL),
     L1C("ssse3", 9, "sse4_1"),
@@ -114,7 +119,9 @@ static const struct feature features[] = {
     L7C("vaes", 9, NULL),
     L7C("vpclmulqdq", 10, NULL),
     L7C("la57", 16, NULL),
+    L7C("gfni", 8, NULL),
     L7C("rdpid", 22, NULL),
+    L7D("fsrm", 4, NULL),
     L7D("md_clear", 10, NULL),
     L7D("serialize", 14, NULL),
     L7D("arch_capabilities", 29, NULL),
@@ -136,6 +143,9 @@ static const struct feature features[] = {
     LXD("fxsr_opt", 25, NULL),
     LXD("pdpe1gb", 26, NULL),
     LXD("rdtscp", 27, NULL),
+    LX8B("clzero", 0, NULL),
+    LX8B("xsaveerptr", 2, NULL),
+    LX8B("wbnoinvd", 9, NULL),
     LDA("xsaveopt", 0, NULL),
     LDA("xsavec", 1, NULL),
     LDA("xgetbv1", 2, NULL),
@@ -210,18 +220,35 @@ int x86_cpuid_parse_hide(const char *list, struct x86_cpuid_mask *out, struct er
         return list ? mask_add_list(out, list, 0, true, err) : 0;
 }
 
-struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t leaf, uint32_t subleaf)
+/* The entry CPUID (leaf, subleaf) reads among n entries: a leaf whose subleaf is not
+ * significant answers every subleaf. */
+static const struct kvm_cpuid_entry2 *entry_for(const struct kvm_cpuid_entry2 *e, uint32_t n,
+                                                uint32_t leaf, uint32_t subleaf)
 {
-        for (uint32_t i = 0; i < cpuid->nent; i++) {
-                struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
-                bool indexed = e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
-                if (e->function == leaf && (!indexed || e->index == subleaf))
-                        return e;
+        for (uint32_t i = 0; i < n; i++) {
+                bool indexed = e[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+
+                if (e[i].function == leaf && (!indexed || e[i].index == subleaf))
+                        return &e[i];
         }
         return NULL;
 }
 
-static uint32_t *reg_of(struct kvm_cpuid_entry2 *e, enum x86_cpuid_reg r)
+struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t leaf, uint32_t subleaf)
+{
+        return (struct kvm_cpuid_entry2 *)entry_for(cpuid->entries, cpuid->nent, leaf, subleaf);
+}
+
+const struct kvm_cpuid_entry2 *x86_cpuid_find_exact(const struct kvm_cpuid_entry2 *e, uint32_t n,
+                                                    uint32_t leaf, uint32_t subleaf)
+{
+        for (uint32_t i = 0; i < n; i++)
+                if (e[i].function == leaf && e[i].index == subleaf)
+                        return &e[i];
+        return NULL;
+}
+
+uint32_t *x86_cpuid_reg(struct kvm_cpuid_entry2 *e, enum x86_cpuid_reg r)
 {
         switch (r) {
         case CPUID_EAX:
@@ -318,16 +345,31 @@ static void set_kvm_signature(struct kvm_cpuid2 *cpuid)
         e->edx = 0x0000004d;
 }
 
+/*
+ * The TSC-deadline timer: the in-kernel LAPIC emulates it (KVM_CAP_TSC_DEADLINE_TIMER, which
+ * kvm_open requires), but KVM's supported CPUID calls the bit reserved before Linux 6.x, so
+ * it is set here, as Firecracker and QEMU do. A Linux guest needs it to do without a PIT
+ * (its apic_needs_pit(): the VM has none unless --pit).
+ */
+static void set_tsc_deadline(struct kvm_cpuid2 *cpuid)
+{
+        struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, 1, 0);
+
+        if (e)
+                e->ecx |= 1u << 24;
+}
+
 void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus,
                      const struct x86_cpuid_mask *hide)
 {
         set_topology(cpuid, index, nr_vcpus);
         set_kvm_signature(cpuid);
+        set_tsc_deadline(cpuid); /* before the hidden bits: tsc_deadline_timer hides it */
         for (unsigned i = 0; hide && i < hide->nr; i++) {
                 const struct x86_cpuid_bit *b = &hide->bits[i];
                 struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, b->leaf, b->subleaf);
                 if (e)
-                        *reg_of(e, b->reg) &= ~(1u << b->bit);
+                        *x86_cpuid_reg(e, b->reg) &= ~(1u << b->bit);
         }
         if (hide && hide->hide_xsave_leaf) {
                 for (uint32_t i = 0; i < cpuid->nent; i++) {
@@ -336,4 +378,91 @@ void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus
                                 e->eax = e->ebx = e->ecx = e->edx = 0;
                 }
         }
+}
+
+const char *x86_cpuid_feature_name(const struct x86_cpuid_bit *b)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(features); i++) {
+                const struct feature *f = &features[i];
+
+                if (f->leaf == b->leaf && f->subleaf == b->subleaf && f->reg == b->reg &&
+                    f->bit == b->bit)
+                        return f->name;
+        }
+        return NULL;
+}
+
+void x86_cpuid_describe_bit(const struct x86_cpuid_bit *b, char *buf, size_t cap)
+{
+        static const char *const regs[] = {"eax", "ebx", "ecx", "edx"};
+        const char *name = x86_cpuid_feature_name(b);
+
+        snprintf(buf, cap, "%s%sleaf 0x%x subleaf 0x%x %s bit %u%s", name ? name : "",
+                 name ? " (" : "", b->leaf, b->subleaf, regs[b->reg], b->bit, name ? ")" : "");
+}
+
+/* The feature registers and, in each, the bits whose 1 is not a capability (cpuid.h). */
+static const struct {
+        uint32_t leaf, subleaf;
+        enum x86_cpuid_reg reg;
+        uint32_t not_capability;
+} capability_regs[] = {
+    {0x1, 0, CPUID_ECX, (1u << 27) | (1u << 31)}, /* OSXSAVE, hypervisor */
+    {0x1, 0, CPUID_EDX, 1u << 28},                /* HTT */
+    {0x6, 0, CPUID_EAX, 0},
+    {0x7, 0, CPUID_EBX, (1u << 6) | (1u << 9) | (1u << 13)},   /* FDP_EXCPTN_ONLY, ERMS, FCS/FDS */
+    {0x7, 0, CPUID_ECX, 1u << 4},                              /* OSPKE */
+    {0x7, 0, CPUID_EDX, 1u << 4},                              /* FSRM */
+    {0x7, 1, CPUID_EAX, (1u << 10) | (1u << 11) | (1u << 12)}, /* fast MOVSB/STOSB/CMPSB */
+    {0x7, 1, CPUID_EBX, 0},
+    {0x7, 1, CPUID_ECX, 0},
+    {0x7, 1, CPUID_EDX, 0},
+    {0x7, 2, CPUID_EDX, 0},
+    {0xd, 0, CPUID_EAX, 0}, /* XCR0 */
+    {0xd, 0, CPUID_EDX, 0},
+    {0xd, 1, CPUID_EAX, 0},
+    {0xd, 1, CPUID_ECX, 0}, /* XSS */
+    {0xd, 1, CPUID_EDX, 0},
+    {0x80000001, 0, CPUID_ECX, 1u << 1}, /* CmpLegacy */
+    {0x80000001, 0, CPUID_EDX, 0},
+    {0x80000007, 0, CPUID_EDX, 0},
+    /* IbrsPreferred, IbrsSameMode, EferLmsleUnsupported */
+    {0x80000008, 0, CPUID_EBX, (1u << 18) | (1u << 19) | (1u << 20)},
+    {0x8000000a, 0, CPUID_EDX, 0},
+    {0x8000001f, 0, CPUID_EAX, 0},
+    {0x80000021, 0, CPUID_EAX, 0},
+    {0x40000001, 0, CPUID_EAX, 0}, /* KVM's paravirtual features */
+};
+
+static uint32_t reg_value(const struct kvm_cpuid_entry2 *e, enum x86_cpuid_reg r)
+{
+        const uint32_t v[4] = {e->eax, e->ebx, e->ecx, e->edx};
+
+        return v[r];
+}
+
+bool x86_cpuid_find_unsupported(const struct kvm_cpuid_entry2 *e, uint32_t n,
+                                const struct kvm_cpuid2 *supported, struct x86_cpuid_bit *out)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(capability_regs); i++) {
+                const struct kvm_cpuid_entry2 *g =
+                    entry_for(e, n, capability_regs[i].leaf, capability_regs[i].subleaf);
+                const struct kvm_cpuid_entry2 *h =
+                    entry_for(supported->entries, supported->nent, capability_regs[i].leaf,
+                              capability_regs[i].subleaf);
+                uint32_t want, have, missing;
+
+                if (!g)
+                        continue;
+                want = reg_value(g, capability_regs[i].reg);
+                have = h ? reg_value(h, capability_regs[i].reg) : 0;
+                missing = want & ~have & ~capability_regs[i].not_capability;
+                if (missing) {
+                        *out = (struct x86_cpuid_bit){
+                            capability_regs[i].leaf, capability_regs[i].subleaf,
+                            capability_regs[i].reg, (uint8_t)__builtin_ctz(missing)};
+                        return true;
+                }
+        }
+        return false;
 }

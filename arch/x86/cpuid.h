@@ -12,6 +12,7 @@
 
 #include <linux/kvm.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/error.h"
@@ -44,5 +45,31 @@ void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus
 
 /* Looks an entry up; NULL when absent. */
 struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t leaf, uint32_t subleaf);
+/* The entry of exactly (leaf, subleaf) among n entries, as KVM lists it (subleaf 0 for a leaf
+ * whose subleaf is not significant); NULL when absent. */
+const struct kvm_cpuid_entry2 *x86_cpuid_find_exact(const struct kvm_cpuid_entry2 *e, uint32_t n,
+                                                    uint32_t leaf, uint32_t subleaf);
+uint32_t *x86_cpuid_reg(struct kvm_cpuid_entry2 *e, enum x86_cpuid_reg r);
+
+/* The Linux /proc/cpuinfo name of a feature bit; NULL when it has none here. */
+const char *x86_cpuid_feature_name(const struct x86_cpuid_bit *b);
+/* "erms (leaf 0x7 subleaf 0x0 ebx bit 9)", or without the name when it has none. */
+void x86_cpuid_describe_bit(const struct x86_cpuid_bit *b, char *buf, size_t cap);
+
+/*
+ * Capability bits: the bits of the feature registers (leaf 0x1 ECX/EDX, 0x7, 0xD's XCR0 and
+ * XSS masks, 0x80000001, 0x80000007 EDX, 0x80000008 EBX, the KVM features leaf ...) whose 1
+ * lets the guest use something the CPU and KVM must provide. A few bits of those registers
+ * are not: they describe the topology or the hypervisor (HTT, CmpLegacy, the hypervisor bit),
+ * follow the guest's own CR4 (OSXSAVE, OSPKE), say something is absent or restricted
+ * (FDP_EXCPTN_ONLY, ZERO_FCS_FDS, EferLmsleUnsupported) or only how fast an instruction every
+ * CPU has runs (ERMS, FSRM, fast zero-length MOVSB, fast short STOSB/CMPSB, IbrsPreferred,
+ * IbrsSameMode).
+ *
+ * Finds the first capability bit set in the n entries that `supported`
+ * (KVM_GET_SUPPORTED_CPUID) lacks: true and *out, false when there is none.
+ */
+bool x86_cpuid_find_unsupported(const struct kvm_cpuid_entry2 *e, uint32_t n,
+                                const struct kvm_cpuid2 *supported, struct x86_cpuid_bit *out);
 
 #endif

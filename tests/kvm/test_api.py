@@ -92,7 +92,8 @@ def test_machine_config(vmm):
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64, "smt": True}), 400,
           "not implemented yet")
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
-                                      "cpu_template": "T2"}), 400, "not implemented yet")
+                                      "cpu_template": "V1N1"}), 400,
+          "Invalid static CPU template: V1N1")
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
                                       "huge_pages": "Transparent"}), 400, "not implemented yet")
     # A refused update changes nothing.

@@ -171,6 +171,12 @@ def finish(v):
     return numbers
 
 
+def ctrl_alt_del_ends_idle(v):
+    """The running idle probe ends its VM on Ctrl+Alt+Del."""
+    check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
+    assert v.wait_exit(30) == 0 and "probe: ok idle" in v.out(), v.out()
+
+
 def snapshot(v, state, mem, kind="Full"):
     check(v.put("/snapshot/create", {"snapshot_path": str(state), "mem_file_path": str(mem),
                                      "snapshot_type": kind}), 204)
@@ -341,7 +347,7 @@ def test_describe_snapshot(idle_snapshot):
                        text=True)
     assert r.returncode == 0, r
     out = r.stdout
-    assert "format version: 2" in out and "snapshot type: Full" in out, out
+    assert "format version: 3" in out and "snapshot type: Full" in out, out
     assert "memory: 67108864 bytes in 1 region(s): 0x0+0x4000000" in out, out
     assert "machine: 1 vCPU(s), 64 MiB" in out and "vcpu0: rip 0x" in out, out
     r = subprocess.run([str(VMM), "--describe-snapshot", "/nonexistent"], capture_output=True,
@@ -365,7 +371,7 @@ def bad_copies(tmp_path, state):
     flipped[len(data) // 2] ^= 0x40
     add("corrupted", bytes(flipped), "is corrupted (checksum mismatch)")
     add("version", data[:8] + struct.pack("<I", 99) + data[12:],
-        "has format version 99; this VMM reads version 2")
+        "has format version 99; this VMM reads version 3")
     add("magic", b"NOTASNAP" + data[8:], "is not a snapshot state file")
     add("empty", b"", "is truncated")
     add("longer", data + b"\0", "is corrupted")
@@ -381,6 +387,41 @@ def bad_copies(tmp_path, state):
     add("junk", data[:16] + struct.pack("<QQ", len(junk), crc64(junk)) + data[32:40] + junk,
         "section longer than the file")
     return cases
+
+
+def describe(state):
+    r = subprocess.run([str(VMM), "--describe-snapshot", str(state)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r
+    return r.stdout
+
+
+def test_pit_survives_a_snapshot(tmp_path, idle_snapshot):
+    """A VM has a PIT only with machine-config's pit (--pit); its state is saved, and a
+    restore gives the VM one even though the saved configuration does not say so."""
+    assert "irqchip and clock (no PIT)" in describe(idle_snapshot[0])
+    v = new_vmm(tmp_path, "p")
+    w = None
+    try:
+        check(v.put("/boot-source", boot_source("idle")), 204)
+        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64, "pit": True}), 204)
+        assert check(v.get("/machine-config"), 200)["pit"] is True
+        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+        v.wait_output("probe: idle ready")
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        snapshot(v, tmp_path / "pit.state", tmp_path / "pit.mem")
+        v.kill()
+        assert "irqchip, PIT and clock" in describe(tmp_path / "pit.state")
+        w = new_vmm(tmp_path, "w")
+        check(load(w, tmp_path / "pit.state", tmp_path / "pit.mem"), 204)
+        snapshot(w, tmp_path / "again.state", tmp_path / "again.mem")
+        assert "irqchip, PIT and clock" in describe(tmp_path / "again.state")
+        check(w.patch("/vm", {"state": "Resumed"}), 204)
+        ctrl_alt_del_ends_idle(w)
+    finally:
+        v.kill()
+        if w:
+            w.kill()
 
 
 def test_bad_state_files_refused_and_process_stays_usable(tmp_path, idle_snapshot):
@@ -513,8 +554,7 @@ def test_snapshot_of_a_restored_vm(tmp_path, idle_snapshot):
         v.kill()
         w = new_vmm(tmp_path, "w")
         check(load(w, tmp_path / "again.state", tmp_path / "again.mem", resume_vm=True), 204)
-        check(w.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
-        assert w.wait_exit(30) == 0 and "probe: ok idle" in w.out(), w.out()
+        ctrl_alt_del_ends_idle(w)
     finally:
         v.kill()
         if w:

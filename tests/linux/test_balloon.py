@@ -16,16 +16,14 @@ HOG = 120      # what the guest then asks for
 
 OUTER = f"""
     rss() {{ awk '/^VmRSS:/ {{ print $2 }}' /proc/$(vm_pid g)/status; }}
-    # The balloon's actual size as the statistics report it, until it is $1 MiB.
+    # Whether the balloon's actual size, as the statistics report it, is $1 MiB.
+    balloon_is() {{
+        api g GET /balloon/statistics >$T/stats.json &&
+            grep -q '"actual_mib": *'$1'[,}}]' $T/stats.json
+    }}
+    # Until it is: fails at once when vmm has ended.
     balloon_wait() {{
-        local i=0
-        while [ $i -lt 600 ]; do
-            api g GET /balloon/statistics >$T/stats.json &&
-                grep -q '"actual_mib": *'$1'[,}}]' $T/stats.json && return 0
-            sleep 1
-            i=$((i + 1))
-        done
-        return 1
+        vm_until g 600 balloon_is $1
     }}
     vm_boot g balloon --mem {MEM} --balloon 0,deflate-on-oom,stats=1 --api-sock $T/g.sock \\
         --metrics-path $R/g.metrics

@@ -391,9 +391,11 @@ class ScenarioResult:
         return out
 
     def report(self, *vms, tail=4000):
-        """What a failed assertion shows: the outer log and each VM's console and log."""
+        """What a failed assertion shows: the outer log, the outer kernel's messages and
+        each VM's console and log."""
         parts = [f"scenario {self.name}: outer rc={self.rc} secs={self.secs}",
-                 "--- outer.log", self.outer_log[-tail:]]
+                 "--- outer.log", self.outer_log[-tail:],
+                 "--- outer.dmesg", self.text("outer.dmesg")[-tail:]]
         for vm in vms:
             parts += [f"--- {vm}.console (rc={self.vm_rc(vm)})", self.console(vm)[-tail:],
                       f"--- {vm}.log", self.log(vm)[-tail:]]

@@ -124,7 +124,9 @@ static void test_machine(void **state)
         expect_machine_error("{\"huge_pages\": \"4K\"}", false,
                              "unknown variant `4K`, expected one of `None`, `2M`");
         expect_machine_error("{\"huge_pages\": \"Transparent\"}", false, "not implemented yet");
-        expect_machine_error("{\"cpu_template\": \"C3\"}", false, "not implemented yet");
+        expect_machine_error("{\"cpu_template\": \"V1N1\"}", false,
+                             "Invalid static CPU template: V1N1");
+        expect_machine_error("{\"cpu_template\": \"T3\"}", false, "unknown variant `T3`");
         expect_machine_error("[1]", false, "expected an object");
         /* null is an absent optional field (serde's Option). */
         j = parse("{\"smt\": null}");
@@ -372,7 +374,10 @@ static void test_config_file_errors(void **state)
                             "balloon size 65 MiB exceeds");
         expect_config_error("{\"vsock\": {\"guest_cid\": 1, \"uds_path\": \"/v\"}}",
                             "vsock: field `guest_cid`: invalid value: 1");
-        expect_config_error("{\"cpu-config\": {}}", "\"cpu-config\" is not implemented yet");
+        expect_config_error("{\"cpu-config\": {\"reg_modifiers\": []}}",
+                            "cpu-config: unknown field `reg_modifiers`");
+        expect_config_error("{\"cpu-config\": \"/nonexistent/t.json\"}",
+                            "cpu-config: CPU template file '/nonexistent/t.json'");
         expect_config_error("{\"pmem\": [{}]}", "pmem[0]: missing field `id`");
         expect_config_error("{\"pmem\": {}}", "pmem: invalid type: an object, expected an array");
         expect_config_error("{\"memory-hotplug\": {\"total_size_mib\": 100}}",

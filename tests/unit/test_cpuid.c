@@ -383,6 +383,24 @@ static void test_apply_hides_xsave_and_leaf_d(void **state)
         free(c);
 }
 
+/* KVM before Linux 6.x lists no TSC-deadline timer though its LAPIC has one: the guest gets
+ * it (a Linux guest needs it without a PIT), unless hidden. */
+static void test_apply_sets_tsc_deadline_unless_hidden(void **state)
+{
+        (void)state;
+        struct kvm_cpuid2 *c = cpuid_alloc();
+        struct x86_cpuid_mask m;
+
+        add(c, 1, 0, 0, 0, 0, 0, 0);
+        x86_cpuid_apply(c, 0, 1, NULL);
+        assert_int_equal(c->entries[0].ecx & (1u << 24), 1u << 24);
+        c->entries[0].ecx = 0;
+        parse_ok("tsc_deadline_timer", &m);
+        x86_cpuid_apply(c, 0, 1, &m);
+        assert_int_equal(c->entries[0].ecx & (1u << 24), 0);
+        free(c);
+}
+
 static void test_apply_without_optional_leaves(void **state)
 {
         (void)state;
@@ -415,6 +433,7 @@ int main(void)
             cmocka_unit_test(test_apply_hides_bits),
             cmocka_unit_test(test_apply_hides_xsave_and_leaf_d),
             cmocka_unit_test(test_apply_without_optional_leaves),
+            cmocka_unit_test(test_apply_sets_tsc_deadline_unless_hidden),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "arch/x86/cpu_template.h"
 #include "vmm/snapshot.h"
 
 static char dir[] = "/tmp/test_snapshot_file.XXXXXX";
@@ -263,8 +264,15 @@ static void test_state_file_envelope(void **state)
         write_bytes(bad, file, flen);
         error_clear(&err);
         assert_int_equal(snapshot_read_state(bad, &payload, &len, &err), -EINVAL);
-        assert_non_null(strstr(err.msg, "has format version 1; this VMM reads version 2"));
-        file[8] = 2;
+        assert_non_null(strstr(err.msg, "has format version 1; this VMM reads version 3 (an older "
+                                        "vmm wrote it: take the snapshot again with this one)"));
+        file[8] = 4;
+        write_bytes(bad, file, flen);
+        error_clear(&err);
+        assert_int_equal(snapshot_read_state(bad, &payload, &len, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "has format version 4; this VMM reads version 3 (a newer "
+                                        "vmm wrote it)"));
+        file[8] = 3;
         file[0] = 'X';
         write_bytes(bad, file, flen);
         error_clear(&err);
@@ -691,6 +699,7 @@ static void test_describe(void **state)
                                      .mem_bytes = MiB(64),
                                      .mem = {.kind = SNAPSHOT_DIFF, .id = 0x1234, .parent = 0x99},
                                      .nr_regions = 1};
+        struct x86_cpu_record *cpu;
         struct vmm_config cfg;
         struct error err = {0};
         char path[256], out[256], *text;
@@ -709,6 +718,17 @@ static void test_describe(void **state)
         sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_CONF);
         snapshot_config_save(&w, &cfg);
         snapbuf_end_section(&w, sec);
+        cpu = calloc(1, sizeof(*cpu));
+        assert_non_null(cpu);
+        snprintf(cpu->static_template, sizeof(cpu->static_template), "T2A");
+        cpu->has_template = true;
+        cpu->nr_cpuid = 2;
+        cpu->nr_msrs = 1;
+        cpu->msrs[0] = (struct x86_msr_value){0x10a, 0x8};
+        sec = snapbuf_begin_section(&w, SNAPSHOT_TAG_CPUC);
+        x86_cpu_record_save(&w, cpu);
+        snapbuf_end_section(&w, sec);
+        free(cpu);
         /* Sections the description only sizes. */
         snapbuf_end_section(&w, snapbuf_begin_section(&w, SNAPSHOT_TAG_KVM));
         snapbuf_end_section(&w, snapbuf_begin_section(&w, SNAPSHOT_TAG_SERL));
@@ -719,7 +739,9 @@ static void test_describe(void **state)
         fclose(f);
         text = (char *)read_bytes(out, &n);
         text[n] = '\0';
-        assert_non_null(strstr(text, "format version: 2\n"));
+        assert_non_null(strstr(text, "format version: 3\n"));
+        assert_non_null(strstr(
+            text, "CPU template: T2A (static); vCPU 0's CPUID: 2 entries; MSRs: 0x10a = 0x8\n"));
         assert_non_null(strstr(text, "snapshot type: Diff\n"));
         assert_non_null(strstr(text, "by vmm 9.9 (x86_64, AuthenticAMD host)"));
         assert_non_null(strstr(text, "machine: 3 vCPU(s), 4096 MiB, 2 MiB huge pages"));

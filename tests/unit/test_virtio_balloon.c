@@ -674,6 +674,120 @@ static void test_buffers_posted_before_driver_ok(void **state)
         assert_true(page_is(f, (gpa_t)pfn * PAGE, 0));
 }
 
+/* ---- Linux's order, end to end ---- */
+
+#define LX_PAGES 768u /* test pages at PAGES: [8 MiB, 11 MiB) */
+#define LX_BATCH 256u /* VIRTIO_BALLOON_ARRAY_PFNS_MAX */
+
+/* The byte page i of the test area holds while the guest owns it (never 0). */
+static uint8_t lx_byte(unsigned i, unsigned round)
+{
+        return (uint8_t)(1 + (i * 7 + round * 31) % 254);
+}
+
+/* Linux's tell_host: the one PFN array (vb->pfns, shared by both queues) rewritten, one
+ * buffer, a kick, and the buffer back before the next request. */
+static void lx_tell(struct fx *f, gpa_t arr, unsigned q, const uint32_t *pfns, unsigned n)
+{
+        uint8_t b[4 * LX_BATCH];
+
+        for (unsigned i = 0; i < n; i++)
+                put_le32(b + 4 * i, pfns[i]);
+        vdrv_mem_write(&f->d, arr, b, 4 * n);
+        struct vdrv_buf buf = {.addr = arr, .len = 4 * n};
+        send_bufs(f, q, &buf, 1);
+}
+
+/* Every test page in the balloon reads zero; every other one holds what the guest wrote. */
+static void lx_check(struct fx *f, const bool *in_balloon, const unsigned *round)
+{
+        for (unsigned i = 0; i < LX_PAGES; i++)
+                assert_true(
+                    page_is(f, PAGES + (gpa_t)i * PAGE, in_balloon[i] ? 0 : lx_byte(i, round[i])));
+}
+
+/*
+ * The guest memory corruption hunted in the real-Linux balloon scenario, from the outside:
+ * a driver in Linux's order (statistics buffer posted and kicked before DRIVER_OK, the
+ * statistics timer returning it meanwhile, inflation in 256-page batches of scattered
+ * PFNs, a deflate whose pages the guest writes again at once, a second inflation that
+ * takes some of those pages again) must see exactly the inflated pages discarded, and
+ * nothing else: not a neighbour, not a deflated page reused, not the PFN array.
+ */
+static void test_linux_order_discards_only_ballooned_pages(void **state)
+{
+        struct fx *f = *state;
+        static bool in_balloon[LX_PAGES];
+        static unsigned round[LX_PAGES];
+        uint32_t pfns[LX_BATCH];
+        uint16_t id;
+        uint32_t len;
+
+        memset(in_balloon, 0, sizeof(in_balloon));
+        memset(round, 0, sizeof(round));
+        for (unsigned i = 0; i < LX_PAGES; i++)
+                fill_page(f, PAGES + (gpa_t)i * PAGE, lx_byte(i, 0));
+        gpa_t arr = vdrv_alloc(&f->d, 4 * LX_BATCH, 8);
+        gpa_t st = vdrv_alloc(&f->d, 200, 8);
+
+        /* Probe: the statistics buffer goes in before DRIVER_OK. */
+        assert_true(vdrv_negotiate(&f->d, vdrv_device_features(&f->d)) & S_FOK);
+        for (unsigned q = 0; q < 3; q++)
+                assert_true(vdrv_setup_queue(&f->d, q, 64));
+        post_stats(f, st, first, ARRAY_SIZE(first));
+        assert_true(vdrv_driver_ok(&f->d) & S_DOK);
+        assert_int_equal(bstats(f).stats_updates_count, 1);
+
+        /* Inflate 2 batches: pages 2k+1 from the top down, then pages 2k. */
+        for (unsigned batch = 0; batch < 2; batch++) {
+                for (unsigned j = 0; j < LX_BATCH; j++) {
+                        unsigned i = batch == 0 ? LX_PAGES - 1 - 2 * j : 2 * j;
+
+                        pfns[j] = (uint32_t)(PAGES / PAGE) + i;
+                        in_balloon[i] = true;
+                }
+                lx_tell(f, arr, INFLATEQ, pfns, LX_BATCH);
+                lx_check(f, in_balloon, round);
+                /* The statistics timer returns the buffer; the driver refills it. */
+                assert_int_equal(event_loop_run_once(f->loop, 3000), 1);
+                assert_true(vdrv_get_used(&f->d, STATSQ, &id, &len));
+                post_stats(f, st, first, 2);
+        }
+
+        /* Deflate the first batch; the guest writes those pages again at once. */
+        for (unsigned j = 0; j < LX_BATCH; j++) {
+                unsigned i = LX_PAGES - 1 - 2 * j;
+
+                pfns[j] = (uint32_t)(PAGES / PAGE) + i;
+                in_balloon[i] = false;
+        }
+        lx_tell(f, arr, DEFLATEQ, pfns, LX_BATCH);
+        for (unsigned j = 0; j < LX_BATCH; j++) {
+                unsigned i = pfns[j] - (uint32_t)(PAGES / PAGE);
+
+                round[i] = 1;
+                fill_page(f, PAGES + (gpa_t)i * PAGE, lx_byte(i, 1));
+        }
+        lx_check(f, in_balloon, round);
+
+        /* Inflate again: half of the reused pages and the untouched upper third. */
+        unsigned n = 0;
+        for (unsigned i = 0; i < LX_PAGES && n < LX_BATCH; i++)
+                if (!in_balloon[i] && (i >= 2 * LX_BATCH || i % 4 == 1)) {
+                        pfns[n++] = (uint32_t)(PAGES / PAGE) + i;
+                        in_balloon[i] = true;
+                }
+        lx_tell(f, arr, INFLATEQ, pfns, n);
+        lx_check(f, in_balloon, round);
+
+        struct virtio_balloon_stats s = bstats(f);
+        assert_int_equal(s.inflate_count, 3);
+        assert_int_equal(s.deflate_count, 1);
+        assert_int_equal(s.released_bytes, (2ull * LX_BATCH + n) * PAGE);
+        assert_int_equal(s.invalid_pfns, 0);
+        assert_int_equal(s.bad_requests, 0);
+}
+
 static void test_second_stats_buffer_returns_first(void **state)
 {
         struct fx *f = *state;
@@ -1538,6 +1652,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_stats_held_until_timer, setup_stats, teardown),
             cmocka_unit_test_setup_teardown(test_buffers_posted_before_driver_ok, setup_stats,
                                             teardown),
+            cmocka_unit_test_setup_teardown(test_linux_order_discards_only_ballooned_pages,
+                                            setup_stats, teardown),
             cmocka_unit_test_setup_teardown(test_second_stats_buffer_returns_first, setup_stats,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_stats_interval_change, setup_slow_stats, teardown),

@@ -19,6 +19,7 @@ const struct scenario *scenario_find(const char *name);
 /* basic.c */
 void scenario_hello(const struct boot_info *bi);
 void scenario_timer(const struct boot_info *bi);
+void scenario_cpuid(const struct boot_info *bi);
 /* boot.c */
 void scenario_boot(const struct boot_info *bi);
 /* smp.c */

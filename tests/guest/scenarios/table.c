@@ -9,6 +9,7 @@ static const struct scenario scenarios[] = {
     {"boot", scenario_boot},
     {"smp", scenario_smp},
     {"timer", scenario_timer},
+    {"cpuid", scenario_cpuid},
     {"echo", scenario_echo},
     {"serial-irq", scenario_serial_irq},
     {"rng", scenario_rng},

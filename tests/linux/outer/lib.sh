@@ -22,6 +22,9 @@
 #   vm_kill NAME [SIG]            signals the VM (default KILL)
 #   vm_send NAME TEXT             a line on the guest's console input
 #   console_wait NAME ERE [SECS]  until the console matches (1: timeout or the VM ended)
+#   vm_until NAME SECS CMD...     runs CMD every second until it succeeds (0); 1 as soon as
+#                                 the VM has ended (a dead VM's API never answers), 124
+#                                 after SECS
 #   api NAME METHOD PATH [BODY]   a request on $T/NAME.sock; the body is printed, the status
 #                                 and body are logged in $R/NAME.api; fails unless 2xx
 #   tap_add TAP ADDR/PREFIX       a TAP in the outer with that address (removed afterwards)
@@ -134,6 +137,23 @@ console_wait() {
         return 1
 }
 
+vm_until() {
+        local name=$1 secs=$2 pid t=0
+        shift 2
+        pid=$(vm_pid "$name")
+        while [ "$t" -lt "$secs" ]; do
+                "$@" && return 0
+                if ! alive "$pid"; then
+                        say "vm $name: ended while waiting for: $*"
+                        return 1
+                fi
+                sleep 1
+                t=$((t + 1))
+        done
+        say "vm $name: not true within ${secs}s: $*"
+        return 124
+}
+
 api() {
         local name=$1 method=$2 path=$3 body=$4 code
         if [ -n "$body" ]; then
@@ -176,6 +196,7 @@ tb_run_scenario() {
         local name=$1 limit start rc secs pid
         limit=$(cat "/tb/scenarios/$name/timeout")
         mkdir -p "/out/$name" "/tmp/tb/$name"
+        dmesg -c >/dev/null 2>&1 # the outer's boot messages are not the scenario's
         echo "@@TB begin $name"
         start=$(now)
         # The script's own exit status, or "timeout" when the limit killed it.
@@ -192,6 +213,9 @@ tb_run_scenario() {
                 tunctl -d "$tap" >/dev/null 2>&1
         done
         rm -rf "/tmp/tb/$name"
+        # The outer kernel's messages during the scenario (kvm's complaints about a nested
+        # guest that died), cleared for the next one.
+        dmesg -c >"/out/$name/outer.dmesg" 2>&1
         secs=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
         sync
         echo "@@TB end $name rc=$rc secs=$secs"
