@@ -68,6 +68,15 @@ static void gone(struct uffd_peer *peer, const char *how)
                  "memory can no longer be served",
                  peer->path, (int)peer->pid, how);
         peer->p.on_gone(peer->p.opaque, msg);
+        /* Then the userfaultfd goes: its last reference closed, the kernel wakes every
+         * fault waiting on it and resolves each as an ordinary fault (a zero page). The
+         * kick on_gone sends does not free a vCPU by itself: KVM's own accesses to guest
+         * memory (its emulator reading the guest's page tables) fault in kernel mode, and
+         * the kernel retries such a fault until the page arrives or a fatal signal is
+         * pending -- never, once the handler is gone. on_gone has already asked the vCPUs
+         * to stop, so none runs guest code past the instruction it was in. */
+        close(peer->uffd);
+        peer->uffd = -1;
 }
 
 /* The watcher: the handler's process, its end of the connection, and the stop request. */

@@ -20,7 +20,9 @@
  * for a page at the time: when the handler process exits (a pidfd of the pid SO_PEERCRED
  * reports, the process that listens on the socket) -- or, when that pid is not visible here
  * (another PID namespace), when its end of the connection closes -- guest memory can no
- * longer be served and on_gone runs on that thread with a one-line message. A handler that
+ * longer be served and on_gone runs on that thread with a one-line message; then the
+ * userfaultfd is closed, which releases every fault still waiting on it (a vCPU inside KVM
+ * waits for a page even when kicked, until then). A handler that
  * closes the connection but keeps serving (its pid visible) is not gone.
  */
 #ifndef VMM_UFFD_PEER_H

@@ -240,7 +240,7 @@ static void on_handler_gone(void *opaque, const char *msg)
         if (vm->params.on_memory_lost)
                 vm->params.on_memory_lost(vm->params.opaque, msg);
         /* Paired with vm_start: whichever comes second stops the VM (a vCPU waiting for a
-         * page leaves KVM_RUN when it is kicked). */
+         * page leaves KVM_RUN once kicked and the watcher has closed the userfaultfd). */
         atomic_store(&vm->mem_lost, true);
         if (atomic_load(&vm->stoppable))
                 request_stop(vm, 0, VCPU_STOP_ERROR);
