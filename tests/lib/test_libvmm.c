@@ -244,7 +244,7 @@ static pid_t start_handler(const char *sock, const char *mem)
 }
 
 /* Until a fault waits on this process's userfaultfd (readable: a page asked for and not
- * served). The handler is stopped, so it stays readable. */
+ * served; the handler is stopped, so it stays readable), or at most 10 s. */
 static void wait_page_fault_pending(void)
 {
         char link[64], target[64];
@@ -262,8 +262,8 @@ static void wait_page_fault_pending(void)
                         uffd = fd;
         }
         assert_true(uffd >= 0);
-        /* The watchdog ends a vCPU that never faults. */
-        assert_int_equal(poll(&(struct pollfd){.fd = uffd, .events = POLLIN}, 1, -1), 1);
+        /* Not an assertion: the kill follows either way, only its order is made likely. */
+        (void)poll(&(struct pollfd){.fd = uffd, .events = POLLIN}, 1, 10000);
 }
 
 static void test_uffd_restore(void **state)
