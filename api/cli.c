@@ -482,6 +482,19 @@ static int opt_max_payload(struct cli_opts *o, const struct cli_option *opt, con
         return r;
 }
 
+static int opt_mmds_size_limit(struct cli_opts *o, const struct cli_option *opt, const char *arg,
+                               struct error *err)
+{
+        unsigned long long v;
+        int r = parse_uint(opt->name, arg, 1ull << 30, &v, err);
+
+        if (!r && v == 0)
+                r = error_set(err, -EINVAL, "--mmds-size-limit: must be at least 1");
+        if (!r)
+                o->mmds_size_limit = (size_t)v;
+        return r;
+}
+
 static int opt_id(struct cli_opts *o, const struct cli_option *opt, const char *arg,
                   struct error *err)
 {
@@ -609,6 +622,11 @@ static const struct cli_option options[] = {
      "--no-api             no API socket (needs --kernel or --config-file)"},
     {"http-api-max-payload-size", required_argument, CLI_PROCESS, opt_max_payload, 0,
      "--http-api-max-payload-size N  largest API request body (default 51200)"},
+    {"metadata", required_argument, CLI_PROCESS, opt_arg, FIELD(metadata),
+     "--metadata FILE      the metadata service's (MMDS) data store, as JSON"},
+    {"mmds-size-limit", required_argument, CLI_PROCESS, opt_mmds_size_limit, 0,
+     "--mmds-size-limit N  largest MMDS data store, in bytes of compact JSON\n"
+     "                       (default: --http-api-max-payload-size)"},
     {"no-seccomp", no_argument, CLI_PROCESS, opt_flag, FIELD(no_seccomp),
      "--no-seccomp         no seccomp filters (each thread role has one by default;\n"
      "                       a forbidden system call ends the process with 148)"},

@@ -31,6 +31,10 @@ struct cli_opts {
          * ("vmm", "api", "vcpu") makes a forbidden call once confined. NULL: none. */
         const char *seccomp_test_violation;
         size_t max_payload; /* --http-api-max-payload-size (bytes) */
+        /* --mmds-size-limit (bytes; 0: Firecracker's default, the max_payload) and --metadata
+         * FILE (the data store's first contents, a JSON document). */
+        size_t mmds_size_limit;
+        const char *metadata;
         /* An option describing the machine (--kernel, --mem, --drive, ...) was given: those
          * cannot be combined with --config-file. Names the first one, without its "--". */
         const char *machine_option;

@@ -11,111 +11,485 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "json_read.h"
 #include "cpu_template_json.h"
+#include "json_serde.h"
 
-#define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+/* ---- the bodies' shapes: Firecracker's Rust structs, field by field, in their order ---- */
 
-/* ---- shared pieces ---- */
+/* A refusal of the request as Firecracker's checks after serde's, or of something we do not
+ * build: the message is the whole answer (no serde prefix), see api_parse_command_text. A
+ * configuration error (ERROR_CONFIG: a config file saying so exits with 152). */
+static int refuse(struct error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* TokenBucket: size and refill_time required, one_time_burst optional. */
-static int parse_bucket(const cJSON *j, struct token_bucket_config *b, struct error *err)
+static int refuse(struct error *err, const char *fmt, ...)
 {
-        int r = json_check_object(j, FIELDS("size", "one_time_burst", "refill_time"), err);
+        va_list ap;
 
-        memset(b, 0, sizeof(*b));
-        if (!r)
-                r = json_get_uint(j, "size", true, 0, UINT64_MAX, NULL, &b->size, err);
-        if (!r)
-                r = json_get_uint(j, "one_time_burst", false, 0, UINT64_MAX, NULL,
-                                  &b->one_time_burst, err);
-        if (!r)
-                r = json_get_uint(j, "refill_time", true, 0, UINT64_MAX, NULL, &b->refill_time_ms,
-                                  err);
-        return r;
+        va_start(ap, fmt);
+        error_setv(err, API_PARSE_REFUSED, fmt, ap);
+        va_end(ap);
+        if (err)
+                err->kind = ERROR_CONFIG;
+        return API_PARSE_REFUSED;
 }
 
-/* RateLimiter: optional "bandwidth" and "ops" buckets. */
-static int parse_rate_limiter(const cJSON *j, struct vmm_rate_limiter_update *u, struct error *err)
-{
-        const cJSON *b = NULL, *o = NULL;
-        int r = json_check_object(j, FIELDS("bandwidth", "ops"), err);
-
-        memset(u, 0, sizeof(*u));
-        if (!r)
-                r = json_get_object(j, "bandwidth", false, &b, err);
-        if (!r && b) {
-                u->has_bandwidth = true;
-                r = parse_bucket(b, &u->cfg.bandwidth, err);
-                if (r)
-                        error_prefix(err, "bandwidth");
+#define FIELD(n, s, f)                                                                             \
+        {                                                                                          \
+                .name = (n), .shape = &(s), .flags = (f)                                           \
         }
-        if (!r)
-                r = json_get_object(j, "ops", false, &o, err);
-        if (!r && o) {
-                u->has_ops = true;
-                r = parse_bucket(o, &u->cfg.ops, err);
-                if (r)
-                        error_prefix(err, "ops");
+#define END_OF_FIELDS                                                                              \
+        {                                                                                          \
+                .name = NULL                                                                       \
         }
-        return r;
-}
+#define STRUCT(n, fs)                                                                              \
+        {                                                                                          \
+                .kind = JSON_STRUCT, .name = (n), .fields = (fs)                                   \
+        }
+#define OPEN_STRUCT(n, fs)                                                                         \
+        {                                                                                          \
+                .kind = JSON_STRUCT, .name = (n), .fields = (fs), .allow_unknown = true            \
+        }
+#define ENUM(vs)                                                                                   \
+        {                                                                                          \
+                .kind = JSON_ENUM, .variants = (vs)                                                \
+        }
+#define OPT JSON_OPTION
+#define DEF JSON_DEFAULT
 
-/* An optional rate limiter field: *has tells whether it was given. */
-static int get_rate_limiter(const cJSON *j, const char *name, bool *has,
-                            struct vmm_rate_limiter_update *u, struct error *err)
-{
-        const cJSON *f = NULL;
-        int r = json_get_object(j, name, false, &f, err);
-
-        *has = false;
-        if (r || !f)
-                return r;
-        *has = true;
-        r = parse_rate_limiter(f, u, err);
-        if (r)
-                error_prefix(err, "%s", name);
-        return r;
-}
-
-/* PUT semantics: a limiter that is given replaces everything (missing buckets unlimited). */
-static int get_put_rate_limiter(const cJSON *j, const char *name, struct vmm_rate_limiter *out,
-                                struct error *err)
-{
-        struct vmm_rate_limiter_update u;
-        bool has;
-        int r = get_rate_limiter(j, name, &has, &u, err);
-
-        memset(out, 0, sizeof(*out));
-        if (!r && has)
-                vmm_rate_limiter_from_update(out, &u);
-        return r;
-}
-
-static int get_u32(const cJSON *j, const char *name, bool required, uint32_t min, bool *present,
-                   uint32_t *out, struct error *err)
-{
-        uint64_t v = 0;
-        int r = json_get_uint(j, name, required, min, UINT32_MAX, present, &v, err);
-
-        if (!r && (!present || *present))
-                *out = (uint32_t)v;
-        return r;
-}
-
-/* ---- request bodies ---- */
+static const struct json_shape t_bool = {.kind = JSON_BOOL};
+static const struct json_shape t_string = {.kind = JSON_STRING};
+static const struct json_shape t_path = {.kind = JSON_PATH};
+static const struct json_shape t_u8 = {.kind = JSON_U8};
+static const struct json_shape t_u16 = {.kind = JSON_U16};
+static const struct json_shape t_u32 = {.kind = JSON_U32};
+static const struct json_shape t_u64 = {.kind = JSON_U64};
+static const struct json_shape t_usize = {.kind = JSON_USIZE};
+static const struct json_shape t_value = {.kind = JSON_VALUE};
+static const struct json_shape t_string_map = {.kind = JSON_STRING_MAP};
 
 /* Our extension on every device object: "default", "required" or "off" (absent: default). */
 static const char *const ap_values[] = {"default", "required", "off", NULL};
+static const struct json_shape t_access_platform = ENUM(ap_values);
+#define ACCESS_PLATFORM FIELD("access_platform", t_access_platform, OPT | DEF)
 
-static int get_access_platform(const cJSON *j, enum vmm_access_platform *out, struct error *err)
+/* TokenBucketConfig: no deny_unknown_fields in Firecracker, so unknown fields pass. */
+static const struct json_field bucket_fields[] = {
+    FIELD("size", t_u64, 0),
+    FIELD("one_time_burst", t_u64, OPT),
+    FIELD("refill_time", t_u64, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape t_bucket = OPEN_STRUCT("TokenBucketConfig", bucket_fields);
+
+static const struct json_field rate_limiter_fields[] = {
+    FIELD("bandwidth", t_bucket, OPT),
+    FIELD("ops", t_bucket, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape t_rate_limiter = STRUCT("RateLimiterConfig", rate_limiter_fields);
+
+static const struct json_field boot_fields[] = {
+    FIELD("kernel_image_path", t_string, 0),
+    FIELD("initrd_path", t_string, OPT),
+    FIELD("boot_args", t_string, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_boot = STRUCT("BootSourceConfig", boot_fields);
+
+/* x86_64's StaticCpuTemplate and HugePageConfig, in declaration order. */
+static const char *const cpu_template_values[] = {"C3", "T2", "T2S", "None", "T2CL", "T2A", NULL};
+#define CPU_TEMPLATE_NONE 3
+static const struct json_shape t_cpu_template = ENUM(cpu_template_values);
+static const char *const huge_page_values[] = {"None", "Transparent", "2M", NULL};
+#define HUGE_PAGES_TRANSPARENT 1
+#define HUGE_PAGES_2M          2
+static const struct json_shape t_huge_pages = ENUM(huge_page_values);
+
+static const struct json_field put_machine_fields[] = {
+    FIELD("vcpu_count", t_u8, 0),
+    FIELD("mem_size_mib", t_usize, 0),
+    FIELD("smt", t_bool, DEF),
+    FIELD("cpu_template", t_cpu_template, OPT | DEF),
+    FIELD("track_dirty_pages", t_bool, DEF),
+    FIELD("huge_pages", t_huge_pages, DEF),
+    FIELD("cpu_hide", t_string, OPT | DEF), /* ours */
+    FIELD("pit", t_bool, DEF),              /* ours */
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_put_machine = STRUCT("MachineConfig", put_machine_fields);
+
+static const struct json_field patch_machine_fields[] = {
+    FIELD("vcpu_count", t_u8, OPT | DEF),
+    FIELD("mem_size_mib", t_usize, OPT | DEF),
+    FIELD("smt", t_bool, OPT | DEF),
+    FIELD("cpu_template", t_cpu_template, OPT | DEF),
+    FIELD("track_dirty_pages", t_bool, OPT | DEF),
+    FIELD("huge_pages", t_huge_pages, OPT | DEF),
+    FIELD("cpu_hide", t_string, OPT | DEF), /* ours */
+    FIELD("pit", t_bool, OPT | DEF),        /* ours */
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_machine =
+    STRUCT("MachineConfigUpdate", patch_machine_fields);
+
+static const char *const cache_values[] = {"Unsafe", "Writeback", NULL};
+static const struct json_shape t_cache_type = ENUM(cache_values);
+static const char *const engine_values[] = {"Async", "Sync", NULL};
+#define IO_ENGINE_ASYNC 0
+static const struct json_shape t_io_engine = ENUM(engine_values);
+
+static const struct json_field put_drive_fields[] = {
+    FIELD("drive_id", t_string, 0),
+    FIELD("partuuid", t_string, OPT),
+    FIELD("is_root_device", t_bool, 0),
+    FIELD("cache_type", t_cache_type, DEF),
+    FIELD("is_read_only", t_bool, OPT),
+    FIELD("path_on_host", t_string, OPT),
+    FIELD("rate_limiter", t_rate_limiter, OPT),
+    FIELD("io_engine", t_io_engine, OPT),
+    FIELD("socket", t_string, OPT),
+    ACCESS_PLATFORM, /* ours */
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_put_drive = STRUCT("BlockDeviceConfig", put_drive_fields);
+
+static const struct json_field patch_drive_fields[] = {
+    FIELD("drive_id", t_string, 0),
+    FIELD("path_on_host", t_string, OPT),
+    FIELD("rate_limiter", t_rate_limiter, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_drive =
+    STRUCT("BlockDeviceUpdateConfig", patch_drive_fields);
+
+/* Firecracker's PmemConfig and PmemDeviceUpdateConfig. */
+static const struct json_field put_pmem_fields[] = {
+    FIELD("id", t_string, 0),
+    FIELD("path_on_host", t_string, 0),
+    FIELD("root_device", t_bool, DEF),
+    FIELD("read_only", t_bool, DEF),
+    FIELD("rate_limiter", t_rate_limiter, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_put_pmem = STRUCT("PmemConfig", put_pmem_fields);
+
+static const struct json_field patch_pmem_fields[] = {
+    FIELD("id", t_string, 0),
+    FIELD("rate_limiter", t_rate_limiter, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_pmem =
+    STRUCT("PmemDeviceUpdateConfig", patch_pmem_fields);
+
+/* Firecracker's MemoryHotplugConfig and MemoryHotplugSizeUpdate. */
+static const struct json_field put_hotplug_fields[] = {
+    FIELD("total_size_mib", t_u32, 0),
+    FIELD("block_size_mib", t_u32, DEF),
+    FIELD("slot_size_mib", t_u32, DEF),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_put_memory_hotplug =
+    STRUCT("MemoryHotplugConfig", put_hotplug_fields);
+
+static const struct json_field patch_hotplug_fields[] = {
+    FIELD("requested_size_mib", t_u32, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_memory_hotplug =
+    STRUCT("MemoryHotplugSizeUpdate", patch_hotplug_fields);
+
+/* Firecracker's MacAddr: six ':'-separated pairs of hex digits (u8::from_str_radix, which
+ * takes a leading '+' too). */
+static const char *check_mac(const char *s)
+{
+        uint8_t mac[6];
+
+        return vmm_parse_mac(s, mac) ? "The provided MAC address is invalid." : NULL;
+}
+static const struct json_shape t_mac = {.kind = JSON_STRING, .check = check_mac};
+
+static const struct json_field put_net_fields[] = {
+    FIELD("iface_id", t_string, 0),
+    FIELD("host_dev_name", t_string, 0),
+    FIELD("guest_mac", t_mac, OPT),
+    FIELD("mtu", t_u16, OPT),
+    FIELD("rx_rate_limiter", t_rate_limiter, OPT),
+    FIELD("tx_rate_limiter", t_rate_limiter, OPT),
+    ACCESS_PLATFORM, /* ours */
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_put_net = STRUCT("NetworkInterfaceConfig", put_net_fields);
+
+static const struct json_field patch_net_fields[] = {
+    FIELD("iface_id", t_string, 0),
+    FIELD("rx_rate_limiter", t_rate_limiter, OPT),
+    FIELD("tx_rate_limiter", t_rate_limiter, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_net =
+    STRUCT("NetworkInterfaceUpdateConfig", patch_net_fields);
+
+static const struct json_field vsock_fields[] = {
+    FIELD("vsock_id", t_string, OPT | DEF),
+    FIELD("guest_cid", t_u32, 0),
+    FIELD("uds_path", t_string, 0),
+    ACCESS_PLATFORM, /* ours */
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_vsock = STRUCT("VsockDeviceConfig", vsock_fields);
+
+static const struct json_field entropy_fields[] = {
+    FIELD("rate_limiter", t_rate_limiter, OPT),
+    ACCESS_PLATFORM, /* ours */
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_entropy = STRUCT("EntropyDeviceConfig", entropy_fields);
+
+static const struct json_field serial_fields[] = {
+    FIELD("serial_out_path", t_path, OPT),
+    FIELD("rate_limiter", t_bucket, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_serial = STRUCT("SerialConfig", serial_fields);
+
+/* Firecracker's MmdsConfig: ipv4_address an Ipv4Addr (its FromStr: four decimal octets, no
+ * leading zero). */
+static const char *check_ipv4(const char *s)
+{
+        uint32_t v;
+
+        return api_parse_ipv4(s, &v) ? "invalid IP address syntax" : NULL;
+}
+static const struct json_shape t_ipv4 = {.kind = JSON_STRING, .check = check_ipv4};
+static const char *const mmds_versions[] = {"V1", "V2", NULL};
+static const struct json_shape t_mmds_version = ENUM(mmds_versions);
+static const struct json_shape t_strings = {.kind = JSON_SEQ, .item = &t_string};
+static const struct json_field mmds_config_fields[] = {
+    FIELD("version", t_mmds_version, DEF),
+    FIELD("network_interfaces", t_strings, 0),
+    FIELD("ipv4_address", t_ipv4, OPT | DEF),
+    FIELD("imds_compat", t_bool, DEF),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_mmds_config = STRUCT("MmdsConfig", mmds_config_fields);
+
+/* PUT and PATCH /mmds: any JSON value (serde's Value), its syntax checked here; the router
+ * hands the store the text itself (take_body_text). */
+static const struct json_shape shape_unread = {.kind = JSON_IGNORED};
+
+static const struct json_field put_balloon_fields[] = {
+    FIELD("amount_mib", t_u32, 0),
+    FIELD("deflate_on_oom", t_bool, 0),
+    FIELD("stats_polling_interval_s", t_u16, DEF),
+    FIELD("free_page_hinting", t_bool, DEF),
+    FIELD("free_page_reporting", t_bool, DEF),
+    ACCESS_PLATFORM, /* ours */
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_put_balloon =
+    STRUCT("BalloonDeviceConfig", put_balloon_fields);
+
+static const struct json_field patch_balloon_fields[] = {
+    FIELD("amount_mib", t_u32, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_balloon =
+    STRUCT("BalloonUpdateConfig", patch_balloon_fields);
+
+static const struct json_field patch_balloon_stats_fields[] = {
+    FIELD("stats_polling_interval_s", t_u16, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_patch_balloon_stats =
+    STRUCT("BalloonUpdateStatsConfig", patch_balloon_stats_fields);
+
+/* Firecracker's StartHintingCmd (no deny_unknown_fields): acknowledge_on_stop defaults to
+ * true, as does a missing body. */
+static const struct json_field hinting_start_fields[] = {
+    FIELD("acknowledge_on_stop", t_bool, DEF),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_hinting_start =
+    OPEN_STRUCT("StartHintingCmd", hinting_start_fields);
+
+/* Firecracker's LevelFilter: a string read case-insensitively ("warn" and "warning"). */
+static const char *check_level(const char *s)
+{
+        enum log_level l;
+
+        return log_level_parse(s, &l) ? "Invalid LevelFilter" : NULL;
+}
+static const struct json_shape t_level = {.kind = JSON_STRING, .check = check_level};
+
+static const struct json_field logger_fields[] = {
+    FIELD("log_path", t_path, OPT),   FIELD("level", t_level, OPT),
+    FIELD("show_level", t_bool, OPT), FIELD("show_log_origin", t_bool, OPT),
+    FIELD("module", t_string, OPT),   END_OF_FIELDS,
+};
+static const struct json_shape shape_logger = STRUCT("LoggerConfig", logger_fields);
+
+/* MetricsConfig: no deny_unknown_fields in Firecracker. */
+static const struct json_field metrics_fields[] = {
+    FIELD("metrics_path", t_path, 0),
+    FIELD("emit_id", t_bool, DEF),
+    FIELD("properties", t_string_map, OPT | DEF),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_metrics = OPEN_STRUCT("MetricsConfig", metrics_fields);
+
+/* x86_64's ActionType. */
+static const char *const action_values[] = {"FlushMetrics", "InstanceStart", "SendCtrlAltDel",
+                                            NULL};
+static const struct json_shape t_action = ENUM(action_values);
+static const struct json_field actions_fields[] = {
+    FIELD("action_type", t_action, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_actions = STRUCT("ActionBody", actions_fields);
+
+static const char *const vm_state_values[] = {"Paused", "Resumed", NULL};
+static const struct json_shape t_vm_state = ENUM(vm_state_values);
+static const struct json_field vm_fields[] = {
+    FIELD("state", t_vm_state, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_vm = STRUCT("Vm", vm_fields);
+
+static const char *const snapshot_type_values[] = {"Diff", "Full", NULL};
+#define SNAPSHOT_DIFF 0
+static const struct json_shape t_snapshot_type = ENUM(snapshot_type_values);
+static const struct json_field snapshot_create_fields[] = {
+    FIELD("snapshot_type", t_snapshot_type, DEF),
+    FIELD("snapshot_path", t_path, 0),
+    FIELD("mem_file_path", t_path, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_snapshot_create =
+    STRUCT("CreateSnapshotParams", snapshot_create_fields);
+
+static const char *const mem_backend_values[] = {"File", "Uffd", NULL};
+#define MEM_BACKEND_UFFD 1
+static const struct json_shape t_mem_backend_type = ENUM(mem_backend_values);
+static const struct json_field mem_backend_fields[] = {
+    FIELD("backend_path", t_path, 0),
+    FIELD("backend_type", t_mem_backend_type, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape t_mem_backend = STRUCT("MemBackendConfig", mem_backend_fields);
+
+/* NetworkOverride and VsockOverride: no deny_unknown_fields in Firecracker. */
+static const struct json_field net_override_fields[] = {
+    FIELD("iface_id", t_string, 0),
+    FIELD("host_dev_name", t_string, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape t_net_override = OPEN_STRUCT("NetworkOverride", net_override_fields);
+static const struct json_shape t_net_overrides = {.kind = JSON_SEQ, .item = &t_net_override};
+/* Ours: another backing file per drive on a load. Unknown fields are refused (a misspelt
+ * "path" would otherwise leave the drive on its saved file). */
+static const struct json_field drive_override_fields[] = {
+    FIELD("drive_id", t_string, 0),
+    FIELD("path_on_host", t_string, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape t_drive_override = STRUCT("DriveOverride", drive_override_fields);
+static const struct json_shape t_drive_overrides = {.kind = JSON_SEQ, .item = &t_drive_override};
+static const struct json_field vsock_override_fields[] = {
+    FIELD("uds_path", t_string, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape t_vsock_override =
+    OPEN_STRUCT("VsockOverride", vsock_override_fields);
+
+static const char *const load_huge_values[] = {"Snapshot", "None", "Transparent", "2M", NULL};
+#define LOAD_HUGE_NONE        1
+#define LOAD_HUGE_TRANSPARENT 2
+#define LOAD_HUGE_2M          3
+static const struct json_shape t_load_huge = ENUM(load_huge_values);
+
+static const struct json_field snapshot_load_fields[] = {
+    FIELD("snapshot_path", t_path, 0),
+    FIELD("mem_file_path", t_path, OPT),
+    FIELD("mem_backend", t_mem_backend, OPT),
+    FIELD("enable_diff_snapshots", t_bool, DEF),
+    FIELD("track_dirty_pages", t_bool, DEF),
+    FIELD("resume_vm", t_bool, DEF),
+    FIELD("network_overrides", t_net_overrides, DEF),
+    FIELD("vsock_override", t_vsock_override, OPT),
+    FIELD("clock_realtime", t_bool, DEF),
+    FIELD("huge_pages", t_load_huge, DEF),
+    FIELD("drive_overrides", t_drive_overrides, DEF), /* ours */
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_snapshot_load =
+    STRUCT("LoadSnapshotConfig", snapshot_load_fields);
+
+/* Ours. */
+static const char *const platform_values[] = {"none", "sev", "pef", "s390-pv", NULL};
+static const struct json_shape t_platform = ENUM(platform_values);
+static const struct json_field confidential_fields[] = {
+    FIELD("platform", t_platform, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_confidential =
+    STRUCT("ConfidentialConfig", confidential_fields);
+
+static const struct json_field memory_dump_fields[] = {
+    FIELD("mem_file_path", t_path, 0),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_memory_dump = STRUCT("MemoryDumpConfig", memory_dump_fields);
+
+/* ---- shared pieces ---- */
+
+static void get_bucket(const cJSON *j, struct token_bucket_config *b)
+{
+        memset(b, 0, sizeof(*b));
+        json_get_uint(j, "size", &b->size);
+        json_get_uint(j, "one_time_burst", &b->one_time_burst);
+        json_get_uint(j, "refill_time", &b->refill_time_ms);
+}
+
+/* An optional RateLimiterConfig field as an update: *has tells whether it was given. */
+static void get_rate_limiter(const cJSON *j, const char *name, bool *has,
+                             struct vmm_rate_limiter_update *u)
+{
+        const cJSON *f = json_field(j, name), *b;
+
+        memset(u, 0, sizeof(*u));
+        *has = f != NULL;
+        if (!f)
+                return;
+        if ((b = json_field(f, "bandwidth"))) {
+                u->has_bandwidth = true;
+                get_bucket(b, &u->cfg.bandwidth);
+        }
+        if ((b = json_field(f, "ops"))) {
+                u->has_ops = true;
+                get_bucket(b, &u->cfg.ops);
+        }
+}
+
+/* PUT semantics: a limiter that is given replaces everything (missing buckets unlimited). */
+static void get_put_rate_limiter(const cJSON *j, const char *name, struct vmm_rate_limiter *out)
+{
+        struct vmm_rate_limiter_update u;
+        bool has;
+
+        get_rate_limiter(j, name, &has, &u);
+        memset(out, 0, sizeof(*out));
+        if (has)
+                vmm_rate_limiter_from_update(out, &u);
+}
+
+static enum vmm_access_platform get_access_platform(const cJSON *j)
 {
         int v = 0;
-        bool present;
-        int r = json_get_enum(j, "access_platform", false, ap_values, false, &present, &v, err);
 
-        *out = (enum vmm_access_platform)v;
-        return r;
+        json_get_enum(j, "access_platform", ap_values, &v);
+        return (enum vmm_access_platform)v;
 }
 
 static void add_access_platform(cJSON *o, enum vmm_access_platform ap)
@@ -124,14 +498,12 @@ static void add_access_platform(cJSON *o, enum vmm_access_platform ap)
                 cJSON_AddStringToObject(o, "access_platform", vmm_access_platform_name(ap));
 }
 
-static const char *const platform_values[] = {"none", "sev", "pef", "s390-pv", NULL};
+/* ---- request bodies ---- */
 
 int api_parse_memory_dump(const cJSON *j, char **path, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("mem_file_path"), err);
-
         *path = NULL;
-        return r ? r : json_get_string(j, "mem_file_path", true, path, err);
+        return json_get_string(j, "mem_file_path", path, err);
 }
 
 cJSON *api_json_memory(uint64_t address, const uint8_t *data, size_t len)
@@ -160,79 +532,61 @@ cJSON *api_json_memory(uint64_t address, const uint8_t *data, size_t len)
 int api_parse_confidential(const cJSON *j, struct vmm_confidential *out, struct error *err)
 {
         int v = 0;
-        bool present;
-        int r = json_check_object(j, FIELDS("platform"), err);
 
+        (void)err;
         memset(out, 0, sizeof(*out));
-        if (!r)
-                r = json_get_enum(j, "platform", true, platform_values, false, &present, &v, err);
+        json_get_enum(j, "platform", platform_values, &v);
         out->platform = (enum cc_platform)v;
-        return r;
+        return 0;
 }
 
 int api_parse_boot_source(const cJSON *j, struct vmm_boot_source *out, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("kernel_image_path", "initrd_path", "boot_args"), err);
+        int r;
 
         memset(out, 0, sizeof(*out));
+        r = json_get_string(j, "kernel_image_path", &out->kernel_image_path, err);
         if (!r)
-                r = json_get_string(j, "kernel_image_path", true, &out->kernel_image_path, err);
+                r = json_get_string(j, "initrd_path", &out->initrd_path, err);
         if (!r)
-                r = json_get_string(j, "initrd_path", false, &out->initrd_path, err);
-        if (!r)
-                r = json_get_string(j, "boot_args", false, &out->boot_args, err);
+                r = json_get_string(j, "boot_args", &out->boot_args, err);
         return r;
 }
 
-static const char *const huge_page_values[] = {"None", "2M", "Transparent", NULL};
-static const char *const cpu_template_values[] = {"None", "C3",  "T2",   "T2S",
-                                                  "T2CL", "T2A", "V1N1", NULL};
-
 int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, char **cpu_hide,
-                      struct error *err)
+                      bool *cpu_template_given, struct error *err)
 {
         uint64_t v;
-        int huge = 0, tmpl = 0;
-        int r = json_check_object(j,
-                                  FIELDS("vcpu_count", "mem_size_mib", "smt", "track_dirty_pages",
-                                         "huge_pages", "cpu_template", "cpu_hide", "pit"),
-                                  err);
+        int huge = 0, tmpl = CPU_TEMPLATE_NONE;
+        int r = 0;
 
         memset(u, 0, sizeof(*u));
-        if (!r)
-                r = json_get_uint(j, "vcpu_count", put, 1, UINT32_MAX, &u->has_vcpu_count, &v, err);
-        if (!r && u->has_vcpu_count)
+        u->has_vcpu_count = json_get_uint(j, "vcpu_count", &v);
+        if (u->has_vcpu_count)
                 u->vcpu_count = (unsigned)v;
-        if (!r)
-                r = json_get_uint(j, "mem_size_mib", put, 0, UINT64_MAX, &u->has_mem_size_mib,
-                                  &u->mem_size_mib, err);
-        if (!r)
-                r = json_get_bool(j, "smt", false, &u->has_smt, &u->smt, err);
-        if (!r)
-                r = json_get_bool(j, "track_dirty_pages", false, &u->has_track_dirty_pages,
-                                  &u->track_dirty_pages, err);
-        if (!r)
-                r = json_get_enum(j, "huge_pages", false, huge_page_values, false,
-                                  &u->has_huge_pages, &huge, err);
-        if (!r && huge == 2)
-                r = error_config(err, "huge_pages \"Transparent\" is not implemented yet: use "
-                                      "\"None\" or \"2M\"");
-        u->huge_pages = huge == 1;
-        if (!r)
-                r = json_get_enum(j, "cpu_template", false, cpu_template_values, false,
-                                  &u->has_cpu_template, &tmpl, err);
-        /* V1N1 is aarch64's: Firecracker refuses it on x86_64 with this message. */
-        if (!r && u->has_cpu_template && !x86_static_template_known(cpu_template_values[tmpl]) &&
-            tmpl != 0)
-                r = error_config(err, "Invalid static CPU template: %s", cpu_template_values[tmpl]);
-        if (!r && u->has_cpu_template)
+        u->has_mem_size_mib = json_get_uint(j, "mem_size_mib", &u->mem_size_mib);
+        u->has_smt = json_get_bool(j, "smt", &u->smt);
+        u->has_track_dirty_pages = json_get_bool(j, "track_dirty_pages", &u->track_dirty_pages);
+        u->has_huge_pages = json_get_enum(j, "huge_pages", huge_page_values, &huge);
+        u->huge_pages = huge == HUGE_PAGES_2M;
+        /* Deprecated in Firecracker (the request is answered with "Deprecation: true"). A
+         * static template's content is read by the command's parser (machine_template). */
+        u->has_cpu_template = json_get_enum(j, "cpu_template", cpu_template_values, &tmpl);
+        if (u->has_cpu_template)
                 u->cpu_template = cpu_template_values[tmpl];
-        if (!r)
-                r = json_get_bool(j, "pit", false, &u->has_pit, &u->pit, err);
-        if (!r && json_field(j, "cpu_hide")) {
-                r = json_get_string(j, "cpu_hide", false, cpu_hide, err);
+        *cpu_template_given = u->has_cpu_template;
+        u->has_pit = json_get_bool(j, "pit", &u->pit);
+        if (json_field(j, "cpu_hide")) {
+                r = json_get_string(j, "cpu_hide", cpu_hide, err);
                 u->has_cpu_hide = true;
         }
+        if (!r && !put && !u->has_vcpu_count && !u->has_mem_size_mib && !u->has_smt &&
+            !u->has_track_dirty_pages && !u->has_huge_pages && !u->has_cpu_template &&
+            !u->has_pit && !u->has_cpu_hide)
+                r = refuse(err, "Empty PATCH request.");
+        if (!r && huge == HUGE_PAGES_TRANSPARENT)
+                r = refuse(err, "huge_pages \"Transparent\" is not implemented yet: use \"None\" "
+                                "or \"2M\"");
         if (!r && put) {
                 /* PUT: every optional field not given goes back to its default. */
                 u->has_smt = u->has_track_dirty_pages = u->has_huge_pages = true;
@@ -241,45 +595,28 @@ int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, ch
         return r;
 }
 
-static const char *const cache_values[] = {"Unsafe", "Writeback", NULL};
-static const char *const engine_values[] = {"Sync", "Async", NULL};
-
 int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err)
 {
-        int cache = 0, engine = 0;
-        bool present;
-        int r = json_check_object(j,
-                                  FIELDS("drive_id", "partuuid", "is_root_device", "cache_type",
-                                         "is_read_only", "path_on_host", "rate_limiter",
-                                         "io_engine", "socket", "access_platform"),
-                                  err);
+        int cache = 0, engine = 1;
+        int r;
 
         memset(out, 0, sizeof(*out));
+        r = json_get_string(j, "drive_id", &out->drive_id, err);
         if (!r)
-                r = json_get_string(j, "drive_id", true, &out->drive_id, err);
-        if (!r)
-                r = json_get_string(j, "partuuid", false, &out->partuuid, err);
-        if (!r)
-                r = json_get_bool(j, "is_root_device", true, NULL, &out->is_root_device, err);
-        if (!r)
-                r = json_get_enum(j, "cache_type", false, cache_values, false, &present, &cache,
-                                  err);
+                r = json_get_string(j, "partuuid", &out->partuuid, err);
+        json_get_bool(j, "is_root_device", &out->is_root_device);
+        json_get_enum(j, "cache_type", cache_values, &cache);
         out->cache_type = cache == 1 ? VMM_CACHE_WRITEBACK : VMM_CACHE_UNSAFE;
+        json_get_bool(j, "is_read_only", &out->is_read_only);
+        if (!r)
+                r = json_get_string(j, "path_on_host", &out->path_on_host, err);
+        get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter);
+        json_get_enum(j, "io_engine", engine_values, &engine);
+        out->io_engine = engine == IO_ENGINE_ASYNC ? VMM_IO_ASYNC : VMM_IO_SYNC;
+        out->access_platform = get_access_platform(j);
         if (!r && json_field(j, "socket"))
-                r = error_config(err, "vhost-user block devices (field `socket`) are not "
-                                      "implemented yet");
-        if (!r)
-                r = json_get_bool(j, "is_read_only", false, &present, &out->is_read_only, err);
-        if (!r)
-                r = json_get_string(j, "path_on_host", true, &out->path_on_host, err);
-        if (!r)
-                r = get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter, err);
-        if (!r)
-                r = json_get_enum(j, "io_engine", false, engine_values, false, &present, &engine,
-                                  err);
-        out->io_engine = engine == 1 ? VMM_IO_ASYNC : VMM_IO_SYNC;
-        if (!r)
-                r = get_access_platform(j, &out->access_platform, err);
+                r = refuse(err, "vhost-user block devices (field `socket`) are not implemented "
+                                "yet");
         if (r)
                 vmm_drive_free(out);
         return r;
@@ -287,20 +624,15 @@ int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err)
 
 int api_parse_pmem(const cJSON *j, struct vmm_pmem *out, struct error *err)
 {
-        int r = json_check_object(
-            j, FIELDS("id", "path_on_host", "root_device", "read_only", "rate_limiter"), err);
+        int r;
 
         memset(out, 0, sizeof(*out));
+        r = json_get_string(j, "id", &out->id, err);
         if (!r)
-                r = json_get_string(j, "id", true, &out->id, err);
-        if (!r)
-                r = json_get_string(j, "path_on_host", true, &out->path_on_host, err);
-        if (!r)
-                r = json_get_bool(j, "root_device", false, NULL, &out->root_device, err);
-        if (!r)
-                r = json_get_bool(j, "read_only", false, NULL, &out->read_only, err);
-        if (!r)
-                r = get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter, err);
+                r = json_get_string(j, "path_on_host", &out->path_on_host, err);
+        json_get_bool(j, "root_device", &out->root_device);
+        json_get_bool(j, "read_only", &out->read_only);
+        get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter);
         if (r)
                 vmm_pmem_free(out);
         return r;
@@ -308,16 +640,13 @@ int api_parse_pmem(const cJSON *j, struct vmm_pmem *out, struct error *err)
 
 int api_parse_drive_update(const cJSON *j, struct vmm_drive_update *out, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("drive_id", "path_on_host", "rate_limiter"), err);
+        int r;
 
         memset(out, 0, sizeof(*out));
+        r = json_get_string(j, "drive_id", &out->drive_id, err);
         if (!r)
-                r = json_get_string(j, "drive_id", true, &out->drive_id, err);
-        if (!r)
-                r = json_get_string(j, "path_on_host", false, &out->path_on_host, err);
-        if (!r)
-                r = get_rate_limiter(j, "rate_limiter", &out->has_rate_limiter, &out->rate_limiter,
-                                     err);
+                r = json_get_string(j, "path_on_host", &out->path_on_host, err);
+        get_rate_limiter(j, "rate_limiter", &out->has_rate_limiter, &out->rate_limiter);
         if (r) {
                 free(out->drive_id);
                 free(out->path_on_host);
@@ -328,39 +657,27 @@ int api_parse_drive_update(const cJSON *j, struct vmm_drive_update *out, struct 
 
 int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err)
 {
-        char *mac = NULL;
+        const cJSON *mac = json_field(j, "guest_mac");
         uint64_t mtu = 0;
-        bool has_mtu = false;
-        int r = json_check_object(j,
-                                  FIELDS("iface_id", "host_dev_name", "guest_mac", "mtu",
-                                         "rx_rate_limiter", "tx_rate_limiter", "access_platform"),
-                                  err);
+        int r;
 
         memset(out, 0, sizeof(*out));
+        r = json_get_string(j, "iface_id", &out->iface_id, err);
         if (!r)
-                r = json_get_string(j, "iface_id", true, &out->iface_id, err);
-        if (!r)
-                r = json_get_string(j, "host_dev_name", true, &out->host_dev_name, err);
-        if (!r)
-                r = json_get_string(j, "guest_mac", false, &mac, err);
-        if (!r && mac) {
-                if (vmm_parse_mac(mac, out->guest_mac))
-                        r = error_config(err,
-                                         "field `guest_mac`: invalid value: \"%s\", expected a "
-                                         "MAC address of the form aa:bb:cc:dd:ee:ff",
-                                         mac);
-                out->has_mac = true;
-        }
-        if (!r)
-                r = json_get_uint(j, "mtu", false, 68, 65535, &has_mtu, &mtu, err);
+                r = json_get_string(j, "host_dev_name", &out->host_dev_name, err);
+        /* The shape checked the address (check_mac). */
+        if (mac && cJSON_IsString(mac))
+                out->has_mac = vmm_parse_mac(mac->valuestring, out->guest_mac) == 0;
+        /* Firecracker checks the MTU when it creates the device. */
+        if (json_get_uint(j, "mtu", &mtu) && !r && (mtu < 68 || mtu > 65535))
+                r = refuse(err,
+                           "Network config error: Could not create the network device: MTU %llu "
+                           "is out of range [68, 65535]",
+                           (unsigned long long)mtu);
         out->mtu = (uint16_t)mtu;
-        if (!r)
-                r = get_put_rate_limiter(j, "rx_rate_limiter", &out->rx_rate_limiter, err);
-        if (!r)
-                r = get_put_rate_limiter(j, "tx_rate_limiter", &out->tx_rate_limiter, err);
-        if (!r)
-                r = get_access_platform(j, &out->access_platform, err);
-        free(mac);
+        get_put_rate_limiter(j, "rx_rate_limiter", &out->rx_rate_limiter);
+        get_put_rate_limiter(j, "tx_rate_limiter", &out->tx_rate_limiter);
+        out->access_platform = get_access_platform(j);
         if (r)
                 vmm_net_free(out);
         return r;
@@ -368,15 +685,12 @@ int api_parse_net(const cJSON *j, struct vmm_net *out, struct error *err)
 
 int api_parse_net_update(const cJSON *j, struct vmm_net_update *out, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("iface_id", "rx_rate_limiter", "tx_rate_limiter"), err);
+        int r;
 
         memset(out, 0, sizeof(*out));
-        if (!r)
-                r = json_get_string(j, "iface_id", true, &out->iface_id, err);
-        if (!r)
-                r = get_rate_limiter(j, "rx_rate_limiter", &out->has_rx, &out->rx, err);
-        if (!r)
-                r = get_rate_limiter(j, "tx_rate_limiter", &out->has_tx, &out->tx, err);
+        r = json_get_string(j, "iface_id", &out->iface_id, err);
+        get_rate_limiter(j, "rx_rate_limiter", &out->has_rx, &out->rx);
+        get_rate_limiter(j, "tx_rate_limiter", &out->has_tx, &out->tx);
         if (r) {
                 free(out->iface_id);
                 memset(out, 0, sizeof(*out));
@@ -386,18 +700,16 @@ int api_parse_net_update(const cJSON *j, struct vmm_net_update *out, struct erro
 
 int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("guest_cid", "uds_path", "vsock_id", "access_platform"),
-                                  err);
+        uint64_t cid = 0;
+        int r;
 
         memset(out, 0, sizeof(*out));
+        json_get_uint(j, "guest_cid", &cid);
+        out->guest_cid = (uint32_t)cid;
+        r = json_get_string(j, "uds_path", &out->uds_path, err);
         if (!r)
-                r = get_u32(j, "guest_cid", true, 3, NULL, &out->guest_cid, err);
-        if (!r)
-                r = json_get_string(j, "uds_path", true, &out->uds_path, err);
-        if (!r)
-                r = json_get_string(j, "vsock_id", false, &out->vsock_id, err);
-        if (!r)
-                r = get_access_platform(j, &out->access_platform, err);
+                r = json_get_string(j, "vsock_id", &out->vsock_id, err);
+        out->access_platform = get_access_platform(j);
         out->present = true;
         if (r) {
                 free(out->uds_path);
@@ -409,19 +721,14 @@ int api_parse_vsock(const cJSON *j, struct vmm_vsock *out, struct error *err)
 
 int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out, struct error *err)
 {
-        static const char *const types[] = {"Full", "Diff", NULL};
-        int type = 0;
-        int r =
-            json_check_object(j, FIELDS("mem_file_path", "snapshot_path", "snapshot_type"), err);
+        int type = 1, r;
 
         memset(out, 0, sizeof(*out));
+        r = json_get_string(j, "mem_file_path", &out->mem_file_path, err);
         if (!r)
-                r = json_get_string(j, "mem_file_path", true, &out->mem_file_path, err);
-        if (!r)
-                r = json_get_string(j, "snapshot_path", true, &out->snapshot_path, err);
-        if (!r)
-                r = json_get_enum(j, "snapshot_type", false, types, false, NULL, &type, err);
-        out->diff = type == 1;
+                r = json_get_string(j, "snapshot_path", &out->snapshot_path, err);
+        json_get_enum(j, "snapshot_type", snapshot_type_values, &type);
+        out->diff = type == SNAPSHOT_DIFF;
         if (r) {
                 free(out->mem_file_path);
                 free(out->snapshot_path);
@@ -430,133 +737,85 @@ int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out, s
         return r;
 }
 
-static int get_mem_backend(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
-{
-        static const char *const kinds[] = {"File", "Uffd", NULL};
-        const cJSON *b = NULL;
-        int kind = 0, r;
-
-        r = json_get_object(j, "mem_backend", false, &b, err);
-        if (r || !b)
-                return r;
-        r = json_check_object(b, FIELDS("backend_type", "backend_path"), err);
-        if (!r)
-                r = json_get_enum(b, "backend_type", true, kinds, false, NULL, &kind, err);
-        if (!r)
-                r = json_get_string(b, "backend_path", true, &out->mem_file_path, err);
-        out->mem_uffd = kind == 1;
-        if (r)
-                error_prefix(err, "mem_backend");
-        return r;
-}
-
-/* network_overrides, drive_overrides: sequences of {id_key, value_key} objects (item names
- * the object for messages, as serde's struct names). */
-static int get_overrides(const cJSON *j, const char *field, const char *item_name,
-                         const char *id_key, const char *value_key, unsigned max,
-                         struct vmm_override *out, unsigned *count, struct error *err)
+/* network_overrides, drive_overrides: sequences of {id_key, value_key} objects. */
+static int get_overrides(const cJSON *j, const char *field, const char *id_key,
+                         const char *value_key, unsigned max, struct vmm_override *out,
+                         unsigned *count, struct error *err)
 {
         const cJSON *a = json_field(j, field), *item;
-        unsigned i = 0;
         int r = 0;
 
         if (!a)
                 return 0;
-        if (!cJSON_IsArray(a))
-                return error_config(err, "field `%s`: invalid type: %s, expected a sequence", field,
-                                    json_type_name(a));
         cJSON_ArrayForEach(item, a)
         {
+                unsigned i = *count;
+
                 if (i == max)
-                        return error_config(err, "field `%s`: more than %u entries", field, max);
-                if (!cJSON_IsObject(item))
-                        r = error_config(err, "invalid type: %s, expected struct %s",
-                                         json_type_name(item), item_name);
+                        return refuse(err, "%s: more than %u entries (this VMM's most)", field,
+                                      max);
+                (*count)++;
+                r = json_get_string(item, id_key, &out[i].id, err);
                 if (!r)
-                        r = json_check_object(item, (const char *const[]){id_key, value_key, NULL},
-                                              err);
-                if (!r)
-                        r = json_get_string(item, id_key, true, &out[i].id, err);
-                if (!r)
-                        r = json_get_string(item, value_key, true, &out[i].value, err);
-                *count = ++i;
-                if (r) {
-                        error_prefix(err, "%s[%u]", field, i - 1);
+                        r = json_get_string(item, value_key, &out[i].value, err);
+                if (r)
                         return r;
-                }
         }
         return 0;
 }
 
-int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struct error *err)
+int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, bool *deprecated,
+                            struct error *err)
 {
-        static const char *const huge[] = {"Snapshot", "None", "Transparent", "2M", NULL};
-        const cJSON *vsock = NULL;
-        bool diff = false, track = false, has_mem = false;
-        int hp = 0;
-        int r = json_check_object(j,
-                                  FIELDS("snapshot_path", "mem_file_path", "mem_backend",
-                                         "enable_diff_snapshots", "track_dirty_pages", "resume_vm",
-                                         "network_overrides", "drive_overrides", "vsock_override",
-                                         "clock_realtime", "huge_pages"),
-                                  err);
+        const cJSON *backend = json_field(j, "mem_backend"), *vsock;
+        bool diff = false, track = false, has_mem;
+        int hp = 0, kind = 0;
+        int r;
 
         memset(out, 0, sizeof(*out));
+        has_mem = json_field(j, "mem_file_path") != NULL;
+        /* Firecracker's checks after serde's (SerdeJson errors without a position). */
+        if (has_mem && backend)
+                return error_config(err, "too many fields: either `mem_backend` or "
+                                         "`mem_file_path` exclusively is required");
+        if (!has_mem && !backend)
+                return error_config(err, "missing field: either `mem_backend` or "
+                                         "`mem_file_path` is required");
+        r = json_get_string(j, "snapshot_path", &out->snapshot_path, err);
         if (!r)
-                r = json_get_string(j, "snapshot_path", true, &out->snapshot_path, err);
-        if (!r)
-                r = json_get_string(j, "mem_file_path", false, &out->mem_file_path, err);
-        has_mem = out->mem_file_path != NULL;
-        if (!r && has_mem && json_field(j, "mem_backend"))
-                r = error_config(err, "too many fields: either `mem_backend` or "
-                                      "`mem_file_path` exclusively.");
-        if (!r)
-                r = get_mem_backend(j, out, err);
-        if (!r && !out->mem_file_path)
-                r = error_config(err, "missing field: either `mem_backend` or `mem_file_path` "
-                                      "is required.");
-        if (!r)
-                r = json_get_bool(j, "enable_diff_snapshots", false, NULL, &diff, err);
-        if (!r)
-                r = json_get_bool(j, "track_dirty_pages", false, NULL, &track, err);
-        out->track_dirty_pages = diff || track;
-        if (!r)
-                r = json_get_bool(j, "resume_vm", false, NULL, &out->resume_vm, err);
-        if (!r)
-                r = json_get_bool(j, "clock_realtime", false, NULL, &out->clock_realtime, err);
-        if (!r)
-                r = get_overrides(j, "network_overrides", "NetworkOverride", "iface_id",
-                                  "host_dev_name", VMM_MAX_NETS, out->net_overrides,
-                                  &out->nr_net_overrides, err);
-        if (!r)
-                r = get_overrides(j, "drive_overrides", "DriveOverride", "drive_id", "path_on_host",
-                                  VMM_MAX_DRIVES, out->drive_overrides, &out->nr_drive_overrides,
-                                  err);
-        if (!r)
-                r = json_get_object(j, "vsock_override", false, &vsock, err);
-        if (!r && vsock) {
-                r = json_check_object(vsock, FIELDS("uds_path"), err);
-                if (!r)
-                        r = json_get_string(vsock, "uds_path", true, &out->vsock_uds_path, err);
-                if (r)
-                        error_prefix(err, "vsock_override");
+                r = json_get_string(j, "mem_file_path", &out->mem_file_path, err);
+        if (!r && backend) {
+                r = json_get_string(backend, "backend_path", &out->mem_file_path, err);
+                json_get_enum(backend, "backend_type", mem_backend_values, &kind);
         }
+        json_get_bool(j, "enable_diff_snapshots", &diff);
+        json_get_bool(j, "track_dirty_pages", &track);
+        out->track_dirty_pages = diff || track;
+        *deprecated = has_mem || diff;
+        json_get_bool(j, "resume_vm", &out->resume_vm);
+        json_get_bool(j, "clock_realtime", &out->clock_realtime);
         if (!r)
-                r = json_get_enum(j, "huge_pages", false, huge, false, NULL, &hp, err);
+                r = get_overrides(j, "network_overrides", "iface_id", "host_dev_name", VMM_MAX_NETS,
+                                  out->net_overrides, &out->nr_net_overrides, err);
+        if (!r)
+                r = get_overrides(j, "drive_overrides", "drive_id", "path_on_host", VMM_MAX_DRIVES,
+                                  out->drive_overrides, &out->nr_drive_overrides, err);
+        vsock = json_field(j, "vsock_override");
+        if (!r && vsock)
+                r = json_get_string(vsock, "uds_path", &out->vsock_uds_path, err);
+        json_get_enum(j, "huge_pages", load_huge_values, &hp);
+        out->mem_uffd = kind == MEM_BACKEND_UFFD;
+        out->huge_pages_none = hp == LOAD_HUGE_NONE;
+        out->huge_pages_2m = hp == LOAD_HUGE_2M;
         /* "2M": anonymous hugetlbfs memory, which only a page-fault handler can fill;
          * "Transparent": not a machine setting this VMM has. */
-        if (!r && (hp == 2 || (hp == 3 && !out->mem_uffd)))
-                r = error_config(err,
-                                 "field `huge_pages`: `%s` is not supported on a snapshot "
-                                 "load %s",
-                                 huge[hp],
-                                 hp == 2 ? "(use `None`, `Snapshot` or, with the Uffd memory "
-                                           "backend, `2M`)"
-                                         : "from a memory file (a memory file backs the memory; "
-                                           "use `None` or `Snapshot`, or the Uffd memory "
-                                           "backend)");
-        out->huge_pages_none = hp == 1;
-        out->huge_pages_2m = hp == 3;
+        if (!r && (hp == LOAD_HUGE_TRANSPARENT || (hp == LOAD_HUGE_2M && !out->mem_uffd)))
+                r = refuse(err, "huge_pages `%s` is not supported on a snapshot load %s",
+                           load_huge_values[hp],
+                           hp == LOAD_HUGE_TRANSPARENT
+                               ? "(use `None`, `Snapshot` or, with the Uffd memory backend, `2M`)"
+                               : "from a memory file (a memory file backs the memory; use `None` "
+                                 "or `Snapshot`, or the Uffd memory backend)");
         if (r)
                 vmm_snapshot_load_free(out);
         return r;
@@ -564,112 +823,142 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, struc
 
 int api_parse_entropy(const cJSON *j, struct vmm_entropy *out, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("rate_limiter", "access_platform"), err);
-
+        (void)err;
         memset(out, 0, sizeof(*out));
-        if (!r)
-                r = get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter, err);
-        if (!r)
-                r = get_access_platform(j, &out->access_platform, err);
+        get_put_rate_limiter(j, "rate_limiter", &out->rate_limiter);
+        out->access_platform = get_access_platform(j);
         out->present = true;
+        return 0;
+}
+
+int api_parse_serial(const cJSON *j, struct vmm_serial *out, struct error *err)
+{
+        const cJSON *b = json_field(j, "rate_limiter");
+        int r = json_get_string(j, "serial_out_path", &out->out_path, err);
+
+        if (!r && b && !cJSON_IsNull(b)) {
+                get_bucket(b, &out->rate_limiter.cfg.bandwidth);
+                out->rate_limiter.present = true;
+        }
         return r;
 }
 
-int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err)
+int api_parse_ipv4(const char *s, uint32_t *out)
 {
-        int r = json_check_object(j, FIELDS("serial_out_path", "rate_limiter"), err);
+        uint32_t v = 0;
 
-        if (!r && json_field(j, "rate_limiter"))
-                r = error_config(err, "serial output rate limiting (field `rate_limiter`) is not "
-                                      "implemented yet");
-        if (!r)
-                r = json_get_string(j, "serial_out_path", false, serial_out_path, err);
-        return r;
+        for (int i = 0; i < 4; i++) {
+                unsigned octet = 0, digits = 0;
+
+                if (i && *s++ != '.')
+                        return -EINVAL;
+                while (*s >= '0' && *s <= '9' && digits < 4) {
+                        octet = octet * 10 + (unsigned)(*s++ - '0');
+                        digits++;
+                }
+                /* No leading zero (Rust refuses "01"), at most 255. */
+                if (!digits || digits > 3 || octet > 255 || (digits > 1 && s[-(int)digits] == '0'))
+                        return -EINVAL;
+                v = v << 8 | octet;
+        }
+        if (*s)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+int api_parse_mmds_config(const cJSON *j, struct vmm_mmds_config_request *out, struct error *err)
+{
+        const cJSON *list = json_field(j, "network_interfaces"), *item;
+        char *addr = NULL;
+        int version = 0;
+        int r;
+
+        out->cfg = (struct vmm_mmds_config){.ipv4 = MMDS_DEFAULT_IPV4};
+        json_get_enum(j, "version", mmds_versions, &version);
+        json_get_bool(j, "imds_compat", &out->cfg.imds_compat);
+        r = json_get_string(j, "ipv4_address", &addr, err);
+        if (!r && addr && api_parse_ipv4(addr, &out->cfg.ipv4))
+                r = error_config(err, "invalid IP address syntax");
+        free(addr);
+        if (r)
+                return r;
+        out->cfg.version = version == 1 ? MMDS_V2 : MMDS_V1;
+        out->ifaces = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*out->ifaces));
+        if (!out->ifaces)
+                return error_set(err, -ENOMEM, "out of memory");
+        cJSON_ArrayForEach(item, list)
+        {
+                if (!(out->ifaces[out->nr_ifaces] = strdup(item->valuestring)))
+                        return error_set(err, -ENOMEM, "out of memory");
+                out->nr_ifaces++;
+        }
+        return 0;
 }
 
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err)
 {
-        bool present;
-        int r =
-            json_check_object(j,
-                              FIELDS("amount_mib", "deflate_on_oom", "stats_polling_interval_s",
-                                     "free_page_hinting", "free_page_reporting", "access_platform"),
-                              err);
+        uint64_t v = 0;
 
+        (void)err;
         memset(out, 0, sizeof(*out));
-        if (!r)
-                r = get_u32(j, "amount_mib", true, 0, NULL, &out->amount_mib, err);
-        if (!r)
-                r = json_get_bool(j, "deflate_on_oom", true, NULL, &out->deflate_on_oom, err);
-        if (!r)
-                r = get_u32(j, "stats_polling_interval_s", false, 0, &present,
-                            &out->stats_polling_interval_s, err);
-        if (!r)
-                r = json_get_bool(j, "free_page_hinting", false, &present, &out->free_page_hinting,
-                                  err);
-        if (!r)
-                r = json_get_bool(j, "free_page_reporting", false, &present,
-                                  &out->free_page_reporting, err);
-        if (!r)
-                r = get_access_platform(j, &out->access_platform, err);
+        json_get_uint(j, "amount_mib", &v);
+        out->amount_mib = (uint32_t)v;
+        json_get_bool(j, "deflate_on_oom", &out->deflate_on_oom);
+        v = 0;
+        json_get_uint(j, "stats_polling_interval_s", &v);
+        out->stats_polling_interval_s = (uint32_t)v;
+        json_get_bool(j, "free_page_hinting", &out->free_page_hinting);
+        json_get_bool(j, "free_page_reporting", &out->free_page_reporting);
+        out->access_platform = get_access_platform(j);
         out->present = true;
-        return r;
+        return 0;
 }
 
 int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("amount_mib"), err);
+        uint64_t v = 0;
 
-        return r ? r : get_u32(j, "amount_mib", true, 0, NULL, amount_mib, err);
+        (void)err;
+        json_get_uint(j, "amount_mib", &v);
+        *amount_mib = (uint32_t)v;
+        return 0;
 }
 
 int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("stats_polling_interval_s"), err);
+        uint64_t v = 0;
 
-        return r ? r : get_u32(j, "stats_polling_interval_s", true, 0, NULL, interval_s, err);
+        (void)err;
+        json_get_uint(j, "stats_polling_interval_s", &v);
+        *interval_s = (uint32_t)v;
+        return 0;
 }
 
-/* Firecracker's BalloonStartCmd; acknowledge_on_stop defaults to true, as does the whole
- * body. */
 int api_parse_balloon_hinting_start(const cJSON *j, bool *ack_on_stop, struct error *err)
 {
-        int r;
-
+        (void)err;
         *ack_on_stop = true;
-        if (!j)
-                return 0;
-        r = json_check_object(j, FIELDS("acknowledge_on_stop"), err);
-        return r ? r : json_get_bool(j, "acknowledge_on_stop", false, NULL, ack_on_stop, err);
+        if (j)
+                json_get_bool(j, "acknowledge_on_stop", ack_on_stop);
+        return 0;
 }
-
-static const char *const level_values[] = {"Off",   "Error", "Warning", "Info",
-                                           "Debug", "Trace", NULL};
 
 int api_parse_logger(const cJSON *j, struct vmm_logger_config *out, struct error *err)
 {
-        int level = 0;
-        int r = json_check_object(
-            j, FIELDS("log_path", "level", "show_level", "show_log_origin", "module"), err);
+        const cJSON *level = json_field(j, "level");
+        int r;
 
         memset(out, 0, sizeof(*out));
-        if (!r && json_field(j, "module"))
-                r = error_config(err, "log filtering by module (field `module`) is not "
-                                      "implemented yet");
-        if (!r)
-                r = json_get_string(j, "log_path", false, &out->log_path, err);
-        /* Firecracker: the level names are case-insensitive. */
-        if (!r)
-                r = json_get_enum(j, "level", false, level_values, true, &out->has_level, &level,
-                                  err);
-        if (!r && out->has_level && log_level_parse(level_values[level], &out->level))
-                r = error_config(err, "field `level`: unknown level");
-        if (!r)
-                r = json_get_bool(j, "show_level", false, &out->has_show_level, &out->show_level,
-                                  err);
-        if (!r)
-                r = json_get_bool(j, "show_log_origin", false, &out->has_show_log_origin,
-                                  &out->show_log_origin, err);
+        if (json_field(j, "module"))
+                return refuse(err, "log filtering by module (field `module`) is not implemented "
+                                   "yet");
+        r = json_get_string(j, "log_path", &out->log_path, err);
+        /* The shape checked the name (check_level). */
+        out->has_level =
+            level && cJSON_IsString(level) && log_level_parse(level->valuestring, &out->level) == 0;
+        out->has_show_level = json_get_bool(j, "show_level", &out->show_level);
+        out->has_show_log_origin = json_get_bool(j, "show_log_origin", &out->show_log_origin);
         out->present = true;
         if (r)
                 vmm_logger_config_free(out);
@@ -678,40 +967,23 @@ int api_parse_logger(const cJSON *j, struct vmm_logger_config *out, struct error
 
 int api_parse_metrics(const cJSON *j, struct vmm_metrics_config *out, struct error *err)
 {
-        const cJSON *props = NULL, *p;
-        bool present;
-        int n = 0;
-        int r = json_check_object(j, FIELDS("metrics_path", "emit_id", "properties"), err);
+        const cJSON *props, *p;
+        int n, r;
 
         memset(out, 0, sizeof(*out));
-        if (!r)
-                r = json_get_string(j, "metrics_path", true, &out->metrics_path, err);
-        if (!r)
-                r = json_get_bool(j, "emit_id", false, &present, &out->emit_id, err);
-        if (!r)
-                r = json_get_object(j, "properties", false, &props, err);
-        if (!r && props) {
-                n = cJSON_GetArraySize(props);
-                out->properties = n ? calloc((size_t)n, sizeof(*out->properties)) : NULL;
-                if (n && !out->properties)
+        r = json_get_string(j, "metrics_path", &out->metrics_path, err);
+        json_get_bool(j, "emit_id", &out->emit_id);
+        props = json_field(j, "properties");
+        n = props ? cJSON_GetArraySize(props) : 0;
+        if (!r && n) {
+                out->properties = calloc((size_t)n, sizeof(*out->properties));
+                if (!out->properties)
                         r = error_set(err, -ENOMEM, "out of memory");
         }
+        /* The shape kept one value per key (the last), as Firecracker's BTreeMap does. */
         for (p = props ? props->child : NULL; !r && p; p = p->next) {
                 struct vmm_metrics_property *kv = &out->properties[out->nr_properties];
 
-                if (!cJSON_IsString(p)) {
-                        r = error_config(err,
-                                         "field `properties`: invalid type for `%s`: %s, "
-                                         "expected a string",
-                                         p->string, json_type_name(p));
-                        break;
-                }
-                for (unsigned i = 0; i < out->nr_properties; i++)
-                        if (strcmp(out->properties[i].key, p->string) == 0)
-                                r = error_config(err, "field `properties`: duplicate key `%s`",
-                                                 p->string);
-                if (r)
-                        break;
                 kv->key = strdup(p->string);
                 kv->value = strdup(p->valuestring);
                 out->nr_properties++;
@@ -726,31 +998,24 @@ int api_parse_metrics(const cJSON *j, struct vmm_metrics_config *out, struct err
 
 int api_parse_action(const cJSON *j, enum vmm_action *out, struct error *err)
 {
-        static const char *const values[] = {"FlushMetrics", "InstanceStart", "SendCtrlAltDel",
-                                             NULL};
         static const enum vmm_action actions[] = {VMM_FLUSH_METRICS, VMM_INSTANCE_START,
                                                   VMM_SEND_CTRL_ALT_DEL};
-        int v = 0;
-        int r = json_check_object(j, FIELDS("action_type"), err);
+        int v = 1;
 
-        if (!r)
-                r = json_get_enum(j, "action_type", true, values, false, NULL, &v, err);
-        if (!r)
-                *out = actions[v];
-        return r;
+        (void)err;
+        json_get_enum(j, "action_type", action_values, &v);
+        *out = actions[v];
+        return 0;
 }
 
 int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err)
 {
-        static const char *const values[] = {"Paused", "Resumed", NULL};
         int v = 0;
-        int r = json_check_object(j, FIELDS("state"), err);
 
-        if (!r)
-                r = json_get_enum(j, "state", true, values, false, NULL, &v, err);
-        if (!r)
-                *out = v == 0 ? VMM_PAUSE : VMM_RESUME;
-        return r;
+        (void)err;
+        json_get_enum(j, "state", vm_state_values, &v);
+        *out = v == 0 ? VMM_PAUSE : VMM_RESUME;
+        return 0;
 }
 
 /* ---- command bodies (the PARSE column of vmm/controller_actions.def) ---- */
@@ -775,18 +1040,26 @@ static int machine_template(struct controller_request *req, struct error *err)
 static int parse_put_machine(const cJSON *j, struct controller_request *req, const char **body_id,
                              struct error *err)
 {
-        int r = api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+        bool tmpl = false;
+        int r = api_parse_machine(j, true, &req->u.machine.update, &req->u.machine.cpu_hide, &tmpl,
+                                  err);
 
         (void)body_id;
+        if (tmpl)
+                req->deprecation = "PUT /machine-config: cpu_template field is deprecated.";
         return r ? r : machine_template(req, err);
 }
 
 static int parse_patch_machine(const cJSON *j, struct controller_request *req, const char **body_id,
                                struct error *err)
 {
-        int r = api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, err);
+        bool tmpl = false;
+        int r = api_parse_machine(j, false, &req->u.machine.update, &req->u.machine.cpu_hide, &tmpl,
+                                  err);
 
         (void)body_id;
+        if (tmpl)
+                req->deprecation = "PATCH /machine-config: cpu_template field is deprecated.";
         return r ? r : machine_template(req, err);
 }
 
@@ -842,14 +1115,11 @@ static int parse_patch_pmem(const cJSON *j, struct controller_request *req, cons
                             struct error *err)
 {
         struct vmm_pmem_update *u = &req->u.pmem_update;
-        int r = json_check_object(j, FIELDS("id", "rate_limiter"), err);
+        int r;
 
         memset(u, 0, sizeof(*u));
-        if (!r)
-                r = json_get_string(j, "id", true, &u->id, err);
-        if (!r)
-                r = get_rate_limiter(j, "rate_limiter", &u->has_rate_limiter, &u->rate_limiter,
-                                     err);
+        r = json_get_string(j, "id", &u->id, err);
+        get_rate_limiter(j, "rate_limiter", &u->has_rate_limiter, &u->rate_limiter);
         *body_id = u->id;
         return r;
 }
@@ -858,35 +1128,26 @@ static int parse_put_memory_hotplug(const cJSON *j, struct controller_request *r
                                     const char **body_id, struct error *err)
 {
         struct vmm_memory_hotplug *h = &req->u.hotplug;
-        int r =
-            json_check_object(j, FIELDS("total_size_mib", "slot_size_mib", "block_size_mib"), err);
 
         (void)body_id;
+        (void)err;
         memset(h, 0, sizeof(*h));
         h->slot_size_mib = 128; /* Firecracker's defaults */
         h->block_size_mib = 2;
-        if (!r)
-                r = json_get_uint(j, "total_size_mib", true, 0, UINT32_MAX, NULL,
-                                  &h->total_size_mib, err);
-        if (!r)
-                r = json_get_uint(j, "slot_size_mib", false, 128, UINT32_MAX, NULL,
-                                  &h->slot_size_mib, err);
-        if (!r)
-                r = json_get_uint(j, "block_size_mib", false, 2, UINT32_MAX, NULL,
-                                  &h->block_size_mib, err);
-        return r;
+        json_get_uint(j, "total_size_mib", &h->total_size_mib);
+        json_get_uint(j, "slot_size_mib", &h->slot_size_mib);
+        json_get_uint(j, "block_size_mib", &h->block_size_mib);
+        return 0;
 }
 
 static int parse_patch_memory_hotplug(const cJSON *j, struct controller_request *req,
                                       const char **body_id, struct error *err)
 {
-        int r = json_check_object(j, FIELDS("requested_size_mib"), err);
-
         (void)body_id;
-        if (!r)
-                r = json_get_uint(j, "requested_size_mib", true, 0, UINT32_MAX, NULL,
-                                  &req->u.hotplug_requested_mib, err);
-        return r;
+        (void)err;
+        req->u.hotplug_requested_mib = 0;
+        json_get_uint(j, "requested_size_mib", &req->u.hotplug_requested_mib);
+        return 0;
 }
 
 static int parse_put_net(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -910,8 +1171,12 @@ static int parse_patch_net(const cJSON *j, struct controller_request *req, const
 static int parse_vsock(const cJSON *j, struct controller_request *req, const char **body_id,
                        struct error *err)
 {
+        int r = api_parse_vsock(j, &req->u.vsock, err);
+
         (void)body_id;
-        return api_parse_vsock(j, &req->u.vsock, err);
+        if (!r && req->u.vsock.vsock_id)
+                req->deprecation = "PUT /vsock: vsock_id field is deprecated.";
+        return r;
 }
 
 static int parse_entropy(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -929,6 +1194,7 @@ static int parse_confidential(const cJSON *j, struct controller_request *req, co
 }
 
 /* PUT /cpu-config: Firecracker's custom CPU template (api/cpu_template_json.h). */
+#define shape_cpu_config api_cpu_template_shape
 static int parse_cpu_config(const cJSON *j, struct controller_request *req, const char **body_id,
                             struct error *err)
 {
@@ -950,7 +1216,27 @@ static int parse_serial(const cJSON *j, struct controller_request *req, const ch
                         struct error *err)
 {
         (void)body_id;
-        return api_parse_serial(j, &req->u.serial_out_path, err);
+        return api_parse_serial(j, &req->u.serial, err);
+}
+
+static int parse_mmds_config(const cJSON *j, struct controller_request *req, const char **body_id,
+                             struct error *err)
+{
+        (void)body_id;
+        return api_parse_mmds_config(j, &req->u.mmds_config, err);
+}
+
+/* A body read elsewhere or not at all: the MMDS store takes any JSON value (Firecracker's
+ * serde Value), which the router hands over as its text (api_route) so the store keeps it
+ * exactly; the hinting stop ignores its body. */
+static int parse_unread(const cJSON *j, struct controller_request *req, const char **body_id,
+                        struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
 }
 
 static int parse_put_balloon(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -974,23 +1260,6 @@ static int parse_patch_balloon_stats(const cJSON *j, struct controller_request *
         return api_parse_balloon_stats_update(j, &req->u.balloon_stats_interval_s, err);
 }
 
-static int parse_hinting_start(const cJSON *j, struct controller_request *req, const char **body_id,
-                               struct error *err)
-{
-        (void)body_id;
-        return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
-}
-
-static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
-                              struct error *err)
-{
-        (void)j;
-        (void)req;
-        (void)body_id;
-        (void)err;
-        return 0;
-}
-
 static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
                                  const char **body_id, struct error *err)
 {
@@ -1001,8 +1270,14 @@ static int parse_snapshot_create(const cJSON *j, struct controller_request *req,
 static int parse_snapshot_load(const cJSON *j, struct controller_request *req, const char **body_id,
                                struct error *err)
 {
+        bool deprecated = false;
+        int r = api_parse_snapshot_load(j, &req->u.snapshot_load, &deprecated, err);
+
         (void)body_id;
-        return api_parse_snapshot_load(j, &req->u.snapshot_load, err);
+        if (!r && deprecated)
+                req->deprecation = "PUT /snapshot/load: mem_file_path and enable_diff_snapshots "
+                                   "fields are deprecated.";
+        return r;
 }
 
 static int parse_logger(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1019,30 +1294,57 @@ static int parse_metrics(const cJSON *j, struct controller_request *req, const c
         return api_parse_metrics(j, &req->u.metrics, err);
 }
 
-#define parse_none NULL
-#define X(NAME, PHASE, CONFIGURES, HANDLER, CLEAR, EVENT, METHOD, PATH, PARSE, METRIC)             \
-        [VMM_##NAME] = parse_##PARSE,
+static int parse_hinting_start(const cJSON *j, struct controller_request *req, const char **body_id,
+                               struct error *err)
+{
+        (void)body_id;
+        return api_parse_balloon_hinting_start(j, &req->u.balloon_ack_on_stop, err);
+}
 
-static const parse_fn command_parsers[VMM_ACTION_COUNT] = {
+/* PATCH /balloon/hinting/stop: Firecracker never reads its body. */
+static const struct json_shape shape_hinting_stop = {.kind = JSON_IGNORED};
+
+static int parse_hinting_stop(const cJSON *j, struct controller_request *req, const char **body_id,
+                              struct error *err)
+{
+        (void)j;
+        (void)req;
+        (void)body_id;
+        (void)err;
+        return 0;
+}
+
+#define parse_none NULL
+#define shape_none (*(const struct json_shape *)NULL)
+#define X(NAME, PHASE, CONFIGURES, HANDLER, CLEAR, EVENT, METHOD, PATH, PARSE, METRIC)             \
+        [VMM_##NAME] = {parse_##PARSE, &shape_##PARSE},
+
+static const struct {
+        parse_fn parse;
+        const struct json_shape *shape;
+} command_bodies[VMM_ACTION_COUNT] = {
 #include "vmm/controller_actions.def"
 };
 
 #undef X
+#undef shape_none
 #undef parse_none
 
 bool api_command_has_body(int action)
 {
-        return action >= 0 && action < VMM_ACTION_COUNT && command_parsers[action];
+        return action >= 0 && action < VMM_ACTION_COUNT && command_bodies[action].parse;
 }
 
 bool api_command_body_optional(int action)
 {
-        return action == VMM_START_BALLOON_HINTING || action == VMM_STOP_BALLOON_HINTING;
+        return api_command_has_body(action) &&
+               (command_bodies[action].parse == parse_hinting_start ||
+                command_bodies[action].parse == parse_hinting_stop);
 }
 
 bool api_command_body_ignored(int action)
 {
-        return action == VMM_STOP_BALLOON_HINTING;
+        return api_command_has_body(action) && command_bodies[action].parse == parse_hinting_stop;
 }
 
 int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
@@ -1052,50 +1354,81 @@ int api_parse_command(const cJSON *j, struct controller_request *req, const char
         if (!api_command_has_body(req->action))
                 return error_set(err, -ENOSYS, "internal: command %d has no body",
                                  (int)req->action);
-        return command_parsers[req->action](j, req, body_id, err);
+        return command_bodies[req->action].parse(j, req, body_id, err);
 }
 
-/* ---- structures -> JSON ---- */
+int api_parse_command_text(const char *text, size_t len, struct controller_request *req,
+                           const char **body_id, struct error *err)
+{
+        cJSON *j;
+        int r;
 
-static void add_string(cJSON *o, const char *name, const char *v)
+        *body_id = NULL;
+        if (!api_command_has_body(req->action))
+                return error_set(err, -ENOSYS, "internal: command %d has no body",
+                                 (int)req->action);
+        r = json_serde_parse(text, len, command_bodies[req->action].shape, &j, err);
+        if (r)
+                return r;
+        r = api_parse_command(j, req, body_id, err);
+        cJSON_Delete(j);
+        return r;
+}
+
+/* ---- structures -> JSON (Firecracker's serialisation: every Option field, null or not) ---- */
+
+static void add_string_or_null(cJSON *o, const char *name, const char *v)
 {
         if (v)
                 cJSON_AddStringToObject(o, name, v);
+        else
+                cJSON_AddNullToObject(o, name);
+}
+
+/* Firecracker's TokenBucket::new: a bucket of size 0 or refill time 0 (or one whose refill
+ * time in ns does not fit 64 bits) limits nothing and is not there. */
+static bool bucket_active(const struct token_bucket_config *b)
+{
+        return b->size && b->refill_time_ms && b->refill_time_ms <= UINT64_MAX / 1000000;
 }
 
 static cJSON *bucket_json(const struct token_bucket_config *b)
 {
-        cJSON *o = cJSON_CreateObject();
+        cJSON *o;
 
+        if (!bucket_active(b))
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
         if (!o)
                 return NULL;
         json_add_uint(o, "size", b->size);
-        json_add_uint(o, "one_time_burst", b->one_time_burst);
+        if (b->one_time_burst)
+                json_add_uint(o, "one_time_burst", b->one_time_burst);
+        else
+                cJSON_AddNullToObject(o, "one_time_burst");
         json_add_uint(o, "refill_time", b->refill_time_ms);
         return o;
 }
 
-static bool bucket_set(const struct token_bucket_config *b)
-{
-        return b->size || b->one_time_burst || b->refill_time_ms;
-}
-
+/* RateLimiterConfig::into_option: null unless a bucket limits something. */
 static void add_rate_limiter(cJSON *o, const char *name, const struct vmm_rate_limiter *rl)
 {
         cJSON *l;
 
-        if (!rl->present)
+        if (!rl->present || (!bucket_active(&rl->cfg.bandwidth) && !bucket_active(&rl->cfg.ops))) {
+                cJSON_AddNullToObject(o, name);
                 return;
+        }
         l = cJSON_AddObjectToObject(o, name);
         if (!l)
                 return;
-        if (bucket_set(&rl->cfg.bandwidth))
-                cJSON_AddItemToObject(l, "bandwidth", bucket_json(&rl->cfg.bandwidth));
-        if (bucket_set(&rl->cfg.ops))
-                cJSON_AddItemToObject(l, "ops", bucket_json(&rl->cfg.ops));
+        cJSON_AddItemToObject(l, "bandwidth", bucket_json(&rl->cfg.bandwidth));
+        cJSON_AddItemToObject(l, "ops", bucket_json(&rl->cfg.ops));
 }
 
-cJSON *api_json_machine(const struct vmm_machine_config *m)
+/* Firecracker's MachineConfig; its cpu_template (a static template's name, else left out)
+ * after smt. */
+static cJSON *machine_json(const struct vmm_machine_config *m, const char *static_template)
 {
         cJSON *o = cJSON_CreateObject();
 
@@ -1104,6 +1437,8 @@ cJSON *api_json_machine(const struct vmm_machine_config *m)
         json_add_uint(o, "vcpu_count", m->vcpu_count);
         json_add_uint(o, "mem_size_mib", m->mem_size_mib);
         cJSON_AddBoolToObject(o, "smt", m->smt);
+        if (static_template && static_template[0])
+                cJSON_AddStringToObject(o, "cpu_template", static_template);
         cJSON_AddBoolToObject(o, "track_dirty_pages", m->track_dirty_pages);
         cJSON_AddStringToObject(o, "huge_pages", m->huge_pages ? "2M" : "None");
         if (m->cpu_hide && *m->cpu_hide)
@@ -1113,14 +1448,15 @@ cJSON *api_json_machine(const struct vmm_machine_config *m)
         return o;
 }
 
+cJSON *api_json_machine(const struct vmm_machine_config *m)
+{
+        return machine_json(m, NULL);
+}
+
 cJSON *api_json_machine_config(const struct vmm_config *cfg)
 {
-        cJSON *o = api_json_machine(&cfg->machine);
-
         /* A custom template shows in GET /vm/config's "cpu-config", not here. */
-        if (o && cfg->cpu.static_template[0])
-                cJSON_AddStringToObject(o, "cpu_template", cfg->cpu.static_template);
-        return o;
+        return machine_json(&cfg->machine, cfg->cpu.static_template);
 }
 
 cJSON *api_json_balloon(const struct vmm_balloon *b)
@@ -1145,8 +1481,11 @@ cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h)
         if (!o)
                 return NULL;
         json_add_uint(o, "host_cmd", h->host_cmd);
+        /* Firecracker's HintingStatus: an Option, null until the guest sent a command. */
         if (h->has_guest_cmd)
                 json_add_uint(o, "guest_cmd", h->guest_cmd);
+        else
+                cJSON_AddNullToObject(o, "guest_cmd");
         return o;
 }
 
@@ -1176,18 +1515,18 @@ cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s)
         return o;
 }
 
+/* Firecracker's BootSourceConfig, its Default when nothing was configured (an empty kernel
+ * path: the config file reads that back as no boot source). */
 static cJSON *boot_json(const struct vmm_boot_source *b)
 {
-        cJSON *o;
+        cJSON *o = cJSON_CreateObject();
 
-        if (!b->kernel_image_path)
-                return cJSON_CreateNull();
-        o = cJSON_CreateObject();
         if (!o)
                 return NULL;
-        add_string(o, "kernel_image_path", b->kernel_image_path);
-        add_string(o, "initrd_path", b->initrd_path);
-        add_string(o, "boot_args", b->boot_args);
+        cJSON_AddStringToObject(o, "kernel_image_path",
+                                b->kernel_image_path ? b->kernel_image_path : "");
+        add_string_or_null(o, "initrd_path", b->initrd_path);
+        add_string_or_null(o, "boot_args", b->boot_args);
         return o;
 }
 
@@ -1197,15 +1536,16 @@ static cJSON *drive_json(const struct vmm_drive *d)
 
         if (!o)
                 return NULL;
-        add_string(o, "drive_id", d->drive_id);
-        add_string(o, "partuuid", d->partuuid);
+        cJSON_AddStringToObject(o, "drive_id", d->drive_id);
+        add_string_or_null(o, "partuuid", d->partuuid);
         cJSON_AddBoolToObject(o, "is_root_device", d->is_root_device);
         cJSON_AddStringToObject(o, "cache_type",
                                 d->cache_type == VMM_CACHE_WRITEBACK ? "Writeback" : "Unsafe");
         cJSON_AddBoolToObject(o, "is_read_only", d->is_read_only);
-        add_string(o, "path_on_host", d->path_on_host);
+        add_string_or_null(o, "path_on_host", d->path_on_host);
         add_rate_limiter(o, "rate_limiter", &d->rate_limiter);
         cJSON_AddStringToObject(o, "io_engine", d->io_engine == VMM_IO_ASYNC ? "Async" : "Sync");
+        cJSON_AddNullToObject(o, "socket"); /* vhost-user: not implemented */
         add_access_platform(o, d->access_platform);
         return o;
 }
@@ -1216,8 +1556,8 @@ static cJSON *pmem_json(const struct vmm_pmem *p)
 
         if (!o)
                 return NULL;
-        add_string(o, "id", p->id);
-        add_string(o, "path_on_host", p->path_on_host);
+        cJSON_AddStringToObject(o, "id", p->id ? p->id : "");
+        cJSON_AddStringToObject(o, "path_on_host", p->path_on_host ? p->path_on_host : "");
         cJSON_AddBoolToObject(o, "root_device", p->root_device);
         cJSON_AddBoolToObject(o, "read_only", p->read_only);
         add_rate_limiter(o, "rate_limiter", &p->rate_limiter);
@@ -1247,77 +1587,87 @@ static cJSON *net_json(const struct vmm_net *n)
 
         if (!o)
                 return NULL;
-        add_string(o, "iface_id", n->iface_id);
-        add_string(o, "host_dev_name", n->host_dev_name);
+        cJSON_AddStringToObject(o, "iface_id", n->iface_id);
+        cJSON_AddStringToObject(o, "host_dev_name", n->host_dev_name ? n->host_dev_name : "");
         if (n->has_mac) {
                 snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
                          n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
                          n->guest_mac[5]);
                 cJSON_AddStringToObject(o, "guest_mac", mac);
+        } else {
+                cJSON_AddNullToObject(o, "guest_mac");
         }
         if (n->mtu)
                 json_add_uint(o, "mtu", n->mtu);
+        else
+                cJSON_AddNullToObject(o, "mtu");
         add_rate_limiter(o, "rx_rate_limiter", &n->rx_rate_limiter);
         add_rate_limiter(o, "tx_rate_limiter", &n->tx_rate_limiter);
         add_access_platform(o, n->access_platform);
         return o;
 }
 
-static const char *level_name(enum log_level l)
-{
-        switch (l) {
-        case LOG_LEVEL_ERROR:
-                return "Error";
-        case LOG_LEVEL_WARN:
-                return "Warning";
-        case LOG_LEVEL_INFO:
-                return "Info";
-        case LOG_LEVEL_DEBUG:
-                return "Debug";
-        default:
-                return "Off";
-        }
-}
-
-static cJSON *logger_json(const struct vmm_logger_config *l)
+static cJSON *vsock_json(const struct vmm_vsock *v)
 {
         cJSON *o;
 
-        if (!l->present)
+        if (!v->present)
                 return cJSON_CreateNull();
         o = cJSON_CreateObject();
         if (!o)
                 return NULL;
-        add_string(o, "log_path", l->log_path);
-        if (l->has_level)
-                cJSON_AddStringToObject(o, "level", level_name(l->level));
-        if (l->has_show_level)
-                cJSON_AddBoolToObject(o, "show_level", l->show_level);
-        if (l->has_show_log_origin)
-                cJSON_AddBoolToObject(o, "show_log_origin", l->show_log_origin);
+        /* Firecracker never reports the deprecated vsock_id. */
+        json_add_uint(o, "guest_cid", v->guest_cid);
+        cJSON_AddStringToObject(o, "uds_path", v->uds_path ? v->uds_path : "");
+        add_access_platform(o, v->access_platform);
         return o;
 }
 
-static cJSON *metrics_json(const struct vmm_metrics_config *m)
+static cJSON *entropy_json(const struct vmm_entropy *e)
 {
-        cJSON *o, *p;
+        cJSON *o;
 
-        if (!m->present)
+        if (!e->present)
                 return cJSON_CreateNull();
         o = cJSON_CreateObject();
         if (!o)
                 return NULL;
-        add_string(o, "metrics_path", m->metrics_path);
-        if (m->emit_id)
-                cJSON_AddTrueToObject(o, "emit_id");
-        if (m->nr_properties) {
-                p = cJSON_AddObjectToObject(o, "properties");
-                for (unsigned i = 0; p && i < m->nr_properties; i++)
-                        cJSON_AddStringToObject(p, m->properties[i].key, m->properties[i].value);
-        }
+        add_rate_limiter(o, "rate_limiter", &e->rate_limiter);
+        add_access_platform(o, e->access_platform);
         return o;
 }
 
+/* Firecracker's MmdsConfig as GET /vm/config shows it: null unless an interface answers. */
+static cJSON *mmds_config_json(const struct vmm_config *cfg)
+{
+        cJSON *o, *a;
+        char addr[16];
+
+        if (!vmm_config_mmds_active(cfg))
+                return cJSON_CreateNull();
+        o = cJSON_CreateObject();
+        if (!o)
+                return NULL;
+        cJSON_AddStringToObject(o, "version", cfg->mmds.version == MMDS_V2 ? "V2" : "V1");
+        a = cJSON_AddArrayToObject(o, "network_interfaces");
+        for (unsigned i = 0; a && i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        cJSON_AddItemToArray(a, cJSON_CreateString(cfg->nets[i].iface_id));
+        snprintf(addr, sizeof(addr), "%u.%u.%u.%u", cfg->mmds.ipv4 >> 24,
+                 (cfg->mmds.ipv4 >> 16) & 0xff, (cfg->mmds.ipv4 >> 8) & 0xff,
+                 cfg->mmds.ipv4 & 0xff);
+        cJSON_AddStringToObject(o, "ipv4_address", addr);
+        cJSON_AddBoolToObject(o, "imds_compat", cfg->mmds.imds_compat);
+        return o;
+}
+
+/*
+ * Firecracker's VmmConfig as GET /vm/config serialises it, key for key and in its order.
+ * logger and metrics are always null there (the process's outputs are not part of the
+ * machine); cpu-config is null there too, ours shows a custom template. pmem is always a
+ * list, memory-hotplug null until configured. The serial output is not reported (Firecracker
+ * skips it). Ours: "confidential", on a protected VM only.
+ */
 cJSON *api_json_vm_config(const struct vmm_config *cfg)
 {
         cJSON *o = cJSON_CreateObject(), *a, *x;
@@ -1331,36 +1681,21 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
         for (unsigned i = 0; a && i < cfg->nr_drives; i++)
                 cJSON_AddItemToArray(a, drive_json(&cfg->drives[i]));
         cJSON_AddItemToObject(o, "boot-source", boot_json(&cfg->boot));
-        cJSON_AddItemToObject(o, "logger", logger_json(&cfg->logger));
-        cJSON_AddItemToObject(o, "machine-config", api_json_machine_config(cfg));
-        /* A custom template (PUT /cpu-config); a static one is machine-config's cpu_template. */
+        /* Ours beside Firecracker's null: a custom template (PUT /cpu-config, the file's
+         * cpu-config) is reported; a static one is machine-config's cpu_template. */
         if (cfg->cpu.tmpl && !cfg->cpu.static_template[0])
                 cJSON_AddItemToObject(o, "cpu-config", api_json_cpu_template(cfg->cpu.tmpl));
-        cJSON_AddItemToObject(o, "metrics", metrics_json(&cfg->metrics));
-        cJSON_AddNullToObject(o, "mmds-config");
+        else
+                cJSON_AddNullToObject(o, "cpu-config");
+        cJSON_AddNullToObject(o, "logger");
+        cJSON_AddItemToObject(o, "machine-config", api_json_machine_config(cfg));
+        cJSON_AddNullToObject(o, "metrics");
+        cJSON_AddItemToObject(o, "mmds-config", mmds_config_json(cfg));
         a = cJSON_AddArrayToObject(o, "network-interfaces");
         for (unsigned i = 0; a && i < cfg->nr_nets; i++)
                 cJSON_AddItemToArray(a, net_json(&cfg->nets[i]));
-        if (cfg->vsock.present) {
-                x = cJSON_AddObjectToObject(o, "vsock");
-                if (x) {
-                        json_add_uint(x, "guest_cid", cfg->vsock.guest_cid);
-                        add_string(x, "uds_path", cfg->vsock.uds_path);
-                        add_string(x, "vsock_id", cfg->vsock.vsock_id);
-                        add_access_platform(x, cfg->vsock.access_platform);
-                }
-        } else {
-                cJSON_AddNullToObject(o, "vsock");
-        }
-        if (cfg->entropy.present) {
-                x = cJSON_AddObjectToObject(o, "entropy");
-                if (x) {
-                        add_rate_limiter(x, "rate_limiter", &cfg->entropy.rate_limiter);
-                        add_access_platform(x, cfg->entropy.access_platform);
-                }
-        } else {
-                cJSON_AddNullToObject(o, "entropy");
-        }
+        cJSON_AddItemToObject(o, "vsock", vsock_json(&cfg->vsock));
+        cJSON_AddItemToObject(o, "entropy", entropy_json(&cfg->entropy));
         /* Firecracker's: always, after entropy. */
         a = cJSON_AddArrayToObject(o, "pmem");
         for (unsigned i = 0; a && i < cfg->nr_pmems; i++)
@@ -1369,71 +1704,42 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg)
                               cfg->hotplug.present
                                   ? api_json_memory_hotplug(&cfg->hotplug, UINT64_MAX)
                                   : cJSON_CreateNull());
-        /* Ours, when set (an ordinary VM answers exactly as Firecracker): the platform. */
         if (cfg->confidential.platform != CC_PLATFORM_NONE) {
                 x = cJSON_AddObjectToObject(o, "confidential");
                 if (x)
                         cJSON_AddStringToObject(x, "platform",
                                                 cc_platform_name(cfg->confidential.platform));
         }
-        /* Not in Firecracker's document (it has PUT /serial only): ours, when set. */
-        if (cfg->serial_out_path) {
-                x = cJSON_AddObjectToObject(o, "serial");
-                if (x)
-                        add_string(x, "serial_out_path", cfg->serial_out_path);
-        }
         return o;
 }
 
 /* ---- the config file ---- */
 
-cJSON *api_json_parse(const char *text, size_t len, struct error *err)
-{
-        const char *end = NULL;
-        cJSON *j;
+static const struct json_shape t_drives = {.kind = JSON_SEQ, .item = &shape_put_drive};
+static const struct json_shape t_nets = {.kind = JSON_SEQ, .item = &shape_put_net};
+static const struct json_shape t_pmems = {.kind = JSON_SEQ, .item = &shape_put_pmem};
 
-        /* cJSON stops at a NUL: a body with one inside is not one JSON value. */
-        if (memchr(text, '\0', len)) {
-                error_config(err, "the body contains a NUL byte");
-                return NULL;
-        }
-        /* Nor may a string hold one: "\u0000" would end its C string early, and what is
-         * after it (".ro" of a path, the rest of an id) would be dropped unseen. */
-        for (size_t i = 0; i + 1 < len; i++) {
-                if (text[i] != '\\')
-                        continue;
-                if (text[i + 1] == 'u' && i + 6 <= len && memcmp(text + i + 2, "0000", 4) == 0) {
-                        error_config(err, "a string holds an escaped NUL (u0000) at byte %zu", i);
-                        return NULL;
-                }
-                i++; /* the escaped character: "\\u0000" is a backslash and "u0000" */
-        }
-        j = cJSON_ParseWithLengthOpts(text, len, &end, false);
-        if (!j) {
-                size_t at = end && end >= text ? (size_t)(end - text) : 0;
-                error_config(err, "malformed JSON at byte %zu", at);
-                return NULL;
-        }
-        for (const char *p = end; p < text + len; p++) {
-                if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-                        error_config(err, "trailing characters after the JSON value at byte %zu",
-                                     (size_t)(p - text));
-                        cJSON_Delete(j);
-                        return NULL;
-                }
-        }
-        return j;
-}
-
-/* A section that may be absent or null; anything else is not implemented yet. */
-static int not_implemented_section(const cJSON *root, const char *key, struct error *err)
-{
-        const cJSON *f = json_field(root, key);
-
-        if (!f || (cJSON_IsArray(f) && !f->child))
-                return 0;
-        return error_config(err, "\"%s\" is not implemented yet", key);
-}
+/* GET /vm/config's keys, each section the body of its command; ours: "serial" (PUT
+ * /serial's body, which Firecracker's file ignores) and "confidential". */
+static const struct json_field vmm_config_fields[] = {
+    FIELD("balloon", shape_put_balloon, OPT),
+    FIELD("drives", t_drives, OPT),
+    FIELD("boot-source", shape_boot, OPT),
+    FIELD("cpu-config", t_value, OPT), /* a path; ours: the template (apply_cpu_config) */
+    FIELD("logger", shape_logger, OPT),
+    FIELD("machine-config", shape_put_machine, OPT),
+    FIELD("metrics", shape_metrics, OPT),
+    FIELD("mmds-config", shape_mmds_config, OPT),
+    FIELD("network-interfaces", t_nets, OPT),
+    FIELD("vsock", shape_vsock, OPT),
+    FIELD("entropy", shape_entropy, OPT),
+    FIELD("pmem", t_pmems, OPT),
+    FIELD("memory-hotplug", shape_put_memory_hotplug, OPT),
+    FIELD("serial", shape_serial, OPT),
+    FIELD("confidential", shape_confidential, OPT),
+    END_OF_FIELDS,
+};
+static const struct json_shape shape_vmm_config = STRUCT("VmmConfig", vmm_config_fields);
 
 /* Names the section an error came from; returns r. */
 static int fail_in(struct error *err, int r, const char *fmt, ...)
@@ -1463,6 +1769,7 @@ static const struct {
     {"cpu-config", VMM_PUT_CPU_CONFIG, false},
     {"drives", VMM_PUT_DRIVE, true},
     {"network-interfaces", VMM_PUT_NET, true},
+    {"mmds-config", VMM_PUT_MMDS_CONFIG, false},
     {"pmem", VMM_PUT_PMEM, true},
     {"memory-hotplug", VMM_PUT_MEMORY_HOTPLUG, false},
     {"vsock", VMM_PUT_VSOCK, false},
@@ -1492,18 +1799,42 @@ static int apply_command(const cJSON *body, enum vmm_action action, struct vmm_c
         return r;
 }
 
+/* GET /vm/config writes Firecracker's default boot source (an empty kernel path) when none
+ * was configured: read back, that is no boot source. */
+static bool empty_boot_source(const cJSON *f)
+{
+        const cJSON *k = json_field(f, "kernel_image_path");
+
+        return k && cJSON_IsString(k) && !k->valuestring[0] && !json_field(f, "initrd_path") &&
+               !json_field(f, "boot_args");
+}
+
 /* The config file's "cpu-config" as Firecracker has it: the path of a file holding the
- * custom template (an object in its place is taken as the template itself). */
-static int apply_template_file(const char *path, struct vmm_config *cfg,
-                               const struct vmm_host_limits *limits, struct error *err)
+ * custom template; ours, an object in its place is the template itself. Either is read by
+ * the body reader with PUT /cpu-config's shape (the object as its text again). */
+static int apply_cpu_config(const cJSON *f, struct vmm_config *cfg,
+                            const struct vmm_host_limits *limits, struct error *err)
 {
         struct controller_request req;
+        char *text = NULL;
         int r;
 
+        if (!cJSON_IsString(f) && !cJSON_IsObject(f))
+                return error_config(err,
+                                    "invalid type: %s, expected a path string or a CPU "
+                                    "template object",
+                                    json_type_name(f));
         controller_request_init(&req, VMM_PUT_CPU_CONFIG);
         req.u.cpu_config = malloc(sizeof(*req.u.cpu_config));
-        r = req.u.cpu_config ? api_load_cpu_template(path, req.u.cpu_config, err)
-                             : error_set(err, -ENOMEM, "out of memory");
+        if (!req.u.cpu_config)
+                r = error_set(err, -ENOMEM, "out of memory");
+        else if (cJSON_IsString(f))
+                r = api_load_cpu_template(f->valuestring, req.u.cpu_config, err);
+        else if (!(text = cJSON_PrintUnformatted(f)))
+                r = error_set(err, -ENOMEM, "out of memory");
+        else
+                r = api_parse_cpu_template_text(text, strlen(text), req.u.cpu_config, err);
+        free(text);
         if (!r)
                 r = controller_edit(cfg, limits, &req, err);
         controller_request_clear(&req);
@@ -1514,27 +1845,20 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
 {
         struct vmm_host_limits limits;
         const cJSON *f, *item;
-        int r = json_check_object(root,
-                                  FIELDS("boot-source", "machine-config", "drives",
-                                         "network-interfaces", "vsock", "balloon", "entropy",
-                                         "logger", "metrics", "serial", "mmds-config", "cpu-config",
-                                         "pmem", "memory-hotplug", "confidential"),
-                                  err);
+        int r;
 
-        if (!r)
-                r = not_implemented_section(root, "mmds-config", err);
-        if (r)
-                return r;
         vmm_host_limits_get(&limits, 0);
         for (size_t s = 0; s < ARRAY_SIZE(sections); s++) {
                 unsigned i = 0;
 
                 if (!(f = json_field(root, sections[s].key)))
                         continue;
+                if (sections[s].action == VMM_PUT_BOOT_SOURCE && empty_boot_source(f))
+                        continue;
                 if (sections[s].action == VMM_PUT_CPU_CONFIG && cJSON_IsNull(f))
                         continue;
-                if (sections[s].action == VMM_PUT_CPU_CONFIG && cJSON_IsString(f)) {
-                        r = apply_template_file(f->valuestring, cfg, &limits, err);
+                if (sections[s].action == VMM_PUT_CPU_CONFIG) {
+                        r = apply_cpu_config(f, cfg, &limits, err);
                         if (r)
                                 return fail_in(err, r, "%s", sections[s].key);
                         continue;
@@ -1545,9 +1869,6 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
                                 return fail_in(err, r, "%s", sections[s].key);
                         continue;
                 }
-                if (!cJSON_IsArray(f))
-                        return error_config(err, "%s: invalid type: %s, expected an array",
-                                            sections[s].key, json_type_name(f));
                 cJSON_ArrayForEach(item, f)
                 {
                         r = apply_command(item, sections[s].action, cfg, &limits, err);
@@ -1561,13 +1882,17 @@ static int parse_sections(const cJSON *root, struct vmm_config *cfg, struct erro
 
 int api_config_parse(const char *text, size_t len, struct vmm_config *cfg, struct error *err)
 {
+        char where[128];
         cJSON *root;
         int r;
 
         vmm_config_init(cfg);
-        root = api_json_parse(text, len, err);
-        if (!root)
-                return -EINVAL;
+        r = json_serde_parse_at(text, len, &shape_vmm_config, &root, where, sizeof(where), err);
+        if (r) {
+                if (where[0])
+                        error_prefix(err, "%s", where);
+                return r;
+        }
         r = parse_sections(root, cfg, err);
         cJSON_Delete(root);
         return r;

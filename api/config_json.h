@@ -4,15 +4,18 @@
  * "network-interfaces", "vsock", "balloon", "entropy", "logger", "metrics", "mmds-config",
  * plus "serial").
  *
- * Parsing only maps JSON onto the configuration structures and checks shapes (known fields,
- * types, required fields, enum values, integer ranges); whether the values make a machine
- * is decided by the same functions the command line uses (vmm_config_put_drive,
- * vmm_config_apply_machine, vmm_config_validate, ...). Errors are ERROR_CONFIG and name the
- * field.
+ * A body is read as Firecracker reads it: serde_json deserialising it into the Rust struct
+ * of that request (api/json_serde.h, one shape per command), with serde's messages and
+ * positions; then Firecracker's own checks of the request (an empty PATCH, exactly one of
+ * mem_file_path and mem_backend, ...). The api_parse_* functions take the tree json_serde
+ * made and map it onto the configuration structures; whether the values make a machine is
+ * decided by the same functions the command line uses (vmm_config_put_drive,
+ * vmm_config_apply_machine, vmm_config_validate, ...). Errors are ERROR_CONFIG.
  */
 #ifndef API_CONFIG_JSON_H
 #define API_CONFIG_JSON_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -24,13 +27,18 @@
 
 /* ---- request bodies -> structures (strings in the outputs are malloc'd) ---- */
 
+/* The error code of a refusal whose message is the whole answer (a feature we lack, an empty
+ * PATCH): the REST API does not present it as a deserialization error. */
+#define API_PARSE_REFUSED (-ENOTSUP)
+
 int api_parse_boot_source(const cJSON *j, struct vmm_boot_source *out,
                           struct error *err) MUST_CHECK;
 /* put: Firecracker's PUT (vcpu_count and mem_size_mib required, the optional fields reset to
- * their defaults); otherwise PATCH (only what is given). *cpu_hide receives our extension
- * field's string (u->cpu_hide is left NULL; the caller points it there). */
+ * their defaults); otherwise PATCH (only what is given; nothing at all is "Empty PATCH
+ * request."). *cpu_hide receives our extension field's string (u->cpu_hide is left NULL;
+ * the caller points it there); *cpu_template_given: the deprecated cpu_template was there. */
 int api_parse_machine(const cJSON *j, bool put, struct vmm_machine_update *u, char **cpu_hide,
-                      struct error *err) MUST_CHECK;
+                      bool *cpu_template_given, struct error *err) MUST_CHECK;
 int api_parse_drive(const cJSON *j, struct vmm_drive *out, struct error *err) MUST_CHECK;
 /* GET /hotplug/memory: Firecracker's MemoryHotplugStatus. */
 cJSON *api_json_memory_hotplug(const struct vmm_memory_hotplug *h, uint64_t plugged_mib);
@@ -53,13 +61,21 @@ int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out,
  * mem_backend ({"backend_type": "File" | "Uffd", "backend_path"}), track_dirty_pages (or the
  * deprecated enable_diff_snapshots), resume_vm, network_overrides, vsock_override,
  * clock_realtime, huge_pages (Snapshot or None; 2M with Uffd), and ours: drive_overrides
- * ([{"drive_id", "path_on_host"}], another backing file per drive). */
-int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out,
+ * ([{"drive_id", "path_on_host"}], another backing file per drive). *deprecated:
+ * mem_file_path or enable_diff_snapshots was used. */
+int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, bool *deprecated,
                             struct error *err) MUST_CHECK;
 /* PUT /confidential {"platform": "none" | "sev" | "pef" | "s390-pv"} (our extension). */
 int api_parse_confidential(const cJSON *j, struct vmm_confidential *out,
                            struct error *err) MUST_CHECK;
-int api_parse_serial(const cJSON *j, char **serial_out_path, struct error *err) MUST_CHECK;
+/* PUT /serial: serial_out_path, rate_limiter (a TokenBucket). */
+int api_parse_serial(const cJSON *j, struct vmm_serial *out, struct error *err) MUST_CHECK;
+/* PUT /mmds/config (MmdsConfig): network_interfaces (required), version "V1" | "V2" (default
+ * V1), ipv4_address (dotted quad, default 169.254.169.254), imds_compat. */
+int api_parse_mmds_config(const cJSON *j, struct vmm_mmds_config_request *out,
+                          struct error *err) MUST_CHECK;
+/* "a.b.c.d" as Rust's Ipv4Addr reads it (decimal octets, no leading zeros) -> host order. */
+int api_parse_ipv4(const char *s, uint32_t *out);
 int api_parse_balloon(const cJSON *j, struct vmm_balloon *out, struct error *err) MUST_CHECK;
 int api_parse_balloon_update(const cJSON *j, uint32_t *amount_mib, struct error *err) MUST_CHECK;
 int api_parse_balloon_stats_update(const cJSON *j, uint32_t *interval_s,
@@ -80,6 +96,12 @@ int api_parse_vm_state(const cJSON *j, enum vmm_action *out, struct error *err) 
  * resource (a drive, a network interface) points *body_id at that name, else NULL. */
 int api_parse_command(const cJSON *j, struct controller_request *req, const char **body_id,
                       struct error *err) MUST_CHECK;
+/* The same from the body's text: json_serde_parse with the command's shape (-EINVAL: serde's
+ * message, which the REST API prefixes with "An error occurred when deserializing the json
+ * body of a request: "), then api_parse_command (API_PARSE_REFUSED: a whole answer). A
+ * deprecated field sets req->deprecation. */
+int api_parse_command_text(const char *text, size_t len, struct controller_request *req,
+                           const char **body_id, struct error *err) MUST_CHECK;
 /* Whether the command (an enum vmm_action; anything else is false) takes a JSON body. */
 bool api_command_has_body(int action);
 /* Of those, the ones Firecracker lets a client leave the body out of (PATCH
@@ -97,7 +119,7 @@ cJSON *api_json_machine_config(const struct vmm_config *cfg);
 cJSON *api_json_balloon(const struct vmm_balloon *b);
 cJSON *api_json_balloon_stats(const struct virtio_balloon_stats *s);
 cJSON *api_json_balloon_hinting(const struct virtio_balloon_hinting *h);
-/* GET /vm/config: every section, absent optional ones as null (as Firecracker does). */
+/* GET /vm/config: Firecracker's VmmConfig, key for key (every Option null when unset). */
 cJSON *api_json_vm_config(const struct vmm_config *cfg);
 
 /* ---- the config file ---- */
@@ -111,8 +133,5 @@ cJSON *api_json_vm_config(const struct vmm_config *cfg);
 int api_config_parse(const char *text, size_t len, struct vmm_config *cfg,
                      struct error *err) MUST_CHECK;
 int api_config_load_file(const char *path, struct vmm_config *cfg, struct error *err) MUST_CHECK;
-
-/* Parses a JSON text (exactly one value, nothing after it but whitespace). */
-cJSON *api_json_parse(const char *text, size_t len, struct error *err);
 
 #endif

@@ -8,6 +8,7 @@
 #include "common/file.h"
 #include "config_json.h"
 #include "json_read.h"
+#include "json_serde.h"
 
 /* Built from cpu-templates/NAME.json (embed_templates.cmake): {name, JSON text}, NULL-ended. */
 struct api_cpu_template_data {
@@ -16,65 +17,87 @@ struct api_cpu_template_data {
 };
 extern const struct api_cpu_template_data api_cpu_template_data[];
 
-#define FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+/* x86_64's CustomCpuTemplate as serde reads it (the body reader checks the shape: syntax,
+ * types, unknown fields at the top, missing fields; the strings' contents are checked below,
+ * with Firecracker's messages). Its fields are #[serde(default)]; the modifiers inside have
+ * no deny_unknown_fields. */
+static const struct json_shape t_tmpl_string = {.kind = JSON_STRING};
+static const struct json_shape t_tmpl_u32 = {.kind = JSON_U32};
+static const struct json_shape t_caps = {.kind = JSON_SEQ, .item = &t_tmpl_string};
+static const struct json_field reg_modifier_fields[] = {
+    {.name = "register", .shape = &t_tmpl_string},
+    {.name = "bitmap", .shape = &t_tmpl_string},
+    {.name = NULL},
+};
+static const struct json_shape t_reg_modifier = {.kind = JSON_STRUCT,
+                                                 .name = "CpuidRegisterModifier",
+                                                 .fields = reg_modifier_fields,
+                                                 .allow_unknown = true};
+static const struct json_shape t_reg_modifiers = {.kind = JSON_SEQ, .item = &t_reg_modifier};
+static const struct json_field leaf_modifier_fields[] = {
+    {.name = "leaf", .shape = &t_tmpl_string},
+    {.name = "subleaf", .shape = &t_tmpl_string},
+    {.name = "flags", .shape = &t_tmpl_u32},
+    {.name = "modifiers", .shape = &t_reg_modifiers},
+    {.name = NULL},
+};
+static const struct json_shape t_leaf_modifier = {.kind = JSON_STRUCT,
+                                                  .name = "CpuidLeafModifier",
+                                                  .fields = leaf_modifier_fields,
+                                                  .allow_unknown = true};
+static const struct json_shape t_leaf_modifiers = {.kind = JSON_SEQ, .item = &t_leaf_modifier};
+static const struct json_field msr_modifier_fields[] = {
+    {.name = "addr", .shape = &t_tmpl_string},
+    {.name = "bitmap", .shape = &t_tmpl_string},
+    {.name = NULL},
+};
+static const struct json_shape t_msr_modifier = {.kind = JSON_STRUCT,
+                                                 .name = "RegisterModifier",
+                                                 .fields = msr_modifier_fields,
+                                                 .allow_unknown = true};
+static const struct json_shape t_msr_modifiers = {.kind = JSON_SEQ, .item = &t_msr_modifier};
+static const struct json_field template_fields[] = {
+    {.name = "kvm_capabilities", .shape = &t_caps, .flags = JSON_DEFAULT},
+    {.name = "cpuid_modifiers", .shape = &t_leaf_modifiers, .flags = JSON_DEFAULT},
+    {.name = "msr_modifiers", .shape = &t_msr_modifiers, .flags = JSON_DEFAULT},
+    {.name = NULL},
+};
+const struct json_shape api_cpu_template_shape = {
+    .kind = JSON_STRUCT, .name = "CustomCpuTemplate", .fields = template_fields};
 
-/* A list field: absent or null is empty (serde's default), anything but an array refused. */
+/* A list field of the shape-checked tree: absent is empty (serde's default), bounded. */
 static int get_list(const cJSON *j, const char *name, const cJSON **out, struct error *err)
 {
         const cJSON *f = json_field(j, name);
 
-        *out = NULL;
-        if (!f)
-                return 0;
-        if (!cJSON_IsArray(f))
-                return error_config(err, "field `%s`: invalid type: %s, expected an array", name,
-                                    json_type_name(f));
-        if (cJSON_GetArraySize(f) > API_TEMPLATE_MAX_ENTRIES)
+        *out = f;
+        if (f && cJSON_GetArraySize(f) > API_TEMPLATE_MAX_ENTRIES)
                 return error_config(err, "field `%s`: more than %d entries", name,
                                     API_TEMPLATE_MAX_ENTRIES);
-        *out = f;
         return 0;
 }
 
-/* A required string field of an object whose other fields are ignored. */
-static int get_str(const cJSON *obj, const char *name, const char **out, struct error *err)
+/* A string field the shape requires. */
+static const char *get_str(const cJSON *obj, const char *name)
 {
-        const cJSON *f;
+        const cJSON *f = json_field(obj, name);
 
-        if (!cJSON_IsObject(obj))
-                return error_config(err, "invalid type: %s, expected an object",
-                                    json_type_name(obj));
-        f = json_field(obj, name);
-        if (!f)
-                return error_config(err, "missing field `%s`", name);
-        if (!cJSON_IsString(f))
-                return error_config(err, "field `%s`: invalid type: %s, expected a string", name,
-                                    json_type_name(f));
-        *out = f->valuestring;
-        return 0;
+        return f && cJSON_IsString(f) ? f->valuestring : "";
 }
 
 static int parse_leaf(const cJSON *m, struct x86_cpu_template *t, unsigned i, struct error *err)
 {
-        const char *leaf_s, *subleaf_s, *reg_s, *bitmap_s;
         const cJSON *mods, *rm;
         uint32_t leaf, subleaf;
-        uint64_t flags;
+        uint64_t flags = 0;
         unsigned k = 0;
-        int r = get_str(m, "leaf", &leaf_s, err);
+        int r = x86_template_parse_u32(get_str(m, "leaf"), &leaf, err);
 
         if (!r)
-                r = x86_template_parse_u32(leaf_s, &leaf, err);
-        if (!r)
-                r = get_str(m, "subleaf", &subleaf_s, err);
-        if (!r)
-                r = x86_template_parse_u32(subleaf_s, &subleaf, err);
-        if (!r)
-                r = json_get_uint(m, "flags", true, 0, UINT32_MAX, NULL, &flags, err);
+                r = x86_template_parse_u32(get_str(m, "subleaf"), &subleaf, err);
+        json_get_uint(m, "flags", &flags); /* a u32: the shape bounds it */
         if (!r)
                 r = get_list(m, "modifiers", &mods, err);
-        if (!r && !mods)
-                r = error_config(err, "missing field `modifiers`");
         if (r) {
                 error_prefix(err, "cpuid_modifiers[%u]", i);
                 return r;
@@ -88,13 +111,9 @@ static int parse_leaf(const cJSON *m, struct x86_cpu_template *t, unsigned i, st
                 struct x86_bitmap b;
 
                 if (!r)
-                        r = get_str(rm, "register", &reg_s, err);
+                        r = x86_template_parse_register(get_str(rm, "register"), &reg, err);
                 if (!r)
-                        r = x86_template_parse_register(reg_s, &reg, err);
-                if (!r)
-                        r = get_str(rm, "bitmap", &bitmap_s, err);
-                if (!r)
-                        r = x86_template_parse_bitmap(bitmap_s, 32, &b, err);
+                        r = x86_template_parse_bitmap(get_str(rm, "bitmap"), 32, &b, err);
                 if (!r)
                         r = x86_cpu_template_add_cpuid(t, leaf, subleaf, (uint32_t)flags, true, reg,
                                                        &b, err);
@@ -107,18 +126,15 @@ static int parse_leaf(const cJSON *m, struct x86_cpu_template *t, unsigned i, st
         return r;
 }
 
+/* j: a tree api_cpu_template_shape has checked (json_serde_parse). */
 int api_parse_cpu_template(const cJSON *j, struct x86_cpu_template *t, struct error *err)
 {
         const cJSON *caps = NULL, *leaves = NULL, *msrs = NULL, *item;
         unsigned i;
-        int r = json_check_object(j, FIELDS("kvm_capabilities", "cpuid_modifiers", "msr_modifiers"),
-                                  err);
+        int r;
 
         x86_cpu_template_init(t);
-        if (r)
-                return r;
-        if (!r)
-                r = get_list(j, "kvm_capabilities", &caps, err);
+        r = get_list(j, "kvm_capabilities", &caps, err);
         if (!r)
                 r = get_list(j, "cpuid_modifiers", &leaves, err);
         if (!r)
@@ -130,11 +146,7 @@ int api_parse_cpu_template(const cJSON *j, struct x86_cpu_template *t, struct er
         {
                 struct x86_kvm_cap c;
 
-                if (!cJSON_IsString(item))
-                        r = error_config(err, "invalid type: %s, expected a string",
-                                         json_type_name(item));
-                if (!r)
-                        r = x86_template_parse_cap(item->valuestring, &c, err);
+                r = x86_template_parse_cap(cJSON_IsString(item) ? item->valuestring : "", &c, err);
                 if (!r)
                         r = x86_cpu_template_add_cap(t, &c, err);
                 if (r) {
@@ -153,17 +165,12 @@ int api_parse_cpu_template(const cJSON *j, struct x86_cpu_template *t, struct er
         i = 0;
         cJSON_ArrayForEach(item, msrs)
         {
-                const char *addr_s, *bitmap_s;
                 struct x86_bitmap b;
                 uint32_t addr;
 
-                r = get_str(item, "addr", &addr_s, err);
+                r = x86_template_parse_u32(get_str(item, "addr"), &addr, err);
                 if (!r)
-                        r = x86_template_parse_u32(addr_s, &addr, err);
-                if (!r)
-                        r = get_str(item, "bitmap", &bitmap_s, err);
-                if (!r)
-                        r = x86_template_parse_bitmap(bitmap_s, 64, &b, err);
+                        r = x86_template_parse_bitmap(get_str(item, "bitmap"), 64, &b, err);
                 if (!r)
                         r = x86_cpu_template_add_msr(t, addr, &b, err);
                 if (r) {
@@ -245,14 +252,16 @@ cJSON *api_json_cpu_template(const struct x86_cpu_template *t)
         return o;
 }
 
-static int parse_text(const char *text, size_t len, struct x86_cpu_template *t, struct error *err)
+int api_parse_cpu_template_text(const char *text, size_t len, struct x86_cpu_template *t,
+                                struct error *err)
 {
         cJSON *j;
         int r;
 
-        j = api_json_parse(text, len, err);
-        if (!j)
-                return -EINVAL;
+        x86_cpu_template_init(t);
+        r = json_serde_parse(text, len, &api_cpu_template_shape, &j, err);
+        if (r)
+                return r;
         r = api_parse_cpu_template(j, t, err);
         cJSON_Delete(j);
         return r;
@@ -266,7 +275,7 @@ int api_load_cpu_template(const char *path, struct x86_cpu_template *t, struct e
 
         if (r)
                 return r;
-        r = parse_text(text, len, t, err);
+        r = api_parse_cpu_template_text(text, len, t, err);
         free(text);
         if (r)
                 error_prefix(err, "CPU template file '%s'", path);
@@ -284,7 +293,7 @@ int api_static_cpu_template(const char *name, struct x86_cpu_template **out, str
                 t = malloc(sizeof(*t));
                 if (!t)
                         return error_set(err, -ENOMEM, "out of memory");
-                r = parse_text(d->json, strlen(d->json), t, err);
+                r = api_parse_cpu_template_text(d->json, strlen(d->json), t, err);
                 if (r) {
                         free(t);
                         error_prefix(err, "internal: built-in CPU template %s", name);

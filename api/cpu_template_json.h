@@ -24,8 +24,16 @@
 /* Entries of the template's lists before folding (a bound on hostile input). */
 #define API_TEMPLATE_MAX_ENTRIES 1024
 
+struct json_shape;
+/* The body's shape for api/json_serde.h: PUT /cpu-config's, the template files'. */
+extern const struct json_shape api_cpu_template_shape;
+
+/* j: the tree json_serde_parse made of the text with api_cpu_template_shape. */
 int api_parse_cpu_template(const cJSON *j, struct x86_cpu_template *t,
                            struct error *err) MUST_CHECK;
+/* The template's JSON text, read by the body reader (api/json_serde.h) with that shape. */
+int api_parse_cpu_template_text(const char *text, size_t len, struct x86_cpu_template *t,
+                                struct error *err) MUST_CHECK;
 /* The template in Firecracker's serialisation (hex leaf/subleaf/addr strings, full-width
  * bitmaps); a register every bit of which is kept is left out. */
 cJSON *api_json_cpu_template(const struct x86_cpu_template *t);

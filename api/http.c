@@ -458,7 +458,7 @@ const char *http_reason(unsigned status)
 }
 
 size_t http_answer_head(char *buf, size_t cap, unsigned status, size_t body_len, bool close,
-                        bool keep_alive_10, int64_t unix_time)
+                        bool keep_alive_10, const char *extra, int64_t unix_time)
 {
         static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
         static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -478,12 +478,12 @@ size_t http_answer_head(char *buf, size_t cap, unsigned status, size_t body_len,
                          "Content-Type: application/json\r\nContent-Length: %zu\r\n", body_len);
         /* RFC 9110's IMF-fixdate, spelled out: strftime would follow the locale. */
         n = snprintf(
-            buf, cap, "HTTP/1.1 %u %s\r\nDate: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n%s%s\r\n",
+            buf, cap, "HTTP/1.1 %u %s\r\nDate: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n%s%s%s\r\n",
             status, http_reason(status), days[(unsigned)tm.tm_wday % 7], tm.tm_mday,
             months[(unsigned)tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
             close           ? "Connection: close\r\n"
             : keep_alive_10 ? "Connection: Keep-Alive\r\n"
                             : "",
-            length);
+            length, extra ? extra : "");
         return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }

@@ -89,10 +89,11 @@ const char *http_reason(unsigned status);
 
 /* Writes the status line and headers of an answer into buf (cap >= HTTP_ANSWER_HEAD_MAX):
  * Date, then Connection (close, or Keep-Alive for a kept HTTP/1.0 connection), then
- * Content-Type: application/json and Content-Length unless the status is 1xx or 204.
- * Returns the length. */
+ * Content-Type: application/json and Content-Length unless the status is 1xx or 204, then
+ * extra (NULL, or whole header lines each ending in CRLF; a 1xx gets none of them).
+ * Returns the length (0 if it does not fit). */
 #define HTTP_ANSWER_HEAD_MAX 256
 size_t http_answer_head(char *buf, size_t cap, unsigned status, size_t body_len, bool close,
-                        bool keep_alive_10, int64_t unix_time);
+                        bool keep_alive_10, const char *extra, int64_t unix_time);
 
 #endif

@@ -1,10 +1,7 @@
 /*
- * Strict readers for JSON objects (cJSON), with serde-like messages: an object accepts only
- * the fields it knows, each at most once; a field of the wrong type, a missing required
- * field or a value out of range is an error naming the field. A null value counts as an
- * absent field, as serde reads Option fields.
- *
- * Every reader returns 0 or -EINVAL with err set (ERROR_CONFIG).
+ * Reading the fields of a JSON object that json_serde_parse has already checked against its
+ * shape (types, ranges, required fields, unknown and duplicate fields): what remains is
+ * taking the values out. A null value counts as an absent field, as serde reads an Option.
  */
 #ifndef API_JSON_READ_H
 #define API_JSON_READ_H
@@ -17,28 +14,19 @@
 #include "common/error.h"
 #include "common/util.h"
 
-/* json must be an object whose keys are all in the NULL-terminated list, none twice. */
-int json_check_object(const cJSON *json, const char *const *known, struct error *err) MUST_CHECK;
-
 /* The field, or NULL when absent or null. */
 const cJSON *json_field(const cJSON *obj, const char *name);
 
-/* Optional fields report through *present (may be NULL for required ones); a required field
- * that is absent is "missing field `name`". Strings are duplicated into *out (freeing the
- * previous value). */
-int json_get_string(const cJSON *obj, const char *name, bool required, char **out,
-                    struct error *err) MUST_CHECK;
-int json_get_bool(const cJSON *obj, const char *name, bool required, bool *present, bool *out,
-                  struct error *err) MUST_CHECK;
-/* A non-negative integer in [min, max] (max at most 2^53, what a JSON number holds exactly). */
-int json_get_uint(const cJSON *obj, const char *name, bool required, uint64_t min, uint64_t max,
-                  bool *present, uint64_t *out, struct error *err) MUST_CHECK;
-/* One of the NULL-terminated values (case-insensitively when nocase); *out is its index. */
-int json_get_enum(const cJSON *obj, const char *name, bool required, const char *const *values,
-                  bool nocase, bool *present, int *out, struct error *err) MUST_CHECK;
-/* An object (not checked further); *out NULL when absent. */
-int json_get_object(const cJSON *obj, const char *name, bool required, const cJSON **out,
-                    struct error *err) MUST_CHECK;
+/* A string field duplicated into *out (freeing the previous value); absent: *out unchanged.
+ * 0, or -ENOMEM with err set. */
+int json_get_string(const cJSON *obj, const char *name, char **out, struct error *err) MUST_CHECK;
+/* A boolean field; whether it was given (absent: *out unchanged). */
+bool json_get_bool(const cJSON *obj, const char *name, bool *out);
+/* An integer field, exactly (json_serde keeps its digits); whether it was given. */
+bool json_get_uint(const cJSON *obj, const char *name, uint64_t *out);
+/* A unit-variant field: the index of its value in the NULL-terminated list (the list its
+ * shape was checked with); whether it was given. */
+bool json_get_enum(const cJSON *obj, const char *name, const char *const *values, int *out);
 
 /* "a string", "a number", ... for messages. */
 const char *json_type_name(const cJSON *item);

@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "common/clock.h"
 #include "common/event_loop.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "vmm/controller.h"
 #include "vmm/sandbox.h"
@@ -107,6 +108,18 @@ static void on_signal(void *opaque, uint32_t events)
         st->exit_code = EXIT_OK;
 }
 
+/* The signals that stop the VMM cleanly (exit 0). main blocks them before anything else,
+ * so no moment of the startup is left to their default action (the process killed) and
+ * every thread inherits the block; run()'s signalfd takes them once the event loop runs,
+ * including any that arrived during the startup. */
+static void stop_signals(sigset_t *set)
+{
+        sigemptyset(set);
+        sigaddset(set, SIGTERM);
+        sigaddset(set, SIGINT);
+        sigaddset(set, SIGHUP);
+}
+
 /* A write to a pipe or socket whose reader is gone fails with EPIPE; the signal is only
  * counted. */
 static void on_sigpipe(int sig)
@@ -185,11 +198,7 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
         sigaction(SIGPIPE, &sa, NULL);
         sigemptyset(&bus.sa_mask);
         sigaction(SIGBUS, &bus, NULL);
-        sigemptyset(&sigs);
-        sigaddset(&sigs, SIGTERM);
-        sigaddset(&sigs, SIGINT);
-        sigaddset(&sigs, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        stop_signals(&sigs); /* blocked since main's start */
         if (event_loop_create(&loop)) {
                 LOG_ERROR("cannot create the event loop");
                 return EXIT_ERROR;
@@ -215,8 +224,23 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
             .thread_init = confine_thread,
             .thread_opaque = conf,
             .seccomp_faults = sandbox_fault_count,
+            /* Firecracker's default store limit is the API's body limit. */
+            .mmds_size_limit = o->mmds_size_limit ? o->mmds_size_limit : o->max_payload,
         };
+        char *metadata = NULL;
+
+        if (o->metadata) {
+                r = file_read_all("--metadata", o->metadata, 16u << 20, &metadata,
+                                  &params.metadata_len, &err);
+                if (r) {
+                        LOG_ERROR("%s", err.msg);
+                        st.exit_code = exit_code_for(&err);
+                        goto out;
+                }
+                params.metadata = metadata;
+        }
         r = controller_create(&params, &o->cfg, &err, &ctl);
+        free(metadata);
         if (r) {
                 LOG_ERROR("%s", err.msg);
                 st.exit_code = exit_code_for(&err);
@@ -313,9 +337,12 @@ int main(int argc, char **argv)
         struct confinement conf = {0};
         struct error err = {0};
         struct cli_opts o;
+        sigset_t stop, mask;
         bool boot_now;
         int code;
 
+        stop_signals(&stop);
+        pthread_sigmask(SIG_BLOCK, &stop, &mask);
         if (cli_parse(argc, argv, &o, &err)) {
                 fprintf(stderr, "vmm: %s\nTry 'vmm --help' for more information.\n", err.msg);
                 cli_opts_free(&o);
@@ -329,6 +356,8 @@ int main(int argc, char **argv)
                 return EXIT_OK;
         }
         if (o.describe_snapshot || o.merge_base) {
+                /* One-shot tools on possibly large files: a stop signal ends them at once. */
+                pthread_sigmask(SIG_SETMASK, &mask, NULL);
                 if (o.describe_snapshot)
                         code = snapshot_describe(o.describe_snapshot, stdout, &err);
                 else
@@ -350,7 +379,8 @@ int main(int argc, char **argv)
 
         /* The vCPU limit is KVM's; it is checked again against the real KVM in vm_create. */
         vmm_host_limits_get(&limits, 0);
-        if (vmm_config_validate(&o.cfg, &limits, &err)) {
+        if (vmm_config_validate(&o.cfg, &limits, &err) ||
+            vmm_config_check_memory(&o.cfg, &limits, &err)) {
                 LOG_ERROR("%s", err.msg);
                 cli_opts_free(&o);
                 return EXIT_BAD_CONFIG;

@@ -17,36 +17,28 @@ struct route {
         const char *method;
         const char *pattern; /* '/'-separated segments, "{id}" captures one; NULL: no route */
         int action;          /* the command (or, with a body that picks, the one counted on
-                                refusal); -1: not implemented */
-        const char *not_implemented; /* the feature's name when the endpoint is not */
+                                refusal) */
 };
 
 /* ---- the table ---- */
 
-/* Every command's route, from the table of commands; then the endpoints of the specification
- * that are not here yet (each answers that it is not implemented). */
+/* Every command's route, from the table of commands (the endpoints not built yet too: they
+ * are commands that answer so). */
 #define X(NAME, PHASE, CONFIGURES, HANDLER, CLEAR, EVENT, METHOD, PATH, PARSE, METRIC)             \
-        {#METHOD, PATH, VMM_##NAME, NULL},
-#define NI(method, pattern, what)                                                                  \
-        {                                                                                          \
-                method, pattern, -1, what                                                          \
-        }
+        {#METHOD, PATH, VMM_##NAME},
 
 static const struct route routes[] = {
 #include "vmm/controller_actions.def"
-    NI("GET", "mmds", "The microVM metadata service (MMDS)"),
-    NI("PUT", "mmds", "The microVM metadata service (MMDS)"),
-    NI("PATCH", "mmds", "The microVM metadata service (MMDS)"),
-    NI("PUT", "mmds/config", "The microVM metadata service (MMDS)"),
 };
 
-#undef NI
 #undef X
 
 /* ---- responses ---- */
 
+/* The whole answer: status and body (a response may be on the caller's stack, unset). */
 static void set_json(struct api_response *resp, unsigned status, cJSON *j)
 {
+        memset(resp, 0, sizeof(*resp));
         resp->status = status;
         resp->body = j ? cJSON_PrintUnformatted(j) : NULL;
         cJSON_Delete(j);
@@ -79,14 +71,15 @@ void api_response_free(struct api_response *resp)
         memset(resp, 0, sizeof(*resp));
 }
 
-void api_reply(const struct controller_request *req, struct api_response *resp)
+static void reply(const struct controller_request *req, struct api_response *resp)
 {
         const struct controller_reply *rep = &req->reply;
         cJSON *j;
 
         memset(resp, 0, sizeof(*resp));
         if (rep->status) {
-                api_fault(resp, 400, "%s", rep->err.msg);
+                /* Firecracker's one other status: a data store that would outgrow its limit. */
+                api_fault(resp, rep->status == -EFBIG ? 413 : 400, "%s", rep->err.msg);
                 return;
         }
         switch (req->action) {
@@ -129,10 +122,24 @@ void api_reply(const struct controller_request *req, struct api_response *resp)
                 set_json(resp, 200,
                          api_json_memory(rep->memory_address, rep->memory, rep->memory_len));
                 return;
+        case VMM_GET_MMDS:
+                /* Already JSON (the store's own printing): sent as it is. */
+                resp->status = rep->mmds ? 200 : 500;
+                resp->body =
+                    strdup(rep->mmds ? rep->mmds : "{\"fault_message\":\"out of memory\"}");
+                resp->len = resp->body ? strlen(resp->body) : 0;
+                return;
         default:
                 resp->status = 204;
                 return;
         }
+}
+
+void api_reply(const struct controller_request *req, struct api_response *resp)
+{
+        reply(req, resp);
+        /* Whatever the outcome (Firecracker sets the header on every answer). */
+        resp->deprecation = req->deprecation;
 }
 
 static int parse_address(const char *s, uint64_t *out)
@@ -221,6 +228,50 @@ static const struct route *find_route(const char *method, char *const *seg, int 
         return NULL;
 }
 
+/* Firecracker's answer to a method and path it does not serve: its router takes the body
+ * rules first (a GET with a body, a PUT or PATCH without one), then names the path's first
+ * segment, or the sub-resource for the few it knows ("/snapshot/...", "/balloon/...",
+ * "/mmds/..."). */
+static void refuse_route(const char *method, char *const *seg, int n, size_t len,
+                         struct api_response *resp)
+{
+        const char *first = n > 0 ? seg[0] : "";
+        bool put = strcmp(method, "PUT") == 0, get = strcmp(method, "GET") == 0;
+
+        if (get && len) {
+                api_fault(resp, 400, "GET request cannot have a body.");
+        } else if ((put || strcmp(method, "PATCH") == 0) && !len) {
+                api_fault(resp, 400, "Empty %s request.", method);
+        } else if (put && strcmp(first, "snapshot") == 0) {
+                if (n < 2)
+                        api_fault(resp, 400, "Missing snapshot operation type.");
+                else
+                        api_fault(resp, 400,
+                                  "Invalid request method and/or path: PUT /snapshot/%s.", seg[1]);
+        } else if (put && strcmp(first, "mmds") == 0 && n >= 2) {
+                api_fault(resp, 400, "Unrecognized PUT request path `%s`.", seg[1]);
+        } else if (get && strcmp(first, "balloon") == 0 && n >= 2) {
+                if (strcmp(seg[1], "hinting") == 0)
+                        api_fault(resp, 400, "Unrecognized GET request path `/hinting/%s`.",
+                                  n >= 3 ? seg[2] : "");
+                else
+                        api_fault(resp, 400, "Unrecognized GET request path `%s`.", seg[1]);
+        } else {
+                api_fault(resp, 400, "Invalid request method and/or path: %s %s.", method, first);
+        }
+}
+
+/* PUT and PATCH /mmds keep the body's text: the data store holds exactly what was sent
+ * (cJSON would round its large integers). It has been checked to be one JSON value. */
+static bool take_body_text(struct controller_request *req, const char *body, size_t len)
+{
+        if (req->action != VMM_PUT_MMDS && req->action != VMM_PATCH_MMDS)
+                return true;
+        req->u.mmds_data.json = strndup(body, len);
+        req->u.mmds_data.len = len;
+        return req->u.mmds_data.json != NULL;
+}
+
 enum api_route_result api_route(const char *method, const char *url, const char *body, size_t len,
                                 struct controller_request *req, int *action,
                                 struct api_response *resp)
@@ -231,7 +282,6 @@ enum api_route_result api_route(const char *method, const char *url, const char 
         char buf[512];
         char *seg[MAX_SEGMENTS];
         int n = split_path(url, buf, sizeof(buf), seg);
-        cJSON *j;
         int r;
 
         memset(resp, 0, sizeof(*resp));
@@ -240,13 +290,14 @@ enum api_route_result api_route(const char *method, const char *url, const char 
         if (n >= 0)
                 rt = find_route(method, seg, n, &id);
         if (!rt) {
-                api_fault(resp, 400, "Invalid request method and/or path: %s %.*s.", method,
-                          (int)strcspn(url, "?"), url);
-                return API_ROUTE_RESPOND;
-        }
-        if (rt->not_implemented) {
-                api_fault(resp, 400, "%s (%s %.*s): not implemented yet.", rt->not_implemented,
-                          method, (int)strcspn(url, "?"), url);
+                if (n < 0) { /* too many segments, or undecodable: named by the first */
+                        const char *first = url + strspn(url, "/");
+
+                        snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(first, "/?"), first);
+                        seg[0] = buf;
+                        n = 1;
+                }
+                refuse_route(method, seg, n, len, resp);
                 return API_ROUTE_RESPOND;
         }
         *action = rt->action;
@@ -282,21 +333,33 @@ enum api_route_result api_route(const char *method, const char *url, const char 
                 return API_ROUTE_RESPOND;
         }
         if (id && !vmm_valid_id(id)) {
-                api_fault(resp, 400,
-                          "API Resource IDs can only contain alphanumeric characters and "
-                          "underscores (1 to 64 of them).");
+                if (strlen(id) > 64)
+                        api_fault(resp, 400,
+                                  "API Resource IDs can only contain alphanumeric characters and "
+                                  "underscores (at most 64 of them).");
+                else
+                        api_fault(resp, 400,
+                                  "API Resource IDs can only contain alphanumeric characters and "
+                                  "underscores.");
                 return API_ROUTE_RESPOND;
         }
         req->action = (enum vmm_action)rt->action;
-        j = api_json_parse(body, len, &err);
-        r = j ? api_parse_command(j, req, &body_id, &err) : -EINVAL;
-        cJSON_Delete(j);
-        if (r)
+        r = len ? api_parse_command_text(body, len, req, &body_id, &err) : 0;
+        if (r == -EINVAL)
                 api_fault(resp, 400,
                           "An error occurred when deserializing the json body of a request: %s.",
                           err.msg);
-        else if (id && (!body_id || strcmp(id, body_id) != 0))
+        else if (r)
+                api_fault(resp, 400, "%s", err.msg);
+        else if (id && body_id && strcmp(id, body_id) != 0 &&
+                 (rt->action == VMM_PUT_NET || rt->action == VMM_PATCH_NET))
+                api_fault(resp, 400,
+                          "The id from the path [%s] does not match the id from the body [%s]!", id,
+                          body_id);
+        else if (id && body_id && strcmp(id, body_id) != 0)
                 api_fault(resp, 400, "The id from the path does not match the id from the body!");
+        else if (!take_body_text(req, body, len))
+                api_fault(resp, 500, "out of memory");
         else
                 return API_ROUTE_SUBMIT;
         controller_request_clear(req);

@@ -3,13 +3,16 @@
  * server (testable with plain strings).
  *
  * api_route takes the request target as the client sent it (a path with percent escapes,
- * maybe a "?query", which is ignored) and decodes the path itself. It checks, in this order:
- * that the method and path name an endpoint ("Invalid request method and/or path: ...";
- * also for a path with an escaped NUL, "%00", which no endpoint or id contains), that the
- * endpoint is implemented ("... is not implemented yet"), that a GET has no body and a PUT/PATCH
- * has one, that a path id is valid (letters, digits, '_'), that the body is one JSON value of the
- * endpoint's shape, and that a body id equals the path id. Every error is a 400 with
- * {"fault_message": "..."}, worded as Firecracker words it where it has a wording.
+ * maybe a "?query", which is ignored) and decodes the path itself. It checks what
+ * Firecracker's router checks, in its order: that the method and path name an endpoint
+ * (else, as Firecracker: a GET with a body, a PUT or PATCH without one, then "Invalid request
+ * method and/or path: ..."; also for a path with an escaped NUL, "%00", which no endpoint or
+ * id contains), that a GET has no body and a PUT/PATCH has one, that a path id is valid
+ * (letters, digits, '_'), that the body deserialises into the endpoint's struct (serde's
+ * message and position, api/json_serde.h), and that a body id equals the path id. Whether
+ * the command may run now (before or after the start) and what it does is the controller's.
+ * Every error is a 400 with {"fault_message": "..."}, worded as Firecracker words it where it
+ * has a wording.
  */
 #ifndef API_ROUTER_H
 #define API_ROUTER_H
@@ -23,6 +26,9 @@ struct api_response {
         unsigned status; /* 200, 204, 400, ... */
         char *body;      /* malloc'd JSON, NULL for no body */
         size_t len;
+        /* The request used a deprecated field: the server logs this notice (a warning) and
+         * answers with "Deprecation: true", as Firecracker does. NULL: none. */
+        const char *deprecation;
 };
 
 enum api_route_result {

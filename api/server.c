@@ -334,8 +334,13 @@ static enum step respond(struct api_conn *c, struct api_response *resp, bool clo
                 LOG_DEBUG("%s %s: %u", c->method, c->target, resp->status);
         c->close_after |= close || !c->keep_alive;
         clock_gettime(CLOCK_REALTIME, &wall);
+        /* Firecracker: a deprecated endpoint or field is logged as a warning and the answer
+         * says so in a header. */
+        if (resp->deprecation)
+                LOG_WARN("%s", resp->deprecation);
         n = http_answer_head(head, sizeof(head), resp->status, resp->len, c->close_after,
-                             c->keep_alive_10 && !c->close_after, wall.tv_sec);
+                             c->keep_alive_10 && !c->close_after,
+                             resp->deprecation ? "Deprecation: true\r\n" : NULL, wall.tv_sec);
         ok = n && append_out(c, head, n) &&
              (c->head_only || !resp->len || append_out(c, resp->body, resp->len));
         api_response_free(resp);

@@ -76,7 +76,7 @@ static double now_ms(void)
 
 /* Starts guest i: the probe with cmdline, and one device option (`--balloon SPEC`, ...). */
 static int start(struct guest *g, unsigned i, const char *cmdline, const char *opt,
-                 const char *optarg)
+                 const char *opt_arg)
 {
         char mem[16];
         int out[2];
@@ -96,7 +96,7 @@ static int start(struct guest *g, unsigned i, const char *cmdline, const char *o
                 dup2(null, 0);
                 dup2(out[1], 1);
                 dup2(null, 2);
-                execl(vmm, vmm, "--kernel", probe, "--cmdline", cmdline, "--mem", mem, opt, optarg,
+                execl(vmm, vmm, "--kernel", probe, "--cmdline", cmdline, "--mem", mem, opt, opt_arg,
                       "--api-sock", g->sock, "--no-serial-in", "--level", "Error", (char *)NULL);
                 _exit(127);
         }

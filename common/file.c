@@ -59,8 +59,18 @@ static int open_failed(const char *what, const char *path, int flags, int e, str
 int file_open(const char *what, const char *path, int flags, mode_t mode, unsigned kinds,
               struct error *err)
 {
+        int os_errno;
+
+        return file_open_os(what, path, flags, mode, kinds, &os_errno, err);
+}
+
+int file_open_os(const char *what, const char *path, int flags, mode_t mode, unsigned kinds,
+                 int *os_errno, struct error *err)
+{
         struct stat st;
         int fd;
+
+        *os_errno = 0;
 
         if (!path || !*path)
                 return error_config(err, "%s: the path is empty", what);
@@ -82,12 +92,14 @@ int file_open(const char *what, const char *path, int flags, mode_t mode, unsign
                 /* ENXIO: a write-only open of a FIFO without a reader. */
                 if (e == ENXIO && stat(path, &st) == 0 && !kind_allowed(st.st_mode, kinds))
                         return file_refuse_kind(what, path, st.st_mode, kinds, err);
+                *os_errno = e;
                 return open_failed(what, path, flags, e, err);
         }
         if (fstat(fd, &st)) {
                 int e = errno;
 
                 close(fd);
+                *os_errno = e;
                 return open_failed(what, path, flags, e, err);
         }
         if (!kind_allowed(st.st_mode, kinds)) {

@@ -46,6 +46,11 @@ const char *file_kind_name(mode_t mode);
  */
 int file_open(const char *what, const char *path, int flags, mode_t mode, unsigned kinds,
               struct error *err) MUST_CHECK;
+/* file_open that also tells why the open itself failed: *os_errno is its errno, or 0 when
+ * the path was refused before (empty, or not one of kinds), for answers that quote the OS
+ * error as Firecracker's do ("... (os error 2)"). */
+int file_open_os(const char *what, const char *path, int flags, mode_t mode, unsigned kinds,
+                 int *os_errno, struct error *err) MUST_CHECK;
 
 /* A regular file of at most max bytes read whole (file_open's checks and messages; "WHAT
  * 'PATH' is larger than N bytes"): *text is malloc'd, NUL-terminated, *len bytes long. */

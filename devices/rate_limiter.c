@@ -146,22 +146,32 @@ static void arm(struct rate_limiter *rl, uint64_t ns)
                 timerfd_settime(rl->timer_fd, 0, &its, NULL);
 }
 
+bool rate_limiter_try_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t ops)
+{
+        uint64_t now;
+
+        if (rate_limiter_unlimited(rl))
+                return true;
+        now = rl->clock(rl->clock_opaque);
+        refill(&rl->bw, now);
+        refill(&rl->ops, now);
+        if (!bucket_can(&rl->bw, bytes) || !bucket_can(&rl->ops, ops))
+                return false;
+        bucket_take(&rl->bw, bytes);
+        bucket_take(&rl->ops, ops);
+        return true;
+}
+
 bool rate_limiter_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t ops)
 {
-        uint64_t now, wait_bw, wait_ops;
+        uint64_t wait_bw, wait_ops;
 
         if (rate_limiter_unlimited(rl))
                 return true;
         if (rl->blocked)
                 return false;
-        now = rl->clock(rl->clock_opaque);
-        refill(&rl->bw, now);
-        refill(&rl->ops, now);
-        if (bucket_can(&rl->bw, bytes) && bucket_can(&rl->ops, ops)) {
-                bucket_take(&rl->bw, bytes);
-                bucket_take(&rl->ops, ops);
+        if (rate_limiter_try_consume(rl, bytes, ops))
                 return true;
-        }
         wait_bw = bucket_can(&rl->bw, bytes) ? 0 : bucket_wait_ns(&rl->bw, bytes);
         wait_ops = bucket_can(&rl->ops, ops) ? 0 : bucket_wait_ns(&rl->ops, ops);
         arm(rl, wait_bw > wait_ops ? wait_bw : wait_ops);

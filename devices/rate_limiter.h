@@ -44,6 +44,11 @@ bool rate_limiter_unlimited(const struct rate_limiter *rl);
  * the timer and returns false. */
 bool rate_limiter_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t ops);
 
+/* Takes the tokens if both buckets can give them now; otherwise takes nothing and returns
+ * false without arming the timer: for callers that drop what is over the limit instead of
+ * waiting (the serial console's output). */
+bool rate_limiter_try_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t ops);
+
 /* Gives back tokens for work that was admitted but not done. */
 void rate_limiter_refund(struct rate_limiter *rl, uint64_t bytes, uint64_t ops);
 

@@ -68,6 +68,7 @@ struct serial {
         unsigned rx_head, rx_count;
         bool rx_was_full;
         struct serial_stats stats;
+        struct rate_limiter *out_limit; /* NULL: unlimited */
 };
 
 int serial_create(const struct serial_config *cfg, struct serial **out)
@@ -76,6 +77,14 @@ int serial_create(const struct serial_config *cfg, struct serial **out)
 
         if (!s)
                 return -ENOMEM;
+        if (cfg->out_limit) {
+                int r = rate_limiter_create(cfg->out_limit, cfg->out_limit_clock,
+                                            cfg->out_limit_clock_opaque, &s->out_limit);
+                if (r) {
+                        free(s);
+                        return r;
+                }
+        }
         pthread_mutex_init(&s->lock, NULL);
         s->cfg = *cfg;
         s->msr = MSR_DEFAULT;
@@ -91,6 +100,7 @@ void serial_destroy(struct serial *s)
 {
         if (!s)
                 return;
+        rate_limiter_destroy(s->out_limit);
         pthread_mutex_destroy(&s->lock);
         free(s);
 }
@@ -184,7 +194,9 @@ static void write_thr(struct serial *s, uint8_t b)
                 rx_put(s, b);
         } else {
                 s->stats.tx_bytes++;
-                if (s->cfg.out)
+                if (s->out_limit && !rate_limiter_try_consume(s->out_limit, 1, 0))
+                        s->stats.rate_limiter_dropped_bytes++;
+                else if (s->cfg.out)
                         s->cfg.out(s->cfg.opaque, &b, 1);
         }
         /* Transmission is instantaneous: THR is empty again right away. */

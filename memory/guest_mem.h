@@ -75,6 +75,12 @@ void *guest_mem_translate(const struct guest_mem *mem, gpa_t gpa, uint64_t len);
 int guest_mem_read(const struct guest_mem *mem, gpa_t gpa, void *dst, size_t len) MUST_CHECK;
 int guest_mem_write(const struct guest_mem *mem, gpa_t gpa, const void *src, size_t len) MUST_CHECK;
 int guest_mem_fill(const struct guest_mem *mem, gpa_t gpa, int byte, size_t len) MUST_CHECK;
+/* guest_mem_read for a snapshot of RAM that the guest or a device on another thread may be
+ * writing meanwhile (the host's reads for the API): the bytes are whatever RAM held, no
+ * order with those writes is promised, and ThreadSanitizer is told not to pair the copy
+ * with them (a TSan build only). */
+int guest_mem_read_snapshot(const struct guest_mem *mem, gpa_t gpa, void *dst,
+                            size_t len) MUST_CHECK;
 
 /*
  * A memory file truncated under its private mapping takes its pages past the new end with

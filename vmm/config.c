@@ -24,6 +24,22 @@ void vmm_config_init(struct vmm_config *cfg)
         cfg->machine.vcpu_count = VMM_DEFAULT_VCPUS;
         cfg->machine.mem_size_mib = VMM_DEFAULT_MEM_MIB;
         cfg->serial_in = true;
+        cfg->mmds.ipv4 = MMDS_DEFAULT_IPV4;
+}
+
+bool vmm_config_mmds_active(const struct vmm_config *cfg)
+{
+        for (unsigned i = 0; i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        return true;
+        return false;
+}
+
+bool vmm_mmds_ipv4_valid(uint32_t ipv4)
+{
+        uint8_t third = (uint8_t)(ipv4 >> 8);
+
+        return (ipv4 >> 16) == 0xa9fe && third != 0 && third != 255;
 }
 
 void vmm_drive_free(struct vmm_drive *d)
@@ -276,10 +292,10 @@ int vmm_open_output(const char *what, const char *path, struct error *err)
                          FILE_REGULAR | FILE_FIFO | FILE_CHAR, err);
 }
 
-int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds,
+int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds, int *os_errno,
                    struct error *err)
 {
-        int fd = file_open(what, path, write ? O_RDWR : O_RDONLY, 0, kinds, err);
+        int fd = file_open_os(what, path, write ? O_RDWR : O_RDONLY, 0, kinds, os_errno, err);
 
         if (fd < 0)
                 return fd;
@@ -349,6 +365,7 @@ int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *d, struct err
                         break;
         if (i == cfg->nr_drives && i == VMM_MAX_DRIVES)
                 return error_config(err, "too many drives (at most %d)", VMM_MAX_DRIVES);
+        /* Firecracker's check and words: another drive is the root one. */
         if (d->is_root_device)
                 for (unsigned j = 0; j < cfg->nr_pmems; j++)
                         if (cfg->pmems[j].root_device)
@@ -359,10 +376,7 @@ int vmm_config_put_drive(struct vmm_config *cfg, struct vmm_drive *d, struct err
         if (d->is_root_device)
                 for (unsigned j = 0; j < cfg->nr_drives; j++)
                         if (j != i && cfg->drives[j].is_root_device)
-                                return error_config(err,
-                                                    "drive '%s' cannot be the root device: '%s' "
-                                                    "already is",
-                                                    d->drive_id, cfg->drives[j].drive_id);
+                                return error_config(err, "A root block device already exists!");
         if (i < cfg->nr_drives) {
                 vmm_drive_free(&cfg->drives[i]);
                 memmove(&cfg->drives[i], &cfg->drives[i + 1],
@@ -416,7 +430,9 @@ int vmm_config_put_pmem(struct vmm_config *cfg, struct vmm_pmem *p, struct error
 int vmm_pmem_measure(struct vmm_pmem *p, struct error *err)
 {
         struct stat st;
-        int r = vmm_check_file("pmem", p->path_on_host, !p->read_only, FILE_REGULAR, err);
+        int os_errno;
+        int r =
+            vmm_check_file("pmem", p->path_on_host, !p->read_only, FILE_REGULAR, &os_errno, err);
 
         if (r) {
                 error_prefix(err, "pmem '%s'", p->id ? p->id : "");
@@ -629,11 +645,6 @@ static int validate_devices(const struct vmm_config *cfg, struct error *err)
                                             "network interface '%s' needs a host_dev_name "
                                             "of 1 to 15 characters",
                                             cfg->nets[i].iface_id);
-                if (cfg->nets[i].has_mac && (cfg->nets[i].guest_mac[0] & 1))
-                        return error_config(err,
-                                            "network interface '%s': the guest MAC address "
-                                            "is a multicast address",
-                                            cfg->nets[i].iface_id);
         }
         if (cfg->vsock.present) {
                 if (cfg->vsock.guest_cid < 3 || cfg->vsock.guest_cid == UINT32_MAX)
@@ -647,7 +658,7 @@ static int validate_devices(const struct vmm_config *cfg, struct error *err)
                         return error_config(err, "vsock uds_path must be 1 to %d characters",
                                             VSOCK_UDS_MAX);
         }
-        if (cfg->balloon.present && cfg->balloon.amount_mib > cfg->machine.mem_size_mib)
+        if (!vmm_balloon_fits(cfg))
                 return error_config(err,
                                     "balloon size %u MiB exceeds the guest memory of %llu "
                                     "MiB",
@@ -656,39 +667,35 @@ static int validate_devices(const struct vmm_config *cfg, struct error *err)
         return 0;
 }
 
+bool vmm_balloon_fits(const struct vmm_config *cfg)
+{
+        return !cfg->balloon.present || cfg->balloon.amount_mib <= cfg->machine.mem_size_mib;
+}
+
 int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
                         struct error *err)
 {
         const struct vmm_machine_config *m = &cfg->machine;
         unsigned max_vcpus = PLATFORM_MAX_VCPUS;
         struct x86_cpuid_mask mask;
-        uint64_t max_mib;
         int r;
 
         if (limits && limits->max_vcpus && limits->max_vcpus < max_vcpus)
                 max_vcpus = limits->max_vcpus;
-        if (m->vcpu_count == 0 || m->vcpu_count > max_vcpus)
-                return error_config(err, "vcpu count %u is out of range (1..%u)", m->vcpu_count,
+        /* Firecracker's rule and words (its limit is 32; ours the platform's): with SMT, two
+         * threads to a core, so 1 or an even number. */
+        if (m->vcpu_count == 0 || m->vcpu_count > max_vcpus ||
+            (m->smt && m->vcpu_count > 1 && m->vcpu_count % 2))
+                return error_config(err,
+                                    "The number of vCPUs must be greater than 0, less than %u and "
+                                    "must be 1 or an even number if SMT is enabled.",
                                     max_vcpus);
+        if (m->mem_size_mib == 0 || (m->huge_pages && (m->mem_size_mib % 2)))
+                return error_config(err, "The memory size (MiB) is either 0, or not a multiple of "
+                                         "the configured page size.");
         if (m->mem_size_mib < MIN_MEM_MIB)
                 return error_config(err, "memory size %llu MiB is too small (minimum %d MiB)",
                                     (unsigned long long)m->mem_size_mib, MIN_MEM_MIB);
-        /* Guest RAM above 4 GiB plus the hole must stay within 46-bit guest physical space. */
-        max_mib = (1ull << 46) >> 20;
-        if (limits && limits->max_mem_mib && limits->max_mem_mib < max_mib)
-                max_mib = limits->max_mem_mib;
-        if (m->mem_size_mib > max_mib)
-                return error_config(
-                    err, "memory size %llu MiB exceeds what this host allows (%llu MiB)",
-                    (unsigned long long)m->mem_size_mib, (unsigned long long)max_mib);
-        if (m->smt)
-                return error_config(err, "simultaneous multithreading (smt) is not implemented "
-                                         "yet: only false is accepted");
-        if (m->huge_pages && (m->mem_size_mib % 2))
-                return error_config(err,
-                                    "memory size %llu MiB is not a multiple of the 2 MiB huge "
-                                    "page size",
-                                    (unsigned long long)m->mem_size_mib);
         r = x86_cpuid_parse_hide(m->cpu_hide, &mask, err);
         if (!r && cfg->cpu.tmpl)
                 r = x86_cpu_template_check_hide(cfg->cpu.tmpl, &mask, err);
@@ -706,6 +713,23 @@ int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limi
                 return error_config(err,
                                     "kernel command line is %zu bytes; the limit is %llu bytes",
                                     strlen(cfg->boot.boot_args), X86_CMDLINE_MAX - 1);
+        return 0;
+}
+
+int vmm_config_check_memory(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
+                            struct error *err)
+{
+        uint64_t mib = cfg->machine.mem_size_mib;
+        /* Guest RAM above 4 GiB plus the hole must stay within 46-bit guest physical space. */
+        uint64_t max_mib = (1ull << 46) >> 20;
+
+        if (limits && limits->max_mem_mib && limits->max_mem_mib < max_mib)
+                max_mib = limits->max_mem_mib;
+        if (mib > max_mib)
+                return error_config(err,
+                                    "memory size %llu MiB exceeds what this host allows (%llu "
+                                    "MiB)",
+                                    (unsigned long long)mib, (unsigned long long)max_mib);
         return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "devices/mmds/mmds.h"
 #include "devices/rate_limiter.h"
 
 #define VMM_DEFAULT_VCPUS   1
@@ -33,7 +34,7 @@ struct vmm_machine_config {
         uint64_t mem_size_mib;
         bool huge_pages;        /* back guest RAM with 2 MiB hugetlbfs pages */
         char *cpu_hide;         /* comma-separated CPUID feature names; NULL: none */
-        bool smt;               /* Firecracker's field; only false is supported */
+        bool smt;               /* two threads per core in the guest's CPU topology */
         bool track_dirty_pages; /* accepted and reported; used by snapshots (later) */
         bool pit;               /* the in-kernel i8254 PIT; off by default (docs/running.md) */
 };
@@ -90,6 +91,7 @@ struct vmm_net {
         struct vmm_rate_limiter rx_rate_limiter;
         struct vmm_rate_limiter tx_rate_limiter;
         enum vmm_access_platform access_platform;
+        bool mmds; /* answers for the metadata service (PUT /mmds/config's network_interfaces) */
 };
 
 struct vmm_vsock {
@@ -142,6 +144,16 @@ struct vmm_entropy {
         enum vmm_access_platform access_platform;
 };
 
+/* Firecracker's MmdsConfig (PUT /mmds/config, "mmds-config"); the interfaces it lists are
+ * the network interfaces whose `mmds` flag is set (a PUT of an interface clears its flag, as
+ * Firecracker's new device has no MMDS stack). */
+struct vmm_mmds_config {
+        bool present;
+        enum mmds_version version;
+        bool imds_compat;
+        uint32_t ipv4; /* host byte order; MMDS_DEFAULT_IPV4 unless given */
+};
+
 /* Firecracker's logger object (PUT /logger, "logger" in the config file, --log-path ...):
  * only the fields given are applied; the others keep the logger's current setting. */
 struct vmm_logger_config {
@@ -189,10 +201,14 @@ struct vmm_config {
         struct vmm_balloon balloon;
         struct vmm_entropy entropy;
         struct vmm_confidential confidential;
+        struct vmm_mmds_config mmds;
         struct vmm_cpu_config cpu;
         char *serial_out_path; /* NULL: the VMM's stdout */
-        bool serial_in;        /* feed the VMM's stdin to the guest's COM1 */
-        bool boot_timer;       /* map the boot-timer device at 0xc0000000 */
+        /* PUT /serial's rate_limiter (Firecracker's TokenBucket, in .cfg.bandwidth): output
+         * beyond it is dropped and counted (uart.rate_limiter_dropped_bytes). */
+        struct vmm_rate_limiter serial_rate_limiter;
+        bool serial_in;  /* feed the VMM's stdin to the guest's COM1 */
+        bool boot_timer; /* map the boot-timer device at 0xc0000000 */
         struct vmm_logger_config logger;
         struct vmm_metrics_config metrics;
 };
@@ -216,9 +232,18 @@ void vmm_config_free(struct vmm_config *cfg);
 int vmm_config_set_str(char **field, const char *value) MUST_CHECK;
 
 /* Checks everything that can be checked without building the VM (sizes, counts, the CPU
- * feature list). Errors are ERROR_CONFIG with one precise message. limits may be NULL. */
+ * feature list), as Firecracker checks a configuration request (the vCPU count and the
+ * memory size in its words). Errors are ERROR_CONFIG with one precise message. limits may be
+ * NULL. Whether this host can hold the memory is vmm_config_check_memory's. */
 int vmm_config_validate(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
                         struct error *err) MUST_CHECK;
+/* Whether the guest memory fits this host (its RAM, the 46-bit guest physical space): for a
+ * start, not for a configuration request (Firecracker accepts any size there and fails to
+ * map it at InstanceStart). ERROR_CONFIG. */
+int vmm_config_check_memory(const struct vmm_config *cfg, const struct vmm_host_limits *limits,
+                            struct error *err) MUST_CHECK;
+/* Whether the balloon (if any) is no larger than the guest memory. */
+bool vmm_balloon_fits(const struct vmm_config *cfg);
 
 /* A balloon target of amount_mib for cfg's VM: inflation of a protected VM is refused
  * (CC-13), before the start (PUT /balloon, the config file) and after it (PATCH /balloon). */
@@ -251,6 +276,13 @@ unsigned vmm_config_virtio_count(const struct vmm_config *cfg);
 int vmm_parse_mac(const char *s, uint8_t mac[6]);
 /* Ids in paths and bodies: 1..64 characters, alphanumeric and '_' (Firecracker's rule). */
 bool vmm_valid_id(const char *id);
+
+/* Whether the metadata service answers on some interface (GET /vm/config shows its
+ * "mmds-config" then). */
+bool vmm_config_mmds_active(const struct vmm_config *cfg);
+/* RFC 3927's link-local addresses as Firecracker takes them for the MMDS: 169.254.1.0 to
+ * 169.254.254.255 (host byte order). */
+bool vmm_mmds_ipv4_valid(uint32_t ipv4);
 
 /* Deep copy: dst (uninitialised) gets its own strings. -ENOMEM leaves dst freed. */
 int vmm_config_copy(struct vmm_config *dst, const struct vmm_config *src) MUST_CHECK;
@@ -302,8 +334,8 @@ void vmm_rate_limiter_merge(struct vmm_rate_limiter *dst, const struct vmm_rate_
 
 /* Checks that a file the VM will open at start can be opened now (read-only, or read-write
  * when write is set) and is one of kinds (common/file.h), so an API PUT reports a bad path
- * at once. ERROR_CONFIG. */
-int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds,
+ * at once. ERROR_CONFIG; *os_errno as file_open_os. */
+int vmm_check_file(const char *what, const char *path, bool write, unsigned kinds, int *os_errno,
                    struct error *err) MUST_CHECK;
 
 /* Opens a log or metrics destination for writing (file_open): a regular file appended to and

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "vm_devices.h"
 #include "metrics.h"
@@ -101,7 +102,19 @@ static void clear_vsock(struct controller_request *req)
 
 static void clear_serial(struct controller_request *req)
 {
-        free(req->u.serial_out_path);
+        free(req->u.serial.out_path);
+}
+
+static void clear_mmds_config(struct controller_request *req)
+{
+        for (unsigned i = 0; i < req->u.mmds_config.nr_ifaces; i++)
+                free(req->u.mmds_config.ifaces[i]);
+        free(req->u.mmds_config.ifaces);
+}
+
+static void clear_mmds_data(struct controller_request *req)
+{
+        free(req->u.mmds_data.json);
 }
 
 static void clear_logger(struct controller_request *req)
@@ -192,6 +205,66 @@ static int act_get_memory(struct controller *c, struct controller_request *req, 
         return 0;
 }
 
+/* ---- the metadata service's data store ---- */
+
+/* Before the start any use creates the store (Firecracker's mmds_or_default); after it, the
+ * store exists only if something used it before or the VM's configuration has the service. */
+static int mmds_ready(struct controller *c, struct error *err)
+{
+        if (c->state == CONTROLLER_NOT_STARTED)
+                c->mmds_used = true;
+        return c->mmds_used ? 0 : error_set(err, -ENODATA, MSG_MMDS_NOT_INITIALIZED);
+}
+
+static int act_get_mmds(struct controller *c, struct controller_request *req, struct error *err)
+{
+        size_t len;
+        int r = mmds_ready(c, err);
+
+        if (!r && mmds_get(c->mmds, &req->reply.mmds, &len))
+                r = error_set(err, -ENOMEM, "out of memory");
+        return r;
+}
+
+/* PUT (replace) or PATCH (merge) with Firecracker's answers; -EFBIG is its 413. */
+static int write_mmds(struct controller *c, struct controller_request *req, bool patch,
+                      struct error *err)
+{
+        char msg[128];
+        int r = mmds_ready(c, err);
+
+        if (r)
+                return r;
+        r = (patch ? mmds_patch : mmds_put)(c->mmds, req->u.mmds_data.json, req->u.mmds_data.len,
+                                            msg, sizeof(msg));
+        switch (r) {
+        case 0:
+                return 0;
+        case -EFBIG:
+                return error_set(err, r,
+                                 "MMDS limit exceeded error: The MMDS patch request doesn't fit.");
+        case -ENODATA:
+                return error_set(err, r, MSG_MMDS_NOT_INITIALIZED);
+        case -EINVAL:
+                return error_set(err, r,
+                                 "An error occurred when deserializing the json body of a "
+                                 "request: %s.",
+                                 msg);
+        default:
+                return error_set(err, r, "MMDS error: %s", strerror(-r));
+        }
+}
+
+static int act_put_mmds(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return write_mmds(c, req, false, err);
+}
+
+static int act_patch_mmds(struct controller *c, struct controller_request *req, struct error *err)
+{
+        return write_mmds(c, req, true, err);
+}
+
 /* ---- runtime updates (after the start) ---- */
 
 int controller_find_drive(const struct vmm_config *cfg, const char *id)
@@ -210,24 +283,43 @@ int controller_find_net(const struct vmm_config *cfg, const char *id)
         return -1;
 }
 
+/* Firecracker's update_block_device and its words: neither a path nor a limiter is an
+ * update of a vhost-user drive (a virtio drive refuses it), then the new file, opened as the
+ * drive opens it, then the limiter. */
+#define PATCH_DRIVE_FAIL "Drive config error: Unable to patch the block device: "
+#define PATCH_DRIVE_HINT " Please verify the request arguments."
+
 static int patch_drive(struct controller *c, struct vmm_drive_update *u, struct error *err)
 {
         int i = controller_find_drive(&c->cfg, u->drive_id);
         struct vmm_rate_limiter rl;
+        char why[512];
         int r;
 
         if (i < 0)
                 return error_set(err, -ENOENT,
-                                 "Unable to patch the block device: drive '%s' "
-                                 "does not exist.",
-                                 u->drive_id);
+                                 PATCH_DRIVE_FAIL "Failed perform action on device: Device not "
+                                                  "found" PATCH_DRIVE_HINT);
+        if (!u->path_on_host && !u->has_rate_limiter)
+                return error_config(err, PATCH_DRIVE_FAIL "Block: Running method expected "
+                                                          "different backend." PATCH_DRIVE_HINT);
+        if (u->path_on_host) {
+                r = controller_check_file("drive", u->path_on_host, !c->cfg.drives[i].is_read_only,
+                                          FILE_REGULAR | FILE_BLOCK, why, sizeof(why));
+                if (r)
+                        return error_config(err,
+                                            PATCH_DRIVE_FAIL "Block: Virtio backend error: Error "
+                                                             "manipulating the backing file: %s "
+                                                             "%s" PATCH_DRIVE_HINT,
+                                            why, u->path_on_host);
+        }
         rl = c->cfg.drives[i].rate_limiter;
         if (u->has_rate_limiter)
                 vmm_rate_limiter_merge(&rl, &u->rate_limiter);
         r = vm_devices_update_drive(vm_get_devices(c->vm), u->drive_id, u->path_on_host,
                                     u->has_rate_limiter ? &rl : NULL, err);
         if (r) {
-                error_prefix(err, "Unable to patch the block device '%s'", u->drive_id);
+                error_prefix(err, "Drive config error: Unable to patch the block device: Block");
                 return r;
         }
         if (u->path_on_host)
@@ -244,9 +336,8 @@ static int patch_net(struct controller *c, struct vmm_net_update *u, struct erro
 
         if (i < 0)
                 return error_set(err, -ENOENT,
-                                 "Unable to patch the network interface: '%s' "
-                                 "does not exist.",
-                                 u->iface_id);
+                                 "Network config error: Unable to update the net device: Failed "
+                                 "perform action on device: Device not found");
         rx = c->cfg.nets[i].rx_rate_limiter;
         tx = c->cfg.nets[i].tx_rate_limiter;
         if (u->has_rx)
@@ -567,10 +658,26 @@ static int act_snapshot_create(struct controller *c, struct controller_request *
         return controller_snapshot_create(c, &req->u.snapshot_create, err);
 }
 
+/*
+ * Firecracker's documented behaviour (its snapshot support guide, "LoadSnapshot
+ * ... on failure: A specific error is reported and then the current Firecracker process is
+ * ended (as it might be in an invalid state)"): a load that was allowed and failed is
+ * answered, then the process ends with exit code 1, its generic error. An orchestrator waits
+ * for that exit. A load refused before it began (after a configuration command) is not.
+ */
 static int act_snapshot_load(struct controller *c, struct controller_request *req,
                              struct error *err)
 {
-        return controller_snapshot_load(c, &req->u.snapshot_load, err);
+        bool allowed = c->state == CONTROLLER_NOT_STARTED && !c->configured;
+        int r = controller_snapshot_load(c, &req->u.snapshot_load, err);
+
+        if (r && allowed) {
+                LOG_ERROR("%s: the process ends (a failed snapshot load leaves it unusable)",
+                          err->msg);
+                if (c->p.on_exit)
+                        c->p.on_exit(c->p.opaque, 1);
+        }
+        return r;
 }
 
 static int act_get_metrics(struct controller *c, struct controller_request *req, struct error *err)
@@ -591,6 +698,7 @@ static int act_get_metrics(struct controller *c, struct controller_request *req,
                         .clear = clear_##CLEAR,                                                    \
                         .event = CONTROLLER_EVENT_##EVENT,                                         \
                         .method = #METHOD,                                                         \
+                        .path = PATH,                                                              \
                         .metric = METRIC,                                                          \
                         HANDLER},
 
@@ -620,6 +728,8 @@ void controller_request_clear(struct controller_request *req)
         req->reply.memory = NULL;
         free(req->reply.metrics);
         req->reply.metrics = NULL;
+        free(req->reply.mmds);
+        req->reply.mmds = NULL;
         if (req->reply.config) {
                 vmm_config_free(req->reply.config);
                 free(req->reply.config);
@@ -655,6 +765,9 @@ void controller_execute(struct controller *c, struct controller_request *req)
         error_clear(&rep->err);
         if (a->phase == CONTROLLER_PHASE_BEFORE_START && c->state != CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_AFTER_START);
+        else if (a->phase == CONTROLLER_PHASE_BEFORE_START_HOTPLUG &&
+                 c->state != CONTROLLER_NOT_STARTED)
+                r = error_set(&rep->err, -EPERM, MSG_NO_PCI);
         else if ((a->phase == CONTROLLER_PHASE_AFTER_START || a->phase == CONTROLLER_PHASE_LIVE) &&
                  c->state == CONTROLLER_NOT_STARTED)
                 r = error_set(&rep->err, -EPERM, MSG_BEFORE_START);
@@ -733,12 +846,18 @@ int controller_build(struct controller *c, struct vmm_config *cfg, const struct 
             .restore = rs,
             .thread_init = c->p.thread_init ? vm_thread_init : NULL,
             .on_memory_lost = c->p.on_memory_lost ? on_vm_memory_lost : NULL,
+            .mmds = c->mmds,
             .log = &c->log,
         };
         int r;
 
         if (vmm_config_copy(&c->vm_cfg, cfg ? cfg : &c->cfg))
                 return error_set(err, -ENOMEM, "out of memory");
+        /* The service's settings are the configuration's (a restore's too: Firecracker keeps
+         * version and imds_compat in the snapshot, never the store). */
+        mmds_configure(c->mmds, c->vm_cfg.mmds.version, c->vm_cfg.mmds.imds_compat);
+        if (c->vm_cfg.mmds.present)
+                c->mmds_used = true;
         r = vm_create(&params, err, &c->vm);
         if (!r) {
                 r = vm_start(c->vm, err);
@@ -768,12 +887,25 @@ int controller_start(struct controller *c, uint64_t start_ns, uint64_t start_cpu
         if (c->state != CONTROLLER_NOT_STARTED)
                 return error_set(err, -EALREADY, MSG_AFTER_START);
         if (!c->cfg.boot.kernel_image_path)
-                return error_config(err, "Cannot start microvm without kernel configuration.");
-        r = vmm_config_validate(&c->cfg, &c->limits, err);
+                r = error_config(err, "Cannot start microvm without kernel configuration.");
+        else
+                r = vmm_config_validate(&c->cfg, &c->limits, err);
+        /* Firecracker takes any memory size and fails to map one this host cannot hold:
+         * answered in its words (the size was accepted when it was set). */
+        if (!r && vmm_config_check_memory(&c->cfg, &c->limits, err)) {
+                char e[64];
+
+                error_clear(err);
+                r = error_config(err, "Invalid Memory Configuration: Cannot create mmap region: %s",
+                                 controller_os_error(ENOMEM, e, sizeof(e)));
+        }
         if (!r)
                 r = controller_build(c, NULL, NULL, start_ns, start_cpu_ns, err);
-        if (r)
+        if (r) {
+                /* Firecracker's VmmActionError::StartMicrovm. */
+                error_prefix(err, "Start microvm error");
                 return r;
+        }
         LOG_INFO("microVM started");
         return 0;
 }
@@ -793,6 +925,30 @@ static bool machine_configured(const struct vmm_config *cfg)
                cfg->confidential.platform != CC_PLATFORM_NONE ||
                m->vcpu_count != VMM_DEFAULT_VCPUS || m->mem_size_mib != VMM_DEFAULT_MEM_MIB ||
                m->huge_pages || m->cpu_hide || m->track_dirty_pages || m->pit || cfg->cpu.tmpl;
+}
+
+/* The store, with --metadata's contents when given. */
+static int create_mmds(struct controller *c, struct error *err)
+{
+        struct mmds_params mp = {.size_limit = c->p.mmds_size_limit, .instance_id = c->instance_id};
+        char msg[128];
+        int r = mmds_create(&mp, &c->mmds);
+
+        if (r)
+                return error_set(err, r, "the metadata service: %s", strerror(-r));
+        if (!c->p.metadata)
+                return 0;
+        c->mmds_used = true;
+        r = mmds_put(c->mmds, c->p.metadata, c->p.metadata_len, msg, sizeof(msg));
+        if (r == -EINVAL)
+                return error_config(err, "the MMDS metadata is not valid JSON: %s", msg);
+        if (r == -EFBIG)
+                return error_config(err,
+                                    "the MMDS metadata is larger than the data store limit of %zu "
+                                    "bytes",
+                                    c->p.mmds_size_limit ? c->p.mmds_size_limit
+                                                         : (size_t)MMDS_DEFAULT_SIZE_LIMIT);
+        return r ? error_set(err, r, "the MMDS metadata: %s", strerror(-r)) : 0;
 }
 
 int controller_create(const struct controller_params *p, struct vmm_config *cfg, struct error *err,
@@ -835,6 +991,9 @@ int controller_create(const struct controller_params *p, struct vmm_config *cfg,
                 r = error_set(err, -ENOMEM, "out of memory");
                 goto fail;
         }
+        r = create_mmds(c, err);
+        if (r)
+                goto fail;
         /* Settings from the command line or the config file. */
         if (c->cfg.logger.present) {
                 r = controller_log_apply(c, &c->cfg.logger, err);
@@ -870,6 +1029,7 @@ void controller_destroy(struct controller *c)
         if (c->metrics && metrics_flush(c->metrics, &err))
                 LOG_WARN("%s", err.msg);
         vm_destroy(c->vm);
+        mmds_destroy(c->mmds);
         metrics_destroy(c->metrics);
         if (c->wake_fd >= 0) {
                 event_loop_remove(c->p.loop, c->wake_fd);

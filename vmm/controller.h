@@ -121,6 +121,19 @@ struct vmm_snapshot_load {
 };
 void vmm_snapshot_load_free(struct vmm_snapshot_load *l);
 
+/* PUT /mmds/config (Firecracker's MmdsConfig): cfg, and the interfaces to answer on. */
+struct vmm_mmds_config_request {
+        struct vmm_mmds_config cfg;
+        unsigned nr_ifaces;
+        char **ifaces; /* malloc'd, like each id */
+};
+
+/* PUT /serial (Firecracker's SerialDevice). */
+struct vmm_serial {
+        char *out_path; /* NULL: the VMM's stdout */
+        struct vmm_rate_limiter rate_limiter;
+};
+
 struct controller_reply {
         int status;                  /* 0, or a negative errno with err set */
         struct error err;            /* the fault message */
@@ -144,6 +157,8 @@ struct controller_reply {
         size_t memory_len;
         /* VMM_GET_METRICS: a JSON object (malloc'd, owned by the reply) */
         char *metrics;
+        /* VMM_GET_MMDS: the data store as JSON text (malloc'd, owned by the reply) */
+        char *mmds;
         /* VMM_GET_INSTANCE_INFO: the VM's first vCPU exit after its start or restore
          * (CLOCK_MONOTONIC ns, 0: none yet) */
         uint64_t first_exit_ns;
@@ -180,7 +195,7 @@ struct controller_request {
                 struct vmm_confidential confidential;
                 uint64_t memory_address; /* VMM_GET_MEMORY */
                 char *memory_dump_path;  /* VMM_PUT_MEMORY_DUMP */
-                char *serial_out_path;   /* NULL: the VMM's stdout */
+                struct vmm_serial serial;
                 struct vmm_balloon balloon;
                 uint32_t balloon_amount_mib;
                 uint32_t balloon_stats_interval_s;
@@ -189,8 +204,17 @@ struct controller_request {
                 struct vmm_metrics_config metrics;
                 struct vmm_snapshot_create snapshot_create;
                 struct vmm_snapshot_load snapshot_load;
+                struct vmm_mmds_config_request mmds_config;
+                /* PUT, PATCH /mmds: the body as sent (the store keeps the numbers' text) */
+                struct {
+                        char *json;
+                        size_t len;
+                } mmds_data;
         } u;
         uint64_t received_ns; /* CLOCK_MONOTONIC when the request arrived (latency metrics) */
+        /* The request used a deprecated field: the notice a front end logs and answers with
+         * (Firecracker's "Deprecation: true" header); a static string, NULL: none. */
+        const char *deprecation;
         struct controller_reply reply;
         /* Called on the VMM thread after the reply is filled; may be NULL. */
         controller_done_fn done;
@@ -214,7 +238,8 @@ struct controller_params {
         int console_out_fd;
         uint64_t process_start_ns, process_start_cpu_ns;
         const struct controller_signal_counts *signals; /* may be NULL */
-        /* The guest ended the VM (exit code 0 reset/poweroff, 1 error); VMM thread. */
+        /* The VM ended: the guest reset or powered off (exit code 0) or failed (1), or a
+         * snapshot load failed (1: the process is unusable); VMM thread. */
         void (*on_exit)(void *opaque, int exit_code);
         void *opaque;
         /* Confinement of the process's threads (the executable's seccomp filters,
@@ -230,6 +255,12 @@ struct controller_params {
         void (*on_memory_lost)(void *opaque, const char *msg);
         /* Forbidden system calls trapped so far (metrics seccomp.num_faults); NULL: 0. */
         uint64_t (*seccomp_faults)(void);
+        /* The metadata service's data store: its size limit (0: MMDS_DEFAULT_SIZE_LIMIT) and
+         * its first contents (--metadata FILE's text; NULL: none), refused like a PUT /mmds
+         * body (ERROR_CONFIG). */
+        size_t mmds_size_limit;
+        const char *metadata;
+        size_t metadata_len;
 };
 
 struct controller;

@@ -55,6 +55,7 @@ void controller_collect_metrics(void *opaque, struct metrics_writer *w)
         struct vm_device_stats devs[VMM_MAX_VIRTIO_DEVICES];
         struct vm_devices *d = c->vm ? vm_get_devices(c->vm) : NULL;
         unsigned n = vm_devices_count(d);
+        uint64_t mmds[MMDS_COUNTER_COUNT];
         struct vm_stats st;
 
         metrics_group(w, "api_server");
@@ -87,6 +88,11 @@ void controller_collect_metrics(void *opaque, struct metrics_writer *w)
         metrics_counter(w, "sigpipe", sig ? atomic_load(&sig->sigpipe) : 0);
         metrics_store(w, "sighup", sig ? atomic_load(&sig->sighup) : 0);
         metrics_store(w, "sigill", sig ? atomic_load(&sig->sigill) : 0);
+        /* Firecracker's "mmds" group: the service's counters, before the start too. */
+        metrics_group(w, "mmds");
+        mmds_get_counters(c->mmds, mmds);
+        for (unsigned i = 0; i < MMDS_COUNTER_COUNT; i++)
+                metrics_counter(w, mmds_counter_name(i), mmds[i]);
         if (c->vm)
                 vm_get_stats(c->vm, &st);
         metrics_put_vm(w, c->vm ? &st : NULL);

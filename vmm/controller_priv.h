@@ -21,9 +21,13 @@
 #define MSG_SHUTDOWN     "The microVM is shutting down."
 #define MSG_NO_BALLOON   "No balloon device is configured."
 #define MSG_LOAD_CONFIGURED                                                                        \
-        "Loading a microVM snapshot not allowed after configuring boot-specific resources."
+        "Load snapshot error: Loading a microVM snapshot not allowed after configuring "           \
+        "boot-specific resources."
 #define MSG_NOT_PAUSED "Cannot create a snapshot: the microVM is not paused."
-#define MSG_ENDED      "The requested operation is not supported after the guest ended the microVM."
+/* Firecracker's answer to a device PUT after the start without PCI (a hot-plug). */
+#define MSG_NO_PCI               "PCI is not enabled"
+#define MSG_ENDED                "The requested operation is not supported after the guest ended the microVM."
+#define MSG_MMDS_NOT_INITIALIZED "MMDS error: The MMDS data store is not initialized."
 
 struct controller {
         struct controller_params p;
@@ -34,6 +38,11 @@ struct controller {
         /* The copy the VM was built from: it never changes while the VM exists. */
         struct vmm_config vm_cfg;
         struct vm *vm;
+        /* The metadata service (one per VM, before and after the start). */
+        struct mmds *mmds;
+        /* Something used it before the start (Firecracker creates its store then: its
+         * runtime endpoints work only if it exists). */
+        bool mmds_used;
         enum controller_state state;
         /* A machine resource was configured (snapshot/load is refused from then on). */
         bool configured;
@@ -75,7 +84,8 @@ enum controller_phase {
         CONTROLLER_PHASE_ANY,
         CONTROLLER_PHASE_BEFORE_START,
         CONTROLLER_PHASE_AFTER_START,
-        CONTROLLER_PHASE_LIVE, /* after the start, until the guest ended the VM */
+        CONTROLLER_PHASE_BEFORE_START_HOTPLUG, /* after the start: MSG_NO_PCI */
+        CONTROLLER_PHASE_LIVE,                 /* after the start, until the guest ended the VM */
 };
 
 typedef int (*controller_run_fn)(struct controller *c, struct controller_request *req,
@@ -91,6 +101,7 @@ struct controller_action {
         void (*clear)(struct controller_request *req);
         enum controller_event event;
         const char *method; /* "GET", "PUT", "PATCH" */
+        const char *path;   /* the REST route ("pmem/{id}"); NULL: none */
         const char *metric;
 };
 
@@ -98,6 +109,18 @@ struct controller_action {
 const struct controller_action *controller_action_get(enum vmm_action a);
 
 /* ---- controller_edit.c: the EDIT functions ---- */
+
+/* An edit that failed (err set) after a change that stands (controller_edit keeps it). */
+#define EDIT_FAILED_KEEP 1
+
+/* "<description> (os error <errnum>)", the way Firecracker's messages show an OS error. */
+const char *controller_os_error(int errnum, char *buf, size_t cap);
+/* Opens a file a command names as its device will (vmm_check_file) and closes it: 0, or a
+ * negative errno with why set to the reason as Firecracker words it, "No such file or
+ * directory (os error 2)" (an empty path included), or, for a kind refused without opening
+ * it (a directory, a FIFO, ...), file_open's message. */
+int controller_check_file(const char *what, const char *path, bool write, unsigned kinds, char *why,
+                          size_t cap);
 
 #define CONTROLLER_EDIT(f)                                                                         \
         int controller_edit_##f(struct vmm_config *next, struct controller_request *req,           \
@@ -113,6 +136,7 @@ CONTROLLER_EDIT(entropy);
 CONTROLLER_EDIT(confidential);
 CONTROLLER_EDIT(cpu_config);
 CONTROLLER_EDIT(serial);
+CONTROLLER_EDIT(mmds_config);
 CONTROLLER_EDIT(balloon);
 CONTROLLER_EDIT(logger);
 CONTROLLER_EDIT(metrics);

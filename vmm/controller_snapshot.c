@@ -195,12 +195,7 @@ int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_loa
                 error_prefix(err, "Cannot load the snapshot");
                 return ret;
         }
-        /* Firecracker's GET /vm/config after a restore: the VM was not booted from a kernel
-         * in this process, so it has no boot source. */
-        free(c->cfg.boot.kernel_image_path);
-        free(c->cfg.boot.initrd_path);
-        free(c->cfg.boot.boot_args);
-        memset(&c->cfg.boot, 0, sizeof(c->cfg.boot));
+        /* GET /vm/config keeps the saved boot source, as Firecracker's does after a restore. */
         c->load_snapshot_us = (clock_ns(CLOCK_MONOTONIC) - t0) / 1000;
         LOG_INFO("snapshot %s loaded in %llu us (%s)", l->snapshot_path,
                  (unsigned long long)c->load_snapshot_us, snapshot_type_name(info.type));

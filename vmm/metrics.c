@@ -215,6 +215,7 @@ void metrics_put_vm(struct metrics_writer *w, const struct vm_stats *st)
         metrics_counter(w, "read_count", st->serial.rx_bytes);
         metrics_counter(w, "write_count", st->serial.tx_bytes);
         metrics_counter(w, "missed_read_count", st->serial.missed_read_count);
+        metrics_counter(w, "rate_limiter_dropped_bytes", st->serial.rate_limiter_dropped_bytes);
         metrics_group(w, "i8042");
         metrics_counter(w, "reset_count", st->i8042_resets);
         metrics_group(w, "vmm");

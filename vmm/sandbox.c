@@ -64,9 +64,26 @@ uint64_t sandbox_fault_count(void)
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANDBOX_SANITIZER_CALLS 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+/* clang 14 defines no __SANITIZE_THREAD__. */
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer) ||             \
+    __has_feature(thread_sanitizer)
 #define SANDBOX_SANITIZER_CALLS 1
 #endif
+#endif
+
+#ifdef SANDBOX_SANITIZER_CALLS
+#include <sanitizer/common_interface_defs.h>
+
+/* clang's runtimes symbolize reports with an llvm-symbolizer child process, started at the
+ * first report: forked from a confined thread, it would inherit the filter and die at its
+ * first system call. Symbolizing once now (a function name and line: an address alone is
+ * not looked up) starts it while nothing is confined. */
+static void sanitizer_prepare(void)
+{
+        char buf[128];
+
+        __sanitizer_symbolize_pc(__builtin_return_address(0), "%F %L", buf, sizeof(buf));
+}
 #endif
 
 struct sandbox_program {
@@ -83,6 +100,9 @@ int sandbox_create(struct sandbox **out)
          * now: the time zone (read from /etc/localtime by the first gmtime_r, which may be a
          * log line on a confined thread). */
         tzset();
+#ifdef SANDBOX_SANITIZER_CALLS
+        sanitizer_prepare();
+#endif
         /* One malloc arena: another thread's arena shrinking its heap reads
          * /proc/sys/vm/overcommit_memory the first time (and creating one may read
          * /sys/devices/system/cpu/online); the main arena grows and shrinks with brk alone.

@@ -187,8 +187,10 @@ static const int membarrier_cmds[] = {
 /* Sanitizer runtimes make calls of their own on any thread: a thread's alternate signal
  * stack set up and torn down, the leak check at exit (a tracer cloned from the exiting
  * thread stops the world with ptrace, reading /proc/self/task), reports (the symbolizer
- * is spawned, /proc/self/maps read). Only in the sanitizer variant of each program, which
- * only a sanitizer build embeds (sandbox.c): a release build never has them. */
+ * is spawned, /proc/self/maps read, the time taken with the gettimeofday system call, not
+ * the vDSO, and isatty(2) for colours: ioctl TCGETS, in add_rules). Only in the sanitizer
+ * variant of each program, which only a sanitizer build embeds (sandbox.c): a release
+ * build never has them. */
 static const int sanitizer_calls[] = {
     SCMP_SYS(sigaltstack),
     SCMP_SYS(rt_sigaction),
@@ -226,6 +228,7 @@ static const int sanitizer_calls[] = {
     SCMP_SYS(set_robust_list),
     SCMP_SYS(rseq),
     SCMP_SYS(uname),
+    SCMP_SYS(gettimeofday),
 };
 
 static int allow(scmp_filter_ctx ctx, int nr, unsigned n, const struct scmp_arg_cmp *cmp)
@@ -273,6 +276,10 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role, bool sanitizer
         }
         for (size_t i = 0; !r && sanitizer && i < ARRAY_SIZE(sanitizer_calls); i++)
                 r = allow(ctx, sanitizer_calls[i], 0, NULL);
+        if (!r && sanitizer) {
+                struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TCGETS);
+                r = allow(ctx, SCMP_SYS(ioctl), 1, &c);
+        }
         return r;
 }
 

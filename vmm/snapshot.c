@@ -19,7 +19,9 @@
 #include "vm_devices.h"
 
 #define INFO_VERSION 1
-#define CONF_VERSION 3    /* 2: the balloon's free page reporting and hinting; 3: pmem */
+/* 2: the balloon's free page reporting and hinting; 3: pmem and memory hotplug; 4: the
+ * metadata service's settings. 2 and 3 are still read (without what came later). */
+#define CONF_VERSION 4
 #define MAX_STR      4096 /* paths, ids, command lines */
 
 const char *snapshot_type_name(enum snapshot_type t)
@@ -249,6 +251,22 @@ static void get_limiter(struct snapbuf_reader *r, struct vmm_rate_limiter *l)
         }
 }
 
+/* The metadata service's settings, as Firecracker keeps them (version, imds_compat, the
+ * address and the interfaces; never the data store). */
+static void put_mmds(struct snapbuf_writer *w, const struct vmm_config *cfg)
+{
+        uint32_t ifaces = 0;
+
+        for (unsigned i = 0; i < cfg->nr_nets; i++)
+                if (cfg->nets[i].mmds)
+                        ifaces |= 1u << i;
+        snapbuf_put_bool(w, cfg->mmds.present);
+        snapbuf_put_u8(w, (uint8_t)cfg->mmds.version);
+        snapbuf_put_bool(w, cfg->mmds.imds_compat);
+        snapbuf_put_u32(w, cfg->mmds.ipv4);
+        snapbuf_put_u32(w, ifaces);
+}
+
 void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg)
 {
         snapbuf_put_u32(w, CONF_VERSION);
@@ -321,6 +339,7 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
         snapbuf_put_u64(w, cfg->hotplug.slot_size_mib);
         snapbuf_put_u64(w, cfg->hotplug.block_size_mib);
         snapbuf_put_u64(w, cfg->hotplug.requested_size_mib);
+        put_mmds(w, cfg);
 }
 
 static enum vmm_access_platform get_ap(struct snapbuf_reader *r)
@@ -341,13 +360,28 @@ static uint8_t get_enum(struct snapbuf_reader *r, uint8_t max, const char *what)
         return v;
 }
 
+static void get_mmds(struct snapbuf_reader *r, struct vmm_config *cfg)
+{
+        uint32_t ifaces;
+
+        cfg->mmds.present = snapbuf_get_bool(r, "mmds");
+        cfg->mmds.version = get_enum(r, MMDS_V2, "mmds version");
+        cfg->mmds.imds_compat = snapbuf_get_bool(r, "imds_compat");
+        cfg->mmds.ipv4 = snapbuf_get_u32(r, "mmds ipv4_address");
+        ifaces = snapbuf_get_u32(r, "mmds network_interfaces");
+        if (snapbuf_ok(r) && ((ifaces >> cfg->nr_nets) || (ifaces && !cfg->mmds.present) ||
+                              !vmm_mmds_ipv4_valid(cfg->mmds.ipv4)))
+                snapbuf_fail(r, "mmds", "inconsistent settings");
+        for (unsigned i = 0; i < cfg->nr_nets; i++)
+                cfg->nets[i].mmds = ifaces >> i & 1;
+}
+
 bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
 {
         uint32_t version = snapbuf_get_u32(r, "CONF version");
 
         vmm_config_init(cfg);
-        /* Version 2 is version 3 without pmem devices. */
-        if (snapbuf_ok(r) && version != CONF_VERSION && version != 2)
+        if (snapbuf_ok(r) && (version < 2 || version > CONF_VERSION))
                 return snapbuf_fail(r, "CONF", "unknown version");
         snapbuf_get_str(r, MAX_STR, &cfg->boot.kernel_image_path, "kernel path");
         snapbuf_get_str(r, MAX_STR, &cfg->boot.initrd_path, "initrd path");
@@ -433,6 +467,8 @@ bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg)
                      cfg->hotplug.requested_size_mib > cfg->hotplug.total_size_mib))
                         snapbuf_fail(r, "memory hotplug", "an impossible configuration");
         }
+        if (version >= 4)
+                get_mmds(r, cfg);
         if (snapbuf_ok(r) && cfg->vsock.present && !cfg->vsock.uds_path)
                 snapbuf_fail(r, "vsock", "without a uds_path");
         return snapbuf_expect_end(r, "CONF");

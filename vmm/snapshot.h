@@ -23,9 +23,13 @@
  *           (0 Full, 1 Diff); le64 creation time (CLOCK_REALTIME ns); host CPU vendor
  *           (string, e.g. "AuthenticAMD"); le64 guest RAM bytes; the memory file's identity
  *           (u8 kind, le64 id, le64 parent: see MEMORY FILE); le32 region count, then per region
- * le64 guest address, le64 size, le64 offset in the memory file; le32 vCPU count; le32 device count
- *   "CONF"  the machine configuration (snapshot_config_save: boot source, machine, drives,
- *           network interfaces, vsock, balloon, entropy, confidential platform, boot timer;
+ *           le64 guest address, le64 size, le64 offset in the memory file; le32 vCPU count; le32
+ *           device count
+ *   "CONF"  the machine configuration (snapshot_config_save: le32 version 2 (1, without the
+ *           last part, is still read), boot source, machine, drives, network interfaces,
+ *           vsock, balloon, entropy, confidential platform, boot timer, the metadata
+ *           service's settings (present, version, imds_compat, address, le32 bitmap of the
+ *           interfaces answering for it; its data store is not saved: Firecracker's rule);
  *           backends are referenced by path / TAP name, never copied)
  *   "CPUC"  the CPU configuration (arch/x86/cpu_template.h, x86_cpu_record): le32 version (1);
  *           the static template's name (string, absent: none); u8 whether a template was

@@ -24,10 +24,14 @@ struct vcpu {
         struct vcpu_stats stats;
 
         pthread_t thread;
-        bool started;
         pthread_mutex_t lock;
         pthread_cond_t cond;
+        /* Written under lock only (see "The kick protocol" below); the thread reads it
+         * without the lock before each KVM_RUN. */
         _Atomic int request;
+        /* The thread exists and may be kicked (guarded by lock): set once vcpu_start has
+         * it, cleared by vcpu_stop before the join, so no kick ever targets a joined thread. */
+        bool started;
         bool parked;    /* guarded by lock */
         bool exited;    /* guarded by lock */
         bool init_done; /* env.thread_init has run; guarded by lock */
@@ -101,10 +105,55 @@ static uint64_t clock_ns(clockid_t id)
         return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void kick(struct vcpu *v)
+/*
+ * The kick protocol: how a request (pause, stop) reaches a thread that may be inside
+ * KVM_RUN, where only a signal gets it out.
+ *
+ * The kick signal is blocked on the vCPU thread except inside KVM_RUN (KVM_SET_SIGNAL_MASK),
+ * so a kick sent at any other time stays pending, and a KVM_RUN entered with it pending
+ * returns EINTR at once. Kicks are consumed only by drain_kicks. Hence the two rules:
+ *
+ *  - The requester stores the request, then kicks (both under lock, so `started` and
+ *    `parked` are stable and the thread cannot be joined meanwhile). It skips the kick
+ *    when the thread is parked: the parked loop re-reads the request under the lock before
+ *    it leaves.
+ *  - The thread reads the request only after its last drain before KVM_RUN: drain, then
+ *    read. A request stored after that read was kicked after the drain, so its kick is
+ *    pending at KVM_RUN's entry; a request stored before it is seen by the read.
+ *
+ * The interleavings, for a request R stored at time s and kicked at k > s (under lock):
+ *  - s before the thread's read: the read sees R (pause parks, stop ends the thread).
+ *  - s after the read, the thread not yet in KVM_RUN: the kick is pending (nothing drains
+ *    between the read and KVM_RUN), KVM_RUN returns EINTR, the thread drains and reads R.
+ *  - s after the read, the thread inside KVM_RUN: the kick interrupts it, same as above.
+ *  - the thread is parked: R is a stop (a pause of a parked vCPU changes nothing); the
+ *    broadcast wakes it and the parked loop reads R under the lock.
+ *  - the thread has just left the parked loop (it saw RUN under the lock and unlocked):
+ *    it drains, which may eat R's kick, and then reads the request again before KVM_RUN
+ *    (wait_runnable loops), which sees R. (Draining before that read, and reading once
+ *    more after it, is the fix of issue 20's lost wakeup: the kick was drained after the
+ *    last read, and a guest in hlt never left KVM_RUN.)
+ *  - the thread is not started yet (vcpu_start has not published `started`): the
+ *    requester does not kick; vcpu_start kicks once it publishes `started` if the request
+ *    is no longer RUN, which is after s (both under lock), so the kick is pending at the
+ *    thread's next KVM_RUN.
+ * Stale kicks (a kick whose request the thread already saw) cost one EINTR at most.
+ *
+ * Requests: RUN -> PAUSE (vcpu_pause, only from RUN), PAUSE -> RUN (vcpu_resume), anything
+ * -> STOP (vcpu_request_stop), and STOP is final: a pause never turns a stop back into
+ * something the thread would park on.
+ */
+static void kick_locked(struct vcpu *v)
 {
-        if (v->started)
+        if (v->started && !v->parked && !v->exited)
                 pthread_kill(v->thread, vcpu_kick_signal());
+}
+
+static void request_stop_locked(struct vcpu *v)
+{
+        atomic_store(&v->request, REQ_STOP);
+        kick_locked(v);
+        pthread_cond_broadcast(&v->cond);
 }
 
 static void drain_kicks(void)
@@ -147,25 +196,32 @@ static void complete_pending(struct vcpu *v)
         drain_kicks();
 }
 
-/* Parks while paused; returns false when the thread must end. */
+/* Called before each KVM_RUN, after the last drain (the kick protocol above): parks while
+ * paused; returns false when the thread must end. */
 static bool wait_runnable(struct vcpu *v)
 {
-        if (atomic_load(&v->request) == REQ_RUN)
-                return true;
-        if (atomic_load(&v->request) == REQ_PAUSE)
+        for (;;) {
+                int req = atomic_load(&v->request);
+
+                if (req == REQ_RUN)
+                        return true;
+                if (req == REQ_STOP)
+                        return false;
                 complete_pending(v);
-        pthread_mutex_lock(&v->lock);
-        while (atomic_load(&v->request) == REQ_PAUSE) {
-                if (!v->parked) {
-                        v->parked = true;
-                        pthread_cond_broadcast(&v->cond);
+                pthread_mutex_lock(&v->lock);
+                while (atomic_load(&v->request) == REQ_PAUSE) {
+                        if (!v->parked) {
+                                v->parked = true;
+                                pthread_cond_broadcast(&v->cond);
+                        }
+                        pthread_cond_wait(&v->cond, &v->lock);
                 }
-                pthread_cond_wait(&v->cond, &v->lock);
+                v->parked = false;
+                pthread_mutex_unlock(&v->lock);
+                /* Kicks sent before now are stale, but one may belong to a pause stored
+                 * since the unlock: drop them all, then read the request again. */
+                drain_kicks();
         }
-        v->parked = false;
-        pthread_mutex_unlock(&v->lock);
-        drain_kicks();
-        return atomic_load(&v->request) != REQ_STOP;
 }
 
 static void log_fatal_state(struct vcpu *v, const char *what)
@@ -404,27 +460,36 @@ int vcpu_start(struct vcpu *v, bool paused, struct error *err)
                                          strerror(-r));
                 }
         }
+        /* The thread may already run the guest (unconfined, not paused) and another vCPU may
+         * have asked it to stop while it could not be kicked yet: kick for that request. */
+        pthread_mutex_lock(&v->lock);
         v->started = true;
+        if (atomic_load(&v->request) != REQ_RUN)
+                kick_locked(v);
+        pthread_mutex_unlock(&v->lock);
         return 0;
 }
 
 void vcpu_pause(struct vcpu *v)
 {
-        if (!v->started)
-                return;
-        atomic_store(&v->request, REQ_PAUSE);
-        kick(v);
         pthread_mutex_lock(&v->lock);
-        while (!v->parked && !v->exited)
-                pthread_cond_wait(&v->cond, &v->lock);
+        if (v->started) {
+                int expected = REQ_RUN;
+
+                if (atomic_compare_exchange_strong(&v->request, &expected, REQ_PAUSE))
+                        kick_locked(v);
+                while (!v->parked && !v->exited)
+                        pthread_cond_wait(&v->cond, &v->lock);
+        }
         pthread_mutex_unlock(&v->lock);
 }
 
 void vcpu_resume(struct vcpu *v)
 {
+        int expected = REQ_PAUSE;
+
         pthread_mutex_lock(&v->lock);
-        if (atomic_load(&v->request) == REQ_PAUSE)
-                atomic_store(&v->request, REQ_RUN);
+        atomic_compare_exchange_strong(&v->request, &expected, REQ_RUN);
         pthread_cond_broadcast(&v->cond);
         pthread_mutex_unlock(&v->lock);
 }
@@ -432,17 +497,20 @@ void vcpu_resume(struct vcpu *v)
 void vcpu_request_stop(struct vcpu *v)
 {
         pthread_mutex_lock(&v->lock);
-        atomic_store(&v->request, REQ_STOP);
-        pthread_cond_broadcast(&v->cond);
+        request_stop_locked(v);
         pthread_mutex_unlock(&v->lock);
-        kick(v);
 }
 
 void vcpu_stop(struct vcpu *v)
 {
-        if (!v->started)
+        pthread_mutex_lock(&v->lock);
+        if (!v->started) {
+                pthread_mutex_unlock(&v->lock);
                 return;
-        vcpu_request_stop(v);
-        pthread_join(v->thread, NULL);
+        }
+        request_stop_locked(v);
+        /* From here on nobody kicks the thread: it is about to be joined. */
         v->started = false;
+        pthread_mutex_unlock(&v->lock);
+        pthread_join(v->thread, NULL);
 }

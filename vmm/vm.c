@@ -392,16 +392,23 @@ static const struct bus_ops *callwin_ops(void)
 
 static int create_legacy_devices(struct vm *vm, struct error *err)
 {
-        struct serial_config sc = {.out = console_out, .rx_space = console_rx_space, .opaque = vm};
+        const struct vmm_rate_limiter *limit = &vm->params.cfg->serial_rate_limiter;
+        struct serial_config sc = {.out = console_out,
+                                   .rx_space = console_rx_space,
+                                   .opaque = vm,
+                                   .out_limit = limit->present ? &limit->cfg : NULL};
         struct i8042_config kc = {.reset = on_i8042_reset, .opaque = vm};
+        int r;
         struct acpi_sleep_config pc = {
             .s5_type = X86_ACPI_S5_TYPE, .power_off = on_acpi_power_off, .opaque = vm};
 
         /* Their lines' GSIs come from the board (attach_board). */
         sc.irq = (struct irq_line){.set = gsi_set, .opaque = &vm->com1_line};
         kc.kbd_irq = (struct irq_line){.set = gsi_set, .opaque = &vm->kbd_line};
-        if (serial_create(&sc, &vm->serial) || i8042_create(&kc, &vm->i8042) ||
-            acpi_sleep_create(&pc, &vm->acpi_sleep))
+        r = serial_create(&sc, &vm->serial);
+        if (r)
+                return error_set(err, r, "COM1: %s", strerror(-r));
+        if (i8042_create(&kc, &vm->i8042) || acpi_sleep_create(&pc, &vm->acpi_sleep))
                 return error_set(err, -ENOMEM, "out of memory");
         if (vm->params.cfg->boot_timer &&
             boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns, &vm->boot_timer))
@@ -459,15 +466,17 @@ static int attach_board(struct vm *vm, struct error *err)
                         ops[1] = i8042_cmd_ops();
                         opaque = vm->i8042;
                         break;
-                case VM_BOARD_ACPI_SLEEP:
+                case VM_BOARD_ACPI_SLEEP: {
                         /* The FADT names its control register at dev->base, its status at
-                         * +1, and the board's check holds it to 2 ports. */
+                         * +1, and the board's check holds it to 2 ports. (A block: C11 puts
+                         * no declaration right after a label, and clang refuses it.) */
                         _Static_assert(ACPI_SLEEP_CONTROL_OFF == 0 && ACPI_SLEEP_STATUS_OFF == 1 &&
                                            ACPI_SLEEP_REGS_LEN == 2,
                                        "the FADT's sleep registers are the device's window");
                         ops[0] = acpi_sleep_ops();
                         opaque = vm->acpi_sleep;
                         break;
+                }
                 case VM_BOARD_BOOT_TIMER:
                         ops[0] = boot_timer_bus_ops();
                         opaque = vm->boot_timer;
@@ -639,6 +648,7 @@ static int create_vcpus(struct vm *vm, struct error *err)
                 struct x86_cpu_init init = {
                     .index = i,
                     .nr_vcpus = vm->nr_vcpus,
+                    .smt = vm->params.cfg->machine.smt,
                     .cpuid = vm->cpuid,
                     .msr_list = vm->kvm->msr_list,
                     .tmpl = vm->cpu->has_template ? &vm->cpu->tmpl : NULL,
@@ -729,7 +739,8 @@ static int setup_cpuid(struct vm *vm, struct error *err)
                 error_prefix(err, "Failed to create guest config");
                 return r;
         }
-        return x86_cpu_record_set_cpuid(vm->cpu, vm->cpuid, vm->nr_vcpus, &vm->cpuid_hide, err);
+        return x86_cpu_record_set_cpuid(vm->cpu, vm->cpuid, vm->nr_vcpus,
+                                        vm->params.cfg->machine.smt, &vm->cpuid_hide, err);
 }
 
 static int open_console(struct vm *vm, struct error *err)
@@ -829,8 +840,8 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         if (!r && !params->restore)
                 r = load_guest(vm, err);
         if (!r)
-                r = vm_devices_create(cfg, vm->mem, cc_ownership(vm->cc), params->loop, err,
-                                      &vm->devices);
+                r = vm_devices_create(cfg, vm->mem, cc_ownership(vm->cc), params->loop,
+                                      params->mmds, err, &vm->devices);
         if (r)
                 goto fail;
 
@@ -1049,8 +1060,8 @@ static int dump_error(struct vm *vm, const char *path, int e, struct error *err)
 
 int vm_host_read(struct vm *vm, gpa_t gpa, void *buf, size_t len, struct error *err)
 {
-        int r =
-            vm->cc ? cc_host_read(vm->cc, gpa, buf, len) : guest_mem_read(vm->mem, gpa, buf, len);
+        int r = vm->cc ? cc_host_read(vm->cc, gpa, buf, len)
+                       : guest_mem_read_snapshot(vm->mem, gpa, buf, len);
 
         if (r == -EIO && vm_mem_file_truncated(vm, err))
                 return r;

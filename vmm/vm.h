@@ -72,6 +72,8 @@ struct vm_params {
          * the thread that watches it, after the message was logged; it may end the process.
          * When it returns (or is NULL), the VM stops as an error (on_stop with 1). */
         void (*on_memory_lost)(void *opaque, const char *msg);
+        /* The metadata service (the controller's) for the interfaces that answer for it. */
+        struct mmds *mmds;
         /* The VM's log context (common/log.h): the vCPU threads and the Uffd watcher are
          * bound to it. */
         struct log_context *log;

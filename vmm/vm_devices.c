@@ -49,6 +49,7 @@ struct slot {
 
 struct vm_devices {
         struct event_loop *loop;
+        struct mmds *mmds;
         struct guest_mem *mem;
         struct ownership *own; /* a protected VM's */
         unsigned nr;
@@ -243,7 +244,8 @@ static int create_blk(struct vm_devices *d, const struct vmm_drive *drv, unsigne
         return 0;
 }
 
-static int create_net(struct vm_devices *d, const struct vmm_net *n, unsigned i, struct error *err)
+static int create_net(struct vm_devices *d, const struct vmm_net *n, uint32_t mmds_ipv4, unsigned i,
+                      struct error *err)
 {
         struct slot *s = new_slot(d, "net%u", i);
         struct virtio_net_config c = {
@@ -254,6 +256,8 @@ static int create_net(struct vm_devices *d, const struct vmm_net *n, unsigned i,
             .rx_limit = limit_of(&n->rx_rate_limiter),
             .tx_limit = limit_of(&n->tx_rate_limiter),
             .loop = d->loop,
+            .mmds = n->mmds ? d->mmds : NULL,
+            .mmds_ipv4 = mmds_ipv4,
         };
         struct virtio_net *net;
         int r;
@@ -414,7 +418,7 @@ static int create_model(struct vm_devices *d, const struct vmm_config *cfg, stru
         case VM_DEVICE_BLOCK:
                 return create_blk(d, &cfg->drives[ref.i], ref.i, err);
         case VM_DEVICE_NET:
-                return create_net(d, &cfg->nets[ref.i], ref.i, err);
+                return create_net(d, &cfg->nets[ref.i], cfg->mmds.ipv4, ref.i, err);
         case VM_DEVICE_VSOCK:
                 return create_vsock(d, &cfg->vsock, err);
         case VM_DEVICE_BALLOON:
@@ -442,7 +446,8 @@ static void reap_block_io(void *opaque)
 }
 
 int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct ownership *own,
-                      struct event_loop *loop, struct error *err, struct vm_devices **out)
+                      struct event_loop *loop, struct mmds *mmds, struct error *err,
+                      struct vm_devices **out)
 {
         struct vdev_ref refs[MAX_CONFIGURED];
         unsigned n = configured(cfg, refs);
@@ -456,6 +461,7 @@ int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struc
         if (!d)
                 return error_set(err, -ENOMEM, "out of memory");
         d->loop = loop;
+        d->mmds = mmds;
         d->mem = mem;
         for (unsigned i = 0; !r && i < n; i++)
                 r = create_model(d, cfg, refs[i], err);

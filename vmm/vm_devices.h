@@ -48,9 +48,10 @@ int vm_devices_cmdline(const struct vmm_config *cfg, char *cmdline, size_t cap,
                        struct error *err) MUST_CHECK;
 
 /* own: the protected VM's ownership map (NULL for an ordinary VM): every device accessor
- * checks it at each access. */
+ * checks it at each access. mmds: the metadata service the interfaces flagged for it answer
+ * for (NULL: none). */
 int vm_devices_create(const struct vmm_config *cfg, struct guest_mem *mem, struct ownership *own,
-                      struct event_loop *loop, struct error *err,
+                      struct event_loop *loop, struct mmds *mmds, struct error *err,
                       struct vm_devices **out) MUST_CHECK;
 /* Attaches device `index` at its board entry dev (window and GSI). */
 int vm_devices_attach(struct vm_devices *d, unsigned index, const struct platform_dev *dev,

@@ -585,7 +585,7 @@ int libvmm_restore(const char *load_params_json, const char *config_json,
         struct error err = {0};
         struct libvmm *vm;
         struct call c;
-        cJSON *j;
+        const char *body_id;
         int r;
 
         last_error[0] = '\0';
@@ -603,9 +603,8 @@ int libvmm_restore(const char *load_params_json, const char *config_json,
         if (r)
                 return r;
         call_init(&c, vm, VMM_SNAPSHOT_LOAD);
-        j = api_json_parse(load_params_json, strlen(load_params_json), &err);
-        r = j ? api_parse_snapshot_load(j, &c.req.u.snapshot_load, &err) : -EINVAL;
-        cJSON_Delete(j);
+        r = api_parse_command_text(load_params_json, strlen(load_params_json), &c.req, &body_id,
+                                   &err);
         if (r)
                 r = fail(-EINVAL, "snapshot load parameters: %s", err.msg);
         else
@@ -770,6 +769,48 @@ int libvmm_metrics(struct libvmm *vm, char **json)
         }
         call_clear(&c);
         leave(vm);
+        return r;
+}
+
+static int mmds_write(struct libvmm *vm, enum vmm_action action, const char *json)
+{
+        struct call c;
+        int r;
+
+        if (!vm || !json)
+                return fail(-EINVAL, "no such VM");
+        call_init(&c, vm, action);
+        c.req.u.mmds_data.json = strdup(json);
+        c.req.u.mmds_data.len = strlen(json);
+        r = c.req.u.mmds_data.json ? call_run(&c) : fail(-ENOMEM, "out of memory");
+        call_clear(&c);
+        return r;
+}
+
+int libvmm_mmds_put(struct libvmm *vm, const char *json)
+{
+        return mmds_write(vm, VMM_PUT_MMDS, json);
+}
+
+int libvmm_mmds_patch(struct libvmm *vm, const char *json)
+{
+        return mmds_write(vm, VMM_PATCH_MMDS, json);
+}
+
+int libvmm_mmds_get(struct libvmm *vm, char **json)
+{
+        struct call c;
+        int r;
+
+        if (!vm || !json)
+                return fail(-EINVAL, "no such VM");
+        call_init(&c, vm, VMM_GET_MMDS);
+        r = call_run(&c);
+        if (!r) {
+                *json = c.req.reply.mmds;
+                c.req.reply.mmds = NULL;
+        }
+        call_clear(&c);
         return r;
 }
 

@@ -148,6 +148,16 @@ struct libvmm_info {
 };
 int libvmm_info(struct libvmm *vm, struct libvmm_info *info);
 
+/* The metadata service's data store (docs/mmds.md), as PUT, PATCH and GET /mmds: put replaces
+ * it with a JSON document, patch merges one into it (RFC 7396); get gives it as JSON (free
+ * with libvmm_free). -EINVAL for text that is not JSON, -EFBIG past the size limit, -ENODATA
+ * for a patch before the first put (or any call after the start when nothing used the
+ * store before it, Firecracker's rule). The service itself
+ * (its interfaces, version, address) is the configuration's "mmds-config". */
+int libvmm_mmds_put(struct libvmm *vm, const char *json);
+int libvmm_mmds_patch(struct libvmm *vm, const char *json);
+int libvmm_mmds_get(struct libvmm *vm, char **json);
+
 /* Every metrics group (Firecracker's names, as the metrics file has them) as one JSON
  * object with counters as totals since the start; free *json with libvmm_free. */
 int libvmm_metrics(struct libvmm *vm, char **json);

@@ -476,7 +476,7 @@ int cc_host_read(struct cc *cc, gpa_t gpa, void *buf, size_t len)
                 if (n > len)
                         n = len;
                 if (!ownership_any_private(cc->own, page, CC_PAGE)) {
-                        r = guest_mem_read(cc->mem, gpa, out, n);
+                        r = guest_mem_read_snapshot(cc->mem, gpa, out, n);
                 } else {
                         CC_COUNT(cc, host_private_reads, 1);
                         r = private_view(cc, page, view);

@@ -37,14 +37,15 @@
 
 static int set_cpuid(int fd, const struct x86_cpu_init *in, struct error *err)
 {
+        unsigned capacity = in->cpuid->nent + X86_CPUID_ADDED_ENTRIES;
         size_t size = sizeof(struct kvm_cpuid2) + in->cpuid->nent * sizeof(struct kvm_cpuid_entry2);
-        struct kvm_cpuid2 *c = malloc(size);
+        struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + capacity * sizeof(c->entries[0]));
         int r;
 
         if (!c)
                 return error_set(err, -ENOMEM, "out of memory");
         memcpy(c, in->cpuid, size);
-        x86_cpuid_apply(c, in->index, in->nr_vcpus, in->hide);
+        x86_cpuid_apply(c, capacity, in->index, in->nr_vcpus, in->smt, in->hide);
         r = kvm_vcpu_set_cpuid2(fd, c);
         free(c);
         return r ? error_set(err, -errno, "KVM_SET_CPUID2: %s", strerror(errno)) : 0;

@@ -17,8 +17,9 @@
 struct x86_cpu_init {
         unsigned index; /* vCPU index = APIC id */
         unsigned nr_vcpus;
+        bool smt; /* two threads per core (machine-config smt) */
         /* KVM_GET_SUPPORTED_CPUID with the CPU template applied (x86_cpu_template_apply_cpuid):
-         * normalised per vCPU (x86_cpuid_apply) here. */
+         * normalised per vCPU (x86_cpuid_apply) here, after the template as in Firecracker. */
         const struct kvm_cpuid2 *cpuid;
         const struct kvm_msr_list *msr_list; /* KVM_GET_MSR_INDEX_LIST */
         const struct x86_cpu_template *tmpl; /* its msr_modifiers; NULL: none */

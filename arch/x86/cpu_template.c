@@ -381,20 +381,24 @@ int x86_static_template_check(const char *name, const char *vendor, struct error
 #define RECORD_VERSION 1
 
 int x86_cpu_record_set_cpuid(struct x86_cpu_record *rec, const struct kvm_cpuid2 *cpuid,
-                             unsigned nr_vcpus, const struct x86_cpuid_mask *hide,
+                             unsigned nr_vcpus, bool smt, const struct x86_cpuid_mask *hide,
                              struct error *err)
 {
-        size_t size = sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0]);
+        unsigned capacity = cpuid->nent + X86_CPUID_ADDED_ENTRIES;
         struct kvm_cpuid2 *c;
 
-        if (cpuid->nent > X86_TEMPLATE_MAX_LEAVES)
-                return error_set(err, -E2BIG, "CPU configuration: %u CPUID entries (at most %u)",
-                                 cpuid->nent, X86_TEMPLATE_MAX_LEAVES);
-        c = malloc(size);
+        c = calloc(1, sizeof(*c) + capacity * sizeof(c->entries[0]));
         if (!c)
                 return error_set(err, -ENOMEM, "out of memory");
-        memcpy(c, cpuid, size);
-        x86_cpuid_apply(c, 0, nr_vcpus, hide);
+        memcpy(c, cpuid, sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0]));
+        x86_cpuid_apply(c, capacity, 0, nr_vcpus, smt, hide);
+        if (c->nent > X86_TEMPLATE_MAX_LEAVES) {
+                unsigned n = c->nent;
+
+                free(c);
+                return error_set(err, -E2BIG, "CPU configuration: %u CPUID entries (at most %u)", n,
+                                 X86_TEMPLATE_MAX_LEAVES);
+        }
         rec->nr_cpuid = c->nent;
         memcpy(rec->cpuid, c->entries, c->nent * sizeof(c->entries[0]));
         free(c);

@@ -160,7 +160,7 @@ struct x86_cpu_record {
  * it to vCPU 0. What the VMM gave KVM_SET_CPUID2, not KVM_GET_CPUID2's answer: the PVM KVM
  * of the project's test machines answers the latter from the host CPU. */
 int x86_cpu_record_set_cpuid(struct x86_cpu_record *rec, const struct kvm_cpuid2 *cpuid,
-                             unsigned nr_vcpus, const struct x86_cpuid_mask *hide,
+                             unsigned nr_vcpus, bool smt, const struct x86_cpuid_mask *hide,
                              struct error *err) MUST_CHECK;
 /* Reads the values of the template's MSRs from vcpu_fd into rec (at a snapshot). */
 int x86_cpu_record_read(struct x86_cpu_record *rec, int vcpu_fd, struct error *err) MUST_CHECK;

@@ -276,12 +276,32 @@ static bool is_intel(struct kvm_cpuid2 *cpuid)
         return e && e->ebx == 0x756e6547 && e->edx == 0x49656e69 && e->ecx == 0x6c65746e;
 }
 
-/* One core per vCPU, one thread per core, one package: the layout Firecracker uses without
- * SMT. Every topology leaf must agree or Linux warns and miscounts CPUs. */
-static void set_topology(struct kvm_cpuid2 *cpuid, unsigned index, unsigned n)
+/* One package of n logical CPUs: n cores of one thread, or, with SMT (threads == 2), n / 2
+ * cores of two threads each, as Firecracker lays them out: the APIC id is the vCPU index,
+ * its low bit the thread with SMT. Every topology leaf must agree or Linux warns and
+ * miscounts CPUs. */
+/* KVM (since Linux 6.2, backported) no longer lists subleaf 1 of the extended topology leaves:
+ * without it the guest reads zeros for the core level. Firecracker adds it; so do we, when the
+ * leaf is there and the table has room. */
+static void add_core_level(struct kvm_cpuid2 *cpuid, unsigned capacity, uint32_t leaf)
 {
-        unsigned core_shift = order_of(n);
+        struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, leaf, 0);
+
+        if (!e || x86_cpuid_find(cpuid, leaf, 1) || cpuid->nent >= capacity)
+                return;
+        cpuid->entries[cpuid->nent++] = (struct kvm_cpuid_entry2){
+            .function = leaf, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX};
+}
+
+static void set_topology(struct kvm_cpuid2 *cpuid, unsigned capacity, unsigned index, unsigned n,
+                         unsigned threads)
+{
+        unsigned core_shift = order_of(n), thread_shift = order_of(threads);
+        unsigned cores = n / threads;
         struct kvm_cpuid_entry2 *e;
+
+        add_core_level(cpuid, capacity, 0xb);
+        add_core_level(cpuid, capacity, 0x1f);
 
         e = x86_cpuid_find(cpuid, 1, 0);
         if (e) {
@@ -296,11 +316,11 @@ static void set_topology(struct kvm_cpuid2 *cpuid, unsigned index, unsigned n)
                 struct kvm_cpuid_entry2 *s = &cpuid->entries[i];
                 if (s->function == 0xb || s->function == 0x1f) {
                         s->edx = index;
-                        if (s->index == 0) {
-                                s->eax = 0;
-                                s->ebx = 1;
+                        if (s->index == 0) { /* the SMT level: threads per core */
+                                s->eax = thread_shift;
+                                s->ebx = threads;
                                 s->ecx = (1u << 8) | 0;
-                        } else if (s->index == 1) {
+                        } else if (s->index == 1) { /* the core level: the whole package */
                                 s->eax = core_shift;
                                 s->ebx = n;
                                 s->ecx = (2u << 8) | 1;
@@ -312,8 +332,9 @@ static void set_topology(struct kvm_cpuid2 *cpuid, unsigned index, unsigned n)
                 if (s->function == 4 && is_intel(cpuid) && (s->eax & 0x1f)) {
                         s->eax &= ~(0x3fu << 26);
                         /* 6-bit field: saturate, a wrapped count reads as a few cores. */
-                        s->eax |= (n - 1 < 0x3f ? n - 1 : 0x3fu) << 26;
-                        s->eax &= ~(0xfffu << 14); /* caches shared by one thread */
+                        s->eax |= (cores - 1 < 0x3f ? cores - 1 : 0x3fu) << 26;
+                        /* Each cache is a core's, shared by its threads. */
+                        s->eax = (s->eax & ~(0xfffu << 14)) | ((threads - 1) << 14);
                 }
         }
         e = x86_cpuid_find(cpuid, 0x80000008, 0);
@@ -322,7 +343,8 @@ static void set_topology(struct kvm_cpuid2 *cpuid, unsigned index, unsigned n)
         e = x86_cpuid_find(cpuid, 0x8000001e, 0);
         if (e) {
                 e->eax = index;
-                e->ebx = index & 0xff; /* compute unit = core, one thread each */
+                /* The compute unit (core) and its threads - 1. */
+                e->ebx = ((index / threads) & 0xff) | ((threads - 1) << 8);
                 e->ecx = 0;
         }
         e = x86_cpuid_find(cpuid, 0x80000001, 0);
@@ -359,10 +381,10 @@ static void set_tsc_deadline(struct kvm_cpuid2 *cpuid)
                 e->ecx |= 1u << 24;
 }
 
-void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus,
-                     const struct x86_cpuid_mask *hide)
+void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned capacity, unsigned index, unsigned nr_vcpus,
+                     bool smt, const struct x86_cpuid_mask *hide)
 {
-        set_topology(cpuid, index, nr_vcpus);
+        set_topology(cpuid, capacity, index, nr_vcpus, smt && nr_vcpus > 1 ? 2 : 1);
         set_kvm_signature(cpuid);
         set_tsc_deadline(cpuid); /* before the hidden bits: tsc_deadline_timer hides it */
         for (unsigned i = 0; hide && i < hide->nr; i++) {

@@ -39,9 +39,14 @@ struct x86_cpuid_mask {
 int x86_cpuid_parse_hide(const char *list, struct x86_cpuid_mask *out,
                          struct error *err) MUST_CHECK;
 
-/* Rewrites `cpuid` (a copy of the supported table) for vCPU `index` of `nr_vcpus`. */
-void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned index, unsigned nr_vcpus,
-                     const struct x86_cpuid_mask *hide);
+/* Entries x86_cpuid_apply may add to a supported table (the topology leaves' core level). */
+#define X86_CPUID_ADDED_ENTRIES 2
+
+/* Rewrites `cpuid` (a copy of the supported table, with room for `capacity` entries) for vCPU
+ * `index` of `nr_vcpus`, with two threads per core when smt is set (and there are several
+ * vCPUs), else one. */
+void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned capacity, unsigned index, unsigned nr_vcpus,
+                     bool smt, const struct x86_cpuid_mask *hide);
 
 /* Looks an entry up; NULL when absent. */
 struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t leaf, uint32_t subleaf);

@@ -18,6 +18,11 @@
  * the device drops tx frames from then on, stops reading, and reports the link down through
  * the STATUS configuration field. Other TAP errors lose one frame and are counted.
  *
+ * With the metadata service (MMDS) on the interface, a guest frame for its address goes to
+ * the service's stack instead of the TAP (the tx limiter does not count it: Firecracker's
+ * rule), and the stack's answers become pending rx frames before anything is read from the
+ * TAP (devices/mmds/mmds_stack.h).
+ *
  * Every frame lost on its way in or out is counted (each counter is in the metrics) and
  * logged with its reason, at most 10 lines a second per device (frame_lost): a lossy link
  * must never be silent.
@@ -38,6 +43,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "devices/mmds/mmds_stack.h"
 
 #define RX_BURST     64 /* frames read from the TAP per callback: other handlers get their turn */
 #define LINK_HDR_MAX 18 /* Ethernet header with one VLAN tag */
@@ -77,6 +83,8 @@ struct virtio_net {
         struct rx_frame rx;
         struct virtq_chain chain; /* tx chains, and rx chains after the first */
         struct iovec iov[VIRTIO_NET_QUEUE_SIZE];
+        struct mmds_stack *mmds; /* NULL: no metadata service here */
+        bool mmds_answers;       /* it took a frame since rx was last processed */
 };
 
 static bool has(const struct virtio_net *net, unsigned bit)
@@ -203,6 +211,15 @@ static bool tx_header_ok(const struct virtio_net *net, const uint8_t *hdr)
 
 enum tx_result { TX_DONE, TX_WAIT };
 
+/* The frame of the tx chain being sent, for the metadata service's stack. */
+static long tx_read_frame(void *opaque, size_t off, void *buf, size_t n)
+{
+        struct virtio_net *net = opaque;
+
+        return virtq_chain_read(&net->vd.vqs[VIRTIO_NET_TXQ], &net->chain,
+                                (uint32_t)(VIRTIO_NET_HDR_LEN + off), buf, (uint32_t)n);
+}
+
 static enum tx_result transmit(struct virtio_net *net, struct virtq *q)
 {
         const struct virtq_chain *c = &net->chain;
@@ -217,6 +234,10 @@ static enum tx_result transmit(struct virtio_net *net, struct virtq *q)
             !tx_header_ok(net, hdr)) {
                 net->stats.tx_malformed++;
                 LOG_GUEST(&net->rl, "%s: malformed tx request (%u bytes)", net->name, len);
+                return TX_DONE;
+        }
+        if (net->mmds && mmds_stack_take(net->mmds, len - VIRTIO_NET_HDR_LEN, tx_read_frame, net)) {
+                net->mmds_answers = true;
                 return TX_DONE;
         }
         if (net->tap_dead) {
@@ -256,6 +277,8 @@ static enum tx_result transmit(struct virtio_net *net, struct virtq *q)
         return TX_DONE;
 }
 
+static void process_rx(struct virtio_net *net);
+
 /* Caller holds vd.lock. */
 static void process_tx(struct virtio_net *net)
 {
@@ -287,6 +310,10 @@ out:
         else if (used)
                 virtio_signal_used(&net->vd, VIRTIO_NET_TXQ);
         update_tap_events(net);
+        if (net->mmds_answers) {
+                net->mmds_answers = false;
+                process_rx(net); /* what the service has to say goes out now */
+        }
 }
 
 /* ---- receive ---- */
@@ -402,6 +429,24 @@ static bool rx_fix_header(struct virtio_net *net, uint8_t *frame, uint32_t len)
         return true;
 }
 
+/* The metadata service's next frame, if it has one, becomes the pending frame. */
+static bool rx_from_mmds(struct virtio_net *net)
+{
+        size_t n;
+
+        if (!net->mmds)
+                return false;
+        n = mmds_stack_next_frame(net->mmds, net->rx.buf + VIRTIO_NET_HDR_LEN,
+                                  VIRTIO_NET_MAX_BUFFER - VIRTIO_NET_HDR_LEN);
+        if (!n)
+                return false;
+        rx_clear(&net->rx);
+        memset(net->rx.buf, 0, VIRTIO_NET_HDR_LEN);
+        put_le16(net->rx.buf + HDR_NUM_BUFFERS, 1);
+        net->rx.len = (uint32_t)(VIRTIO_NET_HDR_LEN + n);
+        return true;
+}
+
 /* 1: a frame is pending; 0: nothing to read; -1: a frame was lost (counted). */
 static int tap_read(struct virtio_net *net)
 {
@@ -447,14 +492,18 @@ static void process_rx(struct virtio_net *net)
                 enum rx_result res;
 
                 if (!net->rx.len) {
-                        if (net->tap_dead || budget == 0)
+                        if (budget == 0)
                                 break;
                         budget--;
-                        int r = tap_read(net);
-                        if (r == 0)
-                                break;
-                        if (r < 0)
-                                continue;
+                        if (!rx_from_mmds(net)) {
+                                if (net->tap_dead)
+                                        break;
+                                int r = tap_read(net);
+                                if (r == 0)
+                                        break;
+                                if (r < 0)
+                                        continue;
+                        }
                 }
                 res = deliver(net, q, &used);
                 if (res == RX_DELIVERED || res == RX_DROPPED)
@@ -700,6 +749,11 @@ int virtio_net_create(const struct virtio_net_config *cfg, struct error *err,
         put_le16(net->config + VIRTIO_NET_CFG_MTU, cfg->mtu);
 
         r = tap_open(net, cfg->tap_name, err);
+        if (!r && cfg->mmds) {
+                r = mmds_stack_create(cfg->mmds, cfg->mmds_ipv4, &net->mmds);
+                if (r)
+                        error_set(err, r, "%s: the metadata service: %s", net->name, strerror(-r));
+        }
         if (!r)
                 r = add_limiter(net, VIRTIO_NET_RXQ, cfg->rx_limit, err);
         if (!r)
@@ -733,6 +787,7 @@ void virtio_net_destroy(struct virtio_net *net)
                 rate_limiter_destroy(net->limiter[q]);
         }
         free(net->rx.buf);
+        mmds_stack_destroy(net->mmds);
         virtio_device_fini(&net->vd);
         free(net);
 }

@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/event_loop.h"
+#include "devices/mmds/mmds.h"
 #include "devices/rate_limiter.h"
 #include "virtio.h"
 
@@ -67,6 +68,10 @@ struct virtio_net_config {
         const struct rate_limiter_config *rx_limit;
         const struct rate_limiter_config *tx_limit;
         struct event_loop *loop;
+        /* The metadata service this interface answers for (NULL: none) at mmds_ipv4 (host
+         * byte order): ARP and TCP to that address go to it (devices/mmds/mmds_stack.h). */
+        struct mmds *mmds;
+        uint32_t mmds_ipv4;
 };
 
 /* Byte counts are frame bytes, without the virtio-net header. */

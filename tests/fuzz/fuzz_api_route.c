@@ -6,8 +6,9 @@
  * configuration object as the real VMM thread would.
  *
  * Input: requests separated by NUL bytes, each "METHOD URL\nBODY" (no newline: no body).
- * Checked: every answer is 200/204 or a 400 with a JSON {"fault_message"}; a 200 body is
- * JSON; GET /vm/config's answer is a config file the parser accepts back.
+ * Checked: every answer is 200/204 or a 400 with a JSON {"fault_message"} (or a 413 with
+ * one: a metadata store past its limit); a 200 body is JSON; GET /vm/config's answer is a
+ * config file the parser accepts back.
  *
  * InstanceStart gets as far as opening KVM (a path that does not exist), and file paths
  * in bodies (logger, metrics, drives, vsock) are real: the target runs in the fuzz sandbox
@@ -67,9 +68,10 @@ static void check_response(const char *method, const char *url, const struct api
         j = cJSON_Parse(resp->body);
         if (!j)
                 fail("answer is not JSON", method, url, resp);
-        if (resp->status == 400) {
+        if (resp->status == 400 ||
+            (resp->status == 413 && (action == VMM_PUT_MMDS || action == VMM_PATCH_MMDS))) {
                 if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "fault_message")))
-                        fail("400 without fault_message", method, url, resp);
+                        fail("error without fault_message", method, url, resp);
         } else if (resp->status != 200) {
                 fail("unexpected status", method, url, resp);
         } else if (action == VMM_GET_VM_CONFIG) {

@@ -517,6 +517,44 @@ def seeds_api_http_slow():
     write('api_http_slow', 'mixed', b)
 
 
+# ---- fuzz_mmds.c ----
+
+def mmds_op(kind, client=0):
+    """An operation: the client it names (u8), then its kind (u8)."""
+    return u8(client) + u8(kind)
+
+
+def mmds_data(client, text, wnd=64240):
+    return mmds_op(2, client) + fz_bytes(text, 3000) + u16(wnd)
+
+
+def seeds_mmds():
+    """A V2 session on one connection (token, reads with and without it, close), the same
+    in V1 with imds_compat, an ARP request, requests to the responder alone, host JSON."""
+    token = b"PUT /latest/api/token HTTP/1.1\r\nX-metadata-token-ttl-seconds: 60\r\n\r\n"
+    get = b"GET /latest/meta-data/ami-id HTTP/1.1\r\nAccept: application/json\r\n\r\n"
+    for name, hdr in (("v2", 1), ("v1-imds", 2)):
+        b = u8(hdr) + mmds_op(1, 0) + u32(5000) + mmds_op(5)
+        b += mmds_op(3, 0) + u8(0x10) + u16(64240)  # the handshake's ACK
+        b += mmds_data(0, token) + mmds_op(5) + mmds_data(0, get) + mmds_op(5)
+        b += mmds_op(4) + u16(2000) + mmds_op(5)  # a time-out: retransmission
+        b += mmds_op(3, 0) + u8(0x11) + u16(64240) + mmds_op(5)  # FIN
+        write('mmds', 'session-' + name, b)
+    arp = (b"\xff" * 6 + bytes([0x52, 0x54, 0, 0x12, 0x34, 0x56]) + b"\x08\x06" +
+           bytes([0, 1, 8, 0, 6, 4, 0, 1, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 169, 254, 0, 2]) +
+           b"\0" * 6 + bytes([169, 254, 169, 254]))
+    write('mmds', 'arp', u8(0) + mmds_op(0) + fz_bytes(arp, 4200) + mmds_op(5))
+    b = u8(1)
+    for req in (token, get, b"PATCH / HTTP/1.0\r\n\r\n", b"GET / HTTP/1.1\r\nX\r\n\r\n"):
+        b += mmds_op(6) + fz_bytes(req, 3000)
+    write('mmds', 'responder', b)
+    b = u8(0)
+    for doc, patch in ((b'{"a": {"b": [1, 2.5e3, "\\u00e9"]}, "a": null}', 0), (b'{"c": null}', 1),
+                       (b'[1, {"x": "y"}]', 0), (b'{"x": ', 1)):
+        b += mmds_op(7) + fz_bytes(doc, 1024) + u8(patch)
+    write('mmds', 'host-json', b)
+
+
 # ---- fuzz_snapshot.c: state files of real snapshots (needs /dev/kvm) ----
 
 class Api:
@@ -612,6 +650,7 @@ def main():
     seeds_mem()
     seeds_balloon()
     seeds_net()
+    seeds_mmds()
     seeds_vsock()
     seeds_virtq()
     seeds_loader(build)

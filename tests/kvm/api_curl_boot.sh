@@ -64,6 +64,12 @@ api GET / "" 200
 grep -q '"state":"Not started"' "$DIR/body" || fail "not 'Not started': $(cat "$DIR/body")"
 api PUT /boot-source "{\"kernel_image_path\": \"$KERNEL\", \"boot_args\": \"console=ttyS0 probe=idle\"}" 204
 api PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$DIR/rootfs.img\", \"is_root_device\": true, \"is_read_only\": false}" 204
+api PUT /mmds '{"latest": {"meta-data": {"ami-id": "ami-12345678"}}}' 204
+api PATCH /mmds '{"latest": {"meta-data": {"ami-id": "ami-87654321"}}}' 204
+api GET /mmds "" 200
+[ "$(cat "$DIR/body")" = '{"latest":{"meta-data":{"ami-id":"ami-87654321"}}}' ] ||
+        fail "GET /mmds: $(cat "$DIR/body")"
+api PUT /serial '{"rate_limiter": {"size": 4096, "refill_time": 1000}}' 204
 api PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 64}' 204
 api PUT /metrics "{\"metrics_path\": \"$DIR/metrics.json\"}" 204
 api PUT /actions '{"action_type": "InstanceStart"}' 204

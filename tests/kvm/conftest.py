@@ -1,6 +1,7 @@
 """Shared fixtures for tests that run the vmm binary (KVM integration, CLI, API)."""
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -17,6 +18,21 @@ PROBES = {
 }
 # The entry path each probe format takes through the VMM.
 PROBE_ENTRY = {"elf": "pvh", "nopvh": "linux64", "bzimage": "linux64"}
+
+
+def build_cache():
+    """The build tree's CMake cache: {name: value}."""
+    text = (BUILD_DIR / "CMakeCache.txt").read_text()
+    return dict(re.findall(r"^(\w+):\w+=(.*)$", text, re.M))
+
+
+def build_sanitizer():
+    """The sanitizers of the build tree (-DVMM_SANITIZE): "address,undefined", "thread" or
+    ""."""
+    value = build_cache().get("VMM_SANITIZE", "OFF").lower()
+    if value == "thread":
+        return "thread"
+    return "address,undefined" if value in ("on", "address", "true", "yes", "y", "1") else ""
 
 
 def kvm_problem():

@@ -82,18 +82,20 @@ def test_machine_config(vmm):
     assert check(vmm.get("/machine-config"), 200)["cpu_hide"] == "cx16,xsave"
     # Validation is the command line's: one path for CLI, file and API.
     check(vmm.put("/machine-config", {"vcpu_count": 0, "mem_size_mib": 64}), 400,
-          "invalid value: 0")
+          "Machine config error: The number of vCPUs must be greater than 0, less than 254")
     check(vmm.put("/machine-config", {"vcpu_count": 255, "mem_size_mib": 64}), 400,
-          "vcpu count 255 is out of range")
+          "Machine config error: The number of vCPUs must be greater than 0, less than 254")
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 1}), 400, "too small")
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 3, "huge_pages": "2M"}),
-          400, "huge page")
+          400, "Machine config error: The memory size (MiB) is either 0, or not a multiple of "
+          "the configured page size.")
     check(vmm.patch("/machine-config", {"cpu_hide": "nosuchflag"}), 400, "nosuchflag")
-    check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64, "smt": True}), 400,
-          "not implemented yet")
+    # SMT: two threads to a core, so 1 or an even number of vCPUs.
+    check(vmm.put("/machine-config", {"vcpu_count": 3, "mem_size_mib": 64, "smt": True}), 400,
+          "must be 1 or an even number if SMT is enabled.")
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
                                       "cpu_template": "V1N1"}), 400,
-          "Invalid static CPU template: V1N1")
+          "unknown variant `V1N1`, expected one of `C3`, `T2`, `T2S`, `None`, `T2CL`, `T2A`")
     check(vmm.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
                                       "huge_pages": "Transparent"}), 400, "not implemented yet")
     # A refused update changes nothing.
@@ -111,7 +113,8 @@ def test_boot_source(vmm, tmp_path):
     assert cfg["boot-source"] == {"kernel_image_path": str(probe_kernel()),
                                   "initrd_path": str(initrd), "boot_args": "console=ttyS0"}
     check(vmm.put("/boot-source", {"kernel_image_path": str(tmp_path / "missing")}), 400,
-          "No such file or directory")
+          "Boot source error: The kernel file cannot be opened: No such file or directory "
+          "(os error 2)")
     check(vmm.put("/boot-source", {"boot_args": "x"}), 400, "missing field `kernel_image_path`")
     check(vmm.put("/boot-source", {"kernel_image_path": str(probe_kernel()),
                                    "boot_args": "x" * 3000}), 400, "command line")
@@ -140,19 +143,20 @@ def test_drives(vmm, tmp_path):
     assert drives[0]["partuuid"] == "0eaa91a0-01"
     assert drives[1]["cache_type"] == "Writeback" and drives[1]["is_read_only"] is True
     assert drives[1]["rate_limiter"] == {
-        "bandwidth": {"size": 1048576, "one_time_burst": 0, "refill_time": 100},
+        "bandwidth": {"size": 1048576, "one_time_burst": None, "refill_time": 100},
         "ops": {"size": 100, "one_time_burst": 10, "refill_time": 1000}}
     # Errors.
     check(vmm.put("/drives/second_root", {"drive_id": "second_root", "path_on_host": str(other),
-                                          "is_root_device": True}), 400, "root device")
+                                          "is_root_device": True}), 400,
+          "Drive config error: A root block device already exists!")
     check(vmm.put("/drives/x-y", dict(rootfs, drive_id="x-y")), 400, BAD_ID)
     check(vmm.put("/drives/" + "a" * 65, dict(rootfs, drive_id="a" * 65)), 400, BAD_ID)
     check(vmm.put("/drives/abc", dict(rootfs, drive_id="abd")), 400, MISMATCH)
     check(vmm.put("/drives", rootfs), 400, "The ID cannot be empty.")
     check(vmm.put("/drives/rootfs", {"drive_id": "rootfs", "is_root_device": True}), 400,
-          "missing field `path_on_host`")
+          "Drive config error: Unable to create the virtio block device: Invalid block config.")
     check(vmm.put("/drives/rootfs", dict(rootfs, is_root_device="yes")), 400,
-          "field `is_root_device`: invalid type: a string, expected a boolean")
+          "invalid type: string \"yes\", expected a boolean")
     check(vmm.put("/drives/rootfs", dict(rootfs, cache_type="Fast")), 400,
           "unknown variant `Fast`")
     check(vmm.put("/drives/rootfs", dict(rootfs, path_on_host=str(tmp_path / "nope"))), 400,
@@ -170,16 +174,19 @@ def test_network_interfaces(vmm):
         "mtu": 1500, "rx_rate_limiter": {"ops": {"size": 1000, "refill_time": 1000}}}), 204)
     nets = check(vmm.get("/vm/config"), 200)["network-interfaces"]
     assert nets == [{"iface_id": "eth0", "host_dev_name": "vmtap0",
-                     "guest_mac": "aa:fc:00:00:00:01", "mtu": 1500,
-                     "rx_rate_limiter": {"ops": {"size": 1000, "one_time_burst": 0,
+                     "guest_mac": "aa:fc:00:00:00:01", "mtu": 1500, "tx_rate_limiter": None,
+                     "rx_rate_limiter": {"bandwidth": None,
+                                         "ops": {"size": 1000, "one_time_burst": None,
                                                  "refill_time": 1000}}}]
     base = {"iface_id": "eth1", "host_dev_name": "vmtap1"}
     check(vmm.put("/network-interfaces/eth1", dict(base, guest_mac="aa:fc:00:00:00")), 400,
-          "guest_mac")
-    check(vmm.put("/network-interfaces/eth1", dict(base, mtu=67)), 400, "field `mtu`")
+          "The provided MAC address is invalid.")
+    check(vmm.put("/network-interfaces/eth1", dict(base, mtu=67)), 400,
+          "MTU 67 is out of range [68, 65535]")
     check(vmm.put("/network-interfaces/eth1", dict(base, host_dev_name="vmtap0")), 400,
-          "already used")
-    check(vmm.put("/network-interfaces/eth2", base), 400, MISMATCH)
+          "Could not create the network device")
+    check(vmm.put("/network-interfaces/eth2", base), 400,
+          "The id from the path [eth2] does not match the id from the body [eth1]!")
     check(vmm.put("/network-interfaces/eth1", {"iface_id": "eth1"}), 400,
           "missing field `host_dev_name`")
     vmm.stop()
@@ -188,18 +195,22 @@ def test_network_interfaces(vmm):
 def test_vsock_entropy_serial(vmm, tmp_path):
     check(vmm.put("/vsock", {"guest_cid": 3, "uds_path": str(tmp_path / "v.sock")}), 204)
     check(vmm.put("/vsock", {"guest_cid": 2, "uds_path": str(tmp_path / "v.sock")}), 400,
-          "guest_cid")
+          "vsock guest CID 2 is invalid")
     check(vmm.put("/entropy", {}), 204)
     check(vmm.put("/entropy", {"rate_limiter": {"bandwidth": {"size": 4096,
                                                               "refill_time": 100}}}), 204)
     check(vmm.put("/serial", {"serial_out_path": str(tmp_path / "serial.log")}), 204)
-    check(vmm.put("/serial", {"rate_limiter": {"size": 1, "refill_time": 1}}), 400,
-          "not implemented yet")
+    check(vmm.put("/serial", {"serial_out_path": str(tmp_path / "serial.log"),
+                              "rate_limiter": {"size": 1, "refill_time": 1}}), 204)
     cfg = check(vmm.get("/vm/config"), 200)
     assert cfg["vsock"] == {"guest_cid": 3, "uds_path": str(tmp_path / "v.sock")}
-    assert cfg["entropy"] == {"rate_limiter": {"bandwidth": {"size": 4096, "one_time_burst": 0,
-                                                             "refill_time": 100}}}
-    assert cfg["serial"] == {"serial_out_path": str(tmp_path / "serial.log")}
+    assert cfg["entropy"] == {"rate_limiter": {"bandwidth": {"size": 4096,
+                                                             "one_time_burst": None,
+                                                             "refill_time": 100},
+                                               "ops": None}}
+    # Firecracker does not report the serial output (test_firecracker_answers.py, item 1),
+    # nor its rate limiter.
+    assert "serial" not in cfg
     vmm.stop()
 
 
@@ -212,10 +223,12 @@ def test_balloon_pre_boot(vmm):
                                                "free_page_hinting": False,
                                                "free_page_reporting": False}
     check(vmm.put("/balloon", {"amount_mib": 1000, "deflate_on_oom": False}), 400,
-          "exceeds the guest memory")
+          "Balloon config error: Amount of pages requested is too large.")
     check(vmm.put("/balloon", {"amount_mib": 1}), 400, "missing field `deflate_on_oom`")
     check(vmm.put("/balloon", {"amount_mib": 1, "deflate_on_oom": False,
-                               "free_page_hinting": "yes"}), 400, "free_page_hinting")
+                               "free_page_hinting": "yes"}), 400,
+          "An error occurred when deserializing the json body of a request: invalid type: "
+          "string \"yes\", expected a boolean at line 1 column 69.")
     check(vmm.put("/balloon", {"amount_mib": 0, "deflate_on_oom": False,
                                "free_page_hinting": True, "free_page_reporting": True}), 204)
     balloon = check(vmm.get("/balloon"), 200)
@@ -236,12 +249,11 @@ def test_logger(vmm, tmp_path):
     log = tmp_path / "vmm.log"
     check(vmm.put("/logger", {"log_path": str(log), "level": "debug", "show_level": True,
                               "show_log_origin": False}), 204)
-    check(vmm.put("/logger", {"level": "Loud"}), 400, "unknown variant `Loud`")
+    check(vmm.put("/logger", {"level": "Loud"}), 400, "Invalid LevelFilter")
     check(vmm.put("/logger", {"module": "api"}), 400, "not implemented yet")
     check(vmm.put("/machine-config", {"vcpu_count": 0, "mem_size_mib": 1}), 400)
-    cfg = check(vmm.get("/vm/config"), 200)
-    assert cfg["logger"] == {"log_path": str(log), "level": "Debug", "show_level": True,
-                             "show_log_origin": False}
+    # Firecracker never reports the logger in GET /vm/config.
+    assert check(vmm.get("/vm/config"), 200)["logger"] is None
     vmm.stop()
     text = log.read_text()
     # Lines with the level and without file:line; debug lines too.
@@ -299,19 +311,20 @@ def test_body_rules(vmm):
 
 
 @pytest.mark.parametrize("body,fault", [
-    ("{", "malformed JSON"),
-    ('{"vcpu_count": 1,}', "malformed JSON"),
-    ("[]", "invalid type: an array, expected an object"),
-    ("5", "invalid type: a number, expected an object"),
-    ('{"vcpu_count": 1, "mem_size_mib": 64} x', "trailing characters"),
-    ('{"vcpu_count": 1, "mem_size_mib": 64}\0', "NUL"),
+    ("{", "EOF while parsing an object at line 1 column 1."),
+    ('{"vcpu_count": 1,}', "trailing comma at line 1 column 18."),
+    ("[]", "invalid length 0, expected struct MachineConfig with 8 elements"),
+    ("5", "invalid type: integer `5`, expected struct MachineConfig at line 1 column 1."),
+    ('{"vcpu_count": 1, "mem_size_mib": 64} x', "trailing characters at line 1 column 39."),
+    ('{"vcpu_count": 1, "mem_size_mib": 64}\0', "trailing characters at line 1 column 38."),
     ('{"vcpu_count": "2", "mem_size_mib": 64}',
-     "field `vcpu_count`: invalid type: a string, expected an unsigned integer"),
-    ('{"vcpu_count": -1, "mem_size_mib": 64}', "field `vcpu_count`: invalid value: -1"),
-    ('{"vcpu_count": 1.5, "mem_size_mib": 64}', "field `vcpu_count`: invalid value: 1.5"),
-    ('{"vcpu_count": 1, "mem_size_mib": 1e300}', "field `mem_size_mib`: invalid value"),
+     'invalid type: string "2", expected u8 at line 1 column 18.'),
+    ('{"vcpu_count": -1, "mem_size_mib": 64}', "invalid value: integer `-1`, expected u8"),
+    ('{"vcpu_count": 1.5, "mem_size_mib": 64}', "invalid type: floating point `1.5`, expected u8"),
+    ('{"vcpu_count": 1, "mem_size_mib": 1e300}',
+     "invalid type: floating point `1e+300`, expected usize"),
     ('{"vcpu_count": 1, "mem_size_mib": 64, "smt": 0}',
-     "field `smt`: invalid type: a number, expected a boolean"),
+     "invalid type: integer `0`, expected a boolean at line 1 column 46."),
     ('{"vcpu_count": 1}', "missing field `mem_size_mib`"),
     ('{"mem_size_mib": 64}', "missing field `vcpu_count`"),
     ('{"vcpu_count": 1, "mem_size_mib": 64, "memory": 1}', "unknown field `memory`"),
@@ -579,12 +592,13 @@ def test_escaped_nul_in_the_path(vmm, tmp_path):
     """Issue 12 item 7 (the URL part): a %00 in the path was decoded and the path read up to
     it, so GET /version%00 answered /version and PUT /drives/a%00xyz created drive "a" (past
     the path-id/body-id check). Refused as an invalid path now."""
-    check(vmm.get("/version%00"), 400, "Invalid request method and/or path: GET /version%00.")
+    # Firecracker names an unknown path by its first segment.
+    check(vmm.get("/version%00"), 400, "Invalid request method and/or path: GET version%00.")
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(1 << 16))
     check(vmm.put("/drives/a%00xyz", {"drive_id": "a", "path_on_host": str(disk),
                                        "is_root_device": False}),
-          400, "Invalid request method and/or path: PUT /drives/a%00xyz.")
+          400, "Invalid request method and/or path: PUT drives.")
     assert check(vmm.get("/vm/config"), 200)["drives"] == []
     # Other escapes still decode, and a query is ignored.
     check(vmm.get("/vers%69on"), 200)
@@ -702,14 +716,20 @@ def test_cli_modes(tmp_path, args, code, expect):
 
 
 @pytest.mark.parametrize("doc,expect", [
-    ("{", "malformed JSON"),
-    ('{"machine-config": {"vcpu_count": 1}}', "machine-config: missing field `mem_size_mib`"),
-    ('{"drives": [{"drive_id": "a"}]}', "drives[0]: missing field"),
+    ("{", "EOF while parsing an object at line 1 column 1"),
+    ('{"machine-config": {"vcpu_count": 1}}', "missing field `mem_size_mib` at line 1 column 36"),
+    ('{"drives": [{"drive_id": "a"}]}', "missing field `is_root_device` at line 1 column 29"),
     ('{"foo": 1}', "unknown field `foo`"),
-    ('{"mmds-config": {"network_interfaces": []}}', "\"mmds-config\" is not implemented yet"),
-    ('{"machine-config": {"vcpu_count": 300, "mem_size_mib": 64}}', "vcpu count 300"),
+    ('{"mmds-config": {"network_interfaces": []}}',
+     "mmds-config: MMMDS config error: The list of network interface IDs that allow forwarding"),
+    ('{"machine-config": {"vcpu_count": 300, "mem_size_mib": 64}}',
+     "invalid value: integer `300`, expected u8 at line 1 column 37"),
+    ('{"machine-config": {"vcpu_count": 253, "mem_size_mib": 64, "smt": true}}',
+     "machine-config: Machine config error: The number of vCPUs must be greater than 0, less "
+     "than 254"),
     ('{"network-interfaces": [{"iface_id": "a", "host_dev_name": "t", "mtu": 5}]}',
-     "network-interfaces[0]: field `mtu`"),
+     "network-interfaces[0]: Network config error: Could not create the network device: MTU 5 "
+     "is out of range [68, 65535]"),
 ])
 def test_bad_config_file(tmp_path, doc, expect):
     cfg = tmp_path / "cfg.json"
@@ -795,10 +815,12 @@ def test_boot_sequence_and_runtime_calls(kvm, tmp_path):
         check(v.put("/boot-source", boot_source("hello")), 400, AFTER)
         check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 400, AFTER)
         check(v.patch("/machine-config", {"vcpu_count": 1}), 400, AFTER)
+        # A device PUT after the start is a PCI hot-plug in Firecracker, which answers so
+        # without PCI (and we have none).
         check(v.put("/drives/x", {"drive_id": "x", "path_on_host": str(disk),
-                                  "is_root_device": False}), 400, AFTER)
+                                  "is_root_device": False}), 400, "PCI is not enabled")
         check(v.put("/network-interfaces/x", {"iface_id": "x", "host_dev_name": "t"}), 400,
-              AFTER)
+              "PCI is not enabled")
         check(v.put("/vsock", {"guest_cid": 3, "uds_path": str(tmp_path / "v")}), 400, AFTER)
         check(v.put("/entropy", {}), 400, AFTER)
         check(v.put("/serial", {}), 400, AFTER)
@@ -813,7 +835,8 @@ def test_boot_sequence_and_runtime_calls(kvm, tmp_path):
         check(v.patch("/drives/rootfs", {"drive_id": "rootfs", "path_on_host": str(disk2)}), 204)
         check(v.patch("/drives/rootfs", {"drive_id": "rootfs", "rate_limiter": {
             "bandwidth": {"size": 1048576, "refill_time": 1000}}}), 204)
-        check(v.patch("/drives/nope", {"drive_id": "nope"}), 400, "does not exist")
+        check(v.patch("/drives/nope", {"drive_id": "nope"}), 400,
+              "Failed perform action on device: Device not found")
         check(v.patch("/drives/rootfs", {"drive_id": "rootfs",
                                          "path_on_host": str(tmp_path / "missing")}), 400,
               "missing")
@@ -826,7 +849,8 @@ def test_boot_sequence_and_runtime_calls(kvm, tmp_path):
                 "ops": {"size": 10, "refill_time": 100}}}), 204)
             iface = check(v.get("/vm/config"), 200)["network-interfaces"][0]
             assert iface["tx_rate_limiter"]["ops"]["size"] == 10
-        check(v.patch("/network-interfaces/nope", {"iface_id": "nope"}), 400, "does not exist")
+        check(v.patch("/network-interfaces/nope", {"iface_id": "nope"}), 400,
+              "Unable to update the net device: Failed perform action on device: Device not found")
         check(v.patch("/balloon", {"amount_mib": 1}), 400, "No balloon device")
         check(v.get("/balloon/statistics"), 400, "No balloon device")
         for method, path in (("PATCH", "/balloon/hinting/start"), ("GET", "/balloon/hinting/status"),
@@ -939,16 +963,21 @@ def test_balloon_hinting_refusals(kvm, tmp_path, hinting):
                       "Balloon update error: Balloon: Device not activated yet.")
             check(v.patch("/balloon/hinting/stop"), 400,
                   "Balloon update error: Balloon: Device not activated yet.")
-            assert check(v.get("/balloon/hinting/status"), 200) == {"host_cmd": 0}
+            # Firecracker's HintingStatus: guest_cmd is an Option, null until the guest sent one.
+            assert check(v.get("/balloon/hinting/status"), 200) == {"host_cmd": 0,
+                                                                     "guest_cmd": None}
         else:
             not_enabled = "Balloon update error: Balloon: Attempting to use hinting when not enabled"
             check(v.patch("/balloon/hinting/start", {}), 400, not_enabled)
             check(v.get("/balloon/hinting/status"), 400, not_enabled)
             check(v.patch("/balloon/hinting/stop", {}), 400, not_enabled)
-        # Bodies: start's is Firecracker's BalloonStartCmd; stop's is not read.
+        # Bodies: start's is Firecracker's StartHintingCmd (serde's words; an unknown field is
+        # ignored, the struct does not deny them); stop's is not read.
         check(v.patch("/balloon/hinting/start", {"acknowledge_on_stop": "yes"}), 400,
-              "acknowledge_on_stop")
-        check(v.patch("/balloon/hinting/start", {"other": True}), 400, "unknown field `other`")
+              "An error occurred when deserializing the json body of a request: invalid type: "
+              "string \"yes\", expected a boolean at line 1 column 29.")
+        check(v.patch("/balloon/hinting/start", {"other": True}), 400,
+              "Device not activated" if hinting else "not enabled")
         check(v.request("PATCH", "/balloon/hinting/stop", data="not json"), 400,
               "Device not activated" if hinting else "not enabled")
         check(v.request("GET", "/balloon/hinting/status", data="{}"), 400,

@@ -5,8 +5,9 @@ serves it. Nothing boots, so no KVM is needed.
   marker in it is a known one and says why.
 - The server routes exactly the document's operations: each served one reaches its handler
   (never "Invalid request method and/or path"), each marked x-vmm-not-implemented answers
-  "... not implemented yet", and every other method on the document's paths is refused as
-  an invalid path. Every answer is held to the document (vmm_api.validate_answer).
+  "... not implemented yet" (or, if it is runtime-only, the phase error Firecracker gives
+  first), and every other method on the document's paths is refused as an invalid path.
+  Every answer is held to the document (vmm_api.validate_answer).
 - The document's version is the server's.
 
 Firecracker's own document is compared with ours in test_api_firecracker.py.
@@ -22,7 +23,11 @@ from vmm_api import (METHODS, SPEC, SPEC_PATH, VmmProcess, check, load_spec, ope
 
 MARKERS = ("x-vmm-extension", "x-vmm-not-implemented", "x-vmm-differs")
 INVALID = "Invalid request method and/or path"
+# Firecracker's own words for a few unknown sub-paths (/balloon/..., /mmds/..., /snapshot).
+UNKNOWN_SUB_PATH = ("Unrecognized GET request path", "Unrecognized PUT request path",
+                    "Missing snapshot operation type.")
 NOT_IMPLEMENTED = "not implemented yet"
+BEFORE_START = "The requested operation is not supported before starting the microVM."
 
 # A value for each path parameter the document uses.
 PATH_VALUES = {"drive_id": "t0", "iface_id": "t0", "id": "t0", "address": "0x1000"}
@@ -75,22 +80,30 @@ def test_the_server_routes_exactly_the_documented_operations(tmp_path):
         for template in SPEC["paths"]:
             path = concrete(template)
             for method in METHODS:
-                # No body: a routed PUT/PATCH is refused as empty before it does anything.
-                r = vmm.request(method.upper(), path)
+                # PUT and PATCH with an empty object: Firecracker's router answers a bodiless
+                # one "Empty PUT request." whatever its path.
+                r = vmm.request(method.upper(), path,
+                                data="{}" if method in ("put", "patch") else None)
                 body = validate_answer(method.upper(), path, r.status_code, r.content,
                                        r.headers.get("Content-Type"))
                 fault = (body or {}).get("fault_message", "")
                 what = f"{method.upper()} {template} answered {r.status_code} {fault!r}"
                 op = served.get((template, method))
                 if op is None:
-                    assert r.status_code == 400 and INVALID in fault, \
+                    assert r.status_code == 400 and (
+                        INVALID in fault or any(u in fault for u in UNKNOWN_SUB_PATH)), \
                         f"{what}: the server routes an operation api/openapi.yaml lacks"
                 elif "x-vmm-not-implemented" in op:
-                    assert r.status_code == 400 and NOT_IMPLEMENTED in fault, \
+                    # Firecracker's order: a runtime-only operation is refused before the
+                    # start first (the server here is not started).
+                    assert r.status_code == 400 and (NOT_IMPLEMENTED in fault or
+                                                     fault == BEFORE_START), \
                         f"{what}: marked x-vmm-not-implemented in api/openapi.yaml"
-                    assert op["x-vmm-not-implemented"] in fault, what
+                    if NOT_IMPLEMENTED in fault:
+                        assert op["x-vmm-not-implemented"] in fault, what
                 else:
-                    assert INVALID not in fault and NOT_IMPLEMENTED not in fault, \
+                    assert INVALID not in fault and NOT_IMPLEMENTED not in fault and \
+                        not any(u in fault for u in UNKNOWN_SUB_PATH), \
                         f"{what}: api/openapi.yaml says it is served"
         vmm.stop()
     finally:

@@ -135,12 +135,15 @@ def test_command_line_too_large(tmp_path):
 
 
 @pytest.mark.parametrize("args,expect", [
-    (["--mem", "0"], "memory size 0 MiB is too small"),
+    # The configuration's rules are Firecracker's, in its words, for every front end.
+    (["--mem", "0"], "The memory size (MiB) is either 0, or not a multiple of the configured "
+                     "page size."),
+    (["--mem", "1"], "memory size 1 MiB is too small"),
     (["--mem", str(1 << 40)], "exceeds what this host allows"),
-    (["--vcpus", "0"], "vcpu count 0 is out of range"),
-    (["--vcpus", "255"], "vcpu count 255 is out of range"),
+    (["--vcpus", "0"], "The number of vCPUs must be greater than 0, less than 254"),
+    (["--vcpus", "255"], "The number of vCPUs must be greater than 0, less than 254"),
     (["--cpu-hide", "cx16,nosuchflag"], "unknown CPU feature 'nosuchflag'"),
-    (["--mem", "3", "--huge-pages"], "not a multiple of the 2 MiB huge page size"),
+    (["--mem", "3", "--huge-pages"], "not a multiple of the configured page size"),
 ])
 def test_bad_machine_config(tmp_path, args, expect):
     k = write(tmp_path, "k", elf_image([GOOD_SEG]))

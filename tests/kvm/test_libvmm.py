@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD_DIR, SOURCE_DIR, PROBES
+from conftest import BUILD_DIR, PROBES, SOURCE_DIR, build_cache, build_sanitizer
 
 pytestmark = pytest.mark.usefixtures("kvm")
 
@@ -62,13 +62,16 @@ def test_install_and_build_against_pkg_config(tmp_path, link):
     assert flags.returncode == 0, flags.stderr
     exe = tmp_path / "embed"
     cc = shutil.which("cc") or "gcc"
+    # A sanitizer build's library needs the sanitizer runtimes in the program too, the same
+    # compiler's (clang's and GCC's runtimes differ).
+    sanitize = build_sanitizer()
+    if sanitize:
+        cc = build_cache()["CMAKE_C_COMPILER"]
     args = [cc, "-o", exe, SOURCE_DIR / "examples" / "embed.c"] + flags.stdout.split()
     if link == "static":
         args = [a if a != "-lvmm" else str(prefix / "lib" / "libvmm.a") for a in args]
-    # A sanitizer build's library needs the sanitizer runtimes in the program too.
-    cache = (BUILD_DIR / "CMakeCache.txt").read_text()
-    if "VMM_SANITIZE:BOOL=ON" in cache:
-        args.insert(1, "-fsanitize=address,undefined")
+    if sanitize:
+        args.insert(1, f"-fsanitize={sanitize}")
     r = run(args + ["-lpthread"])
     assert r.returncode == 0, r.stdout + r.stderr
     r = run([exe, PROBES["elf"], 2, tmp_path],

@@ -213,7 +213,10 @@ def test_full_snapshot_restore_in_a_new_process(tmp_path, engine):
         assert cfg["vsock"]["uds_path"] == uds_b
         assert cfg["machine-config"]["vcpu_count"] == 2
         assert cfg["drives"][0]["drive_id"] == "data"
-        assert cfg["boot-source"] is None  # as Firecracker reports a restored VM
+        # Firecracker keeps the saved boot source after a restore.
+        assert cfg["boot-source"] == {"kernel_image_path": str(probe_kernel()),
+                                      "initrd_path": None,
+                                      "boot_args": "console=ttyS0 probe=snapshot"}
         check(b.put("/actions", {"action_type": "InstanceStart"}), 400, AFTER)
         check(b.patch("/vm", {"state": "Resumed"}), 204)
         after = status(b)
@@ -303,17 +306,34 @@ def test_diff_without_dirty_tracking_and_phase_rules(tmp_path):
         v.kill()
 
 
+def failed_load_ends_the_process(v, body, fault):
+    """Firecracker's documented behaviour: a load that fails is answered, then the process
+    ends with its generic error (exit code 1); the socket goes with it."""
+    check(v.put("/snapshot/load", body), 400, fault)
+    assert v.wait_exit(30) == 1, v.err()
+    assert "a failed snapshot load leaves it unusable" in v.err(), v.err()
+    assert not os.path.exists(v.sock)
+
+
 def test_load_refused_after_configuring(tmp_path):
-    v = VmmProcess(tmp_path)
+    body = {"snapshot_path": str(tmp_path / "s"), "mem_file_path": str(tmp_path / "m")}
+    v = new_vmm(tmp_path, "outputs")
     try:
-        body = {"snapshot_path": str(tmp_path / "s"), "mem_file_path": str(tmp_path / "m")}
         check(v.put("/logger", {"level": "Info"}), 204)
         check(v.put("/metrics", {"metrics_path": str(tmp_path / "metrics")}), 204)
         # Logger and metrics are allowed: this load fails only because the file is missing.
-        check(v.put("/snapshot/load", body), 400, "No such file")
+        failed_load_ends_the_process(v, body, "No such file")
+    finally:
+        v.kill()
+    v = new_vmm(tmp_path, "configured")
+    try:
         check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}), 204)
+        # Refused before it began: the process stays.
         check(v.put("/snapshot/load", body), 400,
-              "Loading a microVM snapshot not allowed after configuring boot-specific resources.")
+              "Load snapshot error: Loading a microVM snapshot not allowed after configuring "
+              "boot-specific resources.")
+        assert check(v.get("/"), 200)["state"] == "Not started"
+        v.stop()
     finally:
         v.kill()
 
@@ -424,25 +444,35 @@ def test_pit_survives_a_snapshot(tmp_path, idle_snapshot):
             w.kill()
 
 
-def test_bad_state_files_refused_and_process_stays_usable(tmp_path, idle_snapshot):
+def test_bad_state_files_refused_then_the_process_exits(tmp_path, idle_snapshot):
     state, mem = idle_snapshot
-    v = VmmProcess(tmp_path)
-    try:
-        for name, path, fault in bad_copies(tmp_path, state):
-            body = check(load(v, path, mem), 400, fault)
-            assert body["fault_message"].startswith("Cannot load the snapshot"), (name, body)
-            assert check(v.get("/"), 200)["state"] == "Not started", name
+    small = tmp_path / "small.mem"
+    small.write_bytes(bytes(4096))
+    refusals = [(name, {"snapshot_path": str(path), "mem_file_path": str(mem)}, fault)
+                for name, path, fault in bad_copies(tmp_path, state)]
+    refusals += [
         # A file that is no memory file at all.
-        small = tmp_path / "small.mem"
-        small.write_bytes(bytes(4096))
-        check(load(v, state, small), 400, "is not a snapshot memory file")
-        check(load(v, state, tmp_path / "missing.mem"), 400, "No such file")
-        check(load(v, state, mem, network_overrides=[{"iface_id": "eth0",
-                                                      "host_dev_name": "tap0"}]),
-              400, "the snapshot has no network interface 'eth0'")
-        check(load(v, state, mem, vsock_override={"uds_path": "/tmp/x"}), 400,
-              "the snapshot has no vsock device")
-        # The process is still usable: the good snapshot loads and runs.
+        ("small-mem", {"snapshot_path": str(state), "mem_file_path": str(small)},
+         "is not a snapshot memory file"),
+        ("missing-mem", {"snapshot_path": str(state), "mem_file_path": str(tmp_path / "no.mem")},
+         "No such file"),
+        ("net-override", {"snapshot_path": str(state), "mem_file_path": str(mem),
+                          "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap0"}]},
+         "the snapshot has no network interface 'eth0'"),
+        ("vsock-override", {"snapshot_path": str(state), "mem_file_path": str(mem),
+                            "vsock_override": {"uds_path": "/tmp/x"}},
+         "the snapshot has no vsock device"),
+    ]
+    for name, body, fault in refusals:
+        v = new_vmm(tmp_path, f"vmm-{name}")
+        try:
+            failed_load_ends_the_process(v, body, fault)
+            assert "Cannot load the snapshot" in v.err(), (name, v.err())
+        finally:
+            v.kill()
+    # The files were not touched: the good snapshot loads and runs in a new process.
+    v = new_vmm(tmp_path, "good")
+    try:
         check(load(v, state, mem, resume_vm=True), 204)
         assert check(v.get("/"), 200)["state"] == "Running"
         check(v.put("/actions", {"action_type": "SendCtrlAltDel"}), 204)
@@ -526,7 +556,12 @@ def test_network_overrides(tmp_path):
         a.kill()
         (tmp_path / "b").mkdir()
         b = VmmProcess(tmp_path / "b", wrap=net_wrap("vmtap1"))
+        # Without the override the TAP is missing: the load fails and the process ends.
         check(load(b, tmp_path / "state", tmp_path / "mem"), 400, "vmtap0")
+        assert b.wait_exit(30) == 1
+        b.kill()
+        (tmp_path / "c").mkdir()
+        b = VmmProcess(tmp_path / "c", wrap=net_wrap("vmtap1"))
         check(load(b, tmp_path / "state", tmp_path / "mem", resume_vm=True,
                    network_overrides=[{"iface_id": "eth0", "host_dev_name": "vmtap1"}]), 204)
         cfg = check(b.get("/vm/config"), 200)

@@ -13,7 +13,8 @@ protocol.
 - Balloon removals reach the handler (UFFD_EVENT_REMOVE): pages given back read zero.
 - A snapshot of a Uffd-restored VM holds the pages the handler never had to serve.
 - 2 MiB huge-page snapshots load with Uffd (the File backend refuses them).
-- Refusals: no handler, a path too long, huge_pages 2M with a memory file; the handler
+- Refusals: no handler, a path too long (a failed load ends the process with 1, as a File
+  load's does), huge_pages 2M with a memory file (refused with the body); the handler
   refuses memory files that are not the snapshot's (trailer, --snapshot-id, another size).
 - The watcher thread's seccomp role ("uffd").
 """
@@ -30,8 +31,8 @@ import requests
 
 from conftest import BUILD_DIR, SOURCE_DIR, VMM
 from test_api import start
-from test_snapshot import (TRAILER, TockPeer, counter, finish, guest, new_vmm, snapshot,
-                           status)
+from test_snapshot import (TRAILER, TockPeer, counter, failed_load_ends_the_process, finish,
+                           guest, new_vmm, snapshot, status)
 from test_boot import hugepage_pool
 from vmm_api import VmmProcess, check, probe_kernel
 
@@ -39,6 +40,16 @@ pytestmark = pytest.mark.usefixtures("kvm")
 
 HANDLER = BUILD_DIR / "examples" / "uffd_handler"
 FC_HANDLER = SOURCE_DIR / "tests" / "kvm" / "fc_uffd_handler.py"
+
+
+def listening(path):
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
+                return True
+    return False
 
 
 class Handler:
@@ -53,8 +64,10 @@ class Handler:
         else:
             args = [HANDLER, *extra, self.sock, mem]
         self.proc = subprocess.Popen([str(a) for a in args], stderr=self.log)
+        # The path appears at bind(), before listen(): wait for the listening socket
+        # (__SO_ACCEPTCON in /proc/net/unix's flags), or a load in between is refused.
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
+        while not listening(self.sock):
             assert self.proc.poll() is None, self.output()
             assert time.monotonic() < deadline, "the handler never listened"
             time.sleep(0.01)
@@ -325,11 +338,12 @@ def test_huge_page_snapshot_loads_with_uffd(tmp_path):
         check(a.patch("/vm", {"state": "Paused"}), 204)
         snapshot(a, tmp_path / "state", tmp_path / "mem")
         a.kill()
+        c = new_vmm(tmp_path, "c")
+        failed_load_ends_the_process(
+            c, {"snapshot_path": str(tmp_path / "state"), "mem_file_path": str(tmp_path / "mem")},
+            "which a memory file cannot back: load it with huge_pages None, or with the Uffd "
+            "memory backend")
         b = new_vmm(tmp_path, "b")
-        check(b.put("/snapshot/load", {"snapshot_path": str(tmp_path / "state"),
-                                       "mem_file_path": str(tmp_path / "mem")}), 400,
-              "which a memory file cannot back: load it with huge_pages None, or with the Uffd "
-              "memory backend")
         h = Handler(tmp_path / "uffd.sock", tmp_path / "mem")
         check(load_uffd(b, tmp_path / "state", h.sock, resume_vm=True), 204)
         assert check(b.get("/vm/config"), 200)["machine-config"]["huge_pages"] == "2M"
@@ -344,15 +358,24 @@ def test_huge_page_snapshot_loads_with_uffd(tmp_path):
         hugepage_pool(old)
 
 
-def test_refusals_leave_the_process_usable(tmp_path, idle):
+def test_refusals(tmp_path, idle):
+    """A Uffd load that fails ends the process with 1, as a File load does (Firecracker's
+    rule); a body refused when it is read leaves the process usable."""
     state, mem, _ = idle
-    v = VmmProcess(tmp_path)
+    for i, (path, fault) in enumerate([
+            (tmp_path / "nobody.sock",
+             f"cannot connect to the page-fault handler's socket '{tmp_path}/nobody.sock': "
+             "No such file or directory"),
+            (tmp_path / ("x" * 120), "is too long"),
+            (mem, "Connection refused")]):  # a regular file
+        v = new_vmm(tmp_path, f"failed{i}")
+        try:
+            failed_load_ends_the_process(
+                v, {"snapshot_path": str(state), "mem_backend": uffd(path)}, fault)
+        finally:
+            v.kill()
+    v = new_vmm(tmp_path, "usable")
     try:
-        check(load_uffd(v, state, tmp_path / "nobody.sock"), 400,
-              f"cannot connect to the page-fault handler's socket '{tmp_path}/nobody.sock': "
-              "No such file or directory")
-        check(load_uffd(v, state, tmp_path / ("x" * 120)), 400, "is too long")
-        check(load_uffd(v, state, mem), 400, "Connection refused")  # a regular file
         check(v.put("/snapshot/load", {"snapshot_path": str(state), "mem_file_path": str(mem),
                                        "huge_pages": "2M"}), 400,
               "`2M` is not supported on a snapshot load from a memory file")

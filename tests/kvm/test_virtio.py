@@ -12,9 +12,10 @@ Each VMM run takes well under a second here. The network-namespace part needs ro
 `unshare`; it fails in CI (VMM_REQUIRE_KVM=1) instead of skipping.
 
 This file is also the helper that runs inside the namespace:
-  unshare -n python3 test_virtio.py net-harness TAP VMM ARGS...
-creates the TAP, echoes frames of ethertype 0x88b5 on it, runs the VMM and prints a JSON
-report (exit code, output, frames seen).
+  unshare -n python3 test_virtio.py net-harness TAP [--all] VMM ARGS...
+creates the TAP, echoes frames of ethertype 0x88b5 on it (with --all: records every frame
+the guest sends, of any ethertype, and echoes none), runs the VMM and prints a JSON report
+(exit code, output, frames seen).
 """
 import json
 import os
@@ -35,7 +36,7 @@ SECTOR = 512
 
 # ---- the in-namespace helper (runs without pytest) ----
 
-def net_harness(tap, vmm_args):
+def net_harness(tap, vmm_args, capture_all=False):
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
     try:  # no router solicitations or MLD reports on the wire
@@ -44,8 +45,9 @@ def net_harness(tap, vmm_args):
     except OSError:
         pass
     subprocess.run(["ip", "link", "set", tap, "up"], check=True)
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
-    sock.bind((tap, ETHERTYPE))
+    proto = 0x0003 if capture_all else ETHERTYPE  # ETH_P_ALL
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+    sock.bind((tap, proto))
     sock.settimeout(0.1)
     mac = sock.getsockname()[4]
     frames, stop = [], threading.Event()
@@ -59,8 +61,9 @@ def net_harness(tap, vmm_args):
             if addr[2] == socket.PACKET_OUTGOING:
                 continue
             frames.append(data.hex())
-            # Back to the sender, from the TAP's address, same ethertype and payload.
-            sock.send(data[6:12] + mac + data[12:])
+            if not capture_all:
+                # Back to the sender, from the TAP's address, same ethertype and payload.
+                sock.send(data[6:12] + mac + data[12:])
 
     thread = threading.Thread(target=echo)
     thread.start()
@@ -87,9 +90,12 @@ def net_harness(tap, vmm_args):
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "net-harness":
-        net_harness(sys.argv[2], sys.argv[3:])
+        if len(sys.argv) > 3 and sys.argv[3] == "--all":
+            net_harness(sys.argv[2], sys.argv[4:], capture_all=True)
+        else:
+            net_harness(sys.argv[2], sys.argv[3:])
         sys.exit(0)
-    sys.exit("usage: test_virtio.py net-harness TAP VMM ARGS...")
+    sys.exit("usage: test_virtio.py net-harness TAP [--all] VMM ARGS...")
 
 
 # ---- the tests ----
@@ -579,7 +585,8 @@ def test_balloon_free_page_reporting_and_hinting(tmp_path, fmt, stats):
     try:
         guest.wait_for(f"probe: freepage touched {pages} pages\n")
         api = Api(sock)
-        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 0}
+        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 0,
+                                                                            "guest_cmd": None}
         touched = vm_rss_kib(guest.proc.pid)
         guest.send_line("report")
         guest.wait_for(f"probe: freepage reported {pages} pages")
@@ -588,7 +595,8 @@ def test_balloon_free_page_reporting_and_hinting(tmp_path, fmt, stats):
         guest.wait_for(f"probe: freepage touched {pages} pages again\n")
         retouched = vm_rss_kib(guest.proc.pid)
         api.request("PATCH", "/balloon/hinting/start", {})
-        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 2}
+        assert api.request("GET", "/balloon/hinting/status", status=200) == {"host_cmd": 2,
+                                                                            "guest_cmd": None}
         guest.send_line("hint")
         guest.wait_for("host answered DONE")
         hinted = vm_rss_kib(guest.proc.pid)

@@ -66,14 +66,15 @@ def has_shape(schema):
 
 def json_schema(node):
     """Our schema as the JSON schema the answers are validated with: x-nullable admits
-    null, a not-implemented field without a shape admits only null, and an object with
-    named properties is closed unless it says otherwise."""
+    null, a not-implemented field without a shape admits only null or an empty list (GET
+    /vm/config's pmem), and an object with named properties is closed unless it says
+    otherwise."""
     if isinstance(node, list):
         return [json_schema(n) for n in node]
     if not isinstance(node, dict):
         return node
     if "x-vmm-not-implemented" in node and not has_shape(node):
-        return {"type": "null"}
+        return {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]}
     out = {k: json_schema(v) for k, v in node.items()
            if not k.startswith("x-") and k != "properties"}
     if "properties" in node:

@@ -544,6 +544,10 @@ class Testbed:
                 t = stage / QEMU_ROM_DIR.lstrip("/") / rom
                 t.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(os.path.realpath(os.path.join(QEMU_ROM_DIR, rom)), t)
+        if any("mke2fs" in s.needs for s in scenarios):
+            # Filesystem images made in the outer (pmem: a host file the guest mounts). Not
+            # in /bin: busybox's applets are symlinks there, and its sh runs them first.
+            extra["/tb/bin/mkfs.ext4"] = shutil.which("mke2fs") or "/sbin/mke2fs"
         for dest, binary in extra.items():
             stage_binary(stage, binary, dest)
         for dest, f in self.extra_files.items():
@@ -702,7 +706,8 @@ def console_tail(path, n=60):
 def scenario(outer, guest=None, timeout=300, needs=(), asan=False):
     """Declares the scenario a test function asserts on: what the outer runs (outer), what
     the inner guests run (guest: {script name: text}), its time limit and needs ("rootfs";
-    "qemu"; "uffd": examples/uffd_handler in the outer).
+    "qemu": QEMU in the outer; "mke2fs": mkfs.ext4 in the outer; "uffd": examples/uffd_handler
+    in the outer).
     The test's `linux` fixture is the ScenarioResult; every selected scenario runs in one
     outer boot. asan=True: also run with the ASan/UBSan build (ctest's -m asan)."""
     import pytest

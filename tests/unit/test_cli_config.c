@@ -389,6 +389,12 @@ static void test_config_defaults_valid(void **state)
         vmm_config_free(&cfg);
 }
 
+#define BAD_VCPUS(max)                                                                             \
+        "The number of vCPUs must be greater than 0, less than " max " and must be 1 or an "       \
+        "even number if SMT is enabled."
+#define BAD_MEMORY                                                                                 \
+        "The memory size (MiB) is either 0, or not a multiple of the configured page size."
+
 static void test_config_vcpus(void **state)
 {
         (void)state;
@@ -398,22 +404,43 @@ static void test_config_vcpus(void **state)
 
         vmm_config_init(&cfg);
         cfg.machine.vcpu_count = 0;
-        expect_invalid(&cfg, NULL, "vcpu count 0", "1..254");
+        expect_invalid(&cfg, NULL, BAD_VCPUS("254"), NULL);
         cfg.machine.vcpu_count = 254;
         expect_valid(&cfg, NULL);
         cfg.machine.vcpu_count = 255;
-        expect_invalid(&cfg, NULL, "vcpu count 255", "1..254");
+        expect_invalid(&cfg, NULL, BAD_VCPUS("254"), NULL);
         /* KVM's limit applies when lower than the platform's... */
         cfg.machine.vcpu_count = 8;
         expect_valid(&cfg, &small);
         cfg.machine.vcpu_count = 9;
-        expect_invalid(&cfg, &small, "vcpu count 9", "1..8");
+        expect_invalid(&cfg, &small, BAD_VCPUS("8"), NULL);
         /* ... never a higher one: xAPIC ids are 8 bits. */
         cfg.machine.vcpu_count = 255;
-        expect_invalid(&cfg, &big, "vcpu count 255", "1..254");
+        expect_invalid(&cfg, &big, BAD_VCPUS("254"), NULL);
         cfg.machine.vcpu_count = UINT32_MAX;
-        expect_invalid(&cfg, NULL, "4294967295", NULL);
+        expect_invalid(&cfg, NULL, BAD_VCPUS("254"), NULL);
+        /* SMT: two threads to a core, so one vCPU or an even number of them. */
+        cfg.machine.smt = true;
+        cfg.machine.vcpu_count = 1;
+        expect_valid(&cfg, NULL);
+        cfg.machine.vcpu_count = 4;
+        expect_valid(&cfg, NULL);
+        cfg.machine.vcpu_count = 3;
+        expect_invalid(&cfg, NULL, BAD_VCPUS("254"), NULL);
         vmm_config_free(&cfg);
+}
+
+static void expect_memory_refused(const struct vmm_config *cfg,
+                                  const struct vmm_host_limits *limits, const char *needle1,
+                                  const char *needle2)
+{
+        struct error err = {0};
+
+        expect_valid(cfg, limits); /* a configuration request takes any size */
+        assert_int_equal(vmm_config_check_memory(cfg, limits, &err), -EINVAL);
+        assert_int_equal(err.kind, ERROR_CONFIG);
+        if (!strstr(err.msg, needle1) || !strstr(err.msg, needle2))
+                fail_msg("message '%s' lacks '%s' / '%s'", err.msg, needle1, needle2);
 }
 
 static void test_config_memory(void **state)
@@ -421,21 +448,25 @@ static void test_config_memory(void **state)
         (void)state;
         struct vmm_config cfg;
         const struct vmm_host_limits limits = {.max_mem_mib = 1024};
+        struct error err = {0};
 
         vmm_config_init(&cfg);
         cfg.machine.mem_size_mib = 0;
-        expect_invalid(&cfg, NULL, "memory size 0 MiB", "minimum 2 MiB");
+        expect_invalid(&cfg, NULL, BAD_MEMORY, NULL);
         cfg.machine.mem_size_mib = 1;
         expect_invalid(&cfg, NULL, "memory size 1 MiB", "minimum 2 MiB");
         cfg.machine.mem_size_mib = 2;
         expect_valid(&cfg, NULL);
         cfg.machine.mem_size_mib = 1024;
         expect_valid(&cfg, &limits);
+        assert_int_equal(vmm_config_check_memory(&cfg, &limits, &err), 0);
         cfg.machine.mem_size_mib = 1025;
-        expect_invalid(&cfg, &limits, "1025 MiB", "1024 MiB");
+        expect_memory_refused(&cfg, &limits, "1025 MiB", "1024 MiB");
         /* Without host limits, still bounded by the guest physical address space. */
         cfg.machine.mem_size_mib = 1ull << 40;
-        expect_invalid(&cfg, NULL, "memory size", "exceeds");
+        expect_memory_refused(&cfg, NULL, "memory size", "exceeds");
+        cfg.machine.mem_size_mib = UINT64_MAX;
+        expect_memory_refused(&cfg, NULL, "18446744073709551615 MiB", "exceeds");
         vmm_config_free(&cfg);
 }
 
@@ -447,7 +478,7 @@ static void test_config_huge_pages(void **state)
         vmm_config_init(&cfg);
         cfg.machine.huge_pages = true;
         cfg.machine.mem_size_mib = 129;
-        expect_invalid(&cfg, NULL, "129 MiB", "2 MiB huge page");
+        expect_invalid(&cfg, NULL, BAD_MEMORY, NULL);
         cfg.machine.mem_size_mib = 130;
         expect_valid(&cfg, NULL);
         cfg.machine.huge_pages = false;
@@ -507,7 +538,7 @@ static void test_config_first_error_reported(void **state)
         assert_true(vmm_config_validate(&cfg, NULL, &err) < 0);
         assert_int_equal(err.kind, ERROR_CONFIG);
         assert_null(strchr(err.msg, '\n'));
-        assert_true(strstr(err.msg, "vcpu") != NULL || strstr(err.msg, "memory") != NULL);
+        assert_true(strstr(err.msg, "vCPUs") != NULL || strstr(err.msg, "memory") != NULL);
         vmm_config_free(&cfg);
 }
 

@@ -260,12 +260,15 @@ static unsigned ceil_log2(unsigned n)
         return s;
 }
 
-static void check_vcpu(bool intel, unsigned index, unsigned n)
+/* vCPU index of n, with two threads per core when smt (and n > 1), as Firecracker lays out
+ * the topology: the APIC id is the index, its low bit the thread. */
+static void check_vcpu_smt(bool intel, unsigned index, unsigned n, bool smt)
 {
         struct kvm_cpuid2 *c = supported(intel);
         struct kvm_cpuid_entry2 *e;
+        unsigned threads = smt && n > 1 ? 2 : 1;
 
-        x86_cpuid_apply(c, index, n, NULL);
+        x86_cpuid_apply(c, MAX_ENTRIES, index, n, smt, NULL);
 
         e = find(c, 1, 0);
         assert_int_equal(e->ebx >> 24, index);      /* initial APIC id */
@@ -279,12 +282,12 @@ static void check_vcpu(bool intel, unsigned index, unsigned n)
                 assert_int_equal(e->edx & HTT, 0);
 
         for (uint32_t leaf = 0xb; leaf <= 0x1f; leaf += 0x1f - 0xb) {
-                e = find(c, leaf, 0); /* SMT level: one thread per core */
-                assert_int_equal(e->eax & 0x1f, 0);
-                assert_int_equal(e->ebx & 0xffff, 1);
+                e = find(c, leaf, 0); /* SMT level: threads per core */
+                assert_int_equal(e->eax & 0x1f, threads == 2 ? 1 : 0);
+                assert_int_equal(e->ebx & 0xffff, threads);
                 assert_int_equal(e->ecx & 0xffff, 0x100);
                 assert_int_equal(e->edx, index);
-                e = find(c, leaf, 1); /* core level: n cores in the package */
+                e = find(c, leaf, 1); /* core level: n logical CPUs in the package */
                 assert_int_equal(e->eax & 0x1f, ceil_log2(n));
                 assert_int_equal(e->ebx & 0xffff, n);
                 assert_int_equal(e->ecx & 0xffff, 0x201);
@@ -304,10 +307,13 @@ static void check_vcpu(bool intel, unsigned index, unsigned n)
         assert_memory_equal(&e->edx, "M\0\0\0", 4);
 
         if (intel) {
+                unsigned cores = n / threads;
+
                 e = find(c, 4, 0);
                 /* Cores per package - 1, in 6 bits: saturates rather than wraps. */
-                assert_int_equal(e->eax >> 26, n - 1 < 0x3f ? n - 1 : 0x3f);
-                assert_int_equal((e->eax >> 14) & 0xfff, 0);
+                assert_int_equal(e->eax >> 26, cores - 1 < 0x3f ? cores - 1 : 0x3f);
+                /* The core's cache, shared by its threads. */
+                assert_int_equal((e->eax >> 14) & 0xfff, threads - 1);
                 assert_int_equal(e->eax & 0x3fff, 0x0121);
                 assert_int_equal(find(c, 0x80000008, 0)->ecx, 0xf0ff); /* AMD-only field */
         } else {
@@ -315,10 +321,62 @@ static void check_vcpu(bool intel, unsigned index, unsigned n)
                 e = find(c, 0x80000008, 0);
                 assert_int_equal((e->ecx >> 12) & 0xf, ceil_log2(n));
                 assert_int_equal(e->ecx & 0xff, n - 1);
-                assert_int_equal(find(c, 0x8000001e, 0)->eax, index);
+                e = find(c, 0x8000001e, 0);
+                assert_int_equal(e->eax, index);
+                assert_int_equal(e->ebx & 0xff, (index / threads) & 0xff); /* core id */
+                assert_int_equal((e->ebx >> 8) & 0xff, threads - 1);       /* threads - 1 */
                 assert_int_equal(find(c, 0x80000001, 0)->ecx & 2, n > 1 ? 2 : 0);
         }
         free(c);
+}
+
+static void check_vcpu(bool intel, unsigned index, unsigned n)
+{
+        check_vcpu_smt(intel, index, n, false);
+}
+
+/* KVM no longer lists subleaf 1 of leaves 0xB/0x1F (Linux 6.2): it is added, as Firecracker
+ * adds it, so the guest sees the core level; a table without room is left as it is. */
+static void test_apply_adds_the_core_level(void **state)
+{
+        struct kvm_cpuid2 *c = cpuid_alloc();
+        struct kvm_cpuid_entry2 *e;
+
+        (void)state;
+        add(c, 0, 0, 0, 0x10, 0x68747541, 0x444d4163, 0x69746e65);
+        add(c, 1, 0, 0, 0, L1_EBX_HOST, 0, 0);
+        add(c, 0xb, 0, SIG, 0, 0, 0, 0);
+        x86_cpuid_apply(c, MAX_ENTRIES, 1, 4, true, NULL);
+        assert_int_equal(c->nent, 4); /* no 0x1F: none added */
+        e = find(c, 0xb, 1);
+        assert_int_equal(e->flags, SIG);
+        assert_int_equal(e->eax & 0x1f, 2);
+        assert_int_equal(e->ebx & 0xffff, 4);
+        assert_int_equal(e->ecx & 0xffff, 0x201);
+        assert_int_equal(e->edx, 1);
+        e = find(c, 0xb, 0);
+        assert_int_equal(e->ebx & 0xffff, 2);
+        free(c);
+
+        c = cpuid_alloc();
+        add(c, 0xb, 0, SIG, 0, 0, 0, 0);
+        x86_cpuid_apply(c, 1, 0, 2, false, NULL);
+        assert_int_equal(c->nent, 1);
+        free(c);
+}
+
+/* machine-config smt: two threads per core (x86); one vCPU stays one thread. */
+static void test_apply_topology_smt(void **state)
+{
+        (void)state;
+        static const unsigned counts[] = {1, 2, 4, 8, 254};
+
+        for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+                for (int intel = 0; intel < 2; intel++) {
+                        check_vcpu_smt(intel, 0, counts[i], true);
+                        check_vcpu_smt(intel, counts[i] - 1, counts[i], true);
+                }
+        }
 }
 
 static void test_apply_topology_intel(void **state)
@@ -350,7 +408,7 @@ static void test_apply_hides_bits(void **state)
         struct x86_cpuid_mask m;
 
         parse_ok("cx16,nx,avx2", &m);
-        x86_cpuid_apply(c, 0, 1, &m);
+        x86_cpuid_apply(c, MAX_ENTRIES, 0, 1, false, &m);
         assert_int_equal(find(c, 1, 0)->ecx, HYPERVISOR | (0x7fffffffu & ~(1u << 13)));
         assert_int_equal(find(c, 0x80000001, 0)->edx, ~(1u << 20));
         assert_int_equal(find(c, 7, 0)->ebx, ~(1u << 5));
@@ -368,7 +426,7 @@ static void test_apply_hides_xsave_and_leaf_d(void **state)
         struct kvm_cpuid_entry2 *e;
 
         parse_ok("xsave", &m);
-        x86_cpuid_apply(c, 1, 2, &m);
+        x86_cpuid_apply(c, MAX_ENTRIES, 1, 2, false, &m);
         e = find(c, 1, 0);
         assert_int_equal(e->ecx & ((1u << 26) | (1u << 27) | (1u << 28) | (1u << 12) | (1u << 29)),
                          0);
@@ -392,11 +450,11 @@ static void test_apply_sets_tsc_deadline_unless_hidden(void **state)
         struct x86_cpuid_mask m;
 
         add(c, 1, 0, 0, 0, 0, 0, 0);
-        x86_cpuid_apply(c, 0, 1, NULL);
+        x86_cpuid_apply(c, MAX_ENTRIES, 0, 1, false, NULL);
         assert_int_equal(c->entries[0].ecx & (1u << 24), 1u << 24);
         c->entries[0].ecx = 0;
         parse_ok("tsc_deadline_timer", &m);
-        x86_cpuid_apply(c, 0, 1, &m);
+        x86_cpuid_apply(c, MAX_ENTRIES, 0, 1, false, &m);
         assert_int_equal(c->entries[0].ecx & (1u << 24), 0);
         free(c);
 }
@@ -410,7 +468,7 @@ static void test_apply_without_optional_leaves(void **state)
         /* Only leaf 1: nothing else is invented, hidden bits of absent leaves ignored. */
         add(c, 1, 0, 0, 0, 0, 0xffffffff, 0);
         parse_ok("nx,avx2,xsave", &m);
-        x86_cpuid_apply(c, 3, 4, &m);
+        x86_cpuid_apply(c, MAX_ENTRIES, 3, 4, false, &m);
         assert_int_equal(c->nent, 1);
         assert_int_equal(c->entries[0].ebx >> 24, 3);
         assert_int_equal(c->entries[0].ecx & (1u << 26), 0);
@@ -430,6 +488,8 @@ int main(void)
             cmocka_unit_test(test_find_honours_significant_index),
             cmocka_unit_test(test_apply_topology_intel),
             cmocka_unit_test(test_apply_topology_amd),
+            cmocka_unit_test(test_apply_topology_smt),
+            cmocka_unit_test(test_apply_adds_the_core_level),
             cmocka_unit_test(test_apply_hides_bits),
             cmocka_unit_test(test_apply_hides_xsave_and_leaf_d),
             cmocka_unit_test(test_apply_without_optional_leaves),

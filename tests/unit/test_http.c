@@ -318,21 +318,24 @@ static void test_answer_head(void **state)
         size_t n;
 
         (void)state;
-        n = http_answer_head(buf, sizeof(buf), 200, 31, false, false, 784111777);
+        n = http_answer_head(buf, sizeof(buf), 200, 31, false, false, NULL, 784111777);
         assert_int_equal(n, strlen(buf));
         assert_string_equal(buf, "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
                                  "Content-Type: application/json\r\nContent-Length: 31\r\n\r\n");
-        http_answer_head(buf, sizeof(buf), 204, 0, false, false, 0);
+        http_answer_head(buf, sizeof(buf), 204, 0, false, false, NULL, 0);
         assert_string_equal(buf, "HTTP/1.1 204 No Content\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT"
                                  "\r\n\r\n");
-        http_answer_head(buf, sizeof(buf), 408, 5, true, false, 0);
+        http_answer_head(buf, sizeof(buf), 408, 5, true, false, NULL, 0);
         assert_non_null(strstr(buf, "HTTP/1.1 408 Request Timeout\r\n"));
         assert_non_null(strstr(buf, "\r\nConnection: close\r\n"));
-        http_answer_head(buf, sizeof(buf), 204, 0, false, true, 0);
+        http_answer_head(buf, sizeof(buf), 204, 0, false, true, NULL, 0);
         assert_non_null(strstr(buf, "\r\nConnection: Keep-Alive\r\n"));
-        http_answer_head(buf, sizeof(buf), 100, 0, false, false, 0);
+        http_answer_head(buf, sizeof(buf), 204, 0, false, false, "Deprecation: true\r\n", 0);
+        assert_string_equal(buf, "HTTP/1.1 204 No Content\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT"
+                                 "\r\nDeprecation: true\r\n\r\n");
+        http_answer_head(buf, sizeof(buf), 100, 0, false, false, "Deprecation: true\r\n", 0);
         assert_string_equal(buf, "HTTP/1.1 100 Continue\r\n\r\n");
-        assert_int_equal(http_answer_head(buf, 20, 200, 31, false, false, 0), 0);
+        assert_int_equal(http_answer_head(buf, 20, 200, 31, false, false, NULL, 0), 0);
 }
 
 int main(void)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -144,7 +145,7 @@ struct waiter {
         struct ownership *o;
         gpa_t gpa;
         uint64_t len;
-        volatile int done;
+        _Atomic int done;
 };
 
 static void *make_private_thread(void *arg)
@@ -277,7 +278,7 @@ static void test_short_access_checks_ownership(void **state)
 /* A transition to private waits for a short access under way (announced before the flip). */
 struct short_holder {
         struct ownership *o;
-        volatile int state; /* 1: inside the access, 2: told to leave, 3: left */
+        _Atomic int state; /* 1: inside the access, 2: told to leave, 3: left */
 };
 
 static void *hold_short_access(void *arg)
@@ -322,9 +323,12 @@ static void test_transition_waits_for_short_access(void **state)
  * no write lands in the range until it is shared again (the guarantee devices rely on). */
 struct writer {
         struct ownership *o;
-        volatile uint64_t *mem; /* stands in for the guest page, one word per granule */
-        volatile int stop;
-        unsigned long writes, refused;
+        /* Stands in for the guest page, one word per granule: relaxed atomics (plain moves
+         * on x86), so that two writers on one word are no data race of the test's own. */
+        _Atomic uint64_t *mem;
+        _Atomic int stop;
+        _Atomic unsigned long writes;
+        unsigned long refused;
 };
 
 static void *write_loop(void *arg)
@@ -339,10 +343,10 @@ static void *write_loop(void *arg)
                 if (ownership_access_begin(w->o, (40 + g) * G + 8 * (n % 7), 8, &a) == 0) {
                         /* Two writes, some time apart: a transition that did not
                          * wait for this access would see the second land after it. */
-                        w->mem[g] = ++n;
+                        atomic_store_explicit(&w->mem[g], ++n, memory_order_relaxed);
                         for (int spin = 0; spin < 200; spin++)
                                 __asm__ __volatile__("" ::: "memory");
-                        w->mem[g] = ++n;
+                        atomic_store_explicit(&w->mem[g], ++n, memory_order_relaxed);
                         ownership_access_end(w->o, &a);
                         w->writes++;
                 } else {
@@ -356,20 +360,23 @@ static void *write_loop(void *arg)
 static void test_short_accesses_never_land_after_a_transition(void **state)
 {
         struct fx *f = *state;
-        static volatile uint64_t page[4];
+        static _Atomic uint64_t page[4];
         struct writer w[2] = {{.o = f->o, .mem = page}, {.o = f->o, .mem = page}};
         pthread_t t[2];
 
         for (int i = 0; i < 2; i++)
                 assert_int_equal(pthread_create(&t[i], NULL, write_loop, &w[i]), 0);
         for (int round = 0; round < 300; round++) {
-                uint64_t before[4];
+                uint64_t before[4], after[4];
 
                 assert_int_equal(ownership_make_private(f->o, 40 * G, 4 * G), 0);
-                memcpy(before, (const void *)page, sizeof(before));
+                for (int g = 0; g < 4; g++)
+                        before[g] = atomic_load_explicit(&page[g], memory_order_relaxed);
                 for (int spin = 0; spin < 2000; spin++)
                         __asm__ __volatile__("" ::: "memory");
-                assert_memory_equal(before, (const void *)page, sizeof(before));
+                for (int g = 0; g < 4; g++)
+                        after[g] = atomic_load_explicit(&page[g], memory_order_relaxed);
+                assert_memory_equal(before, after, sizeof(before));
                 assert_int_equal(ownership_make_shared(f->o, 40 * G, 4 * G), 0);
                 if (round % 32 == 0)
                         usleep(100);

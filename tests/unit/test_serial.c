@@ -170,6 +170,97 @@ static void test_thr_write_reaches_output(void **state)
         EXPECT_NO_IRQ(fx);
 }
 
+/* ---- the output rate limiter (PUT /serial's rate_limiter) ---- */
+
+static uint64_t limit_now_ns;
+
+static uint64_t limit_clock(void *opaque)
+{
+        (void)opaque;
+        return limit_now_ns;
+}
+
+/* 10 bytes per second, with a one-time burst of 5. */
+static const struct rate_limiter_config ten_per_second = {
+    .bandwidth = {.size = 10, .one_time_burst = 5, .refill_time_ms = 1000}};
+
+static int setup_limited(void **state)
+{
+        struct fixture *fx = calloc(1, sizeof(*fx));
+        struct serial_config cfg;
+
+        if (!fx)
+                return -1;
+        limit_now_ns = 1000000000ull;
+        fake_irq_init(&fx->irq);
+        cfg = (struct serial_config){.irq = fake_irq_line(&fx->irq),
+                                     .out = fx_out,
+                                     .opaque = fx,
+                                     .out_limit = &ten_per_second,
+                                     .out_limit_clock = limit_clock};
+        if (serial_create(&cfg, &fx->s)) {
+                free(fx);
+                return -1;
+        }
+        *state = fx;
+        return 0;
+}
+
+static void write_n(struct fixture *fx, unsigned n, char c)
+{
+        for (unsigned i = 0; i < n; i++)
+                wr(fx, THR, (uint8_t)c);
+}
+
+/* A guest flooding the console: what the bucket holds goes out, the rest is dropped and
+ * counted, and the transmitter never looks busy (the vCPU never waits). */
+static void test_output_beyond_the_limit_is_dropped_and_counted(void **state)
+{
+        struct fixture *fx = *state;
+        struct serial_stats st;
+
+        wr(fx, IER, IER_THRI);
+        fake_irq_clear_events(&fx->irq);
+        write_n(fx, 40, 'a');
+        /* The bucket (10) and the burst (5). */
+        assert_int_equal(fx->out.len, 15);
+        serial_get_stats(fx->s, &st);
+        assert_int_equal(st.tx_bytes, 40);
+        assert_int_equal(st.rate_limiter_dropped_bytes, 25);
+        /* THR is empty again after each write, dropped or not. */
+        assert_int_equal(rd(fx, LSR) & (LSR_THRE | LSR_TEMT), LSR_THRE | LSR_TEMT);
+        /* Half a second refills 5 tokens. */
+        limit_now_ns += 500000000ull;
+        write_n(fx, 8, 'b');
+        assert_int_equal(fx->out.len, 20);
+        assert_memory_equal(fx->out.buf + 15, "bbbbb", 5);
+        serial_get_stats(fx->s, &st);
+        assert_int_equal(st.rate_limiter_dropped_bytes, 28);
+        /* A full refill: never more than the bucket's size. */
+        limit_now_ns += 10000000000ull;
+        write_n(fx, 12, 'c');
+        assert_int_equal(fx->out.len, 30);
+        serial_get_stats(fx->s, &st);
+        assert_int_equal(st.tx_bytes, 60);
+        assert_int_equal(st.rate_limiter_dropped_bytes, 30);
+}
+
+/* Loopback does not go out: the limiter does not count it. */
+static void test_loopback_is_not_limited(void **state)
+{
+        struct fixture *fx = *state;
+        struct serial_stats st;
+
+        wr(fx, MCR, MCR_LOOP);
+        write_n(fx, 20, 'x');
+        serial_get_stats(fx->s, &st);
+        assert_int_equal(st.rate_limiter_dropped_bytes, 0);
+        assert_int_equal(fx->out.len, 0);
+        wr(fx, MCR, 0);
+        write_n(fx, 20, 'y');
+        assert_int_equal(fx->out.len, 15);
+}
+
 static void test_lsr_thre_temt_and_dr_follow_fifo(void **state)
 {
         struct fixture *fx = *state;
@@ -639,11 +730,14 @@ static void test_lsr_and_msr_are_read_only(void **state)
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define L(fn) cmocka_unit_test_setup_teardown(fn, setup_limited, teardown)
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             T(test_thr_write_reaches_output),
+            L(test_output_beyond_the_limit_is_dropped_and_counted),
+            L(test_loopback_is_not_limited),
             T(test_lsr_thre_temt_and_dr_follow_fifo),
             T(test_iir_idle_and_fifo_bits),
             T(test_fcr_clears_receive_fifo),

@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "devices/virtio/net.h"
+#include "memory/ownership.h"
 #include "fakes.h"
 #include "vdriver.h"
 
@@ -1002,6 +1003,163 @@ static void test_set_rate_limiters_at_runtime(void **state)
         assert_int_equal(stats(f).tx_packets_count, 4);
 }
 
+/* ---- the metadata service on the interface ---- */
+
+#define MMDS_IP 0xa9fea9feu
+
+static struct mmds *test_mmds;
+
+static int setup_mmds(void **state)
+{
+        struct mmds_params p = {.instance_id = "t"};
+        struct virtio_net_config c = default_cfg;
+
+        assert_int_equal(mmds_create(&p, &test_mmds), 0);
+        c.tx_limit = &one_op_per_second;
+        c.mmds = test_mmds;
+        c.mmds_ipv4 = MMDS_IP;
+        return setup_cfg(state, &c);
+}
+
+static int teardown_mmds(void **state)
+{
+        int r = teardown(state);
+
+        mmds_destroy(test_mmds);
+        return r;
+}
+
+static size_t arp_request(uint8_t *f, uint32_t target)
+{
+        static const uint8_t hdr[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0,
+                                      1,    0x08, 0x06, 0,    1,    8,    0, 6, 4, 0, 1};
+
+        memset(f, 0, 42);
+        memcpy(f, hdr, sizeof(hdr));
+        memcpy(f + 22, guest_mac, 6);
+        f[28] = 169, f[29] = 254, f[30] = 0, f[31] = 1;
+        f[38] = (uint8_t)(target >> 24), f[39] = (uint8_t)(target >> 16);
+        f[40] = (uint8_t)(target >> 8), f[41] = (uint8_t)target;
+        return 42;
+}
+
+/* ARP for the service's address is answered by the device and never reaches the TAP, nor
+ * uses the tx limiter; ARP for another address goes to the TAP as before. */
+static void test_mmds_answers_arp_off_the_tap(void **state)
+{
+        struct fx *f = *state;
+        uint8_t frame[64], got[2048];
+        uint64_t c[MMDS_COUNTER_COUNT];
+        uint16_t id, head;
+        uint32_t len;
+        int arp;
+        size_t n;
+
+        REQUIRE_TAP();
+        arp = pkt_open(f->ifindex, 0x0806, false);
+        bring_up(f, base_features);
+        post_rx(f, 4, BUF_SMALL);
+        for (int i = 0; i < 2; i++) {
+                n = arp_request(frame, MMDS_IP);
+                guest_tx(f, NULL, frame, n);
+                assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+                assert_true(wait_used(f, RXQ, &head, &len, WATCHDOG_MS));
+                assert_int_equal(len, HDR + 42);
+                vdrv_mem_read(&f->d, f->rxbuf[head], got, len);
+                assert_memory_equal(got + HDR, guest_mac, 6);
+                assert_memory_equal(got + HDR + 6, ((uint8_t[]){6, 1, 0x23, 0x45, 0x67, 1}), 6);
+                assert_int_equal(got[HDR + 21], 2); /* an ARP reply */
+        }
+        assert_int_equal(pkt_recv(arp, got, sizeof(got), 100), -1);
+        /* The tx limiter (one frame a second) has not been touched: this one leaves at once. */
+        n = arp_request(frame, 0x0a000001);
+        guest_tx(f, NULL, frame, n);
+        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        assert_int_equal(pkt_recv(arp, got, sizeof(got), WATCHDOG_MS), 42);
+        assert_memory_equal(got, frame, 42);
+        assert_int_equal(stats(f).tx_packets_count, 1);
+        mmds_get_counters(test_mmds, c);
+        assert_int_equal(c[MMDS_RX_ACCEPTED], 2);
+        assert_int_equal(c[MMDS_TX_FRAMES], 2);
+        close(arp);
+}
+
+/* The metadata service on a protected VM (docs/mmds.md, Confidential VMs; CC-3, CC-4): its
+ * frames cross the guest's buffers through the device's checked accessor like any other. A
+ * request in a private granule is never read (the service takes nothing, a violation is
+ * counted); an answer due in a private rx buffer is lost whole (the buffer comes back empty,
+ * its bytes unchanged); over shared buffers the service answers as on any VM. */
+static void test_cc3_mmds_touches_shared_granules_only(void **state)
+{
+        struct fx *f = *state;
+        struct ownership *own;
+        struct hostmem_stats hs;
+        uint8_t frame[64], got[4096], pattern[4096];
+        uint64_t c[MMDS_COUNTER_COUNT];
+        uint16_t id, head, rx_priv;
+        uint32_t len;
+        gpa_t priv, shared;
+        size_t n = arp_request(frame, MMDS_IP);
+
+        REQUIRE_TAP();
+        assert_int_equal(ownership_create(f->mem, true, &own), 0);
+        assert_int_equal(ownership_make_shared(own, 0, MEM), 0);
+        hostmem_set_ownership(f->hm, own);
+        bring_up(f, base_features);
+        memset(pattern, 0x77, sizeof(pattern));
+
+        /* The frame in a private granule (its virtio-net header in a shared one, so the
+         * device goes as far as asking the service): never read, never answered. */
+        priv = vdrv_alloc(&f->d, 4096, 4096);
+        shared = vdrv_alloc(&f->d, HDR, 8);
+        vdrv_mem_write(&f->d, shared, (uint8_t[HDR]){0}, HDR);
+        vdrv_mem_write(&f->d, priv, frame, n);
+        assert_int_equal(ownership_make_private(own, priv, 4096), 0);
+        struct vdrv_buf split[2] = {{.addr = shared, .len = HDR},
+                                    {.addr = priv, .len = (uint32_t)n}};
+        vdrv_add(&f->d, TXQ, split, 2);
+        vdrv_kick(&f->d, TXQ);
+        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        mmds_get_counters(test_mmds, c);
+        assert_int_equal(c[MMDS_RX_ACCEPTED], 0);
+        hostmem_get_stats(f->hm, &hs);
+        assert_true(hs.violations >= 1);
+
+        /* From a shared buffer, with a private rx buffer first in line: the answer is lost
+         * whole, the private bytes stay. */
+        assert_int_equal(ownership_make_shared(own, priv, 4096), 0);
+        vdrv_mem_write(&f->d, priv, pattern, sizeof(pattern));
+        assert_int_equal(ownership_make_private(own, priv, 4096), 0);
+        rx_priv =
+            vdrv_add(&f->d, RXQ, &(struct vdrv_buf){.addr = priv, .len = 4096, .write = true}, 1);
+        vdrv_kick(&f->d, RXQ);
+        guest_tx(f, NULL, frame, n);
+        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        assert_true(wait_used(f, RXQ, &head, &len, WATCHDOG_MS));
+        assert_int_equal(head, rx_priv);
+        assert_int_equal(len, 0);
+        vdrv_mem_read(&f->d, priv, got, sizeof(got));
+        assert_memory_equal(got, pattern, sizeof(pattern));
+        mmds_get_counters(test_mmds, c);
+        assert_int_equal(c[MMDS_RX_ACCEPTED], 1);
+
+        /* Shared both ways: answered. */
+        shared = vdrv_alloc(&f->d, BUF_SMALL, 8);
+        head = vdrv_add(&f->d, RXQ,
+                        &(struct vdrv_buf){.addr = shared, .len = BUF_SMALL, .write = true}, 1);
+        vdrv_kick(&f->d, RXQ);
+        guest_tx(f, NULL, frame, n);
+        assert_true(vdrv_get_used(&f->d, TXQ, &id, &len));
+        assert_true(wait_used(f, RXQ, &id, &len, WATCHDOG_MS));
+        assert_int_equal(id, head);
+        assert_int_equal(len, HDR + 42);
+        vdrv_mem_read(&f->d, shared, got, len);
+        assert_int_equal(got[HDR + 21], 2); /* an ARP reply */
+        assert_memory_equal(got + HDR + 28, ((uint8_t[]){169, 254, 169, 254}), 4);
+        hostmem_set_ownership(f->hm, NULL);
+        ownership_destroy(own);
+}
+
 /* ---- reset ---- */
 
 static void test_reset_and_reinitialise(void **state)
@@ -1060,6 +1218,10 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_rx_rate_limited, setup_limited, teardown),
             cmocka_unit_test_setup_teardown(test_set_rate_limiters_at_runtime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reset_and_reinitialise, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_mmds_answers_arp_off_the_tap, setup_mmds,
+                                            teardown_mmds),
+            cmocka_unit_test_setup_teardown(test_cc3_mmds_touches_shared_granules_only, setup_mmds,
+                                            teardown_mmds),
         };
 
         /* A private network namespace: the test's TAP never meets the host's interfaces. */

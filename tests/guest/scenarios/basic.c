@@ -21,14 +21,44 @@ void scenario_timer(const struct boot_info *bi)
         mmio_write8(X86_BOOT_TIMER_ADDR, BOOT_TIMER_MAGIC);
 }
 
+/* One CPUID leaf and subleaf: r[] = EAX, EBX, ECX, EDX. */
+static void cpuid_regs(uint32_t leaf, uint32_t subleaf, uint32_t r[4])
+{
+        __asm__ __volatile__("cpuid"
+                             : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
+                             : "a"(leaf), "c"(subleaf));
+}
+
+/* One CPUID leaf as the guest sees it, named. */
+static void print_cpuid(const char *name, uint32_t leaf, uint32_t subleaf)
+{
+        uint32_t r[4];
+
+        cpuid_regs(leaf, subleaf, r);
+        print("probe: cpuid %s eax=%x ebx=%x ecx=%x edx=%x\n", name, (unsigned)r[0], (unsigned)r[1],
+              (unsigned)r[2], (unsigned)r[3]);
+}
+
+/* The CPU topology the boot processor reads (machine-config smt): the vendor, leaf 1's
+ * logical count and HTT, leaf 4's cores and cache sharing (Intel), leaf 0xB's thread and core
+ * levels, leaf 0x8000001E's core and threads (AMD). */
+void scenario_topology(const struct boot_info *bi)
+{
+        (void)bi;
+        print_cpuid("0", 0, 0);
+        print_cpuid("1", 1, 0);
+        print_cpuid("4.0", 4, 0);
+        print_cpuid("0xb.0", 0xb, 0);
+        print_cpuid("0xb.1", 0xb, 1);
+        print_cpuid("0x8000001e", 0x8000001e, 0);
+}
+
 static void cpuid_line(uint32_t leaf, uint32_t subleaf)
 {
-        uint32_t a, b, c, d;
+        uint32_t r[4];
 
-        __asm__ __volatile__("cpuid"
-                             : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
-                             : "a"(leaf), "c"(subleaf));
-        print("probe: cpuid %x %x: %x %x %x %x\n", leaf, subleaf, a, b, c, d);
+        cpuid_regs(leaf, subleaf, r);
+        print("probe: cpuid %x %x: %x %x %x %x\n", leaf, subleaf, r[0], r[1], r[2], r[3]);
 }
 
 /* What the guest's CPUID says (the VMM's table after its CPU template), one line per leaf and

@@ -19,6 +19,7 @@ const struct scenario *scenario_find(const char *name);
 /* basic.c */
 void scenario_hello(const struct boot_info *bi);
 void scenario_timer(const struct boot_info *bi);
+void scenario_topology(const struct boot_info *bi);
 void scenario_cpuid(const struct boot_info *bi);
 /* boot.c */
 void scenario_boot(const struct boot_info *bi);
@@ -27,12 +28,14 @@ void scenario_smp(const struct boot_info *bi);
 /* serial.c */
 void scenario_echo(const struct boot_info *bi);
 void scenario_serial_irq(const struct boot_info *bi);
+void scenario_serial_flood(const struct boot_info *bi);
 void scenario_idle(const struct boot_info *bi); /* idle.c */
 /* virtio.c, blk.c, net.c, vsock.c, balloon.c, hostile.c */
 void scenario_rng(const struct boot_info *bi);
 void scenario_blk(const struct boot_info *bi);
 void scenario_hostile(const struct boot_info *bi);
 void scenario_net(const struct boot_info *bi);
+void scenario_mmds(const struct boot_info *bi); /* mmds.c */
 void scenario_balloon(const struct boot_info *bi);
 void scenario_freepage(const struct boot_info *bi);      /* freepage.c */
 void scenario_freepage_idle(const struct boot_info *bi); /* freepage.c */

@@ -3,6 +3,9 @@
  * IOAPIC -> local APIC delivery path.
  *   echo        receive-data interrupts: read one line from the host, print it back.
  *   serial-irq  the THR-empty interrupt, and the IIR value that identifies it.
+ *   serial-flood  as fast as it can, FLOOD_LINES lines of 64 bytes
+ *                 ("probe: flood NNNN " and '.' up to the newline), for the output rate
+ *                 limiter (the VMM drops what is over it, the guest never waits).
  */
 #include "scenarios.h"
 
@@ -14,6 +17,7 @@
 #include "serial.h"
 
 #define COM1_VECTOR 0x24
+#define FLOOD_LINES 256
 #define LINE_MAX    256
 /* About 0.3-1 s depending on the TSC frequency; the interrupt comes at once when it works. */
 #define THRE_WAIT_TSC 1000000000ull
@@ -113,4 +117,11 @@ void scenario_serial_irq(const struct boot_info *bi)
                 probe_fail("IIR 0x%x does not identify a THR-empty interrupt", iir);
         if ((iir & UART_IIR_FIFO_BITS) != UART_IIR_FIFO_BITS)
                 probe_fail("IIR 0x%x lacks the FIFO-enabled bits", iir);
+}
+
+void scenario_serial_flood(const struct boot_info *bi)
+{
+        (void)bi;
+        for (unsigned i = 0; i < FLOOD_LINES; i++)
+                print("probe: flood %04u ..............................................\n", i);
 }

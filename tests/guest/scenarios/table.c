@@ -12,11 +12,13 @@ static const struct scenario scenarios[] = {
     {"cpuid", scenario_cpuid},
     {"echo", scenario_echo},
     {"serial-irq", scenario_serial_irq},
+    {"serial-flood", scenario_serial_flood},
     {"rng", scenario_rng},
     {"blk", scenario_blk},
     {"idle", scenario_idle},
     {"hostile", scenario_hostile},
     {"net", scenario_net},
+    {"mmds", scenario_mmds},
     {"balloon", scenario_balloon},
     {"freepage", scenario_freepage},
     {"freepage-idle", scenario_freepage_idle},
@@ -41,6 +43,7 @@ static const struct scenario scenarios[] = {
     {"snapshot", scenario_snapshot},
     {"heartbeat", scenario_heartbeat},
     {"clone", scenario_clone},
+    {"topology", scenario_topology},
 };
 
 const struct scenario *scenario_find(const char *name)
