@@ -38,10 +38,11 @@
  * EAGAIN: such faults are kept and answered once all pending events are read.
  *
  * MEMORY FILE IDENTITY. This VMM's memory files end with a 4 KiB trailer that names the
- * snapshot (vmm/snapshot.h: magic "VMMMEM", version 1, kind Full or Diff, the guest RAM
- * bytes, a random id). The VMM sends no snapshot identity over the protocol, so the handler
- * checks what it can: the file must be a complete (Full, or a Diff merged over its base)
- * memory file, every VMM's regions must add up to exactly its RAM size, and with
+ * snapshot (vmm/snapshot.h: magic "VMMMEM", version 1 or 2, kind Full or Diff, the guest
+ * RAM bytes, a random id; version 2 also the virtio-mem region's size, which must be 0 here). The
+ * VMM sends no snapshot identity over the protocol, so the handler checks what it can: the file
+ * must be a complete (Full, or a Diff merged over its base) memory file, every VMM's regions must
+ * add up to exactly its RAM size, and with
  * --snapshot-id ID (the `memory file:` id `vmm --describe-snapshot STATE` prints) it must be that
  * snapshot's. --raw serves a file without the trailer (a raw RAM image, which is what
  * Firecracker's own handlers expect: the RAM size is then the file's size).
@@ -159,9 +160,14 @@ static void check_trailer(off_t size, const char *want_id)
                 die("%s is not a snapshot memory file (it has no trailer; --raw serves a raw RAM "
                     "image)",
                     h.file_path);
-        if (le32(t + 8) != 1)
-                die("%s: memory file trailer version %u, this handler reads version 1", h.file_path,
-                    le32(t + 8));
+        /* Version 2 adds the virtio-mem region's size (t + 40), its blocks after RAM. */
+        if (le32(t + 8) != 1 && le32(t + 8) != 2)
+                die("%s: memory file trailer version %u, this handler reads versions 1 and 2",
+                    h.file_path, le32(t + 8));
+        if (le32(t + 8) == 2 && le64(t + 40) != 0)
+                die("%s holds a virtio-mem region after its RAM (a snapshot with memory "
+                    "hotplug): this handler serves guest RAM only",
+                    h.file_path);
         if (le32(t + 12) != 0)
                 die("%s is a Diff snapshot's memory file that was not merged: merge it over the "
                     "memory file it follows (vmm --base-file BASE --diff-file DIFF) and serve "

@@ -93,9 +93,6 @@ static int load_config(struct controller *c, const struct vmm_snapshot_load *l,
         cfg->machine.track_dirty_pages = l->track_dirty_pages;
         if (cfg->confidential.platform != CC_PLATFORM_NONE)
                 return error_config(err, "the snapshot describes a protected VM (CC-13)");
-        if (cfg->hotplug.present)
-                return error_config(err, "the snapshot describes a VM with hotpluggable memory, "
-                                         "which snapshots do not hold yet");
         /* This process's console, logger and metrics, not the saved process's. */
         if (vmm_config_set_str(&cfg->serial_out_path, c->cfg.serial_out_path))
                 return error_set(err, -ENOMEM, "out of memory");

@@ -305,6 +305,7 @@ static const struct field vsock_fields[] = {
     F(struct virtio_vsock_stats, conns_removed, "conns_removed"),
     F(struct virtio_vsock_stats, rst_sent, "rst_sent"),
     F(struct virtio_vsock_stats, bad_packets, "bad_packets"),
+    F(struct virtio_vsock_stats, rx_dropped_closing, "rx_dropped_closing"),
 };
 
 static const struct field balloon_fields[] = {

@@ -632,15 +632,20 @@ uint64_t snapshot_new_id(void)
         return id;
 }
 
+/* The trailer's format: 2 added the hotplug region's size (at 40); 1 is still read (no
+ * region). */
+#define MEM_TRAILER_VERSION 2
+
 static void trailer_encode(const struct snapshot_mem_id *id, uint8_t t[SNAPSHOT_MEM_TRAILER_LEN])
 {
         memset(t, 0, SNAPSHOT_MEM_TRAILER_LEN);
         memcpy(t, SNAPSHOT_MEM_MAGIC, 8);
-        put_le32(t + 8, 1);
+        put_le32(t + 8, MEM_TRAILER_VERSION);
         put_le32(t + 12, (uint32_t)id->kind);
         put_le64(t + 16, id->ram_bytes);
         put_le64(t + 24, id->id);
         put_le64(t + 32, id->parent);
+        put_le64(t + 40, id->hotplug_bytes);
 }
 
 static int write_trailer(int fd, const struct snapshot_mem_id *id)
@@ -648,24 +653,75 @@ static int write_trailer(int fd, const struct snapshot_mem_id *id)
         uint8_t t[SNAPSHOT_MEM_TRAILER_LEN];
 
         trailer_encode(id, t);
-        return fd_pwrite_all(fd, t, sizeof(t), (off_t)id->ram_bytes);
+        return fd_pwrite_all(fd, t, sizeof(t), (off_t)(id->ram_bytes + id->hotplug_bytes));
+}
+
+static bool block_plugged(const struct virtio_mem_layout *hp, uint64_t b)
+{
+        return (hp->plugged[b / 64] >> (b % 64)) & 1;
+}
+
+/* The plugged blocks, each where the region puts it after RAM (unplugged: holes). */
+static int write_hotplug(const struct virtio_mem_layout *hp, int fd, uint64_t at)
+{
+        int r = 0;
+
+        for (uint64_t b = 0; !r && b < hp->nr_blocks; b++)
+                if (block_plugged(hp, b))
+                        r = write_run(fd, hp->host + b * hp->block_size, hp->block_size,
+                                      at + b * hp->block_size);
+        return r;
 }
 
 int snapshot_write_memory(const struct guest_mem *mem, int fd, const uint64_t *dirty,
-                          const struct snapshot_mem_id *id)
+                          const struct virtio_mem_layout *hp, const struct snapshot_mem_id *id)
 {
-        int r = ftruncate(fd, (off_t)(guest_mem_size(mem) + SNAPSHOT_MEM_TRAILER_LEN)) ? -errno : 0;
+        uint64_t ram = guest_mem_size(mem);
+        int r;
 
+        if ((hp ? hp->nr_blocks * hp->block_size : 0) != id->hotplug_bytes || (hp && dirty))
+                return -EINVAL;
+        r = ftruncate(fd, (off_t)(ram + id->hotplug_bytes + SNAPSHOT_MEM_TRAILER_LEN)) ? -errno : 0;
         if (!r)
                 r = dirty ? write_diff(mem, fd, dirty) : write_full(mem, fd);
+        if (!r && hp)
+                r = write_hotplug(hp, fd, ram);
         if (!r)
                 r = write_trailer(fd, id);
         return r;
 }
 
+int snapshot_read_hotplug(int fd, const struct snapshot_mem_id *id,
+                          const struct virtio_mem_layout *hp)
+{
+        if (id->hotplug_bytes != hp->nr_blocks * hp->block_size)
+                return -EINVAL;
+        for (uint64_t b = 0; b < hp->nr_blocks; b++) {
+                uint64_t done = 0;
+
+                if (!block_plugged(hp, b))
+                        continue;
+                while (done < hp->block_size) {
+                        ssize_t n =
+                            pread(fd, hp->host + b * hp->block_size + done, hp->block_size - done,
+                                  (off_t)(id->ram_bytes + b * hp->block_size + done));
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0)
+                                return -errno;
+                        if (n == 0)
+                                return -EIO;
+                        done += (uint64_t)n;
+                }
+        }
+        return 0;
+}
+
 int snapshot_read_mem_id(int fd, struct snapshot_mem_id *out)
 {
         uint8_t t[48];
+        uint64_t hotplug, data;
+        uint32_t version;
         struct stat st;
         ssize_t n;
 
@@ -677,12 +733,18 @@ int snapshot_read_mem_id(int fd, struct snapshot_mem_id *out)
         n = pread(fd, t, sizeof(t), st.st_size - SNAPSHOT_MEM_TRAILER_LEN);
         if (n < 0)
                 return -errno;
-        if ((size_t)n < sizeof(t) || memcmp(t, SNAPSHOT_MEM_MAGIC, 8) != 0 ||
-            get_le32(t + 8) != 1 || get_le32(t + 12) > SNAPSHOT_DIFF || !get_le64(t + 24) ||
-            get_le64(t + 16) != (uint64_t)st.st_size - SNAPSHOT_MEM_TRAILER_LEN)
+        if ((size_t)n < sizeof(t) || memcmp(t, SNAPSHOT_MEM_MAGIC, 8) != 0)
+                return -EINVAL;
+        version = get_le32(t + 8);
+        /* What the trailer says comes before it: RAM, then (2) the hotplug region. */
+        hotplug = version == 2 ? get_le64(t + 40) : 0;
+        data = (uint64_t)st.st_size - SNAPSHOT_MEM_TRAILER_LEN;
+        if ((version != 1 && version != 2) || get_le32(t + 12) > SNAPSHOT_DIFF ||
+            !get_le64(t + 24) || get_le64(t + 16) > data || hotplug != data - get_le64(t + 16))
                 return -EINVAL;
         out->kind = (enum snapshot_type)get_le32(t + 12);
         out->ram_bytes = get_le64(t + 16);
+        out->hotplug_bytes = hotplug;
         out->id = get_le64(t + 24);
         out->parent = get_le64(t + 32);
         return 0;
@@ -858,7 +920,7 @@ int snapshot_merge_memory(const char *base, const char *diff, struct error *err)
                                  "base memory file '%s' is itself a Diff that was not merged: "
                                  "merge it over its own base first",
                                  base);
-        if (!r && b.ram_bytes != d.ram_bytes)
+        if (!r && (b.ram_bytes != d.ram_bytes || b.hotplug_bytes != d.hotplug_bytes))
                 r = error_config(err,
                                  "the diff memory file '%s' and the base '%s' differ in size: not "
                                  "snapshots of the same VM",

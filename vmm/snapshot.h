@@ -59,17 +59,21 @@
  *   board is built again from CONF (vmm/vm_board.h), which gives the layout it gave then.
  *
  * MEMORY FILE: guest RAM, the regions back to back in address order (the INFO offsets),
- * then a 4 KiB trailer that says which snapshot the file belongs to:
+ * then the virtio-mem region when the VM has one (its plugged blocks at their offsets in
+ * the region, unplugged blocks holes; a Full snapshot only), then a 4 KiB trailer that
+ * says which snapshot the file belongs to:
  *
- *   offset  size  field (from the end of the RAM)
+ *   offset  size  field (from the end of the hotplug region)
  *        0     8  magic "VMMMEM\0\0"
- *        8     4  trailer version (1)
+ *        8     4  trailer version (2; 1, written before the hotplug region, is still read
+ *                 with a region of 0 bytes)
  *       12     4  kind: 0 Full (the whole RAM), 1 Diff (only the pages written since the
  *                 memory `parent`: it must be merged over that memory file before a load)
  *       16     8  guest RAM bytes
  *       24     8  id: random, new for every snapshot; the state file names it (INFO)
  *       32     8  parent: the id of the memory a Diff goes over (0: none)
- *       40  4056  zero
+ *       40     8  hotplug region bytes (version 2; RAM + this = where the trailer starts)
+ *       48  4048  zero
  *
  * A load refuses a memory file whose id is not its state file's (another snapshot's memory
  * file, even of the same size), and a Diff that was not merged.
@@ -93,6 +97,7 @@
 #include "common/snapbuf.h"
 #include "common/util.h"
 #include "config.h"
+#include "devices/virtio/mem.h"
 #include "memory/guest_mem.h"
 
 #define SNAPSHOT_MAGIC       "VMMSNAP"
@@ -118,6 +123,9 @@ enum snapshot_type { SNAPSHOT_FULL = 0, SNAPSHOT_DIFF = 1 };
 struct snapshot_mem_id {
         enum snapshot_type kind; /* Full: complete; Diff: only what changed since parent */
         uint64_t ram_bytes;
+        /* The virtio-mem region after RAM (trailer version 2; 0 in version 1 files): its
+         * plugged blocks at their offsets in the region, the rest holes. */
+        uint64_t hotplug_bytes;
         uint64_t id;
         uint64_t parent;
 };
@@ -202,10 +210,17 @@ void snapshot_config_save(struct snapbuf_writer *w, const struct vmm_config *cfg
 bool snapshot_config_load(struct snapbuf_reader *r, struct vmm_config *cfg);
 
 /* Writes guest RAM to fd: every non-zero page (dirty NULL), or only the pages set in dirty
- * (guest_mem's bitmap layout: a Diff), then the trailer of id. The file is sparse,
- * guest_mem_size + SNAPSHOT_MEM_TRAILER_LEN bytes long. 0 or a negative errno. */
+ * (guest_mem's bitmap layout: a Diff), then the plugged blocks of the virtio-mem
+ * region hp (hp NULL: none; a Full only; id->hotplug_bytes = nr_blocks * block_size), then the
+ * trailer of id. The file is sparse, guest_mem_size + id->hotplug_bytes + SNAPSHOT_MEM_TRAILER_LEN
+ * bytes long. 0 or a negative errno. */
 int snapshot_write_memory(const struct guest_mem *mem, int fd, const uint64_t *dirty,
+                          const struct virtio_mem_layout *hp,
                           const struct snapshot_mem_id *id) MUST_CHECK;
+/* Reads hp's plugged blocks from the memory file fd (whose trailer id is): 0, or -EINVAL
+ * when the file holds no region of hp's size, or a negative errno. */
+int snapshot_read_hotplug(int fd, const struct snapshot_mem_id *id,
+                          const struct virtio_mem_layout *hp) MUST_CHECK;
 /* Reads the trailer of the memory file fd: 0, -EINVAL when it has none (not a memory file),
  * or a negative errno. */
 int snapshot_read_mem_id(int fd, struct snapshot_mem_id *out) MUST_CHECK;

@@ -121,6 +121,8 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
                 const char *mem_path, struct error *err)
 {
         bool tracking = guest_mem_tracking_dirty(vm->mem);
+        struct virtio_mem *hotplug = vm_devices_mem(vm->devices);
+        struct virtio_mem_layout hp;
         struct snapbuf_writer w, devs;
         struct snapshot_info info;
         struct snapshot_files files;
@@ -133,10 +135,11 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
                                     "a snapshot of a protected (%s) VM is refused: the host may "
                                     "not read its private memory (CC-13)",
                                     cc_platform_name(cc_platform_of(vm->cc)));
-        /* The region is not guest RAM: the memory file would lose the plugged memory. */
-        if (vm_devices_mem(vm->devices))
-                return error_config(err, "snapshots of a VM with hotpluggable memory (virtio-mem) "
-                                         "are not implemented yet");
+        /* The region is not guest RAM: KVM's dirty log does not cover it, so a Diff would
+         * lose what the guest wrote into plugged blocks. */
+        if (diff && hotplug)
+                return error_config(err, "Diff snapshots of a VM with hotpluggable memory "
+                                         "(virtio-mem) are not supported: take a Full snapshot");
         if (diff && !tracking)
                 return error_config(err, "Diff snapshots need dirty page tracking: set "
                                          "track_dirty_pages in the machine configuration");
@@ -157,8 +160,12 @@ int vm_snapshot(struct vm *vm, const struct vmm_config *cfg, bool diff, const ch
                 if (r)
                         goto out;
         }
+        /* After the devices' save: the plugged blocks are final. */
+        if (hotplug)
+                virtio_mem_layout(hotplug, &hp);
+        info.mem.hotplug_bytes = hotplug ? hp.nr_blocks * hp.block_size : 0;
         r = snapshot_write_memory(vm->mem, snapshot_files_mem_fd(&files), diff ? dirty : NULL,
-                                  &info.mem);
+                                  hotplug ? &hp : NULL, &info.mem);
         if (r) {
                 /* EIO, EFAULT: a page of the memory file this VM runs from is gone. */
                 if (!vm_mem_file_truncated(vm, err))
@@ -277,6 +284,37 @@ static int reader_error(struct snapbuf_reader *r, struct error *err)
         return error_config(err, "snapshot state: %s", r->err);
 }
 
+/* The plugged blocks of the virtio-mem region (its device state restored: the bitmap is
+ * the snapshot's), from the memory file after RAM. */
+static int restore_hotplug(struct vm *vm, const struct vm_restore *rs, struct error *err)
+{
+        struct virtio_mem *m = vm_devices_mem(vm->devices);
+        struct snapshot_mem_id id;
+        struct virtio_mem_layout hp;
+        int fd, r;
+
+        if (!m)
+                return 0;
+        virtio_mem_layout(m, &hp);
+        fd = snapshot_open_memory(rs->mem_path, rs->info, err);
+        if (fd < 0)
+                return fd;
+        r = snapshot_read_mem_id(fd, &id);
+        if (!r)
+                r = snapshot_read_hotplug(fd, &id, &hp);
+        close(fd);
+        if (r == -EINVAL)
+                return error_config(err,
+                                    "snapshot memory file '%s' holds %llu bytes of hotpluggable "
+                                    "memory; the VM's region is %llu bytes",
+                                    rs->mem_path, (unsigned long long)id.hotplug_bytes,
+                                    (unsigned long long)(hp.nr_blocks * hp.block_size));
+        if (r)
+                return error_set(err, r, "snapshot memory file '%s': the hotpluggable memory: %s",
+                                 rs->mem_path, strerror(-r));
+        return 0;
+}
+
 int vm_restore_state(struct vm *vm, const struct vm_restore *rs, struct error *err)
 {
         struct x86_cpu_state_env env = cpu_env(vm);
@@ -317,6 +355,8 @@ int vm_restore_state(struct vm *vm, const struct vm_restore *rs, struct error *e
                 ret = reader_error(&sec, err);
         if (!ret)
                 ret = vm_devices_restore(vm->devices, r, err);
+        if (!ret)
+                ret = restore_hotplug(vm, rs, err);
         if (!ret && !snapbuf_expect_end(r, "state file"))
                 ret = reader_error(r, err);
         return ret;

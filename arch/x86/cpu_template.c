@@ -545,11 +545,22 @@ static void record_origin(const struct x86_cpu_record *rec, char *buf, size_t ca
 int x86_cpu_record_check(const struct x86_cpu_record *rec, const struct kvm_cpuid2 *supported,
                          const struct kvm_msr_list *msrs, struct error *err)
 {
+        size_t size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
+        struct kvm_cpuid2 *provided = malloc(size);
         struct x86_cpuid_bit bit;
         char what[96], origin[32];
+        bool missing;
 
+        if (!provided)
+                return error_set(err, -ENOMEM, "out of memory");
+        /* What this host provides includes what vmm itself sets on every boot (a snapshot
+         * taken here records those bits; KVM's table may not list them). */
+        memcpy(provided, supported, size);
+        x86_cpuid_add_emulated(provided);
         record_origin(rec, origin, sizeof(origin));
-        if (x86_cpuid_find_unsupported(rec->cpuid, rec->nr_cpuid, supported, &bit)) {
+        missing = x86_cpuid_find_unsupported(rec->cpuid, rec->nr_cpuid, provided, &bit);
+        free(provided);
+        if (missing) {
                 x86_cpuid_describe_bit(&bit, what, sizeof(what));
                 return error_config(err,
                                     "the snapshot's vCPUs (%s) have %s, which this host's KVM "

@@ -373,7 +373,7 @@ static void set_kvm_signature(struct kvm_cpuid2 *cpuid)
  * it is set here, as Firecracker and QEMU do. A Linux guest needs it to do without a PIT
  * (its apic_needs_pit(): the VM has none unless --pit).
  */
-static void set_tsc_deadline(struct kvm_cpuid2 *cpuid)
+void x86_cpuid_add_emulated(struct kvm_cpuid2 *cpuid)
 {
         struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, 1, 0);
 
@@ -386,7 +386,7 @@ void x86_cpuid_apply(struct kvm_cpuid2 *cpuid, unsigned capacity, unsigned index
 {
         set_topology(cpuid, capacity, index, nr_vcpus, smt && nr_vcpus > 1 ? 2 : 1);
         set_kvm_signature(cpuid);
-        set_tsc_deadline(cpuid); /* before the hidden bits: tsc_deadline_timer hides it */
+        x86_cpuid_add_emulated(cpuid); /* before the hidden bits: tsc_deadline_timer hides it */
         for (unsigned i = 0; hide && i < hide->nr; i++) {
                 const struct x86_cpuid_bit *b = &hide->bits[i];
                 struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, b->leaf, b->subleaf);

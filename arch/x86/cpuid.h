@@ -42,6 +42,11 @@ int x86_cpuid_parse_hide(const char *list, struct x86_cpuid_mask *out,
 /* Entries x86_cpuid_apply may add to a supported table (the topology leaves' core level). */
 #define X86_CPUID_ADDED_ENTRIES 2
 
+/* Sets the bits KVM emulates although its supported table may not list them (the
+ * TSC-deadline timer, see cpuid.c): x86_cpuid_apply sets them for every vCPU, and a restore
+ * counts them as provided. */
+void x86_cpuid_add_emulated(struct kvm_cpuid2 *cpuid);
+
 /* Rewrites `cpuid` (a copy of the supported table, with room for `capacity` entries) for vCPU
  * `index` of `nr_vcpus`, with two threads per core when smt is set (and there are several
  * vCPUs), else one. */

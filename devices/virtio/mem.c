@@ -201,9 +201,75 @@ static void mem_config_read(struct virtio_device *vd, uint32_t off, uint8_t *dat
         virtio_config_copy(&m->cfg, sizeof(m->cfg), off, data, len);
 }
 
+/* Snapshots: the device section is versioned (1). It holds the configuration the driver
+ * sees (addr, sizes: the block and region sizes are checked against this device's) and
+ * the plugged-block bitmap; the queue is the transport's. The plugged blocks' contents go
+ * into the memory file (vmm/snapshot.c), loaded by the VMM after this restore. */
+#define MEM_STATE_VERSION 1
+
+static void mem_save(struct virtio_device *vd, struct snapbuf_writer *w)
+{
+        struct virtio_mem *m = vd->priv;
+
+        snapbuf_put_u32(w, MEM_STATE_VERSION);
+        snapbuf_put_u64(w, m->cfg.block_size);
+        snapbuf_put_u64(w, m->cfg.region_size);
+        snapbuf_put_u64(w, m->cfg.addr);
+        snapbuf_put_u64(w, m->cfg.requested_size);
+        snapbuf_put_u64(w, m->cfg.plugged_size);
+        for (uint64_t i = 0; i < (m->nr_blocks + 63) / 64; i++)
+                snapbuf_put_u64(w, m->plugged[i]);
+}
+
+static int mem_restore(struct virtio_device *vd, struct snapbuf_reader *r)
+{
+        struct virtio_mem *m = vd->priv;
+        uint64_t words = (m->nr_blocks + 63) / 64, k = 0;
+        uint32_t version = snapbuf_get_u32(r, "virtio-mem state version");
+        uint64_t bs = snapbuf_get_u64(r, "virtio-mem block size");
+        uint64_t region = snapbuf_get_u64(r, "virtio-mem region size");
+        uint64_t addr = snapbuf_get_u64(r, "virtio-mem address");
+        uint64_t requested = snapbuf_get_u64(r, "virtio-mem requested size");
+        uint64_t plugged = snapbuf_get_u64(r, "virtio-mem plugged size");
+        uint64_t *map;
+
+        if (!snapbuf_ok(r))
+                return -EINVAL;
+        if (version != MEM_STATE_VERSION)
+                return snapbuf_fail(r, "virtio-mem", "unknown device state version"), -EINVAL;
+        if (bs != m->cfg.block_size || region != m->cfg.region_size ||
+            (m->cfg.addr && addr != m->cfg.addr))
+                return snapbuf_fail(r, "virtio-mem", "a region of another shape or place"), -EINVAL;
+        if (requested > region || requested % bs)
+                return snapbuf_fail(r, "virtio-mem", "an impossible requested size"), -EINVAL;
+        map = calloc(words, sizeof(uint64_t));
+        if (!map)
+                return snapbuf_fail(r, "virtio-mem", "out of memory"), -EINVAL;
+        for (uint64_t i = 0; i < words; i++) {
+                map[i] = snapbuf_get_u64(r, "virtio-mem plugged blocks");
+                k += (uint64_t)__builtin_popcountll(map[i]);
+        }
+        /* Bits past the last block, or a plugged size the bitmap does not add up to. */
+        if (snapbuf_ok(r) &&
+            ((m->nr_blocks % 64 && map[words - 1] >> (m->nr_blocks % 64)) || k * bs != plugged))
+                snapbuf_fail(r, "virtio-mem", "plugged blocks that do not match the plugged size");
+        if (!snapbuf_ok(r)) {
+                free(map);
+                return -EINVAL;
+        }
+        free(m->plugged);
+        m->plugged = map;
+        m->cfg.addr = addr;
+        m->cfg.requested_size = requested;
+        m->cfg.plugged_size = plugged;
+        return 0;
+}
+
 static const struct virtio_device_ops mem_ops = {
     .config_read = mem_config_read,
     .notify = mem_notify,
+    .save = mem_save,
+    .restore = mem_restore,
 };
 
 int virtio_mem_create(const struct virtio_mem_config *cfg, struct error *err,
@@ -283,6 +349,14 @@ void virtio_mem_set_requested(struct virtio_mem *m, uint64_t bytes)
                 virtio_signal_config(&m->vd);
         }
         pthread_mutex_unlock(&m->vd.lock);
+}
+
+void virtio_mem_layout(const struct virtio_mem *m, struct virtio_mem_layout *out)
+{
+        *out = (struct virtio_mem_layout){.host = m->host,
+                                          .block_size = m->cfg.block_size,
+                                          .nr_blocks = m->nr_blocks,
+                                          .plugged = m->plugged};
 }
 
 void virtio_mem_get_stats(struct virtio_mem *m, struct virtio_mem_stats *out)

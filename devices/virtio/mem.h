@@ -77,4 +77,14 @@ void virtio_mem_set_addr(struct virtio_mem *m, uint64_t gpa);
 void virtio_mem_set_requested(struct virtio_mem *m, uint64_t bytes);
 void virtio_mem_get_stats(struct virtio_mem *m, struct virtio_mem_stats *out);
 
+/* The region as a snapshot writes and loads it: its host memory, its blocks and which are
+ * plugged (one bit per block). Valid while the device is quiet (the VM paused, or not yet
+ * running) and until the next restore of the device's state. */
+struct virtio_mem_layout {
+        uint8_t *host;
+        uint64_t block_size, nr_blocks;
+        const uint64_t *plugged;
+};
+void virtio_mem_layout(const struct virtio_mem *m, struct virtio_mem_layout *out);
+
 #endif

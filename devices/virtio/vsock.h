@@ -71,7 +71,8 @@ struct virtio_vsock_stats {
         uint64_t conns_added, conns_killed, conns_removed;
         uint64_t conns_refused; /* host clients closed: bad CONNECT line, too many connections */
         uint64_t rst_sent;
-        uint64_t bad_packets; /* malformed chains and headers, wrong CIDs, credit overruns */
+        uint64_t bad_packets;        /* malformed chains and headers, wrong CIDs, credit overruns */
+        uint64_t rx_dropped_closing; /* guest data that crossed the host's final SHUTDOWN */
 };
 
 struct virtio_vsock;

@@ -211,6 +211,14 @@ static void conn_guest_data(struct virtio_vsock *vs, struct virtq *q, struct vso
 {
         uint32_t off = VIRTIO_VSOCK_HDR_LEN;
 
+        if (c->state == CONN_CLOSING) {
+                /* The host's end closed and its SHUTDOWN is on its way to the guest, which may
+                 * have sent this before it saw it: an ordinary race, not a bad packet. The
+                 * data has nowhere to go; the guest's RST (or the deadline) ends the
+                 * connection. */
+                vs->stats.rx_dropped_closing++;
+                return;
+        }
         if (c->state != CONN_ESTABLISHED || c->guest_shut_send) {
                 LOG_GUEST(&vs->rl, "%s: data on port %u in a state that takes none", vs->name,
                           c->host_port);

@@ -2,9 +2,11 @@
 Firecracker's shapes, the config file's "memory-hotplug" section, GET /vm/config; the probe's
 `virtio-mem` scenario (tests/guest/README.md) plugging what the host requests (the VMM's
 resident memory grows as the guest touches it) and unplugging it again (the memory goes back
-to the host); snapshots refused while the device exists; a protected VM refused (CC-16).
+to the host); a Full snapshot holds the device's state and the plugged memory, a Diff is
+refused; a protected VM refused (CC-16).
 """
 import json
+import os
 import subprocess
 
 import pytest
@@ -76,7 +78,7 @@ def test_plug_and_unplug_with_the_probe(tmp_path):
     """The host requests 64 MiB: the guest plugs 32 blocks and writes into them, the VMM's
     resident memory grows by about that; the host requests 16 MiB: the guest unplugs 24
     blocks and the memory goes back to the host. GET /hotplug/memory and the metrics follow;
-    a snapshot is refused; PATCH refuses what no block size gives."""
+    PATCH refuses what no block size gives."""
     metrics = tmp_path / "metrics.json"
     cfg = tmp_path / "vm.json"
     cfg.write_text(json.dumps({
@@ -104,12 +106,6 @@ def test_plug_and_unplug_with_the_probe(tmp_path):
               "total_size_mib 256")
         check(v.patch("/hotplug/memory", {"requested_size_mib": 512}), 400,
               "requested_size_mib 512 is not a multiple")
-        check(v.patch("/vm", {"state": "Paused"}), 204)
-        check(v.put("/snapshot/create", {"snapshot_path": str(tmp_path / "s"),
-                                         "mem_file_path": str(tmp_path / "m")}), 400,
-              "snapshots of a VM with hotpluggable memory (virtio-mem) are not implemented yet")
-        assert not (tmp_path / "s").exists() and not (tmp_path / "m").exists()
-        check(v.patch("/vm", {"state": "Resumed"}), 204)
         check(v.put("/actions", {"action_type": "FlushMetrics"}), 204)
         v.proc.stdin.write(b"end\n")
         v.proc.stdin.flush()
@@ -153,3 +149,65 @@ def test_a_request_the_guest_cannot_satisfy_is_reported(tmp_path):
             "state 2" in v.probe_lines(), v.out()
     finally:
         v.kill()
+
+
+@pytest.mark.usefixtures("kvm")
+def test_snapshot_and_restore_keep_the_plugged_memory(tmp_path):
+    """Plug 10 MiB (the guest writes each page's address into it), unplug to 6 MiB (a hole),
+    pause, take a Full snapshot (a Diff is refused), restore in a new VMM: the guest reads
+    its pattern back from every plugged page, GET /hotplug/memory is the same, and the
+    device keeps working (plug and unplug after the restore)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    state, mem = tmp_path / "state", tmp_path / "mem"
+    v = VmmProcess(tmp_path / "a", instance_id="a", stdin=subprocess.PIPE)
+    w = None
+    try:
+        check(v.put("/boot-source", boot_source("virtio-mem")), 204)
+        check(v.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64,
+                                        "track_dirty_pages": True}), 204)
+        check(v.put("/hotplug/memory", {"total_size_mib": 128}), 204)
+        check(v.put("/actions", {"action_type": "InstanceStart"}), 204)
+        v.wait_output("probe: mem block")
+        check(v.patch("/hotplug/memory", {"requested_size_mib": 10}), 204)
+        sync(v, 10)
+        check(v.patch("/hotplug/memory", {"requested_size_mib": 6}), 204)
+        sync(v, 6)
+        before = check(v.get("/hotplug/memory"), 200)
+        assert before == {"total_size_mib": 128, "slot_size_mib": 128, "block_size_mib": 2,
+                          "plugged_size_mib": 6, "requested_size_mib": 6}
+        check(v.patch("/vm", {"state": "Paused"}), 204)
+        check(v.put("/snapshot/create", {"snapshot_path": str(state), "mem_file_path": str(mem),
+                                         "snapshot_type": "Diff"}), 400,
+              "Diff snapshots of a VM with hotpluggable memory (virtio-mem) are not supported: "
+              "take a Full snapshot")
+        check(v.put("/snapshot/create", {"snapshot_path": str(state),
+                                         "mem_file_path": str(mem)}), 204)
+        v.kill()
+        # RAM, the 128 MiB region (only its plugged blocks hold data), the trailer.
+        assert os.path.getsize(mem) == (64 << 20) + (128 << 20) + 4096
+        w = VmmProcess(tmp_path / "b", instance_id="b", stdin=subprocess.PIPE)
+        check(w.put("/snapshot/load", {"snapshot_path": str(state), "mem_file_path": str(mem),
+                                       "resume_vm": True}), 204)
+        assert check(w.get("/hotplug/memory"), 200) == before
+        w.proc.stdin.write(b"check\n")
+        w.proc.stdin.flush()
+        w.wait_output("probe: mem check")
+        check(w.patch("/hotplug/memory", {"requested_size_mib": 8}), 204)
+        sync(w, 8)
+        assert check(w.get("/hotplug/memory"), 200)["plugged_size_mib"] == 8
+        w.proc.stdin.write(b"end\n")
+        w.proc.stdin.flush()
+        assert w.wait_exit(30) == 0, w.err()
+        lines = w.probe_lines()
+        # 3 blocks of 512 pages each.
+        assert "probe: mem check plugged 6291456 (device 6291456): 1536 pages hold the " \
+            "pattern, 0 do not" in lines, w.out()
+        assert lines[-3:] == [
+            "probe: mem requested 8388608 plugged 8388608 (+1 blocks, -0 blocks, 0 nacked) "
+            "state 2",
+            "probe: mem unplugged all: plugged 0", "probe: ok virtio-mem"], w.out()
+    finally:
+        v.kill()
+        if w:
+            w.kill()

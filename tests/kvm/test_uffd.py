@@ -412,6 +412,16 @@ def test_handler_checks_the_memory_file(tmp_path, idle):
     data[-TRAILER + 12] = 1  # kind Diff
     diff.write_bytes(bytes(data))
     assert "a Diff snapshot's memory file that was not merged" in handler_refuses(tmp_path, diff)
+    # A version 2 trailer (memsnap15) with virtio-mem blocks after RAM: not served (the
+    # file is made as the VMM writes one: the blocks between RAM and the trailer).
+    hotplug = tmp_path / "hotplug.mem"
+    block = 2 << 20
+    data = bytearray(mem.read_bytes())
+    ram, trailer = data[:-TRAILER], bytearray(data[-TRAILER:])
+    assert int.from_bytes(trailer[8:12], "little") == 2
+    trailer[40:48] = block.to_bytes(8, "little")
+    hotplug.write_bytes(bytes(ram) + bytes(block) + bytes(trailer))
+    assert "holds a virtio-mem region after its RAM" in handler_refuses(tmp_path, hotplug)
     # The right id serves.
     h = Handler(tmp_path / "uffd.sock", mem, "--snapshot-id", mem_id)
     v = VmmProcess(tmp_path)

@@ -259,8 +259,16 @@ def test_balloon(tmp_path):
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
             time.sleep(0.02)
         with socket.socket(socket.AF_UNIX) as m, socket.socket(socket.AF_UNIX) as s:
-            m.connect(mon)
-            s.connect(ser)
+            # QEMU binds each socket before it listens: a connect in between is refused.
+            for sock, path in ((m, mon), (s, ser)):
+                while True:
+                    try:
+                        sock.connect(path)
+                        break
+                    except ConnectionRefusedError:
+                        assert time.monotonic() < deadline and proc.poll() is None, \
+                            proc.stderr.read()
+                        time.sleep(0.02)
             s.settimeout(TIMEOUT)
             m.sendall(b"balloon 240\n")  # of 256 MiB: a 16 MiB balloon
             time.sleep(0.2)

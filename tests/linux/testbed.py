@@ -51,7 +51,15 @@ QEMU = os.environ.get("VMM_QEMU", "qemu-system-x86_64")
 OUTER_CPU = "EPYC-v1,+svm,+npt"
 OUTER_SMP = 2
 OUTER_MEM_MIB = 2048
-OUTER_CMDLINE = "console=ttyS0 rdinit=/init panic=-1 quiet"
+# transparent_hugepage=never: Debian's cloud kernel defaults to THP "always", so the inner
+# guests' RAM was backed by 2 MiB pages mapped through 2 MiB nested page-table entries of
+# TCG's emulated SVM, split by every 4 KiB balloon discard and collapsed by khugepaged. The
+# balloon scenario (256 MiB guests touching most of their memory) saw a guest triple fault
+# with no Oops, or a silent guest, in about 3 runs of 8 — twice before any discard. Suspected
+# to be TCG's nested paging, not vmm (the device discards exactly what the guest gave it:
+# unit test_linux_order_discards_only_ballooned_pages); unproven, so said here and in
+# docs/linux-testbed.md rather than claimed fixed.
+OUTER_CMDLINE = "console=ttyS0 rdinit=/init panic=-1 quiet transparent_hugepage=never"
 # Modules the outer loads, dependencies first (from the package's modules.dep).
 OUTER_MODULES = ["kvm_amd", "tun", "virtio_pci", "virtio_blk", "loop"]
 # The inner guests' default command line (the guest image's, plus quiet: every console
@@ -428,14 +436,17 @@ class Run:
 class Testbed:
     """Builds everything the outer machine needs and runs it.
 
-    vmm: the binary under test; extra_binaries: {dest path in the outer: host binary} (with
-    their libraries); extra_files: {dest: host file}; env: variables every scenario sees.
+    vmm: the binary under test; jailer: the jailer beside it (default: the one in vmm's build
+    directory, shipped as /bin/jailer when scenarios need "jailer"); extra_binaries: {dest
+    path in the outer: host binary} (with their libraries); extra_files: {dest: host file};
+    env: variables every scenario sees.
     """
 
-    def __init__(self, work, vmm=None, extra_binaries=None, extra_files=None, env=None,
-                 log=print):
+    def __init__(self, work, vmm=None, jailer=None, extra_binaries=None, extra_files=None,
+                 env=None, log=print):
         self.work = pathlib.Path(work)
         self.vmm = pathlib.Path(vmm or BUILD_DIR / "vmm")
+        self.jailer = pathlib.Path(jailer or self.vmm.parent / "jailer")
         self.extra_binaries = dict(extra_binaries or {})
         self.extra_files = dict(extra_files or {})
         self.env = dict(env or {})
@@ -462,6 +473,8 @@ class Testbed:
         if missing:
             raise TestbedError(f"scenarios {missing} need the root filesystem, which "
                                "scripts/guest-image builds only as root")
+        if any("jailer" in s.needs for s in scenarios) and not self.jailer.exists():
+            raise TestbedError(f"{self.jailer} is not built")
         moddir, modules = outer_modules(self.image, self.log)
         inner = self.work / "inner-initrd.img"
         self.build_inner_initrd(scenarios, inner)
@@ -530,6 +543,8 @@ class Testbed:
         os.chmod(stage / "tmp", 0o1777)
         stage_busybox(stage, find_busybox())
         stage_binary(stage, self.vmm, "/bin/vmm")
+        if any("jailer" in s.needs for s in scenarios):
+            stage_binary(stage, self.jailer, "/bin/jailer")
         curl = shutil.which("curl")
         if not curl:
             raise TestbedError("curl is missing (apt-get install curl)")
@@ -707,7 +722,7 @@ def scenario(outer, guest=None, timeout=300, needs=(), asan=False):
     """Declares the scenario a test function asserts on: what the outer runs (outer), what
     the inner guests run (guest: {script name: text}), its time limit and needs ("rootfs";
     "qemu": QEMU in the outer; "mke2fs": mkfs.ext4 in the outer; "uffd": examples/uffd_handler
-    in the outer).
+    in the outer; "jailer": the jailer in the outer as /bin/jailer).
     The test's `linux` fixture is the ScenarioResult; every selected scenario runs in one
     outer boot. asan=True: also run with the ASan/UBSan build (ctest's -m asan)."""
     import pytest

@@ -71,7 +71,7 @@ static uint64_t write_mem(const struct guest_mem *mem, const char *path, const u
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
         assert_true(fd >= 0);
-        assert_int_equal(snapshot_write_memory(mem, fd, dirty, &id), 0);
+        assert_int_equal(snapshot_write_memory(mem, fd, dirty, NULL, &id), 0);
         close(fd);
         return id.id;
 }
@@ -443,6 +443,70 @@ static void expect_open_refused(const char *path, uint64_t id, const char *needl
                 fail_msg("%s: '%s' lacks '%s'", path, err.msg, needle);
 }
 
+/* The virtio-mem region after RAM: its plugged blocks at their offsets (the rest holes),
+ * the trailer (version 2) covering both; read back into a region with the same bitmap. A
+ * version 1 trailer (before the region) is still read; a Diff with the region is refused. */
+static void test_memory_hotplug_region(void **state)
+{
+        struct guest_mem_spec spec = {.size = MiB(4), .hole_start = GiB(3), .hole_end = GiB(4)};
+        const uint64_t bs = MiB(2), nblocks = 4;
+        uint64_t bitmap = 0x5, dirty[64] = {0}; /* blocks 0 and 2 */
+        uint8_t *host = calloc(nblocks, bs), *back = calloc(nblocks, bs), t[48];
+        struct virtio_mem_layout hp = {host, bs, nblocks, &bitmap};
+        struct virtio_mem_layout rd = {back, bs, nblocks, &bitmap};
+        struct snapshot_mem_id id = {.kind = SNAPSHOT_FULL,
+                                     .ram_bytes = MiB(4),
+                                     .hotplug_bytes = nblocks * bs,
+                                     .id = snapshot_new_id()};
+        struct snapshot_mem_id got;
+        struct guest_mem *mem;
+        struct error err = {0};
+        char path[256];
+        struct stat st;
+        int fd;
+
+        (void)state;
+        path_of(path, "hotplug.mem");
+        assert_int_equal(guest_mem_create(&spec, &err, &mem), 0);
+        memset(host, 0x44, nblocks * bs); /* block 1 and 3 too: unplugged, not written */
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(snapshot_write_memory(mem, fd, dirty, &hp, &id), -EINVAL); /* Diff */
+        assert_int_equal(snapshot_write_memory(mem, fd, NULL, NULL, &id), -EINVAL); /* size */
+        assert_int_equal(snapshot_write_memory(mem, fd, NULL, &hp, &id), 0);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_size, MiB(4) + MiB(8) + SNAPSHOT_MEM_TRAILER_LEN);
+        assert_true((uint64_t)st.st_blocks * 512 <= MiB(4) + 64 * 1024); /* two blocks */
+        assert_int_equal(snapshot_read_mem_id(fd, &got), 0);
+        assert_int_equal(got.ram_bytes, MiB(4));
+        assert_int_equal(got.hotplug_bytes, MiB(8));
+        assert_true(got.id == id.id);
+        assert_int_equal(snapshot_read_hotplug(fd, &got, &rd), 0);
+        assert_true(page_is(back, 0x44) && page_is(back + 2 * bs + bs - GUEST_MEM_PAGE, 0x44));
+        assert_true(page_is(back + bs, 0) && page_is(back + 3 * bs, 0));
+        rd.nr_blocks = 2; /* a region of another size */
+        assert_int_equal(snapshot_read_hotplug(fd, &got, &rd), -EINVAL);
+        /* A trailer whose sizes do not add up to what is before it. */
+        assert_int_equal(pread(fd, t, sizeof(t), MiB(12)), (ssize_t)sizeof(t));
+        put_le64(t + 40, MiB(6));
+        assert_int_equal(pwrite(fd, t, sizeof(t), MiB(12)), (ssize_t)sizeof(t));
+        assert_int_equal(snapshot_read_mem_id(fd, &got), -EINVAL);
+        /* Version 1 (no region): RAM only. */
+        put_le32(t + 8, 1);
+        put_le64(t + 16, MiB(12));
+        assert_int_equal(pwrite(fd, t, sizeof(t), MiB(12)), (ssize_t)sizeof(t));
+        assert_int_equal(snapshot_read_mem_id(fd, &got), 0);
+        assert_int_equal(got.ram_bytes, MiB(12));
+        assert_int_equal(got.hotplug_bytes, 0);
+        put_le32(t + 8, 3);
+        assert_int_equal(pwrite(fd, t, sizeof(t), MiB(12)), (ssize_t)sizeof(t));
+        assert_int_equal(snapshot_read_mem_id(fd, &got), -EINVAL);
+        close(fd);
+        guest_mem_destroy(mem);
+        free(host);
+        free(back);
+}
+
 static void test_memory_identity(void **state)
 {
         struct guest_mem_spec spec = {.size = MiB(4), .hole_start = GiB(3), .hole_end = GiB(4)};
@@ -523,8 +587,8 @@ static void make_snapshot(const char *state, const char *mem_path, uint8_t byte,
         }
         kill_at_step = kill_at;
         files.step_hook = kill_hook;
-        assert_int_equal(snapshot_write_memory(mem, snapshot_files_mem_fd(&files), NULL, &info.mem),
-                         0);
+        assert_int_equal(
+            snapshot_write_memory(mem, snapshot_files_mem_fd(&files), NULL, NULL, &info.mem), 0);
         if (kill_at == 0)
                 _exit(0);
         snapbuf_writer_init(&w);
@@ -675,7 +739,8 @@ static void test_create_refusals(void **state)
                     guest_mem_fill(mem, 0, 0x77, MiB(4)) ||
                     snapshot_files_begin(&files, s, m, -1, 7, &err))
                         _exit(10);
-                if (snapshot_write_memory(mem, snapshot_files_mem_fd(&files), NULL, &id) != -EFBIG)
+                if (snapshot_write_memory(mem, snapshot_files_mem_fd(&files), NULL, NULL, &id) !=
+                    -EFBIG)
                         _exit(11);
                 snapshot_files_end(&files);
                 _exit(0);
@@ -777,6 +842,7 @@ int main(void)
             cmocka_unit_test(test_memory_full_diff_merge),
             cmocka_unit_test(test_memory_from_file_is_private),
             cmocka_unit_test(test_memory_identity),
+            cmocka_unit_test(test_memory_hotplug_region),
             cmocka_unit_test(test_create_killed_at_every_step),
             cmocka_unit_test(test_create_refusals),
             cmocka_unit_test(test_describe),

@@ -1,12 +1,14 @@
 /* virtio-mem through the in-process driver over a fake guest memory: the configuration, the
  * requested size as a configuration change, PLUG/UNPLUG/UNPLUG_ALL/STATE with their ACK,
  * NACK and ERROR answers, unplugged blocks given back (they read zeros when plugged again),
- * malformed requests completing with nothing written. */
+ * malformed requests completing with nothing written; the device state through a snapshot
+ * round trip (plugged blocks, sizes, the queue), and states it cannot have refused. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,6 +206,129 @@ static void test_impossible_regions_refused(void **state)
         assert_null(m);
 }
 
+/* ---- snapshots ---- */
+
+/* Saves the transport and device; the fixture gets a fresh device of region `region` with
+ * the state restored: 0 or the restore's error (its message in msg). */
+static int save_and_restore(struct fx *f, uint64_t region, void (*edit)(struct snapbuf_writer *),
+                            char *msg, size_t cap)
+{
+        struct virtio_mem_config c = {.name = "mem0", .region_size = region, .block_size = BLOCK};
+        struct snapbuf_writer w;
+        struct snapbuf_reader r;
+        struct error err = {0};
+        int ret;
+
+        snapbuf_writer_init(&w);
+        virtio_mmio_save(f->t, &w);
+        if (edit)
+                edit(&w);
+        virtio_mmio_destroy(f->t);
+        virtio_mem_destroy(f->m);
+        assert_int_equal(virtio_mem_create(&c, &err, &f->m), 0);
+        virtio_mem_set_addr(f->m, ADDR);
+        struct virtio_mmio_config mc = {
+            .vdev = virtio_mem_device(f->m), .mem = f->hm, .irq = vdrv_irq_line(&f->d)};
+        assert_int_equal(virtio_mmio_create(&mc, &f->t), 0);
+        vdrv_attach(&f->d, f->t);
+        snapbuf_reader_init(&r, w.data, w.len);
+        ret = virtio_mmio_restore(f->t, &r);
+        if (msg)
+                snprintf(msg, cap, "%s", r.err);
+        snapbuf_writer_free(&w);
+        return ret;
+}
+
+static void plug_three_of_four(struct fx *f)
+{
+        virtio_mem_set_requested(f->m, 4 * BLOCK);
+        assert_int_equal(req(f, VIRTIO_MEM_REQ_PLUG, ADDR, 2), VIRTIO_MEM_RESP_ACK);
+        assert_int_equal(req(f, VIRTIO_MEM_REQ_PLUG, ADDR + 5 * BLOCK, 1), VIRTIO_MEM_RESP_ACK);
+}
+
+/* The plugged blocks, the sizes and the queue survive: the guest goes on where it was. */
+static void test_snapshot_round_trip(void **state)
+{
+        struct fx *f = *state;
+        struct virtio_mem_layout l;
+        uint16_t s;
+
+        plug_three_of_four(f);
+        assert_int_equal(save_and_restore(f, REGION, NULL, NULL, 0), 0);
+        assert_int_equal(cfg64(f, 16), ADDR);
+        assert_int_equal(cfg64(f, 40), 3 * BLOCK);
+        assert_int_equal(cfg64(f, 48), 4 * BLOCK);
+        virtio_mem_layout(f->m, &l);
+        assert_int_equal(l.nr_blocks, 8);
+        assert_int_equal(l.block_size, BLOCK);
+        assert_int_equal(l.plugged[0], 0x23); /* blocks 0, 1 and 5 */
+        /* The queue goes on from where it was (the driver's next request is answered). */
+        call(f, VIRTIO_MEM_REQ_STATE, ADDR, 2, &s, VIRTIO_MEM_REQ_SIZE, 10);
+        assert_int_equal(s, VIRTIO_MEM_STATE_PLUGGED);
+        call(f, VIRTIO_MEM_REQ_STATE, ADDR + 2 * BLOCK, 3, &s, VIRTIO_MEM_REQ_SIZE, 10);
+        assert_int_equal(s, VIRTIO_MEM_STATE_UNPLUGGED);
+        assert_int_equal(req(f, VIRTIO_MEM_REQ_PLUG, ADDR + 5 * BLOCK, 1), VIRTIO_MEM_RESP_ERROR);
+        assert_int_equal(req(f, VIRTIO_MEM_REQ_PLUG, ADDR + 2 * BLOCK, 1), VIRTIO_MEM_RESP_ACK);
+        assert_int_equal(req(f, VIRTIO_MEM_REQ_PLUG, ADDR + 3 * BLOCK, 1), VIRTIO_MEM_RESP_NACK);
+        assert_int_equal(cfg64(f, 40), 4 * BLOCK);
+}
+
+/* The device section's body: version, block size, region size, addr, requested, plugged,
+ * then the bitmap. Offsets past the 16-byte section header of the model's section, which
+ * the transport's record opens with. */
+#define STATE_AT(field) (16 + 4 + 8 * (field))
+
+static void bad_version(struct snapbuf_writer *w)
+{
+        w->data[16] = 9;
+}
+
+static void bad_plugged_size(struct snapbuf_writer *w)
+{
+        put_le64(w->data + STATE_AT(4), 2 * BLOCK);
+}
+
+static void bits_past_the_region(struct snapbuf_writer *w)
+{
+        w->data[STATE_AT(5) + 1] |= 1; /* block 8 of 8 */
+        put_le64(w->data + STATE_AT(4), 4 * BLOCK);
+}
+
+static void bad_requested(struct snapbuf_writer *w)
+{
+        put_le64(w->data + STATE_AT(3), REGION + BLOCK);
+}
+
+/* States this device cannot have are refused by name. */
+static void test_snapshot_refusals(void **state)
+{
+        struct fx *f = *state;
+        static const struct {
+                void (*edit)(struct snapbuf_writer *);
+                uint64_t region;
+                const char *msg;
+        } cases[] = {
+            {bad_version, REGION, "unknown device state version"},
+            {NULL, 2 * REGION, "a region of another shape or place"},
+            {bad_plugged_size, REGION, "plugged blocks that do not match the plugged size"},
+            {bits_past_the_region, REGION, "plugged blocks that do not match the plugged size"},
+            {bad_requested, REGION, "an impossible requested size"},
+        };
+        char msg[256];
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                if (i) { /* a fresh fixture for each case */
+                        teardown(state);
+                        setup(state);
+                        f = *state;
+                }
+                plug_three_of_four(f);
+                assert_int_equal(
+                    save_and_restore(f, cases[i].region, cases[i].edit, msg, sizeof(msg)), -EINVAL);
+                assert_non_null(strstr(msg, cases[i].msg));
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -211,6 +336,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_plug_unplug_state, setup, teardown),
             cmocka_unit_test_setup_teardown(test_malformed_requests_write_nothing, setup, teardown),
             cmocka_unit_test(test_impossible_regions_refused),
+            cmocka_unit_test_setup_teardown(test_snapshot_round_trip, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_snapshot_refusals, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

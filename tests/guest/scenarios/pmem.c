@@ -215,6 +215,30 @@ static uint16_t mem_call(struct virtq *q, uint16_t type, uint64_t addr, uint16_t
         return resp->type;
 }
 
+/* Reads back the word written into every page of the plugged blocks (its own address | 1)
+ * and reports how many pages hold it, beside the device's plugged_size. */
+static void mem_check(uint64_t addr, uint64_t bs, uint64_t nblocks, const uint8_t *plugged,
+                      uint64_t have, uint64_t dev_plugged)
+{
+        uint64_t good = 0, bad = 0;
+
+        for (uint64_t b = 0; b < nblocks; b++) {
+                if (!plugged[b])
+                        continue;
+                for (uint64_t off = 0; off < bs; off += PAGE) {
+                        uint64_t at = addr + b * bs + off;
+
+                        if (*(volatile uint64_t *)(uintptr_t)at == (at | 1))
+                                good++;
+                        else
+                                bad++;
+                }
+        }
+        print("probe: mem check plugged %llu (device %llu): %llu pages hold the pattern, %llu "
+              "do not\n",
+              U64(have), U64(dev_plugged), U64(good), U64(bad));
+}
+
 void scenario_virtio_mem(const struct boot_info *bi)
 {
         struct vctx *c = vctx_get(bi);
@@ -246,6 +270,10 @@ void scenario_virtio_mem(const struct boot_info *bi)
                 vctx_wait_line(c, line, sizeof(line));
                 if (str_eq(line, "end"))
                         break;
+                if (str_eq(line, "check")) {
+                        mem_check(addr, bs, nblocks, plugged, have, virtio_cfg64(d, 40));
+                        continue;
+                }
                 want = virtio_cfg64(d, 48);
                 for (uint64_t b = 0; b < nblocks && have + bs <= want && have / bs < limit; b++) {
                         if (plugged[b])
@@ -258,7 +286,8 @@ void scenario_virtio_mem(const struct boot_info *bi)
                         have += bs;
                         added++;
                         for (uint64_t off = 0; off < bs; off += PAGE)
-                                *(volatile uint64_t *)(uintptr_t)(addr + b * bs + off) = off | 1;
+                                *(volatile uint64_t *)(uintptr_t)(addr + b * bs + off) =
+                                    (addr + b * bs + off) | 1;
                 }
                 for (uint64_t b = nblocks; b-- > 0 && have >= want + bs;) {
                         if (!plugged[b])
