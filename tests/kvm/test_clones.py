@@ -316,6 +316,18 @@ def test_clock_realtime(tmp_path):
         end_all([src] + clones, peers)
 
 
+def ping_after_generation(v, n):
+    """The guest's answer once it has taken its n-th VMGenID interrupt: the restore raises the
+    interrupt after the vCPUs' state is back, and the guest may answer a ping first (seen once
+    in some fifteen runs), so it is asked again, a bounded number of times."""
+    for _ in range(50):
+        got = ping(v)
+        if int(got["genirqs"]) >= n:
+            return got
+        time.sleep(0.1)
+    return got
+
+
 def test_vmgenid_a_new_generation_per_restore(tmp_path):
     """VMGenID (issue 14 item 3): the guest finds the id where the DSDT's ADDR says and the
     Generic Event Device's interrupt; a snapshot leaves the id alone, every restore (File or
@@ -344,7 +356,7 @@ def test_vmgenid_a_new_generation_per_restore(tmp_path):
                                 vsock_override={"uds_path": paths[i]}))
         ids = [first["genid"]]
         for v in clones:
-            got = ping(v)
+            got = ping_after_generation(v, 1)
             # One interrupt, and the id it announced is the id the guest now reads.
             assert got["genirqs"] == "1" and got["notified"] == got["genid"], got
             ids.append(got["genid"])
@@ -356,7 +368,7 @@ def test_vmgenid_a_new_generation_per_restore(tmp_path):
         again = clone(tmp_path, "c3", tmp_path / "state2", tmp_path / "mem2", "File",
                       vsock_override={"uds_path": paths[3]})
         clones.append(again)
-        got = ping(again)
+        got = ping_after_generation(again, 2)
         assert got["genirqs"] == "2" and got["notified"] == got["genid"], got
         assert got["genid"] not in ids, (got, ids)
         for v in clones[1:]:
