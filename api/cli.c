@@ -461,10 +461,10 @@ static int opt_seccomp_test_violation(struct cli_opts *o, const struct cli_optio
         (void)opt;
         /* Tests only (tests/kvm/test_seccomp.py), hence not in --help: proves that a role's
          * filter is installed and that a violation ends the process. */
-        if (strcmp(arg, "vmm") && strcmp(arg, "api") && strcmp(arg, "vcpu"))
-                return error_set(err, -EINVAL,
-                                 "--seccomp-test-violation: '%s' is not one of vmm, api, vcpu",
-                                 arg);
+        if (strcmp(arg, "vmm") && strcmp(arg, "api") && strcmp(arg, "vcpu") && strcmp(arg, "uffd"))
+                return error_set(
+                    err, -EINVAL,
+                    "--seccomp-test-violation: '%s' is not one of vmm, api, vcpu, uffd", arg);
         o->seccomp_test_violation = arg;
         return 0;
 }

@@ -404,7 +404,9 @@ static const struct json_shape t_vsock_override =
     OPEN_STRUCT("VsockOverride", vsock_override_fields);
 
 static const char *const load_huge_values[] = {"Snapshot", "None", "Transparent", "2M", NULL};
-#define LOAD_HUGE_NONE 1
+#define LOAD_HUGE_NONE        1
+#define LOAD_HUGE_TRANSPARENT 2
+#define LOAD_HUGE_2M          3
 static const struct json_shape t_load_huge = ENUM(load_huge_values);
 
 static const struct json_field snapshot_load_fields[] = {
@@ -802,15 +804,18 @@ int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, bool 
         if (!r && vsock)
                 r = json_get_string(vsock, "uds_path", &out->vsock_uds_path, err);
         json_get_enum(j, "huge_pages", load_huge_values, &hp);
+        out->mem_uffd = kind == MEM_BACKEND_UFFD;
         out->huge_pages_none = hp == LOAD_HUGE_NONE;
-        if (!r && kind == MEM_BACKEND_UFFD)
-                r = refuse(err, "Restoring memory through userfaultfd (backend_type `Uffd`) is "
-                                "not implemented yet: use `File`");
-        if (!r && hp > LOAD_HUGE_NONE)
-                r = refuse(err,
-                           "huge_pages `%s` is not supported on a snapshot load (a memory file "
-                           "backs the memory): use `None` or `Snapshot`",
-                           load_huge_values[hp]);
+        out->huge_pages_2m = hp == LOAD_HUGE_2M;
+        /* "2M": anonymous hugetlbfs memory, which only a page-fault handler can fill;
+         * "Transparent": not a machine setting this VMM has. */
+        if (!r && (hp == LOAD_HUGE_TRANSPARENT || (hp == LOAD_HUGE_2M && !out->mem_uffd)))
+                r = refuse(err, "huge_pages `%s` is not supported on a snapshot load %s",
+                           load_huge_values[hp],
+                           hp == LOAD_HUGE_TRANSPARENT
+                               ? "(use `None`, `Snapshot` or, with the Uffd memory backend, `2M`)"
+                               : "from a memory file (a memory file backs the memory; use `None` "
+                                 "or `Snapshot`, or the Uffd memory backend)");
         if (r)
                 vmm_snapshot_load_free(out);
         return r;

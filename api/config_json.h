@@ -58,9 +58,9 @@ cJSON *api_json_memory(uint64_t address, const uint8_t *data, size_t len);
 int api_parse_snapshot_create(const cJSON *j, struct vmm_snapshot_create *out,
                               struct error *err) MUST_CHECK;
 /* PUT /snapshot/load (SnapshotLoadParams): snapshot_path, exactly one of mem_file_path and
- * mem_backend (backend_type File; Uffd is not supported), track_dirty_pages (or the
+ * mem_backend ({"backend_type": "File" | "Uffd", "backend_path"}), track_dirty_pages (or the
  * deprecated enable_diff_snapshots), resume_vm, network_overrides, vsock_override,
- * clock_realtime, huge_pages (Snapshot or None), and ours: drive_overrides
+ * clock_realtime, huge_pages (Snapshot or None; 2M with Uffd), and ours: drive_overrides
  * ([{"drive_id", "path_on_host"}], another backing file per drive). *deprecated:
  * mem_file_path or enable_diff_snapshots was used. */
 int api_parse_snapshot_load(const cJSON *j, struct vmm_snapshot_load *out, bool *deprecated,

@@ -59,6 +59,8 @@ static enum sandbox_role sandbox_role_of(enum vmm_thread_role role)
                 return SANDBOX_ROLE_API;
         case VMM_THREAD_VCPU:
                 return SANDBOX_ROLE_VCPU;
+        case VMM_THREAD_UFFD:
+                return SANDBOX_ROLE_UFFD;
         default:
                 return SANDBOX_ROLE_VMM;
         }
@@ -145,6 +147,17 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
         _exit(EXIT_ERROR);
 }
 
+/* The Uffd backend's page-fault handler is gone (the message is logged): the process ends
+ * at once, from the watcher's thread, as when a memory file is truncated under the guest
+ * -- any other thread may be waiting for a page nobody will fill, so nothing waits for
+ * them. */
+static void on_memory_lost(void *opaque, const char *msg)
+{
+        (void)opaque;
+        (void)msg;
+        _exit(EXIT_ERROR);
+}
+
 /* Interactive consoles get keys as typed (no line editing, no local echo); Ctrl-C still
  * stops the VMM. */
 static bool terminal_raw(struct termios *saved)
@@ -206,6 +219,7 @@ static int run(struct cli_opts *o, struct confinement *conf, bool boot_now, uint
             .process_start_cpu_ns = start_cpu_ns,
             .signals = &signal_counts,
             .on_exit = on_exit_request,
+            .on_memory_lost = on_memory_lost,
             .opaque = &st,
             .thread_init = confine_thread,
             .thread_opaque = conf,

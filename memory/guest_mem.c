@@ -17,6 +17,8 @@ struct guest_mem {
         uint8_t *base; /* one contiguous host mapping backs every region */
         uint64_t size;
         int file; /* -1: anonymous */
+        unsigned flags;
+        uint64_t page;
         unsigned nr_regions;
         struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
         uint64_t *dirty; /* NULL: not tracking; set before any writer runs */
@@ -49,6 +51,10 @@ int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struc
          * only shows up as SIGBUS on the first guest access. */
         if (spec->flags & GUEST_MEM_HUGEPAGES)
                 mflags = (mflags & ~MAP_NORESERVE) | MAP_HUGETLB | MAP_HUGE_2MB;
+        if ((spec->flags & GUEST_MEM_FILE) && (spec->flags & GUEST_MEM_USERFAULT))
+                return error_set(err, -EINVAL,
+                                 "a memory file cannot be served by a page-fault "
+                                 "handler");
         if (spec->flags & GUEST_MEM_FILE) {
                 if (spec->flags & GUEST_MEM_HUGEPAGES)
                         return error_set(err, -EINVAL,
@@ -76,6 +82,8 @@ int guest_mem_create(const struct guest_mem_spec *spec, struct error *err, struc
         mem->base = base;
         mem->size = spec->size;
         mem->file = -1;
+        mem->flags = spec->flags;
+        mem->page = page;
         if (spec->flags & GUEST_MEM_FILE) {
                 mem->file = fcntl(spec->file, F_DUPFD_CLOEXEC, 0);
                 if (mem->file < 0) {
@@ -292,6 +300,16 @@ uint64_t guest_mem_resident_bytes(const struct guest_mem *mem)
 int guest_mem_backing_file(const struct guest_mem *mem)
 {
         return mem->file;
+}
+
+bool guest_mem_userfault(const struct guest_mem *mem)
+{
+        return mem->flags & GUEST_MEM_USERFAULT;
+}
+
+uint64_t guest_mem_page_size(const struct guest_mem *mem)
+{
+        return mem->page;
 }
 
 /* ---- dirty tracking ---- */

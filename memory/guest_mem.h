@@ -28,6 +28,9 @@ enum guest_mem_flags {
         /* Map `file` privately instead of anonymous memory (a snapshot's memory file: pages
          * load lazily on first touch; guest writes stay in this process). */
         GUEST_MEM_FILE = 1u << 1,
+        /* Anonymous memory whose pages another process provides through a userfaultfd
+         * (memory/uffd.h): a page that is not present is not a zero page. Only recorded. */
+        GUEST_MEM_USERFAULT = 1u << 2,
 };
 
 struct guest_mem_spec {
@@ -97,6 +100,10 @@ uint64_t guest_mem_resident_bytes(const struct guest_mem *mem);
 
 /* The file behind the RAM (GUEST_MEM_FILE), or -1 for anonymous memory. */
 int guest_mem_backing_file(const struct guest_mem *mem);
+/* Whether the pages come from a page-fault handler (GUEST_MEM_USERFAULT). */
+bool guest_mem_userfault(const struct guest_mem *mem);
+/* The host page size behind the RAM: 4 KiB, or 2 MiB with GUEST_MEM_HUGEPAGES. */
+uint64_t guest_mem_page_size(const struct guest_mem *mem);
 
 /*
  * Dirty tracking of the VMM's own writes (diff snapshots). KVM logs what vCPUs write; what

@@ -818,6 +818,13 @@ static void on_vm_stop(void *opaque, int exit_code)
                 c->p.on_exit(c->p.opaque, exit_code);
 }
 
+static void on_vm_memory_lost(void *opaque, const char *msg)
+{
+        struct controller *c = opaque;
+
+        c->p.on_memory_lost(c->p.opaque, msg);
+}
+
 /*
  * Builds and starts the VM: from c->cfg (a boot), or from a snapshot (cfg: its
  * configuration, taken over on success; rs: its state). On success the VM runs (a boot) or
@@ -838,6 +845,7 @@ int controller_build(struct controller *c, struct vmm_config *cfg, const struct 
             .opaque = c,
             .restore = rs,
             .thread_init = c->p.thread_init ? vm_thread_init : NULL,
+            .on_memory_lost = c->p.on_memory_lost ? on_vm_memory_lost : NULL,
             .mmds = c->mmds,
             .log = &c->log,
         };

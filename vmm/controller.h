@@ -104,11 +104,15 @@ struct vmm_override {
 /* PUT /snapshot/load (SnapshotLoadParams). */
 struct vmm_snapshot_load {
         char *snapshot_path;
-        char *mem_file_path; /* mem_file_path, or mem_backend of type File */
+        /* mem_file_path, or mem_backend's backend_path: the memory file (File), or the
+         * page-fault handler's Unix socket (mem_uffd: backend_type Uffd) */
+        char *mem_file_path;
+        bool mem_uffd;
         bool resume_vm;
         bool track_dirty_pages; /* track_dirty_pages or the deprecated enable_diff_snapshots */
         bool clock_realtime;
         bool huge_pages_none; /* huge_pages "None" (default "Snapshot": as saved) */
+        bool huge_pages_2m;   /* huge_pages "2M" (the Uffd backend only) */
         unsigned nr_net_overrides;
         struct vmm_override net_overrides[VMM_MAX_NETS]; /* iface_id, host_dev_name */
         unsigned nr_drive_overrides;
@@ -245,6 +249,10 @@ struct controller_params {
          * first instruction. Nonzero (negative errno) fails that start. */
         int (*thread_init)(void *opaque, enum vmm_thread_role role);
         void *thread_opaque;
+        /* Guest memory can no longer be served: the Uffd backend's page-fault handler is
+         * gone (vm.h's on_memory_lost: the message is logged; any thread). It may end the
+         * process; when it returns (or is NULL) the VM stops as an error (on_exit, 1). */
+        void (*on_memory_lost)(void *opaque, const char *msg);
         /* Forbidden system calls trapped so far (metrics seccomp.num_faults); NULL: 0. */
         uint64_t (*seccomp_faults)(void);
         /* The metadata service's data store: its size limit (0: MMDS_DEFAULT_SIZE_LIMIT) and

@@ -80,12 +80,16 @@ static int load_config(struct controller *c, const struct vmm_snapshot_load *l,
                 if (vmm_config_set_str(&cfg->vsock.uds_path, l->vsock_uds_path))
                         return error_set(err, -ENOMEM, "out of memory");
         }
-        if (cfg->machine.huge_pages && !l->huge_pages_none)
+        /* A memory file cannot be mapped with hugetlbfs pages; a page-fault handler fills
+         * them whole (Firecracker restores huge-page snapshots this way only). */
+        if (cfg->machine.huge_pages && !l->huge_pages_none && !l->mem_uffd)
                 return error_config(err, "the snapshot's guest memory used 2 MiB huge pages, "
                                          "which a memory file cannot back: load it with "
-                                         "huge_pages None");
+                                         "huge_pages None, or with the Uffd memory backend");
         if (l->huge_pages_none)
                 cfg->machine.huge_pages = false;
+        if (l->huge_pages_2m)
+                cfg->machine.huge_pages = true;
         cfg->machine.track_dirty_pages = l->track_dirty_pages;
         if (cfg->confidential.platform != CC_PLATFORM_NONE)
                 return error_config(err, "the snapshot describes a protected VM (CC-13)");
@@ -176,6 +180,7 @@ int controller_snapshot_load(struct controller *c, const struct vmm_snapshot_loa
                                         .cpu = cpu,
                                         .state = &r,
                                         .mem_path = l->mem_file_path,
+                                        .mem_uffd = l->mem_uffd,
                                         .clock_realtime = l->clock_realtime};
 
                 ret = controller_build(c, &cfg, &rs, t0, clock_ns(CLOCK_PROCESS_CPUTIME_ID), err);

@@ -34,6 +34,7 @@ static const char *const role_names[SANDBOX_ROLE_COUNT] = {
     [SANDBOX_ROLE_VMM] = "vmm",
     [SANDBOX_ROLE_API] = "api",
     [SANDBOX_ROLE_VCPU] = "vcpu",
+    [SANDBOX_ROLE_UFFD] = "uffd",
 };
 
 const char *sandbox_role_name(enum sandbox_role role)

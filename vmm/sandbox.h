@@ -1,6 +1,7 @@
 /*
  * Seccomp filters per thread role, Firecracker's model: the VMM thread (the event loop and
- * the control plane), the API thread and each vCPU thread get a filter of their own that
+ * the control plane), the API thread, each vCPU thread and the watcher of a Uffd memory
+ * backend's page-fault handler (vmm/uffd_peer.h) get a filter of their own that
  * allows only the system calls that role makes, and for ioctl, fcntl, socket, mmap,
  * mprotect and membarrier only the argument values it uses.
  *
@@ -38,10 +39,11 @@ enum sandbox_role {
         SANDBOX_ROLE_VMM,  /* the VMM thread once the VM is built: event loop, devices */
         SANDBOX_ROLE_API,  /* the REST API thread */
         SANDBOX_ROLE_VCPU, /* a vCPU thread: KVM_RUN and the exits it handles */
+        SANDBOX_ROLE_UFFD, /* the watcher of a Uffd backend's page-fault handler */
         SANDBOX_ROLE_COUNT
 };
 
-/* "vmm", "api", "vcpu"; NULL for anything else. */
+/* "vmm", "api", "vcpu", "uffd"; NULL for anything else. */
 const char *sandbox_role_name(enum sandbox_role role);
 /* The role named so, or -EINVAL. */
 int sandbox_role_parse(const char *name, enum sandbox_role *out) MUST_CHECK;

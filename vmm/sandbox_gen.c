@@ -37,7 +37,8 @@
 #define VMM       ROLE(SANDBOX_ROLE_VMM)
 #define API       ROLE(SANDBOX_ROLE_API)
 #define VCPU      ROLE(SANDBOX_ROLE_VCPU)
-#define ALL_ROLES (VMM | API | VCPU)
+#define UFFD      ROLE(SANDBOX_ROLE_UFFD)
+#define ALL_ROLES (VMM | API | VCPU | UFFD)
 
 /* Calls allowed whatever their arguments. */
 static const struct {
@@ -67,6 +68,11 @@ static const struct {
     {SCMP_SYS(rt_sigreturn), ALL_ROLES},
     {SCMP_SYS(restart_syscall), ALL_ROLES},
     {SCMP_SYS(rt_sigtimedwait), VCPU}, /* draining the kick signal */
+    /* The watcher of a Uffd backend's page-fault handler (vmm/uffd_peer.c): it waits on the
+     * handler's pidfd, its connection and a stop eventfd, and when the handler is gone
+     * logs, stops the VM (the kicks above) or ends the process. Its filter is the basics
+     * above and this. */
+    {SCMP_SYS(ppoll), UFFD},
     {SCMP_SYS(exit), ALL_ROLES},
     {SCMP_SYS(exit_group), ALL_ROLES},
     /* The VMM thread: its event loop (epoll, eventfds, timerfds, signalfd), runtime updates
@@ -255,7 +261,7 @@ static int add_rules(scmp_filter_ctx ctx, enum sandbox_role role, bool sanitizer
                 struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)membarrier_cmds[i], 0);
                 r = allow(ctx, SCMP_SYS(membarrier), 1, &c);
         }
-        if (!r && role != SANDBOX_ROLE_API) {
+        if (!r && (role == SANDBOX_ROLE_VMM || role == SANDBOX_ROLE_VCPU)) {
                 /* vsock's connections to the host's Unix sockets; nothing else. */
                 struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0);
                 r = allow(ctx, SCMP_SYS(socket), 1, &c);
@@ -330,6 +336,7 @@ static const struct {
     [SANDBOX_ROLE_VMM] = {"SANDBOX_ROLE_VMM", "vmm"},
     [SANDBOX_ROLE_API] = {"SANDBOX_ROLE_API", "api"},
     [SANDBOX_ROLE_VCPU] = {"SANDBOX_ROLE_VCPU", "vcpu"},
+    [SANDBOX_ROLE_UFFD] = {"SANDBOX_ROLE_UFFD", "uffd"},
 };
 
 /* Names for the numbers below this (the handler prints a number past it without one). */

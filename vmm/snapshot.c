@@ -554,7 +554,10 @@ static int write_full(const struct guest_mem *mem, int fd)
                                                sizeof(entries) - (size_t)n);
                                 }
                         }
+                        /* A page a page-fault handler has not filled yet is not
+                         * present, and not zero: reading it has the handler fill it. */
                         data = pp.pagemap < 0 || (entries[k] & (3ull << 62)) ||
+                               guest_mem_userfault(mem) ||
                                file_has_data(&pp, (off_t)(reg.offset + off));
                         /* Over a memory file, a page can be gone (truncated): look at a
                          * checked copy. */

@@ -230,6 +230,44 @@ static void request_stop(void *opaque, unsigned index, enum vcpu_stop_reason why
                 LOG_ERROR("stop eventfd: %s", strerror(errno));
 }
 
+/* ---- guest memory served by a page-fault handler (the Uffd backend) ---- */
+
+static void on_handler_gone(void *opaque, const char *msg)
+{
+        struct vm *vm = opaque;
+
+        LOG_ERROR("%s", msg);
+        if (vm->params.on_memory_lost)
+                vm->params.on_memory_lost(vm->params.opaque, msg);
+        /* Paired with vm_start: whichever comes second stops the VM (a vCPU waiting for a
+         * page leaves KVM_RUN once kicked and the watcher has closed the userfaultfd). */
+        atomic_store(&vm->mem_lost, true);
+        if (atomic_load(&vm->stoppable))
+                request_stop(vm, 0, VCPU_STOP_ERROR);
+}
+
+static int watcher_init(void *opaque)
+{
+        struct vm *vm = opaque;
+
+        log_bind(vm->params.log);
+        log_set_thread_name("uffd");
+        return vm->params.thread_init ? vm->params.thread_init(vm->params.opaque, VMM_THREAD_UFFD)
+                                      : 0;
+}
+
+static int connect_handler(struct vm *vm, int uffd, struct error *err)
+{
+        struct uffd_peer_params p = {.path = vm->params.restore->mem_path,
+                                     .mem = vm->mem,
+                                     .uffd = uffd,
+                                     .on_gone = on_handler_gone,
+                                     .thread_init = watcher_init,
+                                     .opaque = vm};
+
+        return uffd_peer_connect(&p, err, &vm->uffd_peer);
+}
+
 static void on_i8042_reset(void *opaque)
 {
         LOG_INFO("guest requested a reset through the i8042");
@@ -375,6 +413,10 @@ static int create_legacy_devices(struct vm *vm, struct error *err)
         if (vm->params.cfg->boot_timer &&
             boot_timer_create(vm->params.start_ns, vm->params.start_cpu_ns, &vm->boot_timer))
                 return error_set(err, -ENOMEM, "out of memory");
+        if (vm_board_find(vm->board, VM_BOARD_VMGENID, 0))
+                return vmgenid_create(
+                    (struct irq_line){.set = gsi_set, .opaque = &vm->vmgenid_line}, err,
+                    &vm->vmgenid);
         return 0;
 }
 
@@ -442,6 +484,11 @@ static int attach_board(struct vm *vm, struct error *err)
                 case VM_BOARD_CALLWIN:
                         ops[0] = callwin_ops();
                         opaque = vm->cc;
+                        break;
+                case VM_BOARD_VMGENID:
+                        vm->vmgenid_line = (struct gsi_line){.kvm = vm->kvm, .gsi = dev->gsi};
+                        ops[0] = vmgenid_bus_ops();
+                        opaque = vm->vmgenid;
                         break;
                 case VM_BOARD_VIRTIO:
                         r = vm_devices_attach(vm->devices, b->roles[i].index, dev, vm->kvm,
@@ -741,7 +788,7 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
         };
         struct kvm_cap_checks checks;
         struct vm *vm;
-        int r;
+        int r, uffd = -1;
 
         vm = calloc(1, sizeof(*vm));
         if (!vm)
@@ -763,9 +810,11 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 goto fail;
         /* Everything that depends only on the user's input is checked and loaded before
          * KVM is opened, so a bad configuration is reported the same way on any host. */
-        r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem)
+        r = params->restore ? vm_restore_memory(params->restore, &spec, err, &vm->mem, &uffd)
                             : guest_mem_create(&spec, err, &vm->mem);
-        if (!r && params->restore) {
+        if (!r && uffd >= 0)
+                r = connect_handler(vm, uffd, err);
+        else if (!r && params->restore) {
                 vm->mem_base = params->restore->info->mem.id;
                 vm->mem_file = strdup(params->restore->mem_path);
                 if (!vm->mem_file)
@@ -831,6 +880,14 @@ int vm_create(const struct vm_params *params, struct error *err, struct vm **out
                 r = create_vcpus(vm, err);
         if (!r && params->restore)
                 r = vm_restore_state(vm, params->restore, err);
+        /* A restored guest is a new generation: after every vCPU's state is back (the edge
+         * must not be overwritten by a restored local APIC), before any of them runs. */
+        if (!r && params->restore && vm->vmgenid) {
+                r = vmgenid_new_generation(vm->vmgenid, err);
+                if (!r)
+                        LOG_INFO("VMGenID: a new generation for the restored guest (GSI %u)",
+                                 vm->vmgenid_line.gsi);
+        }
         vm->restored = params->restore != NULL;
         vm->params.restore = NULL; /* the caller's, valid during vm_create only */
         if (r)
@@ -860,6 +917,9 @@ int vm_start(struct vm *vm, struct error *err)
                         return error_set(err, r, "cannot confine the VMM thread: %s", strerror(-r));
         }
         vm->started = true;
+        atomic_store(&vm->stoppable, true);
+        if (atomic_load(&vm->mem_lost))
+                request_stop(vm, 0, VCPU_STOP_ERROR);
         if (hold && !vm->restored)
                 vm_resume(vm);
         return 0;
@@ -928,6 +988,8 @@ void vm_destroy(struct vm *vm)
 {
         if (!vm)
                 return;
+        /* No longer watched: the VM ends anyway, and its parts go away below. */
+        uffd_peer_destroy(vm->uffd_peer);
         for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
                 vcpu_stop(vm->vcpus[i]);
         for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
@@ -948,6 +1010,7 @@ void vm_destroy(struct vm *vm)
         if (vm->own_console_out)
                 close(vm->console_out_fd);
         boot_timer_destroy(vm->boot_timer);
+        vmgenid_destroy(vm->vmgenid);
         i8042_destroy(vm->i8042);
         acpi_sleep_destroy(vm->acpi_sleep);
         serial_destroy(vm->serial);

@@ -35,8 +35,9 @@ struct vm_restore {
         const struct snapshot_info *info;
         const struct x86_cpu_record *cpu; /* the CPU configuration the vCPUs had (CPUC) */
         struct snapbuf_reader *state;
-        const char *mem_path;
-        bool clock_realtime; /* advance the KVM clock by the time since the snapshot */
+        const char *mem_path; /* the memory file, or with mem_uffd the handler's socket */
+        bool mem_uffd;        /* the Uffd backend: a page-fault handler fills the memory */
+        bool clock_realtime;  /* advance the KVM clock by the time since the snapshot */
 };
 
 /* The threads of a VMM process, by what they do (each gets its own seccomp filter in the
@@ -45,6 +46,7 @@ enum vmm_thread_role {
         VMM_THREAD_VMM,  /* the event loop: devices' I/O, the control plane */
         VMM_THREAD_API,  /* the REST API server (api/server.c) */
         VMM_THREAD_VCPU, /* one per vCPU: KVM_RUN and the exits it handles */
+        VMM_THREAD_UFFD, /* watches a Uffd backend's page-fault handler (uffd_peer.h) */
 };
 
 struct log_context;
@@ -66,9 +68,14 @@ struct vm_params {
          * vCPUs wait, so every thread is confined before the guest's first instruction.
          * Nonzero fails vm_start. */
         int (*thread_init)(void *opaque, enum vmm_thread_role role);
+        /* The Uffd backend's page-fault handler is gone (uffd_peer.h): runs, with opaque, on
+         * the thread that watches it, after the message was logged; it may end the process.
+         * When it returns (or is NULL), the VM stops as an error (on_stop with 1). */
+        void (*on_memory_lost)(void *opaque, const char *msg);
         /* The metadata service (the controller's) for the interfaces that answer for it. */
         struct mmds *mmds;
-        /* The VM's log context (common/log.h): the vCPU threads are bound to it. */
+        /* The VM's log context (common/log.h): the vCPU threads and the Uffd watcher are
+         * bound to it. */
         struct log_context *log;
 };
 

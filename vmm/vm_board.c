@@ -67,6 +67,13 @@ int vm_board_build(const struct vmm_config *cfg, struct vm_board *b, struct erro
                 r = vm_board_add(b, VM_BOARD_CALLWIN, 0, &dev, false, err);
         if (!r)
                 r = vm_devices_describe(cfg, b, err);
+        /* After the virtio slots, so that adding it moved none of theirs (the layout of
+         * snapshots saved before it existed). */
+        if (!r && platform_has_free_gsi(&b->desc)) {
+                dev = (struct platform_dev){
+                    .name = "VGEN", .kind = PLATFORM_DEV_VMGENID, .len = X86_PAGE_SIZE};
+                r = vm_board_add(b, VM_BOARD_VMGENID, 0, &dev, true, err);
+        }
         return r;
 }
 

@@ -38,6 +38,7 @@ enum vm_board_role {
         VM_BOARD_VIRTIO,     /* a virtio-mmio slot: vm_devices' device number `index` */
         VM_BOARD_PMEM,       /* a virtio-pmem window past RAM: pmem device `index` (cfg order) */
         VM_BOARD_HOTPLUG,    /* the virtio-mem region past RAM (after the pmem windows) */
+        VM_BOARD_VMGENID,    /* the VM generation ID and its event device (devices/vmgenid.h) */
 };
 
 struct vm_board_dev {
@@ -50,8 +51,10 @@ struct vm_board {
         struct vm_board_dev roles[PLATFORM_MAX_DEVS]; /* who serves desc.devs[i] */
 };
 
-/* The board of cfg: COM1, the i8042, the ACPI sleep registers, the boot timer (when configured),
- * the platform-call window (when the confidential platform has one), then the virtio-mmio slots. */
+/* The board of cfg: COM1, the i8042, the ACPI sleep registers, the boot timer (when
+ * configured), the platform-call window (when the confidential platform has one), the
+ * virtio-mmio slots, then the VM generation ID (when a GSI is left for its event device: 19
+ * virtio devices take them all). */
 int vm_board_build(const struct vmm_config *cfg, struct vm_board *b, struct error *err) MUST_CHECK;
 
 /* Adds dev as the device that role (and index) serves: where dev says, or with alloc at the

@@ -12,6 +12,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/loader.h"
 #include "devices/boot_timer.h"
+#include "devices/vmgenid.h"
 #include "devices/bus.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
@@ -21,6 +22,7 @@
 #include "kvm/kvm.h"
 #include "vcpu.h"
 #include "vm.h"
+#include "uffd_peer.h"
 
 /* A device's interrupt line into the in-kernel irqchip. */
 struct gsi_line {
@@ -37,10 +39,11 @@ struct vm {
         struct i8042 *i8042;
         struct acpi_sleep *acpi_sleep;
         struct boot_timer *boot_timer;
+        struct vmgenid *vmgenid; /* NULL when the board has none */
         struct vm_devices *devices;
         struct cc *cc;          /* the confidential platform; NULL for an ordinary VM */
         struct vm_board *board; /* where every device is (vm_board.h) */
-        struct gsi_line com1_line, kbd_line;
+        struct gsi_line com1_line, kbd_line, vmgenid_line;
         struct x86_cpuid_mask cpuid_hide;
         /* The CPU configuration (template, and at a snapshot the resulting CPUID and MSRs):
          * the configuration's at a boot, the snapshot's after a restore. */
@@ -62,7 +65,10 @@ struct vm {
         /* The memory id the dirty log counts from (a Diff's parent): the last snapshot's,
          * or the memory file's the VM was restored from; 0: the boot. */
         uint64_t mem_base;
-        char *mem_file; /* the memory file the RAM is mapped from (NULL: anonymous) */
+        char *mem_file;              /* the memory file the RAM is mapped from (NULL: anonymous) */
+        struct uffd_peer *uffd_peer; /* the page-fault handler serving the RAM (Uffd) */
+        atomic_bool mem_lost;        /* that handler is gone */
+        atomic_bool stoppable;       /* every vCPU thread started: request_stop may run */
 };
 
 /* vm.c: whether the memory file the RAM is mapped from was truncated under the mapping (the
@@ -74,8 +80,9 @@ bool vm_mem_file_truncated(struct vm *vm, struct error *err);
  * created: the irqchip and PIT, every vCPU, the clock, the legacy devices, then the virtio
  * devices (which may run again at once). */
 int vm_restore_state(struct vm *vm, const struct vm_restore *rs, struct error *err) MUST_CHECK;
-/* vm_snapshot.c: checks the memory file against the snapshot and maps it. */
+/* vm_snapshot.c: checks the memory file against the snapshot and maps it; with the Uffd
+ * backend, maps anonymous memory registered with a new userfaultfd (*uffd, else -1). */
 int vm_restore_memory(const struct vm_restore *rs, const struct guest_mem_spec *spec,
-                      struct error *err, struct guest_mem **out) MUST_CHECK;
+                      struct error *err, struct guest_mem **out, int *uffd) MUST_CHECK;
 
 #endif

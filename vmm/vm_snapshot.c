@@ -23,6 +23,7 @@
 
 #include "arch/x86/cpu_state.h"
 #include "common/log.h"
+#include "memory/uffd.h"
 #include "snapshot.h"
 #include "vm_priv.h"
 
@@ -209,29 +210,38 @@ out:
 /* ---- restore ---- */
 
 int vm_restore_memory(const struct vm_restore *rs, const struct guest_mem_spec *spec,
-                      struct error *err, struct guest_mem **out)
+                      struct error *err, struct guest_mem **out, int *uffd)
 {
         const struct snapshot_info *info = rs->info;
         struct guest_mem_spec s = *spec;
         struct guest_mem *mem;
-        int fd, r;
+        int fd = -1, r;
 
-        if (spec->flags & GUEST_MEM_HUGEPAGES)
+        *uffd = -1;
+        if ((spec->flags & GUEST_MEM_HUGEPAGES) && !rs->mem_uffd)
                 return error_config(err, "a snapshot's memory file cannot be mapped with 2 MiB "
-                                         "huge pages (load it with huge_pages None)");
+                                         "huge pages (load it with huge_pages None, or serve its "
+                                         "memory with the Uffd backend)");
         if (info->mem_bytes != spec->size)
                 return error_config(err,
                                     "the snapshot's memory (%llu bytes) does not match its "
                                     "configuration (%llu MiB)",
                                     (unsigned long long)info->mem_bytes,
                                     (unsigned long long)(spec->size >> 20));
-        fd = snapshot_open_memory(rs->mem_path, info, err);
-        if (fd < 0)
-                return fd;
-        s.flags |= GUEST_MEM_FILE;
-        s.file = fd;
+        if (rs->mem_uffd) {
+                /* Anonymous memory the handler fills: nothing to check here but the layout
+                 * (the handler checks the memory file it serves, docs/snapshots.md). */
+                s.flags |= GUEST_MEM_USERFAULT;
+        } else {
+                fd = snapshot_open_memory(rs->mem_path, info, err);
+                if (fd < 0)
+                        return fd;
+                s.flags |= GUEST_MEM_FILE;
+                s.file = fd;
+        }
         r = guest_mem_create(&s, err, &mem);
-        close(fd);
+        if (fd >= 0)
+                close(fd);
         if (r)
                 return r;
         /* The layout must be the one the snapshot was taken with. */
@@ -248,6 +258,14 @@ int vm_restore_memory(const struct vm_restore *rs, const struct guest_mem_spec *
                 guest_mem_destroy(mem);
                 return error_config(err, "the snapshot's memory layout is not this VMM's: a "
                                          "snapshot of a different machine");
+        }
+        if (rs->mem_uffd) {
+                *uffd = uffd_register_guest_mem(mem, err);
+                if (*uffd < 0) {
+                        r = *uffd;
+                        guest_mem_destroy(mem);
+                        return r;
+                }
         }
         *out = mem;
         return 0;

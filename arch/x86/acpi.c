@@ -1,6 +1,7 @@
 #include "acpi.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,54 @@ static void acpi_header_finish(uint8_t *p)
         p[9] = acpi_checksum(p, get_le32(p + 4));
 }
 
+/* The VM generation ID as Linux's vmgenid driver finds it (and QEMU and Firecracker describe
+ * it): a device with _CID "VM_Gen_Counter" (ACPICA upper-cases it to the driver's
+ * "VM_GEN_COUNTER") whose ADDR is a package of the id's address, low then high 32 bits; no
+ * _CRS (the driver maps ADDR itself). Its _HID is ours: the driver's other id, "VMGENCTR",
+ * is not a valid ACPI id (iasl refuses it), which is why QEMU and Firecracker also match
+ * through the _CID. A
+ * hardware-reduced machine has no GPE block, so its notification comes from a Generic Event
+ * Device (ACPI0013, Linux's evged): the VMM raises its interrupt and its _EVT notifies the
+ * id's device with 0x80, the value the driver's notify handler receives. */
+#define ACPI_VMGENID_GED  "VGED"
+#define ACPI_NOTIFY_VALUE 0x80
+
+static void acpi_dsdt_vmgenid(struct aml *a, const struct platform_dev *dev)
+{
+        char path[sizeof(dev->name) + 6];
+        size_t d, m, rt, pk;
+
+        snprintf(path, sizeof(path), "\\_SB.%s", dev->name);
+        d = aml_device_begin(a, dev->name);
+        aml_name(a, "_HID");
+        aml_string(a, PLATFORM_VMGENID_HID);
+        aml_name(a, "_CID");
+        aml_string(a, "VM_Gen_Counter");
+        aml_name(a, "_DDN");
+        aml_string(a, "VM_Gen_Counter");
+        aml_name(a, "ADDR");
+        pk = aml_package_begin(a, 2);
+        aml_integer(a, dev->base & 0xffffffffu);
+        aml_integer(a, dev->base >> 32);
+        aml_package_end(a, pk);
+        aml_device_end(a, d);
+
+        d = aml_device_begin(a, ACPI_VMGENID_GED);
+        aml_name(a, "_HID");
+        aml_string(a, "ACPI0013");
+        aml_name(a, "_UID");
+        aml_integer(a, 0);
+        aml_name(a, "_CRS");
+        rt = aml_restemplate_begin(a);
+        aml_res_interrupt(a, AML_IRQ_CONSUMER | AML_IRQ_EDGE, dev->gsi);
+        aml_restemplate_end(a, rt);
+        /* _EVT(gsi): the device has one interrupt, so every call is the id's. */
+        m = aml_method_begin(a, "_EVT", 1);
+        aml_notify(a, path, ACPI_NOTIFY_VALUE);
+        aml_method_end(a, m);
+        aml_device_end(a, d);
+}
+
 /* A device per platform device, with the resources the guest driver probes for: the
  * same ones the kernel command line and the MPTable describe. */
 static void acpi_dsdt_dev(struct aml *a, const struct platform_dev *dev, unsigned uid)
@@ -142,6 +191,9 @@ static void acpi_dsdt_dev(struct aml *a, const struct platform_dev *dev, unsigne
                 aml_res_memory32_fixed(a, true, (uint32_t)dev->base, (uint32_t)dev->len);
                 aml_restemplate_end(a, rt);
                 aml_device_end(a, d);
+                break;
+        case PLATFORM_DEV_VMGENID:
+                acpi_dsdt_vmgenid(a, dev);
                 break;
         case PLATFORM_DEV_MMIO_OTHER:
         case PLATFORM_DEV_MEMORY:

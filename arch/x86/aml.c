@@ -18,6 +18,8 @@
 #define AML_SCOPE_OP          0x10
 #define AML_BUFFER_OP         0x11
 #define AML_PACKAGE_OP        0x12
+#define AML_METHOD_OP         0x14
+#define AML_NOTIFY_OP         0x86
 #define AML_DUAL_NAME_PREFIX  0x2e
 #define AML_MULTI_NAME_PREFIX 0x2f
 #define AML_EXT_OP_PREFIX     0x5b
@@ -323,6 +325,31 @@ size_t aml_device_begin(struct aml *a, const char *path)
 void aml_device_end(struct aml *a, size_t mark)
 {
         aml_pkg_end(a, mark);
+}
+
+size_t aml_method_begin(struct aml *a, const char *path, unsigned args)
+{
+        size_t mark;
+
+        if (args > 7) /* MethodFlags keep the count in 3 bits */
+                aml_fail(a, -EINVAL);
+        aml_byte(a, AML_METHOD_OP);
+        mark = a->len;
+        aml_name_string(a, path);
+        aml_byte(a, (uint8_t)(args & 7)); /* NotSerialized, SyncLevel 0 */
+        return mark;
+}
+
+void aml_method_end(struct aml *a, size_t mark)
+{
+        aml_pkg_end(a, mark);
+}
+
+void aml_notify(struct aml *a, const char *path, uint64_t value)
+{
+        aml_byte(a, AML_NOTIFY_OP);
+        aml_name_string(a, path);
+        aml_integer(a, value);
 }
 
 size_t aml_restemplate_begin(struct aml *a)

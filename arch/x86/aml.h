@@ -65,6 +65,11 @@ size_t aml_device_begin(struct aml *a, const char *path);
 void aml_scope_end(struct aml *a, size_t mark);
 void aml_device_end(struct aml *a, size_t mark);
 
+/* Method(path, args, NotSerialized) { ... } and, inside one, Notify(path, value). */
+size_t aml_method_begin(struct aml *a, const char *path, unsigned args);
+void aml_method_end(struct aml *a, size_t mark);
+void aml_notify(struct aml *a, const char *path, uint64_t value);
+
 /* ResourceTemplate() { ... }: a Buffer whose bytes are resource descriptors; the end
  * closes it with an End Tag. */
 size_t aml_restemplate_begin(struct aml *a);

@@ -41,6 +41,8 @@ static const char *platform_kind_name(enum platform_dev_kind kind)
                 return "memory window";
         case PLATFORM_DEV_ACPI_SLEEP:
                 return "ACPI sleep registers";
+        case PLATFORM_DEV_VMGENID:
+                return "VMGenID";
         case PLATFORM_DEV_KINDS:
                 break;
         }
@@ -57,7 +59,7 @@ static bool platform_dev_in_acpi(const struct platform_dev *dev)
 bool platform_dev_has_gsi(const struct platform_dev *dev)
 {
         return dev->kind == PLATFORM_DEV_SERIAL || dev->kind == PLATFORM_DEV_I8042 ||
-               dev->kind == PLATFORM_DEV_VIRTIO_MMIO;
+               dev->kind == PLATFORM_DEV_VIRTIO_MMIO || dev->kind == PLATFORM_DEV_VMGENID;
 }
 
 static bool platform_dev_is_pio(const struct platform_dev *dev)
@@ -184,6 +186,16 @@ static int platform_dev_check_resources(const struct platform_dev *dev, struct e
                                          " are not 2 ports below 0x10000",
                                          kind, dev->name, dev->base, dev->len);
                 break;
+        case PLATFORM_DEV_VMGENID:
+                /* ADDR names the id's first byte; Linux maps 16 bytes there. */
+                if (dev->len < PLATFORM_VMGENID_LEN || dev->len > UINT32_MAX ||
+                    !range_end(dev->base, dev->len, &end) || end > X86_MMIO_HOLE_END)
+                        return error_set(err, -EINVAL,
+                                         "%s %s: range 0x%" PRIx64 "+0x%" PRIx64
+                                         " is not a 32-bit memory range of at least %d bytes",
+                                         kind, dev->name, dev->base, dev->len,
+                                         PLATFORM_VMGENID_LEN);
+                break;
         case PLATFORM_DEV_MMIO_OTHER:
                 if (dev->len == 0 || !range_end(dev->base, dev->len, &end))
                         return error_set(err, -EINVAL,
@@ -200,7 +212,8 @@ static int platform_dev_check_resources(const struct platform_dev *dev, struct e
         if (platform_dev_is_pio(dev) && dev->gsi >= ISA_IRQS)
                 return error_set(err, -EINVAL, "%s %s: ISA IRQ %u is out of range (0-15)", kind,
                                  dev->name, dev->gsi);
-        if (dev->kind == PLATFORM_DEV_VIRTIO_MMIO && dev->gsi >= X86_IOAPIC_PINS)
+        if ((dev->kind == PLATFORM_DEV_VIRTIO_MMIO || dev->kind == PLATFORM_DEV_VMGENID) &&
+            dev->gsi >= X86_IOAPIC_PINS)
                 return error_set(err, -EINVAL,
                                  "%s %s: GSI %u is out of range (the IOAPIC has pins 0-%u)", kind,
                                  dev->name, dev->gsi, X86_IOAPIC_PINS - 1);
@@ -269,6 +282,7 @@ static const struct {
     [PLATFORM_DEV_ACPI_MMIO] = {X86_MMIO_DEVICES_START, X86_MMIO_DEVICES_END, X86_PAGE_SIZE},
     /* From the end of RAM (desc->ram_end, when higher), as Firecracker's past-MMIO64 area. */
     [PLATFORM_DEV_MEMORY] = {X86_MMIO_HOLE_END, X86_PHYS_END, X86_MEMORY_WINDOW_ALIGN},
+    [PLATFORM_DEV_VMGENID] = {X86_MMIO_DEVICES_START, X86_MMIO_DEVICES_END, X86_PAGE_SIZE},
 };
 
 /* The lowest aligned window of len bytes in the kind's range that no device decodes. */
@@ -320,19 +334,35 @@ static int platform_alloc_window(const struct platform_desc *desc, struct platfo
         return 0;
 }
 
-/* The lowest GSI from X86_VIRTIO_FIRST_GSI that no device uses. */
-static int platform_alloc_gsi(const struct platform_desc *desc, struct platform_dev *dev,
-                              struct error *err)
+/* The lowest GSI from X86_VIRTIO_FIRST_GSI that no device uses, or X86_IOAPIC_PINS. */
+static uint32_t platform_free_gsi(const struct platform_desc *desc)
 {
-        for (uint32_t gsi = X86_VIRTIO_FIRST_GSI; gsi < X86_IOAPIC_PINS; gsi++) {
+        uint32_t gsi;
+
+        for (gsi = X86_VIRTIO_FIRST_GSI; gsi < X86_IOAPIC_PINS; gsi++) {
                 bool used = false;
 
                 for (unsigned i = 0; !used && i < desc->nr_devs; i++)
                         used = platform_dev_has_gsi(&desc->devs[i]) && desc->devs[i].gsi == gsi;
-                if (!used) {
-                        dev->gsi = gsi;
-                        return 0;
-                }
+                if (!used)
+                        break;
+        }
+        return gsi;
+}
+
+bool platform_has_free_gsi(const struct platform_desc *desc)
+{
+        return platform_free_gsi(desc) < X86_IOAPIC_PINS;
+}
+
+static int platform_alloc_gsi(const struct platform_desc *desc, struct platform_dev *dev,
+                              struct error *err)
+{
+        uint32_t gsi = platform_free_gsi(desc);
+
+        if (gsi < X86_IOAPIC_PINS) {
+                dev->gsi = gsi;
+                return 0;
         }
         return error_set(err, -ENOSPC, "%s %s: every GSI from %d to %d is taken",
                          platform_kind_name(dev->kind), dev->name, X86_VIRTIO_FIRST_GSI,

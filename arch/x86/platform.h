@@ -25,8 +25,10 @@
 #include "common/util.h"
 #include "memory/guest_mem.h"
 
-#define PLATFORM_MAX_DEVS  80
-#define PLATFORM_MAX_VCPUS 254 /* 8-bit xAPIC ids, 0xff is broadcast */
+#define PLATFORM_MAX_DEVS    80
+#define PLATFORM_MAX_VCPUS   254        /* 8-bit xAPIC ids, 0xff is broadcast */
+#define PLATFORM_VMGENID_LEN 16         /* bytes of the VM generation ID */
+#define PLATFORM_VMGENID_HID "CVMM0002" /* its device's _HID (beside _CID "VM_Gen_Counter") */
 
 /* OEM identity written in every generated table (ACPI and MPTable). */
 #define PLATFORM_OEM_ID       "CVMM  " /* 6 bytes */
@@ -46,6 +48,9 @@ enum platform_dev_kind {
         PLATFORM_DEV_ACPI_SLEEP,  /* the hardware-reduced sleep registers: base = I/O port of
                                    * SLEEP_CONTROL, base + 1 SLEEP_STATUS, len 2; the FADT
                                    * points at them and the DSDT gains \_S5 (power-off) */
+        PLATFORM_DEV_VMGENID,     /* the VM generation ID: base = the window whose first 16
+                                   * bytes hold the id, gsi = the interrupt of the Generic
+                                   * Event Device (\_SB.VGED) that notifies it */
         PLATFORM_DEV_KINDS,
 };
 
@@ -92,6 +97,9 @@ int platform_add_dev(struct platform_desc *desc, const struct platform_dev *dev,
  * by convention only (serial, i8042). */
 int platform_alloc_dev(struct platform_desc *desc, struct platform_dev *dev,
                        struct error *err) MUST_CHECK;
+
+/* Whether platform_alloc_dev can still hand out a GSI. */
+bool platform_has_free_gsi(const struct platform_desc *desc);
 
 /* A range of addresses a device decodes. */
 enum platform_space { PLATFORM_PIO, PLATFORM_MMIO };

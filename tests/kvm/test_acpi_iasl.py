@@ -10,7 +10,9 @@ For a few board configurations the tables are dumped as <NAME>.dat files, then:
     supported"), is compiled by iasl's data table compiler from our field values and must
     come out byte-identical, checksums included;
   * the DSDT's ASL names the serial port, the i8042 and every virtio-mmio slot with its
-    base and interrupt.
+    base and interrupt, and the VM generation ID as Linux's vmgenid driver looks for it
+    (_CID VM_Gen_Counter, ADDR) with the Generic Event Device whose _EVT
+    notifies it, on the GSI after the slots' (none when the slots take every GSI).
 
 Needs no KVM. Run: /usr/bin/python3 -m pytest tests/kvm/test_acpi_iasl.py
 (VMM_BUILD_DIR selects the build tree, default "build" under the repository root).
@@ -167,7 +169,24 @@ def test_dsdt_describes_devices(tables):
     # One Device block per platform device, each with its own resources.
     asl = strip_comments(dsl)
     devices = dict(re.findall(r"Device \((\w{4})\)\s*\{(.*?)\n        \}", asl, re.DOTALL))
-    assert len(devices) == 2 + tables["virtio"], sorted(devices)
+    vmgenid = tables["virtio"] < 19
+    assert len(devices) == 2 + tables["virtio"] + 2 * vmgenid, sorted(devices)
+    if vmgenid:
+        vgen = devices["VGEN"]
+        assert re.search(r'Name \(_HID, "CVMM0002"\)', vgen), vgen
+        assert re.search(r'Name \(_CID, "VM_Gen_Counter"\)', vgen), vgen
+        addr = re.search(r"Name \(ADDR, Package \(0x02\)\s*\{\s*0x([0-9A-F]+),\s*Zero\s*\}",
+                         vgen)
+        assert addr and int(addr.group(1), 16) == 0xC0100000, vgen
+        ged = devices["VGED"]
+        assert re.search(r'Name \(_HID, "ACPI0013"\s*\)', ged), ged  # iasl: "Generic Event Device"
+        irq = re.search(r"Interrupt \(ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, \)\s*"
+                        r"\{\s*0x([0-9A-F]{8}),\s*\}", ged)
+        assert irq and int(irq.group(1), 16) == VIRTIO_FIRST_GSI + tables["virtio"], ged
+        assert re.search(r"Method \(_EVT, 1, NotSerialized\)\s*\{\s*"
+                         r"Notify \(\\_SB\.VGEN, 0x80\)\s*\}", ged), ged
+    else:
+        assert "VGEN" not in devices and "VGED" not in devices
     com1 = devices["COM1"]
     assert re.search(r"IO \(Decode16,\s*0x03F8,\s*0x03F8,\s*0x01,\s*0x08,\s*\)", com1), com1
     assert re.search(r"IRQNoFlags \(\)\s*\{4\}", com1), com1

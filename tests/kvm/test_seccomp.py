@@ -166,7 +166,7 @@ def test_api_thread_is_confined_before_any_start(kvm, tmp_path):
 def test_bad_test_role_is_a_bad_argument(tmp_path):
     run = run_vmm([*probe_args(), "--seccomp-test-violation", "io"], timeout=30)
     assert run.rc == 153, run
-    assert "--seccomp-test-violation: 'io' is not one of vmm, api, vcpu" in run.err, run
+    assert "--seccomp-test-violation: 'io' is not one of vmm, api, vcpu, uffd" in run.err, run
 
 
 def test_help_describes_no_seccomp():

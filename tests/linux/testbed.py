@@ -551,6 +551,8 @@ class Testbed:
         stage_binary(stage, curl, "/bin/curl")
         shutil.copy(tbtool_path(), stage / "bin" / "tbtool")
         extra = dict(self.extra_binaries)
+        if any("uffd" in s.needs for s in scenarios):
+            extra["/bin/uffd_handler"] = BUILD_DIR / "examples" / "uffd_handler"
         if any("qemu" in s.needs for s in scenarios):
             extra.update(qemu_binaries())
             for rom in QEMU_ROMS:
@@ -719,8 +721,8 @@ def console_tail(path, n=60):
 def scenario(outer, guest=None, timeout=300, needs=(), asan=False):
     """Declares the scenario a test function asserts on: what the outer runs (outer), what
     the inner guests run (guest: {script name: text}), its time limit and needs ("rootfs";
-    "qemu": QEMU in the outer; "mke2fs": mkfs.ext4 in the outer; "jailer": the jailer in
-    the outer as /bin/jailer).
+    "qemu": QEMU in the outer; "mke2fs": mkfs.ext4 in the outer; "uffd": examples/uffd_handler
+    in the outer; "jailer": the jailer in the outer as /bin/jailer).
     The test's `linux` fixture is the ScenarioResult; every selected scenario runs in one
     outer boot. asan=True: also run with the ASan/UBSan build (ctest's -m asan)."""
     import pytest

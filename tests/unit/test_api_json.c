@@ -431,10 +431,10 @@ static void test_snapshot_load_body(void **state)
         expect_serde(VMM_SNAPSHOT_LOAD,
                      "{\"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"bar\"}}",
                      "missing field `snapshot_path` at line 1 column 64");
-        expect_refused(VMM_SNAPSHOT_LOAD,
-                       "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": \"Uffd\", "
-                       "\"backend_path\": \"/u.sock\"}}",
-                       "(backend_type `Uffd`) is not implemented yet");
+        expect_refused(
+            VMM_SNAPSHOT_LOAD,
+            "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", \"huge_pages\": \"2M\"}",
+            "huge_pages `2M` is not supported on a snapshot load from a memory file");
         expect_serde(VMM_SNAPSHOT_LOAD,
                      "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", \"network_overrides\": "
                      "[{\"iface_id\": \"eth0\"}]}",
@@ -624,6 +624,41 @@ static void expect_route_error(const char *method, const char *url, const char *
         api_response_free(&resp);
 }
 
+/* PUT /snapshot/load's memory backends: a file (either spelling) or a page-fault handler's
+ * socket, and the huge pages each allows. */
+static void test_snapshot_load_backends(void **state)
+{
+        static const struct {
+                const char *json;
+                const char *path;
+                bool uffd, huge_2m, huge_none;
+        } ok[] = {
+            {"{\"snapshot_path\": \"s\", \"mem_file_path\": \"/m\"}", "/m", false, false, false},
+            {"{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": \"File\", "
+             "\"backend_path\": \"/m\"}, \"huge_pages\": \"None\"}",
+             "/m", false, false, true},
+            {"{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_path\": \"/u.sock\", "
+             "\"backend_type\": \"Uffd\"}}",
+             "/u.sock", true, false, false},
+            {"{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": \"Uffd\", "
+             "\"backend_path\": \"/u.sock\"}, \"huge_pages\": \"2M\"}",
+             "/u.sock", true, true, false},
+        };
+
+        (void)state;
+        for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+                struct controller_request req;
+                const struct vmm_snapshot_load *l = &req.u.snapshot_load;
+
+                expect_parse_ok(VMM_SNAPSHOT_LOAD, ok[i].json, &req);
+                assert_string_equal(l->mem_file_path, ok[i].path);
+                assert_int_equal(l->mem_uffd, ok[i].uffd);
+                assert_int_equal(l->huge_pages_2m, ok[i].huge_2m);
+                assert_int_equal(l->huge_pages_none, ok[i].huge_none);
+                controller_request_clear(&req);
+        }
+}
+
 static void test_router(void **state)
 {
         static const char drive[] = "{\"drive_id\": \"root_1\", \"path_on_host\": \"/x\", "
@@ -667,8 +702,13 @@ static void test_router(void **state)
                            "either `mem_backend` or `mem_file_path` exclusively");
         expect_route_error("PUT", "/snapshot/load",
                            "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": "
-                           "\"Uffd\", \"backend_path\": \"/u.sock\"}}",
-                           "(backend_type `Uffd`) is not implemented yet");
+                           "\"Pmem\", \"backend_path\": \"/u.sock\"}}",
+                           "unknown variant `Pmem`, expected `File` or `Uffd`");
+        expect_route_error("PUT", "/snapshot/load",
+                           "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": "
+                           "\"Uffd\", \"backend_path\": \"/u.sock\"}, \"huge_pages\": "
+                           "\"Transparent\"}",
+                           "`Transparent` is not supported on a snapshot load");
         expect_route_error("PUT", "/snapshot/load",
                            "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\", "
                            "\"network_overrides\": [{\"iface_id\": \"eth0\"}]}",
@@ -1076,6 +1116,7 @@ int main(void)
             cmocka_unit_test(test_snapshot_load_body),
             cmocka_unit_test(test_config_file_round_trip),
             cmocka_unit_test(test_config_file_errors),
+            cmocka_unit_test(test_snapshot_load_backends),
             cmocka_unit_test(test_router),
             cmocka_unit_test(test_controller_pre_boot),
             cmocka_unit_test(test_config_file_and_api_agree),

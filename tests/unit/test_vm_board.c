@@ -2,7 +2,8 @@
  * The board (vmm/vm_board.h) without KVM: every device's window and GSI for a configuration
  * with every kind of device. The layout is pinned -- the addresses and GSIs the VMM has
  * always given (virtio-mmio slot n at 0xc0001000 + n * 0x1000 on GSI 5 + n, in the order
- * drives, network interfaces, vsock, balloon, entropy; with or without the boot timer) --
+ * drives, network interfaces, vsock, balloon, entropy; with or without the boot timer; the
+ * VM generation ID after them, at the first window of the other devices' range) --
  * because a snapshot is restored by building the board again from its configuration: a
  * change here moves devices under restored guests.
  */
@@ -94,13 +95,14 @@ static void test_layout_every_kind(void **state)
         c.confidential.platform = CC_PLATFORM_S390_PV;
         assert_int_equal(vm_board_build(&c, b, &err), 0);
         assert_int_equal(b->desc.nr_vcpus, 2);
-        assert_int_equal(b->desc.nr_devs, 5 + 7);
+        assert_int_equal(b->desc.nr_devs, 5 + 7 + 1);
         expect(b, VM_BOARD_SERIAL, 0, "COM1", PLATFORM_DEV_SERIAL, 0x3f8, 8, 4);
         expect(b, VM_BOARD_I8042, 0, "PS2K", PLATFORM_DEV_I8042, 0x60, 5, 1);
         expect(b, VM_BOARD_ACPI_SLEEP, 0, "SLPR", PLATFORM_DEV_ACPI_SLEEP, 0x600, 2, 0);
         expect(b, VM_BOARD_BOOT_TIMER, 0, "BTMR", PLATFORM_DEV_MMIO_OTHER, 0xc0000000, 0x1000, 0);
         expect(b, VM_BOARD_CALLWIN, 0, "CCPW", PLATFORM_DEV_ACPI_MMIO, 0xc0080000, 0x1000, 0);
         expect_virtio(b, 7);
+        expect(b, VM_BOARD_VMGENID, 0, "VGEN", PLATFORM_DEV_VMGENID, 0xc0100000, 0x1000, 12);
         /* Slot order: the root drive (put first by the configuration), the other drive, ... */
         assert_string_equal(c.drives[0].drive_id, "root");
         vmm_config_free(&c);
@@ -117,10 +119,11 @@ static void test_layout_without_boot_timer(void **state)
         (void)state;
         every_kind(&c);
         assert_int_equal(vm_board_build(&c, b, &err), 0);
-        assert_int_equal(b->desc.nr_devs, 3 + 7);
+        assert_int_equal(b->desc.nr_devs, 3 + 7 + 1);
         assert_null(vm_board_find(b, VM_BOARD_BOOT_TIMER, 0));
         assert_null(vm_board_find(b, VM_BOARD_CALLWIN, 0));
         expect_virtio(b, 7);
+        expect(b, VM_BOARD_VMGENID, 0, "VGEN", PLATFORM_DEV_VMGENID, 0xc0100000, 0x1000, 12);
         vmm_config_free(&c);
         free(b);
 }
@@ -217,7 +220,8 @@ static void test_i8042_windows(void **state)
 }
 
 /* 19 virtio devices take GSIs 5..23; a 20th finds none (the configuration's own check says
- * so first; the board refuses on its own too). */
+ * so first; the board refuses on its own too). The VM generation ID gives way: 18 devices
+ * leave it GSI 23, 19 leave it none, and the board has none rather than failing. */
 static void test_gsis_run_out(void **state)
 {
         struct vmm_config c;
@@ -231,9 +235,15 @@ static void test_gsis_run_out(void **state)
 
                 snprintf(id, sizeof(id), "d%u", i);
                 add_drive(&c, id, false);
+                if (i == 17) {
+                        assert_int_equal(vm_board_build(&c, b, &err), 0);
+                        expect(b, VM_BOARD_VMGENID, 0, "VGEN", PLATFORM_DEV_VMGENID, 0xc0100000,
+                               0x1000, 23);
+                }
         }
         assert_int_equal(vm_board_build(&c, b, &err), 0);
         expect_virtio(b, 19);
+        assert_null(vm_board_find(b, VM_BOARD_VMGENID, 0));
         c.entropy.present = true;
         assert_int_equal(vm_board_build(&c, b, &err), -ENOSPC);
         assert_non_null(strstr(err.msg, "every GSI from 5 to 23 is taken"));

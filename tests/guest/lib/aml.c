@@ -52,8 +52,9 @@ static const char *want_hid = "LNRO0005";
 
 /* What a Name declaration held, for the names we look at. */
 struct value {
-        enum { V_NONE, V_INT, V_STRING, V_BUFFER } kind;
+        enum { V_NONE, V_INT, V_STRING, V_BUFFER, V_PACKAGE } kind;
         uint64_t i;
+        uint64_t pkg[2];     /* V_PACKAGE: its first integers (len says how many) */
         const uint8_t *data; /* string (NUL-terminated) or buffer bytes */
         uint32_t len;
 };
@@ -228,7 +229,21 @@ static void data_object(struct cursor *c, struct value *v)
                 c->p = end;
                 return;
         }
-        case OP_PACKAGE:
+        case OP_PACKAGE: {
+                struct cursor in;
+
+                take(c, 1);
+                end = pkg_end(c);
+                in = (struct cursor){c->p, end, false};
+                if (!c->bad && take(&in, 1)) { /* NumElements */
+                        v->kind = V_PACKAGE;
+                        v->len = 0;
+                        while (v->len < 2 && integer(&in, &v->pkg[v->len]))
+                                v->len++;
+                }
+                c->p = end;
+                return;
+        }
         case OP_VARPKG:
                 take(c, 1);
                 c->p = pkg_end(c);
@@ -325,6 +340,8 @@ struct dev_names {
         bool hid_lnro;
         bool has_crs;
         struct value crs;
+        bool hid_ged, cid_vmgenid;
+        struct value addr;
 };
 
 static void skip_pkg(struct cursor *c)
@@ -366,9 +383,16 @@ static void term_list(struct cursor *c, struct aml_result *r, unsigned depth, co
                         data_object(c, &v);
                         if (c->bad || !dev)
                                 break;
-                        if (str_eq(seg, "_HID"))
+                        if (str_eq(seg, "_HID")) {
                                 names.hid_lnro =
                                     v.kind == V_STRING && str_eq((const char *)v.data, want_hid);
+                                names.hid_ged =
+                                    v.kind == V_STRING && str_eq((const char *)v.data, "ACPI0013");
+                        } else if (str_eq(seg, "_CID"))
+                                names.cid_vmgenid = v.kind == V_STRING &&
+                                                    str_eq((const char *)v.data, "VM_Gen_Counter");
+                        else if (str_eq(seg, "ADDR"))
+                                names.addr = v;
                         else if (str_eq(seg, "_CRS") && v.kind == V_BUFFER) {
                                 names.has_crs = true;
                                 names.crs = v;
@@ -432,6 +456,16 @@ static void term_list(struct cursor *c, struct aml_result *r, unsigned depth, co
                         r->stopped = (uint32_t)(at - table);
                         r->stopped_op = *at;
                 }
+        }
+        if (dev && names.cid_vmgenid && names.addr.kind == V_PACKAGE && names.addr.len == 2 &&
+            !r->vmgenid) {
+                r->vmgenid = true;
+                r->vmgenid_addr = (names.addr.pkg[0] & 0xffffffffu) | names.addr.pkg[1] << 32;
+        }
+        if (dev && names.hid_ged && names.has_crs && !r->ged) {
+                memcpy(r->ged_irq.name, dev, 5);
+                parse_crs(&names.crs, &r->ged_irq); /* an interrupt, no window */
+                r->ged = r->ged_irq.has_irq;
         }
         if (dev && names.hid_lnro) {
                 struct aml_virtio d = {0};

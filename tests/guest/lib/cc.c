@@ -1,5 +1,7 @@
 #include "cc.h"
 
+#include "cpu.h"
+
 #include "acpi.h"
 #include "aml.h"
 #include "cmdline.h"
@@ -117,26 +119,10 @@ void cc_discover(const struct boot_info *bi, struct cc_info *out)
 
 /* ---- sev ---- */
 
-static void wrmsr(uint32_t msr, uint64_t v)
-{
-        __asm__ __volatile__("wrmsr"
-                             :
-                             : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
-                             : "memory");
-}
-
-static uint64_t rdmsr(uint32_t msr)
-{
-        uint32_t lo, hi;
-
-        __asm__ __volatile__("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr) : "memory");
-        return ((uint64_t)hi << 32) | lo;
-}
-
 uint64_t cc_ghcb_call(uint64_t request)
 {
-        wrmsr(GHCB_MSR, request);
-        return rdmsr(GHCB_MSR);
+        cpu_wrmsr(GHCB_MSR, request);
+        return cpu_rdmsr(GHCB_MSR);
 }
 
 uint64_t cc_sev_psc(uint64_t gpa, unsigned op)

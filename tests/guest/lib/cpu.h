@@ -42,6 +42,22 @@ static inline uint64_t cpu_rdtsc(void)
         return ((uint64_t)hi << 32) | lo;
 }
 
+static inline void cpu_wrmsr(uint32_t msr, uint64_t v)
+{
+        __asm__ __volatile__("wrmsr"
+                             :
+                             : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
+                             : "memory");
+}
+
+static inline uint64_t cpu_rdmsr(uint32_t msr)
+{
+        uint32_t lo, hi;
+
+        __asm__ __volatile__("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr) : "memory");
+        return ((uint64_t)hi << 32) | lo;
+}
+
 static inline uint64_t cpu_read_cr2(void)
 {
         uint64_t v;

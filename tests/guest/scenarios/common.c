@@ -43,6 +43,13 @@ struct ioapic_pin scenario_route_isa_irq(const struct acpi_madt *madt, unsigned 
                         flags = madt->override[i].flags;
                 }
         }
+        return scenario_route_gsi(madt, gsi, vector, ISA_IRQ_FLAGS_TRIGGER(flags) == MPS_LEVEL,
+                                  ISA_IRQ_FLAGS_POLARITY(flags) == MPS_ACTIVE_LOW);
+}
+
+struct ioapic_pin scenario_route_gsi(const struct acpi_madt *madt, uint32_t gsi, uint8_t vector,
+                                     bool level, bool active_low)
+{
         for (unsigned i = 0; i < madt->ioapics; i++) {
                 uint64_t base = madt->ioapic[i].addr;
                 uint32_t first = madt->ioapic[i].gsi_base;
@@ -50,9 +57,7 @@ struct ioapic_pin scenario_route_isa_irq(const struct acpi_madt *madt, unsigned 
 
                 if (gsi < first || gsi - first >= pins)
                         continue;
-                ioapic_route(base, gsi - first, vector, lapic_id(),
-                             ISA_IRQ_FLAGS_TRIGGER(flags) == MPS_LEVEL,
-                             ISA_IRQ_FLAGS_POLARITY(flags) == MPS_ACTIVE_LOW);
+                ioapic_route(base, gsi - first, vector, lapic_id(), level, active_low);
                 return (struct ioapic_pin){.ioapic = base, .pin = gsi - first};
         }
         probe_fail("no IOAPIC serves GSI %u", (unsigned)gsi);

@@ -50,6 +50,7 @@ void scenario_blk_stream(const struct boot_info *bi);
 void scenario_net_stream(const struct boot_info *bi);
 void scenario_snapshot(const struct boot_info *bi); /* snapshot.c */
 void scenario_heartbeat(const struct boot_info *bi);
+void scenario_clone(const struct boot_info *bi);
 /* cc.c: confidential platforms end to end */
 void scenario_cc_sev_io(const struct boot_info *bi);
 void scenario_cc_pef_io(const struct boot_info *bi);
@@ -74,5 +75,8 @@ struct ioapic_pin {
  * returns the IOAPIC pin it used, for masking it again. */
 struct ioapic_pin scenario_route_isa_irq(const struct acpi_madt *madt, unsigned irq,
                                          uint8_t vector);
+/* Routes GSI gsi (a DSDT device's Interrupt) to vector on this CPU. */
+struct ioapic_pin scenario_route_gsi(const struct acpi_madt *madt, uint32_t gsi, uint8_t vector,
+                                     bool level, bool active_low);
 
 #endif

@@ -25,13 +25,34 @@
  * connection and that the LAPIC timer still ticks, prints `probe: snapshot check counter C
  * writes W rng R ticks T resets X`, and ends (`probe: ok snapshot`).
  *
+ * `clone`: a guest to restore many times from one snapshot at once (docs/snapshots.md,
+ * "Fan-out"). Devices, each when there is one: virtio-vsock and virtio-net, both in interrupt
+ * mode, and COM1's receive interrupt, so the guest halts between events. At start it writes
+ * one word in each page of probe.touch_mib MiB (default 16: the working set a restored clone
+ * reads back), turns kvmclock on, connects to host port 5678 and prints `probe: clone ready
+ * cid N mac M touched T MiB`. Then it serves: on vsock one "tick N" after each (re)connection
+ * (a restore resets it) that the host answers with "tock N"; on virtio-net each frame of
+ * ethertype 0x88b5 goes back to its sender with ethertype 0x88b6, this guest's MAC as source
+ * and "clone " before its payload; on COM1 `ping` reads the word of every touched page and
+ * prints `probe: clone pong N sum S ticks T resets R frames F clock MS` (MS: kvmclock in
+ * milliseconds), and `quit` ends the run. When the DSDT describes a VM generation ID (a
+ * _CID "VM_Gen_Counter" device's ADDR, and the Generic Event Device's interrupt) it prints
+ * `probe: clone vmgenid 0xADDR gsi G id ID` at start, counts the event device's interrupts
+ * and reads the id in each, and the pong ends with `genid ID notified ID2 genirqs N` (the
+ * id now, the one the last interrupt read, how many interrupts came).
+ *
  * `heartbeat`: no devices; prints `probe: heartbeat ready` and then writes its round counter's
  * low byte to port 0x80 (an exit to the VMM) in a loop until a line arrives on COM1, when it
  * prints `probe: heartbeat N rounds` and ends. A restored heartbeat guest exits within a few
  * instructions of running: the benchmarks' "first guest instruction after a restore".
  */
+#include "acpi.h"
 #include "alloc.h"
+#include "aml.h"
+#include "arch/x86/layout.h"
+#include "cmdline.h"
 #include "cpu.h"
+#include "idt.h"
 #include "io.h"
 #include "probe.h"
 #include "scenarios.h"
@@ -105,6 +126,8 @@ struct snap {
         bool outstanding;
         char line[LINE_MAX];
         uint32_t line_len;
+        bool one_tick;       /* clone: one tick per connection, not a stream */
+        uint64_t conn_ticks; /* ticks when the connection was made */
         /* progress */
         volatile uint64_t *counter;
         uint64_t writes, rngs, ticks, resets;
@@ -232,6 +255,7 @@ static void vconnect(struct snap *s)
         s->outstanding = false;
         s->line_len = 0;
         s->state = C_CONNECTING;
+        s->conn_ticks = s->ticks;
         vsend(s, OP_REQUEST, NULL, 0);
 }
 
@@ -340,7 +364,7 @@ static void vsock_round(struct snap *s)
                 vconnect(s);
                 return;
         }
-        if (s->state != C_OPEN || s->outstanding)
+        if (s->state != C_OPEN || s->outstanding || (s->one_tick && s->ticks > s->conn_ticks))
                 return;
         vctx_fmt(tick, sizeof(tick), "tick %llu\n", U64(s->ticks));
         n = (uint32_t)str_len(tick);
@@ -427,28 +451,58 @@ static bool poll_command(struct snap *s)
         return false;
 }
 
-static void setup(struct vctx *c, struct snap *s)
+/* The vsock device (interrupt mode), its buffers and its event queue. */
+static void setup_vsock(struct vctx *c, struct snap *s)
 {
         struct virtq qs[3];
         struct vbuf evb;
 
-        s->blk = vctx_need(c, VID_BLOCK, 0, "virtio-blk");
         s->vs = vctx_need(c, VID_VSOCK, 0, "virtio-vsock");
-        s->rng = vctx_need(c, VID_RNG, 0, "virtio-rng");
-        vctx_mode(c, s->blk, true);
         vctx_mode(c, s->vs, true);
         virtio_irq_setup(c->bi); /* the timer, also when no device uses interrupts */
-        virtio_bring_up(s->blk, vctx_ring_features(c), &s->bq, 1, QSIZE);
-        virtio_bring_up(s->rng, vctx_ring_features(c), &s->rq, 1, QSIZE);
         virtio_bring_up(s->vs, vctx_ring_features(c) | VBIT(VSOCK_F_STREAM), qs, 3, QSIZE);
         s->vrx = qs[0];
         s->vtx = qs[1];
         s->vev = qs[2];
+        s->cid = virtio_cfg64(s->vs, 0);
+        s->rxbufs = alloc_mem((uint64_t)RX_BUFS * RX_BUF, 4096);
+        s->txh = alloc_zeroed(sizeof(*s->txh), 64);
+        s->txdata = alloc_mem(RX_BUF, 64);
+        s->event = alloc_zeroed(4, 4);
+        for (unsigned i = 0; i < RX_BUFS; i++)
+                post_rx(s, i);
+        virtq_kick(&s->vrx);
+        evb = (struct vbuf){s->event, 4, true};
+        virtq_add(&s->vev, &evb, 1, false);
+        virtq_kick(&s->vev);
+}
+
+/* The vsock stream open to the host (polling in turns with the timer). */
+static void open_stream(struct snap *s, const char *who)
+{
+        uint64_t t0 = cpu_rdtsc();
+
+        while (s->state != C_OPEN) {
+                vsock_round(s);
+                __asm__ __volatile__("sti; nop; cli" : : : "memory");
+                if (cpu_rdtsc() - t0 > 8 * VIRTIO_WAIT_TSC)
+                        probe_fail("%s: no vsock connection to host port %u", who, HOST_PORT);
+                virtio_idle(s->vs);
+        }
+}
+
+static void setup(struct vctx *c, struct snap *s)
+{
+        s->blk = vctx_need(c, VID_BLOCK, 0, "virtio-blk");
+        s->rng = vctx_need(c, VID_RNG, 0, "virtio-rng");
+        vctx_mode(c, s->blk, true);
+        setup_vsock(c, s);
+        virtio_bring_up(s->blk, vctx_ring_features(c), &s->bq, 1, QSIZE);
+        virtio_bring_up(s->rng, vctx_ring_features(c), &s->rq, 1, QSIZE);
         vctx_print_mode("snapshot blk", s->blk);
         vctx_print_mode("snapshot vsock", s->vs);
         if (virtio_cfg64(s->blk, 0) < SNAP_SECTORS)
                 probe_fail("snapshot: the drive has fewer than %u sectors", SNAP_SECTORS);
-        s->cid = virtio_cfg64(s->vs, 0);
         s->bhdr = alloc_zeroed(16, 16);
         s->bstatus = alloc_zeroed(1, 1);
         s->wbuf = alloc_mem(SECTOR, 512);
@@ -458,38 +512,20 @@ static void setup(struct vctx *c, struct snap *s)
                 s->rbuf[i] = alloc_zeroed(4096, 4096);
                 s->rngbuf[i] = alloc_zeroed(4096, 4096);
         }
-        s->rxbufs = alloc_mem((uint64_t)RX_BUFS * RX_BUF, 4096);
-        s->txh = alloc_zeroed(sizeof(*s->txh), 64);
-        s->txdata = alloc_mem(RX_BUF, 64);
-        s->event = alloc_zeroed(4, 4);
         s->counter = alloc_zeroed(8, 4096);
         s->pattern = alloc_mem(PATTERN_WORDS * 8, 4096);
         for (uint64_t i = 0; i < PATTERN_WORDS; i++)
                 s->pattern[i] = pattern_word(i);
-        for (unsigned i = 0; i < RX_BUFS; i++)
-                post_rx(s, i);
-        virtq_kick(&s->vrx);
-        evb = (struct vbuf){s->event, 4, true};
-        virtq_add(&s->vev, &evb, 1, false);
-        virtq_kick(&s->vev);
 }
 
 void scenario_snapshot(const struct boot_info *bi)
 {
         struct vctx *c = vctx_get(bi);
         struct snap *s = alloc_zeroed(sizeof(*s), 64);
-        uint64_t t0;
 
         setup(c, s);
         /* The stream first: the host sees the connection before the VM can be paused. */
-        t0 = cpu_rdtsc();
-        while (s->state != C_OPEN) {
-                vsock_round(s);
-                __asm__ __volatile__("sti; nop; cli" : : : "memory");
-                if (cpu_rdtsc() - t0 > 8 * VIRTIO_WAIT_TSC)
-                        probe_fail("snapshot: no vsock connection to host port %u", HOST_PORT);
-                virtio_idle(s->vs);
-        }
+        open_stream(s, "snapshot");
         print("probe: snapshot ready cid %llu counter 0x%llx\n", U64(s->cid),
               U64((uintptr_t)s->counter));
         for (;;) {
@@ -515,4 +551,292 @@ void scenario_heartbeat(const struct boot_info *bi)
                         break;
         }
         print("probe: heartbeat %llu rounds\n", U64(rounds));
+}
+
+/* ---- clone ---- */
+
+#define NET_F_MAC         5
+#define NET_HDR           12
+#define ETH_MAX           1514
+#define NET_BUF           (NET_HDR + ETH_MAX)
+#define NET_BUFS          8
+#define ETHERTYPE_ASK     0x88b5
+#define ETHERTYPE_ANSWER  0x88b6
+#define COM1_WAKE_VECTOR  0x24
+#define VMGENID_VECTOR    0x25
+#define DEFAULT_TOUCH_MIB 16
+
+struct clone_net {
+        struct virtio_dev *d;
+        struct virtq rx, tx;
+        uint8_t mac[6];
+        uint8_t *bufs, *out;
+        uint8_t buf_of[QSIZE];
+        uint64_t frames;
+};
+
+static void net_post(struct clone_net *n, unsigned i)
+{
+        struct vbuf b = {n->bufs + (uint64_t)i * NET_BUF, NET_BUF, true};
+        int head = virtq_add(&n->rx, &b, 1, false);
+
+        if (head < 0)
+                probe_fail("clone: net rx ring full");
+        n->buf_of[head] = (uint8_t)i;
+}
+
+static void net_setup(struct vctx *c, struct clone_net *n)
+{
+        struct virtq qs[2];
+
+        vctx_mode(c, n->d, true);
+        virtio_bring_up(n->d, vctx_ring_features(c) | VBIT(NET_F_MAC), qs, 2, QSIZE);
+        n->rx = qs[0];
+        n->tx = qs[1];
+        for (unsigned i = 0; i < 6; i++)
+                n->mac[i] = virtio_cfg8(n->d, i);
+        n->bufs = alloc_mem((uint64_t)NET_BUFS * NET_BUF, 4096);
+        n->out = alloc_zeroed(NET_BUF, 64);
+        for (unsigned i = 0; i < NET_BUFS; i++)
+                net_post(n, i);
+        virtq_kick(&n->rx);
+}
+
+/* A frame asking (ETHERTYPE_ASK) goes back to its sender: this MAC as the source,
+ * ETHERTYPE_ANSWER, "clone " before the payload. */
+static void net_answer(struct clone_net *n, const uint8_t *f, uint32_t len)
+{
+        uint32_t payload = len - 14, out_len;
+        struct vbuf b;
+
+        if (payload > ETH_MAX - 14 - 6)
+                payload = ETH_MAX - 14 - 6;
+        memset(n->out, 0, NET_HDR);
+        memcpy(n->out + NET_HDR, f + 6, 6);
+        memcpy(n->out + NET_HDR + 6, n->mac, 6);
+        n->out[NET_HDR + 12] = ETHERTYPE_ANSWER >> 8;
+        n->out[NET_HDR + 13] = ETHERTYPE_ANSWER & 0xff;
+        memcpy(n->out + NET_HDR + 14, "clone ", 6);
+        memcpy(n->out + NET_HDR + 20, f + 14, payload);
+        out_len = NET_HDR + 20 + payload;
+        b = (struct vbuf){n->out, out_len, false};
+        virtq_call(&n->tx, &b, 1, false);
+        n->frames++;
+}
+
+static void net_poll(struct clone_net *n)
+{
+        bool posted = false;
+        uint16_t head;
+        uint32_t len;
+
+        while (virtq_get(&n->rx, &head, &len)) {
+                unsigned i = n->buf_of[head];
+                const uint8_t *f = n->bufs + (uint64_t)i * NET_BUF + NET_HDR;
+
+                if (len >= NET_HDR + 14 && len <= NET_BUF &&
+                    ((uint32_t)f[12] << 8 | f[13]) == ETHERTYPE_ASK)
+                        net_answer(n, f, len - NET_HDR);
+                net_post(n, i);
+                posted = true;
+        }
+        if (posted)
+                virtq_kick(&n->rx);
+}
+
+/* ---- the guest's clock: kvmclock (pvclock), the clock a load's clock_realtime moves ---- */
+
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u
+
+struct pvclock {
+        volatile uint32_t version, pad0;
+        volatile uint64_t tsc_timestamp, system_time;
+        volatile uint32_t tsc_to_system_mul;
+        volatile int8_t tsc_shift;
+        volatile uint8_t flags, pad[2];
+} __attribute__((packed));
+
+static struct pvclock *kvmclock;
+
+static void kvmclock_init(void)
+{
+        kvmclock = alloc_zeroed(sizeof(*kvmclock), 64);
+        cpu_wrmsr(MSR_KVM_SYSTEM_TIME_NEW, (uint64_t)(uintptr_t)kvmclock | 1);
+}
+
+/* Nanoseconds of the guest's kvmclock (0 when the hypervisor never filled it in). */
+static uint64_t kvmclock_ns(void)
+{
+        uint32_t v;
+        uint64_t ns;
+
+        do {
+                v = kvmclock->version;
+                __asm__ __volatile__("" : : : "memory");
+                uint64_t delta = cpu_rdtsc() - kvmclock->tsc_timestamp;
+
+                if (kvmclock->tsc_shift < 0)
+                        delta >>= -kvmclock->tsc_shift;
+                else
+                        delta <<= kvmclock->tsc_shift;
+                ns = kvmclock->system_time +
+                     (uint64_t)(((unsigned __int128)delta * kvmclock->tsc_to_system_mul) >> 32);
+                __asm__ __volatile__("" : : : "memory");
+        } while ((v & 1) || v != kvmclock->version);
+        return v ? ns : 0;
+}
+
+static void com1_wake(struct isr_frame *f)
+{
+        (void)f; /* it only wakes the halted vCPU: the loop reads COM1 */
+}
+
+/* ---- the VM generation ID, found and watched as Linux's vmgenid driver and evged do ---- */
+
+static const volatile uint8_t *genid; /* ADDR of the VM_Gen_Counter device; NULL: none */
+static volatile uint64_t genid_irqs;  /* the Generic Event Device's interrupts */
+static char genid_seen[2 * 16 + 1];   /* the id the last interrupt announced */
+
+static void genid_hex(char out[2 * 16 + 1])
+{
+        static const char hex[] = "0123456789abcdef";
+
+        for (unsigned i = 0; i < 16; i++) {
+                out[2 * i] = hex[genid[i] >> 4];
+                out[2 * i + 1] = hex[genid[i] & 15];
+        }
+        out[32] = '\0';
+}
+
+/* What the guest's _EVT would do: the id's device is notified, and its driver reads the id
+ * again. */
+static void genid_isr(struct isr_frame *f)
+{
+        (void)f;
+        genid_irqs++;
+        genid_hex(genid_seen);
+}
+
+static void genid_setup(const struct boot_info *bi, const struct acpi_madt *madt)
+{
+        struct acpi_root root;
+        const struct acpi_sdt *fadt;
+        struct aml_result *r = alloc_zeroed(sizeof(*r), 64);
+
+        scenario_acpi(bi, &root);
+        fadt = acpi_find(&root, "FACP");
+        if (!fadt)
+                probe_fail("clone: no FADT");
+        aml_find_virtio(acpi_fadt_dsdt(fadt), r);
+        if (!r->vmgenid)
+                return;
+        if (!r->ged)
+                probe_fail("clone: a VM generation ID without a Generic Event Device");
+        genid = (const volatile uint8_t *)(uintptr_t)r->vmgenid_addr;
+        genid_hex(genid_seen);
+        idt_set_handler(VMGENID_VECTOR, genid_isr);
+        scenario_route_gsi(madt, r->ged_irq.gsi, VMGENID_VECTOR, r->ged_irq.level,
+                           r->ged_irq.active_low);
+        print("probe: clone vmgenid 0x%llx gsi %u id %s\n", U64(r->vmgenid_addr), r->ged_irq.gsi,
+              genid_seen);
+}
+
+/* A command line from COM1; true when `quit` ended the run. */
+static bool clone_command(struct snap *s, struct clone_net *n, const uint64_t *touched,
+                          uint64_t pages)
+{
+        while (serial_read_reg(UART_LSR) & UART_LSR_DR) {
+                char ch = (char)serial_read_reg(UART_RBR);
+                uint64_t sum = 0;
+
+                if (ch != '\n' && ch != '\r') {
+                        if (s->cmd_len + 1 < LINE_MAX)
+                                s->cmd[s->cmd_len++] = ch;
+                        continue;
+                }
+                s->cmd[s->cmd_len] = '\0';
+                s->cmd_len = 0;
+                if (str_eq(s->cmd, "quit"))
+                        return true;
+                if (!str_eq(s->cmd, "ping")) {
+                        if (s->cmd[0])
+                                probe_fail("clone: unknown command \"%s\"", s->cmd);
+                        continue;
+                }
+                /* The working set: one word of every touched page. */
+                for (uint64_t p = 0; p < pages; p++)
+                        sum += ((const volatile uint64_t *)touched)[p * 512];
+                (*s->counter)++;
+                print("probe: clone pong %llu sum %llx ticks %llu resets %llu frames %llu clock "
+                      "%llu",
+                      U64(*s->counter), U64(sum), U64(s->ticks), U64(s->resets),
+                      U64(n->d ? n->frames : 0), U64(kvmclock_ns() / 1000000));
+                if (genid) {
+                        char now[2 * 16 + 1];
+
+                        genid_hex(now);
+                        /* genid: the id now; notified: the one the last interrupt saw. */
+                        print(" genid %s notified %s genirqs %llu", now, genid_seen,
+                              U64(genid_irqs));
+                }
+                print("\n");
+        }
+        return false;
+}
+
+void scenario_clone(const struct boot_info *bi)
+{
+        struct vctx *c = vctx_get(bi);
+        struct snap *s = alloc_zeroed(sizeof(*s), 64);
+        struct clone_net *n = alloc_zeroed(sizeof(*n), 64);
+        struct acpi_madt madt;
+        uint64_t mib = DEFAULT_TOUCH_MIB, pages, *touched;
+        size_t len;
+        const char *v = cmdline_find(bi->cmdline, "probe.touch_mib", &len);
+
+        if (v && !str_parse_u64(v, len, 10, &mib))
+                probe_fail("clone: probe.touch_mib is not a number");
+        pages = mib << 8;
+        touched = alloc_mem(pages * 4096, 4096);
+        for (uint64_t p = 0; p < pages; p++)
+                touched[p * 512] = pattern_word(p);
+        s->counter = alloc_zeroed(8, 64);
+        s->one_tick = true;
+        kvmclock_init();
+        virtio_irq_setup(c->bi); /* the timer and the local APIC, whatever the devices */
+        if (virtio_find(c->devs, c->count, VID_VSOCK, 0))
+                setup_vsock(c, s);
+        n->d = virtio_find(c->devs, c->count, VID_NET, 0);
+        if (n->d)
+                net_setup(c, n);
+        /* COM1's receive interrupt wakes the guest: a command is answered at once. */
+        scenario_madt(bi, &madt);
+        idt_set_handler(COM1_WAKE_VECTOR, com1_wake);
+        scenario_route_isa_irq(&madt, X86_COM1_IRQ, COM1_WAKE_VECTOR);
+        genid_setup(bi, &madt);
+        serial_write_reg(UART_IER, UART_IER_RDI);
+        if (s->vs)
+                open_stream(s, "clone");
+        print("probe: clone ready cid %llu mac %02x:%02x:%02x:%02x:%02x:%02x touched %llu MiB\n",
+              U64(s->cid), n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4], n->mac[5],
+              U64(mib));
+        for (;;) {
+                if (s->vs)
+                        vsock_round(s);
+                if (n->d)
+                        net_poll(n);
+                if (clone_command(s, n, touched, pages))
+                        break;
+                cpu_sti_hlt();
+                cpu_cli();
+        }
+        serial_write_reg(UART_IER, 0);
+        if (s->vs) {
+                virtio_reset(s->vs);
+                virtio_irq_disable(s->vs);
+        }
+        if (n->d) {
+                virtio_reset(n->d);
+                virtio_irq_disable(n->d);
+        }
 }

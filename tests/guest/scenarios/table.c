@@ -42,6 +42,7 @@ static const struct scenario scenarios[] = {
     {"cc-stress", scenario_cc_stress},
     {"snapshot", scenario_snapshot},
     {"heartbeat", scenario_heartbeat},
+    {"clone", scenario_clone},
     {"topology", scenario_topology},
 };
 
