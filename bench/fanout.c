@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
+#include "bench.h"
 
 #define MEM_MIB   128
 #define TOUCH_MIB 16
@@ -58,23 +58,6 @@ struct clone {
         bool ok;
         char err[160];
 };
-
-static double now_ms(void)
-{
-        return (double)clock_ns(CLOCK_MONOTONIC) / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return (x > y) - (x < y);
-}
-
-static double percentile(double *v, int n, double p)
-{
-        int i = (int)(p / 100.0 * (n - 1) + 0.5);
-        return v[i < n ? i : n - 1];
-}
 
 /* ---- processes and their consoles ---- */
 
@@ -179,7 +162,7 @@ static void *run_clone(void *arg)
 {
         struct clone *c = arg;
         char sock[96], id[32], log[96], body[256], cmdline[128];
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
 
         snprintf(id, sizeof(id), "c%u", c->index);
         snprintf(log, sizeof(log), "%s/%s.err", dir, id);
@@ -218,7 +201,7 @@ static void *run_clone(void *arg)
                 snprintf(c->err, sizeof(c->err), "no pong (%.96s)", log);
                 return NULL;
         }
-        c->answer_ms = now_ms() - t0;
+        c->answer_ms = bench_now_ms() - t0;
         c->ok = true;
         return NULL;
 }
@@ -442,9 +425,8 @@ int main(int argc, char **argv)
                                        mode_name[m], r->failures);
                                 continue;
                         }
-                        qsort(r->samples, (size_t)r->n, sizeof(double), cmp_double);
-                        med = percentile(r->samples, r->n, 50);
-                        p99 = percentile(r->samples, r->n, 99);
+                        med = bench_quantile(r->samples, r->n, 0.50);
+                        p99 = bench_quantile(r->samples, r->n, 0.99);
                         if (m == COLD)
                                 cold_median[k] = med;
                         printf(
