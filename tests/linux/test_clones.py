@@ -69,16 +69,23 @@ OUTER = f"""
             "File", "backend_path": "'$T/m'"}}, "resume_vm": true,
             "network_overrides": [{{"iface_id": "eth0", "host_dev_name": "tapc'$n'"}}],
             "vsock_override": {{"uds_path": "'$T/c$n.v'"}}'"$extra"'}}'
-        put c$n.load.rc $?
+        rc=$?
+        put c$n.load.rc $rc
         put c$n.load.at "$(date +%s)"
+        [ $rc = 0 ] || exit 1   # what follows would only wait out its limits
     done
     for n in 1 2; do
-        tbtool send fc:$T/c$n.v:700$n --bytes 4K --seed $n --retry 60 >$R/c$n.tell 2>&1
-        put c$n.tell.rc $?
+        tbtool send fc:$T/c$n.v:700$n --bytes 4K --seed $n --retry 30 >$R/c$n.tell 2>&1
+        rc=$?
+        put c$n.tell.rc $rc
+        [ $rc = 0 ] || exit 1
     done
     for n in 1 2; do console_wait c$n '@@ answer ' 60; done
     for n in 1 2; do
-        ping -c 3 -W 10 172.16.$n.2 >$R/c$n.ping 2>&1; put c$n.ping.rc $?
+        ping -c 3 -W 10 172.16.$n.2 >$R/c$n.ping 2>&1
+        rc=$?
+        put c$n.ping.rc $rc
+        [ $rc = 0 ] || exit 1
     done
 
     # Each clone in turn moves data; the marks around each turn: both TAPs' counters and a
