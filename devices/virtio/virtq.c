@@ -89,13 +89,47 @@ struct desc {
         uint16_t next;
 };
 
-static int read_desc(struct virtq *q, gpa_t table, uint16_t i, struct desc *d)
-{
-        uint8_t raw[DESC_SIZE];
-        int r = hostmem_read(q->mem, table + (uint64_t)DESC_SIZE * i, raw, sizeof(raw));
+/* Descriptors are copied in a few at a time: a chain usually sits in consecutive entries
+ * (an indirect table always, and a driver's free list hands chains of one length back in
+ * order), so one checked copy usually serves the whole chain. */
+#define DESC_BATCH 4
 
-        if (r)
-                return r;
+struct desc_cache {
+        gpa_t table;
+        uint32_t first, n; /* the copy holds entries [first, first + n) of table */
+        uint8_t raw[DESC_BATCH * DESC_SIZE];
+};
+
+static int read_desc(struct virtq *q, struct desc_cache *dc, gpa_t table, uint32_t table_size,
+                     uint16_t i, struct desc *d)
+{
+        const uint8_t *raw;
+
+        if (dc->table != table || i < dc->first || i - dc->first >= dc->n) {
+                gpa_t at = table + (uint64_t)DESC_SIZE * i;
+                /* Entry i and those after it in the table, up to the end of its granule: a
+                 * granule is shared or private as a whole, so this copy is refused exactly
+                 * when one of entry i alone would be, and no violation is counted for
+                 * entries the chain does not use. (An unaligned indirect table's entry may
+                 * straddle two granules: then it is copied alone, as before.) */
+                uint32_t n = (uint32_t)((OWNERSHIP_GRANULE - at % OWNERSHIP_GRANULE) / DESC_SIZE);
+                int r;
+
+                if (n > table_size - i)
+                        n = table_size - i;
+                if (n > DESC_BATCH)
+                        n = DESC_BATCH;
+                if (n == 0)
+                        n = 1;
+                dc->n = 0;
+                r = hostmem_read(q->mem, at, dc->raw, (size_t)n * DESC_SIZE);
+                if (r)
+                        return r;
+                dc->table = table;
+                dc->first = i;
+                dc->n = n;
+        }
+        raw = dc->raw + (size_t)(i - dc->first) * DESC_SIZE;
         d->addr = get_le64(raw);
         d->len = get_le32(raw + 8);
         d->flags = get_le16(raw + 12);
@@ -134,12 +168,13 @@ static enum virtq_pop_result walk(struct virtq *q, struct virtq_chain *c)
         bool in_indirect = false;
         unsigned steps = 0;
         uint16_t i = c->head;
+        struct desc_cache dc = {.n = 0};
         struct desc d;
 
         for (;;) {
                 if (++steps > q->size)
                         return bad(q); /* a loop, or longer than the queue allows */
-                if (read_desc(q, table, i, &d))
+                if (read_desc(q, &dc, table, table_size, i, &d))
                         return in_indirect ? bad(q) : broken(q);
                 if (d.flags & VIRTQ_DESC_F_INDIRECT) {
                         if (!q->indirect || in_indirect || (d.flags & VIRTQ_DESC_F_NEXT) ||
