@@ -70,14 +70,17 @@ static void *begin_access(struct hostmem *hm, gpa_t gpa, uint64_t len, int *err)
         void *p = translate(hm, gpa, len, err);
         int r;
 
-        if (p && hm->own && (r = ownership_pin(hm->own, gpa, len)) != 0)
-                return refused(hm, r, err);
-        return p;
+        if (!p || !hm->own)
+                return p;
+        r = ownership_quick_pin(hm->own, gpa, len);
+        if (r > 0)
+                r = ownership_pin(hm->own, gpa, len);
+        return r ? refused(hm, r, err) : p;
 }
 
 static void end_access(struct hostmem *hm, gpa_t gpa, uint64_t len)
 {
-        if (hm->own)
+        if (hm->own && ownership_quick_unpin(hm->own, gpa, len))
                 ownership_unpin(hm->own, gpa, len);
 }
 
@@ -221,9 +224,14 @@ bool hostmem_discard_reads_zero(const struct hostmem *hm)
 
 bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len)
 {
+        int shared;
+
         if (!hm->own)
                 return guest_mem_contains(hm->mem, gpa, len);
-        if (ownership_is_shared(hm->own, gpa, len))
+        shared = ownership_quick_is_shared(hm->own, gpa, len);
+        if (shared < 0)
+                shared = ownership_is_shared(hm->own, gpa, len);
+        if (shared)
                 return true;
         /* The guest asked the device to use private memory (a ring, a status byte): refused
          * without touching it, and counted like a refused access (CC-7). */

@@ -23,10 +23,8 @@ struct ownership {
         unsigned nr_regions;
         struct own_region regions[GUEST_MEM_MAX_REGIONS];
         uint64_t granules;
-        _Atomic uint32_t *pins; /* host accesses under way, per granule */
-        pthread_mutex_t lock;   /* serialises transitions */
+        pthread_mutex_t lock; /* serialises transitions */
         pthread_cond_t unpinned;
-        atomic_uint waiters; /* transitions waiting for pins to drain */
         atomic_uint_fast64_t generation;
         atomic_uint_fast64_t nr_private;
         void (*progress)(void *opaque); /* ownership_set_progress */
@@ -137,14 +135,15 @@ int ownership_create(const struct guest_mem *mem, bool all_private, struct owner
                 o->granules += r.size / OWNERSHIP_GRANULE;
         }
         o->nr_regions = guest_mem_region_count(mem);
-        if (o->nr_regions)
-                o->head = (struct ownership_head_){.gpa = o->regions[0].gpa,
-                                                   .bytes = o->regions[0].bytes};
+        if (o->nr_regions) { /* (calloc left bytes 0 otherwise: no access is quick) */
+                o->head.gpa = o->regions[0].gpa;
+                o->head.bytes = o->regions[0].bytes;
+        }
         words = (o->granules + 63) / 64;
         /* calloc of large arrays maps zero pages: only touched parts become resident. */
         o->head.bits = calloc(words, sizeof(*o->head.bits));
-        o->pins = calloc(o->granules, sizeof(*o->pins));
-        if (!o->head.bits || !o->pins) {
+        o->head.pins = calloc(o->granules, sizeof(*o->head.pins));
+        if (!o->head.bits || !o->head.pins) {
                 ownership_destroy(o);
                 return -ENOMEM;
         }
@@ -163,7 +162,7 @@ void ownership_destroy(struct ownership *o)
         if (!o)
                 return;
         free((void *)o->head.bits);
-        free((void *)o->pins);
+        free((void *)o->head.pins);
         pthread_mutex_destroy(&o->lock);
         pthread_cond_destroy(&o->unpinned);
         free(o);
@@ -190,22 +189,16 @@ static bool granule_span(const struct ownership *o, gpa_t gpa, uint64_t len, uin
 }
 
 /* The common case of granule_span: [gpa, gpa+len) inside one granule of the first region
- * (ring areas, a status byte, a page-aligned 4 KiB buffer), whose index is *g. (A gpa below
- * the region wraps off past its size; len 0 wraps len - 1.) */
+ * (ring areas, a status byte, a page-aligned 4 KiB buffer), whose index is *g. */
 static inline bool one_granule(const struct ownership *o, gpa_t gpa, uint64_t len, uint64_t *g)
 {
-        uint64_t off = gpa - o->head.gpa;
-
-        if (off >= o->head.bytes || len - 1 >= OWNERSHIP_GRANULE - off % OWNERSHIP_GRANULE)
-                return false;
-        *g = off / OWNERSHIP_GRANULE;
-        return true;
+        return ownership_one_granule_(&o->head, gpa, len, g);
 }
 
 static bool bit(const struct ownership *o, uint64_t g)
 {
         /* seq_cst: a pin's increment and this load need no fence between them (below). */
-        return (atomic_load_explicit(&o->head.bits[g / 64], memory_order_seq_cst) >> (g % 64)) & 1;
+        return ownership_bit_(&o->head, g);
 }
 
 /* Whether any granule in [first, first+count) is private; whole words at a time. */
@@ -250,13 +243,17 @@ static inline void unpin_span(struct ownership *o, uint64_t first, uint64_t coun
         bool drained = false;
 
         for (uint64_t g = first; g < first + count; g++)
-                if (atomic_fetch_sub(&o->pins[g], 1) == 1)
+                if (atomic_fetch_sub(&o->head.pins[g], 1) == 1)
                         drained = true;
-        if (drained && atomic_load(&o->waiters)) {
-                pthread_mutex_lock(&o->lock);
-                pthread_cond_broadcast(&o->unpinned);
-                pthread_mutex_unlock(&o->lock);
-        }
+        if (drained && atomic_load(&o->head.waiters))
+                ownership_wake_(o);
+}
+
+void ownership_wake_(struct ownership *o)
+{
+        pthread_mutex_lock(&o->lock);
+        pthread_cond_broadcast(&o->unpinned);
+        pthread_mutex_unlock(&o->lock);
 }
 
 static inline int pin_span(struct ownership *o, uint64_t first, uint64_t count)
@@ -265,7 +262,7 @@ static inline int pin_span(struct ownership *o, uint64_t first, uint64_t count)
          * so one of the two always sees the other: the increments and the bit loads are
          * sequentially consistent (the transition has a fence between its two steps). */
         for (uint64_t g = first; g < first + count; g++)
-                atomic_fetch_add(&o->pins[g], 1);
+                atomic_fetch_add(&o->head.pins[g], 1);
         if (count == 1 ? bit(o, first) : any_set(o, first, count)) {
                 unpin_span(o, first, count);
                 return -EACCES;
@@ -352,7 +349,7 @@ void ownership_unpin(struct ownership *o, gpa_t gpa, uint64_t len)
 static bool pinned(struct ownership *o, uint64_t first, uint64_t count)
 {
         for (uint64_t g = first; g < first + count; g++)
-                if (atomic_load(&o->pins[g]))
+                if (atomic_load(&o->head.pins[g]))
                         return true;
         return false;
 }
@@ -383,7 +380,7 @@ static int transition(struct ownership *o, uint64_t first, uint64_t count, bool 
                 atomic_fetch_add(&o->nr_private, changed);
                 /* Accesses that started before the flip finish on shared memory. */
                 wait_short_accesses(o);
-                atomic_fetch_add(&o->waiters, 1);
+                atomic_fetch_add(&o->head.waiters, 1);
                 while (pinned(o, first, count)) {
                         struct timespec ts;
 
@@ -402,7 +399,7 @@ static int transition(struct ownership *o, uint64_t first, uint64_t count, bool 
                         }
                         pthread_cond_timedwait(&o->unpinned, &o->lock, &ts);
                 }
-                atomic_fetch_sub(&o->waiters, 1);
+                atomic_fetch_sub(&o->head.waiters, 1);
         } else {
                 atomic_fetch_sub(&o->nr_private, changed);
         }

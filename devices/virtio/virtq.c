@@ -60,7 +60,7 @@ void virtq_start(struct virtq *q, struct hostmem *mem, bool event_idx, bool indi
         q->event_idx = event_idx;
         q->indirect = indirect;
         q->broken = false;
-        q->last_avail = 0;
+        q->last_avail = q->avail_seen = 0;
         q->used_idx = 0;
         q->signalled_valid = false;
 }
@@ -200,18 +200,29 @@ static enum virtq_pop_result walk(struct virtq *q, struct virtq_chain *c)
         }
 }
 
+uint16_t virtq_seen_pending(const struct virtq *q)
+{
+        return (uint16_t)(q->avail_seen - q->last_avail);
+}
+
 enum virtq_pop_result virtq_pop(struct virtq *q, struct virtq_chain *c)
 {
-        uint16_t avail_idx, head;
+        uint16_t avail_idx, head, pending = virtq_seen_pending(q);
 
         if (!virtq_live(q))
                 return VIRTQ_EMPTY;
-        if (hostmem_load16(q->mem, AVAIL_IDX(q), &avail_idx))
-                return broken(q);
-        if ((uint16_t)(avail_idx - q->last_avail) > q->size)
-                return broken(q); /* the driver claims more buffers than the ring holds */
-        if (avail_idx == q->last_avail)
-                return VIRTQ_EMPTY;
+        /* The entries up to the index read last time are published already: only when they
+         * are used up is the index read again. (More than the ring holds cannot have been
+         * seen: the index was refused then. It is read again all the same.) */
+        if (pending == 0 || pending > q->size) {
+                if (hostmem_load16(q->mem, AVAIL_IDX(q), &avail_idx))
+                        return broken(q);
+                if ((uint16_t)(avail_idx - q->last_avail) > q->size)
+                        return broken(q); /* the driver claims more buffers than the ring holds */
+                if (avail_idx == q->last_avail)
+                        return VIRTQ_EMPTY;
+                q->avail_seen = avail_idx;
+        }
         /* The ring entry is read after the index that published it. */
         atomic_thread_fence(memory_order_acquire);
         if (hostmem_load16(q->mem, AVAIL_RING(q, q->last_avail % q->size), &head))
@@ -268,6 +279,10 @@ bool virtq_arm(struct virtq *q)
                 q->broken = true;
                 return false;
         }
+        /* What it shows saves the next pop a read (an impossible index is left to that pop,
+         * which reads it again and finds the ring broken). */
+        if ((uint16_t)(avail_idx - q->last_avail) <= q->size)
+                q->avail_seen = avail_idx;
         return avail_idx != q->last_avail;
 }
 
@@ -464,6 +479,7 @@ bool virtq_restore(struct virtq *q, struct snapbuf_reader *r, uint16_t max, stru
         v.indirect = snapbuf_get_bool(r, "queue indirect");
         v.broken = snapbuf_get_bool(r, "queue broken");
         v.last_avail = snapbuf_get_u16(r, "queue last_avail");
+        v.avail_seen = v.last_avail; /* the next pop reads the index */
         v.used_idx = snapbuf_get_u16(r, "queue used_idx");
         v.signalled_used = snapbuf_get_u16(r, "queue signalled_used");
         v.signalled_valid = snapbuf_get_bool(r, "queue signalled_valid");
