@@ -176,6 +176,12 @@ static bool granule_span(const struct ownership *o, gpa_t gpa, uint64_t len, uin
 
         if (!range_end(gpa, len, &end))
                 return false;
+        /* The first region (its granules come first) without the loop: data buffers. */
+        if (gpa >= o->head.gpa && end - o->head.gpa <= o->head.bytes) {
+                *first = (gpa - o->head.gpa) / OWNERSHIP_GRANULE;
+                *count = len ? (end - 1 - o->head.gpa) / OWNERSHIP_GRANULE - *first + 1 : 0;
+                return true;
+        }
         for (unsigned i = 0; i < o->nr_regions; i++) {
                 const struct own_region *r = &o->regions[i];
                 uint64_t rend = r->gpa + r->granules * OWNERSHIP_GRANULE;
@@ -201,21 +207,19 @@ static bool bit(const struct ownership *o, uint64_t g)
         return ownership_bit_(&o->head, g);
 }
 
-/* Whether any granule in [first, first+count) is private; whole words at a time. */
+/* Whether any granule in [first, first+count) is private; a word of the map at a time. */
 static bool any_set(const struct ownership *o, uint64_t first, uint64_t count)
 {
         uint64_t g = first, end = first + count;
 
         while (g < end) {
-                if (g % 64 == 0 && end - g >= 64) {
-                        if (atomic_load_explicit(&o->head.bits[g / 64], memory_order_seq_cst))
-                                return true;
-                        g += 64;
-                } else {
-                        if (bit(o, g))
-                                return true;
-                        g++;
-                }
+                uint64_t lo = g % 64, n = 64 - lo < end - g ? 64 - lo : end - g;
+                uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << lo;
+
+                /* seq_cst, as bit(). */
+                if (atomic_load_explicit(&o->head.bits[g / 64], memory_order_seq_cst) & mask)
+                        return true;
+                g += n;
         }
         return false;
 }
