@@ -11,6 +11,7 @@ import testbed  # noqa: E402
 
 SELECTED = []
 TIMES = []
+AGAIN = []  # (scenario, why): scenarios run again after the test bed failed under them
 
 
 def pytest_configure(config):
@@ -42,9 +43,15 @@ def testbed_run():
 
     def event(kind, name, info):
         if kind == "outer-up":
-            TIMES.append(("(outer boot)", "", info["secs"]))
+            TIMES.append((f"(outer boot {info['boot']})", "", info["secs"]))
         elif kind == "end":
             TIMES.append((name, info["rc"], info["secs"]))
+        elif kind == "outer-lost":
+            TIMES.append((f"(outer lost in {name or 'no scenario'})", "lost", info["secs"]))
+            if name is None:
+                AGAIN.append(("(outer machine, between scenarios)", info["why"]))
+        elif kind == "again":
+            AGAIN.append((name, info["why"]))
 
     run = tb.run(SELECTED, work / "outer-console.log", on_event=event)
     if not run.outer_ok and not run.scenarios:
@@ -61,6 +68,11 @@ def linux(request, testbed_run):
         pytest.fail(f"scenario {s.name} did not run: {testbed_run.problem}\n--- outer console\n"
                     f"{testbed.console_tail(testbed_run.console)}", pytrace=False)
     print(f"scenario {s.name}: outer rc={res.rc}, {res.secs}s")
+    for why in res.retried:
+        print(f"scenario {s.name}: run again: {why}")
+    if res.rc == "outer-crash":
+        pytest.fail(f"scenario {s.name}: the outer machine was lost in every try; the last: "
+                    f"{res.why}\n" + res.report(), pytrace=False)
     if res.rc in ("unfinished", "timeout"):
         why = testbed_run.problem if res.rc == "unfinished" else "its time limit killed it"
         pytest.fail(f"scenario {s.name} did not finish: {why}\n" + res.report(), pytrace=False)
@@ -72,3 +84,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("real-Linux scenarios (outer machine time)")
         for name, rc, secs in TIMES:
             terminalreporter.write_line(f"  {name:24} {str(rc):>4} {secs:7.1f}s")
+    if AGAIN:
+        # The test bed's own failures (TCG's nested SVM), said even when the rerun passed.
+        terminalreporter.section("scenarios run again (the second run is the one judged)")
+        for name, why in AGAIN:
+            terminalreporter.write_line(f"  {name}: {why}")

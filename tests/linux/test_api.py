@@ -62,7 +62,7 @@ GUEST = f"""
 
 
 
-@scenario(outer=OUTER, guest={"api": GUEST}, timeout=900, needs={"rootfs"})
+@scenario(outer=OUTER, guest={"api": GUEST}, timeout=240, needs={"rootfs"})
 def test_api_getting_started(linux):
     g, v = linux.guest("g"), linux.values()
     report = linux.report("g")

@@ -72,7 +72,7 @@ GUEST = f"""
 """
 
 
-@scenario(outer=OUTER, guest={"balloon": GUEST}, timeout=1200)
+@scenario(outer=OUTER, guest={"balloon": GUEST}, timeout=240)
 def test_balloon(linux):
     g, v = linux.guest("g"), linux.values()
     report = linux.report("g")

@@ -80,7 +80,7 @@ def check_common(linux, freed_key):
     return v, b
 
 
-@scenario(outer=REPORT_OUTER, guest={"free": GUEST}, timeout=900)
+@scenario(outer=REPORT_OUTER, guest={"free": GUEST}, timeout=240)
 def test_balloon_free_page_reporting(linux):
     v, b = check_common(linux, "free_page_report_freed")
     assert v.get("reported.rc") == "0", (v, linux.report("g"))
@@ -88,7 +88,7 @@ def test_balloon_free_page_reporting(linux):
     assert b["free_page_report_count"] > 0 and b["free_page_report_fails"] == 0, b
 
 
-@scenario(outer=HINT_OUTER, guest={"free": GUEST}, timeout=900)
+@scenario(outer=HINT_OUTER, guest={"free": GUEST}, timeout=240)
 def test_balloon_free_page_hinting(linux):
     v, b = check_common(linux, "free_page_hint_freed")
     for k in ("start.rc", "done.rc", "stop.rc"):

@@ -95,7 +95,7 @@ GUEST = f"""
 
 
 
-@scenario(outer=OUTER, guest={"blk": GUEST}, timeout=1500, asan=True)
+@scenario(outer=OUTER, guest={"blk": GUEST}, timeout=300, asan=True)
 def test_block(linux):
     g, v = linux.guest("g"), linux.values()
     report = linux.report("g")

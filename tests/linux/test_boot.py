@@ -93,7 +93,7 @@ def expected_e820(mem_mib):
             (0x100000, top, "System RAM")]
 
 
-@scenario(outer=OUTER, guest={"boot": GUEST}, timeout=900, asan=True)
+@scenario(outer=OUTER, guest={"boot": GUEST}, timeout=240, asan=True)
 def test_boot(linux):
     for name, kernel, vcpus in BOOTS:
         report = linux.report(name)
@@ -165,7 +165,7 @@ def test_entropy(linux):
 """, guest={"cpuid": """
     tbtool cpuid 0xd 0 0xd 1 0xd 2 | while read -r c leaf regs; do put "$c.$leaf" "$regs"; done
     dmesg | grep -m1 'XSAVE consistency' | sed 's/^\\[[ 0-9.]*\\] /@@ xsave /'
-"""}, timeout=600, needs={"qemu"})
+"""}, timeout=240, needs={"qemu"})
 def test_xsave_warning_is_tcgs(linux):
     """The XSAVE warning is the same, with the same CPUID leaf 0xD, under QEMU's own VMM."""
     ours, qemu = linux.guest("vmm"), linux.guest("qemu")

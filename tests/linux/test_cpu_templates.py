@@ -42,7 +42,7 @@ GUEST = """
 """
 
 
-@scenario(outer=OUTER, guest={"flags": GUEST}, timeout=900)
+@scenario(outer=OUTER, guest={"flags": GUEST}, timeout=240)
 def test_custom_template_flags_in_proc_cpuinfo(linux):
     report = linux.report("plain", "tmpl")
     plain = set(linux.guest("plain").get("flags", "").split())

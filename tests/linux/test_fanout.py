@@ -67,7 +67,7 @@ def beats(console):
     return [int(n) for n in re.findall(r"@@ hb (\d+)", console)]
 
 
-@scenario(outer=OUTER, guest={"work": GUEST}, timeout=900, needs=("uffd",))
+@scenario(outer=OUTER, guest={"work": GUEST}, timeout=240, needs=("uffd",))
 def test_uffd_clones(linux):
     v = linux.values()
     report = linux.report("a", "u1", "u2")

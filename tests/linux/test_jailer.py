@@ -98,7 +98,7 @@ GUEST = """
 """
 
 
-@scenario(outer=OUTER, guest={"jailed": GUEST}, timeout=400, needs={"jailer"})
+@scenario(outer=OUTER, guest={"jailed": GUEST}, timeout=240, needs={"jailer"})
 def test_jailer_linux_guest(linux):
     g, v = linux.guest("g"), linux.values()
     report = linux.report("g") + "\n--- g.api\n" + linux.text("g.api") + f"\n--- values\n{v}"

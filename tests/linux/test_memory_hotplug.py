@@ -84,7 +84,7 @@ GUEST = f"""
 """
 
 
-@scenario(outer=OUTER, guest={"mem": GUEST}, timeout=900)
+@scenario(outer=OUTER, guest={"mem": GUEST}, timeout=240)
 def test_memory_hotplug(linux):
     g, v = linux.guest("g"), linux.values()
     report = linux.report("g")

@@ -73,7 +73,7 @@ GUEST = f"""
 """
 
 
-@scenario(outer=OUTER, guest={"mmds": GUEST}, timeout=900, asan=True)
+@scenario(outer=OUTER, guest={"mmds": GUEST}, timeout=300, asan=True)
 def test_mmds(linux):
     for vm, v2 in (("g1", False), ("g2", True)):
         g, report = linux.guest(vm), linux.report(vm)

@@ -77,7 +77,7 @@ GUEST = f"""
 
 
 
-@scenario(outer=OUTER, guest={"net": GUEST}, timeout=1200, asan=True)
+@scenario(outer=OUTER, guest={"net": GUEST}, timeout=300, asan=True)
 def test_net(linux):
     g = linux.guest("g")
     report = linux.report("g")

@@ -13,7 +13,7 @@ from testbed import scenario
     put crashing 1
     echo c >/proc/sysrq-trigger
     put survived 1
-"""}, timeout=600)
+"""}, timeout=240)
 def test_kernel_panic(linux):
     console, report = linux.console("g"), linux.report("g")
     assert "@@ crashing 1" in console and "@@ survived" not in console, report

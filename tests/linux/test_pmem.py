@@ -85,7 +85,7 @@ GUEST = f"""
 """
 
 
-@scenario(outer=OUTER, guest={"pmem": GUEST}, timeout=900, needs={"mke2fs"})
+@scenario(outer=OUTER, guest={"pmem": GUEST}, timeout=240, needs={"mke2fs"})
 def test_pmem(linux):
     g, v = linux.guest("g"), linux.values()
     report = linux.report("g")

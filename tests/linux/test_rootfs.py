@@ -25,7 +25,7 @@ OUTER = """
 """
 
 
-@scenario(outer=OUTER, timeout=900, needs={"rootfs"})
+@scenario(outer=OUTER, timeout=300, needs={"rootfs"})
 def test_rootfs_login_and_poweroff(linux):
     console, log = linux.console("r"), linux.log("r")
     report = linux.report("r")

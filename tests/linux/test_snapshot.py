@@ -128,7 +128,7 @@ def beats(console):
 
 
 
-@scenario(outer=OUTER, guest={"work": GUEST}, timeout=1500, asan=True)
+@scenario(outer=OUTER, guest={"work": GUEST}, timeout=300, asan=True)
 def test_snapshot_restore(linux, tmp_path):
     v = linux.values()
     report = linux.report("a", "b", "c", "d1", "d2")

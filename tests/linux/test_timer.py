@@ -25,7 +25,7 @@ GUEST = """
     vm_wait nopit 300
     vm_boot pit timer --mem 256 --no-serial-in --pit
     vm_wait pit 300
-""", guest={"timer": GUEST}, timeout=900)
+""", guest={"timer": GUEST}, timeout=240)
 def test_linux_needs_no_pit(linux):
     for vm in ("nopit", "pit"):
         report = linux.report(vm)

@@ -43,7 +43,7 @@ def last(text):
     return lines[-1] if lines else ""
 
 
-@scenario(outer=OUTER, guest={"vsock": GUEST}, timeout=900)
+@scenario(outer=OUTER, guest={"vsock": GUEST}, timeout=240)
 def test_vsock(linux):
     g = linux.guest("g")
     report = linux.report("g")

@@ -193,12 +193,25 @@ wait_for() {
 # ---- run by /init ----
 
 tb_run_scenario() {
-        local name=$1 limit start rc secs pid
+        local name=$1 limit start rc secs pid n tf
         limit=$(cat "/tb/scenarios/$name/timeout")
+        # A try that an earlier outer machine did not live through: its files stay beside
+        # the new ones (NAME.lost-N), for whoever looks at why.
+        if [ -d "/out/$name" ]; then
+                n=1
+                while [ -e "/out/$name.lost-$n" ]; do n=$((n + 1)); done
+                mv "/out/$name" "/out/$name.lost-$n"
+        fi
         mkdir -p "/out/$name" "/tmp/tb/$name"
         dmesg -c >/dev/null 2>&1 # the outer's boot messages are not the scenario's
         echo "@@TB begin $name"
         start=$(now)
+        # The host's test of its own recovery (VMM_LINUX_FAULT, testbed.py): this machine
+        # dies, or goes silent, in the middle of the scenario.
+        case " $(cat /proc/cmdline) " in
+        *" tb.fault=crash:$name "*) sync; echo c >/proc/sysrq-trigger ;;
+        *" tb.fault=hang:$name "*) while :; do sleep 1000; done ;;
+        esac
         # The script's own exit status, or "timeout" when the limit killed it.
         S=$name R=/out/$name T=/tmp/tb/$name timeout -s KILL "$limit" \
                 sh -c '. /tb/lib.sh; cd "$T"; (. "/tb/scenarios/$S/outer.sh"); echo $? >"$T/.rc"' \
@@ -217,6 +230,9 @@ tb_run_scenario() {
         # guest that died), cleared for the next one.
         dmesg -c >"/out/$name/outer.dmesg" 2>&1
         secs=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+        # How many of its VMs triple-faulted (vmm logs each; the host reruns such a
+        # scenario once unless it expects it: testbed.py, Testbed.run).
+        tf=$(grep -l 'triple fault (KVM_EXIT_SHUTDOWN)' "/out/$name"/*.log 2>/dev/null | wc -l)
         sync
-        echo "@@TB end $name rc=$rc secs=$secs"
+        echo "@@TB end $name rc=$rc secs=$secs tf=$tf"
 }
