@@ -98,8 +98,8 @@ struct ownership_slot_ {
         atomic_uint_fast64_t seq;        /* odd while an access is under way */
 } __attribute__((aligned(64)));
 
-/* The first member of struct ownership: what the fast path reads (the pointers and the
- * region fixed at creation). */
+/* The first member of struct ownership: what the inline paths read (all but waiters fixed
+ * at creation). */
 struct ownership_head_ {
         gpa_t gpa;              /* the first region: its address, */
         uint64_t bytes;         /* its whole granules in bytes (its granules come first) */
