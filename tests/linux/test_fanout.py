@@ -9,8 +9,8 @@ outer:
 
 The guest also lists the ACPI devices of the VM generation ID (VGEN, _HID CVMM0002) and its
 Generic Event Device (ACPI0013, bound to Linux's acpi-ged). Debian's cloud kernel has no
-vmgenid driver (no CONFIG_VIRT_DRIVERS): the reseed itself is seen with the generic kernel
-(docs/snapshots.md, "VMGenID").
+vmgenid driver (no CONFIG_VIRT_DRIVERS): test_vmgenid.py boots the generic kernel and sees
+each clone reseed its RNG (docs/snapshots.md, "VMGenID").
 """
 import re
 

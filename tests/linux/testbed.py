@@ -7,7 +7,9 @@ Pieces, all made from the build tree and Debian packages (nothing downloaded but
 
   guest image    scripts/guest-image's kernel, initramfs and root filesystem, built once into
                  out/guest-image and rebuilt when the script's files change (shared with
-                 tests/kvm/test_guest_image.py)
+                 tests/kvm/test_guest_image.py); for scenarios that need "generic", the
+                 same image with Debian's generic kernel (CONFIG_VMGENID=y), without the
+                 root filesystem, in out/guest-image-generic
   outer modules  irqbypass, kvm, kvm-amd, tun and the virtio-pci disk drivers from the same
                  kernel package as the guest's (the outer runs that kernel too), cached in
                  out/nested/modules-RELEASE
@@ -17,7 +19,8 @@ Pieces, all made from the build tree and Debian packages (nothing downloaded but
   outer initrd   busybox-static, the modules, vmm and curl with every library ldd lists and
                  the loader, tbtool, the outer helpers (outer/lib.sh, outer/init) and the
                  scenarios' outer scripts (uncompressed: TCG would spend seconds inflating it)
-  disks          tb-in (ext4, read-only: the guest's kernel files and initrd), the root
+  disks          tb-in (ext4, read-only: the guest's kernel files and initrd, and the
+                 generic kernel's under /generic when a scenario needs it), the root
                  filesystem image itself (read-only; QEMU never writes the host file), and
                  tb-out (ext4 without a journal, so what the outer synced is readable even
                  after a crash), where each scenario leaves its files in /SCENARIO/
@@ -42,6 +45,10 @@ SOURCE_DIR = pathlib.Path(os.environ.get("VMM_SOURCE_DIR", HERE.parents[1])).res
 BUILD_DIR = pathlib.Path(os.environ.get("VMM_BUILD_DIR", SOURCE_DIR / "build")).resolve()
 OUT_DIR = SOURCE_DIR / "out"
 GUEST_IMAGE_DIR = pathlib.Path(os.environ.get("VMM_GUEST_IMAGE_DIR", OUT_DIR / "guest-image"))
+# The same guest with Debian's generic kernel (scenarios that need "generic": its vmgenid
+# driver, which the cloud kernel lacks).
+GENERIC_IMAGE_DIR = pathlib.Path(os.environ.get("VMM_GENERIC_IMAGE_DIR",
+                                                OUT_DIR / "guest-image-generic"))
 NESTED_DIR = pathlib.Path(os.environ.get("VMM_NESTED_DIR", OUT_DIR / "nested"))
 GUEST_IMAGE_SCRIPT = SOURCE_DIR / "scripts" / "guest-image"
 GUEST_IMAGE_TOOL = SOURCE_DIR / "scripts" / "guest-image-tool"
@@ -94,33 +101,40 @@ def guest_image_wants_rootfs():
     return os.geteuid() == 0 and os.environ.get("VMM_GUEST_ROOTFS", "1") != "0"
 
 
-def guest_image_key(rootfs):
+def guest_image_key(rootfs, kernel="cloud"):
     h = hashlib.sha256(b"rootfs" if rootfs else b"no-rootfs")
+    if kernel != "cloud":
+        h.update(b"kernel=" + kernel.encode())
     for f in guest_image_files():
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
 
-def guest_image(log=print):
+def guest_image(log=print, kernel="cloud"):
     """out/guest-image, (re)built by scripts/guest-image when its inputs changed: the
-    kernel, initramfs and config, plus (as root) the root filesystem and its kept tree."""
-    rootfs = guest_image_wants_rootfs()
-    key = guest_image_key(rootfs)
-    stamp = GUEST_IMAGE_DIR / ".inputs"
-    if stamp.exists() and stamp.read_text() == key and (GUEST_IMAGE_DIR / "SHA256SUMS").exists():
-        return GUEST_IMAGE_DIR
-    if GUEST_IMAGE_DIR.exists():
-        shutil.rmtree(GUEST_IMAGE_DIR)
-    args = ["--rootfs", "--keep-tree"] if rootfs else []
+    kernel, initramfs and config, plus (as root) the root filesystem and its kept tree.
+    kernel="generic": out/guest-image-generic, the same with Debian's generic kernel, without
+    the root filesystem (its guests run from the initramfs)."""
+    generic = kernel == "generic"
+    directory = GENERIC_IMAGE_DIR if generic else GUEST_IMAGE_DIR
+    rootfs = not generic and guest_image_wants_rootfs()
+    key = guest_image_key(rootfs, kernel)
+    stamp = directory / ".inputs"
+    if stamp.exists() and stamp.read_text() == key and (directory / "SHA256SUMS").exists():
+        return directory
+    if directory.exists():
+        shutil.rmtree(directory)
+    args = ["--kernel", "generic"] if generic else \
+        ["--rootfs", "--keep-tree"] if rootfs else []
     start = time.monotonic()
-    proc = subprocess.run([str(GUEST_IMAGE_SCRIPT), *args, str(GUEST_IMAGE_DIR)],
+    proc = subprocess.run([str(GUEST_IMAGE_SCRIPT), *args, str(directory)],
                           capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0:
         raise TestbedError(f"scripts/guest-image failed:\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
     log(f"scripts/guest-image {' '.join(args)}: {time.monotonic() - start:.0f}s\n" + proc.stdout)
     stamp.write_text(key)
-    return GUEST_IMAGE_DIR
+    return directory
 
 
 def manifest(image):
@@ -459,6 +473,7 @@ class Testbed:
         self.env = dict(env or {})
         self.log = log
         self.image = None
+        self.generic = None  # the generic kernel's image (prepare, scenarios that need it)
 
     # -- preparation --
 
@@ -482,16 +497,23 @@ class Testbed:
                                "scripts/guest-image builds only as root")
         if any("jailer" in s.needs for s in scenarios) and not self.jailer.exists():
             raise TestbedError(f"{self.jailer} is not built")
+        # The generic kernel's image, only when a selected scenario needs it.
+        self.generic = None
+        if any("generic" in s.needs for s in scenarios):
+            self.generic = guest_image(self.log, kernel="generic")
         moddir, modules = outer_modules(self.image, self.log)
         inner = self.work / "inner-initrd.img"
         self.build_inner_initrd(scenarios, inner)
+        if self.generic:
+            self.build_inner_initrd(scenarios, self.work / "generic-initrd.img", self.generic)
         self.inputs = self.build_inputs()
         self.outer_initrd = self.work / "outer.cpio"
         self.build_outer_initrd(scenarios, moddir, modules, inner, self.outer_initrd)
         self.results_img = self.work / "tb-out.img"
         self.make_results_disk(self.results_img)
 
-    def build_inner_initrd(self, scenarios, out):
+    def build_inner_initrd(self, scenarios, out, image=None):
+        """image (default the guest image): whose initramfs.cpio.gz comes first."""
         stage = self.work / "inner-stage"
         if stage.exists():
             shutil.rmtree(stage)
@@ -511,28 +533,38 @@ class Testbed:
         make_cpio(stage, overlay, "none")
         # The kernel unpacks concatenated archives in order; ours comes second. A plain
         # archive must start 4-byte aligned (the kernel skips NULs in between).
-        first = (self.image / "initramfs.cpio.gz").read_bytes()
+        first = ((image or self.image) / "initramfs.cpio.gz").read_bytes()
         with open(out, "wb") as f:
             f.write(first + b"\0" * (-len(first) % 4))
             f.write(overlay.read_bytes())
 
     def build_inputs(self):
-        """tb-in: the guest's kernel files (cached while the guest image is the same)."""
+        """tb-in: the guest's kernel files, and the generic kernel's in /generic when a
+        scenario needs it (each variant cached while its images are the same)."""
         key = (self.image / "SHA256SUMS").read_text()
         img = NESTED_DIR / "tb-in.img"
         stamp = NESTED_DIR / "tb-in.key"
+        if self.generic:
+            key += "generic:\n" + (self.generic / "SHA256SUMS").read_text()
+            img, stamp = NESTED_DIR / "tb-in-generic.img", NESTED_DIR / "tb-in-generic.key"
         if img.exists() and stamp.exists() and stamp.read_text() == key:
             return img
         NESTED_DIR.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="tb-in.", dir=NESTED_DIR) as tmp:
-            d = pathlib.Path(tmp) / "guest"
-            d.mkdir()
-            for f in ("vmlinux", "bzImage", "initramfs.cpio.gz", "kernel.config", "MANIFEST"):
-                if _same_fs(self.image, d):
-                    os.link(self.image / f, d / f)
-                else:
-                    shutil.copy(self.image / f, d / f)
-            size = sum(f.stat().st_size for f in d.iterdir()) // (1 << 20) + 64
+            size = 64
+            dirs = [("guest", self.image, ("vmlinux", "bzImage", "initramfs.cpio.gz",
+                                           "kernel.config", "MANIFEST"))]
+            if self.generic:
+                dirs.append(("generic", self.generic, ("vmlinux", "kernel.config", "MANIFEST")))
+            for name, image, files in dirs:
+                d = pathlib.Path(tmp) / name
+                d.mkdir()
+                for f in files:
+                    if _same_fs(image, d):
+                        os.link(image / f, d / f)
+                    else:
+                        shutil.copy(image / f, d / f)
+                size += sum(f.stat().st_size for f in d.iterdir()) // (1 << 20)
             tmp_img = img.with_suffix(".tmp")
             subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "tb-in", "-d", tmp,
                             str(tmp_img), f"{size}M"], check=True, capture_output=True)
@@ -583,6 +615,8 @@ class Testbed:
         os.chmod(stage / "init", 0o755)
         shutil.copy(HERE / "outer" / "lib.sh", stage / "tb" / "lib.sh")
         shutil.copy(inner, stage / "tb" / "guest-initrd.img")
+        if self.generic:
+            shutil.copy(self.work / "generic-initrd.img", stage / "tb" / "generic-initrd.img")
         names = []
         for s in scenarios:
             d = stage / "tb" / "scenarios" / s.name
@@ -849,7 +883,8 @@ def console_tail(path, n=60):
 def scenario(outer, guest=None, timeout=240, needs=(), asan=False, expect_triple_fault=False):
     """Declares the scenario a test function asserts on: what the outer runs (outer), what
     the inner guests run (guest: {script name: text}), its time limit and needs ("rootfs";
-    "qemu": QEMU in the outer; "mke2fs": mkfs.ext4 in the outer; "uffd": examples/uffd_handler
+    "generic": Debian's generic kernel for the guests, $GENERIC_KERNEL and $GENERIC_INITRD
+    in the outer; "qemu": QEMU in the outer; "mke2fs": mkfs.ext4 in the outer; "uffd": examples/uffd_handler
     in the outer; "jailer": the jailer in the outer as /bin/jailer).
     The test's `linux` fixture is the ScenarioResult; every selected scenario runs in one
     outer boot. asan=True: also run with the ASan/UBSan build (ctest's -m asan).

@@ -7,6 +7,9 @@
 #   $INITRD   the guest image's initramfs plus the test bed's archive (tbtool, mke2fs, the
 #             scenarios' guest scripts under /tb/guest/$S)
 #   $ROOTFS_DEV  the guest image's root filesystem as a read-only block device ('' if none)
+#   $GENERIC_KERNEL, $GENERIC_INITRD  the same with Debian's generic kernel (its vmgenid
+#             driver): its PVH vmlinux and its initramfs plus the same archive; present only
+#             when a selected scenario needs "generic"
 #   $CMDLINE  the guest command line every helper starts from (quiet, reboot=k, ...)
 #   $VM_CMDLINE  appended to it by vm_boot (the scenario sets it, e.g. to $GUEST_IP)
 #   $GUEST_IP  ip= for a guest at 172.16.0.2/24 behind the outer's 172.16.0.1 (tap_add)
@@ -38,11 +41,13 @@ tb_vms=
 INITRD=/tb/guest-initrd.img
 KERNEL=/in/guest/vmlinux
 BZIMAGE=/in/guest/bzImage
+GENERIC_KERNEL=/in/generic/vmlinux
+GENERIC_INITRD=/tb/generic-initrd.img
 CMDLINE="console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd quiet"
 ROOTFS_DEV=$(findfs LABEL=rootfs 2>/dev/null)
 GUEST_IP="ip=172.16.0.2::172.16.0.1:255.255.255.0::eth0:off"
 VM_CMDLINE=
-export INITRD KERNEL BZIMAGE CMDLINE ROOTFS_DEV GUEST_IP
+export INITRD KERNEL BZIMAGE GENERIC_KERNEL GENERIC_INITRD CMDLINE ROOTFS_DEV GUEST_IP
 
 now() {
         cut -d' ' -f1 /proc/uptime
