@@ -70,95 +70,110 @@ static void *begin_access(struct hostmem *hm, gpa_t gpa, uint64_t len, int *err)
         void *p = translate(hm, gpa, len, err);
         int r;
 
-        if (p && hm->own && (r = ownership_pin(hm->own, gpa, len)) != 0)
-                return refused(hm, r, err);
-        return p;
+        if (!p || !hm->own)
+                return p;
+        r = ownership_quick_pin(hm->own, gpa, len);
+        if (r > 0)
+                r = ownership_pin(hm->own, gpa, len);
+        return r ? refused(hm, r, err) : p;
 }
 
 static void end_access(struct hostmem *hm, gpa_t gpa, uint64_t len)
 {
-        if (hm->own)
+        if (hm->own && ownership_quick_unpin(hm->own, gpa, len))
                 ownership_unpin(hm->own, gpa, len);
 }
 
-/* The same for a short access (a copy done before the caller returns): on a protected VM
- * the cheaper per-thread registration of ownership_access_begin instead of a pin. */
-static inline __attribute__((always_inline)) void *
-begin_short(struct hostmem *hm, gpa_t gpa, uint64_t len, struct ownership_access *a, int *err)
-{
-        void *p = translate(hm, gpa, len, err);
-        int r;
+/* Short accesses: a copy (or a ring index) done before the call returns. On a protected VM
+ * the per-thread registration of ownership.h instead of a pin, its common case inline. */
+enum short_op { SHORT_READ, SHORT_WRITE, SHORT_LOAD16, SHORT_STORE16 };
 
-        if (p && hm->own && (r = ownership_access_begin(hm->own, gpa, len, a)) != 0)
-                return refused(hm, r, err);
-        return p;
+static inline __attribute__((always_inline)) void
+short_op(struct hostmem *hm, enum short_op op, void *p, gpa_t gpa, void *buf, size_t len)
+{
+        switch (op) {
+        case SHORT_READ:
+                memcpy(buf, p, len);
+                break;
+        case SHORT_WRITE:
+                memcpy(p, buf, len);
+                guest_mem_mark_dirty(hm->mem, gpa, len);
+                break;
+        case SHORT_LOAD16:
+                *(uint16_t *)buf = __atomic_load_n((uint16_t *)p, __ATOMIC_ACQUIRE);
+                break;
+        case SHORT_STORE16:
+                __atomic_store_n((uint16_t *)p, *(uint16_t *)buf, __ATOMIC_RELEASE);
+                guest_mem_mark_dirty(hm->mem, gpa, 2);
+                break;
+        }
 }
 
-static inline __attribute__((always_inline)) void end_short(struct hostmem *hm,
-                                                            struct ownership_access *a)
+/* What the inline case leaves over (ownership_quick_begin returned 1), out of line. */
+static __attribute__((noinline)) int short_general(struct hostmem *hm, enum short_op op, void *p,
+                                                   gpa_t gpa, void *buf, size_t len)
 {
-        if (hm->own)
-                ownership_access_end(hm->own, a);
+        struct ownership_access a;
+        int err = 0, r = ownership_access_begin(hm->own, gpa, len, &a);
+
+        if (r) {
+                refused(hm, r, &err);
+                return err;
+        }
+        short_op(hm, op, p, gpa, buf, len);
+        ownership_access_end(hm->own, &a);
+        return 0;
+}
+
+static inline __attribute__((always_inline)) int short_access(struct hostmem *hm, enum short_op op,
+                                                              gpa_t gpa, void *buf, size_t len)
+{
+        /* Read once: the compiler cannot keep hm->own across the access's atomic stores. */
+        struct ownership *own = hm->own;
+        struct ownership_quick q;
+        int err = 0, r;
+        void *p = translate(hm, gpa, len, &err);
+
+        if (!p)
+                return err;
+        if (!own) {
+                short_op(hm, op, p, gpa, buf, len);
+                return 0;
+        }
+        r = ownership_quick_begin(own, gpa, len, &q);
+        if (r > 0)
+                return short_general(hm, op, p, gpa, buf, len);
+        if (r) {
+                refused(hm, r, &err);
+                return err;
+        }
+        short_op(hm, op, p, gpa, buf, len);
+        ownership_quick_end(&q);
+        return 0;
 }
 
 int hostmem_read(struct hostmem *hm, gpa_t gpa, void *dst, size_t len)
 {
-        struct ownership_access a;
-        int err = 0;
-        const void *p = begin_short(hm, gpa, len, &a, &err);
-
-        if (!p)
-                return err;
-        memcpy(dst, p, len);
-        end_short(hm, &a);
-        return 0;
+        return short_access(hm, SHORT_READ, gpa, dst, len);
 }
 
 int hostmem_write(struct hostmem *hm, gpa_t gpa, const void *src, size_t len)
 {
-        struct ownership_access a;
-        int err = 0;
-        void *p = begin_short(hm, gpa, len, &a, &err);
-
-        if (!p)
-                return err;
-        memcpy(p, src, len);
-        guest_mem_mark_dirty(hm->mem, gpa, len);
-        end_short(hm, &a);
-        return 0;
+        return short_access(hm, SHORT_WRITE, gpa, (void *)src, len);
 }
 
 int hostmem_load16(struct hostmem *hm, gpa_t gpa, uint16_t *out)
 {
-        struct ownership_access a;
-        int err = 0;
-        uint16_t *p;
-
         if (gpa & 1)
                 return -EINVAL;
-        p = begin_short(hm, gpa, 2, &a, &err);
-        if (!p)
-                return err;
-        *out = __atomic_load_n(p, __ATOMIC_ACQUIRE);
-        end_short(hm, &a);
-        return 0;
+        return short_access(hm, SHORT_LOAD16, gpa, out, 2);
 }
 
 int hostmem_store16(struct hostmem *hm, gpa_t gpa, uint16_t v)
 {
-        struct ownership_access a;
-        int err = 0;
-        uint16_t *p;
-
         if (gpa & 1)
                 return -EINVAL;
-        p = begin_short(hm, gpa, 2, &a, &err);
-        if (!p)
-                return err;
-        __atomic_store_n(p, v, __ATOMIC_RELEASE);
-        guest_mem_mark_dirty(hm->mem, gpa, 2);
-        end_short(hm, &a);
-        return 0;
+        return short_access(hm, SHORT_STORE16, gpa, &v, 2);
 }
 
 int hostmem_pin(struct hostmem *hm, gpa_t gpa, size_t len, struct iovec *iov)
@@ -209,9 +224,14 @@ bool hostmem_discard_reads_zero(const struct hostmem *hm)
 
 bool hostmem_check(struct hostmem *hm, gpa_t gpa, uint64_t len)
 {
+        int shared;
+
         if (!hm->own)
                 return guest_mem_contains(hm->mem, gpa, len);
-        if (ownership_is_shared(hm->own, gpa, len))
+        shared = ownership_quick_is_shared(hm->own, gpa, len);
+        if (shared < 0)
+                shared = ownership_is_shared(hm->own, gpa, len);
+        if (shared)
                 return true;
         /* The guest asked the device to use private memory (a ring, a status byte): refused
          * without touching it, and counted like a refused access (CC-7). */

@@ -19,14 +19,12 @@ struct own_region {
 };
 
 struct ownership {
+        struct ownership_head_ head; /* first: the inline fast path reads it (ownership.h) */
         unsigned nr_regions;
         struct own_region regions[GUEST_MEM_MAX_REGIONS];
         uint64_t granules;
-        _Atomic uint64_t *bits; /* 1 = private */
-        _Atomic uint32_t *pins; /* host accesses under way, per granule */
-        pthread_mutex_t lock;   /* serialises transitions */
+        pthread_mutex_t lock; /* serialises transitions */
         pthread_cond_t unpinned;
-        atomic_uint waiters; /* transitions waiting for pins to drain */
         atomic_uint_fast64_t generation;
         atomic_uint_fast64_t nr_private;
         void (*progress)(void *opaque); /* ownership_set_progress */
@@ -37,24 +35,18 @@ struct ownership {
 
 #define ACCESS_SLOTS 256
 
-struct access_slot {
-        atomic_bool in_use;              /* owned by a thread */
-        _Atomic(struct ownership *) map; /* the map of the access under way */
-        atomic_uint_fast64_t seq;        /* odd while an access is under way */
-} __attribute__((aligned(64)));
-
-static struct access_slot slots[ACCESS_SLOTS];
+static struct ownership_slot_ slots[ACCESS_SLOTS];
 static atomic_uint slots_used; /* high-water mark: the slots a transition looks at */
-static _Thread_local struct access_slot *my_slot;
+_Thread_local struct ownership_slot_ *ownership_my_slot_;
 static _Thread_local bool no_slot;
-static atomic_bool asymmetric; /* membarrier registered: short accesses need no fence */
+static atomic_bool asymmetric; /* membarrier registered: threads get slots */
 static pthread_key_t slot_key;
 static bool slot_key_ok;
 static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
 
 static void release_slot(void *p)
 {
-        struct access_slot *slot = p;
+        struct ownership_slot_ *slot = p;
 
         atomic_store(&slot->in_use, false);
 }
@@ -70,11 +62,12 @@ static void slots_init(void)
 }
 
 /* This thread's slot, taken on its first short access and given back when it exits; NULL
- * when all are taken (the access then falls back to a pin). */
-static struct access_slot *thread_slot(void)
+ * when all are taken, or without membarrier (the access then falls back to a pin). */
+static struct ownership_slot_ *thread_slot(void)
 {
-        if (my_slot || no_slot || !slot_key_ok)
-                return my_slot;
+        if (ownership_my_slot_ || no_slot || !slot_key_ok ||
+            !atomic_load_explicit(&asymmetric, memory_order_relaxed))
+                return ownership_my_slot_;
         for (unsigned i = 0; i < ACCESS_SLOTS; i++) {
                 bool free_ = false;
 
@@ -88,8 +81,8 @@ static struct access_slot *thread_slot(void)
                 for (unsigned hw = atomic_load(&slots_used); hw < i + 1;)
                         if (atomic_compare_exchange_weak(&slots_used, &hw, i + 1))
                                 break;
-                my_slot = &slots[i];
-                return my_slot;
+                ownership_my_slot_ = &slots[i];
+                return ownership_my_slot_;
         }
         no_slot = true;
         return NULL;
@@ -102,19 +95,18 @@ static void wait_short_accesses(struct ownership *o)
 {
         unsigned n;
 
-        if (atomic_load(&asymmetric)) {
-                if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)) {
-                        /* Registered, so this cannot fail; if it did, an access could slip
-                         * past the transition: stop rather than risk it. */
-                        perror("ownership: membarrier");
-                        abort();
-                }
-        } else {
-                atomic_thread_fence(memory_order_seq_cst);
+        /* Without membarrier no thread has a slot: every short access is a pin. */
+        if (!atomic_load(&asymmetric))
+                return;
+        if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)) {
+                /* Registered, so this cannot fail; if it did, an access could slip past the
+                 * transition: stop rather than risk it. */
+                perror("ownership: membarrier");
+                abort();
         }
         n = atomic_load(&slots_used);
         for (unsigned i = 0; i < n; i++) {
-                struct access_slot *slot = &slots[i];
+                struct ownership_slot_ *slot = &slots[i];
                 uint64_t v = atomic_load_explicit(&slot->seq, memory_order_acquire);
 
                 if (!(v & 1) || atomic_load_explicit(&slot->map, memory_order_relaxed) != o)
@@ -143,11 +135,15 @@ int ownership_create(const struct guest_mem *mem, bool all_private, struct owner
                 o->granules += r.size / OWNERSHIP_GRANULE;
         }
         o->nr_regions = guest_mem_region_count(mem);
+        if (o->nr_regions) { /* (calloc left bytes 0 otherwise: no access is quick) */
+                o->head.gpa = o->regions[0].gpa;
+                o->head.bytes = o->regions[0].bytes;
+        }
         words = (o->granules + 63) / 64;
         /* calloc of large arrays maps zero pages: only touched parts become resident. */
-        o->bits = calloc(words, sizeof(*o->bits));
-        o->pins = calloc(o->granules, sizeof(*o->pins));
-        if (!o->bits || !o->pins) {
+        o->head.bits = calloc(words, sizeof(*o->head.bits));
+        o->head.pins = calloc(o->granules, sizeof(*o->head.pins));
+        if (!o->head.bits || !o->head.pins) {
                 ownership_destroy(o);
                 return -ENOMEM;
         }
@@ -165,8 +161,8 @@ void ownership_destroy(struct ownership *o)
 {
         if (!o)
                 return;
-        free((void *)o->bits);
-        free((void *)o->pins);
+        free((void *)o->head.bits);
+        free((void *)o->head.pins);
         pthread_mutex_destroy(&o->lock);
         pthread_cond_destroy(&o->unpinned);
         free(o);
@@ -180,6 +176,12 @@ static bool granule_span(const struct ownership *o, gpa_t gpa, uint64_t len, uin
 
         if (!range_end(gpa, len, &end))
                 return false;
+        /* The first region (its granules come first) without the loop: data buffers. */
+        if (gpa >= o->head.gpa && end - o->head.gpa <= o->head.bytes) {
+                *first = (gpa - o->head.gpa) / OWNERSHIP_GRANULE;
+                *count = len ? (end - 1 - o->head.gpa) / OWNERSHIP_GRANULE - *first + 1 : 0;
+                return true;
+        }
         for (unsigned i = 0; i < o->nr_regions; i++) {
                 const struct own_region *r = &o->regions[i];
                 uint64_t rend = r->gpa + r->granules * OWNERSHIP_GRANULE;
@@ -192,27 +194,32 @@ static bool granule_span(const struct ownership *o, gpa_t gpa, uint64_t len, uin
         return false;
 }
 
+/* The common case of granule_span: [gpa, gpa+len) inside one granule of the first region
+ * (ring areas, a status byte, a page-aligned 4 KiB buffer), whose index is *g. */
+static inline bool one_granule(const struct ownership *o, gpa_t gpa, uint64_t len, uint64_t *g)
+{
+        return ownership_one_granule_(&o->head, gpa, len, g);
+}
+
 static bool bit(const struct ownership *o, uint64_t g)
 {
         /* seq_cst: a pin's increment and this load need no fence between them (below). */
-        return (atomic_load_explicit(&o->bits[g / 64], memory_order_seq_cst) >> (g % 64)) & 1;
+        return ownership_bit_(&o->head, g);
 }
 
-/* Whether any granule in [first, first+count) is private; whole words at a time. */
+/* Whether any granule in [first, first+count) is private; a word of the map at a time. */
 static bool any_set(const struct ownership *o, uint64_t first, uint64_t count)
 {
         uint64_t g = first, end = first + count;
 
         while (g < end) {
-                if (g % 64 == 0 && end - g >= 64) {
-                        if (atomic_load_explicit(&o->bits[g / 64], memory_order_seq_cst))
-                                return true;
-                        g += 64;
-                } else {
-                        if (bit(o, g))
-                                return true;
-                        g++;
-                }
+                uint64_t lo = g % 64, n = 64 - lo < end - g ? 64 - lo : end - g;
+                uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << lo;
+
+                /* seq_cst, as bit(). */
+                if (atomic_load_explicit(&o->head.bits[g / 64], memory_order_seq_cst) & mask)
+                        return true;
+                g += n;
         }
         return false;
 }
@@ -221,6 +228,8 @@ bool ownership_is_shared(const struct ownership *o, gpa_t gpa, uint64_t len)
 {
         uint64_t first, count;
 
+        if (one_granule(o, gpa, len, &first))
+                return !bit(o, first);
         return granule_span(o, gpa, len, &first, &count) && !any_set(o, first, count);
 }
 
@@ -228,31 +237,37 @@ bool ownership_any_private(const struct ownership *o, gpa_t gpa, uint64_t len)
 {
         uint64_t first, count;
 
+        if (one_granule(o, gpa, len, &first))
+                return bit(o, first);
         return granule_span(o, gpa, len, &first, &count) && any_set(o, first, count);
 }
 
-static void unpin_span(struct ownership *o, uint64_t first, uint64_t count)
+static inline void unpin_span(struct ownership *o, uint64_t first, uint64_t count)
 {
         bool drained = false;
 
         for (uint64_t g = first; g < first + count; g++)
-                if (atomic_fetch_sub(&o->pins[g], 1) == 1)
+                if (atomic_fetch_sub(&o->head.pins[g], 1) == 1)
                         drained = true;
-        if (drained && atomic_load(&o->waiters)) {
-                pthread_mutex_lock(&o->lock);
-                pthread_cond_broadcast(&o->unpinned);
-                pthread_mutex_unlock(&o->lock);
-        }
+        if (drained && atomic_load(&o->head.waiters))
+                ownership_wake_(o);
 }
 
-static int pin_span(struct ownership *o, uint64_t first, uint64_t count)
+void ownership_wake_(struct ownership *o)
+{
+        pthread_mutex_lock(&o->lock);
+        pthread_cond_broadcast(&o->unpinned);
+        pthread_mutex_unlock(&o->lock);
+}
+
+static inline int pin_span(struct ownership *o, uint64_t first, uint64_t count)
 {
         /* Register first, check second; a transition flips bits first, checks pins second,
          * so one of the two always sees the other: the increments and the bit loads are
          * sequentially consistent (the transition has a fence between its two steps). */
         for (uint64_t g = first; g < first + count; g++)
-                atomic_fetch_add(&o->pins[g], 1);
-        if (any_set(o, first, count)) {
+                atomic_fetch_add(&o->head.pins[g], 1);
+        if (count == 1 ? bit(o, first) : any_set(o, first, count)) {
                 unpin_span(o, first, count);
                 return -EACCES;
         }
@@ -263,93 +278,82 @@ int ownership_pin(struct ownership *o, gpa_t gpa, uint64_t len)
 {
         uint64_t first, count;
 
+        if (one_granule(o, gpa, len, &first))
+                return pin_span(o, first, 1);
         if (!granule_span(o, gpa, len, &first, &count))
                 return -EFAULT;
         return pin_span(o, first, count);
 }
 
 /* Announces a short access in slot, then checks [first, first+count): the transition flips
- * bits, makes every thread pass a barrier, then looks at the slots. */
-static inline __attribute__((always_inline)) int
-announce_and_check(struct ownership *o, struct access_slot *slot, uint64_t first, uint64_t count)
+ * bits, makes every thread pass a barrier, then looks at the slots. (ownership.h's inline
+ * fast path does the same for one granule.) */
+static int announce_and_check(struct ownership *o, struct ownership_slot_ *slot, uint64_t first,
+                              uint64_t count)
 {
         uint64_t v = atomic_load_explicit(&slot->seq, memory_order_relaxed);
-        bool refused;
 
         atomic_store_explicit(&slot->map, o, memory_order_relaxed);
         atomic_store_explicit(&slot->seq, v + 1, memory_order_release);
-        if (atomic_load_explicit(&asymmetric, memory_order_relaxed))
-                atomic_signal_fence(memory_order_seq_cst);
-        else
-                atomic_thread_fence(memory_order_seq_cst);
-        refused = count == 1 ? bit(o, first) : any_set(o, first, count);
-        if (refused) {
+        atomic_signal_fence(memory_order_seq_cst);
+        if (any_set(o, first, count)) {
                 atomic_store_explicit(&slot->seq, v + 2, memory_order_release);
                 return -EACCES;
         }
         return 0;
 }
 
-/* Everything but the common case: ranges over several granules or regions, non-RAM, a
- * thread without a slot yet. Out of line, so the common case needs no stack frame. */
-static __attribute__((noinline)) int access_begin_slow(struct ownership *o, gpa_t gpa, uint64_t len,
-                                                       struct ownership_access *a)
+/* Everything but the inline common case (ownership_quick_begin) as well: ranges over
+ * several granules or in another region, non-RAM, a thread without a slot yet. */
+int ownership_access_begin(struct ownership *o, gpa_t gpa, uint64_t len, struct ownership_access *a)
 {
-        struct access_slot *slot;
+        struct ownership_quick q;
+        struct ownership_slot_ *slot;
+        int r = ownership_quick_begin(o, gpa, len, &q);
 
-        a->pinned = false;
+        if (r == 0) {
+                a->slot = q.slot;
+                a->ended = q.ended;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        a->slot = NULL;
         if (!granule_span(o, gpa, len, &a->first, &a->count))
                 return -EFAULT;
         slot = thread_slot();
-        a->pinned = !slot;
         if (!slot)
                 return pin_span(o, a->first, a->count);
-        return announce_and_check(o, slot, a->first, a->count);
-}
-
-int ownership_access_begin(struct ownership *o, gpa_t gpa, uint64_t len, struct ownership_access *a)
-{
-        const struct own_region *r = &o->regions[0];
-        struct access_slot *slot = my_slot;
-        uint64_t off = gpa - r->gpa, g;
-
-        /* The common case (ring entries, descriptors, headers): inside one granule of the
-         * first region, on a thread that has its slot. (A gpa below the region wraps off
-         * past r->bytes; len 0 wraps len - 1.) */
-        if (!slot || off >= r->bytes || len - 1 >= OWNERSHIP_GRANULE - off % OWNERSHIP_GRANULE)
-                return access_begin_slow(o, gpa, len, a);
-        g = r->first + off / OWNERSHIP_GRANULE;
-        a->pinned = false; /* all that ownership_access_end needs */
-        /* Inlined with count 1: the check is a single bit test. */
-        return announce_and_check(o, slot, g, 1);
+        r = announce_and_check(o, slot, a->first, a->count);
+        if (r == 0) {
+                a->slot = slot;
+                a->ended = atomic_load_explicit(&slot->seq, memory_order_relaxed) + 1;
+        }
+        return r;
 }
 
 void ownership_access_end(struct ownership *o, struct ownership_access *a)
 {
-        struct access_slot *slot = my_slot;
-
-        if (a->pinned) {
+        if (a->slot)
+                ownership_quick_end(&(struct ownership_quick){.slot = a->slot, .ended = a->ended});
+        else
                 unpin_span(o, a->first, a->count);
-                return;
-        }
-        /* Release: the access happens before a waiting transition sees it ended. */
-        atomic_store_explicit(&slot->seq,
-                              atomic_load_explicit(&slot->seq, memory_order_relaxed) + 1,
-                              memory_order_release);
 }
 
 void ownership_unpin(struct ownership *o, gpa_t gpa, uint64_t len)
 {
         uint64_t first, count;
 
-        if (granule_span(o, gpa, len, &first, &count))
+        if (one_granule(o, gpa, len, &first))
+                unpin_span(o, first, 1);
+        else if (granule_span(o, gpa, len, &first, &count))
                 unpin_span(o, first, count);
 }
 
 static bool pinned(struct ownership *o, uint64_t first, uint64_t count)
 {
         for (uint64_t g = first; g < first + count; g++)
-                if (atomic_load(&o->pins[g]))
+                if (atomic_load(&o->head.pins[g]))
                         return true;
         return false;
 }
@@ -361,8 +365,8 @@ static uint64_t flip(struct ownership *o, uint64_t first, uint64_t count, bool p
 
         for (uint64_t g = first; g < first + count; g++) {
                 uint64_t mask = 1ull << (g % 64);
-                uint64_t old = private_ ? atomic_fetch_or(&o->bits[g / 64], mask)
-                                        : atomic_fetch_and(&o->bits[g / 64], ~mask);
+                uint64_t old = private_ ? atomic_fetch_or(&o->head.bits[g / 64], mask)
+                                        : atomic_fetch_and(&o->head.bits[g / 64], ~mask);
                 if (!!(old & mask) != private_)
                         changed++;
         }
@@ -380,7 +384,7 @@ static int transition(struct ownership *o, uint64_t first, uint64_t count, bool 
                 atomic_fetch_add(&o->nr_private, changed);
                 /* Accesses that started before the flip finish on shared memory. */
                 wait_short_accesses(o);
-                atomic_fetch_add(&o->waiters, 1);
+                atomic_fetch_add(&o->head.waiters, 1);
                 while (pinned(o, first, count)) {
                         struct timespec ts;
 
@@ -399,7 +403,7 @@ static int transition(struct ownership *o, uint64_t first, uint64_t count, bool 
                         }
                         pthread_cond_timedwait(&o->unpinned, &o->lock, &ts);
                 }
-                atomic_fetch_sub(&o->waiters, 1);
+                atomic_fetch_sub(&o->head.waiters, 1);
         } else {
                 atomic_fetch_sub(&o->nr_private, changed);
         }

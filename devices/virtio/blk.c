@@ -277,11 +277,20 @@ static void start(struct virtio_blk *blk, struct blk_req *req, bool *limited)
 static bool pop_all(struct virtio_blk *blk)
 {
         struct virtq *q = blk_queue(blk);
-        bool limited = false;
+        bool limited = false, looked = false;
 
         while (blk->free && !limited && !rate_limiter_blocked(blk->limiter)) {
-                struct blk_req *req = get_req(blk);
-                enum virtq_pop_result r = virtq_pop(q, &req->chain);
+                struct blk_req *req;
+                enum virtq_pop_result r;
+
+                /* What the ring showed is used up: run() looks again through virtq_arm
+                 * (before it stops, whenever it is not stalled), so one more pop would only
+                 * read the avail index twice. */
+                if (looked && virtq_seen_pending(q) == 0)
+                        return true;
+                looked = true;
+                req = get_req(blk);
+                r = virtq_pop(q, &req->chain);
 
                 if (r == VIRTQ_EMPTY || r == VIRTQ_BROKEN) {
                         put_req(blk, req);

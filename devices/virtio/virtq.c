@@ -60,7 +60,7 @@ void virtq_start(struct virtq *q, struct hostmem *mem, bool event_idx, bool indi
         q->event_idx = event_idx;
         q->indirect = indirect;
         q->broken = false;
-        q->last_avail = 0;
+        q->last_avail = q->avail_seen = 0;
         q->used_idx = 0;
         q->signalled_valid = false;
 }
@@ -89,13 +89,47 @@ struct desc {
         uint16_t next;
 };
 
-static int read_desc(struct virtq *q, gpa_t table, uint16_t i, struct desc *d)
-{
-        uint8_t raw[DESC_SIZE];
-        int r = hostmem_read(q->mem, table + (uint64_t)DESC_SIZE * i, raw, sizeof(raw));
+/* Descriptors are copied in a few at a time: a chain usually sits in consecutive entries
+ * (an indirect table always, and a driver's free list hands chains of one length back in
+ * order), so one checked copy usually serves the whole chain. */
+#define DESC_BATCH 4
 
-        if (r)
-                return r;
+struct desc_cache {
+        gpa_t table;
+        uint32_t first, n; /* the copy holds entries [first, first + n) of table */
+        uint8_t raw[DESC_BATCH * DESC_SIZE];
+};
+
+static int read_desc(struct virtq *q, struct desc_cache *dc, gpa_t table, uint32_t table_size,
+                     uint16_t i, struct desc *d)
+{
+        const uint8_t *raw;
+
+        if (dc->table != table || i < dc->first || i - dc->first >= dc->n) {
+                gpa_t at = table + (uint64_t)DESC_SIZE * i;
+                /* Entry i and those after it in the table, up to the end of its granule: a
+                 * granule is shared or private as a whole, so this copy is refused exactly
+                 * when one of entry i alone would be, and no violation is counted for
+                 * entries the chain does not use. (An unaligned indirect table's entry may
+                 * straddle two granules: then it is copied alone, as before.) */
+                uint32_t n = (uint32_t)((OWNERSHIP_GRANULE - at % OWNERSHIP_GRANULE) / DESC_SIZE);
+                int r;
+
+                if (n > table_size - i)
+                        n = table_size - i;
+                if (n > DESC_BATCH)
+                        n = DESC_BATCH;
+                if (n == 0)
+                        n = 1;
+                dc->n = 0;
+                r = hostmem_read(q->mem, at, dc->raw, (size_t)n * DESC_SIZE);
+                if (r)
+                        return r;
+                dc->table = table;
+                dc->first = i;
+                dc->n = n;
+        }
+        raw = dc->raw + (size_t)(i - dc->first) * DESC_SIZE;
         d->addr = get_le64(raw);
         d->len = get_le32(raw + 8);
         d->flags = get_le16(raw + 12);
@@ -134,12 +168,13 @@ static enum virtq_pop_result walk(struct virtq *q, struct virtq_chain *c)
         bool in_indirect = false;
         unsigned steps = 0;
         uint16_t i = c->head;
+        struct desc_cache dc = {.n = 0};
         struct desc d;
 
         for (;;) {
                 if (++steps > q->size)
                         return bad(q); /* a loop, or longer than the queue allows */
-                if (read_desc(q, table, i, &d))
+                if (read_desc(q, &dc, table, table_size, i, &d))
                         return in_indirect ? bad(q) : broken(q);
                 if (d.flags & VIRTQ_DESC_F_INDIRECT) {
                         if (!q->indirect || in_indirect || (d.flags & VIRTQ_DESC_F_NEXT) ||
@@ -165,18 +200,29 @@ static enum virtq_pop_result walk(struct virtq *q, struct virtq_chain *c)
         }
 }
 
+uint16_t virtq_seen_pending(const struct virtq *q)
+{
+        return (uint16_t)(q->avail_seen - q->last_avail);
+}
+
 enum virtq_pop_result virtq_pop(struct virtq *q, struct virtq_chain *c)
 {
-        uint16_t avail_idx, head;
+        uint16_t avail_idx, head, pending = virtq_seen_pending(q);
 
         if (!virtq_live(q))
                 return VIRTQ_EMPTY;
-        if (hostmem_load16(q->mem, AVAIL_IDX(q), &avail_idx))
-                return broken(q);
-        if ((uint16_t)(avail_idx - q->last_avail) > q->size)
-                return broken(q); /* the driver claims more buffers than the ring holds */
-        if (avail_idx == q->last_avail)
-                return VIRTQ_EMPTY;
+        /* The entries up to the index read last time are published already: only when they
+         * are used up is the index read again. (More than the ring holds cannot have been
+         * seen: the index was refused then. It is read again all the same.) */
+        if (pending == 0 || pending > q->size) {
+                if (hostmem_load16(q->mem, AVAIL_IDX(q), &avail_idx))
+                        return broken(q);
+                if ((uint16_t)(avail_idx - q->last_avail) > q->size)
+                        return broken(q); /* the driver claims more buffers than the ring holds */
+                if (avail_idx == q->last_avail)
+                        return VIRTQ_EMPTY;
+                q->avail_seen = avail_idx;
+        }
         /* The ring entry is read after the index that published it. */
         atomic_thread_fence(memory_order_acquire);
         if (hostmem_load16(q->mem, AVAIL_RING(q, q->last_avail % q->size), &head))
@@ -233,6 +279,10 @@ bool virtq_arm(struct virtq *q)
                 q->broken = true;
                 return false;
         }
+        /* What it shows saves the next pop a read (an impossible index is left to that pop,
+         * which reads it again and finds the ring broken). */
+        if ((uint16_t)(avail_idx - q->last_avail) <= q->size)
+                q->avail_seen = avail_idx;
         return avail_idx != q->last_avail;
 }
 
@@ -429,6 +479,7 @@ bool virtq_restore(struct virtq *q, struct snapbuf_reader *r, uint16_t max, stru
         v.indirect = snapbuf_get_bool(r, "queue indirect");
         v.broken = snapbuf_get_bool(r, "queue broken");
         v.last_avail = snapbuf_get_u16(r, "queue last_avail");
+        v.avail_seen = v.last_avail; /* the next pop reads the index */
         v.used_idx = snapbuf_get_u16(r, "queue used_idx");
         v.signalled_used = snapbuf_get_u16(r, "queue signalled_used");
         v.signalled_valid = snapbuf_get_bool(r, "queue signalled_valid");

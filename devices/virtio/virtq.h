@@ -40,6 +40,7 @@ struct virtq {
         bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
         bool broken;    /* the ring is unusable until the device is reset */
         uint16_t last_avail;
+        uint16_t avail_seen; /* the avail index as last read: pops up to it need no read */
         uint16_t used_idx;
         uint16_t signalled_used; /* used_idx when the driver was last interrupted */
         bool signalled_valid;
@@ -80,7 +81,13 @@ const char *virtq_check_config(const struct virtq *q, uint16_t max, struct hostm
 /* Starts operation: features negotiated, indices at zero. */
 void virtq_start(struct virtq *q, struct hostmem *mem, bool event_idx, bool indirect);
 
+/* Reads the avail index only when the buffers it showed last time are used up. */
 enum virtq_pop_result virtq_pop(struct virtq *q, struct virtq_chain *chain);
+
+/* Buffers the driver had published when the avail index was last read that are not popped
+ * yet (no access to guest memory): once this is 0, a device about to call virtq_arm can
+ * leave the next look at the ring to it instead of popping once more. */
+uint16_t virtq_seen_pending(const struct virtq *q);
 
 /* A queue the device may use: ready, started by DRIVER_OK (virtq_start) and not broken.
  * Between QueueReady and DRIVER_OK, or after a reset, a device's own events (a backend

@@ -122,6 +122,58 @@ static void test_cc7_violations_are_counted_per_accessor(void **state)
         hostmem_destroy(other);
 }
 
+/* The inline common case (one granule of the first region, on a thread that has its slot)
+ * checks the granule it touches like the general path: at the region's ends and on both
+ * sides of a word of the map, a private granule refuses every access to it whole, nothing
+ * moves, and the shared granules next to it are served. */
+static void test_single_granule_accesses_check_their_own_granule(void **state)
+{
+        static const uint64_t granules[] = {0, 1, 62, 63, 64, 65, 127, 128, MEM / G - 1};
+        struct fx *f = *state;
+        uint8_t pattern[G], b[16], zero[16] = {0};
+        struct iovec iov;
+        uint16_t v;
+
+        memset(pattern, 0xa5, sizeof(pattern));
+        /* The thread's first short access takes its slot: the ones below are inline. */
+        assert_int_equal(hostmem_read(f->hm, 0, b, sizeof(b)), 0);
+        for (unsigned i = 0; i < ARRAY_SIZE(granules); i++) {
+                gpa_t g = granules[i] * G;
+
+                assert_int_equal(guest_mem_write(f->mem, g, pattern, G), 0);
+                assert_int_equal(ownership_make_private(f->own, g, G), 0);
+                memset(b, 0, sizeof(b));
+                assert_int_equal(hostmem_read(f->hm, g, b, 16), -EACCES);
+                assert_int_equal(hostmem_read(f->hm, g + G - 16, b, 16), -EACCES);
+                assert_int_equal(hostmem_load16(f->hm, g + G - 2, &v), -EACCES);
+                assert_memory_equal(b, zero, sizeof(b));
+                assert_int_equal(hostmem_write(f->hm, g + 8, zero, 8), -EACCES);
+                assert_int_equal(hostmem_store16(f->hm, g + G - 2, 0), -EACCES);
+                assert_int_equal(hostmem_pin(f->hm, g, G, &iov), -EACCES);
+                assert_int_equal(hostmem_pin(f->hm, g + 100, 1, &iov), -EACCES);
+                assert_false(hostmem_check(f->hm, g + G - 1, 1));
+                assert_int_equal(guest_mem_read(f->mem, g, b, 16), 0);
+                assert_memory_equal(b, pattern, 16);
+                assert_int_equal(guest_mem_read(f->mem, g + G - 16, b, 16), 0);
+                assert_memory_equal(b, pattern, 16);
+                /* Its neighbours are shared. */
+                if (g) {
+                        assert_int_equal(hostmem_read(f->hm, g - 16, b, 16), 0);
+                        assert_int_equal(hostmem_store16(f->hm, g - 2, 7), 0);
+                        assert_true(hostmem_check(f->hm, g - 1, 1));
+                }
+                if (g + G < MEM) {
+                        assert_int_equal(hostmem_load16(f->hm, g + G, &v), 0);
+                        assert_int_equal(hostmem_write(f->hm, g + G, zero, 8), 0);
+                        assert_int_equal(hostmem_pin(f->hm, g + G, G, &iov), 0);
+                        hostmem_unpin(f->hm, g + G, G);
+                }
+                assert_int_equal(ownership_make_shared(f->own, g, G), 0);
+                assert_int_equal(hostmem_read(f->hm, g + G - 16, b, 16), 0);
+                assert_memory_equal(b, pattern, 16);
+        }
+}
+
 static void test_pin_holds_off_a_transition_until_unpinned(void **state)
 {
         struct fx *f = *state;
@@ -144,6 +196,8 @@ int main(void)
                                             teardown),
             cmocka_unit_test_setup_teardown(test_cc7_violations_are_counted_per_accessor, setup,
                                             teardown),
+            cmocka_unit_test_setup_teardown(test_single_granule_accesses_check_their_own_granule,
+                                            setup, teardown),
             cmocka_unit_test_setup_teardown(test_pin_holds_off_a_transition_until_unpinned, setup,
                                             teardown),
         };

@@ -669,6 +669,56 @@ static void test_ring_area_inaccessible(void **state)
         assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
 }
 
+/* Descriptors are copied a few at a time, never past the granule of the one the chain
+ * needs: with the granule after it private, chains ending in a granule's last entries are
+ * served without a refusal (a copy running on into the private granule would be refused:
+ * a broken ring, a failed request and counted violations). The private granule itself is
+ * refused. */
+static void test_descriptor_copies_stay_in_their_granule(void **state)
+{
+        struct fx *f = *state;
+        const uint64_t G = OWNERSHIP_GRANULE;
+        struct hostmem_stats st;
+        struct ownership *own;
+
+        assert_int_equal(ownership_create(f->mem, false, &own), 0);
+        hostmem_set_ownership(f->hm, own);
+        start(f, 512, false, true); /* an 8 KiB table: entries 256 on in its second granule */
+        assert_int_equal(ownership_make_private(own, DESC + G, G), 0);
+        assert_int_equal(ownership_make_private(own, ITABLE + G, G), 0);
+        desc(f, 253, BUF, 4, R | NX, 254);
+        desc(f, 254, BUF + 0x10, 4, R | NX, 255);
+        desc(f, 255, BUF + 0x20, 4, W, 0);
+        post(f, 253);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+        assert_int_equal(f->c.nr_segs, 3);
+        assert_int_equal(f->c.segs[2].addr, BUF + 0x20);
+        /* An indirect table whose entries end a granule, and one that is its last entry. */
+        desc_at(f, ITABLE, 254, BUF + 0x30, 4, R | NX, 1);
+        desc_at(f, ITABLE, 255, BUF + 0x40, 4, W, 0);
+        desc(f, 7, ITABLE + 254 * 16, 2 * 16, IN, 0);
+        post(f, 7);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+        assert_int_equal(f->c.nr_segs, 2);
+        assert_int_equal(f->c.segs[1].addr, BUF + 0x40);
+        desc(f, 8, ITABLE + 255 * 16, 16, IN, 0);
+        post(f, 8);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+        assert_int_equal(f->c.segs[0].addr, BUF + 0x40);
+        assert_int_equal(f->q.bad_chains, 0);
+        hostmem_get_stats(f->hm, &st);
+        assert_int_equal(st.violations, 0);
+        /* A chain that does go on into the private granule. */
+        desc(f, 255, BUF + 0x20, 4, W | NX, 256);
+        desc(f, 256, BUF + 0x50, 4, W, 0);
+        post(f, 255);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_BROKEN);
+        hostmem_get_stats(f->hm, &st);
+        assert_int_equal(st.violations, 1);
+        hostmem_set_ownership(f->hm, NULL);
+        ownership_destroy(own);
+}
+
 /* Thousands of bad chains: each fails alone and the ring keeps going. */
 static void test_many_bad_chains_bounded(void **state)
 {
@@ -728,6 +778,38 @@ static void test_index_wraparound(void **state)
         /* Element 0xffff went to slot 7, element 0 to slot 0. */
         assert_int_equal(r32(f, USED + 4 + 8 * 7), 1);
         assert_int_equal(r32(f, USED + 4), 1);
+}
+
+/* The avail index is read again only when what it showed is used up (or by virtq_arm):
+ * buffers published since are found then, and an impossible index still breaks the ring. */
+static void test_avail_index_read_when_used_up(void **state)
+{
+        struct fx *f = *state;
+
+        start(f, 8, true, false);
+        desc(f, 0, BUF, 4, R, 0);
+        assert_int_equal(virtq_seen_pending(&f->q), 0);
+        post(f, 0);
+        post(f, 0);
+        post(f, 0);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+        assert_int_equal(virtq_seen_pending(&f->q), 2);
+        post(f, 0); /* not seen until the three are popped */
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+        assert_int_equal(virtq_seen_pending(&f->q), 0);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_EMPTY);
+        /* virtq_arm's look counts as a read. */
+        post(f, 0);
+        assert_true(virtq_arm(&f->q));
+        assert_int_equal(virtq_seen_pending(&f->q), 1);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_CHAIN);
+        /* An index more than a ring ahead: not taken by virtq_arm, broken at the pop. */
+        w16(f, AVAIL + 2, (uint16_t)(f->avail_idx + 9));
+        assert_true(virtq_arm(&f->q));
+        assert_int_equal(virtq_seen_pending(&f->q), 0);
+        assert_int_equal(virtq_pop(&f->q, &f->c), VIRTQ_BROKEN);
 }
 
 static void test_unpop(void **state)
@@ -980,9 +1062,11 @@ int main(void)
             cmocka_unit_test(test_avail_idx_behind),
             cmocka_unit_test(test_head_out_of_range),
             cmocka_unit_test(test_ring_area_inaccessible),
+            cmocka_unit_test(test_descriptor_copies_stay_in_their_granule),
             cmocka_unit_test(test_many_bad_chains_bounded),
             cmocka_unit_test(test_push_writes_used_elements),
             cmocka_unit_test(test_index_wraparound),
+            cmocka_unit_test(test_avail_index_read_when_used_up),
             cmocka_unit_test(test_unpop),
             cmocka_unit_test(test_event_idx_suppression),
             cmocka_unit_test(test_event_idx_arm_publishes_avail_event),
