@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KVM_TSS_ADDR      0xfffbd000ull
@@ -380,6 +381,15 @@ int kvm_save_vm_state(struct kvm *kvm, struct snapbuf_writer *w, struct error *e
         memset(&clock, 0, sizeof(clock));
         if (ioctl(kvm->vm_fd, KVM_GET_CLOCK, &clock))
                 return error_set(err, -errno, "KVM_GET_CLOCK: %s", strerror(errno));
+        /* KVM pairs no wall-clock time with its clock unless the host's clocksource is the
+         * TSC (a nested host's often is not): the VMM's own reading, microseconds later,
+         * for a load's clock_realtime (kvm_clock_for_load). The flag stays clear. */
+        if (!(clock.flags & KVM_CLOCK_REALTIME)) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                clock.realtime = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        }
         snapbuf_put_u32(w, VM_STATE_VERSION);
         for (unsigned i = 0; i < 3; i++)
                 snapbuf_put_blob(w, &chip[i], sizeof(chip[i]));
@@ -444,15 +454,26 @@ bool kvm_vm_state_has_pit(struct snapbuf_reader *r)
                snapbuf_ok(r);
 }
 
-int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, bool realtime,
-                  struct error *err)
+struct kvm_clock_data kvm_clock_for_load(const struct kvm_clock_data *saved, bool realtime,
+                                         uint64_t now_ns)
 {
-        struct kvm_clock_data c = {.clock = clock->clock};
+        struct kvm_clock_data c = {.clock = saved->clock};
 
-        if (realtime && (clock->flags & KVM_CLOCK_REALTIME)) {
+        if (!realtime || !saved->realtime)
+                return c;
+        if (saved->flags & KVM_CLOCK_REALTIME) {
                 c.flags = KVM_CLOCK_REALTIME;
-                c.realtime = clock->realtime;
+                c.realtime = saved->realtime;
+        } else if (now_ns > saved->realtime) {
+                c.clock += now_ns - saved->realtime;
         }
+        return c;
+}
+
+int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, struct error *err)
+{
+        struct kvm_clock_data c = *clock;
+
         if (ioctl(kvm->vm_fd, KVM_SET_CLOCK, &c))
                 return error_set(err, -errno, "KVM_SET_CLOCK: %s", strerror(errno));
         return 0;

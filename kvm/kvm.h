@@ -70,9 +70,17 @@ int kvm_restore_vm_state(struct kvm *kvm, struct snapbuf_reader *r, struct kvm_c
                          struct error *err) MUST_CHECK;
 /* --describe-snapshot: whether a saved VM state has a PIT; false if it is malformed. */
 bool kvm_vm_state_has_pit(struct snapbuf_reader *r);
-/* realtime: advance the clock by the wall-clock time since it was saved (KVM_CLOCK_REALTIME,
- * when KVM supports it); otherwise it resumes where it was saved. */
-int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock, bool realtime,
+/* The clock a load sets, from the saved one: where it stopped, or with realtime moved on by
+ * the wall-clock time since it was saved (now_ns: CLOCK_REALTIME now). KVM pairs its clock
+ * with the host's wall-clock time (KVM_CLOCK_REALTIME) only on a host whose clocksource is
+ * the TSC, and then moves it on itself at KVM_SET_CLOCK; elsewhere the save pairs it with
+ * the VMM's own reading (kvm_save_vm_state), and the clock is moved on here. A saved clock
+ * with no wall-clock time (a snapshot from before the VMM paired one) resumes where it
+ * stopped. */
+struct kvm_clock_data kvm_clock_for_load(const struct kvm_clock_data *saved, bool realtime,
+                                         uint64_t now_ns);
+/* KVM_SET_CLOCK: the clock kvm_clock_for_load made. */
+int kvm_set_clock(struct kvm *kvm, const struct kvm_clock_data *clock,
                   struct error *err) MUST_CHECK;
 /* Drives an interrupt line of the in-kernel irqchip (PIC and IOAPIC pin `gsi`). */
 int kvm_irq_line(struct kvm *kvm, uint32_t gsi, bool level);

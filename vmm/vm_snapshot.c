@@ -343,8 +343,24 @@ int vm_restore_state(struct vm *vm, const struct vm_restore *rs, struct error *e
                 if (ret)
                         error_prefix(err, "vcpu%u", i);
         }
-        if (!ret)
-                ret = kvm_set_clock(vm->kvm, &clock, rs->clock_realtime, err);
+        if (!ret) {
+                struct kvm_clock_data set =
+                    kvm_clock_for_load(&clock, rs->clock_realtime, realtime_ns());
+
+                ret = kvm_set_clock(vm->kvm, &set, err);
+                if (!ret && rs->clock_realtime) {
+                        if (set.flags & KVM_CLOCK_REALTIME)
+                                LOG_INFO("clock_realtime: KVM moves the guest's clock on by the "
+                                         "wall-clock time since the snapshot");
+                        else if (clock.realtime)
+                                LOG_INFO("clock_realtime: the guest's clock moved on by %llu ms, "
+                                         "the wall-clock time since the snapshot",
+                                         (unsigned long long)(set.clock - clock.clock) / 1000000);
+                        else
+                                LOG_WARN("clock_realtime: the snapshot holds no wall-clock "
+                                         "time: the guest's clock resumes where it stopped");
+                }
+        }
         if (!ret)
                 ret = section(r, SNAPSHOT_TAG_SERL, &sec, "serial", err);
         if (!ret && (serial_restore(vm->serial, &sec) || !snapbuf_expect_end(&sec, "serial")))
