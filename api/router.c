@@ -267,9 +267,14 @@ static bool take_body_text(struct controller_request *req, const char *body, siz
 {
         if (req->action != VMM_PUT_MMDS && req->action != VMM_PATCH_MMDS)
                 return true;
-        req->u.mmds_data.json = strndup(body, len);
+        /* A copy of exactly len bytes (not strndup: nothing says a NUL follows them). */
+        req->u.mmds_data.json = malloc(len + 1);
+        if (!req->u.mmds_data.json)
+                return false;
+        memcpy(req->u.mmds_data.json, body, len);
+        req->u.mmds_data.json[len] = '\0';
         req->u.mmds_data.len = len;
-        return req->u.mmds_data.json != NULL;
+        return true;
 }
 
 enum api_route_result api_route(const char *method, const char *url, const char *body, size_t len,
