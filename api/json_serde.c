@@ -139,20 +139,6 @@ static int deferred_position(struct parser *p, char close)
         return error_config(p->err, "%s at line %zu column %zu", msg, line, column);
 }
 
-/* The len bytes at s as a C string. Not strndup: the input is a length-counted buffer with
- * no NUL after it, and strndup may look for one past the len bytes (ASan's strict string
- * checks say so of a number that ends the input). */
-static char *text_copy(const uint8_t *s, size_t len)
-{
-        char *t = malloc(len + 1);
-
-        if (t) {
-                memcpy(t, s, len);
-                t[len] = '\0';
-        }
-        return t;
-}
-
 static int no_memory(struct parser *p)
 {
         return error_set(p->err, -ENOMEM, "out of memory");
@@ -628,7 +614,7 @@ static int parse_number(struct parser *p, bool positive, struct number *n)
                 lit[len] = '\0';
                 n->f = strtod(lit, NULL);
         } else {
-                char *big = text_copy(p->s + start, len);
+                char *big = text_dup(p->s + start, len);
                 if (!big)
                         return no_memory(p);
                 n->f = strtod(big, NULL);
@@ -998,7 +984,7 @@ static int parse_any(struct parser *p, cJSON **out)
                         r = parse_number(p, c != '-', &n);
                         if (r)
                                 return r;
-                        lit = text_copy(p->s + start, p->i - start);
+                        lit = text_dup(p->s + start, p->i - start);
                         *out = lit ? cJSON_CreateRaw(lit) : NULL;
                         free(lit);
                         return *out ? 0 : no_memory(p);

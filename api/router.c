@@ -9,6 +9,7 @@
 #include <cJSON.h>
 
 #include "config_json.h"
+#include "common/util.h"
 #include "http.h"
 
 #define MAX_SEGMENTS 4
@@ -267,14 +268,9 @@ static bool take_body_text(struct controller_request *req, const char *body, siz
 {
         if (req->action != VMM_PUT_MMDS && req->action != VMM_PATCH_MMDS)
                 return true;
-        /* A copy of exactly len bytes (not strndup: nothing says a NUL follows them). */
-        req->u.mmds_data.json = malloc(len + 1);
-        if (!req->u.mmds_data.json)
-                return false;
-        memcpy(req->u.mmds_data.json, body, len);
-        req->u.mmds_data.json[len] = '\0';
+        req->u.mmds_data.json = text_dup(body, len);
         req->u.mmds_data.len = len;
-        return true;
+        return req->u.mmds_data.json != NULL;
 }
 
 enum api_route_result api_route(const char *method, const char *url, const char *body, size_t len,

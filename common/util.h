@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define KiB(x)        ((uint64_t)(x) << 10)
@@ -77,6 +79,20 @@ static inline void put_le64(uint8_t *p, uint64_t v)
 {
         put_le32(p, (uint32_t)v);
         put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* The n bytes at p as a NUL-terminated copy (malloc; NULL when out of memory). Not
+ * strndup: the bytes are length-counted (a request body, JSON text) with nothing saying a NUL
+ * follows them, and strndup may look for one past them. */
+static inline char *text_dup(const void *p, size_t n)
+{
+        char *d = malloc(n + 1);
+
+        if (d) {
+                memcpy(d, p, n);
+                d[n] = '\0';
+        }
+        return d;
 }
 
 #endif

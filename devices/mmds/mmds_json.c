@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 struct member {
         char *key;
         size_t klen;
@@ -102,17 +104,6 @@ void mmds_json_free(struct mmds_json *v)
         free(v);
 }
 
-static char *mem_dup(const char *p, size_t n)
-{
-        char *d = malloc(n + 1);
-
-        if (d) {
-                memcpy(d, p, n);
-                d[n] = '\0';
-        }
-        return d;
-}
-
 struct mmds_json *mmds_json_copy(const struct mmds_json *v)
 {
         struct mmds_json *c = node_new(v->type);
@@ -120,7 +111,7 @@ struct mmds_json *mmds_json_copy(const struct mmds_json *v)
         if (!c)
                 return NULL;
         if (v->type == MMDS_JSON_STRING || v->type == MMDS_JSON_NUMBER) {
-                c->str = mem_dup(v->str, v->len);
+                c->str = text_dup(v->str, v->len);
                 c->len = v->len;
                 if (!c->str)
                         goto fail;
@@ -141,7 +132,7 @@ struct mmds_json *mmds_json_copy(const struct mmds_json *v)
                         struct member *m = &c->members[c->len];
 
                         m->klen = v->members[c->len].klen;
-                        m->key = mem_dup(v->members[c->len].key, m->klen);
+                        m->key = text_dup(v->members[c->len].key, m->klen);
                         m->val = m->key ? mmds_json_copy(v->members[c->len].val) : NULL;
                         if (!m->val) {
                                 free(m->key);
@@ -454,7 +445,7 @@ static int parse_number(struct parser *p, struct mmds_json *v)
                         p->pos++;
         }
         v->len = p->pos - start;
-        v->str = mem_dup(p->s + start, v->len);
+        v->str = text_dup(p->s + start, v->len);
         return v->str ? 0 : fail(p, -ENOMEM, "out of memory");
 }
 
