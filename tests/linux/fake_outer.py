@@ -8,8 +8,9 @@ or see a guest triple-fault is tested in seconds, without TCG.
 PLAN is a JSON file {"boot": [ACTION per boot], "NAME": [ACTION per try]}; the Nth boot and
 the Nth try of a scenario take the Nth action (the last one repeats), counted in the
 directory STATE. Boot actions: "up", "crash" (the kernel dies before outer-up), "hang".
-Scenario actions: "ok", "fail" (rc=1), "tf" (rc=0, one VM triple-faulted), "crash" (the
-outer kernel panics in it), "hang" (the outer stops talking in it).
+Scenario actions: "ok", "fail" (rc=1), "tf" (rc=0, one VM triple-faulted), "lk" (rc=0, a guest kernel reported a stuck CPU), "crash" (the
+outer kernel panics in it), "hang" (the outer stops talking in it), "lockup" (the outer
+kernel reports a CPU stuck, then says nothing more).
 """
 import json
 import os
@@ -51,9 +52,14 @@ def main():
             return
         if action == "hang":
             time.sleep(3600)
+        if action == "lockup":
+            for secs in (26, 52, 78):
+                say(f"[  100.0] watchdog: BUG: soft lockup - CPU#0 stuck for {secs}s! [vcpu0:42]")
+            time.sleep(3600)
         rc = 1 if action == "fail" else 0
         tf = 1 if action == "tf" else 0
-        say(f"@@TB end {name} rc={rc} secs=0.5 tf={tf}")
+        lk = 1 if action == "lk" else 0
+        say(f"@@TB end {name} rc={rc} secs=0.5 tf={tf} lk={lk}")
     say("@@TB all-done")
 
 

@@ -79,6 +79,16 @@ def test_a_silent_machine_is_given_up_on_and_replaced(bed):
     assert "said nothing for too long (in scenario a)" in r.scenarios["a"]["retried"][0]
 
 
+def test_a_soft_lockup_gives_the_machine_up_at_once(bed, monkeypatch):
+    monkeypatch.setattr(testbed, "SCENARIO_MARGIN", 60)  # the deadline alone would take 61 s
+    start = testbed.time.monotonic()
+    r, events, boots, _ = bed({"b": ["lockup", "ok"]})
+    assert r.outer_ok and boots == 2 and testbed.time.monotonic() - start < 30
+    assert [rc(r, n) for n in "abc"] == [0, 0, 0]
+    assert "stuck (in scenario b)" in r.scenarios["b"]["retried"][0]
+    assert "soft lockup - CPU#0 stuck for 52s" in r.scenarios["b"]["retried"][0]
+
+
 def test_a_second_crash_fails_the_scenario_and_the_rest_runs(bed):
     r, events, boots, _ = bed({"b": ["crash"]})
     assert not r.outer_ok and boots == 3
@@ -98,6 +108,14 @@ def test_a_guest_triple_fault_reruns_once_and_the_rerun_is_judged(bed):
     assert r.scenarios["c"]["tf"] == 0
     r2, _, boots2, _ = bed({"c": ["tf"]}, names="c")  # again a triple fault: no third run
     assert rc(r2, "c") == 0 and r2.scenarios["c"]["tf"] == 1
+
+
+def test_a_guest_soft_lockup_reruns_and_two_retries_allow_two_reruns(bed):
+    r, events, boots, _ = bed({"a": ["lk", "tf", "ok"], "c": ["lk", "fail"]}, retries=2)
+    assert boots == 3 and rc(r, "a") == 0 and rc(r, "c") == 1
+    assert len(r.scenarios["a"]["retried"]) == 2 and "stuck CPU" in r.scenarios["a"]["retried"][0]
+    assert "triple-faulted" in r.scenarios["a"]["retried"][1]
+    assert len(r.scenarios["c"]["retried"]) == 1  # a plain failure is never rerun
 
 
 def test_an_expected_triple_fault_is_not_rerun(bed):

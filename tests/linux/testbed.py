@@ -658,7 +658,7 @@ class Testbed:
             cmd += ["-display", "none", "-serial", "stdio", "-monitor", "none"]
         return cmd
 
-    def run(self, scenarios, console_path, on_event=None, crash_retries=1):
+    def run(self, scenarios, console_path, on_event=None, crash_retries=2):
         """Boots the outer, runs the scenarios in order, returns a Run. on_event(kind, name,
         info) hears "outer-up", "begin", "end" and "outer-lost" as they happen.
 
@@ -669,9 +669,9 @@ class Testbed:
         margin, the gaps between) and when the outer dies or stops talking it records why
         (the console's last lines), boots a fresh outer on the same results disk and goes on
         with the scenarios not yet run. The scenario that was running gets crash_retries more
-        tries; its result then carries "retried" (the first try's reason), which the pytest
+        tries; its result then carries "retried" (each earlier try's reason), which the pytest
         summary prints: an infrastructure failure is never silently a pass, and one that
-        repeats is a failure (rc "outer-crash"). A whole-run budget (VMM_LINUX_BUDGET
+        outlasts the retries is a failure (rc "outer-crash"). A whole-run budget (VMM_LINUX_BUDGET
         seconds, default the sum of the limits) bounds it all."""
         scale = timeout_scale()
         limits = {s.name: s.timeout * scale for s in scenarios}
@@ -711,11 +711,18 @@ class Testbed:
             # An inner guest that triple-faulted where the scenario expects none: TCG's
             # nested SVM has been seen to do that to a healthy guest (docs/linux-testbed.md),
             # so the scenario runs once more and the second run is the one judged.
+            # The same for an inner guest whose kernel reported a CPU stuck (soft lockup, RCU
+            # stall): seen with 4 vCPUs on the outer's 2, a CPU whose timer stopped firing.
             for n in ran:
-                if info[n].get("tf") and n not in expects_tf and not info[n].get("retried") \
-                        and crash_retries > 0:
+                if len(info[n].get("retried", [])) >= crash_retries:
+                    continue
+                if info[n].get("tf") and n not in expects_tf:
                     again(n, f"an inner guest triple-faulted ({info[n]['tf']} VM log(s) say "
                              f"so; outer rc={info[n]['rc']})")
+                    pending.append(n)
+                elif info[n].get("lk"):
+                    again(n, f"an inner guest's kernel reported a stuck CPU ({info[n]['lk']} VM "
+                             f"console(s) say so; outer rc={info[n]['rc']})")
                     pending.append(n)
             state, why, cur = outcome["state"], outcome["why"], outcome.get("current")
             if state == "done":
@@ -799,6 +806,16 @@ class Testbed:
                         text = line.decode(errors="replace").rstrip("\r")
                         if "TCG doesn't support requested feature" not in text:
                             tail = (tail + [text])[-60:]
+                        # A CPU of the outer stuck that long in a scenario that takes
+                        # seconds: its kernel is wedged (seen: both CPUs stuck in vmm's
+                        # vCPU threads, inside KVM, until the host's deadline). Give up on
+                        # it now rather than minutes later.
+                        m = SOFT_LOCKUP.search(text)
+                        if m and int(m.group(1)) >= LOCKUP_LIMIT:
+                            state, why = "lost", (f"the outer kernel is stuck ({phase}): "
+                                                  "its console ended:\n" +
+                                                  "\n".join(tail[-25:]))
+                            break
                         i = text.find(MARK)
                         words = text[i + len(MARK):].split() if i >= 0 else []
                         if not words:
@@ -824,7 +841,8 @@ class Testbed:
                             entry = info.setdefault(words[1], {})
                             entry.update(rc=int(rc) if re.fullmatch(r"-?\d+", rc) else rc,
                                          secs=float(f.get("secs", "nan")),
-                                         tf=int(f.get("tf", "0") or 0))
+                                         tf=int(f.get("tf", "0") or 0),
+                                         lk=int(f.get("lk", "0") or 0))
                             if on_event:
                                 on_event("end", words[1], entry)
                             current = None
@@ -853,6 +871,10 @@ class Testbed:
 OUTER_BOOT_LIMIT = 240
 SCENARIO_MARGIN = 90
 GAP_LIMIT = 90
+# The outer kernel's soft-lockup report, and how long (seconds) a CPU may be stuck before the
+# host gives the machine up.
+SOFT_LOCKUP = re.compile(r"soft lockup - CPU#\d+ stuck for (\d+)s")
+LOCKUP_LIMIT = 50
 # Outer machines one run may boot (the first, and those after losses and reruns).
 MAX_BOOTS = 6
 

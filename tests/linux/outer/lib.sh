@@ -198,7 +198,7 @@ wait_for() {
 # ---- run by /init ----
 
 tb_run_scenario() {
-        local name=$1 limit start rc secs pid n tf
+        local name=$1 limit start rc secs pid n tf lk
         limit=$(cat "/tb/scenarios/$name/timeout")
         # A try that an earlier outer machine did not live through: its files stay beside
         # the new ones (NAME.lost-N), for whoever looks at why.
@@ -238,6 +238,9 @@ tb_run_scenario() {
         # How many of its VMs triple-faulted (vmm logs each; the host reruns such a
         # scenario once unless it expects it: testbed.py, Testbed.run).
         tf=$(grep -l 'triple fault (KVM_EXIT_SHUTDOWN)' "/out/$name"/*.log 2>/dev/null | wc -l)
+        # And how many guest kernels reported a stuck CPU (the same rule).
+        lk=$(grep -lE 'soft lockup - CPU#|rcu_preempt (self-)?detected stall' \
+                "/out/$name"/*.console 2>/dev/null | wc -l)
         sync
-        echo "@@TB end $name rc=$rc secs=$secs tf=$tf"
+        echo "@@TB end $name rc=$rc secs=$secs tf=$tf lk=$lk"
 }
