@@ -1,7 +1,7 @@
 """The real-Linux test bed: vmm runs Debian's cloud kernel inside an outer Linux machine that
 QEMU emulates (TCG) with AMD SVM and nested paging, where Debian's own kvm_amd gives a
 hardware-style /dev/kvm (docs/linux-testbed.md). Used by the pytest suite of this folder,
-by scripts/nested-vm and by bench/linux-boot.
+by scripts/nested-vm and by bench/linux-boot and bench/linux-fanout.
 
 Pieces, all made from the build tree and Debian packages (nothing downloaded but packages):
 
