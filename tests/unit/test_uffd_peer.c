@@ -153,7 +153,9 @@ static struct child start_handler(const char *path)
 }
 
 static struct {
-        int calls;
+        /* Atomic: the test checks it is still 0 while the handler lives, and the peer's
+         * watcher thread may be writing it then (msg is read only after the pipe said so). */
+        _Atomic int calls;
         char msg[512];
         int pipe[2];
 } gone_seen;
