@@ -682,7 +682,7 @@ class Testbed:
         info = {}
         pending = [s.name for s in scenarios]
         expects_tf = {s.name for s in scenarios if s.expect_triple_fault}
-        tries = {}  # scenario (None: no scenario running) -> machines lost in it
+        lost_between = 0  # machines lost while no scenario ran
         problem = None
         boots = 0
         open(console_path, "wb").close()
@@ -736,16 +736,20 @@ class Testbed:
             if on_event:
                 on_event("outer-lost", cur, {"why": why, "boot": boots,
                                              "secs": time.monotonic() - start})
-            tries[cur] = tries.get(cur, 0) + 1
-            if tries[cur] <= crash_retries:
-                if cur is not None:
-                    again(cur, why)
-                    # First in the next boot; a scenario that reached its end never reruns.
-                    pending = [cur] + [n for n in pending if n != cur]
+            if cur is None:
+                lost_between += 1
+                if lost_between <= crash_retries:
+                    continue
+                problem = why
+                break  # lost again and again outside any scenario: the outer is unusable
+            # A scenario's earlier tries, whatever ended them, count against its retries
+            # (the same rule as the reruns above).
+            if len(info[cur].get("retried", [])) < crash_retries:
+                again(cur, why)
+                # First in the next boot; a scenario that reached its end never reruns.
+                pending = [cur] + [n for n in pending if n != cur]
                 continue
             problem = why
-            if cur is None:
-                break  # lost twice outside any scenario: the outer machine is unusable
             info[cur].update(rc="outer-crash", why=why)
             pending.remove(cur)
         outer_ok = not pending and all(v.get("rc") != "outer-crash" for v in info.values())
